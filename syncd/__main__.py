@@ -1,0 +1,3 @@
+from syncd.entrypoints.cli import main
+
+main()

@@ -1,0 +1,221 @@
+"""SQLAlchemy 2 models for the tables of DESIGN section 7.
+
+Times are stored in UTC and always come back timezone-aware, on SQLite too.
+Migrations in ``migrations/`` must match these models; a test runs Alembic's
+autogenerate against both backends and fails on any difference.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from syncd.domain.states import LeadState
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite stores it naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# BIGINT keys on PostgreSQL; INTEGER on SQLite, where only that is the rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+_STATES = ", ".join(f"'{state.value}'" for state in LeadState)
+
+
+class SyncState(Base):
+    """Per sync: the poll cursor and whether polling is paused."""
+
+    __tablename__ = "sync_state"
+
+    sync_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    watermark: Mapped[datetime | None] = mapped_column(
+        comment="Largest cursor value processed; None until the first page."
+    )
+    start_at: Mapped[datetime] = mapped_column(comment="Where the first poll started.")
+    paused_until: Mapped[datetime | None]
+    pause_reason: Mapped[str | None] = mapped_column(String(500))
+    last_poll_at: Mapped[datetime | None]
+    last_poll_ok_at: Mapped[datetime | None]
+    last_poll_status: Mapped[str | None] = mapped_column(String(20))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Lead(Base):
+    """One Salesforce record of one sync: the outbox row and its outcome."""
+
+    __tablename__ = "leads"
+    __table_args__ = (
+        UniqueConstraint("sync_name", "salesforce_id"),
+        CheckConstraint(f"state IN ({_STATES})", name="state"),
+        Index("ix_leads_claim", "sync_name", "agent_id", "state", "next_attempt_at", "id"),
+        Index("ix_leads_state", "state"),
+        Index("ix_leads_phone", "agent_id", "phone_e164", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sync_name: Mapped[str] = mapped_column(String(63))
+    salesforce_id: Mapped[str] = mapped_column(String(18))
+    agent_id: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(
+        comment="The LeadInput body exactly as it is (or was) sent to SimZ."
+    )
+    phone_e164: Mapped[str | None] = mapped_column(String(20))
+    record_cursor: Mapped[datetime] = mapped_column(
+        comment="The record's cursor value (e.g. SystemModstamp) when last read."
+    )
+    record_hash: Mapped[str] = mapped_column(
+        String(64), comment="Digest of the mapped source values, to tell a real change."
+    )
+    note: Mapped[str | None] = mapped_column(
+        Text, comment="Why invalid/skipped, or fields dropped."
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    batch_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("batches.id"))
+    simz_batch_id: Mapped[str | None] = mapped_column(String(255))
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(
+        comment="When the request carrying this lead was started."
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Batch(Base):
+    """One POST to SimZ: who, when, and what came back."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_sync_agent", "sync_name", "agent_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sync_name: Mapped[str] = mapped_column(String(63))
+    agent_id: Mapped[str] = mapped_column(String(255))
+    api_key_id: Mapped[str] = mapped_column(String(16), comment="Fingerprint of the API key.")
+    lead_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(
+        String(20), comment="None while in flight; then the classified answer."
+    )
+    simz_batch_id: Mapped[str | None] = mapped_column(String(255))
+    accepted: Mapped[int | None] = mapped_column(Integer)
+    rejected: Mapped[int | None] = mapped_column(Integer)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(255), comment="Replica that sent it.")
+
+
+class LeadTransition(Base):
+    """The audit trail: every state change of every lead, with time and reason."""
+
+    __tablename__ = "lead_transitions"
+    __table_args__ = (Index("ix_lead_transitions_lead", "lead_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("leads.id", ondelete="CASCADE"))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(500))
+    batch_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("batches.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PollRun(Base):
+    """One poll of one sync: its window and what it found."""
+
+    __tablename__ = "poll_runs"
+    __table_args__ = (Index("ix_poll_runs_sync", "sync_name", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sync_name: Mapped[str] = mapped_column(String(63))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    window_from: Mapped[datetime | None]
+    window_to: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(20), comment="running, ok, paused or error.")
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    fetched: Mapped[int] = mapped_column(Integer, default=0)
+    new: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    invalid: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    watermark_after: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Pause(Base):
+    """A delivery pause: an API key (401/402) or one agent of a key (404)."""
+
+    __tablename__ = "pauses"
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(16), comment="api_key or agent.")
+    key: Mapped[str] = mapped_column(
+        String(300), comment="API key fingerprint, or fingerprint/agent id."
+    )
+    reason: Mapped[str] = mapped_column(String(500))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer, default=1, comment="For the backoff.")
+    paused_until: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

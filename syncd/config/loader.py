@@ -1,0 +1,204 @@
+"""Read the YAML file, substitute ``${...}`` references, validate, report clearly.
+
+Every problem becomes one line ``<file>: <key path>: <what is wrong>`` inside a
+:class:`ConfigError`; the CLI prints those lines and exits with status 2.
+
+Substitution happens on the parsed YAML tree, inside string values only, so a
+secret can never change the structure of the document:
+
+* ``${VAR}`` -- the environment variable, which must be set;
+* ``${VAR:-default}`` -- the variable, or ``default`` when unset or empty;
+* ``${file:/path/to/secret}`` -- the file's content without its trailing newline;
+* ``$${`` -- a literal ``${``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from syncd.config.models import AUTH_METHODS, Config
+
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``lines`` says why, one problem a line."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def format_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    result: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        result[key] = loader.construct_object(value_node, deep=True)
+    return result
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _substitute_string(
+    text: str, path: str, env: Mapping[str, str], problems: list[str], source: str
+) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        body = match.group(1)
+        if body.startswith("file:"):
+            secret_path = Path(body[len("file:") :]).expanduser()
+            try:
+                return secret_path.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                problems.append(
+                    f"{source}: {path}: cannot read secret file {str(secret_path)!r}: "
+                    f"{exc.strerror or exc}"
+                )
+                return ""
+        name, has_default, default = body.partition(":-")
+        if not _VAR_NAME.match(name):
+            problems.append(f"{source}: {path}: ${{{body}}} is not a valid reference")
+            return ""
+        value = env.get(name)
+        if has_default:
+            return value if value else default
+        if value is None:
+            problems.append(f"{source}: {path}: environment variable {name} is not set")
+            return ""
+        return value
+
+    return _REFERENCE.sub(replace, text)
+
+
+def substitute(
+    node: Any, env: Mapping[str, str], source: str, problems: list[str], loc: tuple[Any, ...] = ()
+) -> Any:
+    """Return ``node`` with every ``${...}`` reference in its strings resolved."""
+    if isinstance(node, str):
+        return _substitute_string(node, format_path(loc), env, problems, source)
+    if isinstance(node, dict):
+        return {
+            key: substitute(value, env, source, problems, (*loc, key))
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [substitute(value, env, source, problems, (*loc, i)) for i, value in enumerate(node)]
+    return node
+
+
+def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Drop the parts pydantic adds for tagged unions (``auth.password.username``)."""
+    out: list[int | str] = []
+    for part in loc:
+        if out and out[-1] == "auth" and part in AUTH_METHODS:
+            continue
+        if isinstance(part, str) and (
+            part.startswith("function-") or part in {"datetime", "literal['now']"}
+        ):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "field required"
+    if kind == "union_tag_invalid":
+        context = error.get("ctx", {})
+        return f"{context.get('tag')!r} is not one of {context.get('expected_tags')}"
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; see config.example.yaml)"
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    return message[:1].lower() + message[1:]
+
+
+def validation_lines(exc: ValidationError, source: str) -> list[str]:
+    lines: list[str] = []
+    seen: set[str] = set()
+    for error in exc.errors():
+        loc = _clean_loc(tuple(error["loc"]))
+        if error["type"] == "union_tag_invalid":
+            loc = (*loc, "method")
+        path = format_path(loc)
+        if path in seen:  # one line per key: union members would repeat it
+            continue
+        seen.add(path)
+        lines.append(f"{source}: {path}: {_message(error)}")
+    return lines
+
+
+def parse_config(
+    text: str, source: str = "config.yaml", env: Mapping[str, str] | None = None
+) -> Config:
+    """Parse, substitute and validate a configuration document."""
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise ConfigError([f"{where}: invalid YAML: {exc.problem or exc.context}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
+    if raw is None:
+        raise ConfigError([f"{source}: the file is empty"])
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping of sections"])
+    problems: list[str] = []
+    resolved = substitute(raw, os.environ if env is None else env, source, problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return Config.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(validation_lines(exc, source)) from None
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("SYNCD_CONFIG") or "config.yaml")
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Load the configuration file at ``path``; raises :class:`ConfigError`."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [f"{file}: no such file (pass -c FILE or set SYNCD_CONFIG; see config.example.yaml)"]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{file}: cannot read: {exc}"]) from None
+    return parse_config(text, str(file), env)

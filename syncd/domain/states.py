@@ -1,0 +1,66 @@
+"""Lead states and the transitions allowed between them (DESIGN section 4).
+
+Pure code: no I/O. Every state change in the database goes through
+:func:`check_transition`, so an illegal move (say ``accepted`` back to
+``queued``) is a bug caught where it happens, not a lead called twice.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class LeadState(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    UNCERTAIN = "uncertain"
+    INVALID = "invalid"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+S = LeadState
+
+#: States from which a lead may be sent (again) without an operator.
+NOT_YET_SENT = frozenset({S.QUEUED, S.INVALID, S.SKIPPED})
+
+#: States in which a changed Salesforce record is evaluated again (guarantee 5).
+REEVALUATED_ON_CHANGE = frozenset({S.QUEUED, S.INVALID, S.SKIPPED})
+
+#: States an operator may move back to ``queued`` with ``syncd requeue``.
+REQUEUEABLE = frozenset({S.UNCERTAIN, S.FAILED, S.REJECTED})
+
+#: States that end a lead's life unless an operator steps in.
+TERMINAL = frozenset({S.ACCEPTED, S.REJECTED, S.UNCERTAIN, S.FAILED})
+
+ALLOWED: dict[LeadState | None, frozenset[LeadState]] = {
+    None: frozenset({S.QUEUED, S.INVALID, S.SKIPPED}),  # first seen by a poll
+    S.QUEUED: frozenset({S.SENDING, S.INVALID, S.SKIPPED, S.FAILED}),
+    S.INVALID: frozenset({S.QUEUED, S.SKIPPED}),
+    S.SKIPPED: frozenset({S.QUEUED, S.INVALID}),
+    # The answer to a batch decides; back to queued only when SimZ said nothing was queued.
+    S.SENDING: frozenset({S.ACCEPTED, S.REJECTED, S.UNCERTAIN, S.QUEUED, S.FAILED}),
+    S.ACCEPTED: frozenset(),
+    # Operator requeue only (and resend_uncertain, the documented opt-in).
+    S.REJECTED: frozenset({S.QUEUED}),
+    S.UNCERTAIN: frozenset({S.QUEUED}),
+    S.FAILED: frozenset({S.QUEUED}),
+}
+
+
+class IllegalTransition(Exception):
+    def __init__(self, current: LeadState | None, target: LeadState) -> None:
+        super().__init__(f"a lead cannot go from {current or 'new'} to {target}")
+        self.current = current
+        self.target = target
+
+
+def check_transition(current: LeadState | str | None, target: LeadState | str) -> LeadState:
+    """Return ``target`` as a state if the move from ``current`` is allowed, else raise."""
+    source = LeadState(current) if current is not None else None
+    goal = LeadState(target)
+    if goal not in ALLOWED[source]:
+        raise IllegalTransition(source, goal)
+    return goal

@@ -1,0 +1,147 @@
+"""One structlog processor chain for syncd's own logs and every stdlib logger.
+
+* JSON lines when stdout is not a terminal, console rendering on a terminal,
+  or as ``--log-format``/``observability.log_format`` says;
+* alembic, sqlalchemy, httpx, apscheduler and every other stdlib logger go
+  through the same chain via :class:`structlog.stdlib.ProcessorFormatter`;
+* :class:`Redactor` runs last before rendering: values of keys that look like
+  credentials are masked, and every configured secret value is cut out of
+  every string, whichever logger printed it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+REDACTED = "[REDACTED]"
+SENSITIVE_KEY = re.compile(
+    r"key|token|password|passwd|secret|authorization|session_id|cookie", re.I
+)
+
+#: Stdlib loggers that are chatty at INFO; they log at WARNING unless syncd runs at DEBUG.
+_NOISY = ("httpx", "httpcore", "sqlalchemy", "alembic", "apscheduler", "urllib3", "zeep")
+
+
+class Redactor:
+    """A structlog processor that masks credentials and configured secret values."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._pattern: re.Pattern[str] | None = None
+        self.set_secrets(secrets)
+
+    def set_secrets(self, secrets: Iterable[str]) -> None:
+        # Longest first, so a secret that contains another is cut whole.
+        values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._pattern.sub(REDACTED, value) if self._pattern else value
+        if isinstance(value, dict):
+            return {k: self._value(k, v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrub(item) for item in value]
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        return self._scrub(str(value))
+
+    def _value(self, key: Any, value: Any) -> Any:
+        if (
+            isinstance(key, str)
+            and SENSITIVE_KEY.search(key)
+            and value not in (None, "")
+            and not isinstance(value, int | float | bool | dict | list)
+        ):
+            return REDACTED
+        return self._scrub(value)
+
+    def __call__(self, _logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+        for key in list(event_dict):
+            if key.startswith("_"):  # structlog's own bookkeeping (_record, _from_structlog)
+                continue
+            event_dict[key] = self._value(key, event_dict[key])
+        return event_dict
+
+
+_redactor = Redactor()
+
+
+def add_secrets(secrets: Iterable[str]) -> None:
+    """Tell the redactor about secret values (the config's, once it is loaded)."""
+    _redactor.set_secrets(secrets)
+
+
+def _drop_color_message(_l: WrappedLogger, _n: str, event_dict: EventDict) -> EventDict:
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
+def configure_logging(
+    level: str = "info",
+    fmt: Literal["auto", "json", "console"] = "auto",
+    stream: TextIO | None = None,
+    secrets: Iterable[str] = (),
+) -> None:
+    """Configure structlog and the stdlib root logger; safe to call again."""
+    out = stream or sys.stdout
+    _redactor.set_secrets(secrets)
+    use_console = fmt == "console" or (fmt == "auto" and out.isatty())
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _drop_color_message,
+    ]
+    renderer: Processor = (
+        structlog.dev.ConsoleRenderer(colors=out.isatty())
+        if use_console
+        else structlog.processors.JSONRenderer()
+    )
+    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if not use_console:
+        final.append(structlog.processors.format_exc_info)
+    final += [_redactor, renderer]
+    formatter = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=final)
+
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    numeric = getattr(logging, level.upper())
+    root.setLevel(numeric)
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else logging.WARNING)
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str | None = None, **initial: Any) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger.bind(**initial) if initial else logger
+
+
+def bind_context(**values: Any) -> None:
+    """Clear the context variables and bind ``values``: one unit of work's log context."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(**values)

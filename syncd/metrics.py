@@ -1,0 +1,100 @@
+"""Prometheus metrics, all in one registry with the ``syncd_`` prefix.
+
+Counters end in ``_total``, durations are ``_seconds``, and no label ever
+carries a per-lead value (Salesforce Id, phone): labels are sync, agent,
+state, outcome and similar small sets.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+# --- delivery (SimZ) ---------------------------------------------------------------
+LEADS_DELIVERED = Counter(
+    "syncd_leads_delivered_total",
+    "Leads whose SimZ answer was recorded, by outcome "
+    "(accepted, rejected, requeued, uncertain, failed).",
+    ["sync", "outcome"],
+    registry=REGISTRY,
+)
+BATCHES = Counter(
+    "syncd_batches_total",
+    "POSTs to SimZ by classified result (e.g. accepted, split, retry, paused, uncertain).",
+    ["sync", "agent", "result"],
+    registry=REGISTRY,
+)
+SIMZ_REQUEST_DURATION = Histogram(
+    "syncd_simz_request_duration_seconds",
+    "Time from sending a batch to SimZ to reading its answer.",
+    ["sync"],
+    buckets=_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+
+# --- polling (Salesforce) ----------------------------------------------------------
+RECORDS_POLLED = Counter(
+    "syncd_records_polled_total",
+    "Salesforce records read by polls, by what they became (new, updated, unchanged, ...).",
+    ["sync", "result"],
+    registry=REGISTRY,
+)
+POLLS = Counter(
+    "syncd_polls_total",
+    "Polls by status (ok, paused, error).",
+    ["sync", "status"],
+    registry=REGISTRY,
+)
+POLL_DURATION = Histogram(
+    "syncd_poll_duration_seconds",
+    "Duration of one poll of one sync.",
+    ["sync"],
+    buckets=_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+LAST_SUCCESSFUL_POLL = Gauge(
+    "syncd_last_successful_poll_timestamp_seconds",
+    "Unix time of the last poll that finished without error.",
+    ["sync"],
+    registry=REGISTRY,
+)
+SALESFORCE_API_USAGE = Gauge(
+    "syncd_salesforce_api_usage_ratio",
+    "Share of the org's daily API requests used, from Sforce-Limit-Info (0 to 1).",
+    registry=REGISTRY,
+)
+SALESFORCE_CALLS = Counter(
+    "syncd_salesforce_calls_total",
+    "HTTP calls made to Salesforce, by kind (login, query, query_more).",
+    ["kind"],
+    registry=REGISTRY,
+)
+
+# --- state of the outbox (refreshed from the database) ------------------------------
+LEADS_BY_STATE = Gauge(
+    "syncd_leads",
+    "Leads in the database, by sync and state.",
+    ["sync", "state"],
+    registry=REGISTRY,
+)
+UNCERTAIN_LEADS = Gauge(
+    "syncd_uncertain_leads",
+    "Leads whose delivery outcome is unknown and that need an operator (alert when > 0).",
+    ["sync"],
+    registry=REGISTRY,
+)
+BACKLOG = Gauge(
+    "syncd_backlog_leads",
+    "Queued leads waiting for delivery, by sync and agent.",
+    ["sync", "agent"],
+    registry=REGISTRY,
+)
+PAUSED = Gauge(
+    "syncd_paused",
+    "1 while something is paused: scope is api_key, agent or polling.",
+    ["scope", "name"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,1 @@
+"""Pytest fixtures around the Salesforce emulator (filled in with the emulator)."""

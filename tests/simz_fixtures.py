@@ -1,0 +1,1 @@
+"""Pytest fixtures around the SimZ emulator (filled in with the emulator)."""

@@ -1,0 +1,39 @@
+"""The lead state machine of DESIGN section 4."""
+
+import pytest
+
+from syncd.domain.states import (
+    ALLOWED,
+    NOT_YET_SENT,
+    IllegalTransition,
+    LeadState,
+    check_transition,
+)
+
+
+class TestTransitions:
+    def test_accepted_is_final(self) -> None:
+        """Nothing, not even an operator, moves an accepted lead."""
+        for target in LeadState:
+            with pytest.raises(IllegalTransition):
+                check_transition(LeadState.ACCEPTED, target)
+
+    def test_uncertain_only_back_to_queued(self) -> None:
+        """An uncertain lead can only be requeued, never sent straight from that state."""
+        assert ALLOWED[LeadState.UNCERTAIN] == {LeadState.QUEUED}
+        with pytest.raises(IllegalTransition):
+            check_transition("uncertain", "sending")
+
+    def test_only_queued_leads_are_sent(self) -> None:
+        """Only a queued lead can be claimed into a batch."""
+        senders = {state for state, targets in ALLOWED.items() if LeadState.SENDING in targets}
+        assert senders == {LeadState.QUEUED}
+
+    def test_new_leads_start_unsent(self) -> None:
+        """A lead first seen by a poll starts in a state that has not reached SimZ."""
+        assert ALLOWED[None] <= NOT_YET_SENT
+        assert check_transition(None, "queued") is LeadState.QUEUED
+
+    def test_every_state_has_a_rule(self) -> None:
+        """The transition table covers every state."""
+        assert set(LeadState) <= set(ALLOWED)
