@@ -1,0 +1,268 @@
+"""Turn one Salesforce record into one SimZ lead (DESIGN section 6).
+
+Pure code: a :class:`Mapper` is built once per sync from its configuration and
+maps plain record dicts (as Salesforce's REST API returns them) to
+:class:`MappedLead` values. It decides everything that depends on the record
+alone: the request body, the agent, whether the lead is ``invalid``, the
+DoNotCall flag, and a digest used to tell a real change from a re-read.
+Rules that need other leads (the duplicate-phone window) live in
+:mod:`syncd.domain.rules`.
+
+Salesforce field names are case-insensitive, so paths are resolved
+case-insensitively; a relationship that is null (``Owner`` with no owner)
+gives None for every field behind it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import phonenumbers
+
+from syncd.config.models import SyncConfig
+from syncd.config.types import FieldRef
+from syncd.domain.soql import parse_datetime
+from syncd.domain.states import LeadState
+
+# LeadInput's ``email`` has ``format: email``; this is the practical shape of one.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+
+_MISSING = object()
+
+
+def resolve(record: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted field path such as ``Owner.Email``, or None.
+
+    Each step tries the exact key first and then a case-insensitive match; a
+    null or absent relationship object gives None.
+    """
+    node: Any = record
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        value = node.get(part, _MISSING)
+        if value is _MISSING:
+            folded = part.lower()
+            value = next(
+                (v for k, v in node.items() if isinstance(k, str) and k.lower() == folded),
+                None,
+            )
+        node = value
+        if node is None:
+            return None
+    return node
+
+
+def json_safe(value: Any) -> Any:
+    """A value JSON can carry: dates as ISO text, decimals as numbers, nested values too.
+
+    A relationship object's ``attributes`` (Salesforce's type and URL) is dropped.
+    Non-finite floats have no JSON form and become text.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return str(value)
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items() if k != "attributes"}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(item) for item in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _text(value: Any) -> str | None:
+    """A string field's value, or None for null and empty (sent as absent, not "")."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        safe = json_safe(value)
+        text = safe if isinstance(safe, str) else json.dumps(safe)
+    return text or None
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "1", "yes"}
+    return bool(value)
+
+
+def normalise_phone(value: Any, region: str) -> str | None:
+    """The number in E.164, or None when it is not a valid phone number."""
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    formatted: str = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return formatted
+
+
+@dataclass(frozen=True)
+class MappedLead:
+    """What one record becomes before rules that look at other leads."""
+
+    salesforce_id: str
+    cursor: datetime | None
+    state: LeadState  # QUEUED or INVALID; the rules may still make it SKIPPED
+    agent_id: str | None
+    payload: dict[str, Any]
+    phone_e164: str | None
+    note: str | None
+    do_not_call: bool
+    digest: str
+
+
+class Mapper:
+    """Maps records of one sync; build it once and call :meth:`map` per record."""
+
+    def __init__(self, sync: SyncConfig) -> None:
+        self.sync = sync
+        self._region = sync.phone.default_region
+        mapping = sync.mapping
+        self._texts: list[tuple[str, FieldRef]] = [
+            (name, ref)
+            for name, ref in (
+                ("firstName", mapping.firstName),
+                ("lastName", mapping.lastName),
+                ("campaignType", mapping.campaignType),
+            )
+            if ref is not None
+        ]
+        self._dnc_field = sync.rules.do_not_call_field if sync.rules.respect_do_not_call else None
+
+    def _value(self, record: Mapping[str, Any], ref: FieldRef) -> Any:
+        return ref.const if ref.path is None else resolve(record, ref.path)
+
+    def _route(self, record: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        """The agent id, or None and the note that says why there is none."""
+        if self.sync.agent is not None:
+            return self.sync.agent, None
+        route = self.sync.route
+        assert route is not None
+        raw = self._value(record, route.field)
+        key = _text(raw)
+        if key is not None and key in route.values:
+            return route.values[key], None
+        if route.default is not None:
+            return route.default, None
+        label = route.field.path if route.field.path is not None else "const"
+        return None, f"no route for {label}={key if key is not None else 'null'}"
+
+    def map(self, record: Mapping[str, Any]) -> MappedLead:
+        """Map one record; never raises on bad values (they become notes)."""
+        mapping = self.sync.mapping
+        sf_id = str(resolve(record, "Id") or "")
+        raw_cursor = resolve(record, self.sync.cursor_field)
+        cursor: datetime | None
+        if isinstance(raw_cursor, datetime):
+            cursor = raw_cursor
+        elif isinstance(raw_cursor, str):
+            try:
+                cursor = parse_datetime(raw_cursor)
+            except ValueError:
+                cursor = None
+        else:
+            cursor = None
+
+        problems: list[str] = []
+        notes: list[str] = []
+        raw_phone = self._value(record, mapping.phoneNumber)
+        phone = normalise_phone(raw_phone, self._region)
+        if phone is None:
+            where = mapping.phoneNumber.path or "const"
+            if _text(raw_phone) is None:
+                problems.append(f"no phone number in {where}")
+            else:
+                problems.append(f"phone number in {where} is not a valid number")
+
+        payload: dict[str, Any] = {"phoneNumber": phone, "salesforceId": sf_id}
+        for name, ref in self._texts:
+            text = _text(self._value(record, ref))
+            if text is not None:
+                payload[name] = text
+        if mapping.email is not None:
+            email = _text(self._value(record, mapping.email))
+            if email is not None:
+                if _EMAIL.match(email):
+                    payload["email"] = email
+                else:
+                    notes.append("email left out: not an email address")
+        custom: dict[str, Any] = {}
+        for key, ref in mapping.customData.items():
+            value = json_safe(self._value(record, ref))
+            if isinstance(value, str):
+                value = value.strip()
+            if value is None or value == "":
+                continue
+            custom[key] = value
+        if custom:
+            payload["customData"] = custom
+
+        agent, route_problem = self._route(record)
+        if route_problem:
+            problems.append(route_problem)
+        if not sf_id:
+            problems.append("record has no Id")
+        if cursor is None:
+            problems.append(f"record has no readable {self.sync.cursor_field}")
+
+        do_not_call = (
+            _truthy(resolve(record, self._dnc_field)) if self._dnc_field is not None else False
+        )
+        note = "; ".join(problems + notes) or None
+        state = LeadState.INVALID if problems else LeadState.QUEUED
+        if phone is None:
+            del payload["phoneNumber"]
+        digest = lead_digest(agent, payload, state, note, do_not_call)
+        return MappedLead(
+            salesforce_id=sf_id,
+            cursor=cursor,
+            state=state,
+            agent_id=agent,
+            payload=payload,
+            phone_e164=phone,
+            note=note,
+            do_not_call=do_not_call,
+            digest=digest,
+        )
+
+
+def lead_digest(
+    agent: str | None,
+    payload: Mapping[str, Any],
+    state: LeadState,
+    note: str | None,
+    do_not_call: bool,
+) -> str:
+    """A stable SHA-256 of everything that decides the lead: equal means nothing changed."""
+    canonical = json.dumps(
+        [agent, payload, state.value, note, do_not_call],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

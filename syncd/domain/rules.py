@@ -1,0 +1,77 @@
+"""Safety rules that hold a mapped lead back (DESIGN section 6).
+
+Pure code. The caller gathers the inputs (the mapped leads of one page, and
+which agent/number pairs were sent or queued recently) and these functions
+decide; nothing here reads a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Set
+from dataclasses import dataclass
+
+from syncd.domain.mapping import MappedLead
+from syncd.domain.states import LeadState
+
+DO_NOT_CALL_NOTE = "DoNotCall is set on the record"
+DUPLICATE_PHONE_NOTE = "duplicate phone within {window}"
+
+#: States of another lead that make a number "recently sent" to its agent.
+#: A lead SimZ rejected does not count: nobody will call it.
+COUNTS_AS_SENT = frozenset(
+    {LeadState.QUEUED, LeadState.SENDING, LeadState.ACCEPTED, LeadState.UNCERTAIN}
+)
+
+AgentPhone = tuple[str, str]
+
+
+def skipped_for_do_not_call(lead: MappedLead, respect_do_not_call: bool) -> bool:
+    """True when the record asks not to be called and the sync respects that."""
+    return respect_do_not_call and lead.do_not_call
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The state a mapped lead takes after the rules, and the note explaining it."""
+
+    state: LeadState
+    note: str | None
+
+
+def decide(
+    leads: Iterable[MappedLead],
+    *,
+    recent: Set[AgentPhone],
+    respect_do_not_call: bool,
+    duplicate_window_label: str | None,
+) -> list[Decision]:
+    """Apply the rules to leads in page order, one :class:`Decision` per lead.
+
+    * ``invalid`` stays ``invalid`` (mapping decided it);
+    * DoNotCall makes a lead ``skipped`` unless the sync opted out;
+    * a number already sent or queued to the same agent (``recent``), or
+      queued earlier in the same page, makes it ``skipped`` — unless the rule
+      is off (``duplicate_window_label`` None).
+    """
+    decisions: list[Decision] = []
+    taken: set[AgentPhone] = set()
+    for lead in leads:
+        if lead.state is LeadState.INVALID:
+            decisions.append(Decision(LeadState.INVALID, lead.note))
+            continue
+        if skipped_for_do_not_call(lead, respect_do_not_call):
+            decisions.append(Decision(LeadState.SKIPPED, _join(DO_NOT_CALL_NOTE, lead.note)))
+            continue
+        if duplicate_window_label is not None and lead.agent_id and lead.phone_e164:
+            pair = (lead.agent_id, lead.phone_e164)
+            if pair in recent or pair in taken:
+                note = DUPLICATE_PHONE_NOTE.format(window=duplicate_window_label)
+                decisions.append(Decision(LeadState.SKIPPED, _join(note, lead.note)))
+                continue
+            taken.add(pair)
+        decisions.append(Decision(LeadState.QUEUED, lead.note))
+    return decisions
+
+
+def _join(first: str, rest: str | None) -> str:
+    return f"{first}; {rest}" if rest else first
