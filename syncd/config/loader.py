@@ -25,7 +25,8 @@ from pydantic import ValidationError
 
 from syncd.config.models import AUTH_METHODS, Config
 
-_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+#: ``$${`` (an escape), ``${...}`` (a reference), or a ``${`` that is never closed.
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -47,24 +48,74 @@ def format_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate keys instead of keeping the last one."""
+class _Loader(yaml.SafeLoader):
+    """A SafeLoader that leaves dates as strings.
+
+    PyYAML turns ``2024-01-31`` into a date and ``2024-13-01`` into a crash;
+    the models parse dates themselves, with a clear message for bad ones.
+    """
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    result: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in result:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        result[key] = loader.construct_object(value_node, deep=True)
-    return result
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+def _duplicate_keys(
+    node: yaml.Node, loc: tuple[int | str, ...], source: str, problems: list[str], seen: set[int]
+) -> None:
+    """Report every key written twice in one mapping (PyYAML would keep the last one).
+
+    Keys brought in by a ``<<`` merge may be overridden, as YAML intends.
+    """
+    if id(node) in seen:  # an alias: already checked where its anchor was defined
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            if isinstance(key_node, yaml.ScalarNode):
+                mark = key_node.start_mark
+                if (key_node.tag, key) in first_line:
+                    problems.append(
+                        f"{source}:{mark.line + 1}:{mark.column + 1}: "
+                        f"{format_path((*loc, key))}: duplicate key "
+                        f"(first set on line {first_line[(key_node.tag, key)]})"
+                    )
+                else:
+                    first_line[(key_node.tag, key)] = mark.line + 1
+            _duplicate_keys(value_node, (*loc, key), source, problems, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _duplicate_keys(item, (*loc, index), source, problems, seen)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse one YAML document; duplicate keys and syntax errors become :class:`ConfigError`."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        problems: list[str] = []
+        _duplicate_keys(node, (), source, problems, set())
+        if problems:
+            raise ConfigError(problems)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise ConfigError([f"{where}: invalid YAML: {exc.problem or exc.context}"]) from None
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
+        raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
+    finally:
+        loader.dispose()
 
 
 def _substitute_string(
@@ -74,14 +125,22 @@ def _substitute_string(
         if match.group(0) == "$${":
             return "${"
         body = match.group(1)
+        if body is None:
+            problems.append(
+                f"{source}: {path}: ${{ is never closed by }} (write $${{ for a literal ${{)"
+            )
+            return ""
         if body.startswith("file:"):
+            if not body[len("file:") :].strip():
+                problems.append(f"{source}: {path}: ${{file:}} needs a path")
+                return ""
             secret_path = Path(body[len("file:") :]).expanduser()
             try:
                 return secret_path.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
                 problems.append(
-                    f"{source}: {path}: cannot read secret file {str(secret_path)!r}: "
-                    f"{exc.strerror or exc}"
+                    f"{source}: {path}: cannot read secret file {str(secret_path)!r}: {reason}"
                 )
                 return ""
         name, has_default, default = body.partition(":-")
@@ -164,14 +223,7 @@ def parse_config(
     text: str, source: str = "config.yaml", env: Mapping[str, str] | None = None
 ) -> Config:
     """Parse, substitute and validate a configuration document."""
-    try:
-        raw = yaml.load(text, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise ConfigError([f"{where}: invalid YAML: {exc.problem or exc.context}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
+    raw = load_yaml(text, source)
     if raw is None:
         raise ConfigError([f"{source}: the file is empty"])
     if not isinstance(raw, dict):

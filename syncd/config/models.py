@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from syncd.config.types import Duration, FieldRefValue
 
@@ -58,6 +60,20 @@ class DatabaseConfig(_Model):
         if scheme == "sqlite" and not value.startswith("sqlite:///"):
             raise ValueError(
                 "a SQLite URL needs three slashes: sqlite:///relative.db or sqlite:////abs.db"
+            )
+        try:
+            parsed = make_url(value)
+            port = parsed.port  # parsing the port happens here, not in make_url
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "not a valid database URL (expected e.g. postgresql+psycopg://user@host:5432/db); "
+                "percent-encode special characters in the password"
+            ) from None
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"port {port} is out of range")
+        if scheme == "sqlite" and not parsed.database:
+            raise ValueError(
+                "a SQLite URL needs a file: sqlite:///relative.db or sqlite:////abs.db"
             )
         return value
 
@@ -462,7 +478,7 @@ class Config(_Model):
                     walk(item)
 
         walk(self)
-        url_password = urlsplit(self.database.url).password
-        if url_password:
-            found.append(url_password)
+        # The password as written in the URL (maybe percent-encoded) and as sent.
+        found.append(urlsplit(self.database.url).password or "")
+        found.append(make_url(self.database.url).password or "")
         return [value for value in found if value]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any
@@ -10,6 +11,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Wi
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+#: Ten years: longer is surely a typo, and timedelta overflows not far beyond.
+_MAX_SECONDS = 3650 * 86400.0
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -26,8 +29,12 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError(
             f"{value!r} is not a duration; use a number of seconds or 30s, 10m, 24h, 1d"
         )
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a duration; use a number of seconds or 30s, 10m, 24h")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > _MAX_SECONDS:
+        raise ValueError(f"{value!r} is too long a duration (at most 3650d)")
     return timedelta(seconds=seconds)
 
 

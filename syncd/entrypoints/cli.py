@@ -24,7 +24,7 @@ from syncd.logs import configure_logging, get_logger
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 config_option = click.option(
     "-c",
@@ -145,12 +145,17 @@ def migrate(ctx: click.Context, config_path: Path) -> None:
 
     config = load_or_exit(config_path)
     setup(ctx, config)
-    engine = open_engine(config)
     log = get_logger("syncd.migrate")
+    try:
+        engine = open_engine(config)
+    except OSError as exc:  # e.g. the SQLite file's folder cannot be created
+        fail(f"cannot open the database: {exc}")
     try:
         result = migrations.upgrade(engine)
     except SQLAlchemyError as exc:
         fail(f"cannot migrate the database: {describe_db_error(exc)}")
+    except OSError as exc:
+        fail(f"cannot migrate the database: {exc}")
     finally:
         engine.dispose()
     if result.changed:

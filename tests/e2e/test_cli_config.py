@@ -1,0 +1,501 @@
+"""``syncd check-config`` and ``syncd config-schema`` run as a user runs them: in a subprocess.
+
+Each malformed file must give exit status 2, exactly one line that names the
+key (or the line and column, for YAML syntax), and never a traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from syncd.config import load_config
+from syncd.config.loader import load_yaml, substitute
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config.example.yaml"
+
+#: The environment config.example.yaml needs (SYNCD_DATABASE_URL left unset on purpose).
+EXAMPLE_ENV = {
+    "SF_USERNAME": "integration@example.com",
+    "SF_PASSWORD": "sf-password-value",
+    "SF_SECURITY_TOKEN": "sf-token-value",
+    "SIMZ_API_KEY": "simz-key-value",
+}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The parent's environment without any syncd or config variable, plus ``extra``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SYNCD_", "SF_", "SIMZ_"))
+    }
+    env.update(extra)
+    return env
+
+
+def run_syncd(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI (``python -m syncd``) in a subprocess and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "syncd", *args],
+        cwd=cwd,
+        env=clean_env() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def base_config() -> dict[str, Any]:
+    """A small valid configuration; each malformed case breaks exactly one thing in it."""
+    return {
+        "database": {"url": "sqlite:///./syncd.db"},
+        "salesforce": {
+            "auth": {
+                "method": "password",
+                "username": "integration@example.com",
+                "password": "pw",
+                "security_token": "tok",
+            },
+            "domain": "login",
+        },
+        "simz": {"base_url": "https://api.simz.com", "api_key": "key", "batch_size": 100},
+        "syncs": [
+            {
+                "name": "web-leads",
+                "object": "Lead",
+                "schedule": {"every": "60s"},
+                "start_at": "now",
+                "lookback": "10m",
+                "agent": "agt_1",
+                "mapping": {"phoneNumber": "Phone", "firstName": "FirstName"},
+                "phone": {"default_region": "US"},
+            }
+        ],
+        "observability": {"log_format": "json", "log_level": "info"},
+    }
+
+
+def mutate(change: Callable[[dict[str, Any]], None]) -> Callable[[Path], str]:
+    """A case built by changing one thing in :func:`base_config`."""
+
+    def build(_tmp: Path) -> str:
+        config = copy.deepcopy(base_config())
+        change(config)
+        return yaml.safe_dump(config, sort_keys=False)
+
+    return build
+
+
+def raw(text: str) -> Callable[[Path], str]:
+    """A case written as YAML text (for what a dict cannot express)."""
+    return lambda _tmp: text
+
+
+def base_yaml() -> str:
+    return yaml.safe_dump(base_config(), sort_keys=False)
+
+
+def sync0(config: dict[str, Any]) -> dict[str, Any]:
+    sync: dict[str, Any] = config["syncs"][0]
+    return sync
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """Set a dotted path (``syncs.0.agent``) in the config."""
+
+    def change(config: dict[str, Any]) -> None:
+        node: Any = config
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node[int(part)] if part.isdigit() else node[part]
+        last = parts[-1]
+        node[int(last) if last.isdigit() else last] = value
+
+    return change
+
+
+def _delete(path: str) -> Callable[[dict[str, Any]], None]:
+    def change(config: dict[str, Any]) -> None:
+        node: Any = config
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node[int(part)] if part.isdigit() else node[part]
+        del node[parts[-1]]
+
+    return change
+
+
+def _duplicate_sync(config: dict[str, Any]) -> None:
+    config["syncs"].append(copy.deepcopy(sync0(config)))
+
+
+def _route_too(config: dict[str, Any]) -> None:
+    sync0(config)["route"] = {"field": "Country", "values": {"US": "agt_us"}}
+
+
+def _missing_secret_file(tmp: Path) -> str:
+    config = base_config()
+    config["salesforce"]["auth"]["password"] = f"${{file:{tmp}/no-such-secret}}"
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    build: Callable[[Path], str]
+    expected: str  # the line after "<file>: " (or after "<file>:LINE:COL: " for YAML syntax)
+
+
+CASES = [
+    Case(
+        "bad-yaml",
+        raw("simz: {api_key: k\nsyncs: []\n"),
+        "2:6: invalid YAML: expected ',' or '}', but got ':'",
+    ),
+    Case(
+        "duplicate-yaml-key",
+        raw(base_yaml() + "simz: {api_key: other}\n"),
+        f"{len(base_yaml().splitlines()) + 1}:1: simz: duplicate key (first set on line 10)",
+    ),
+    Case(
+        "duplicate-nested-key",
+        raw(base_yaml().replace("  api_key: key\n", "  api_key: key\n  api_key: key2\n")),
+        "13:3: simz.api_key: duplicate key (first set on line 12)",
+    ),
+    Case(
+        "tab-indent",
+        raw("simz:\n\tapi_key: x\n"),
+        "2:1: invalid YAML: found character '\\t' that cannot start any token",
+    ),
+    Case("empty-file", raw(""), "the file is empty"),
+    Case("top-level-list", raw("- a\n- b\n"), "the top level must be a mapping of sections"),
+    Case(
+        "wrong-type-batch-size",
+        mutate(_set("simz.batch_size", "lots")),
+        "simz.batch_size: input should be a valid integer, unable to parse string as an integer",
+    ),
+    Case(
+        "negative-batch-size",
+        mutate(_set("simz.batch_size", -5)),
+        "simz.batch_size: input should be greater than or equal to 1",
+    ),
+    Case(
+        "unknown-key",
+        mutate(_set("simz.batch_sise", 10)),
+        "simz.batch_sise: unknown key (check the spelling; see config.example.yaml)",
+    ),
+    Case(
+        "unknown-section",
+        mutate(_set("observabilty", {})),
+        "observabilty: unknown key (check the spelling; see config.example.yaml)",
+    ),
+    Case(
+        "missing-phone-mapping",
+        mutate(_delete("syncs.0.mapping.phoneNumber")),
+        "syncs[0].mapping.phoneNumber: field required",
+    ),
+    Case("missing-simz-section", mutate(_delete("simz")), "simz: field required"),
+    Case("missing-api-key", mutate(_delete("simz.api_key")), "simz.api_key: field required"),
+    Case(
+        "missing-env-var",
+        mutate(_set("simz.api_key", "${SYNCD_TEST_UNSET_VARIABLE}")),
+        "simz.api_key: environment variable SYNCD_TEST_UNSET_VARIABLE is not set",
+    ),
+    Case(
+        "bad-reference",
+        mutate(_set("simz.api_key", "${1BAD}")),
+        "simz.api_key: ${1BAD} is not a valid reference",
+    ),
+    Case(
+        "missing-secret-file",
+        _missing_secret_file,
+        "salesforce.auth.password: cannot read secret file 'TMP/no-such-secret': "
+        "No such file or directory",
+    ),
+    Case(
+        "unclosed-reference",
+        mutate(_set("simz.api_key", "${SIMZ_API_KEY")),
+        "simz.api_key: ${ is never closed by } (write $${ for a literal ${)",
+    ),
+    Case(
+        "bad-url",
+        mutate(_set("simz.base_url", "api.simz.com")),
+        "simz.base_url: input should be a valid URL, relative URL without a base",
+    ),
+    Case(
+        "bad-database-scheme",
+        mutate(_set("database.url", "mysql://db/syncd")),
+        "database.url: unsupported database URL scheme 'mysql'; "
+        "use sqlite:///path/to/file.db or postgresql+psycopg://user@host/db",
+    ),
+    Case(
+        "sqlite-two-slashes",
+        mutate(_set("database.url", "sqlite://syncd.db")),
+        "database.url: a SQLite URL needs three slashes: sqlite:///relative.db or sqlite:////abs.db",
+    ),
+    Case(
+        "bad-database-port",
+        mutate(_set("database.url", "postgresql+psycopg://syncd@db:5432x/syncd")),
+        "database.url: not a valid database URL (expected e.g. "
+        "postgresql+psycopg://user@host:5432/db); percent-encode special characters in the "
+        "password",
+    ),
+    Case(
+        "duplicate-sync-names",
+        mutate(_duplicate_sync),
+        "syncs: duplicate sync name 'web-leads'",
+    ),
+    Case(
+        "no-syncs",
+        mutate(_set("syncs", [])),
+        "syncs: list should have at least 1 item after validation, not 0",
+    ),
+    Case(
+        "bad-sync-name",
+        mutate(_set("syncs.0.name", "Web Leads")),
+        "syncs[0].name: 'Web Leads' is not a valid sync name: use lower case letters, digits, "
+        "- and _ (at most 63 characters)",
+    ),
+    Case(
+        "bad-cron",
+        mutate(_set("syncs.0.schedule", {"cron": "*/5 25 * * *"})),
+        "syncs[0].schedule: invalid cron expression '*/5 25 * * *': Error validating expression "
+        "'25': the last value (25) is higher than the maximum value (23)",
+    ),
+    Case(
+        "every-and-cron",
+        mutate(_set("syncs.0.schedule", {"every": "60s", "cron": "* * * * *"})),
+        "syncs[0].schedule: set exactly one of every and cron",
+    ),
+    Case(
+        "bad-duration",
+        mutate(_set("syncs.0.lookback", "ten minutes")),
+        "syncs[0].lookback: 'ten minutes' is not a duration; use a number of seconds or "
+        "30s, 10m, 24h, 1d",
+    ),
+    Case(
+        "negative-duration",
+        mutate(_set("syncs.0.lookback", -5)),
+        "syncs[0].lookback: a duration cannot be negative",
+    ),
+    Case(
+        "endless-duration",
+        mutate(_set("syncs.0.lag", 10**30)),
+        "syncs[0].lag: 1000000000000000000000000000000 is too long a duration (at most 3650d)",
+    ),
+    Case(
+        "bad-region",
+        mutate(_set("syncs.0.phone.default_region", "XX")),
+        "syncs[0].phone.default_region: 'XX' is not a region phonenumbers knows (e.g. US, GB, DE)",
+    ),
+    Case(
+        "agent-and-route",
+        mutate(_route_too),
+        "syncs[0]: set exactly one of agent and route",
+    ),
+    Case(
+        "neither-agent-nor-route",
+        mutate(_delete("syncs.0.agent")),
+        "syncs[0]: set exactly one of agent and route",
+    ),
+    Case(
+        "bad-start-at",
+        mutate(_set("syncs.0.start_at", "yesterday")),
+        "syncs[0].start_at: 'yesterday' is neither 'now' nor an ISO date such as "
+        "2024-01-31T00:00:00Z",
+    ),
+    Case(
+        "impossible-start-date",
+        raw(base_yaml().replace("start_at: now", "start_at: 2024-13-01")),
+        "syncs[0].start_at: '2024-13-01' is neither 'now' nor an ISO date such as "
+        "2024-01-31T00:00:00Z",
+    ),
+    Case(
+        "bad-field-path",
+        mutate(_set("syncs.0.mapping.firstName", "First Name")),
+        "syncs[0].mapping.firstName: 'First Name' is not a Salesforce field path (letters, "
+        "digits, _ and dots, e.g. Phone or Owner.Email); write {const: ...} for a constant",
+    ),
+    Case(
+        "bad-auth-method",
+        mutate(_set("salesforce.auth.method", "oauth")),
+        "salesforce.auth.method: 'oauth' is not one of 'password', 'jwt', 'client_credentials', "
+        "'session'",
+    ),
+    Case(
+        "jwt-without-key",
+        mutate(
+            _set(
+                "salesforce.auth",
+                {"method": "jwt", "username": "u@example.com", "consumer_key": "3MVG"},
+            )
+        ),
+        "salesforce.auth: set exactly one of private_key_file and private_key",
+    ),
+    Case(
+        "bad-log-format",
+        mutate(_set("observability.log_format", "xml")),
+        "observability.log_format: input should be 'auto', 'json' or 'console'",
+    ),
+    Case(
+        "bad-listen",
+        mutate(_set("observability.listen", "8080")),
+        "observability.listen: '8080' is not host:port (e.g. 0.0.0.0:8080)",
+    ),
+    Case(
+        "page-size-too-small",
+        mutate(_set("salesforce.page_size", 10)),
+        "salesforce.page_size: input should be greater than or equal to 200",
+    ),
+    Case(
+        "backoff-max-below-initial",
+        mutate(_set("simz.backoff", {"initial": "10s", "max": "5s"})),
+        "simz.backoff: max must not be smaller than initial",
+    ),
+    Case(
+        "agent-not-a-string",
+        mutate(_set("syncs.0.agent", 123)),
+        "syncs[0].agent: input should be a valid string",
+    ),
+]
+
+
+class TestMalformedConfigs:
+    @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+    def test_one_clear_line_and_exit_2(self, case: Case, tmp_path: Path) -> None:
+        """A malformed file gives exit 2 and one line naming the key, without a traceback."""
+        path = tmp_path / "x.yaml"
+        path.write_text(case.build(tmp_path), encoding="utf-8")
+        result = run_syncd("check-config", "-c", str(path), cwd=tmp_path)
+        output = result.stdout + result.stderr
+        assert result.returncode == 2, output
+        assert "Traceback" not in output
+        assert result.stdout == ""
+        lines = result.stderr.splitlines()
+        expected = case.expected.replace("TMP", str(tmp_path))
+        assert lines == [f"{path}: {expected}"] or lines == [f"{path}:{expected}"], output
+
+    def test_enough_cases(self) -> None:
+        """The table covers at least 25 distinct ways to get a file wrong."""
+        assert len({case.id for case in CASES}) == len(CASES) >= 25
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A file that does not exist is one line saying so and how to pass one."""
+        result = run_syncd("check-config", "-c", "nope.yaml", cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            "nope.yaml: no such file (pass -c FILE or set SYNCD_CONFIG; see config.example.yaml)"
+        ]
+
+    def test_default_path_from_environment(self, tmp_path: Path) -> None:
+        """Without -c the file named by SYNCD_CONFIG is read."""
+        path = tmp_path / "elsewhere.yaml"
+        path.write_text(base_yaml(), encoding="utf-8")
+        result = run_syncd("check-config", cwd=tmp_path, env=clean_env(SYNCD_CONFIG=str(path)))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"{path}: ok, 1 sync(s)")
+
+    def test_several_problems_one_line_each(self, tmp_path: Path) -> None:
+        """Independent problems are all reported, one line each."""
+        config = base_config()
+        config["simz"]["batch_size"] = 0
+        sync0(config)["phone"]["default_region"] = "XX"
+        path = tmp_path / "x.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        result = run_syncd("check-config", "-c", str(path), cwd=tmp_path)
+        assert result.returncode == 2
+        lines = result.stderr.splitlines()
+        assert len(lines) == 2
+        assert any(": simz.batch_size: " in line for line in lines)
+        assert any(": syncs[0].phone.default_region: " in line for line in lines)
+
+
+class TestExampleConfig:
+    def test_example_passes(self, tmp_path: Path) -> None:
+        """config.example.yaml is valid once its environment variables are set."""
+        result = run_syncd(
+            "check-config", "-c", str(EXAMPLE), cwd=tmp_path, env=clean_env(**EXAMPLE_ENV)
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0] == f"{EXAMPLE}: ok, 1 sync(s)"
+        assert "web-leads: Lead -> agt_123" in result.stdout
+
+    def test_example_database_default(self) -> None:
+        """Without SYNCD_DATABASE_URL the example uses the SQLite file ./syncd.db."""
+        config = load_config(EXAMPLE, env=EXAMPLE_ENV)
+        assert config.database.url == "sqlite:///./syncd.db"
+        assert config.simz.api_key.get_secret_value() == "simz-key-value"
+        override = load_config(
+            EXAMPLE, env={**EXAMPLE_ENV, "SYNCD_DATABASE_URL": "sqlite:////var/lib/syncd.db"}
+        )
+        assert override.database.url == "sqlite:////var/lib/syncd.db"
+
+    def test_example_needs_its_variables(self, tmp_path: Path) -> None:
+        """Each variable the example needs is reported, one line each, when unset."""
+        result = run_syncd("check-config", "-c", str(EXAMPLE), cwd=tmp_path)
+        assert result.returncode == 2
+        lines = result.stderr.splitlines()
+        assert len(lines) == 4
+        for name in EXAMPLE_ENV:
+            assert any(line.endswith(f"environment variable {name} is not set") for line in lines)
+        assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The JSON Schema printed by ``syncd config-schema``."""
+    result = run_syncd("config-schema", cwd=tmp_path_factory.mktemp("schema"))
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+class TestConfigSchema:
+    @staticmethod
+    def example_document() -> Any:
+        """config.example.yaml after substitution, as the schema sees it."""
+        problems: list[str] = []
+        document = substitute(
+            load_yaml(EXAMPLE.read_text(encoding="utf-8"), "x"), EXAMPLE_ENV, "x", problems
+        )
+        assert problems == []
+        return document
+
+    def test_schema_is_valid_json_schema(self, schema: dict[str, Any]) -> None:
+        """The printed schema is itself a valid draft 2020-12 JSON Schema."""
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["title"] == "syncd configuration"
+
+    def test_schema_accepts_example(self, schema: dict[str, Any]) -> None:
+        """The schema validates config.example.yaml."""
+        jsonschema.Draft202012Validator(schema).validate(self.example_document())
+
+    def test_schema_rejects_unknown_key(self, schema: dict[str, Any]) -> None:
+        """The schema rejects a misspelt key, like the loader does."""
+        document = self.example_document()
+        document["simz"]["batch_sise"] = 10
+        with pytest.raises(jsonschema.ValidationError, match="batch_sise"):
+            jsonschema.Draft202012Validator(schema).validate(document)
+
+    def test_schema_rejects_wrong_type(self, schema: dict[str, Any]) -> None:
+        """The schema rejects a value of the wrong type."""
+        document = self.example_document()
+        document["simz"]["batch_size"] = "lots"
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.Draft202012Validator(schema).validate(document)
