@@ -1,0 +1,695 @@
+"""A Salesforce org on loopback, for tests, the demo and benchmarks.
+
+It answers what simple-salesforce 1.12 calls, the way Salesforce does:
+
+* ``POST /services/Soap/u/{version}``: SOAP ``login`` with username and
+  password + security token; a SOAP fault ``INVALID_LOGIN`` (HTTP 500) otherwise.
+* ``POST /services/oauth2/token``: grant types ``password``,
+  ``client_credentials`` (HTTP Basic or form client id/secret) and
+  ``urn:ietf:params:oauth:grant-type:jwt-bearer``. A JWT must have ``iss`` =
+  the consumer key, ``sub`` = the username and an unexpired ``exp``; its
+  signature is verified only when the emulator was given ``jwt_public_key``
+  (a PEM public key or certificate); without one any well-formed JWT passes.
+* ``GET /services/data/vXX.X/query`` and ``queryAll`` (``?q=``), paged with
+  ``nextRecordsUrl`` (``.../query/<locator>-<offset>``) and the
+  ``Sforce-Query-Options: batchSize=N`` header (clamped to 200..2000). A query
+  is evaluated and sorted once; its result is kept per locator and pages are
+  slices of it.
+* ``GET``/``PATCH /services/data/vXX.X/sobjects/{type}/{id}``.
+
+Every REST answer carries ``Sforce-Limit-Info: api-usage=N/M`` and each REST
+call counts one. A missing, unknown or expired session gets 401
+``INVALID_SESSION_ID``.
+
+The control API under ``/__sandbox/`` (JSON, no authentication) mirrors the
+Python methods: ``POST records``, ``POST update``, ``POST expire-sessions``,
+``POST inject``, ``POST api-usage``, ``GET query-log``, ``GET records/{type}/{id}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import shutil
+import ssl
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html import escape
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from socket import socket
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import jwt
+
+from syncd.sandbox.sf_certs import write_certificates
+from syncd.sandbox.sf_soql import (
+    TYPE_KEY,
+    CompiledQuery,
+    Record,
+    SoqlError,
+    compile_query,
+    to_json_value,
+)
+from syncd.sandbox.sf_store import RecordError, RecordStore
+
+FAULT_KINDS = ("INVALID_SESSION_ID", "REQUEST_LIMIT_EXCEEDED", "500", "delay", "malformed_json")
+ORG_ID = "00D8d000000SyNcEAA"
+USER_ID = "0058d000000SyNcAAA"
+MAX_CURSORS = 200
+INVALID_SESSION = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+LIMIT_EXCEEDED = [
+    {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
+]
+_DATA_PATH = re.compile(r"^/services/data/v(?P<version>\d+\.\d)(?P<rest>/.*)?$")
+_PAGE_PATH = re.compile(r"^/(?P<kind>query|queryAll)/(?P<locator>01g[A-Za-z0-9]+)-(?P<offset>\d+)$")
+_SOBJECT_PATH = re.compile(r"^/sobjects/(?P<type>[A-Za-z][A-Za-z0-9_]*)/(?P<id>[A-Za-z0-9]+)/?$")
+
+
+@dataclass
+class _Fault:
+    kind: str
+    remaining: int
+    params: dict[str, Any]
+
+
+@dataclass
+class _Cursor:
+    query: CompiledQuery
+    rows: list[Record]
+    batch_size: int
+    kind: str  # query or queryAll
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json;charset=UTF-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json(status: int, payload: Any, **headers: str) -> _Reply:
+    return _Reply(status, json.dumps(payload, separators=(",", ":")).encode(), headers=headers)
+
+
+def _error(status: int, code: str, message: str) -> _Reply:
+    return _json(status, [{"message": message, "errorCode": code}])
+
+
+class SalesforceEmulator:
+    """An HTTPS Salesforce org in a background thread; see the module docstring."""
+
+    def __init__(
+        self,
+        records: Iterable[Mapping[str, Any]] = (),
+        cert_dir: Path | None = None,
+        username: str = "sandbox@example.com",
+        password: str = "sandbox-password",
+        security_token: str = "sandbox-token",
+        consumer_key: str = "sandbox-consumer-key",
+        consumer_secret: str = "sandbox-consumer-secret",
+        jwt_public_key: str | bytes | None = None,
+        api_max: int = 15000,
+    ) -> None:
+        self.username = username
+        self.password = password
+        self.security_token = security_token
+        self.consumer_key = consumer_key
+        self.consumer_secret = consumer_secret
+        self.jwt_public_key = jwt_public_key
+        self.store = RecordStore()
+        self.store.add(records)
+        self._own_cert_dir = cert_dir is None
+        self.cert_dir = Path(tempfile.mkdtemp(prefix="syncd-sf-")) if cert_dir is None else cert_dir
+        self._lock = threading.Lock()
+        self._sessions: dict[str, str] = {}  # session id -> username
+        self._faults: list[_Fault] = []
+        self._api_used = 0
+        self._api_max = api_max
+        self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        self._query_log: list[dict[str, Any]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+        self.ca_file = self.cert_dir / "ca.pem"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve HTTPS on ``host:port`` (0 picks a free port); return the base URL."""
+        files = write_certificates(self.cert_dir)
+        self.ca_file = files.ca_file
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(files.cert_file, files.key_file)
+        server = _TLSServer((host, port), _Handler, context, self)
+        self._server = server
+        self.url = f"https://{host}:{server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="salesforce-emulator", daemon=True
+        )
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self._own_cert_dir:
+            shutil.rmtree(self.cert_dir, ignore_errors=True)
+
+    def __enter__(self) -> SalesforceEmulator:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ control
+
+    def add_records(self, records: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Insert records (or update those whose Id exists); each names its ``sobject``."""
+        return self.store.add(records)
+
+    def update_record(
+        self,
+        sobject: str,
+        record_id: str,
+        fields: Mapping[str, Any],
+        system_modstamp: datetime | str | None = None,
+    ) -> dict[str, Any]:
+        """Change a record as a user would; ``system_modstamp`` back-dates it (a late commit)."""
+        record = self.store.update(sobject, record_id, fields, system_modstamp)
+        return _public(record)
+
+    def get_record(self, sobject: str, record_id: str) -> dict[str, Any] | None:
+        record = self.store.get(sobject, record_id)
+        return None if record is None else _public(record)
+
+    def expire_sessions(self) -> None:
+        """Invalidate every session, as an org's session timeout would."""
+        with self._lock:
+            self._sessions.clear()
+
+    def inject(self, kind: str, count: int = 1, **params: Any) -> None:
+        """Make the next ``count`` REST calls fail (or wait ``seconds`` for "delay")."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; use one of {', '.join(FAULT_KINDS)}")
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        with self._lock:
+            self._faults.append(_Fault(kind, count, dict(params)))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def set_api_usage(self, used: int, max: int | None = None) -> None:
+        """Set the numbers the ``Sforce-Limit-Info`` header reports."""
+        with self._lock:
+            self._api_used = used
+            if max is not None:
+                self._api_max = max
+
+    def api_usage(self) -> tuple[int, int]:
+        with self._lock:
+            return self._api_used, self._api_max
+
+    def query_log(self) -> list[dict[str, Any]]:
+        """Every SOQL execution and page fetch: time, soql, session, page, offset, rows."""
+        with self._lock:
+            return [dict(entry) for entry in self._query_log]
+
+    def sessions(self) -> list[str]:
+        with self._lock:
+            return list(self._sessions)
+
+    # ------------------------------------------------------------------ auth
+
+    def _new_session(self, username: str) -> str:
+        session = f"{ORG_ID[:15]}!{secrets.token_urlsafe(48)}"
+        with self._lock:
+            self._sessions[session] = username
+        return session
+
+    def _session_of(self, headers: Mapping[str, str]) -> str | None:
+        value = headers.get("Authorization", "")
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() not in ("bearer", "oauth") or not token:
+            return None
+        with self._lock:
+            return token if token in self._sessions else None
+
+    def _password_ok(self, username: str, password: str, *, token_optional: bool) -> bool:
+        if username != self.username:
+            return False
+        if secrets.compare_digest(password, self.password + self.security_token):
+            return True
+        return token_optional and secrets.compare_digest(password, self.password)
+
+    def soap_login(self, body: bytes, version: str) -> _Reply:
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError:
+            return _soap_fault("soapenv:Client", "INVALID_XML", "The request is not valid XML")
+        values = {el.tag.rsplit("}", 1)[-1]: (el.text or "") for el in root.iter()}
+        if "login" not in values:
+            return _soap_fault("soapenv:Client", "UNKNOWN_EXCEPTION", "Only login is supported")
+        username, password = values.get("username", ""), values.get("password", "")
+        if not self._password_ok(username, password, token_optional=self.security_token == ""):
+            return _soap_fault(
+                "sf:INVALID_LOGIN",
+                "INVALID_LOGIN",
+                "Invalid username, password, security token; or user locked out.",
+            )
+        session = self._new_session(username)
+        server_url = f"{self.url}/services/Soap/u/{version}/{ORG_ID[:15]}"
+        xml = (
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+            'xmlns="urn:partner.soap.sforce.com" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+            "<soapenv:Body><loginResponse><result>"
+            f"<metadataServerUrl>{self.url}/services/Soap/m/{version}/{ORG_ID[:15]}"
+            "</metadataServerUrl>"
+            "<passwordExpired>false</passwordExpired><sandbox>true</sandbox>"
+            f"<serverUrl>{server_url}</serverUrl>"
+            f"<sessionId>{escape(session)}</sessionId>"
+            f"<userId>{USER_ID}</userId>"
+            "<userInfo>"
+            f"<organizationId>{ORG_ID}</organizationId>"
+            "<organizationName>syncd sandbox</organizationName>"
+            f"<userEmail>{escape(self.username)}</userEmail>"
+            f"<userId>{USER_ID}</userId>"
+            f"<userName>{escape(self.username)}</userName>"
+            "</userInfo>"
+            "</result></loginResponse></soapenv:Body></soapenv:Envelope>"
+        )
+        return _Reply(200, xml.encode(), "text/xml;charset=UTF-8")
+
+    def oauth_token(self, body: bytes, headers: Mapping[str, str]) -> _Reply:
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        grant = form.get("grant_type", "")
+        if grant == "password":
+            if form.get("client_id") != self.consumer_key:
+                return _oauth_error("invalid_client_id", "client identifier invalid")
+            if not secrets.compare_digest(form.get("client_secret", ""), self.consumer_secret):
+                return _oauth_error("invalid_client", "invalid client credentials")
+            username = form.get("username", "")
+            if not self._password_ok(username, form.get("password", ""), token_optional=True):
+                return _oauth_error("invalid_grant", "authentication failure")
+            return self._token_answer(username)
+        if grant == "client_credentials":
+            client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
+            scheme, _, encoded = headers.get("Authorization", "").partition(" ")
+            if scheme.lower() == "basic":
+                try:
+                    decoded = base64.b64decode(encoded).decode()
+                except (ValueError, UnicodeDecodeError):
+                    decoded = ""
+                client_id, _, client_secret = decoded.partition(":")
+            if client_id != self.consumer_key:
+                return _oauth_error("invalid_client_id", "client identifier invalid")
+            if not secrets.compare_digest(client_secret, self.consumer_secret):
+                return _oauth_error("invalid_client", "invalid client credentials")
+            return self._token_answer(self.username)
+        if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return self._jwt_login(form.get("assertion", ""))
+        return _oauth_error("unsupported_grant_type", "grant type not supported")
+
+    def _jwt_login(self, assertion: str) -> _Reply:
+        try:
+            if self.jwt_public_key is not None:
+                claims = jwt.decode(
+                    assertion,
+                    self.jwt_public_key,
+                    algorithms=["RS256"],
+                    options={"verify_aud": False, "require": ["iss", "sub", "exp"]},
+                )
+            else:
+                claims = jwt.decode(
+                    assertion,
+                    options={"verify_signature": False, "require": ["iss", "sub", "exp"]},
+                )
+                if float(claims["exp"]) < time.time():
+                    raise jwt.ExpiredSignatureError("expired")
+        except (jwt.PyJWTError, ValueError, TypeError):
+            return _oauth_error("invalid_grant", "invalid assertion")
+        if claims.get("iss") != self.consumer_key:
+            return _oauth_error("invalid_client_id", "client identifier invalid")
+        if claims.get("sub") != self.username:
+            return _oauth_error("invalid_grant", "user hasn't approved this consumer")
+        return self._token_answer(self.username)
+
+    def _token_answer(self, username: str) -> _Reply:
+        session = self._new_session(username)
+        issued = str(int(time.time() * 1000))
+        return _json(
+            200,
+            {
+                "access_token": session,
+                "instance_url": self.url,
+                "id": f"{self.url}/id/{ORG_ID}/{USER_ID}",
+                "token_type": "Bearer",
+                "issued_at": issued,
+                "signature": base64.b64encode(secrets.token_bytes(32)).decode(),
+            },
+        )
+
+    # ------------------------------------------------------------------ REST
+
+    def rest(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+    ) -> _Reply:
+        """One REST call: count it, authenticate, apply injected faults, then answer."""
+        reply = self._rest(method, path, query, headers, body)
+        with self._lock:
+            reply.headers["Sforce-Limit-Info"] = f"api-usage={self._api_used}/{self._api_max}"
+        return reply
+
+    def _rest(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+    ) -> _Reply:
+        match = _DATA_PATH.match(path)
+        assert match is not None
+        version, rest = match.group("version"), match.group("rest") or "/"
+        with self._lock:
+            self._api_used += 1
+        session = self._session_of(headers)
+        if session is None:
+            return _json(401, INVALID_SESSION)
+        fault = self._take_fault()
+        if fault is not None:
+            if fault.kind == "delay":
+                time.sleep(float(fault.params.get("seconds", 1.0)))
+            elif fault.kind == "INVALID_SESSION_ID":
+                return _json(401, INVALID_SESSION)
+            elif fault.kind == "REQUEST_LIMIT_EXCEEDED":
+                return _json(403, LIMIT_EXCEEDED)
+            elif fault.kind == "500":
+                return _error(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred.")
+        reply = self._route(method, version, rest, query, headers, body, session)
+        if fault is not None and fault.kind == "malformed_json" and reply.status < 300:
+            reply = _Reply(200, reply.body[: max(1, len(reply.body) // 2)] or b"{")
+        return reply
+
+    def _take_fault(self) -> _Fault | None:
+        with self._lock:
+            if not self._faults:
+                return None
+            fault = self._faults[0]
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                self._faults.pop(0)
+            return fault
+
+    def _route(
+        self,
+        method: str,
+        version: str,
+        rest: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        session: str,
+    ) -> _Reply:
+        if rest.rstrip("/") in ("/query", "/queryAll"):
+            if method != "GET":
+                return _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed.")
+            soql = parse_qs(query).get("q", [""])[0]
+            kind = rest.strip("/")
+            return self._run_query(soql, kind, version, _batch_size(headers), session)
+        page = _PAGE_PATH.match(rest)
+        if page is not None and method == "GET":
+            return self._page(page.group("locator"), int(page.group("offset")), version, session)
+        sobject = _SOBJECT_PATH.match(rest)
+        if sobject is not None:
+            return self._sobject(method, sobject.group("type"), sobject.group("id"), body, version)
+        return _error(404, "NOT_FOUND", "The requested resource does not exist")
+
+    def _log(self, soql: str, session: str, *, page: bool, offset: int, rows: int) -> None:
+        with self._lock:
+            self._query_log.append(
+                {
+                    "time": datetime.now(UTC).isoformat(),
+                    "soql": soql,
+                    "session": session[-8:],
+                    "page": page,
+                    "offset": offset,
+                    "rows": rows,
+                }
+            )
+
+    def _run_query(
+        self, soql: str, kind: str, version: str, batch_size: int, session: str
+    ) -> _Reply:
+        store = self.store
+        try:
+            with store.lock:
+                compiled = compile_query(soql, store)
+                records = store.snapshot(compiled.sobject)
+                if kind == "query":
+                    records = [r for r in records if not r.get("IsDeleted")]
+                rows = compiled.run(records)
+        except SoqlError as exc:
+            self._log(soql, session, page=False, offset=0, rows=0)
+            return _error(400, exc.code, exc.message)
+        self._log(soql, session, page=False, offset=0, rows=len(rows))
+        if compiled.count:
+            return _json(200, {"totalSize": len(rows), "done": True, "records": []})
+        cursor = _Cursor(compiled, rows, batch_size, kind)
+        return self._answer_page(cursor, None, 0, version)
+
+    def _page(self, locator: str, offset: int, version: str, session: str) -> _Reply:
+        with self._lock:
+            cursor = self._cursors.get(locator)
+        if cursor is None or offset > len(cursor.rows):
+            return _error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        count = min(cursor.batch_size, len(cursor.rows) - offset)
+        self._log(cursor.query.soql, session, page=True, offset=offset, rows=count)
+        return self._answer_page(cursor, locator, offset, version)
+
+    def _answer_page(
+        self, cursor: _Cursor, locator: str | None, offset: int, version: str
+    ) -> _Reply:
+        end = offset + cursor.batch_size
+        chunk = cursor.rows[offset:end]
+        with self.store.lock:
+            records = [cursor.query.project(r, version) for r in chunk]
+        payload: dict[str, Any] = {"totalSize": len(cursor.rows), "done": end >= len(cursor.rows)}
+        with self._lock:
+            if end < len(cursor.rows):
+                if locator is None:
+                    locator = "01g" + secrets.token_hex(6).upper() + "AAA"
+                    self._cursors[locator] = cursor
+                    while len(self._cursors) > MAX_CURSORS:
+                        self._cursors.popitem(last=False)
+                payload["nextRecordsUrl"] = (
+                    f"/services/data/v{version}/{cursor.kind}/{locator}-{end}"
+                )
+            elif locator is not None:
+                self._cursors.pop(locator, None)
+        payload["records"] = records
+        return _json(200, payload)
+
+    def _sobject(
+        self, method: str, sobject: str, record_id: str, body: bytes, version: str
+    ) -> _Reply:
+        canonical = self.store.object_name(sobject)
+        if canonical is None:
+            return _error(404, "NOT_FOUND", f"The requested resource does not exist: {sobject}")
+        if method == "GET":
+            record = self.store.get(canonical, record_id)
+            if record is None:
+                return _error(404, "NOT_FOUND", "The requested resource does not exist")
+            out: dict[str, Any] = {
+                "attributes": {
+                    "type": canonical,
+                    "url": f"/services/data/v{version}/sobjects/{canonical}/{record['Id']}",
+                }
+            }
+            for info in self.store.fields(canonical).values():
+                out[info.name] = to_json_value(record.get(info.name))
+            return _json(200, out)
+        if method != "PATCH":
+            return _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed.")
+        try:
+            fields = json.loads(body or b"{}")
+        except ValueError:
+            return _error(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
+        if not isinstance(fields, dict):
+            return _error(400, "JSON_PARSER_ERROR", "Expected a JSON object")
+        try:
+            self.store.update(canonical, record_id, fields, allow_new_fields=False)
+        except KeyError:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        except RecordError as exc:
+            return _error(400, "INVALID_FIELD", str(exc))
+        return _Reply(204, b"")
+
+    # ------------------------------------------------------------------ control API
+
+    def control(self, method: str, path: str, body: bytes) -> _Reply:
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            return _json(400, {"error": "the body is not JSON"})
+        action = path.removeprefix("/__sandbox/").strip("/")
+        try:
+            if method == "POST" and action == "records":
+                return _json(200, {"ids": self.add_records(data.get("records", []))})
+            if method == "POST" and action == "update":
+                record = self.update_record(
+                    data["sobject"], data["id"], data.get("fields", {}), data.get("SystemModstamp")
+                )
+                return _json(200, record)
+            if method == "POST" and action == "expire-sessions":
+                self.expire_sessions()
+                return _json(200, {"expired": True})
+            if method == "POST" and action == "inject":
+                params = {k: v for k, v in data.items() if k not in ("kind", "count")}
+                self.inject(str(data["kind"]), int(data.get("count", 1)), **params)
+                return _json(200, {"injected": data["kind"]})
+            if method == "POST" and action == "api-usage":
+                self.set_api_usage(int(data["used"]), data.get("max"))
+                return _json(200, {"used": self._api_used, "max": self._api_max})
+            if method == "GET" and action == "query-log":
+                return _json(200, {"queries": self.query_log()})
+            if method == "GET" and action.startswith("records/"):
+                _, sobject, record_id = ([*action.split("/"), "", ""])[:3]
+                found = self.get_record(sobject, record_id)
+                return _json(200, found) if found else _json(404, {"error": "no such record"})
+        except KeyError as exc:
+            return _json(400, {"error": f"missing or unknown {exc}"})
+        except (RecordError, ValueError, TypeError) as exc:
+            return _json(400, {"error": str(exc)})
+        return _json(404, {"error": f"no control action {method} {action}"})
+
+
+def _public(record: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: to_json_value(v) for k, v in record.items() if k != TYPE_KEY}
+    out["sobject"] = record[TYPE_KEY]
+    return out
+
+
+def _batch_size(headers: Mapping[str, str]) -> int:
+    value = headers.get("Sforce-Query-Options", "")
+    match = re.search(r"batchSize\s*=\s*(\d+)", value)
+    if match is None:
+        return 2000
+    return max(200, min(2000, int(match.group(1))))
+
+
+def _soap_fault(faultcode: str, code: str, message: str) -> _Reply:
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:sf="urn:fault.partner.soap.sforce.com" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        "<soapenv:Body><soapenv:Fault>"
+        f"<faultcode>{faultcode}</faultcode>"
+        f"<faultstring>{code}: {escape(message)}</faultstring>"
+        '<detail><sf:LoginFault xsi:type="sf:LoginFault">'
+        f"<sf:exceptionCode>{code}</sf:exceptionCode>"
+        f"<sf:exceptionMessage>{escape(message)}</sf:exceptionMessage>"
+        "</sf:LoginFault></detail>"
+        "</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+    )
+    return _Reply(500, xml.encode(), "text/xml;charset=UTF-8")
+
+
+def _oauth_error(error: str, description: str) -> _Reply:
+    return _json(400, {"error": error, "error_description": description})
+
+
+class _TLSServer(ThreadingHTTPServer):
+    """Accepts plain sockets and does each TLS handshake in the connection's own thread."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        context: ssl.SSLContext,
+        emulator: SalesforceEmulator,
+    ) -> None:
+        super().__init__(address, handler)
+        self.context = context
+        self.emulator = emulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that drops a connection or fails the handshake is not our
+        # problem to report; the emulator keeps serving the others.
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "SalesforceEmulator/1.0"
+    timeout = 120
+    server: _TLSServer
+
+    def setup(self) -> None:
+        raw: socket = self.request
+        raw.settimeout(self.timeout)
+        self.request = self.server.context.wrap_socket(raw, server_side=True)
+        super().setup()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self) -> None:
+        emulator = self.server.emulator
+        body = self._body()
+        split = urlsplit(self.path)
+        path = unquote(split.path)
+        headers = {k: v for k, v in self.headers.items()}
+        try:
+            if path.startswith("/__sandbox/"):
+                reply = emulator.control(self.command, path, body)
+            elif path.startswith("/services/Soap/u/") and self.command == "POST":
+                version = path.removeprefix("/services/Soap/u/").split("/")[0]
+                reply = emulator.soap_login(body, version)
+            elif path.rstrip("/") == "/services/oauth2/token" and self.command == "POST":
+                reply = emulator.oauth_token(body, headers)
+            elif _DATA_PATH.match(path):
+                reply = emulator.rest(self.command, path, split.query, headers, body)
+            else:
+                reply = _error(404, "NOT_FOUND", "The requested resource does not exist")
+        except Exception as exc:  # the emulator must answer, not hang the client
+            reply = _error(500, "UNKNOWN_EXCEPTION", f"emulator error: {type(exc).__name__}")
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if reply.body and self.command != "HEAD":
+            self.wfile.write(reply.body)
+
+    do_GET = _dispatch
+    do_POST = _dispatch
+    do_PATCH = _dispatch
+    do_PUT = _dispatch
+    do_DELETE = _dispatch

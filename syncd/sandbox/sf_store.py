@@ -1,0 +1,397 @@
+"""The Salesforce emulator's records: Ids, field types, timestamps and lookups.
+
+An object's fields are its standard fields (``Id``, ``CreatedDate``,
+``LastModifiedDate``, ``SystemModstamp``, ``IsDeleted``), a short built-in list
+of common standard fields for Lead, Contact, Account, User and Opportunity (so
+that a query on an empty org is not refused), and every field seen in its
+records. A new field's type is inferred from its values: booleans, numbers,
+strings shaped like Salesforce datetimes (with a zone) or dates, other strings;
+a field named ``...Id`` holding Ids is a reference, its target read from the
+Ids' key prefix. A value that does not fit its field's type is refused with a
+clear error rather than stored.
+
+Records are replaced, never changed in place, so a query locator keeps the
+snapshot it was created with (as a Salesforce query cursor does).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from syncd.sandbox.sf_soql import (
+    TYPE_KEY,
+    FieldInfo,
+    FieldType,
+    Record,
+    id_suffix,
+    normalize_id,
+    truncate_ms,
+)
+
+KEY_PREFIXES = {
+    "Account": "001",
+    "Contact": "003",
+    "User": "005",
+    "Opportunity": "006",
+    "Lead": "00Q",
+}
+_STANDARD: dict[str, FieldType] = {
+    "Id": "id",
+    "CreatedDate": "datetime",
+    "LastModifiedDate": "datetime",
+    "SystemModstamp": "datetime",
+    "IsDeleted": "boolean",
+}
+_READ_ONLY = frozenset(_STANDARD)
+_S: FieldType = "string"
+_B: FieldType = "boolean"
+_PEOPLE = {"OwnerId": "User", "CreatedById": "User", "LastModifiedById": "User"}
+_BUILT_IN: dict[str, dict[str, FieldType | str]] = {
+    "Lead": {
+        **dict.fromkeys(
+            [
+                "FirstName",
+                "LastName",
+                "Name",
+                "Company",
+                "Email",
+                "Phone",
+                "MobilePhone",
+                "Status",
+                "LeadSource",
+                "Title",
+                "Street",
+                "City",
+                "State",
+                "PostalCode",
+                "Country",
+            ],
+            _S,
+        ),
+        **dict.fromkeys(["IsConverted", "DoNotCall", "HasOptedOutOfEmail"], _B),
+        **_PEOPLE,
+    },
+    "Contact": {
+        **dict.fromkeys(
+            [
+                "FirstName",
+                "LastName",
+                "Name",
+                "Email",
+                "Phone",
+                "MobilePhone",
+                "Title",
+                "LeadSource",
+                "MailingCountry",
+            ],
+            _S,
+        ),
+        **dict.fromkeys(["DoNotCall", "HasOptedOutOfEmail"], _B),
+        "AccountId": "Account",
+        **_PEOPLE,
+    },
+    "Account": {
+        **dict.fromkeys(["Name", "Phone", "Industry", "Type", "Website", "BillingCountry"], _S),
+        **_PEOPLE,
+    },
+    "User": {
+        **dict.fromkeys(["Username", "Email", "FirstName", "LastName", "Name"], _S),
+        "IsActive": _B,
+    },
+    "Opportunity": {
+        **dict.fromkeys(["Name", "StageName"], _S),
+        "Amount": "number",
+        "CloseDate": "date",
+        **dict.fromkeys(["IsClosed", "IsWon"], _B),
+        "AccountId": "Account",
+        **_PEOPLE,
+    },
+}
+_FIELD_TYPES = frozenset(("id", "reference", "string", "boolean", "number", "datetime", "date"))
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class RecordError(ValueError):
+    """A record the emulator will not store (bad Id, unknown object, wrong value type)."""
+
+
+def now_ms() -> datetime:
+    return truncate_ms(datetime.now(UTC))
+
+
+def parse_datetime(value: Any, field: str) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str) and _DATETIME.match(value):
+        parsed = datetime.fromisoformat(value)
+    else:
+        raise RecordError(
+            f"{field}: {value!r} is not a datetime with a zone (2024-01-01T00:00:00Z)"
+        )
+    if parsed.tzinfo is None:
+        raise RecordError(f"{field}: {value!r} has no time zone")
+    return truncate_ms(parsed.astimezone(UTC))
+
+
+def _infer(name: str, values: list[Any]) -> tuple[FieldType, str | None]:
+    """The type of a new field from the values of one batch of records."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return "string", None
+    if all(isinstance(v, bool) for v in present):
+        return "boolean", None
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return "number", None
+    if all(isinstance(v, str) for v in present):
+        if all(_DATETIME.match(v) for v in present):
+            return "datetime", None
+        if all(_DATE.match(v) for v in present):
+            return "date", None
+        if (name.endswith("Id") or name.endswith("__c")) and all(normalize_id(v) for v in present):
+            return "reference", None  # target filled in from the key prefixes
+        return "string", None
+    raise RecordError(
+        f"{name}: values of mixed types {sorted({type(v).__name__ for v in present})}"
+    )
+
+
+class RecordStore:
+    """Every record by sobject and by Id; implements :class:`sf_soql.Catalog`. Thread-safe."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._objects: dict[str, dict[str, dict[str, Any]]] = {}  # sobject -> Id -> record
+        self._by_id: dict[str, dict[str, Any]] = {}
+        self._fields: dict[str, dict[str, FieldInfo]] = {}  # sobject -> lower name -> info
+        self._names: dict[str, str] = {}  # lower sobject -> canonical
+        self._prefixes: dict[str, str] = {}  # key prefix -> sobject
+        self._prefix_for: dict[str, str] = {}  # sobject -> key prefix
+        self._counter = itertools.count(1)
+        for sobject in KEY_PREFIXES:
+            self._ensure_object(sobject)
+
+    # ------------------------------------------------------------------ Catalog
+
+    def object_name(self, name: str) -> str | None:
+        return self._names.get(name.lower())
+
+    def fields(self, sobject: str) -> Mapping[str, FieldInfo]:
+        return self._fields.get(sobject, {})
+
+    def lookup(self, record_id: str) -> Record | None:
+        return self._by_id.get(record_id)
+
+    # ------------------------------------------------------------------ reads
+
+    def snapshot(self, sobject: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self._objects.get(sobject, {}).values())
+
+    def get(self, sobject: str, record_id: str) -> dict[str, Any] | None:
+        normalized = normalize_id(record_id)
+        with self.lock:
+            record = self._by_id.get(normalized or "")
+            return record if record is not None and record[TYPE_KEY] == sobject else None
+
+    def count(self) -> int:
+        return len(self._by_id)
+
+    # ------------------------------------------------------------------ writes
+
+    def add(self, records: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Insert records, or replace the fields they name when their Id exists; return Ids.
+
+        Each record names its object in ``sobject``. The whole batch is checked
+        before anything is stored.
+        """
+        batch = [dict(r) for r in records]
+        with self.lock:
+            by_object: dict[str, list[dict[str, Any]]] = {}
+            for number, record in enumerate(batch, start=1):
+                sobject = record.pop("sobject", None)
+                if not isinstance(sobject, str) or not _NAME.match(sobject):
+                    raise RecordError(f"record {number}: 'sobject' must name an object")
+                canonical = self._names.get(sobject.lower(), sobject)
+                by_object.setdefault(canonical, []).append(record)
+            prepared: list[tuple[str, dict[str, Any]]] = []
+            for sobject, group in by_object.items():
+                self._learn_fields(sobject, group)
+                prepared.extend((sobject, r) for r in group)
+            stored = [self._prepare(sobject, record) for sobject, record in prepared]
+            ids = []
+            for record in stored:
+                self._put(record)
+                ids.append(record["Id"])
+            return ids
+
+    def update(
+        self,
+        sobject: str,
+        record_id: str,
+        fields: Mapping[str, Any],
+        system_modstamp: datetime | str | None = None,
+        *,
+        allow_new_fields: bool = True,
+    ) -> dict[str, Any]:
+        """Change fields of a record and stamp it modified (now, or ``system_modstamp``)."""
+        with self.lock:
+            current = self.get(sobject, record_id)
+            if current is None:
+                raise KeyError(record_id)
+            unknown = [f for f in fields if f.lower() not in self._fields[sobject]]
+            if unknown and not allow_new_fields:
+                raise RecordError(f"No such column '{unknown[0]}' on sobject of type {sobject}")
+            read_only = [f for f in fields if f in _READ_ONLY or f.lower() in _READ_LOWER]
+            if read_only:
+                raise RecordError(f"Unable to create/update fields: {', '.join(read_only)}")
+            self._learn_fields(sobject, [dict(fields)])
+            stamp = (
+                parse_datetime(system_modstamp, "SystemModstamp")
+                if system_modstamp is not None
+                else now_ms()
+            )
+            changed = dict(current)
+            for name, value in fields.items():
+                info = self._fields[sobject][name.lower()]
+                changed[info.name] = self._coerce(info, value)
+            changed["LastModifiedDate"] = stamp
+            changed["SystemModstamp"] = stamp
+            self._put(changed)
+            return changed
+
+    # ------------------------------------------------------------------ internals
+
+    def _ensure_object(self, sobject: str) -> None:
+        if sobject in self._fields:
+            return
+        self._names[sobject.lower()] = sobject
+        prefix = KEY_PREFIXES.get(sobject)
+        if prefix is None:
+            prefix = f"a{len(self._prefixes):02d}"
+        self._prefixes[prefix] = sobject
+        self._prefix_for[sobject] = prefix
+        fields: dict[str, FieldInfo] = {}
+        for name, kind in {**_STANDARD, **_BUILT_IN.get(sobject, {})}.items():
+            if kind in _FIELD_TYPES:
+                fields[name.lower()] = FieldInfo(name, kind)  # type: ignore[arg-type]
+            else:
+                fields[name.lower()] = FieldInfo(name, "reference", kind)
+        self._fields[sobject] = fields
+        self._objects[sobject] = {}
+
+    def _learn_fields(self, sobject: str, records: list[dict[str, Any]]) -> None:
+        self._ensure_object(sobject)
+        fields = self._fields[sobject]
+        new_names: dict[str, str] = {}
+        for record in records:
+            for name in record:
+                if not _NAME.match(name):
+                    raise RecordError(f"{sobject}: {name!r} is not a field name")
+                if name.lower() not in fields:
+                    new_names.setdefault(name.lower(), name)
+        for lower, name in new_names.items():
+            values = [r.get(name) for r in records]
+            kind, _ = _infer(name, values)
+            target = None
+            if kind == "reference":
+                target = self._target_of(values)
+                if target is None:
+                    kind = "string"
+            fields[lower] = FieldInfo(name, kind, target)
+
+    def _target_of(self, values: list[Any]) -> str | None:
+        for value in values:
+            if isinstance(value, str):
+                found = self._prefixes.get(value[:3])
+                if found is not None:
+                    return found
+        return None
+
+    def _coerce(self, info: FieldInfo, value: Any) -> Any:
+        if value is None:
+            return None
+        kind = info.type
+        if kind == "datetime":
+            return parse_datetime(value, info.name)
+        if kind == "date":
+            if isinstance(value, date):
+                return value
+            if isinstance(value, str) and _DATE.match(value):
+                return date.fromisoformat(value)
+            raise RecordError(f"{info.name}: {value!r} is not a date (2024-01-01)")
+        if kind == "boolean":
+            if isinstance(value, bool):
+                return value
+            raise RecordError(f"{info.name}: {value!r} is not true or false")
+        if kind == "number":
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return value
+            raise RecordError(f"{info.name}: {value!r} is not a number")
+        if kind in ("id", "reference"):
+            normalized = normalize_id(value) if isinstance(value, str) else None
+            if normalized is None:
+                raise RecordError(f"{info.name}: {value!r} is not a Salesforce Id")
+            return normalized
+        if not isinstance(value, str):
+            raise RecordError(f"{info.name}: {value!r} is not a string")
+        return value
+
+    def _prepare(self, sobject: str, raw: dict[str, Any]) -> dict[str, Any]:
+        fields = self._fields[sobject]
+        record: dict[str, Any] = {}
+        for name, value in raw.items():
+            info = fields[name.lower()]
+            record[info.name] = self._coerce(info, value)
+        record_id = record.get("Id")
+        existing = self._by_id.get(record_id) if record_id else None
+        if existing is not None:
+            if existing[TYPE_KEY] != sobject:
+                raise RecordError(f"Id {record_id} belongs to a {existing[TYPE_KEY]}")
+            merged = {**existing, **record}
+            if "LastModifiedDate" not in record and "SystemModstamp" not in record:
+                stamp = now_ms()
+                merged["LastModifiedDate"] = merged["SystemModstamp"] = stamp
+            return merged
+        if record_id is None:
+            record["Id"] = self._new_id(sobject)
+        elif self._prefixes.get(record_id[:3], sobject) != sobject:
+            raise RecordError(f"Id {record_id} has the key prefix of another object")
+        created = record.get("CreatedDate") or now_ms()
+        record["CreatedDate"] = created
+        record.setdefault("LastModifiedDate", record.get("SystemModstamp") or created)
+        record.setdefault("SystemModstamp", record["LastModifiedDate"])
+        record.setdefault("IsDeleted", False)
+        record[TYPE_KEY] = sobject
+        return record
+
+    def _new_id(self, sobject: str) -> str:
+        while True:
+            number = next(self._counter)
+            body = _base62(number).rjust(9, "0")
+            id15 = f"{self._prefix_for[sobject]}8d0{body}"
+            candidate = id15 + id_suffix(id15)
+            if candidate not in self._by_id:
+                return candidate
+
+    def _put(self, record: dict[str, Any]) -> None:
+        self._objects[record[TYPE_KEY]][record["Id"]] = record
+        self._by_id[record["Id"]] = record
+
+
+_READ_LOWER = frozenset(name.lower() for name in _READ_ONLY)
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _base62(number: int) -> str:
+    digits = []
+    while number:
+        number, rest = divmod(number, 62)
+        digits.append(_BASE62[rest])
+    return "".join(reversed(digits)) or "0"
