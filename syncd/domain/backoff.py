@@ -1,0 +1,69 @@
+"""Retry delays: exponential backoff with full jitter, and ``Retry-After`` parsing.
+
+Pure code: the random source and the current time are passed in, so tests
+pick them. Full jitter (a uniform draw between zero and the exponential cap)
+spreads retries of many leads and replicas instead of having them knock on
+SimZ's door in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+
+@dataclass(frozen=True)
+class BackoffPolicy:
+    initial: timedelta
+    maximum: timedelta
+    multiplier: float = 2.0
+
+
+def exponential(failures: int, policy: BackoffPolicy) -> timedelta:
+    """The cap after ``failures`` failures: initial * multiplier^(failures-1), at most maximum."""
+    if failures <= 1:
+        return min(policy.initial, policy.maximum)
+    seconds = policy.initial.total_seconds()
+    limit = policy.maximum.total_seconds()
+    for _ in range(failures - 1):
+        seconds *= policy.multiplier
+        if seconds >= limit:
+            return policy.maximum
+    return timedelta(seconds=seconds)
+
+
+def full_jitter(failures: int, policy: BackoffPolicy, rng: Callable[[], float]) -> timedelta:
+    """A delay drawn uniformly from [0, exponential(failures)); ``rng`` returns [0, 1)."""
+    return exponential(failures, policy) * rng()
+
+
+def parse_retry_after(
+    value: str | None, now: datetime, *, maximum: timedelta | None = None
+) -> timedelta | None:
+    """How long ``Retry-After`` asks to wait: delta-seconds or an HTTP date.
+
+    ``None`` when the header is absent or unreadable (the caller then backs
+    off on its own); a date in the past gives zero; ``maximum`` caps an
+    absurd value so one header cannot stall delivery for a year.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    wait: timedelta
+    if text.isdigit():
+        wait = timedelta(seconds=int(text))
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # RFC 850 / asctime dates are GMT
+            when = when.replace(tzinfo=UTC)
+        wait = max(when - now, timedelta(0))
+    if maximum is not None and wait > maximum:
+        return maximum
+    return wait
