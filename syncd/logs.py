@@ -62,6 +62,14 @@ class Redactor:
             return REDACTED
         return self._scrub(value)
 
+    def scrub_rendered(self, _logger: WrappedLogger, _name: str, rendered: Any) -> Any:
+        """Cut secrets out of the final line too (runs after the renderer).
+
+        The event-dict pass above is the main defence (JSON escaping could hide
+        a secret from a text search); this one catches anything a renderer adds.
+        """
+        return self._scrub(rendered) if isinstance(rendered, str) else rendered
+
     def __call__(self, _logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
         for key in list(event_dict):
             if key.startswith("_"):  # structlog's own bookkeeping (_record, _from_structlog)
@@ -105,10 +113,16 @@ def configure_logging(
         if use_console
         else structlog.processors.JSONRenderer()
     )
-    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
-    if not use_console:
-        final.append(structlog.processors.format_exc_info)
-    final += [_redactor, renderer]
+    # Tracebacks become text *before* the redactor, in both formats: an
+    # exception message may carry a secret, and a renderer that formats the
+    # exception itself would print it after redaction.
+    final: list[Processor] = [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        structlog.processors.format_exc_info,
+        _redactor,
+        renderer,
+        _redactor.scrub_rendered,
+    ]
     formatter = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=final)
 
     handler = logging.StreamHandler(out)
