@@ -1,0 +1,316 @@
+"""SQLAlchemy access for polling: sync_state, the leads a page upserts, poll_runs.
+
+Set-based on purpose: one page of up to 2,000 records costs one SELECT of the
+page's existing leads, one SELECT of recent phone numbers, one executemany
+INSERT (with RETURNING, for the audit trail) and one executemany UPDATE.
+Every function takes the caller's :class:`Session`; the caller owns the
+transaction (one per page), so a page's leads and the watermark commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from syncd.adapters.orm import Lead, LeadTransition, PollRun, SyncState
+from syncd.domain.rules import COUNTS_AS_SENT, AgentPhone
+from syncd.domain.states import REEVALUATED_ON_CHANGE
+
+_CHUNK = 900  # stays under every backend's bound-parameter limit
+_LEADS: Table = Lead.__table__  # type: ignore[assignment]
+_TRANSITIONS: Table = LeadTransition.__table__  # type: ignore[assignment]
+_REEVALUATED = sorted(state.value for state in REEVALUATED_ON_CHANGE)
+_SENT_STATES = sorted(state.value for state in COUNTS_AS_SENT)
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+# --------------------------------------------------------------------------- sync_state
+
+
+@dataclass(frozen=True)
+class CursorState:
+    """What a poll needs from sync_state."""
+
+    start_at: datetime
+    watermark: datetime | None
+    paused_until: datetime | None
+    pause_reason: str | None
+
+
+def _view(row: SyncState) -> CursorState:
+    return CursorState(row.start_at, row.watermark, row.paused_until, row.pause_reason)
+
+
+def get_state(session: Session, sync_name: str) -> CursorState | None:
+    row = session.get(SyncState, sync_name)
+    return _view(row) if row is not None else None
+
+
+def ensure_state(
+    session: Session, sync_name: str, start_at: datetime, now: datetime
+) -> CursorState:
+    """The sync's state, created with ``start_at`` on its first poll."""
+    row = session.get(SyncState, sync_name)
+    if row is None:
+        row = SyncState(sync_name=sync_name, start_at=start_at, created_at=now, updated_at=now)
+        session.add(row)
+        session.flush()
+    return _view(row)
+
+
+def advance_watermark(session: Session, sync_name: str, value: datetime, now: datetime) -> None:
+    """Move the watermark forward to ``value``; never backwards."""
+    session.execute(
+        update(SyncState)
+        .where(
+            SyncState.sync_name == sync_name,
+            or_(SyncState.watermark.is_(None), SyncState.watermark < value),
+        )
+        .values(watermark=value, updated_at=now)
+    )
+
+
+def enter_pause(
+    session: Session, sync_name: str, until: datetime, reason: str, now: datetime
+) -> bool:
+    """Pause polling until ``until``; True when the sync was not paused already."""
+    row = session.get(SyncState, sync_name)
+    if row is None:
+        return False
+    entering = row.paused_until is None or row.paused_until <= now
+    row.paused_until = until
+    row.pause_reason = reason
+    row.updated_at = now
+    return entering
+
+
+def record_outcome(
+    session: Session, sync_name: str, status: str, error: str | None, now: datetime
+) -> None:
+    """Remember the last poll's status (and error) on the sync for status views."""
+    values: dict[str, Any] = {
+        "last_poll_at": now,
+        "last_poll_status": status,
+        "updated_at": now,
+    }
+    if status == "ok":
+        values.update(last_poll_ok_at=now, last_error=None, paused_until=None, pause_reason=None)
+    elif status == "error":
+        values["last_error"] = error
+    session.execute(update(SyncState).where(SyncState.sync_name == sync_name).values(**values))
+
+
+# --------------------------------------------------------------------------- poll_runs
+
+
+def start_poll_run(
+    session: Session,
+    sync_name: str,
+    now: datetime,
+    window_from: datetime | None,
+    window_to: datetime | None,
+    status: str = "running",
+) -> int:
+    run = PollRun(
+        sync_name=sync_name,
+        started_at=now,
+        window_from=window_from,
+        window_to=window_to,
+        status=status,
+    )
+    session.add(run)
+    session.flush()
+    return run.id
+
+
+def finish_poll_run(session: Session, run_id: int, **values: Any) -> None:
+    session.execute(update(PollRun).where(PollRun.id == run_id).values(**values))
+
+
+# --------------------------------------------------------------------------- leads
+
+
+@dataclass(frozen=True)
+class ExistingLead:
+    id: int
+    state: str
+    record_hash: str
+
+
+def existing_leads(
+    session: Session, sync_name: str, salesforce_ids: Sequence[str], *, lock: bool
+) -> dict[str, ExistingLead]:
+    """The page's leads already in the database, by Salesforce Id.
+
+    With ``lock`` (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises
+    writers) the rows stay locked until the page commits, so a delivery claim
+    (``FOR UPDATE SKIP LOCKED``) cannot take one between this read and the update.
+    """
+    found: dict[str, ExistingLead] = {}
+    for chunk in _chunks(salesforce_ids):
+        query = select(Lead.id, Lead.salesforce_id, Lead.state, Lead.record_hash).where(
+            Lead.sync_name == sync_name, Lead.salesforce_id.in_(chunk)
+        )
+        if lock:
+            query = query.with_for_update()
+        for lead_id, sf_id, state, digest in session.execute(query):
+            found[sf_id] = ExistingLead(lead_id, state, digest)
+    return found
+
+
+def recent_phones(
+    session: Session,
+    phones: Collection[str],
+    since: datetime,
+    exclude_ids: Collection[int],
+) -> set[AgentPhone]:
+    """(agent, number) pairs queued or sent since ``since``, across every sync.
+
+    Leads SimZ rejected do not count (nobody will call them); ``exclude_ids``
+    are the leads being evaluated again, which must not block themselves.
+    """
+    pairs: set[AgentPhone] = set()
+    when = func.coalesce(Lead.sent_at, Lead.created_at)
+    for chunk in _chunks(sorted(phones)):
+        query = select(Lead.id, Lead.agent_id, Lead.phone_e164).where(
+            Lead.phone_e164.in_(chunk), Lead.state.in_(_SENT_STATES), when >= since
+        )
+        for lead_id, agent, phone in session.execute(query):
+            if lead_id not in exclude_ids and agent is not None and phone is not None:
+                pairs.add((agent, phone))
+    return pairs
+
+
+@dataclass(frozen=True)
+class NewLead:
+    salesforce_id: str
+    agent_id: str | None
+    state: str
+    payload: dict[str, Any]
+    phone_e164: str | None
+    record_cursor: datetime
+    record_hash: str
+    note: str | None
+
+
+@dataclass(frozen=True)
+class LeadChange:
+    lead_id: int
+    from_state: str
+    agent_id: str | None
+    state: str
+    payload: dict[str, Any]
+    phone_e164: str | None
+    record_cursor: datetime
+    record_hash: str
+    note: str | None
+
+
+def insert_leads(session: Session, sync_name: str, leads: Sequence[NewLead], now: datetime) -> None:
+    """Insert new leads and their first transition, in two executemany statements."""
+    if not leads:
+        return
+    rows = [
+        {
+            "sync_name": sync_name,
+            "salesforce_id": lead.salesforce_id,
+            "agent_id": lead.agent_id,
+            "state": lead.state,
+            "payload": lead.payload,
+            "phone_e164": lead.phone_e164,
+            "record_cursor": lead.record_cursor,
+            "record_hash": lead.record_hash,
+            "note": lead.note,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for lead in leads
+    ]
+    returned = session.execute(
+        insert(_LEADS).returning(_LEADS.c.id, _LEADS.c.salesforce_id), rows
+    ).all()
+    ids = {sf_id: lead_id for lead_id, sf_id in returned}
+    session.execute(
+        insert(_TRANSITIONS),
+        [
+            {
+                "lead_id": ids[lead.salesforce_id],
+                "from_state": None,
+                "to_state": lead.state,
+                "reason": _reason("polled: new record", lead.note),
+                "batch_id": None,
+                "at": now,
+            }
+            for lead in leads
+        ],
+    )
+
+
+def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime) -> int:
+    """Write changed records over leads not yet sent; returns how many rows changed.
+
+    The ``state IN (queued, invalid, skipped)`` guard makes the update a no-op
+    for a lead delivery claimed meanwhile: a lead in flight is never touched.
+    """
+    if not changes:
+        return 0
+    statement = (
+        update(_LEADS)
+        .where(_LEADS.c.id == bindparam("b_id"), _LEADS.c.state.in_(_REEVALUATED))
+        .values(
+            agent_id=bindparam("b_agent"),
+            state=bindparam("b_state"),
+            payload=bindparam("b_payload"),
+            phone_e164=bindparam("b_phone"),
+            record_cursor=bindparam("b_cursor"),
+            record_hash=bindparam("b_hash"),
+            note=bindparam("b_note"),
+            updated_at=bindparam("b_now"),
+        )
+    )
+    params = [
+        {
+            "b_id": change.lead_id,
+            "b_agent": change.agent_id,
+            "b_state": change.state,
+            "b_payload": change.payload,
+            "b_phone": change.phone_e164,
+            "b_cursor": change.record_cursor,
+            "b_hash": change.record_hash,
+            "b_note": change.note,
+            "b_now": now,
+        }
+        for change in changes
+    ]
+    result = session.connection().execute(statement, params)
+    moved = [change for change in changes if change.state != change.from_state]
+    if moved:
+        session.execute(
+            insert(_TRANSITIONS),
+            [
+                {
+                    "lead_id": change.lead_id,
+                    "from_state": change.from_state,
+                    "to_state": change.state,
+                    "reason": _reason("polled: record changed", change.note),
+                    "batch_id": None,
+                    "at": now,
+                }
+                for change in moved
+            ],
+        )
+    return int(result.rowcount)
+
+
+def _reason(what: str, note: str | None) -> str:
+    return (f"{what}: {note}" if note else what)[:500]

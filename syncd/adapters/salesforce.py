@@ -1,0 +1,312 @@
+"""The Salesforce source: log in, run the poll query, stream its pages.
+
+simple-salesforce runs the REST calls; the login is done here, because
+simple-salesforce builds its own ``https://{domain}.salesforce.com`` login
+URLs and cannot reach a ``login_url`` override (the emulator), and because it
+only re-logs-in by itself for some credential logins. Every call path (the
+first query and every ``nextRecordsUrl`` page) gets one fresh login and one
+retry on ``INVALID_SESSION_ID``.
+
+Errors come out as three kinds the poller handles differently:
+:class:`SalesforceLimitExceeded` (pause polling), :class:`SalesforceUnavailable`
+(network, 5xx, unreadable answers: try again later) and
+:class:`SalesforceQueryError` / :class:`SalesforceAuthError` (a configuration
+problem an operator must fix).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+import jwt
+import requests
+from simple_salesforce.api import Salesforce
+from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
+
+from syncd.config.models import (
+    ClientCredentialsAuth,
+    JwtAuth,
+    PasswordAuth,
+    SalesforceConfig,
+    SessionAuth,
+)
+from syncd.logs import get_logger
+from syncd.metrics import SALESFORCE_API_USAGE, SALESFORCE_CALLS
+
+log = get_logger(__name__)
+
+_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+class SalesforceSourceError(Exception):
+    """Base of every error the source raises; ``str()`` is one readable line."""
+
+
+class SalesforceUnavailable(SalesforceSourceError):
+    """Salesforce could not be reached or answered something unreadable (try later)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SalesforceLimitExceeded(SalesforceSourceError):
+    """REQUEST_LIMIT_EXCEEDED: the org's API allowance is used up for now."""
+
+
+class SalesforceQueryError(SalesforceSourceError):
+    """Salesforce refused the query (MALFORMED_QUERY, INVALID_FIELD, ...)."""
+
+
+class SalesforceAuthError(SalesforceSourceError):
+    """The login failed, or a session that cannot be renewed expired."""
+
+
+def login_base_url(config: SalesforceConfig) -> str:
+    """``login_url`` if set, else ``https://{domain}.salesforce.com``."""
+    if config.login_url is not None:
+        return str(config.login_url).rstrip("/")
+    return f"https://{config.domain}.salesforce.com"
+
+
+def _soap_text(body: bytes, tag: str) -> str | None:
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        return None
+    for element in root.iter():
+        if element.tag.rsplit("}", 1)[-1] == tag and element.text:
+            return element.text.strip()
+    return None
+
+
+def _error_content(exc: SalesforceError) -> tuple[str, str]:
+    """Salesforce's errorCode and message from a REST error answer."""
+    content: Any = exc.content
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        return str(content[0].get("errorCode", "")), str(content[0].get("message", ""))
+    if isinstance(content, dict):
+        return str(content.get("errorCode", "")), str(content.get("message", ""))
+    return "", str(content)[:300]
+
+
+class SalesforceSource:
+    """Reads records from one org; one instance per process, not thread-safe."""
+
+    def __init__(self, config: SalesforceConfig) -> None:
+        self.config = config
+        self._http = requests.Session()
+        # The machine's REQUESTS_CA_BUNDLE would override verify: trust only the config.
+        self._http.trust_env = False
+        self._http.verify = config.ca_bundle or True
+        self._sf: Salesforce | None = None
+        self._usage: tuple[int, int] | None = None
+        self._logins = 0
+
+    # ------------------------------------------------------------------ login
+
+    def _post(self, url: str, **kwargs: Any) -> requests.Response:
+        SALESFORCE_CALLS.labels(kind="login").inc()
+        try:
+            return self._http.post(url, timeout=self.config.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise SalesforceUnavailable(f"login to {url} failed: {type(exc).__name__}") from exc
+
+    def _token_login(self, data: dict[str, str]) -> tuple[str, str]:
+        url = f"{login_base_url(self.config)}/services/oauth2/token"
+        response = self._post(url, data=data, headers={"Accept": "application/json"})
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code >= 500:
+            raise SalesforceUnavailable(f"login answered HTTP {response.status_code}")
+        if response.status_code != 200 or not isinstance(body, dict):
+            error = body.get("error", "") if isinstance(body, dict) else ""
+            detail = body.get("error_description", "") if isinstance(body, dict) else ""
+            raise SalesforceAuthError(
+                f"OAuth login refused (HTTP {response.status_code}): {error} {detail}".strip()
+            )
+        token, instance = body.get("access_token"), body.get("instance_url")
+        if not isinstance(token, str) or not isinstance(instance, str):
+            raise SalesforceUnavailable("OAuth login answer lacks access_token or instance_url")
+        return token, instance
+
+    def _password_login(self, auth: PasswordAuth) -> tuple[str, str]:
+        url = f"{login_base_url(self.config)}/services/Soap/u/{self.config.api_version}"
+        secret = auth.password.get_secret_value() + auth.security_token.get_secret_value()
+        body = f"""<?xml version="1.0" encoding="utf-8" ?>
+<env:Envelope xmlns:xsd="http://www.w3.org/2001/XMLSchema"
+    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+    xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"
+    xmlns:urn="urn:partner.soap.sforce.com">
+  <env:Header>
+    <urn:CallOptions><urn:client>syncd</urn:client></urn:CallOptions>
+  </env:Header>
+  <env:Body>
+    <urn:login>
+      <urn:username>{escape(auth.username)}</urn:username>
+      <urn:password>{escape(secret)}</urn:password>
+    </urn:login>
+  </env:Body>
+</env:Envelope>"""
+        headers = {"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": "login"}
+        response = self._post(url, data=body.encode(), headers=headers)
+        if response.status_code >= 500 and _soap_text(response.content, "faultcode") is None:
+            raise SalesforceUnavailable(f"SOAP login answered HTTP {response.status_code}")
+        session_id = _soap_text(response.content, "sessionId")
+        server_url = _soap_text(response.content, "serverUrl")
+        if response.status_code != 200 or not session_id or not server_url:
+            code = _soap_text(response.content, "exceptionCode") or str(response.status_code)
+            message = _soap_text(response.content, "exceptionMessage") or _soap_text(
+                response.content, "faultstring"
+            )
+            raise SalesforceAuthError(f"SOAP login refused: {code}: {message or 'no message'}")
+        parts = urlsplit(server_url)
+        return session_id, f"{parts.scheme}://{parts.netloc}"
+
+    def _jwt_login(self, auth: JwtAuth) -> tuple[str, str]:
+        if auth.private_key is not None:
+            key = auth.private_key.get_secret_value()
+        else:
+            assert auth.private_key_file is not None
+            try:
+                key = Path(auth.private_key_file).read_text()
+            except OSError as exc:
+                raise SalesforceAuthError(f"cannot read the JWT private key: {exc}") from exc
+        claims = {
+            "iss": auth.consumer_key,
+            "sub": auth.username,
+            "aud": login_base_url(self.config),
+            "exp": int((datetime.now(UTC) + timedelta(minutes=3)).timestamp()),
+        }
+        try:
+            assertion = jwt.encode(claims, key, algorithm="RS256")
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            raise SalesforceAuthError(f"cannot sign the JWT: {type(exc).__name__}") from exc
+        return self._token_login(
+            {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
+        )
+
+    def _client_credentials_login(self, auth: ClientCredentialsAuth) -> tuple[str, str]:
+        return self._token_login(
+            {
+                "grant_type": "client_credentials",
+                "client_id": auth.consumer_key,
+                "client_secret": auth.consumer_secret.get_secret_value(),
+            }
+        )
+
+    def login(self) -> None:
+        """Log in (again) and build the REST client on the fresh session."""
+        auth = self.config.auth
+        if isinstance(auth, SessionAuth):
+            if self._logins:
+                raise SalesforceAuthError(
+                    "the Salesforce session expired; a session-id login cannot log in again "
+                    "(use password, jwt or client_credentials)"
+                )
+            session_id, instance = auth.session_id.get_secret_value(), str(auth.instance_url)
+        elif isinstance(auth, PasswordAuth):
+            session_id, instance = self._password_login(auth)
+        elif isinstance(auth, JwtAuth):
+            session_id, instance = self._jwt_login(auth)
+        else:
+            session_id, instance = self._client_credentials_login(auth)
+        self._logins += 1
+        self._sf = Salesforce(
+            instance_url=instance.rstrip("/"),
+            session_id=session_id,
+            session=self._http,
+            version=self.config.api_version,
+        )
+        log.debug("salesforce login", method=auth.method, logins=self._logins)
+
+    # ------------------------------------------------------------------ queries
+
+    def _call(self, kind: str, run: Callable[[Salesforce], Any]) -> dict[str, Any]:
+        """One REST call with the error mapping and one re-login on an expired session."""
+        for attempt in (1, 2):
+            if self._sf is None:
+                self.login()
+            assert self._sf is not None
+            SALESFORCE_CALLS.labels(kind=kind).inc()
+            try:
+                result = run(self._sf)
+            except SalesforceExpiredSession as exc:
+                if attempt == 2:
+                    raise SalesforceAuthError(
+                        "INVALID_SESSION_ID again right after a fresh login"
+                    ) from exc
+                log.info("salesforce session expired; logging in again")
+                self._sf = None
+                continue
+            except SalesforceError as exc:
+                raise self._translate(exc) from exc
+            except requests.RequestException as exc:
+                raise SalesforceUnavailable(f"{kind} failed: {type(exc).__name__}") from exc
+            except ValueError as exc:  # the body was not JSON
+                raise SalesforceUnavailable(f"{kind} answer is not valid JSON") from exc
+            self._read_usage()
+            if not isinstance(result, dict) or not isinstance(result.get("records"), list):
+                raise SalesforceUnavailable(f"{kind} answer has no records list")
+            return result
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _translate(exc: SalesforceError) -> SalesforceSourceError:
+        code, message = _error_content(exc)
+        status = exc.status
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            return SalesforceLimitExceeded(f"REQUEST_LIMIT_EXCEEDED: {message}".strip())
+        if isinstance(status, int) and status >= 500:
+            return SalesforceUnavailable(f"HTTP {status} {code}: {message}".strip())
+        if code:
+            return SalesforceQueryError(f"{code}: {message}")
+        return SalesforceQueryError(f"HTTP {status}: {message}")
+
+    def _read_usage(self) -> None:
+        assert self._sf is not None
+        usage = self._sf.api_usage.get("api-usage")
+        if usage is not None:
+            self._usage = (int(usage.used), int(usage.total))
+            if usage.total:
+                SALESFORCE_API_USAGE.set(usage.used / usage.total)
+
+    def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
+        """Run ``soql`` and yield its records page by page (``nextRecordsUrl``)."""
+        options: dict[str, Any] = {
+            "headers": {"Sforce-Query-Options": f"batchSize={self.config.page_size}"},
+            "timeout": self.config.timeout,
+        }
+        started = time.monotonic()
+        result = self._call("query", lambda sf: sf.query(soql, **options))
+        pages = 0
+
+        def more(url: str) -> Callable[[Salesforce], Any]:
+            return lambda sf: sf.query_more(url, identifier_is_url=True, **options)
+
+        while True:
+            pages += 1
+            yield result["records"]
+            next_url = result.get("nextRecordsUrl")
+            if result.get("done", True) or not next_url:
+                break
+            result = self._call("query_more", more(str(next_url)))
+        log.debug("salesforce query done", pages=pages, seconds=time.monotonic() - started)
+
+    def api_usage(self) -> tuple[int, int] | None:
+        """(used, max) daily API requests from the last Sforce-Limit-Info, if any."""
+        return self._usage
+
+    def close(self) -> None:
+        self._http.close()
+        self._sf = None
