@@ -1,0 +1,577 @@
+"""Operator use cases: what is going on (status), what happened to a lead (leads), and
+the one manual repair syncd allows (requeue).
+
+These read and change only the database, so they work while the daemon runs
+and while Salesforce or SimZ are down.
+
+``requeue`` is the only way an ``uncertain`` lead is ever sent again (guarantee
+3): SimZ has no idempotency key, so a lead whose earlier POST did reach SimZ
+will be called twice. Hence the rules, which the CLI states in its help:
+
+* at least one selector (sync, states or Salesforce Ids); never "everything";
+* only ``uncertain``, ``failed`` and ``rejected`` leads move, never ``accepted``;
+* an explicit Id list is all-or-nothing: if any named Id does not exist or is in
+  a state the command would not move, nothing moves and every problem is named;
+* one transaction; the UPDATE repeats the state condition, so a lead whose state
+  changed since the preview (e.g. claimed meanwhile) is left alone;
+* one ``lead_transitions`` row per moved lead, with the reason and who did it.
+
+JSON shape of :meth:`StatusReport.to_dict` (version 1; times are ISO 8601 UTC
+with a trailing ``Z``, ``null`` when unknown)::
+
+    {"version": 1, "generated_at": T,
+     "syncs": [{"name", "configured": bool, "enabled": bool|null,
+                "start_at": T, "configured_start_at": "now"|T|null, "watermark": T,
+                "last_poll": {"started_at", "finished_at", "status", "pages", "fetched",
+                              "new", "updated", "unchanged", "invalid", "skipped",
+                              "error"}|null,
+                "last_successful_poll_at": T, "last_error": str|null,
+                "paused": bool, "paused_until": T, "pause_reason": str|null,
+                "states": {"queued": n, "sending": n, ... all 8 states},
+                "agents": [{"agent", "configured": bool, "queued", "due", "waiting",
+                            "sending", "paused": bool,
+                            "last_batch": {"id", "created_at", "finished_at",
+                                           "http_status", "outcome", "simz_batch_id",
+                                           "lead_count", "accepted", "rejected"}|null}]}],
+     "pauses": [{"scope", "key", "reason", "http_status", "failures",
+                 "paused_until", "active": bool}],
+     "uncertain_total": n, "hint": str|null}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncd.adapters import operator_queries as q
+from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause, PollRun, utcnow
+from syncd.config import Config
+from syncd.domain.states import REQUEUEABLE, LeadState, check_transition
+from syncd.logs import get_logger
+
+log = get_logger(__name__)
+
+#: All states, in the order the CLI shows them.
+STATE_ORDER: tuple[str, ...] = tuple(state.value for state in LeadState)
+#: States ``requeue`` may move, in the order the CLI shows them.
+REQUEUE_STATES: tuple[str, ...] = tuple(state.value for state in LeadState if state in REQUEUEABLE)
+DEFAULT_REASON = "operator requeue"
+UNCERTAIN_HINT = (
+    "{n} uncertain lead(s) need an operator: inspect them with "
+    "`syncd leads --state uncertain`, then `syncd requeue --state uncertain` only for "
+    "those SimZ did not take (a requeue may make SimZ call a person twice)."
+)
+
+
+def iso(value: datetime | None, timespec: str = "milliseconds") -> str | None:
+    """An aware datetime as ISO 8601 UTC with ``Z``; None stays None."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, datetimes and containers as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(item) for item in value]
+    return value
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class PollView:
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    pages: int
+    fetched: int
+    new: int
+    updated: int
+    unchanged: int
+    invalid: int
+    skipped: int
+    error: str | None
+
+    @classmethod
+    def of(cls, run: PollRun) -> PollView:
+        return cls(
+            run.started_at,
+            run.finished_at,
+            run.status,
+            run.pages,
+            run.fetched,
+            run.new,
+            run.updated,
+            run.unchanged,
+            run.invalid,
+            run.skipped,
+            run.error,
+        )
+
+
+@dataclass(frozen=True)
+class BatchView:
+    id: int
+    created_at: datetime
+    finished_at: datetime | None
+    http_status: int | None
+    outcome: str | None
+    simz_batch_id: str | None
+    lead_count: int
+    accepted: int | None
+    rejected: int | None
+
+    @classmethod
+    def of(cls, batch: Batch) -> BatchView:
+        return cls(
+            batch.id,
+            batch.created_at,
+            batch.finished_at,
+            batch.http_status,
+            batch.outcome,
+            batch.simz_batch_id,
+            batch.lead_count,
+            batch.accepted,
+            batch.rejected,
+        )
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    """Delivery backlog of one agent of one sync."""
+
+    agent: str | None
+    configured: bool
+    queued: int
+    due: int
+    waiting: int
+    sending: int
+    paused: bool
+    last_batch: BatchView | None
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    name: str
+    configured: bool
+    enabled: bool | None
+    start_at: datetime | None
+    configured_start_at: str | None
+    watermark: datetime | None
+    last_poll: PollView | None
+    last_successful_poll_at: datetime | None
+    last_error: str | None
+    paused: bool
+    paused_until: datetime | None
+    pause_reason: str | None
+    states: dict[str, int]
+    agents: list[AgentStatus]
+
+
+@dataclass(frozen=True)
+class PauseView:
+    scope: str
+    key: str
+    reason: str
+    http_status: int | None
+    failures: int
+    paused_until: datetime
+    active: bool
+
+    @classmethod
+    def of(cls, pause: Pause, now: datetime) -> PauseView:
+        return cls(
+            pause.scope,
+            pause.key,
+            pause.reason,
+            pause.http_status,
+            pause.failures,
+            pause.paused_until,
+            pause.paused_until > now,
+        )
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    generated_at: datetime
+    syncs: list[SyncStatus]
+    pauses: list[PauseView]
+    uncertain_total: int
+    hint: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON object (see the module docstring)."""
+        body: dict[str, Any] = {"version": 1}
+        body.update(to_jsonable(self))
+        return body
+
+
+def _agent_paused(agent: str | None, pauses: Sequence[PauseView]) -> bool:
+    # Agent pauses are keyed "<api key fingerprint>/<agent id>".
+    return agent is not None and any(
+        p.active and p.scope == "agent" and p.key.rpartition("/")[2] == agent for p in pauses
+    )
+
+
+def status(
+    session_factory: sessionmaker[Session],
+    config: Config,
+    *,
+    now: Callable[[], datetime] = utcnow,
+) -> StatusReport:
+    """Everything an operator needs at a glance, per sync and per agent."""
+    at = now()
+    with session_factory() as session:
+        counts = q.count_by_state(session)
+        backlog = q.backlog_by_agent(session, at)
+        states = q.sync_states(session)
+        polls = q.latest_poll_runs(session)
+        ok_polls = q.last_ok_polls(session)
+        batches = q.latest_batches(session)
+        pauses = [PauseView.of(p, at) for p in q.all_pauses(session)]
+
+    configured = {sync.name: sync for sync in config.syncs}
+    in_db = {name for name, _ in counts} | set(states) | set(polls) | {s for s, _ in batches}
+    in_db |= {b.sync for b in backlog}
+    names = list(configured) + sorted(in_db - set(configured))
+
+    syncs: list[SyncStatus] = []
+    for name in names:
+        sync_config = configured.get(name)
+        row = states.get(name)
+        backlog_of = {b.agent: b for b in backlog if b.sync == name}
+        agents: list[str | None] = list(sync_config.agents) if sync_config else []
+        for agent in [*sorted(a for s, a in batches if s == name), *backlog_of]:
+            if agent not in agents and (agent is not None or backlog_of[None].queued):
+                agents.append(agent)
+        agent_rows = []
+        for agent in agents:
+            b = backlog_of.get(agent)
+            batch = batches.get((name, agent)) if agent is not None else None
+            agent_rows.append(
+                AgentStatus(
+                    agent=agent,
+                    configured=sync_config is not None and agent in sync_config.agents,
+                    queued=b.queued if b else 0,
+                    due=b.due if b else 0,
+                    waiting=(b.queued - b.due) if b else 0,
+                    sending=b.sending if b else 0,
+                    paused=_agent_paused(agent, pauses),
+                    last_batch=BatchView.of(batch) if batch else None,
+                )
+            )
+        configured_start: str | None = None
+        if sync_config is not None:
+            start = sync_config.start_at
+            configured_start = start if isinstance(start, str) else iso(start)
+        paused_until = row.paused_until if row else None
+        syncs.append(
+            SyncStatus(
+                name=name,
+                configured=sync_config is not None,
+                enabled=sync_config.enabled if sync_config else None,
+                start_at=row.start_at if row else None,
+                configured_start_at=configured_start,
+                watermark=row.watermark if row else None,
+                last_poll=PollView.of(polls[name]) if name in polls else None,
+                last_successful_poll_at=(row.last_poll_ok_at if row else None)
+                or ok_polls.get(name),
+                last_error=row.last_error if row else None,
+                paused=paused_until is not None and paused_until > at,
+                paused_until=paused_until,
+                pause_reason=row.pause_reason if row else None,
+                states={state: counts.get((name, state), 0) for state in STATE_ORDER},
+                agents=agent_rows,
+            )
+        )
+    uncertain = sum(s.states[LeadState.UNCERTAIN.value] for s in syncs)
+    return StatusReport(
+        generated_at=at,
+        syncs=syncs,
+        pauses=pauses,
+        uncertain_total=uncertain,
+        hint=UNCERTAIN_HINT.format(n=uncertain) if uncertain else None,
+    )
+
+
+# --------------------------------------------------------------------------- leads
+
+
+@dataclass(frozen=True)
+class TransitionView:
+    at: datetime
+    from_state: str | None
+    to_state: str
+    reason: str
+    batch_id: int | None
+
+    @classmethod
+    def of(cls, row: LeadTransition) -> TransitionView:
+        return cls(row.at, row.from_state, row.to_state, row.reason, row.batch_id)
+
+
+@dataclass(frozen=True)
+class LeadView:
+    """One lead as an operator sees it. ``payload`` (personal data) only on request."""
+
+    id: int
+    salesforce_id: str
+    sync: str
+    agent: str | None
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    batch_id: int | None
+    simz_batch_id: str | None
+    note: str | None
+    error_code: str | None
+    error_message: str | None
+    history: list[TransitionView] | None = None
+    payload: dict[str, Any] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        lead: Lead,
+        history: list[TransitionView] | None,
+        with_payload: bool,
+    ) -> LeadView:
+        return cls(
+            id=lead.id,
+            salesforce_id=lead.salesforce_id,
+            sync=lead.sync_name,
+            agent=lead.agent_id,
+            state=lead.state,
+            attempts=lead.attempts,
+            next_attempt_at=lead.next_attempt_at,
+            created_at=lead.created_at,
+            updated_at=lead.updated_at,
+            sent_at=lead.sent_at,
+            batch_id=lead.batch_id,
+            simz_batch_id=lead.simz_batch_id,
+            note=lead.note,
+            error_code=lead.error_code,
+            error_message=lead.error_message,
+            history=history,
+            payload=dict(lead.payload) if with_payload else None,
+        )
+
+
+def list_leads(
+    session_factory: sessionmaker[Session],
+    *,
+    state: Iterable[str] | str | None = None,
+    sync: str | None = None,
+    salesforce_ids: Iterable[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    history: bool = False,
+    payload: bool = False,
+) -> list[LeadView]:
+    """Leads matching every given filter, most recently changed first.
+
+    ``since``/``until`` bound the time of the lead's last change (``updated_at``,
+    until exclusive). ``history`` adds each lead's transitions, oldest first;
+    ``payload`` adds the body sent to SimZ, which holds personal data.
+    """
+    states = [state] if isinstance(state, str) else (list(state) if state is not None else None)
+    for name in states or ():
+        LeadState(name)  # ValueError on an unknown state
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    clauses = q.lead_filter(
+        sync=sync,
+        states=states,
+        salesforce_ids=list(salesforce_ids) if salesforce_ids is not None else None,
+        since=since,
+        until=until,
+    )
+    with session_factory() as session:
+        leads = q.find_leads(session, clauses, limit)
+        trails = q.transitions_of(session, [lead.id for lead in leads]) if history else {}
+        return [
+            LeadView.of(
+                lead,
+                [TransitionView.of(t) for t in trails[lead.id]] if history else None,
+                payload,
+            )
+            for lead in leads
+        ]
+
+
+# --------------------------------------------------------------------------- requeue
+
+
+class RequeueRefused(Exception):
+    """Nothing was moved; ``problems`` says why, one line each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class RequeueCount:
+    sync: str
+    state: str
+    leads: int
+
+
+@dataclass(frozen=True)
+class RequeuePreview:
+    """What ``requeue`` would move now, and the problems that would stop it."""
+
+    counts: list[RequeueCount]
+    problems: list[str]
+
+    @property
+    def total(self) -> int:
+        return sum(c.leads for c in self.counts)
+
+    def by_state(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for c in self.counts:
+            found[c.state] = found.get(c.state, 0) + c.leads
+        return found
+
+    @property
+    def uncertain(self) -> int:
+        return self.by_state().get(LeadState.UNCERTAIN.value, 0)
+
+
+@dataclass(frozen=True)
+class RequeueResult:
+    moved: list[RequeueCount]
+    reason: str
+    actor: str
+    at: datetime
+    skipped_by_filter: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(c.leads for c in self.moved)
+
+
+def _selection(
+    sync: str | None, states: Iterable[str] | None, salesforce_ids: Iterable[str] | None
+) -> tuple[list[str], list[str] | None]:
+    ids = list(dict.fromkeys(salesforce_ids)) if salesforce_ids is not None else None
+    chosen = list(dict.fromkeys(states)) if states else None
+    if sync is None and not chosen and not ids:
+        raise ValueError(
+            "requeue needs at least one selector: a sync, one or more states, or Salesforce Ids"
+        )
+    for name in chosen or ():
+        if name not in REQUEUE_STATES:
+            raise ValueError(
+                f"{name!r} leads cannot be requeued; only {', '.join(REQUEUE_STATES)} can"
+            )
+    return chosen or list(REQUEUE_STATES), ids
+
+
+def _preview(
+    session: Session, sync: str | None, states: list[str], ids: list[str] | None
+) -> RequeuePreview:
+    problems: list[str] = []
+    if ids:
+        found = q.states_of_ids(session, ids, sync)
+        seen = {sf_id for sf_id, _, _ in found}
+        where = f" in sync {sync!r}" if sync else ""
+        problems += [f"{sf_id}: no such lead{where}" for sf_id in ids if sf_id not in seen]
+        for sf_id, name, state in sorted(found):
+            if state == LeadState.ACCEPTED.value:
+                problems.append(
+                    f"{sf_id} ({name}) is accepted: SimZ already took it; it is never requeued"
+                )
+            elif state not in REQUEUE_STATES:
+                problems.append(
+                    f"{sf_id} ({name}) is {state}: only {', '.join(REQUEUE_STATES)} "
+                    "leads can be requeued"
+                )
+            elif state not in states:
+                problems.append(
+                    f"{sf_id} ({name}) is {state}, not one of the selected states "
+                    f"({', '.join(states)})"
+                )
+    counts = q.count_matching(session, q.lead_filter(sync=sync, states=states, salesforce_ids=ids))
+    ordered = sorted(counts.items(), key=lambda kv: (kv[0][0], STATE_ORDER.index(kv[0][1])))
+    return RequeuePreview([RequeueCount(s, st, n) for (s, st), n in ordered], problems)
+
+
+def preview_requeue(
+    session_factory: sessionmaker[Session],
+    *,
+    sync: str | None = None,
+    states: Iterable[str] | None = None,
+    salesforce_ids: Iterable[str] | None = None,
+) -> RequeuePreview:
+    """What :func:`requeue` with the same selectors would move, for the confirmation prompt.
+
+    Raises ValueError for a bare selection or a state that is not requeueable.
+    """
+    chosen, ids = _selection(sync, states, salesforce_ids)
+    with session_factory() as session:
+        return _preview(session, sync, chosen, ids)
+
+
+def requeue(
+    session_factory: sessionmaker[Session],
+    *,
+    sync: str | None = None,
+    states: Iterable[str] | None = None,
+    salesforce_ids: Iterable[str] | None = None,
+    reason: str = DEFAULT_REASON,
+    actor: str,
+    now: Callable[[], datetime] = utcnow,
+) -> RequeueResult:
+    """Move the selected uncertain/failed/rejected leads back to ``queued``, in one transaction.
+
+    Without ``states`` every requeueable state is selected. Raises ValueError for
+    a bare selection and :class:`RequeueRefused` (moving nothing) when an
+    explicit Salesforce Id is unknown or names a lead this call would not move.
+    """
+    chosen, ids = _selection(sync, states, salesforce_ids)
+    reason = (reason or DEFAULT_REASON).strip() or DEFAULT_REASON
+    trail_reason = f"{reason} (by {actor or 'unknown'})"[:500]
+    at = now()
+    moved: list[RequeueCount] = []
+    with session_factory.begin() as session:
+        preview = _preview(session, sync, chosen, ids)
+        if preview.problems:
+            raise RequeueRefused(preview.problems)
+        for state in chosen:
+            check_transition(state, LeadState.QUEUED)
+            for name in sorted({c.sync for c in preview.counts if c.state == state}):
+                clauses = q.lead_filter(sync=name, salesforce_ids=ids)
+                count = q.move_to_queued(session, clauses, state, reason=trail_reason, at=at)
+                if count:
+                    moved.append(RequeueCount(name, state, count))
+    moved_total = sum(c.leads for c in moved)
+    result = RequeueResult(moved, reason, actor, at, skipped_by_filter=preview.total - moved_total)
+    log.info(
+        "leads requeued",
+        leads=result.total,
+        by_state={c.state: c.leads for c in moved},
+        sync=sync,
+        ids=len(ids) if ids else 0,
+        actor=actor,
+        reason=reason,
+    )
+    return result
