@@ -163,3 +163,8 @@ def migrate(ctx: click.Context, config_path: Path) -> None:
         click.echo(f"migrated the database from {result.before or 'empty'} to {result.after}")
     else:
         click.echo(f"the database is up to date (revision {result.after})")
+
+
+from syncd.entrypoints.cli_run import run  # noqa: E402
+
+main.add_command(run)

@@ -1,0 +1,154 @@
+"""The one place that wires syncd together: config in, a ready :class:`Runtime` out.
+
+Everything else takes its collaborators as arguments (services take a session
+factory and a client, the scheduler takes callables), so tests can wire the
+parts differently; only this module knows which concrete adapter goes where.
+
+At start-up, in this order: open the engine, apply the migrations (safe every
+time), turn leads a crashed run left in ``sending`` into ``uncertain``
+(:func:`recover_in_flight` -- they may have reached SimZ, so they are never
+resent automatically), then build the Salesforce sources and the SimZ client.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncd.adapters import migrate
+from syncd.adapters.db import make_engine, make_session_factory
+from syncd.adapters.orm import utcnow
+from syncd.adapters.salesforce import SalesforceSource
+from syncd.adapters.simz import SimzClient, key_fingerprint
+from syncd.config import Config, SyncConfig
+from syncd.logs import get_logger
+from syncd.services.deliver import (
+    DeliveryResult,
+    default_worker,
+    deliver_sync,
+    recover_in_flight,
+)
+from syncd.services.poll import PollResult, poll_sync
+from syncd.services.state_metrics import refresh_state_metrics
+
+log = get_logger("syncd.bootstrap")
+
+
+@dataclass
+class Runtime:
+    """The wired daemon: one engine, one SimZ client, one Salesforce source per sync.
+
+    Each sync gets its own :class:`SalesforceSource` because the polls of
+    different syncs run in parallel threads and a source holds one login
+    session that it renews on ``INVALID_SESSION_ID``; the SimZ client is shared,
+    since its rate limit is per API key, not per sync.
+    """
+
+    config: Config
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    client: SimzClient
+    source_factory: Callable[[], SalesforceSource]
+    now: Callable[[], datetime] = utcnow
+    worker: str = field(default_factory=default_worker)
+    recovered: int = 0
+    _sources: dict[str, SalesforceSource] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def source(self, sync: str) -> SalesforceSource:
+        with self._lock:
+            if sync not in self._sources:
+                self._sources[sync] = self.source_factory()
+            return self._sources[sync]
+
+    @property
+    def credentials(self) -> list[str]:
+        """Fingerprints of the SimZ API keys in use (how ``pauses`` names them)."""
+        return [key_fingerprint(self.config.simz.api_key.get_secret_value())]
+
+    def poll(self, sync: SyncConfig, stop: threading.Event | None = None) -> PollResult:
+        """One poll of ``sync`` (the scheduler's poll job)."""
+        return poll_sync(
+            self.session_factory,
+            self.source(sync.name),
+            sync,
+            now=self.now,
+            stop=stop,
+            max_api_usage_percent=self.config.salesforce.max_api_usage_percent,
+            limit_pause=self.config.salesforce.limit_pause,
+        )
+
+    def deliver(self, sync: SyncConfig, stop: threading.Event | None = None) -> DeliveryResult:
+        """One delivery pass of ``sync`` (the scheduler's deliver job)."""
+        return deliver_sync(
+            self.session_factory,
+            self.client,
+            sync,
+            self.config.simz,
+            now=self.now,
+            stop=stop,
+            worker=self.worker,
+        )
+
+    def refresh_metrics(self) -> None:
+        """Refresh the gauges read from the database."""
+        refresh_state_metrics(self.session_factory, self.config)
+
+    def close(self) -> None:
+        """Close the clients and the engine; each step runs even if another fails."""
+        with self._lock:
+            sources = list(self._sources.values())
+            self._sources.clear()
+        closables: list[SalesforceSource | SimzClient] = [*sources, self.client]
+        for closable in closables:
+            try:
+                closable.close()
+            except Exception:
+                log.warning("close failed", what=type(closable).__name__, exc_info=True)
+        self.engine.dispose()
+
+
+def bootstrap(
+    config: Config,
+    *,
+    apply_migrations: bool = True,
+    recover: bool = True,
+    engine: Engine | None = None,
+    client: SimzClient | None = None,
+    source_factory: Callable[[], SalesforceSource] | None = None,
+    now: Callable[[], datetime] = utcnow,
+) -> Runtime:
+    """Wire a :class:`Runtime` from ``config``; migrations and recovery run here.
+
+    Raises SQLAlchemy's errors (database unreachable, migration failed) and
+    ``OSError`` (e.g. the SQLite folder cannot be created) for the caller to
+    report; nothing is left open when it raises.
+    """
+    engine = engine or make_engine(config.database.url, pool_size=config.database.pool_size)
+    try:
+        if apply_migrations:
+            result = migrate.upgrade(engine)
+            if result.changed:
+                log.info("database migrated", from_revision=result.before, to_revision=result.after)
+        session_factory = make_session_factory(engine)
+        # Logs an error naming the count and the operator's next step when > 0.
+        recovered = recover_in_flight(session_factory, now=now) if recover else 0
+        simz = client or SimzClient(config.simz)
+    except BaseException:
+        engine.dispose()
+        raise
+    factory = source_factory or (lambda: SalesforceSource(config.salesforce))
+    return Runtime(
+        config=config,
+        engine=engine,
+        session_factory=session_factory,
+        client=simz,
+        source_factory=factory,
+        now=now,
+        recovered=recovered,
+    )

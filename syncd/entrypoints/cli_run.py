@@ -1,0 +1,223 @@
+"""``syncd run``: the daemon's main thread -- start, wait for a signal, stop cleanly.
+
+Start-up: logging, migrations, recovery of leads a crash left in ``sending``
+(they become ``uncertain``), the HTTP port, the scheduler, one "syncd started"
+line. Then the main thread waits on ``stop``.
+
+Shutdown (SIGTERM or SIGINT; APScheduler installs no handlers, so we do): the
+handler only sets ``stop``. The poll and deliver services receive that event
+and stop paging and claiming; the main thread stops the scheduler and waits for
+running jobs up to ``daemon.shutdown_grace``, then closes the clients and the
+engine and logs "syncd stopped". Exit status:
+
+* ``0`` -- every job finished in time; or the grace period ran out but no lead
+  is left ``sending`` (e.g. a poll stuck in a slow Salesforce call: the next
+  poll reads that window again);
+* ``1`` -- the grace period ran out with leads still ``sending``: a warning says
+  they become ``uncertain`` at the next start (they may have reached SimZ); also
+  a start-up failure (database, port);
+* ``128 + signal`` (130 for SIGINT, 143 for SIGTERM) -- a second signal: exit at
+  once, without waiting; leads in ``sending`` become ``uncertain`` at next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from syncd import __version__
+from syncd.config import Config
+from syncd.entrypoints.cli import (
+    EXIT_FAILURE,
+    config_option,
+    describe_db_error,
+    load_or_exit,
+    setup,
+)
+from syncd.entrypoints.http import ProbeServer, Readiness, serve
+from syncd.entrypoints.scheduler import JobScheduler, PollTracker
+from syncd.logs import get_logger
+
+EXIT_OK = 0
+EXIT_IN_FLIGHT = 1
+
+log = get_logger("syncd.run")
+
+
+def count_sending(engine: Engine) -> int | None:
+    """Leads in ``sending`` right now, or None if the database cannot say.
+
+    A raw DBAPI read, outside SQLAlchemy's BEGIN IMMEDIATE on SQLite: a job
+    stuck past the grace period must not make this wait for its lock.
+    """
+    try:
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT COUNT(*) FROM leads WHERE state = 'sending'")
+            row = cursor.fetchone()
+            cursor.close()
+            connection.rollback()
+        finally:
+            connection.close()
+    except Exception:
+        log.warning("cannot count leads in flight", exc_info=True)
+        return None
+    return int(row[0]) if row else 0
+
+
+def describe_database(url: str) -> dict[str, str]:
+    """The backend and the URL with its password masked, for the start-up line."""
+    parsed = make_url(url)
+    return {
+        "database": parsed.get_backend_name(),
+        "database_url": parsed.render_as_string(hide_password=True),
+    }
+
+
+class SignalHandler:
+    """First SIGTERM/SIGINT: set ``stop``. Second: exit at once with 128 + signal."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.received: list[int] = []
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self)
+        signal.signal(signal.SIGINT, self)
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        self.received.append(signum)
+        if len(self.received) > 1:
+            try:
+                log.warning(
+                    "second signal, exiting now; leads in flight become uncertain at next start",
+                    signal=signal.Signals(signum).name,
+                )
+                logging.shutdown()
+            finally:
+                os._exit(128 + signum)
+        self.stop.set()
+
+
+def _flush_and_exit(status: int) -> None:
+    """Leave now, even if a job thread is stuck in a network call.
+
+    The executor's worker threads are joined at interpreter exit, so a plain
+    ``sys.exit`` would wait for the stuck call; ``os._exit`` does not.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
+    """Run until ``stop`` is set (by a signal); return the exit status."""
+    from syncd.bootstrap import bootstrap
+
+    stop = stop or threading.Event()
+    signals = SignalHandler(stop)
+    if threading.current_thread() is threading.main_thread():
+        signals.install()
+
+    try:
+        runtime = bootstrap(config)
+    except SQLAlchemyError as exc:
+        log.error("cannot start: database error", error=describe_db_error(exc))
+        return EXIT_FAILURE
+    except OSError as exc:
+        log.error("cannot start", error=str(exc))
+        return EXIT_FAILURE
+
+    syncs = [sync for sync in config.syncs if sync.enabled]
+    tracker = PollTracker(syncs, runtime.now)
+    host, port = config.observability.host_port
+    try:
+        http: ProbeServer = serve(
+            host,
+            port,
+            Readiness(runtime.engine, tracker, runtime.now, credentials=runtime.credentials),
+        )
+    except OSError as exc:
+        log.error("cannot listen", listen=config.observability.listen, error=str(exc))
+        runtime.close()
+        return EXIT_FAILURE
+
+    scheduler = JobScheduler(
+        syncs,
+        poll=runtime.poll,
+        deliver=runtime.deliver,
+        refresh=runtime.refresh_metrics,
+        stop=stop,
+        tracker=tracker,
+        now=runtime.now,
+    )
+    scheduler.start()
+    log.info(
+        "syncd started",
+        version=__version__,
+        syncs=[sync.name for sync in syncs],
+        listen=http.address,
+        pid=os.getpid(),
+        recovered_uncertain=runtime.recovered,
+        **describe_database(config.database.url),
+    )
+
+    # Wake up now and then: signal handlers run on the main thread between bytecodes.
+    while not stop.wait(0.5):
+        pass
+
+    grace = config.daemon.shutdown_grace.total_seconds()
+    names = [signal.Signals(s).name for s in signals.received]
+    log.info("stopping", signal=names[0] if names else None, grace_seconds=grace)
+    report = scheduler.shutdown(grace)
+    http.close()
+    if report.clean:
+        runtime.close()
+        log.info("syncd stopped")
+        return EXIT_OK
+
+    in_flight = count_sending(runtime.engine)
+    if in_flight == 0:
+        log.warning(
+            "grace period over with jobs still running; no lead is in flight",
+            still_running=report.still_running,
+        )
+        log.info("syncd stopped")
+        _flush_and_exit(EXIT_OK)
+    log.warning(
+        "grace period over with leads in flight: they will become uncertain at the next start",
+        still_running=report.still_running,
+        sending=in_flight,
+    )
+    log.info("syncd stopped")
+    _flush_and_exit(EXIT_IN_FLIGHT)
+    return EXIT_IN_FLIGHT  # not reached
+
+
+@click.command("run")
+@config_option
+@click.pass_context
+def run(ctx: click.Context, config_path: Path) -> None:
+    """Run the daemon: poll Salesforce and deliver to SimZ on each sync's schedule.
+
+    Applies migrations and recovers leads a crash left in flight (they become
+    uncertain), serves /healthz, /readyz and /metrics on observability.listen,
+    and logs JSON lines to stdout. SIGTERM or SIGINT stops it gracefully within
+    daemon.shutdown_grace (exit 0; 1 if leads were left in flight); a second
+    signal exits at once.
+    """
+    config = load_or_exit(config_path)
+    setup(ctx, config)
+    sys.exit(run_daemon(config))
