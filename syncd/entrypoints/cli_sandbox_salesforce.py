@@ -1,0 +1,140 @@
+"""``syncd sandbox salesforce``: run the Salesforce emulator on its own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from syncd.entrypoints.cli import CONTEXT_SETTINGS, fail
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """One JSON object per line; blank lines are skipped; a bad line exits with its number."""
+    records: list[dict[str, Any]] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            fail(f"{path}:{number}: not JSON: {exc}")
+        if not isinstance(record, dict):
+            fail(f"{path}:{number}: expected a JSON object with an 'sobject' key")
+        records.append(record)
+    return records
+
+
+@click.command("salesforce", context_settings=CONTEXT_SETTINGS)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8443, show_default=True, help="0: any free."
+)
+@click.option(
+    "--records",
+    "records_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="JSONL file: one record per line, e.g. "
+    '{"sobject": "Lead", "LastName": "Doe", "Phone": "+15550100"}.',
+)
+@click.option(
+    "--cert-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for the generated CA (ca.pem) and server certificate.",
+)
+@click.option("--username", default="sandbox@example.com", show_default=True)
+@click.option("--password", default="sandbox-password", show_default=True)
+@click.option("--security-token", default="sandbox-token", show_default=True)
+@click.option("--consumer-key", default="sandbox-consumer-key", show_default=True)
+@click.option("--consumer-secret", default="sandbox-consumer-secret", show_default=True)
+@click.option(
+    "--jwt-public-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="PEM public key or certificate to verify JWT bearer assertions with. "
+    "Without it any well-formed, unexpired JWT with the right iss and sub is accepted.",
+)
+def salesforce(
+    host: str,
+    port: int,
+    records_file: Path | None,
+    cert_dir: Path,
+    username: str,
+    password: str,
+    security_token: str,
+    consumer_key: str,
+    consumer_secret: str,
+    jwt_public_key: Path | None,
+) -> None:
+    """Serve a Salesforce org over HTTPS: logins, SOQL queries, record updates.
+
+    Prints the base URL and the CA file to trust at start:
+
+    \b
+      Salesforce emulator on https://127.0.0.1:8443
+      CA certificate: /path/to/cert-dir/ca.pem
+      control API on https://127.0.0.1:8443/__sandbox/
+
+    Use the URL as salesforce.login_url and the CA file as salesforce.ca_bundle
+    in a syncd config. Logins: SOAP (username, password + security token) and
+    OAuth2 (password, client_credentials, JWT bearer). Records missing Id,
+    CreatedDate, LastModifiedDate or SystemModstamp get them. A new CA is made
+    at every start.
+
+    The control API (JSON, no authentication) lives under /__sandbox/:
+
+    \b
+      POST records          {"records": [{"sobject": "Lead", ...}]}  (upsert by Id)
+      POST update           {"sobject": "Lead", "id": "00Q...", "fields": {...},
+                             "SystemModstamp": "2024-01-01T00:00:00Z"}
+      POST expire-sessions  every session becomes invalid
+      POST inject           {"kind": "REQUEST_LIMIT_EXCEEDED", "count": 1}
+                            kinds: INVALID_SESSION_ID REQUEST_LIMIT_EXCEEDED
+                            500 delay (with "seconds") malformed_json
+      POST api-usage        {"used": 100, "max": 15000}
+      GET  query-log        every SOQL query and page fetch
+      GET  records/TYPE/ID  one record
+    """
+    from syncd.entrypoints.cli_sandbox import _is_loopback, _wait_for_signal
+    from syncd.sandbox.salesforce import SalesforceEmulator
+    from syncd.sandbox.sf_store import RecordError
+
+    if not _is_loopback(host):
+        click.echo(
+            f"syncd: warning: listening on {host}; the control API has no authentication",
+            err=True,
+        )
+    records = _read_records(records_file) if records_file is not None else []
+    try:
+        emulator = SalesforceEmulator(
+            records,
+            cert_dir=cert_dir,
+            username=username,
+            password=password,
+            security_token=security_token,
+            consumer_key=consumer_key,
+            consumer_secret=consumer_secret,
+            jwt_public_key=jwt_public_key.read_bytes() if jwt_public_key else None,
+        )
+    except RecordError as exc:
+        fail(f"{records_file}: {exc}")
+    try:
+        url = emulator.start(host=host, port=port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    try:
+        click.echo(f"Salesforce emulator on {url}")
+        click.echo(f"CA certificate: {emulator.ca_file}")
+        click.echo(f"control API on {url}/__sandbox/")
+        click.echo(f"{emulator.store.count()} record(s) loaded", nl=True)
+        _wait_for_signal()
+    finally:
+        emulator.stop()
