@@ -168,3 +168,8 @@ def migrate(ctx: click.Context, config_path: Path) -> None:
 from syncd.entrypoints.cli_run import run  # noqa: E402
 
 main.add_command(run)
+
+
+from syncd.entrypoints.cli_sandbox import sandbox  # noqa: E402
+
+main.add_command(sandbox)

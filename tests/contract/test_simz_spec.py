@@ -1,0 +1,213 @@
+"""The SimZ request contract: validate_request holds bodies to simz-openapi.yaml."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from syncd.sandbox import simz_spec
+from syncd.sandbox.simz_spec import is_email, is_uri, validate_request, validate_schema
+
+SHARED_SPEC = Path("/work/shared/simz-openapi.yaml")
+
+FULL_LEAD: dict[str, Any] = {
+    "phoneNumber": "+14155552671",
+    "firstName": "Michael",
+    "lastName": "Thompson",
+    "email": "michael.thompson@example.com",
+    "salesforceId": "00Q5e00000AbCdEFGH",
+    "campaignType": "web-inbound",
+    "customData": {"leadId": "LEAD-789", "campaignTag": "summer-sale-2024", "score": 7},
+}
+FULL_REQUEST: dict[str, Any] = {
+    "leads": [FULL_LEAD],
+    "options": {
+        "priority": "normal",
+        "enableAMD": True,
+        "webhookUrl": "https://hooks.example.com/simz?source=syncd",
+    },
+}
+
+
+def broken(change: Any) -> dict[str, Any]:
+    """A deep copy of FULL_REQUEST with ``change(body)`` applied."""
+    body = copy.deepcopy(FULL_REQUEST)
+    change(body)
+    return body
+
+
+class TestSpecCopy:
+    def test_the_packaged_spec_is_the_vendor_spec(self) -> None:
+        """The spec shipped in the package is byte for byte the shared vendor document."""
+        if not SHARED_SPEC.exists():
+            pytest.skip("the shared vendor spec is not on this machine")
+        assert simz_spec.SPEC_PATH.read_bytes() == SHARED_SPEC.read_bytes()
+
+    def test_the_request_schema_is_the_one_the_operation_names(self) -> None:
+        """The validator checks the schema that the submit-leads operation references."""
+        spec = yaml.safe_load(simz_spec.SPEC_PATH.read_text())
+        operation = spec["paths"][simz_spec.LEAD_PATH_PREFIX + "{agentId}"]["post"]
+        ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert ref == f"#/components/schemas/{simz_spec.REQUEST_SCHEMA}"
+
+
+class TestValidRequests:
+    def test_the_vendor_example_is_valid(self) -> None:
+        """The request example from the vendor's page passes."""
+        example = {
+            "leads": [
+                {
+                    "phoneNumber": "+14155552671",
+                    "firstName": "Michael",
+                    "lastName": "Thompson",
+                    "customData": {"leadId": "LEAD-789", "campaignTag": "summer-sale-2024"},
+                }
+            ],
+            "options": {"priority": "normal"},
+        }
+        assert validate_request(example) == []
+
+    def test_every_field_and_option_set_is_valid(self) -> None:
+        """A request using every documented field and option passes."""
+        assert validate_request(FULL_REQUEST) == []
+
+    def test_only_required_fields_is_valid(self) -> None:
+        """A lead with only phoneNumber and no options passes: optional fields may be absent."""
+        assert validate_request({"leads": [{"phoneNumber": "+14155552671"}]}) == []
+
+    def test_null_optional_fields_are_valid(self) -> None:
+        """The spec types optional fields as nullable, so explicit nulls pass."""
+        lead = {key: None for key in FULL_LEAD if key != "phoneNumber"}
+        body = {
+            "leads": [{"phoneNumber": "+14155552671", **lead}],
+            "options": {"priority": None, "enableAMD": None, "webhookUrl": None},
+        }
+        assert validate_request(body) == []
+
+    def test_an_empty_lead_list_is_valid(self) -> None:
+        """The schema sets no minimum number of leads."""
+        assert validate_request({"leads": []}) == []
+
+    def test_a_batch_of_many_leads_is_valid(self) -> None:
+        """Large batches pass: the spec documents no maximum."""
+        assert validate_request({"leads": [FULL_LEAD] * 500}) == []
+
+
+class TestInvalidRequests:
+    @pytest.mark.parametrize(
+        ("change", "where"),
+        [
+            (lambda b: b["leads"][0].pop("phoneNumber"), "leads[0]: 'phoneNumber' is a required"),
+            (lambda b: b.pop("leads"), "(body): 'leads' is a required"),
+            (lambda b: b.update(leads={"phoneNumber": "+1"}), "leads: {"),
+            (lambda b: b.update(leads="+14155552671"), "leads: '+14155552671' is not of type"),
+            (lambda b: b["leads"].append("+14155552671"), "leads[1]: '+14155552671' is not of"),
+            (lambda b: b["leads"][0].update(phoneNumber=14155552671), "leads[0].phoneNumber:"),
+            (lambda b: b["leads"][0].update(phoneNumber=None), "leads[0].phoneNumber: None"),
+            (lambda b: b["leads"][0].update(firstName=7), "leads[0].firstName: 7"),
+            (lambda b: b["leads"][0].update(salesforceId=["x"]), "leads[0].salesforceId:"),
+            (lambda b: b["leads"][0].update(customData=["a"]), "leads[0].customData: ['a']"),
+            (lambda b: b["leads"][0].update(customData="a=1"), "leads[0].customData: 'a=1'"),
+            (lambda b: b["leads"][0].update(email="not-an-email"), "leads[0].email:"),
+            (lambda b: b["options"].update(enableAMD="yes"), "options.enableAMD: 'yes'"),
+            (lambda b: b["options"].update(priority=1), "options.priority: 1"),
+            (lambda b: b["options"].update(webhookUrl="hooks example"), "options.webhookUrl:"),
+            (lambda b: b.update(options=["normal"]), "options: ['normal']"),
+        ],
+        ids=[
+            "missing-phoneNumber",
+            "missing-leads",
+            "leads-an-object",
+            "leads-a-string",
+            "lead-not-an-object",
+            "phone-a-number",
+            "phone-null",
+            "firstName-a-number",
+            "salesforceId-a-list",
+            "customData-a-list",
+            "customData-a-string",
+            "email-not-an-email",
+            "enableAMD-a-string",
+            "priority-a-number",
+            "webhookUrl-not-a-uri",
+            "options-a-list",
+        ],
+    )
+    def test_a_broken_request_is_refused_with_its_place(self, change: Any, where: str) -> None:
+        """A request that breaks the schema yields a problem naming where it is."""
+        problems = validate_request(broken(change))
+        assert problems, "expected the request to be refused"
+        assert any(p.startswith(where) for p in problems), problems
+
+    @pytest.mark.parametrize("body", [[], "leads", 42, None])
+    def test_a_body_that_is_not_an_object_is_refused(self, body: object) -> None:
+        """Only a JSON object can be a LeadSubmissionRequest."""
+        assert validate_request(body) != []
+
+    def test_every_problem_is_reported(self) -> None:
+        """All problems are listed at once, not only the first."""
+        body = {"leads": [{"firstName": 1}, {"phoneNumber": 2}]}
+        problems = validate_request(body)
+        assert len(problems) == 3, problems
+
+
+class TestFormats:
+    @pytest.mark.parametrize(
+        "value",
+        ["a@example.com", "first.last+tag@mail.example.co.uk", "o'hara@example.ie", "x@a-b.io"],
+    )
+    def test_ordinary_email_addresses_pass(self, value: str) -> None:
+        """Real-world addresses pass the email format."""
+        assert is_email(value)
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "plainaddress",
+            "a@b",  # the permissive default accepts anything with an @
+            "a@@example.com",
+            "a b@example.com",
+            "a@example..com",
+            ".a@example.com",
+            "a.@example.com",
+            "a@-example.com",
+            "jos\u00e9@example.com",
+            "",
+            "x" * 65 + "@example.com",
+        ],
+    )
+    def test_strict_email_format_refuses_these(self, value: str) -> None:
+        """The email format is asserted strictly, stricter than jsonschema's default."""
+        assert not is_email(value)
+
+    @pytest.mark.parametrize(
+        "value",
+        ["https://hooks.example.com/x?a=1&b=%20", "http://127.0.0.1:8080/h", "urn:isbn:0451450523"],
+    )
+    def test_absolute_uris_pass(self, value: str) -> None:
+        """Absolute RFC 3986 URIs pass the uri format."""
+        assert is_uri(value)
+
+    @pytest.mark.parametrize(
+        "value", ["/relative/path", "hooks.example.com", "https://a b.com", "https://x/%zz", ""]
+    )
+    def test_strict_uri_format_refuses_these(self, value: str) -> None:
+        """Relative references, spaces and bad escapes are not a uri."""
+        assert not is_uri(value)
+
+
+class TestResponseSchemas:
+    def test_response_schemas_are_available_for_checking_answers(self) -> None:
+        """validate_schema checks any component, e.g. the documented 200 body."""
+        ok = {"success": True, "batchId": None, "accepted": 0, "rejected": 0, "errors": []}
+        assert validate_schema("LeadSubmissionResponse", ok) == []
+        assert validate_schema("LeadSubmissionResponse", {"accepted": "1"}) != []
+
+    def test_an_unknown_schema_name_is_an_error(self) -> None:
+        """Asking for a schema the spec does not define fails loudly."""
+        with pytest.raises(KeyError):
+            validate_schema("NoSuchSchema", {})
