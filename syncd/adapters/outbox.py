@@ -1,0 +1,457 @@
+"""Delivery's SQL: claim a batch, record its outcome, pauses, start-up recovery.
+
+Every function takes an open :class:`~sqlalchemy.orm.Session` inside the
+caller's unit of work (``with session_factory.begin() as session``); none
+commits. State changes are set-based (one ``UPDATE`` per target state, one
+executemany ``INSERT`` of transitions) so a batch costs a handful of
+statements, not one per lead. Every move passes
+:func:`syncd.domain.states.check_transition` and is guarded in SQL by the
+source state, so a lead changed behind our back makes the move fail loudly
+instead of silently overwriting it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause
+from syncd.domain.states import LeadState, check_transition
+
+SCOPE_API_KEY = "api_key"
+SCOPE_AGENT = "agent"
+
+
+class OutboxConflict(RuntimeError):
+    """A lead was not in the state delivery expected: a bug, never papered over."""
+
+
+@dataclass(frozen=True)
+class ClaimedLead:
+    id: int
+    salesforce_id: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Leads moved to ``sending`` under one open batch row."""
+
+    batch_id: int
+    sync_name: str
+    agent_id: str
+    leads: tuple[ClaimedLead, ...]
+
+
+@dataclass(frozen=True)
+class ActivePause:
+    scope: str
+    key: str
+    reason: str
+    http_status: int | None
+    failures: int
+    paused_until: datetime
+
+
+def agent_pause_key(credential: str, agent_id: str) -> str:
+    return f"{credential}/{agent_id}"
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def queued_agents(session: Session, sync_name: str) -> list[str]:
+    """Agents that have queued leads in this sync (due or not)."""
+    rows = session.execute(
+        select(Lead.agent_id)
+        .where(
+            Lead.sync_name == sync_name,
+            Lead.state == LeadState.QUEUED.value,
+            Lead.agent_id.is_not(None),
+        )
+        .distinct()
+        .order_by(Lead.agent_id)
+    )
+    return [agent for (agent,) in rows if agent]
+
+
+def active_pauses(
+    session: Session, credential: str, agent_id: str | None, now: datetime
+) -> list[ActivePause]:
+    """Pauses of this API key (and of this agent under it) that have not yet expired."""
+    keys = [(Pause.scope == SCOPE_API_KEY) & (Pause.key == credential)]
+    if agent_id is not None:
+        keys.append(
+            (Pause.scope == SCOPE_AGENT) & (Pause.key == agent_pause_key(credential, agent_id))
+        )
+    rows = session.scalars(select(Pause).where(or_(*keys), Pause.paused_until > now))
+    return [
+        ActivePause(p.scope, p.key, p.reason, p.http_status, p.failures, p.paused_until)
+        for p in rows
+    ]
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def _due(sync_name: str, agent_id: str, now: datetime, limit: int) -> Select[Any]:
+    return (
+        select(Lead.id, Lead.salesforce_id, Lead.payload, Lead.attempts)
+        .where(
+            Lead.sync_name == sync_name,
+            Lead.agent_id == agent_id,
+            Lead.state == LeadState.QUEUED.value,
+            or_(Lead.next_attempt_at.is_(None), Lead.next_attempt_at <= now),
+        )
+        .order_by(Lead.id)
+        .limit(limit)
+        # PostgreSQL: concurrent workers skip each other's rows; SQLite ignores
+        # it (BEGIN IMMEDIATE already serialises writers).
+        .with_for_update(skip_locked=True)
+    )
+
+
+def _new_batch(
+    session: Session,
+    *,
+    sync_name: str,
+    agent_id: str,
+    credential: str,
+    lead_count: int,
+    now: datetime,
+    worker: str | None,
+) -> int:
+    batch = Batch(
+        sync_name=sync_name,
+        agent_id=agent_id,
+        api_key_id=credential,
+        lead_count=lead_count,
+        created_at=now,
+        worker=worker,
+    )
+    session.add(batch)
+    session.flush()
+    return batch.id
+
+
+def claim(
+    session: Session,
+    *,
+    sync_name: str,
+    agent_id: str,
+    credential: str,
+    limit: int,
+    now: datetime,
+    worker: str | None,
+) -> Claim | None:
+    """Move up to ``limit`` due leads to ``sending`` under a new in-flight batch row."""
+    rows = session.execute(_due(sync_name, agent_id, now, limit)).all()
+    if not rows:
+        return None
+    leads = tuple(ClaimedLead(r.id, r.salesforce_id, r.payload, r.attempts) for r in rows)
+    batch_id = _new_batch(
+        session,
+        sync_name=sync_name,
+        agent_id=agent_id,
+        credential=credential,
+        lead_count=len(leads),
+        now=now,
+        worker=worker,
+    )
+    move(
+        session,
+        [lead.id for lead in leads],
+        source=LeadState.QUEUED,
+        target=LeadState.SENDING,
+        reason="claimed into a batch",
+        batch_id=batch_id,
+        now=now,
+        values={"batch_id": batch_id, "sent_at": now},
+    )
+    return Claim(batch_id, sync_name, agent_id, leads)
+
+
+def rebatch(
+    session: Session,
+    parent: Claim,
+    leads: Sequence[ClaimedLead],
+    *,
+    credential: str,
+    now: datetime,
+    worker: str | None,
+) -> Claim:
+    """A new in-flight batch row for part of a split batch; its leads stay ``sending``."""
+    batch_id = _new_batch(
+        session,
+        sync_name=parent.sync_name,
+        agent_id=parent.agent_id,
+        credential=credential,
+        lead_count=len(leads),
+        now=now,
+        worker=worker,
+    )
+    ids = [lead.id for lead in leads]
+    result = session.execute(
+        update(Lead)
+        .where(Lead.id.in_(ids), Lead.state == LeadState.SENDING.value)
+        .values(batch_id=batch_id, sent_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != len(ids):  # type: ignore[attr-defined]
+        raise OutboxConflict(f"{len(ids) - result.rowcount} leads left sending mid-split")  # type: ignore[attr-defined]
+    return Claim(batch_id, parent.sync_name, parent.agent_id, tuple(leads))
+
+
+def close_batch(
+    session: Session,
+    batch_id: int,
+    *,
+    outcome: str,
+    now: datetime,
+    http_status: int | None = None,
+    simz_batch_id: str | None = None,
+    accepted: int | None = None,
+    rejected: int | None = None,
+    duration: float | None = None,
+    excerpt: str | None = None,
+) -> None:
+    session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id)
+        .values(
+            outcome=outcome,
+            finished_at=now,
+            http_status=http_status,
+            simz_batch_id=simz_batch_id,
+            accepted=accepted,
+            rejected=rejected,
+            duration_seconds=duration,
+            response_excerpt=excerpt,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --------------------------------------------------------------------------- state moves
+
+
+def _transitions(
+    session: Session,
+    rows: Iterable[tuple[int, str | None]],
+    *,
+    target: LeadState,
+    reason: str,
+    batch_id: int | None,
+    now: datetime,
+) -> None:
+    params = [
+        {
+            "lead_id": lead_id,
+            "from_state": source,
+            "to_state": target.value,
+            "reason": reason[:500],
+            "batch_id": batch_id,
+            "at": now,
+        }
+        for lead_id, source in rows
+    ]
+    if params:
+        session.execute(insert(LeadTransition), params)
+
+
+def move(
+    session: Session,
+    lead_ids: Sequence[int],
+    *,
+    source: LeadState,
+    target: LeadState,
+    reason: str,
+    batch_id: int | None,
+    now: datetime,
+    values: Mapping[str, Any] | None = None,
+    count_attempt: bool = False,
+) -> int:
+    """Move leads from ``source`` to ``target`` in one UPDATE and record the transitions."""
+    if not lead_ids:
+        return 0
+    check_transition(source, target)
+    extra: dict[str, Any] = dict(values or {})
+    if count_attempt:
+        extra["attempts"] = Lead.attempts + 1
+    result = session.execute(
+        update(Lead)
+        .where(Lead.id.in_(lead_ids), Lead.state == source.value)
+        .values(state=target.value, updated_at=now, **extra)
+        .execution_options(synchronize_session=False)
+    )
+    moved: int = result.rowcount  # type: ignore[attr-defined]
+    if moved != len(lead_ids):
+        raise OutboxConflict(
+            f"{len(lead_ids) - moved} of {len(lead_ids)} leads were not {source.value}"
+        )
+    _transitions(
+        session,
+        ((lead_id, source.value) for lead_id in lead_ids),
+        target=target,
+        reason=reason,
+        batch_id=batch_id,
+        now=now,
+    )
+    return moved
+
+
+def reject(
+    session: Session,
+    rejections: Sequence[tuple[int, str | None, str | None]],
+    *,
+    reason: str,
+    batch_id: int,
+    now: datetime,
+    simz_batch_id: str | None = None,
+) -> int:
+    """``sending`` -> ``rejected`` keeping each lead's own code and message (executemany)."""
+    if not rejections:
+        return 0
+    check_transition(LeadState.SENDING, LeadState.REJECTED)
+    statement = (
+        update(Lead)
+        .where(Lead.id == bindparam("lead_id"), Lead.state == LeadState.SENDING.value)
+        .values(
+            state=LeadState.REJECTED.value,
+            error_code=bindparam("code"),
+            error_message=bindparam("message"),
+            simz_batch_id=simz_batch_id,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    params = [
+        {"lead_id": lead_id, "code": (code or "")[:100] or None, "message": message}
+        for lead_id, code, message in rejections
+    ]
+    session.connection().execute(statement, params)
+    _transitions(
+        session,
+        ((lead_id, LeadState.SENDING.value) for lead_id, _c, _m in rejections),
+        target=LeadState.REJECTED,
+        reason=reason,
+        batch_id=batch_id,
+        now=now,
+    )
+    return len(rejections)
+
+
+# --------------------------------------------------------------------------- pauses
+
+
+def pause(
+    session: Session,
+    *,
+    scope: str,
+    key: str,
+    reason: str,
+    http_status: int | None,
+    now: datetime,
+    until: Callable[[int], datetime],
+) -> ActivePause:
+    """Open or extend a pause; ``until(failures)`` says when it ends (failures counts up)."""
+    row = session.scalars(
+        select(Pause).where(Pause.scope == scope, Pause.key == key).with_for_update()
+    ).one_or_none()
+    if row is None:
+        row = Pause(scope=scope, key=key, failures=0, created_at=now)
+        session.add(row)
+    row.failures = (row.failures or 0) + 1
+    row.reason = reason[:500]
+    row.http_status = http_status
+    row.paused_until = until(row.failures)
+    row.updated_at = now
+    session.flush()
+    return ActivePause(scope, key, row.reason, http_status, row.failures, row.paused_until)
+
+
+def clear_pauses(session: Session, credential: str, agent_id: str) -> int:
+    """A successful answer ends the key's and the agent's pauses."""
+    result = session.execute(
+        delete(Pause).where(
+            or_(
+                (Pause.scope == SCOPE_API_KEY) & (Pause.key == credential),
+                (Pause.scope == SCOPE_AGENT) & (Pause.key == agent_pause_key(credential, agent_id)),
+            )
+        )
+    )
+    cleared: int = result.rowcount  # type: ignore[attr-defined]
+    return cleared
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def recover_in_flight(session: Session, now: datetime, reason: str) -> int:
+    """``sending`` -> ``uncertain`` for every lead, and close open batch rows as interrupted."""
+    rows = session.execute(
+        select(Lead.id, Lead.batch_id).where(Lead.state == LeadState.SENDING.value)
+    ).all()
+    check_transition(LeadState.SENDING, LeadState.UNCERTAIN)
+    if rows:
+        session.execute(
+            update(Lead)
+            .where(Lead.state == LeadState.SENDING.value)
+            .values(state=LeadState.UNCERTAIN.value, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        params = [
+            {
+                "lead_id": r.id,
+                "from_state": LeadState.SENDING.value,
+                "to_state": LeadState.UNCERTAIN.value,
+                "reason": reason,
+                "batch_id": r.batch_id,
+                "at": now,
+            }
+            for r in rows
+        ]
+        session.execute(insert(LeadTransition), params)
+    session.execute(
+        update(Batch)
+        .where(Batch.outcome.is_(None))
+        .values(outcome="interrupted", finished_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return len(rows)
+
+
+def requeue_uncertain(session: Session, sync_name: str, now: datetime, reason: str) -> int:
+    """``uncertain`` -> ``queued`` for a sync (the opt-in ``resend_uncertain``)."""
+    ids = list(
+        session.scalars(
+            select(Lead.id).where(
+                Lead.sync_name == sync_name, Lead.state == LeadState.UNCERTAIN.value
+            )
+        )
+    )
+    return move(
+        session,
+        ids,
+        source=LeadState.UNCERTAIN,
+        target=LeadState.QUEUED,
+        reason=reason,
+        batch_id=None,
+        now=now,
+        values={"next_attempt_at": None},
+    )
+
+
+def count_in_flight(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(Lead).where(Lead.state == LeadState.SENDING.value)
+        )
+        or 0
+    )

@@ -1,0 +1,540 @@
+"""Deliver queued leads to SimZ: claim, POST, record, crash-safe (DESIGN sections 2, 4, 5).
+
+The order of events for one batch is the whole safety argument:
+
+1. **Claim** (one committed transaction): pauses are checked, up to
+   ``batch_size`` due leads move ``queued -> sending`` under a new batch row
+   whose ``outcome`` is NULL (in flight). The body is built from the payloads
+   read in that transaction.
+2. **POST**, outside any transaction. It is never interrupted; the read
+   timeout bounds it. If ``stop`` is set between 1 and 2, nothing was sent:
+   the leads go back to ``queued`` and the batch row is closed ``abandoned``.
+3. **Outcome** (one committed transaction): the answer is classified by
+   :mod:`syncd.domain.responses` and applied with set-based SQL.
+
+A crash between 1 and 3 leaves leads in ``sending``; :func:`recover_in_flight`
+turns them into ``uncertain`` at start-up, so they are never sent twice.
+That recovery assumes one syncd process per database for now: with several
+replicas it must only run for syncs whose lease this process holds.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncd.adapters import outbox
+from syncd.adapters.orm import utcnow
+from syncd.adapters.outbox import SCOPE_AGENT, SCOPE_API_KEY, ActivePause, Claim
+from syncd.adapters.simz import MaybeSent, NothingSent, SimzClient, SimzReply, SubmitCancelled
+from syncd.config.models import SimzConfig, SyncConfig
+from syncd.domain import backoff
+from syncd.domain.batching import request_body
+from syncd.domain.responses import Action, Classified, classify, maybe_sent, nothing_sent
+from syncd.domain.states import LeadState
+from syncd.logs import get_logger
+from syncd.metrics import BATCHES, LEADS_DELIVERED, SIMZ_REQUEST_DURATION
+
+log = get_logger(__name__)
+
+RECOVERY_REASON = "process stopped while the batch was in flight"
+RESEND_REASON = "resend_uncertain enabled"
+#: Longest a Retry-After is honoured (beyond the configured backoff maximum).
+RETRY_AFTER_CAP = timedelta(hours=1)
+EXCERPT_CHARS = 500
+
+
+@dataclass
+class DeliveryResult:
+    """What one delivery cycle of one sync did (counts are leads, ``batches`` are POSTs)."""
+
+    sync: str
+    batches: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    requeued: int = 0
+    uncertain: int = 0
+    failed: int = 0
+    paused: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+class _Next(Enum):
+    """How the cycle goes on after a batch."""
+
+    CONTINUE = "continue"  # claim the next batch of this agent
+    NEXT_AGENT = "next_agent"  # this agent is done for this cycle
+    STOP_KEY = "stop_key"  # nothing more for this API key in this cycle
+    STOPPED = "stopped"  # stop was requested
+
+
+def default_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def recover_in_flight(
+    session_factory: sessionmaker[Session], *, now: Callable[[], datetime] = utcnow
+) -> int:
+    """At start-up: leads left ``sending`` become ``uncertain``; open batch rows ``interrupted``.
+
+    Assumes this process is the only one delivering from this database.
+    """
+    with session_factory.begin() as session:
+        count = outbox.recover_in_flight(session, now(), RECOVERY_REASON)
+    if count:
+        log.error(
+            "in-flight leads marked uncertain",
+            leads=count,
+            reason=RECOVERY_REASON,
+            action="check SimZ, then `syncd requeue` the leads it did not receive",
+        )
+    return count
+
+
+def deliver_sync(
+    session_factory: sessionmaker[Session],
+    client: SimzClient,
+    sync: SyncConfig,
+    simz: SimzConfig,
+    *,
+    now: Callable[[], datetime] = utcnow,
+    stop: threading.Event | None = None,
+    worker: str | None = None,
+    rng: Callable[[], float] = random.random,
+) -> DeliveryResult:
+    """Claim and send batches for every agent of ``sync`` until nothing is due or ``stop``."""
+    return _Delivery(session_factory, client, sync, simz, now, stop, worker, rng).run()
+
+
+class _Delivery:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        client: SimzClient,
+        sync: SyncConfig,
+        simz: SimzConfig,
+        now: Callable[[], datetime],
+        stop: threading.Event | None,
+        worker: str | None,
+        rng: Callable[[], float],
+    ) -> None:
+        self.sessions = session_factory
+        self.client = client
+        self.sync = sync
+        self.simz = simz
+        self.now = now
+        self.stop = stop
+        self.worker = worker or default_worker()
+        self.rng = rng
+        self.credential = client.default_credential
+        self.policy = backoff.BackoffPolicy(
+            simz.backoff.initial, simz.backoff.max, simz.backoff.multiplier
+        )
+        self.result = DeliveryResult(sync=sync.name)
+        self.options: dict[str, Any] | None = (
+            sync.options.model_dump(mode="json", exclude_none=True) if sync.options else None
+        )
+        self.log = log.bind(sync=sync.name, credential=self.credential)
+
+    def _stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    # ------------------------------------------------------------------ the cycle
+
+    def run(self) -> DeliveryResult:
+        if self.simz.resend_uncertain:
+            with self.sessions.begin() as session:
+                moved = outbox.requeue_uncertain(session, self.sync.name, self.now(), RESEND_REASON)
+            if moved:
+                self.log.warning(
+                    "uncertain leads requeued for resending",
+                    leads=moved,
+                    reason=RESEND_REASON,
+                    risk="SimZ may already have some of them: a person may be called twice",
+                )
+        with self.sessions.begin() as session:
+            agents = outbox.queued_agents(session, self.sync.name)
+        for agent in agents:
+            step = self._agent(agent)
+            if step in (_Next.STOP_KEY, _Next.STOPPED):
+                break
+        return self.result
+
+    def _agent(self, agent: str) -> _Next:
+        while True:
+            if self._stopped():
+                return _Next.STOPPED
+            with self.sessions.begin() as session:
+                current = self.now()
+                pauses = outbox.active_pauses(session, self.credential, agent, current)
+                claim = None
+                if not pauses:
+                    claim = outbox.claim(
+                        session,
+                        sync_name=self.sync.name,
+                        agent_id=agent,
+                        credential=self.credential,
+                        limit=self.simz.batch_size,
+                        now=current,
+                        worker=self.worker,
+                    )
+            if pauses:
+                return self._still_paused(agent, pauses)
+            if claim is None:
+                return _Next.NEXT_AGENT
+            step = self._send(claim)
+            if step is not _Next.CONTINUE:
+                return step
+
+    def _still_paused(self, agent: str, pauses: list[ActivePause]) -> _Next:
+        self.result.paused = True
+        key_level = False
+        for pause in pauses:
+            key_level = key_level or pause.scope == SCOPE_API_KEY
+            message = f"delivery paused ({pause.scope}) until {pause.paused_until.isoformat()}"
+            fields = {
+                "agent": agent,
+                "scope": pause.scope,
+                "status": pause.http_status,
+                "reason": pause.reason,
+                "paused_until": pause.paused_until.isoformat(),
+            }
+            if pause.http_status == 429:
+                self.log.info("delivery waiting for rate limit", **fields)
+            else:
+                self.log.error("delivery paused", **fields)
+                self.result.errors.append(f"{message}: {pause.reason}")
+        return _Next.STOP_KEY if key_level else _Next.NEXT_AGENT
+
+    # ------------------------------------------------------------------ one batch
+
+    def _send(self, first: Claim) -> _Next:
+        """POST a claimed batch; on a split, its halves in turn (each its own batch row)."""
+        pending: list[Claim] = [first]
+        while pending:
+            claim = pending.pop(0)
+            if self._stopped():
+                self._abandon([claim, *pending], "stop requested before the batch was sent")
+                return _Next.STOPPED
+            body = request_body((lead.payload for lead in claim.leads), self.options)
+            reply: SimzReply | None = None
+            try:
+                reply = self.client.submit(claim.agent_id, body, stop=self.stop)
+            except SubmitCancelled:
+                self._abandon([claim, *pending], "stop requested before the batch was sent")
+                return _Next.STOPPED
+            except NothingSent as exc:
+                decision = nothing_sent(exc.reason)
+            except MaybeSent as exc:
+                decision = maybe_sent(exc.reason)
+            else:
+                decision = classify(reply.status, reply.body, len(claim.leads))
+            step, halves = self._record(claim, decision, reply)
+            pending[:0] = halves
+            if step is not _Next.CONTINUE and pending:
+                self._abandon(pending, "split batch not sent: delivery of this agent paused")
+                return step
+            if step is not _Next.CONTINUE:
+                return step
+        return _Next.CONTINUE
+
+    def _abandon(self, claims: list[Claim], reason: str) -> None:
+        """Nothing of these batches was sent: leads back to ``queued`` as they were."""
+        with self.sessions.begin() as session:
+            current = self.now()
+            for claim in claims:
+                outbox.move(
+                    session,
+                    [lead.id for lead in claim.leads],
+                    source=LeadState.SENDING,
+                    target=LeadState.QUEUED,
+                    reason=reason,
+                    batch_id=claim.batch_id,
+                    now=current,
+                    values={"batch_id": None},
+                )
+                outbox.close_batch(session, claim.batch_id, outcome="abandoned", now=current)
+        for claim in claims:
+            BATCHES.labels(self.sync.name, claim.agent_id, "abandoned").inc()
+            self.result.requeued += len(claim.leads)
+            LEADS_DELIVERED.labels(self.sync.name, "requeued").inc(len(claim.leads))
+            self.log.info(
+                "batch abandoned",
+                agent=claim.agent_id,
+                batch=claim.batch_id,
+                leads=len(claim.leads),
+                reason=reason,
+            )
+
+    def _record(
+        self, claim: Claim, decision: Classified, reply: SimzReply | None
+    ) -> tuple[_Next, list[Claim]]:
+        """Apply the decision in one transaction; returns how to go on and any split halves."""
+        ids = [lead.id for lead in claim.leads]
+        counts = {"accepted": 0, "rejected": 0, "requeued": 0, "uncertain": 0, "failed": 0}
+        halves: list[Claim] = []
+        step = _Next.CONTINUE
+        outcome: str
+        status = reply.status if reply is not None else None
+        excerpt = (
+            reply.body[:EXCERPT_CHARS].decode("utf-8", errors="replace")
+            if reply is not None
+            else decision.reason[:EXCERPT_CHARS]
+        )
+        batch_fields: dict[str, Any] = {
+            "http_status": status,
+            "duration": reply.duration if reply is not None else None,
+            "excerpt": excerpt,
+        }
+        with self.sessions.begin() as session:
+            current = self.now()
+            action = decision.action
+            if action is Action.RECORD:
+                outcome = "accepted"
+                rejected = [
+                    (claim.leads[i].id, r.code, r.message) for i, r in decision.rejections.items()
+                ]
+                rejected_ids = {lead_id for lead_id, _c, _m in rejected}
+                accepted = [i for i in ids if i not in rejected_ids]
+                outbox.move(
+                    session,
+                    accepted,
+                    source=LeadState.SENDING,
+                    target=LeadState.ACCEPTED,
+                    reason=decision.reason,
+                    batch_id=claim.batch_id,
+                    now=current,
+                    values={"simz_batch_id": decision.simz_batch_id},
+                )
+                outbox.reject(
+                    session,
+                    rejected,
+                    reason="rejected by SimZ",
+                    batch_id=claim.batch_id,
+                    now=current,
+                    simz_batch_id=decision.simz_batch_id,
+                )
+                outbox.clear_pauses(session, self.credential, claim.agent_id)
+                counts["accepted"], counts["rejected"] = len(accepted), len(rejected)
+                batch_fields.update(
+                    simz_batch_id=decision.simz_batch_id,
+                    accepted=len(accepted),
+                    rejected=len(rejected),
+                )
+            elif action is Action.SPLIT and len(ids) == 1:
+                outcome = "rejected"
+                code = decision.error_code or f"HTTP_{status}"
+                outbox.reject(
+                    session,
+                    [(ids[0], code, decision.error_message or decision.reason)],
+                    reason=decision.reason,
+                    batch_id=claim.batch_id,
+                    now=current,
+                )
+                counts["rejected"] = 1
+                batch_fields.update(accepted=0, rejected=1)
+            elif action is Action.SPLIT:
+                outcome = "split"
+                middle = len(claim.leads) // 2
+                for part in (claim.leads[:middle], claim.leads[middle:]):
+                    halves.append(
+                        outbox.rebatch(
+                            session,
+                            claim,
+                            part,
+                            credential=self.credential,
+                            now=current,
+                            worker=self.worker,
+                        )
+                    )
+            elif action is Action.RETRY:
+                outcome = "retry"
+                step = self._retry(session, claim, decision, reply, current, counts)
+            elif action in (Action.PAUSE_KEY, Action.PAUSE_AGENT):
+                outcome = "paused"
+                step = self._pause(session, claim, decision, current)
+                counts["requeued"] = len(ids)
+            else:
+                outcome = "uncertain"
+                outbox.move(
+                    session,
+                    ids,
+                    source=LeadState.SENDING,
+                    target=LeadState.UNCERTAIN,
+                    reason=decision.reason,
+                    batch_id=claim.batch_id,
+                    now=current,
+                    values={"error_code": f"HTTP_{status}" if status else None},
+                )
+                counts["uncertain"] = len(ids)
+                # Something is wrong at SimZ: do not pile more batches into the unknown.
+                step = _Next.STOP_KEY if reply is None else _Next.NEXT_AGENT
+            outbox.close_batch(
+                session, claim.batch_id, outcome=outcome, now=current, **batch_fields
+            )
+        self._observe(claim, decision, reply, outcome, counts)
+        return step, halves
+
+    def _retry(
+        self,
+        session: Session,
+        claim: Claim,
+        decision: Classified,
+        reply: SimzReply | None,
+        current: datetime,
+        counts: dict[str, int],
+    ) -> _Next:
+        """429, 503, nothing sent: one attempt consumed; ``failed`` when the budget is spent."""
+        failures = max(lead.attempts for lead in claim.leads) + 1
+        wait: timedelta | None = None
+        if reply is not None and reply.status == 429:
+            wait = backoff.parse_retry_after(
+                reply.headers.get("retry-after"),
+                current,
+                maximum=max(self.policy.maximum, RETRY_AFTER_CAP),
+            )
+        if wait is None:
+            wait = backoff.full_jitter(failures, self.policy, self.rng)
+        spent = [lead.id for lead in claim.leads if lead.attempts + 1 >= self.simz.max_attempts]
+        again = [lead.id for lead in claim.leads if lead.attempts + 1 < self.simz.max_attempts]
+        last_error = {
+            "error_code": decision.error_code or (f"HTTP_{reply.status}" if reply else "NO_SEND"),
+            "error_message": decision.reason,
+            "batch_id": None,
+        }
+        outbox.move(
+            session,
+            again,
+            source=LeadState.SENDING,
+            target=LeadState.QUEUED,
+            reason=decision.reason,
+            batch_id=claim.batch_id,
+            now=current,
+            values={**last_error, "next_attempt_at": current + wait},
+            count_attempt=True,
+        )
+        outbox.move(
+            session,
+            spent,
+            source=LeadState.SENDING,
+            target=LeadState.FAILED,
+            reason=f"attempt budget ({self.simz.max_attempts}) spent; last: {decision.reason}",
+            batch_id=claim.batch_id,
+            now=current,
+            values=last_error,
+            count_attempt=True,
+        )
+        counts["requeued"], counts["failed"] = len(again), len(spent)
+        if reply is not None and reply.status == 429:
+            outbox.pause(
+                session,
+                scope=SCOPE_API_KEY,
+                key=self.credential,
+                reason=decision.reason,
+                http_status=429,
+                now=current,
+                until=lambda _failures: current + wait,
+            )
+            return _Next.STOP_KEY
+        if reply is None:  # SimZ unreachable: every agent of the key shares the host
+            return _Next.STOP_KEY
+        return _Next.NEXT_AGENT
+
+    def _pause(
+        self, session: Session, claim: Claim, decision: Classified, current: datetime
+    ) -> _Next:
+        """401/402 pause the API key, 404 the agent; leads back to ``queued`` untouched."""
+        outbox.move(
+            session,
+            [lead.id for lead in claim.leads],
+            source=LeadState.SENDING,
+            target=LeadState.QUEUED,
+            reason=decision.reason,
+            batch_id=claim.batch_id,
+            now=current,
+            values={"batch_id": None},
+        )
+        key_level = decision.action is Action.PAUSE_KEY
+        scope = SCOPE_API_KEY if key_level else SCOPE_AGENT
+        key = (
+            self.credential
+            if key_level
+            else outbox.agent_pause_key(self.credential, claim.agent_id)
+        )
+        pause = outbox.pause(
+            session,
+            scope=scope,
+            key=key,
+            reason=decision.reason,
+            http_status=decision.status,
+            now=current,
+            until=lambda failures: current + backoff.exponential(failures, self.policy),
+        )
+        self.result.paused = True
+        self.result.errors.append(decision.reason)
+        self.log.error(
+            "delivery paused",
+            agent=claim.agent_id,
+            scope=scope,
+            status=decision.status,
+            reason=decision.reason,
+            failures=pause.failures,
+            paused_until=pause.paused_until.isoformat(),
+            action_required=decision.action_required,
+        )
+        return _Next.STOP_KEY if key_level else _Next.NEXT_AGENT
+
+    # ------------------------------------------------------------------ telemetry
+
+    def _observe(
+        self,
+        claim: Claim,
+        decision: Classified,
+        reply: SimzReply | None,
+        outcome: str,
+        counts: dict[str, int],
+    ) -> None:
+        self.result.batches += 1
+        for name, value in counts.items():
+            setattr(self.result, name, getattr(self.result, name) + value)
+            if value:
+                LEADS_DELIVERED.labels(self.sync.name, name).inc(value)
+        BATCHES.labels(self.sync.name, claim.agent_id, outcome).inc()
+        if reply is not None:
+            SIMZ_REQUEST_DURATION.labels(self.sync.name).observe(reply.duration)
+        for warning in decision.warnings:
+            self.log.warning(
+                "odd SimZ answer", agent=claim.agent_id, batch=claim.batch_id, detail=warning
+            )
+        fields: dict[str, Any] = {
+            "agent": claim.agent_id,
+            "batch": claim.batch_id,
+            "simz_batch_id": decision.simz_batch_id,
+            "status": reply.status if reply is not None else None,
+            "outcome": outcome,
+            "accepted": counts["accepted"],
+            "rejected": counts["rejected"],
+            "leads": len(claim.leads),
+            "duration_ms": round(reply.duration * 1000, 1) if reply is not None else None,
+        }
+        if outcome == "uncertain":
+            self.result.errors.append(decision.reason)
+            self.log.error(
+                "batch sent, outcome unknown: leads uncertain",
+                reason=decision.reason,
+                alert=True,
+                **fields,
+            )
+        elif outcome == "retry":
+            self.log.warning("batch sent", reason=decision.reason, **fields)
+        else:
+            self.log.info("batch sent", **fields)

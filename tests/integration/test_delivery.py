@@ -1,0 +1,598 @@
+"""Delivery over real HTTP against the SimZ emulator, on SQLite and PostgreSQL.
+
+One test (at least) per row of DESIGN section 5, asserting the leads' states,
+the batch rows and the pauses; plus crash recovery, stop handling and the
+"uncertain is never resent" promise.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+import structlog
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncd.adapters import outbox
+from syncd.adapters.db import make_session_factory
+from syncd.adapters.orm import Batch, Lead
+from syncd.adapters.simz import SimzClient, key_fingerprint
+from syncd.config.models import SimzConfig, SyncConfig
+from syncd.sandbox.simz import SimzEmulator
+from syncd.services.deliver import DeliveryResult, deliver_sync, recover_in_flight
+from tests.integration.delivery_rows import (
+    T0,
+    batches,
+    count,
+    insert_leads,
+    lead,
+    make_sync,
+    pauses,
+    sf_id,
+    states,
+    transitions,
+)
+from tests.simz_fixtures import SimzFactory, simz_config_for
+
+BACKOFF = {"initial": "10s", "max": "10m", "multiplier": 2}
+
+
+class Clock:
+    """A settable clock for ``now``."""
+
+    def __init__(self, start: datetime) -> None:
+        self.value = start
+
+    def __call__(self) -> datetime:
+        return self.value
+
+    def advance(self, **delta: float) -> None:
+        self.value += timedelta(**delta)
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0 + timedelta(minutes=1))
+
+
+class Harness:
+    """Runs delivery cycles against one emulator with one client."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        emulator: SimzEmulator,
+        clock: Clock,
+        config: SimzConfig,
+        sync: SyncConfig,
+    ) -> None:
+        self.sessions = sessions
+        self.emulator = emulator
+        self.clock = clock
+        self.config = config
+        self.sync = sync
+        self.client = SimzClient(config)
+
+    def run(self, **kwargs: Any) -> DeliveryResult:
+        return deliver_sync(
+            self.sessions,
+            self.client,
+            self.sync,
+            self.config,
+            now=self.clock,
+            rng=lambda: 0.5,
+            worker="test",
+            **kwargs,
+        )
+
+    def posts(self) -> int:
+        return sum(1 for r in self.emulator.requests() if r["method"] == "POST")
+
+
+@pytest.fixture
+def make_harness(
+    sessions: sessionmaker[Session], simz_emulator: SimzEmulator, clock: Clock
+) -> Iterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def build(
+        emulator: SimzEmulator | None = None, sync: SyncConfig | None = None, **config: Any
+    ) -> Harness:
+        target = emulator or simz_emulator
+        settings: dict[str, Any] = {"batch_size": 10, "backoff": BACKOFF, **config}
+        harness = Harness(
+            sessions, target, clock, simz_config_for(target, **settings), sync or make_sync()
+        )
+        made.append(harness)
+        return harness
+
+    yield build
+    for harness in made:
+        harness.client.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class TestAccepted:
+    def test_200_accepts_and_records_batch(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """A 200 makes every lead accepted with SimZ's batchId, in one closed batch row."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(5))
+        result = harness.run()
+        assert (result.batches, result.accepted, result.rejected) == (1, 5, 0)
+        assert set(states(sessions).values()) == {"accepted"}
+        [batch] = batches(sessions)
+        assert batch.outcome == "accepted"
+        assert batch.http_status == 200
+        assert (batch.accepted, batch.rejected, batch.lead_count) == (5, 0, 5)
+        assert batch.simz_batch_id and batch.simz_batch_id.startswith("batch_")
+        assert batch.api_key_id == key_fingerprint("test-key")
+        assert batch.finished_at is not None and batch.worker == "test"
+        first = lead(sessions, ids[0])
+        assert first.simz_batch_id == batch.simz_batch_id
+        assert first.batch_id == batch.id
+        assert transitions(sessions, ids[0]) == [
+            (None, "queued", None),
+            ("queued", "sending", batch.id),
+            ("sending", "accepted", batch.id),
+        ]
+        assert harness.emulator.received_counts() == {i: 1 for i in ids}
+
+    def test_batches_of_batch_size_in_id_order(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """25 leads with batch_size 10 go out as 10, 10, 5, in id order, options included."""
+        harness = make_harness(sync=make_sync(options={"priority": "high", "enableAMD": True}))
+        ids = insert_leads(sessions, range(25))
+        result = harness.run()
+        assert result.batches == 3 and result.accepted == 25
+        assert [b.lead_count for b in batches(sessions)] == [10, 10, 5]
+        received = [r["salesforceId"] for r in harness.emulator.received()]
+        assert received == ids
+
+    def test_200_with_rejections(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """Leads named in errors[] are rejected with SimZ's code; the rest accepted."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(3), phones={1: "4155550100"})
+        result = harness.run()
+        assert (result.accepted, result.rejected) == (2, 1)
+        assert states(sessions) == {ids[0]: "accepted", ids[1]: "rejected", ids[2]: "accepted"}
+        bad = lead(sessions, ids[1])
+        assert bad.error_code == "INVALID_PHONE_NUMBER"
+        assert bad.error_message
+        [batch] = batches(sessions)
+        assert (batch.outcome, batch.accepted, batch.rejected) == ("accepted", 2, 1)
+
+    def test_unreadable_200_is_uncertain(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """A 200 with a body that is not JSON leaves the batch uncertain, never resent."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(3))
+        harness.emulator.inject("garbage_200")
+        result = harness.run()
+        assert result.uncertain == 3 and result.errors
+        assert set(states(sessions).values()) == {"uncertain"}
+        [batch] = batches(sessions)
+        assert (batch.outcome, batch.http_status) == ("uncertain", 200)
+        harness.run()
+        assert harness.emulator.received_counts() == {i: 1 for i in ids}
+
+
+class TestSplit:
+    def test_400_splits_into_halves(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """A 400 on a batch sends its two halves as new batches; all end accepted."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(4))
+        harness.emulator.inject("400")
+        result = harness.run()
+        assert result.accepted == 4
+        rows = batches(sessions)
+        assert [(b.outcome, b.lead_count, b.http_status) for b in rows] == [
+            ("split", 4, 400),
+            ("accepted", 2, 200),
+            ("accepted", 2, 200),
+        ]
+        assert lead(sessions, ids[0]).batch_id == rows[1].id
+        assert lead(sessions, ids[3]).batch_id == rows[2].id
+        assert harness.emulator.received_counts() == {i: 1 for i in ids}
+
+    def test_single_lead_answered_400_is_rejected(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """Splitting down to one lead that still gets 400 rejects just that lead."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(2))
+        harness.emulator.inject("400", count=2)  # the pair, then the first alone
+        result = harness.run()
+        assert states(sessions) == {ids[0]: "rejected", ids[1]: "accepted"}
+        assert (result.rejected, result.accepted) == (1, 1)
+        bad = lead(sessions, ids[0])
+        assert bad.error_code == "INVALID_REQUEST"
+        assert [b.outcome for b in batches(sessions)] == ["split", "rejected", "accepted"]
+
+    def test_413_splits_too(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """A 413 (not listed in the spec) is handled like 400: split, then accepted."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(3))
+        harness.emulator.inject("413")
+        harness.run()
+        assert set(states(sessions).values()) == {"accepted"}
+        assert [(b.outcome, b.lead_count) for b in batches(sessions)] == [
+            ("split", 3),
+            ("accepted", 1),
+            ("accepted", 2),
+        ]
+        assert harness.emulator.received_counts() == {i: 1 for i in ids}
+
+
+class TestPauses:
+    def test_401_requeues_and_pauses_the_key(
+        self,
+        make_harness: Callable[..., Harness],
+        simz_emulator: SimzEmulator,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+    ) -> None:
+        """401: leads back to queued with no attempt used; the key is paused; errors each cycle."""
+        harness = make_harness(api_key="wrong-key")
+        insert_leads(sessions, range(3))
+        result = harness.run()
+        assert result.paused and result.errors and result.requeued == 3
+        assert set(states(sessions).values()) == {"queued"}
+        assert {lead(sessions, sf_id(i)).attempts for i in range(3)} == {0}
+        [pause] = pauses(sessions)
+        assert (pause.scope, pause.key, pause.http_status) == (
+            "api_key",
+            key_fingerprint("wrong-key"),
+            401,
+        )
+        assert pause.paused_until == clock() + timedelta(seconds=10)
+        assert [b.outcome for b in batches(sessions)] == ["paused"]
+        posts = harness.posts()
+        again = harness.run()
+        assert again.paused and again.errors
+        assert harness.posts() == posts  # paused: nothing sent
+        clock.advance(seconds=11)
+        harness.run()  # the pause ran out: one more try, another 401, a longer pause
+        [pause] = pauses(sessions)
+        assert pause.failures == 2
+        assert pause.paused_until == clock() + timedelta(seconds=20)
+
+    def test_402_pauses_the_key_and_logs_action_required(
+        self,
+        make_harness: Callable[..., Harness],
+        simz_emulator_factory: SimzFactory,
+        sessions: sessionmaker[Session],
+    ) -> None:
+        """402: leads back to queued; the key paused; the body's actionRequired is logged."""
+        poor = simz_emulator_factory(credits=0)
+        harness = make_harness(emulator=poor)
+        insert_leads(sessions, range(2))
+        with structlog.testing.capture_logs() as logs:
+            result = harness.run()
+        assert result.paused
+        assert set(states(sessions).values()) == {"queued"}
+        [pause] = pauses(sessions)
+        assert (pause.scope, pause.http_status) == ("api_key", 402)
+        paused_logs = [e for e in logs if e["event"] == "delivery paused"]
+        assert paused_logs and "Add credits" in paused_logs[0]["action_required"]
+        assert poor.received_counts() == {}
+
+    def test_404_pauses_only_that_agent(
+        self,
+        make_harness: Callable[..., Harness],
+        sessions: sessionmaker[Session],
+    ) -> None:
+        """404: that agent's leads wait and the agent is paused; other agents still deliver."""
+        sync = make_sync(route={"field": "Country", "values": {"US": "agt_1", "XX": "agt_gone"}})
+        harness = make_harness(sync=sync)
+        gone = insert_leads(sessions, range(2), agent="agt_gone")
+        ok = insert_leads(sessions, range(10, 12), agent="agt_1")
+        result = harness.run()
+        assert result.paused
+        assert states(sessions) == {
+            **dict.fromkeys(gone, "queued"),
+            **dict.fromkeys(ok, "accepted"),
+        }
+        [pause] = pauses(sessions)
+        fingerprint = key_fingerprint("test-key")
+        assert (pause.scope, pause.key, pause.http_status) == (
+            "agent",
+            f"{fingerprint}/agt_gone",
+            404,
+        )
+        assert {lead(sessions, i).attempts for i in gone} == {0}
+
+
+class TestRetries:
+    def test_429_waits_for_retry_after_seconds(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session], clock: Clock
+    ) -> None:
+        """429 with Retry-After: queued until then, one attempt used, the key waits; then sent."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(2))
+        harness.emulator.inject("429", retry_after=30)
+        result = harness.run()
+        assert result.requeued == 2 and not result.errors
+        first = lead(sessions, ids[0])
+        assert (first.state, first.attempts) == ("queued", 1)
+        assert first.next_attempt_at == clock() + timedelta(seconds=30)
+        [pause] = pauses(sessions)
+        assert (pause.scope, pause.http_status) == ("api_key", 429)
+        assert [(b.outcome, b.http_status) for b in batches(sessions)] == [("retry", 429)]
+        posts = harness.posts()
+        harness.run()
+        assert harness.posts() == posts
+        clock.advance(seconds=31)
+        harness.run()
+        assert set(states(sessions).values()) == {"accepted"}
+        assert pauses(sessions) == []  # a successful answer ends the pause
+        assert harness.emulator.received_counts() == {i: 1 for i in ids}
+
+    def test_429_with_http_date(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session], clock: Clock
+    ) -> None:
+        """A Retry-After HTTP date is honoured."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(1))
+        harness.emulator.inject(
+            "429", retry_after=format_datetime(clock() + timedelta(minutes=2), usegmt=True)
+        )
+        harness.run()
+        assert lead(sessions, ids[0]).next_attempt_at == clock() + timedelta(minutes=2)
+
+    def test_429_without_retry_after_backs_off_with_jitter(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session], clock: Clock
+    ) -> None:
+        """Without Retry-After the wait is the jittered backoff (draw 0.5 of 10 s)."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(1))
+        harness.emulator.inject("429", retry_after=None)
+        harness.run()
+        assert lead(sessions, ids[0]).next_attempt_at == clock() + timedelta(seconds=5)
+
+    def test_503_requeues_with_backoff(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session], clock: Clock
+    ) -> None:
+        """503: back to queued after a backoff, one attempt used, no pause."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(3))
+        harness.emulator.inject("503")
+        result = harness.run()
+        assert result.requeued == 3
+        first = lead(sessions, ids[0])
+        assert (first.state, first.attempts, first.error_code) == (
+            "queued",
+            1,
+            "BILLING_CHECK_FAILED",
+        )
+        assert first.next_attempt_at == clock() + timedelta(seconds=5)
+        assert pauses(sessions) == []
+        assert [(b.outcome, b.http_status) for b in batches(sessions)] == [("retry", 503)]
+        clock.advance(seconds=6)
+        harness.run()
+        assert set(states(sessions).values()) == {"accepted"}
+        assert harness.emulator.received_counts() == {i: 1 for i in ids}
+
+    def test_attempt_budget_spent_fails(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session], clock: Clock
+    ) -> None:
+        """A retryable answer on the last allowed attempt makes the lead failed."""
+        harness = make_harness(max_attempts=2)
+        ids = insert_leads(sessions, range(2))
+        harness.emulator.inject("503", count=2)
+        harness.run()
+        clock.advance(minutes=5)
+        result = harness.run()
+        assert result.failed == 2
+        assert set(states(sessions).values()) == {"failed"}
+        assert lead(sessions, ids[0]).attempts == 2
+
+    def test_connection_refused_requeues(
+        self,
+        make_harness: Callable[..., Harness],
+        simz_emulator: SimzEmulator,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+    ) -> None:
+        """Connection refused: nothing was sent, so back to queued with a backoff."""
+        harness = make_harness()
+        harness.config = simz_config_for(
+            simz_emulator, base_url=f"http://127.0.0.1:{closed_port()}", backoff=BACKOFF
+        )
+        harness.client = SimzClient(harness.config)
+        ids = insert_leads(sessions, range(2))
+        result = harness.run()
+        assert result.requeued == 2
+        first = lead(sessions, ids[0])
+        assert (first.state, first.attempts) == ("queued", 1)
+        assert first.next_attempt_at == clock() + timedelta(seconds=5)
+        [batch] = batches(sessions)
+        assert (batch.outcome, batch.http_status) == ("retry", None)
+        assert "ConnectError" in (batch.response_excerpt or "")
+
+
+class TestUncertain:
+    def test_500_is_uncertain(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """Another 5xx leaves the batch uncertain, with an alert in the result."""
+        harness = make_harness()
+        insert_leads(sessions, range(2))
+        harness.emulator.inject("500")
+        result = harness.run()
+        assert result.uncertain == 2 and result.errors
+        assert set(states(sessions).values()) == {"uncertain"}
+        assert [(b.outcome, b.http_status) for b in batches(sessions)] == [("uncertain", 500)]
+
+    def test_read_timeout_is_uncertain(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """A read timeout after sending makes the leads uncertain (SimZ did get them)."""
+        harness = make_harness(timeout={"connect": 5, "read": 0.3})
+        ids = insert_leads(sessions, range(2))
+        harness.emulator.inject("delay", seconds=1.5)
+        result = harness.run()
+        assert result.uncertain == 2
+        assert set(states(sessions).values()) == {"uncertain"}
+        [batch] = batches(sessions)
+        assert batch.outcome == "uncertain" and batch.http_status is None
+        assert "ReadTimeout" in (batch.response_excerpt or "")
+        deadline = time.monotonic() + 10  # the emulator records the batch after its delay
+        while not harness.emulator.received_counts() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert harness.emulator.received_counts() == {i: 1 for i in ids}
+
+    def test_reset_connection_is_uncertain(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """A connection reset once the request was on its way makes the leads uncertain."""
+        harness = make_harness()
+        insert_leads(sessions, range(2))
+        harness.emulator.inject("reset")
+        result = harness.run()
+        assert result.uncertain == 2
+        assert set(states(sessions).values()) == {"uncertain"}
+
+    def test_lost_response_never_resent(
+        self,
+        make_harness: Callable[..., Harness],
+        sessions: sessionmaker[Session],
+        clock: Clock,
+    ) -> None:
+        """A lost response leaves leads uncertain, and later cycles never send them again."""
+        harness = make_harness()
+        lost = insert_leads(sessions, range(3))
+        harness.emulator.inject("lost_response")
+        result = harness.run()
+        assert result.uncertain == 3
+        later = insert_leads(sessions, range(10, 12))
+        for _ in range(3):
+            clock.advance(hours=1)
+            harness.run()
+        assert states(sessions) == {
+            **dict.fromkeys(lost, "uncertain"),
+            **dict.fromkeys(later, "accepted"),
+        }
+        assert harness.emulator.received_counts() == {i: 1 for i in lost + later}
+
+    def test_resend_uncertain_opt_in(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """With resend_uncertain, uncertain leads are requeued (with a warning) and sent again."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(2))
+        harness.emulator.inject("lost_response")
+        harness.run()
+        opted = make_harness(resend_uncertain=True)
+        with structlog.testing.capture_logs() as logs:
+            opted.run()
+        assert set(states(sessions).values()) == {"accepted"}
+        assert any(e["log_level"] == "warning" and e.get("leads") == 2 for e in logs)
+        assert harness.emulator.received_counts() == {i: 2 for i in ids}
+        reasons = [t for t in transitions(sessions, ids[0]) if t[:2] == ("uncertain", "queued")]
+        assert len(reasons) == 1
+
+
+class TestCrashAndStop:
+    def test_recover_in_flight(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+        """Leads left sending by a crash become uncertain; their batch row is interrupted."""
+        ids = insert_leads(sessions, range(3))
+        with sessions.begin() as session:
+            claim = outbox.claim(
+                session,
+                sync_name="web",
+                agent_id="agt_1",
+                credential="abc",
+                limit=2,
+                now=clock(),
+                worker="w",
+            )
+        assert claim is not None
+        assert recover_in_flight(sessions, now=clock) == 2
+        assert states(sessions) == {ids[0]: "uncertain", ids[1]: "uncertain", ids[2]: "queued"}
+        [batch] = batches(sessions)
+        assert batch.outcome == "interrupted" and batch.finished_at == clock()
+        assert transitions(sessions, ids[0])[-1] == ("sending", "uncertain", batch.id)
+        assert recover_in_flight(sessions, now=clock) == 0
+
+    def test_stop_between_claim_and_post_abandons(
+        self,
+        make_harness: Callable[..., Harness],
+        sessions: sessionmaker[Session],
+    ) -> None:
+        """Stop set after the claim commit: nothing sent, leads back to queued, batch abandoned."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(3))
+        stop = threading.Event()
+
+        class StoppingClient(SimzClient):
+            def submit(self, agent_id: str, body: dict[str, Any], **kw: Any) -> Any:
+                stop.set()  # SIGTERM arrives after the claim was committed
+                return super().submit(agent_id, body, **kw)
+
+        harness.client.close()
+        harness.client = StoppingClient(harness.config)
+        result = harness.run(stop=stop)
+        assert result.requeued == 3 and result.batches == 0
+        assert set(states(sessions).values()) == {"queued"}
+        assert lead(sessions, ids[0]).attempts == 0
+        assert [b.outcome for b in batches(sessions)] == ["abandoned"]
+        assert harness.posts() == 0
+
+    def test_stop_before_claim_claims_nothing(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """With stop already set, no batch is claimed."""
+        harness = make_harness()
+        insert_leads(sessions, range(3))
+        stop = threading.Event()
+        stop.set()
+        result = harness.run(stop=stop)
+        assert result.batches == 0
+        assert count(sessions, Batch) == 0
+        assert count(sessions, Lead) == 3
+
+
+class TestObservability:
+    def test_one_log_line_per_batch_without_personal_data(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """Each batch logs one summary line with ids and counts, no phones or names."""
+        harness = make_harness()
+        insert_leads(sessions, range(12))
+        with structlog.testing.capture_logs() as logs:
+            harness.run()
+        lines = [e for e in logs if e["event"] == "batch sent"]
+        assert len(lines) == 2
+        line = lines[0]
+        for name in ("sync", "agent", "batch", "simz_batch_id", "status", "outcome", "leads"):
+            assert name in line
+        assert line["credential"] == key_fingerprint("test-key")
+        text = repr(logs)
+        assert "+1415" not in text and "First1" not in text and "test-key" not in text
