@@ -156,7 +156,10 @@ class SalesforceEmulator:
         self._server = server
         self.url = f"https://{host}:{server.server_address[1]}"
         self._thread = threading.Thread(
-            target=server.serve_forever, name="salesforce-emulator", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="salesforce-emulator",
+            daemon=True,
         )
         self._thread.start()
         return self.url
