@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,7 +27,8 @@ EXIT_FAILURE = 1
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-config_option = click.option(
+# Annotated so that command modules imported at the bottom (an import cycle) see its type.
+config_option: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
     "-c",
     "--config",
     "config_path",
@@ -165,11 +167,15 @@ def migrate(ctx: click.Context, config_path: Path) -> None:
         click.echo(f"the database is up to date (revision {result.after})")
 
 
-from syncd.entrypoints.cli_run import run  # noqa: E402
-
-main.add_command(run)
-
-
 from syncd.entrypoints.cli_sandbox import sandbox  # noqa: E402
 
 main.add_command(sandbox)
+
+from syncd.entrypoints.cli_operator import leads, requeue, status  # noqa: E402
+
+for _operator_command in (status, leads, requeue):
+    main.add_command(_operator_command)
+
+from syncd.entrypoints.cli_run import run  # noqa: E402
+
+main.add_command(run)
