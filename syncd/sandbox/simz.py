@@ -30,8 +30,9 @@ injected): ``429`` (``retry_after``: seconds or an HTTP date, ``null`` for no
 header; default 1), ``503`` (BillingCheckFailedResponse), ``400``, ``413``,
 ``500`` (``record``: default true, the batch is processed and recorded, then
 the answer is a 500, i.e. the pessimistic "it may have been queued" case;
-false answers 500 without processing), ``delay`` (``seconds``, then a normal
-answer), ``lost_response`` (processed and recorded, then the connection is
+false answers 500 without processing), ``delay`` (processed and recorded
+normally, then the answer waits ``seconds``: a client that times out has
+really had its leads queued), ``lost_response`` (processed and recorded, then the connection is
 closed without an answer), ``garbage_200`` (processed and recorded, then a 200
 whose body is not JSON) and ``reset`` (the connection is reset before the body
 is read; nothing is recorded). 429, 503, 400, 413 and ``500`` with

@@ -219,8 +219,6 @@ class SimzHandler(BaseHTTPRequestHandler):
             self._send_json(exc.status, error_body("INVALID_REQUEST", str(exc)), close=True)
             state.log_request("POST", path, exc.status, agentId=agent_id, fault=kind, leads=None)
             return
-        if fault and fault.kind == "delay":
-            time.sleep(float(fault.params["seconds"]))
 
         body, problems = self._parse(raw)
         if problems:
@@ -236,6 +234,10 @@ class SimzHandler(BaseHTTPRequestHandler):
             assert isinstance(body, dict)
             answer = state.submit(agent_id, body)
 
+        if fault and fault.kind == "delay":
+            # Processed (and recorded) first, answered late: a client that
+            # times out meanwhile has really had its leads queued.
+            time.sleep(float(fault.params["seconds"]))
         if kind == "lost_response":
             state.log_request("POST", path, None, agentId=agent_id, fault=kind, leads=leads)
             self._hang_up(reset=False)

@@ -325,6 +325,15 @@ class TestFaults:
         assert simz_emulator.requests()[-1]["fault"] == "delay"
         assert simz_emulator.received_counts() == {"a": 1}
 
+    def test_a_client_timing_out_during_a_delay_had_its_leads_queued(
+        self, simz_emulator: SimzEmulator, client: httpx.Client
+    ) -> None:
+        """A delayed answer comes after processing: the leads are recorded before the wait."""
+        simz_emulator.inject("delay", seconds=3)
+        with pytest.raises(httpx.ReadTimeout):
+            submit(client, [lead("a")], timeout=httpx.Timeout(30, read=0.2))
+        assert simz_emulator.received_counts() == {"a": 1}
+
     def test_a_lost_response_records_the_leads_but_the_client_gets_no_answer(
         self, simz_emulator: SimzEmulator, client: httpx.Client
     ) -> None:
