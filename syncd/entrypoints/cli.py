@@ -179,3 +179,7 @@ for _operator_command in (status, leads, requeue):
 from syncd.entrypoints.cli_run import run  # noqa: E402
 
 main.add_command(run)
+
+from syncd.entrypoints.cli_once import once  # noqa: E402
+
+main.add_command(once)

@@ -1,0 +1,137 @@
+"""``syncd once``: one poll (and one delivery pass) of every enabled sync, then exit.
+
+With ``--dry-run`` it reads Salesforce and the database, prints what a poll
+would queue, skip and mark invalid, and writes nothing: no lead, no watermark
+move, no poll_runs row. The preview names records by Salesforce Id only (no
+phone numbers or names), like the logs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from syncd.config import Config, SyncConfig
+from syncd.entrypoints.cli import (
+    EXIT_FAILURE,
+    config_option,
+    describe_db_error,
+    fail,
+    load_or_exit,
+    setup,
+)
+
+if TYPE_CHECKING:
+    from syncd.services.poll import PollResult
+
+#: Rows of the dry-run table printed per sync (the counts are always complete).
+TABLE_ROWS = 200
+
+
+def _selected(config: Config, name: str | None) -> list[SyncConfig]:
+    if name is None:
+        return [sync for sync in config.syncs if sync.enabled]
+    try:
+        return [config.sync(name)]
+    except KeyError:
+        names = ", ".join(sync.name for sync in config.syncs)
+        fail(f"no sync named {name!r} in the configuration (syncs: {names})", 2)
+
+
+def _print_dry_run(result: PollResult) -> None:
+    window = (
+        f"{result.window_from.isoformat()} .. {result.window_to.isoformat()}"
+        if result.window_from and result.window_to
+        else "nothing to read yet"
+    )
+    click.echo(f"sync {result.sync} (dry run): {result.status}; window {window}")
+    if result.error:
+        click.echo(f"  error: {result.error}")
+    click.echo(
+        f"  fetched {result.fetched}, new {result.new}, updated {result.updated}, "
+        f"unchanged {result.unchanged}; would queue {result.queued}, "
+        f"skip {result.skipped}, mark invalid {result.invalid}"
+    )
+    if not result.preview:
+        return
+    click.echo(f"  {'Salesforce Id':<18}  {'change':<7}  {'state':<8}  {'agent':<20}  note")
+    for row in result.preview[:TABLE_ROWS]:
+        click.echo(
+            f"  {row.salesforce_id:<18}  {row.change:<7}  {row.state:<8}  "
+            f"{row.agent_id or '-':<20}  {row.note or ''}"
+        )
+    hidden = result.new + result.updated - min(len(result.preview), TABLE_ROWS)
+    if hidden > 0:
+        click.echo(f"  ... and {hidden} more")
+
+
+@click.command()
+@config_option
+@click.option(
+    "--sync", "sync_name", default=None, help="Only this sync (default: every enabled one)."
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Read Salesforce and show what would be queued, skipped or invalid; change nothing.",
+)
+@click.pass_context
+def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: bool) -> None:
+    """Run one poll and one delivery pass for each enabled sync, then exit.
+
+    Exits 1 if any poll or delivery failed, 0 otherwise. With --dry-run, nothing
+    is written and nothing is sent: the output lists, per sync, the counts and
+    each new or changed record's Salesforce Id, would-be state, agent and note.
+    """
+    from syncd.bootstrap import bootstrap
+    from syncd.services.poll import poll_sync
+
+    config = load_or_exit(config_path)
+    setup(ctx, config)
+    syncs = _selected(config, sync_name)
+    try:
+        # No recovery of ``sending`` leads here: a daemon may be delivering them right now.
+        runtime = bootstrap(config, recover=False)
+    except SQLAlchemyError as exc:
+        fail(f"cannot open the database: {describe_db_error(exc)}")
+    except OSError as exc:
+        fail(f"cannot open the database: {exc}")
+    failed = False
+    try:
+        for sync in syncs:
+            if dry_run:
+                result = poll_sync(
+                    runtime.session_factory,
+                    runtime.source(sync.name),
+                    sync,
+                    dry_run=True,
+                    max_api_usage_percent=config.salesforce.max_api_usage_percent,
+                    limit_pause=config.salesforce.limit_pause,
+                )
+                _print_dry_run(result)
+                failed = failed or result.status == "error"
+                continue
+            polled = runtime.poll(sync)
+            click.echo(
+                f"sync {sync.name}: poll {polled.status}: fetched {polled.fetched}, "
+                f"new {polled.new}, updated {polled.updated}, unchanged {polled.unchanged}, "
+                f"invalid {polled.invalid}, skipped {polled.skipped}"
+                + (f"; {polled.error}" if polled.error else "")
+            )
+            failed = failed or polled.status == "error"
+            delivered = runtime.deliver(sync)
+            click.echo(
+                f"sync {sync.name}: delivery: {delivered.batches} batch(es), accepted "
+                f"{delivered.accepted}, rejected {delivered.rejected}, requeued "
+                f"{delivered.requeued}, uncertain {delivered.uncertain}, failed {delivered.failed}"
+                + ("; paused" if delivered.paused else "")
+                + ("".join(f"; {error}" for error in delivered.errors))
+            )
+            failed = failed or bool(delivered.errors)
+    finally:
+        runtime.close()
+    if failed:
+        ctx.exit(EXIT_FAILURE)
