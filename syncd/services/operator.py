@@ -50,6 +50,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import operator_queries as q
 from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause, PollRun, utcnow
+from syncd.adapters.outbox import SCOPE_AGENT, SCOPE_API_KEY, agent_pause_key
+from syncd.adapters.simz import key_fingerprint
 from syncd.config import Config
 from syncd.domain.states import REQUEUEABLE, LeadState, check_transition
 from syncd.logs import get_logger
@@ -219,11 +221,12 @@ class StatusReport:
         return body
 
 
-def _agent_paused(agent: str | None, pauses: Sequence[PauseView]) -> bool:
-    # Agent pauses are keyed "<api key fingerprint>/<agent id>".
-    return agent is not None and any(
-        p.active and p.scope == "agent" and p.key.rpartition("/")[2] == agent for p in pauses
-    )
+def _agent_paused(agent: str | None, credential: str, pauses: Sequence[PauseView]) -> bool:
+    """Whether delivery to ``agent`` with the configured API key is paused now."""
+    if agent is None:
+        return False
+    wanted = {(SCOPE_API_KEY, credential), (SCOPE_AGENT, agent_pause_key(credential, agent))}
+    return any(p.active and (p.scope, p.key) in wanted for p in pauses)
 
 
 def status(
@@ -243,6 +246,7 @@ def status(
         batches = q.latest_batches(session)
         pauses = [PauseView.of(p, at) for p in q.all_pauses(session)]
 
+    credential = key_fingerprint(config.simz.api_key.get_secret_value())
     configured = {sync.name: sync for sync in config.syncs}
     in_db = {name for name, _ in counts} | set(states) | set(polls) | {s for s, _ in batches}
     in_db |= {b.sync for b in backlog}
@@ -269,7 +273,7 @@ def status(
                     due=b.due if b else 0,
                     waiting=(b.queued - b.due) if b else 0,
                     sending=b.sending if b else 0,
-                    paused=_agent_paused(agent, pauses),
+                    paused=_agent_paused(agent, credential, pauses),
                     last_batch=BatchView.of(batch) if batch else None,
                 )
             )

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncd.adapters.db import make_session_factory
 from syncd.adapters.operator_queries import lead_filter, move_to_queued
 from syncd.adapters.orm import Lead, LeadTransition
+from syncd.adapters.simz import key_fingerprint
 from syncd.services import operator as ops
 from tests.integration.operator_rows import (
     T0,
@@ -23,6 +24,9 @@ from tests.integration.operator_rows import (
     make_config,
     sf_id,
 )
+
+#: Fingerprint of the API key in :func:`make_config`, as delivery names its pauses.
+FP = key_fingerprint("literal-test-key")
 
 
 @pytest.fixture
@@ -89,7 +93,8 @@ class TestStatus:
             add_sync_state(
                 s, "web", paused_until=T0 + timedelta(minutes=5), pause_reason="REQUEST_LIMIT"
             )
-            add_pause(s, "agent", "fp1234/agt_1", until=T0 + timedelta(hours=1), reason="404")
+            add_pause(s, "agent", f"{FP}/agt_1", until=T0 + timedelta(hours=1), reason="404")
+            add_pause(s, "agent", "otherkey/agt_us", until=T0 + timedelta(hours=1))
             add_pause(s, "api_key", "fp9999", until=T0 - timedelta(hours=1), reason="402")
         report = ops.status(sessions, make_config(), now=lambda: T0)
         web = report.syncs[0]
@@ -103,10 +108,20 @@ class TestStatus:
         assert (agent.last_batch.http_status, agent.last_batch.outcome) == (503, "retry")
         assert agent.paused
         assert [(p.scope, p.key, p.active) for p in report.pauses] == [
-            ("agent", "fp1234/agt_1", True),
+            ("agent", f"{FP}/agt_1", True),
+            ("agent", "otherkey/agt_us", True),
             ("api_key", "fp9999", False),
         ]
         assert not report.syncs[1].paused
+        # A pause of another API key does not stop this configuration's agent.
+        assert [a.paused for a in report.syncs[1].agents] == [False, False]
+
+    def test_api_key_pause_pauses_every_agent(self, sessions: sessionmaker[Session]) -> None:
+        """An active pause of the configured API key marks every agent paused."""
+        with sessions.begin() as s:
+            add_pause(s, "api_key", FP, until=T0 + timedelta(minutes=1), reason="401")
+        report = ops.status(sessions, make_config(), now=lambda: T0)
+        assert [a.paused for sync in report.syncs for a in sync.agents] == [True, True, True]
 
     def test_sync_only_in_database_is_listed_and_marked(
         self, sessions: sessionmaker[Session]
