@@ -14,10 +14,13 @@ from types import FrameType
 
 import click
 
-from syncd.entrypoints.cli import CONTEXT_SETTINGS, fail
+# No module-level import of syncd.entrypoints.cli: it imports this module at its
+# bottom, and this module must also import on its own (tests, tools). The
+# subcommands inherit the help options from this group's context.
+_HELP = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(context_settings=_HELP)
 def sandbox() -> None:
     """Run an emulator of an external API on its own, for local testing and benchmarks.
 
@@ -49,7 +52,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-@sandbox.command("simz", context_settings=CONTEXT_SETTINGS)
+@sandbox.command("simz")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8081, show_default=True, help="0: any free."
@@ -103,6 +106,7 @@ def simz(host: str, port: int, api_key: str, credits: int | None, agents: tuple[
 
     The control API has no authentication: keep the default loopback address.
     """
+    from syncd.entrypoints.cli import fail
     from syncd.sandbox.simz import SimzEmulator
 
     if not _is_loopback(host):

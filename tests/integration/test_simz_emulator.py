@@ -587,3 +587,16 @@ class TestCli:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+    def test_a_busy_port_is_one_clear_line(self, simz_emulator: SimzEmulator) -> None:
+        """A port already in use exits 1 with one line naming it, not a traceback."""
+        port = simz_emulator.url.rsplit(":", 1)[1]
+        result = subprocess.run(
+            [str(SYNCD), "sandbox", "simz", "--port", port],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1
+        assert result.stderr.startswith(f"syncd: cannot listen on 127.0.0.1:{port}")
+        assert "Traceback" not in result.stderr
