@@ -499,3 +499,158 @@ class TestConfigSchema:
         document["simz"]["batch_size"] = "lots"
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.Draft202012Validator(schema).validate(document)
+
+
+def command_paths() -> list[list[str]]:
+    """Every command and sub-command of the CLI, as argument lists."""
+    import click
+
+    from syncd.entrypoints.cli import main
+
+    found: list[list[str]] = []
+
+    def walk(group: click.Group, prefix: list[str]) -> None:
+        for name, command in sorted(group.commands.items()):
+            found.append([*prefix, name])
+            if isinstance(command, click.Group):
+                walk(command, [*prefix, name])
+
+    walk(main, [])
+    return found
+
+
+def write_config(folder: Path, **changes: Any) -> Path:
+    """Write :func:`base_config` with top-level sections replaced by ``changes``."""
+    config = {**base_config(), **changes}
+    path = folder / "cfg.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+class TestCli:
+    def test_version(self, tmp_path: Path) -> None:
+        """--version prints the package version."""
+        from syncd import __version__
+
+        result = run_syncd("--version", cwd=tmp_path)
+        assert result.returncode == 0
+        assert result.stdout.strip() == f"syncd, version {__version__}"
+
+    def test_module_help(self, tmp_path: Path) -> None:
+        """python -m syncd --help lists the commands."""
+        result = run_syncd("--help", cwd=tmp_path)
+        assert result.returncode == 0
+        for command in ("check-config", "config-schema", "migrate"):
+            assert command in result.stdout
+
+    def test_every_command_has_help(self, tmp_path: Path) -> None:
+        """Every command and sub-command answers --help with a description, exit 0."""
+        paths = command_paths()
+        assert ["migrate"] in paths and ["check-config"] in paths
+        for path in paths:
+            result = run_syncd(*path, "--help", cwd=tmp_path)
+            assert result.returncode == 0, (path, result.stderr)
+            assert result.stdout.startswith("Usage: "), path
+            assert "Traceback" not in result.stdout + result.stderr
+            description = result.stdout.split("\n\n")[1].strip()
+            assert len(description) > 10, (path, result.stdout)
+
+    def test_unknown_command(self, tmp_path: Path) -> None:
+        """An unknown command is a usage error (exit 2), not a traceback."""
+        result = run_syncd("frobnicate", cwd=tmp_path)
+        assert result.returncode == 2
+        assert "No such command" in result.stderr and "Traceback" not in result.stderr
+
+
+class TestMigrateCommand:
+    def test_migrate_then_idempotent(self, tmp_path: Path) -> None:
+        """migrate says what it did, creates the file, and a second run changes nothing."""
+        config = write_config(tmp_path, database={"url": "sqlite:///./data/syncd.db"})
+        first = run_syncd("migrate", "-c", str(config), cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        assert "migrated the database from empty to" in first.stdout
+        assert (tmp_path / "data" / "syncd.db").is_file()
+        second = run_syncd("migrate", "-c", str(config), cwd=tmp_path)
+        assert second.returncode == 0, second.stderr
+        assert "the database is up to date (revision" in second.stdout
+        assert "migrated" not in second.stdout
+
+    def test_migrate_postgres(self, postgres_url: str, tmp_path: Path) -> None:
+        """migrate works against PostgreSQL too."""
+        config = write_config(tmp_path, database={"url": postgres_url})
+        result = run_syncd("migrate", "-c", str(config), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "migrated the database from empty to" in result.stdout
+
+    @pytest.mark.parametrize(
+        ("url", "reason"),
+        [
+            ("postgresql+psycopg://syncd:canary-db-pw@127.0.0.1:1/syncd", "Connection refused"),
+            ("sqlite:////proc/no-such-dir/syncd.db", "No such file or directory"),
+        ],
+        ids=["unreachable-postgres", "sqlite-folder-impossible"],
+    )
+    def test_unusable_database(self, tmp_path: Path, url: str, reason: str) -> None:
+        """An unusable database is one error line and exit 1, without a traceback."""
+        config = write_config(tmp_path, database={"url": url})
+        result = run_syncd("migrate", "-c", str(config), cwd=tmp_path)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stdout + result.stderr
+        [line] = result.stderr.splitlines()
+        assert line.startswith("syncd: cannot ") and reason in line
+        assert "canary-db-pw" not in result.stdout + result.stderr
+
+    def test_bad_config_exit_2(self, tmp_path: Path) -> None:
+        """migrate with a broken config exits 2 with the config's error line."""
+        config = write_config(tmp_path, simz={})
+        result = run_syncd("migrate", "-c", str(config), cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [f"{config}: simz.api_key: field required"]
+
+
+class TestCliLogging:
+    def test_json_lines_when_piped(self, tmp_path: Path) -> None:
+        """With auto format and stdout not a terminal, log lines are JSON."""
+        config = write_config(tmp_path, observability={"log_format": "auto"})
+        result = run_syncd("migrate", "-c", str(config), cwd=tmp_path)
+        [line] = [
+            entry for entry in json_lines(result.stdout) if entry["logger"] == "syncd.migrate"
+        ]
+        assert line["event"] == "database migrated"
+        assert line["level"] == "info"
+
+    def test_console_when_asked(self, tmp_path: Path) -> None:
+        """--log-format console renders console lines instead of JSON."""
+        config = write_config(tmp_path, observability={"log_format": "json"})
+        result = run_syncd("--log-format", "console", "migrate", "-c", str(config), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert json_lines(result.stdout) == []
+        assert any(
+            "database migrated" in line and "[info" in line for line in result.stdout.splitlines()
+        )
+
+    def test_level_from_config(self, tmp_path: Path) -> None:
+        """observability.log_level: warning hides info lines."""
+        config = write_config(tmp_path, observability={"log_level": "warning"})
+        result = run_syncd("migrate", "-c", str(config), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "database migrated" not in result.stdout
+        assert "migrated the database from empty to" in result.stdout
+
+    def test_library_lines_are_json(self, tmp_path: Path) -> None:
+        """At debug, alembic's and SQLAlchemy's own lines come out as JSON too."""
+        config = write_config(tmp_path, observability={"log_format": "json"})
+        result = run_syncd("--log-level", "debug", "migrate", "-c", str(config), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        other = [
+            line
+            for line in result.stdout.splitlines()
+            if line.strip() and not line.startswith("migrated the database")
+        ]
+        parsed = [json.loads(line) for line in other]  # every other line is JSON
+        loggers = {entry["logger"].split(".")[0] for entry in parsed}
+        assert {"alembic", "sqlalchemy", "syncd"} <= loggers
