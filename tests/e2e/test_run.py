@@ -1,0 +1,124 @@
+"""``syncd run`` as a user runs it: a subprocess against both emulators and a SQLite file.
+
+Leads go from the Salesforce emulator (HTTPS) to the SimZ emulator (HTTP)
+exactly once, and the probes answer as documented: ``/healthz`` always,
+``/readyz`` 503 naming the failing check (a 401 from SimZ, polls that fail),
+``/metrics`` in Prometheus text.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from syncd.sandbox.simz import SimzEmulator
+from tests.e2e.harness import Harness, lead_records
+
+
+@pytest.fixture
+def harness(tmp_path: Path, simz_emulator: SimzEmulator) -> Iterator[Harness]:
+    with Harness(tmp_path, simz_emulator) as h:
+        yield h
+
+
+def failing_checks(body: dict[str, object]) -> set[str]:
+    failing = body.get("failing")
+    assert isinstance(failing, list)
+    return {str(item["check"]) for item in failing}
+
+
+class TestDelivery:
+    def test_leads_arrive_once(self, harness: Harness) -> None:
+        """Every record reaches SimZ exactly once, also records added while the daemon runs."""
+        harness.salesforce.add_records(lead_records(25))
+        daemon = harness.start()
+        harness.wait_until(lambda: harness.count_state("accepted") == 25, "25 leads accepted")
+        harness.salesforce.add_records(lead_records(5, start=25))
+        harness.wait_until(lambda: harness.count_state("accepted") == 30, "30 leads accepted")
+        # Let a few more polls and deliveries run over the same records.
+        polls = harness.successful_polls()
+        harness.wait_until(lambda: harness.successful_polls() >= polls + 3, "three more polls")
+
+        assert daemon.stop(signal.SIGINT) == 0, daemon.output()
+        counts = harness.simz.received_counts()
+        assert len(counts) == 30
+        assert set(counts.values()) == {1}
+        assert set(counts) == set(harness.lead_states())
+        assert daemon.find("syncd stopped") is not None
+
+    def test_started_line(self, harness: Harness) -> None:
+        """One "syncd started" line names version, syncs, listen address and backend, no secret."""
+        daemon = harness.start()
+        started = daemon.started
+        assert started["syncs"] == ["web"]
+        assert started["database"] == "sqlite"
+        assert started["listen"].startswith("127.0.0.1:")
+        assert started["version"]
+        assert daemon.stop() == 0
+        assert harness.simz.api_key not in daemon.output()
+        assert "sf-password" not in daemon.output()
+
+
+class TestProbes:
+    def test_health_ready_metrics_and_404(self, harness: Harness) -> None:
+        """A healthy daemon answers 200 on /healthz and /readyz, metrics text, 404 elsewhere."""
+        harness.salesforce.add_records(lead_records(3))
+        daemon = harness.start()
+        harness.wait_until(lambda: harness.count_state("accepted") == 3, "3 leads accepted")
+
+        assert daemon.get_json("/healthz") == (200, {"status": "ok"})
+        status, body = daemon.get_json("/readyz")
+        assert status == 200, body
+        assert body["checks"] == {"database": "ok", "simz_auth": "ok", "poll:web": "ok"}
+
+        status, text = daemon.get("/metrics")
+        assert status == 200
+        # The gauges read from the database are refreshed at start and every 15 s.
+        assert 'syncd_uncertain_leads{sync="web"} 0.0' in text
+        assert 'syncd_leads_delivered_total{outcome="accepted",sync="web"} 3.0' in text
+        assert 'syncd_polls_total{status="ok",sync="web"}' in text
+
+        status, text = daemon.get("/nope")
+        assert status == 404
+        assert json.loads(text)["status"] == "not found"
+        assert daemon.stop() == 0
+
+    def test_not_ready_after_401(self, harness: Harness) -> None:
+        """A SimZ 401 pauses the API key and /readyz answers 503 naming simz_auth."""
+        harness.salesforce.add_records(lead_records(3))
+        harness.write_config(simz={"api_key": "wrong-key-for-this-test"})
+        daemon = harness.start()
+        harness.wait_until(
+            lambda: harness.query(
+                "SELECT COUNT(*) FROM pauses WHERE scope = 'api_key' AND http_status = 401"
+            )[0][0],
+            "a 401 pause",
+        )
+        status, body = daemon.get_json("/readyz")
+        assert status == 503, body
+        assert failing_checks(body) == {"simz_auth"}
+        assert daemon.get_json("/healthz") == (200, {"status": "ok"})
+        assert daemon.stop() == 0
+        assert harness.simz.received() == []
+        assert harness.count_state("queued") == 3
+        assert "wrong-key-for-this-test" not in daemon.output()
+
+    def test_not_ready_when_polls_fail(self, harness: Harness) -> None:
+        """Polls failing for three intervals make /readyz 503 naming the sync; health stays ok."""
+        config = harness.config()
+        config["salesforce"]["auth"]["password"] = "not-the-password"
+        harness.write_config(**config)
+        daemon = harness.start()
+        status, body = harness.wait_until(
+            lambda: (lambda answer: answer if answer[0] == 503 else None)(
+                daemon.get_json("/readyz")
+            ),
+            "/readyz 503",
+        )
+        assert failing_checks(body) == {"poll:web"}
+        assert daemon.get_json("/healthz") == (200, {"status": "ok"})
+        assert daemon.stop() == 0
