@@ -113,7 +113,7 @@ class TestProbes:
         config["salesforce"]["auth"]["password"] = "not-the-password"
         harness.write_config(**config)
         daemon = harness.start()
-        status, body = harness.wait_until(
+        _, body = harness.wait_until(
             lambda: (lambda answer: answer if answer[0] == 503 else None)(
                 daemon.get_json("/readyz")
             ),

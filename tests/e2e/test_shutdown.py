@@ -53,7 +53,7 @@ class TestGracefulStop:
         assert set(counts.values()) == {1}
 
     def test_second_signal_exits_at_once(self, harness: Harness) -> None:
-        """A second SIGTERM exits at once (143); the abandoned batch becomes uncertain, not resent."""
+        """A second SIGTERM exits at once (143); the abandoned batch turns uncertain, not resent."""
         harness.salesforce.add_records(lead_records(20))
         harness.simz.inject("delay", seconds=4)
         daemon = harness.start()
@@ -77,7 +77,7 @@ class TestGracefulStop:
         assert set(counts.values()) == {1}
 
     def test_grace_period_runs_out(self, harness: Harness) -> None:
-        """A batch outlasting the grace period: exit 1 with a warning, leads uncertain at restart."""
+        """A batch outlasting the grace period: exit 1, a warning, leads uncertain at restart."""
         harness.salesforce.add_records(lead_records(10))
         harness.simz.inject("delay", seconds=6)
         harness.write_config(daemon={"shutdown_grace": "1s"})
