@@ -12,6 +12,8 @@ resent automatically), then build the Salesforce sources and the SimZ client.
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from syncd.adapters.orm import utcnow
 from syncd.adapters.salesforce import SalesforceSource
 from syncd.adapters.simz import SimzClient, key_fingerprint
 from syncd.config import Config, SyncConfig
+from syncd.config.models import SimzConfig
 from syncd.logs import get_logger
 from syncd.services.deliver import (
     DeliveryResult,
@@ -152,3 +155,39 @@ def bootstrap(
         now=now,
         recovered=recovered,
     )
+
+
+def check_salesforce(config: Config) -> list[str]:
+    """Log in to Salesforce and run one cheap ``SELECT COUNT()`` per enabled sync's object.
+
+    Raises :class:`SalesforceSourceError` (login refused, object unknown, org down).
+    """
+    source = SalesforceSource(config.salesforce)
+    lines = []
+    try:
+        for name in dict.fromkeys(sync.object for sync in config.syncs if sync.enabled):
+            soql = f"SELECT COUNT() FROM {name}"
+            for _page in source.query_pages(soql):
+                break
+            lines.append(f"salesforce: ok ({soql})")
+    finally:
+        source.close()
+    return lines
+
+
+def check_simz_reachable(config: SimzConfig) -> str:
+    """Open a TCP (and, for https, TLS) connection to SimZ's host and close it.
+
+    Sends no HTTP request at all: the API has no harmless endpoint, and a POST
+    would queue calls to real people. Raises ``OSError`` (refused, DNS, TLS).
+    """
+    url = config.base_url
+    host = url.host or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    timeout = config.timeout.connect
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        if url.scheme == "https":
+            context = ssl.create_default_context(cafile=config.ca_bundle)
+            with context.wrap_socket(sock, server_hostname=host):
+                pass
+    return f"simz: ok ({url.scheme}://{host}:{port} accepts connections; no lead was sent)"

@@ -99,11 +99,18 @@ def main(log_format: str | None, log_level: str | None) -> None:
 
 @main.command("check-config")
 @config_option
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also log in to Salesforce (one SELECT COUNT() per object) and open a "
+    "connection to SimZ (no lead is sent). Exits 1 if either fails.",
+)
 @click.pass_context
-def check_config(ctx: click.Context, config_path: Path) -> None:
+def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
     """Validate the configuration file and summarise its syncs.
 
-    Exits 0 when the file is valid and 2 with one line per problem otherwise.
+    Exits 0 when the file is valid and 2 with one line per problem otherwise;
+    with --connect, 1 when Salesforce or SimZ cannot be reached.
     """
     config = load_or_exit(config_path)
     setup(ctx, config)
@@ -120,6 +127,10 @@ def check_config(ctx: click.Context, config_path: Path) -> None:
             f"{', '.join(sync.agents)}; poll {schedule}; start_at {start}; "
             f"lookback {format_duration(sync.lookback)}"
         )
+    if connect:
+        from syncd.entrypoints.cli_run import check_connections
+
+        sys.exit(check_connections(config))
 
 
 @main.command("config-schema")

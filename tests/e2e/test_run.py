@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Harness, lead_records
+from tests.e2e.harness import Harness, clean_env, lead_records
 
 
 @pytest.fixture
@@ -122,3 +125,51 @@ class TestProbes:
         assert failing_checks(body) == {"poll:web"}
         assert daemon.get_json("/healthz") == (200, {"status": "ok"})
         assert daemon.stop() == 0
+
+
+def check_connect(harness: Harness) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "syncd",
+            "check-config",
+            "--connect",
+            "-c",
+            str(harness.config_path),
+        ],
+        cwd=harness.tmp,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class TestCheckConnect:
+    def test_both_reachable_and_no_lead_sent(self, harness: Harness) -> None:
+        """--connect logs in and counts on Salesforce, connects to SimZ, and sends SimZ nothing."""
+        result = check_connect(harness)
+        assert result.returncode == 0, result.stderr
+        assert "salesforce: ok (SELECT COUNT() FROM Lead)" in result.stdout
+        assert "simz: ok" in result.stdout
+        assert harness.simz.requests() == []
+        assert any(
+            entry["soql"] == "SELECT COUNT() FROM Lead" for entry in harness.salesforce.query_log()
+        )
+
+    def test_failures_are_one_line_each(self, harness: Harness) -> None:
+        """A refused login and an unreachable SimZ give one line each and exit 1, no traceback."""
+        config = harness.config()
+        config["salesforce"]["auth"]["password"] = "not-the-password"
+        with socket.socket() as probe:  # a port nobody listens on
+            probe.bind(("127.0.0.1", 0))
+            closed_port = probe.getsockname()[1]
+        config["simz"]["base_url"] = f"http://127.0.0.1:{closed_port}"
+        harness.write_config(**config)
+        result = check_connect(harness)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        failed = [line for line in result.stderr.splitlines() if "FAILED" in line]
+        assert [line.split(":")[0] for line in failed] == ["salesforce", "simz"]
