@@ -32,8 +32,15 @@ from syncd.config.types import FieldRef
 from syncd.domain.soql import parse_datetime
 from syncd.domain.states import LeadState
 
-# LeadInput's ``email`` has ``format: email``; this is the practical shape of one.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+# LeadInput's ``email`` has ``format: email``: an ASCII RFC 5321 mailbox (dot-atom
+# local part of at most 64 characters, a domain of two or more hostname labels, 254
+# in all). Non-ASCII addresses are ``idn-email``, not ``email``: sending one makes
+# SimZ refuse the whole batch with a 400, so such a value is left out instead.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = re.compile(
+    rf"^(?=.{{1,254}}$)(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+$"
+)
 
 _MISSING = object()
 

@@ -120,6 +120,12 @@ class TestPayload:
         assert "email" not in lead.payload
         assert lead.note == "email left out: not an email address"
 
+    def test_non_ascii_email_left_out(self) -> None:
+        """A non-ASCII address is not a spec ``email`` (SimZ would 400 the batch): left out."""
+        lead = Mapper(sync()).map(record(Email="jürgen.1@example.com"))
+        assert lead.state is LeadState.QUEUED
+        assert "email" not in lead.payload
+
     def test_custom_data_json_safe(self) -> None:
         """Dates, decimals and nested values in customData become JSON values."""
         cfg = sync(
