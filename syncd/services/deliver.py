@@ -238,7 +238,11 @@ class _Delivery:
                 decision = maybe_sent(exc.reason)
             else:
                 decision = classify(reply.status, reply.body, len(claim.leads))
-            step, halves = self._record(claim, decision, reply)
+            try:
+                step, halves = self._record(claim, decision, reply)
+            except Exception:
+                self._record_failed(claim, decision)
+                raise
             pending[:0] = halves
             if step is not _Next.CONTINUE and pending:
                 self._abandon(pending, "split batch not sent: delivery of this agent paused")
@@ -246,6 +250,32 @@ class _Delivery:
             if step is not _Next.CONTINUE:
                 return step
         return _Next.CONTINUE
+
+    def _record_failed(self, claim: Claim, decision: Classified) -> None:
+        """Recording the answer failed (database trouble): the POST happened, so at best
+        ``uncertain`` now; if even that fails the leads stay ``sending`` until start-up
+        recovery makes them ``uncertain``. Either way they are never resent."""
+        self.log.exception(
+            "could not record a SimZ answer", agent=claim.agent_id, batch=claim.batch_id
+        )
+        reason = f"answer could not be recorded ({decision.reason})"
+        try:
+            with self.sessions.begin() as session:
+                current = self.now()
+                outbox.move(
+                    session,
+                    [lead.id for lead in claim.leads],
+                    source=LeadState.SENDING,
+                    target=LeadState.UNCERTAIN,
+                    reason=reason,
+                    batch_id=claim.batch_id,
+                    now=current,
+                )
+                outbox.close_batch(
+                    session, claim.batch_id, outcome="uncertain", now=current, excerpt=reason
+                )
+        except Exception:
+            self.log.exception("leads left sending until restart", batch=claim.batch_id)
 
     def _abandon(self, claims: list[Claim], reason: str) -> None:
         """Nothing of these batches was sent: leads back to ``queued`` as they were."""
@@ -446,6 +476,7 @@ class _Delivery:
             )
             return _Next.STOP_KEY
         if reply is None:  # SimZ unreachable: every agent of the key shares the host
+            self.result.errors.append(decision.reason)
             return _Next.STOP_KEY
         return _Next.NEXT_AGENT
 

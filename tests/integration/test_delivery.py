@@ -565,6 +565,26 @@ class TestCrashAndStop:
         assert [b.outcome for b in batches(sessions)] == ["abandoned"]
         assert harness.posts() == 0
 
+    def test_failure_to_record_an_answer_leaves_leads_uncertain(
+        self,
+        make_harness: Callable[..., Harness],
+        sessions: sessionmaker[Session],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """If the answer cannot be recorded, the sent leads become uncertain, never queued."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(2))
+
+        def broken(*_args: Any, **_kwargs: Any) -> int:
+            raise RuntimeError("database went away")
+
+        monkeypatch.setattr(outbox, "clear_pauses", broken)
+        with pytest.raises(RuntimeError):
+            harness.run()
+        assert set(states(sessions).values()) == {"uncertain"}
+        assert [b.outcome for b in batches(sessions)] == ["uncertain"]
+        assert harness.emulator.received_counts() == {i: 1 for i in ids}
+
     def test_stop_before_claim_claims_nothing(
         self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
     ) -> None:
