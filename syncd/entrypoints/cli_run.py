@@ -147,7 +147,9 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         http: ProbeServer = serve(
             host,
             port,
-            Readiness(runtime.engine, tracker, runtime.now, credentials=runtime.credentials),
+            Readiness(
+                runtime.engine, tracker, runtime.now, credentials=runtime.credentials, stop=stop
+            ),
         )
     except OSError as exc:
         log.error("cannot listen", listen=config.observability.listen, error=str(exc))

@@ -67,7 +67,8 @@ class Readiness:
     * ``simz_auth`` -- no API key is paused after a 401 (delivery cannot proceed
       until an operator fixes the key);
     * ``poll:<sync>`` -- each enabled sync polled successfully within three poll
-      intervals (:meth:`PollTracker.stale`).
+      intervals (:meth:`PollTracker.stale`);
+    * ``shutdown`` -- fails once ``stop`` is set (a signal arrived).
 
     The SQL runs on a raw DBAPI connection, outside SQLAlchemy's transaction
     events: on SQLite those issue ``BEGIN IMMEDIATE``, which would make a probe
@@ -80,8 +81,10 @@ class Readiness:
         tracker: PollTracker,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         credentials: list[str] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.engine = engine
+        self.stop = stop
         self.tracker = tracker
         self.now = now
         self.sql = _AUTH_PAUSES
@@ -95,6 +98,8 @@ class Readiness:
 
     def __call__(self) -> ReadyReport:
         report = ReadyReport()
+        if self.stop is not None and self.stop.is_set():
+            report.fail("shutdown", "syncd is stopping")
         try:
             auth_pauses = self._query_database()
         except Exception as exc:  # any driver error means: not ready

@@ -127,6 +127,31 @@ class TestProbes:
         assert daemon.stop() == 0
 
 
+class TestStartFailures:
+    def test_port_in_use(self, harness: Harness) -> None:
+        """A taken listen port is one clear log line and exit 1, without a traceback."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            harness.write_config(
+                observability={"listen": f"127.0.0.1:{port}", "log_format": "json"}
+            )
+            result = subprocess.run(
+                [sys.executable, "-m", "syncd", "run", "-c", str(harness.config_path)],
+                cwd=harness.tmp,
+                env=clean_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        assert result.returncode == 1
+        assert "Traceback" not in result.stdout + result.stderr
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert any(line["event"] == "cannot listen" for line in lines)
+
+
 def check_connect(harness: Harness) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [

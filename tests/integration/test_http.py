@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -147,3 +148,13 @@ class TestReadiness:
         broken.dispose()
         assert "database" in report.failing
         assert report.checks["simz_auth"] == "unknown"
+
+    def test_not_ready_while_stopping(
+        self, engine: Engine, tracker: PollTracker, clock: Clock
+    ) -> None:
+        """Once the stop event is set, /readyz fails the shutdown check."""
+        stop = threading.Event()
+        readiness = Readiness(engine, tracker, clock, stop=stop)
+        assert readiness().ready
+        stop.set()
+        assert set(readiness().failing) == {"shutdown"}
