@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause
@@ -360,20 +362,40 @@ def pause(
     now: datetime,
     until: Callable[[int], datetime],
 ) -> ActivePause:
-    """Open or extend a pause; ``until(failures)`` says when it ends (failures counts up)."""
-    row = session.scalars(
-        select(Pause).where(Pause.scope == scope, Pause.key == key).with_for_update()
-    ).one_or_none()
-    if row is None:
-        row = Pause(scope=scope, key=key, failures=0, created_at=now)
-        session.add(row)
-    row.failures = (row.failures or 0) + 1
-    row.reason = reason[:500]
-    row.http_status = http_status
-    row.paused_until = until(row.failures)
-    row.updated_at = now
-    session.flush()
-    return ActivePause(scope, key, row.reason, http_status, row.failures, row.paused_until)
+    """Open or extend a pause; ``until(failures)`` says when it ends (failures counts up).
+
+    An upsert (``ON CONFLICT``), so two workers pausing the same key at once
+    cannot fail on the unique constraint; at worst both count the same failure.
+    """
+    previous = session.scalar(select(Pause.failures).where(Pause.scope == scope, Pause.key == key))
+    failures = (previous or 0) + 1
+    ends = until(failures)
+    values: dict[str, Any] = {
+        "scope": scope,
+        "key": key,
+        "reason": reason[:500],
+        "http_status": http_status,
+        "failures": failures,
+        "paused_until": ends,
+        "created_at": now,
+        "updated_at": now,
+    }
+    upsert = (
+        postgresql_insert(Pause)
+        if session.get_bind().dialect.name == "postgresql"
+        else sqlite_insert(Pause)
+    )
+    statement = upsert.values(**values)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[Pause.scope, Pause.key],
+            set_={
+                name: statement.excluded[name]
+                for name in ("reason", "http_status", "failures", "paused_until", "updated_at")
+            },
+        )
+    )
+    return ActivePause(scope, key, reason[:500], http_status, failures, ends)
 
 
 def clear_pauses(session: Session, credential: str, agent_id: str) -> int:
