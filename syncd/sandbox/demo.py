@@ -1,0 +1,535 @@
+"""``syncd demo``: the whole pipeline against the built-in emulators, in one process.
+
+What a newcomer should see in well under a minute, without credentials and
+without any network beyond loopback:
+
+1. both emulators start (Salesforce over HTTPS with a CA generated for the
+   run, SimZ over HTTP) and the Salesforce one is seeded with realistic
+   Lead records from :func:`demo_leads` -- some with unusable phones, some
+   DoNotCall, some sharing a number -- and their owners from :func:`demo_users`;
+2. a real configuration file and a SQLite database are written to a fresh
+   temporary folder, and the daemon is wired from that file by the same
+   :func:`syncd.bootstrap.bootstrap` and :class:`JobScheduler` that
+   ``syncd run`` uses, with short intervals;
+3. while it runs, a few more records are added (the next poll finds them) and
+   two SimZ faults are injected -- a 429 with ``Retry-After: 1`` and one lost
+   answer -- so that the retry and the ``uncertain`` state can be seen;
+4. once nothing is left queued or sending, it prints a summary read from the
+   database and the commands to explore what it left behind.
+
+Why the folder is kept by default: the summary ends with ``syncd status``,
+``syncd leads`` and ``syncd requeue`` commands that point at its config file,
+and they are only useful while that folder exists. ``--no-keep`` removes it.
+
+The seeded records are stamped a few minutes in the past and the demo's sync
+starts ten minutes back, so its first poll finds them. A real sync defaults to
+``start_at: now`` (DESIGN section 2.4) and never dials an org's history.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncd.adapters.orm import Batch, Lead
+from syncd.config import Config, SyncConfig, load_config
+from syncd.domain.states import LeadState
+from syncd.sandbox.demo_data import demo_leads, demo_users, lead_record
+from syncd.sandbox.salesforce import SalesforceEmulator
+from syncd.sandbox.simz import SimzEmulator
+
+SYNC_NAME = "demo-leads"
+API_KEY = "demo-simz-key"
+#: Country -> SimZ agent (the demo routes by a field, as a real sync may).
+AGENTS = {"US": "agt_us", "GB": "agt_uk"}
+POLL_EVERY = 2
+DELIVER_EVERY = 1
+BATCH_SIZE = 20
+#: How far back the demo's sync starts, and the span the seeded stamps cover.
+START_BACK = timedelta(minutes=10)
+SEED_SPAN = timedelta(minutes=5)
+#: Records added while the daemon runs (each with its own fictional number).
+ADDED = 5
+#: Leads in a state the outbox still owns; the demo ends when there are none.
+OPEN_STATES = (LeadState.QUEUED.value, LeadState.SENDING.value)
+STATE_ORDER = tuple(state.value for state in LeadState)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the command line can change."""
+
+    leads: int = 200
+    keep: bool = True
+    quiet: bool = False
+    timeout: float = 90.0
+
+
+@dataclass
+class DemoSummary:
+    """What the demo did, read back from the database and the SimZ emulator."""
+
+    workdir: Path
+    config_path: Path
+    database_path: Path
+    seeded: int
+    added: int
+    idle: bool
+    elapsed: float
+    states: dict[str, int] = field(default_factory=dict)
+    batches: dict[str, int] = field(default_factory=dict)
+    uncertain_ids: list[str] = field(default_factory=list)
+    simz_received: int = 0
+    simz_received_twice: int = 0
+    polls: int = 0
+
+    @property
+    def leads(self) -> int:
+        return sum(self.states.values())
+
+    @property
+    def batch_count(self) -> int:
+        return sum(self.batches.values())
+
+
+def seed_records(count: int, now: datetime) -> list[dict[str, Any]]:
+    """``count`` demo leads stamped between ``SEED_SPAN`` ago and ten seconds ago, in order."""
+    records = list(demo_leads(count))
+    oldest = now - SEED_SPAN
+    step = (SEED_SPAN - timedelta(seconds=10)) / max(count, 1)
+    for index, record in enumerate(records):
+        stamp = oldest + step * index
+        record["CreatedDate"] = stamp.isoformat()
+        record["SystemModstamp"] = stamp.isoformat()
+    return records
+
+
+def added_records(count: int = ADDED) -> list[dict[str, Any]]:
+    """Records a user creates while the demo runs: valid, with numbers no seed uses.
+
+    Area code 720 is not among the seeded ones, and 555-01xx lines are reserved
+    for fiction. No stamp: the emulator stamps them "now", like Salesforce.
+    """
+    import random
+
+    rng = random.Random(99)
+    owners = demo_users().ids
+    return [
+        lead_record(rng, 10_000 + n, owners, phone=f"+1 720 555 01{n:02d}", country="US")
+        for n in range(count)
+    ]
+
+
+def demo_config_data(
+    workdir: Path, salesforce: SalesforceEmulator, simz: SimzEmulator, start_at: datetime
+) -> dict[str, Any]:
+    """The configuration file the demo runs from (the same schema as production)."""
+    return {
+        "database": {"url": f"sqlite:///{workdir / 'syncd.db'}"},
+        "salesforce": {
+            "auth": {
+                "method": "password",
+                "username": salesforce.username,
+                "password": salesforce.password,
+                "security_token": salesforce.security_token,
+            },
+            "login_url": salesforce.url,
+            "ca_bundle": str(salesforce.ca_file),
+            "timeout": 10,
+        },
+        "simz": {
+            "base_url": simz.url,
+            "api_key": API_KEY,
+            "timeout": {"connect": 2, "read": 10},
+            "batch_size": BATCH_SIZE,
+            "requests_per_second": 50,
+            "backoff": {"initial": "1s", "max": "5s", "multiplier": 2},
+        },
+        "syncs": [
+            {
+                "name": SYNC_NAME,
+                "object": "Lead",
+                "where": "LeadSource = 'Web' AND IsConverted = false",
+                "schedule": {"every": f"{POLL_EVERY}s"},
+                "delivery": {"every": f"{DELIVER_EVERY}s"},
+                "start_at": start_at.isoformat(timespec="seconds"),
+                "lookback": "10m",
+                "lag": "1s",
+                "route": {"field": "Country", "values": dict(AGENTS)},
+                "mapping": {
+                    "phoneNumber": "Phone",
+                    "firstName": "FirstName",
+                    "lastName": "LastName",
+                    "email": "Email",
+                    "campaignType": {"const": "web-inbound"},
+                    "customData": {"company": "Company", "owner": "Owner.Email"},
+                },
+                "phone": {"default_region": "US"},
+                "rules": {"respect_do_not_call": True, "duplicate_phone_window": "24h"},
+                "options": {"priority": "normal", "enableAMD": True},
+            }
+        ],
+        "observability": {"listen": "127.0.0.1:0", "log_format": "auto", "log_level": "warning"},
+        "daemon": {"shutdown_grace": "10s"},
+    }
+
+
+def command_prefix() -> str:
+    """How to call ``syncd`` from this shell: plain ``syncd`` when it is on PATH.
+
+    ``make demo`` runs ``.venv/bin/syncd``, which is usually not on PATH, so
+    the printed commands name it by its (relative) path.
+    """
+    here = Path(sys.executable).parent / "syncd"
+    if not here.exists():
+        return "syncd"
+    found = shutil.which("syncd")
+    if found and Path(found).resolve() == here.resolve():
+        return "syncd"
+    try:
+        relative = os.path.relpath(here)
+    except ValueError:
+        return str(here)
+    return relative if not relative.startswith("..") else str(here)
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    return f"{seconds // 60} min ago" if seconds >= 120 else f"{seconds} s ago"
+
+
+class Demo:
+    """One run of the demo; :meth:`run` returns the summary, ``echo`` prints progress."""
+
+    def __init__(self, options: DemoOptions, echo: Callable[[str], None]) -> None:
+        self.options = options
+        self._echo = echo
+        self._lock = threading.Lock()
+        self._polls = 0
+        self._polls_after_added = 0
+        self._added = 0
+        self._seen_batches: set[int] = set()
+        self._salesforce: SalesforceEmulator | None = None
+        self._simz: SimzEmulator | None = None
+        self._session_factory: sessionmaker[Session] | None = None
+
+    # ------------------------------------------------------------------ output
+
+    def say(self, line: str = "") -> None:
+        """A progress line (not with --quiet)."""
+        if not self.options.quiet:
+            with self._lock:
+                self._echo(line)
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> DemoSummary:
+        workdir = Path(tempfile.mkdtemp(prefix="syncd-demo-"))
+        started = time.monotonic()
+        try:
+            with ExitStack() as stack:
+                salesforce, simz = self._start_emulators(workdir, stack)
+                now = datetime.now(UTC)
+                records = seed_records(self.options.leads, now)
+                salesforce.add_records([*demo_users().records, *records])
+                start_at = (now - START_BACK).replace(microsecond=0)
+                config_path = workdir / "config.yaml"
+                data = demo_config_data(workdir, salesforce, simz, start_at)
+                config_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+                config = load_config(config_path)
+                self._introduce(workdir, salesforce, simz, len(records), config, now)
+                simz.inject("429", retry_after=1)
+                simz.inject("lost_response")
+                self.say(
+                    "  faults: SimZ answers the first request with 429 Retry-After: 1 "
+                    "and loses the answer to the second"
+                )
+                self.say()
+                idle = self._run_daemon(config)
+                elapsed = time.monotonic() - started
+                summary = self._summarise(workdir, config_path, config, len(records), idle, elapsed)
+        except BaseException:
+            if not self.options.keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        if not self.options.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return summary
+
+    def _start_emulators(
+        self, workdir: Path, stack: ExitStack
+    ) -> tuple[SalesforceEmulator, SimzEmulator]:
+        salesforce = SalesforceEmulator(cert_dir=workdir / "salesforce-ca")
+        salesforce.start()
+        stack.callback(salesforce.stop)
+        simz = SimzEmulator(api_key=API_KEY, agents=AGENTS.values())
+        simz.start()
+        stack.callback(simz.stop)
+        self._salesforce, self._simz = salesforce, simz
+        return salesforce, simz
+
+    def _introduce(
+        self,
+        workdir: Path,
+        salesforce: SalesforceEmulator,
+        simz: SimzEmulator,
+        seeded: int,
+        config: Config,
+        now: datetime,
+    ) -> None:
+        sync = config.sync(SYNC_NAME)
+        assert isinstance(sync.start_at, datetime)
+        self.say("syncd demo: Salesforce -> syncd -> SimZ, against the built-in emulators")
+        self.say("  (no credentials, loopback only; nothing here calls anybody)")
+        self.say()
+        self.say(f"  folder      {workdir}")
+        self.say(f"  Salesforce  {salesforce.url}  (HTTPS; CA {salesforce.ca_file})")
+        self.say(f"  SimZ        {simz.url}  (agents {', '.join(AGENTS.values())})")
+        self.say(
+            f"  seeded      {seeded} Lead records (SystemModstamp {_ago(SEED_SPAN)} .. 10 s ago)"
+            f" and {len(demo_users().records)} User records"
+        )
+        self.say(
+            f"  sync        {sync.name}: start_at {_ago(now - sync.start_at)}, poll every "
+            f"{POLL_EVERY} s, deliver every {DELIVER_EVERY} s, batches of {BATCH_SIZE}, "
+            f"route by Country ({', '.join(f'{k} -> {v}' for k, v in AGENTS.items())})"
+        )
+        self.say("              (start_at is in the past only so the first poll finds the seeded")
+        self.say("              records; a real sync defaults to start_at: now and never dials")
+        self.say("              the org's history)")
+
+    def _run_daemon(self, config: Config) -> bool:
+        """The daemon's own wiring and scheduler, until the outbox is idle; True if it got there."""
+        from syncd.bootstrap import bootstrap
+        from syncd.entrypoints.scheduler import JobScheduler
+
+        runtime = bootstrap(config)
+        self._session_factory = runtime.session_factory
+        syncs = [sync for sync in config.syncs if sync.enabled]
+
+        def poll(sync: SyncConfig, stop: threading.Event) -> Any:
+            result = runtime.poll(sync, stop)
+            self._after_poll(result)
+            return result
+
+        def deliver(sync: SyncConfig, stop: threading.Event) -> Any:
+            result = runtime.deliver(sync, stop)
+            self._after_deliver()
+            return result
+
+        stop = threading.Event()
+        scheduler = JobScheduler(
+            syncs,
+            poll=poll,
+            deliver=deliver,
+            refresh=runtime.refresh_metrics,
+            stop=stop,
+            now=runtime.now,
+        )
+        self.say(
+            "running the daemon (the scheduler and wiring of `syncd run`) until nothing is queued:"
+        )
+        deadline = time.monotonic() + self.options.timeout
+        idle = False
+        scheduler.start()
+        try:
+            while time.monotonic() < deadline:
+                if self._idle():
+                    idle = True
+                    break
+                time.sleep(0.2)
+        finally:
+            report = scheduler.shutdown(config.daemon.shutdown_grace.total_seconds())
+            self._after_deliver()  # a batch that finished during shutdown
+            if not report.clean:
+                self.say(f"  still running at shutdown: {', '.join(report.still_running)}")
+            runtime.close()
+        if not idle:
+            self.say(f"  the outbox was not idle after {self.options.timeout:.0f} s; stopped")
+        return idle
+
+    # ------------------------------------------------------------------ progress
+
+    def _after_poll(self, result: Any) -> None:
+        with self._lock:
+            self._polls += 1
+            number = self._polls
+            if self._added:
+                self._polls_after_added += 1
+        if result.status != "ok":
+            self.say(f"  poll {number}: {result.status}: {result.error or ''}".rstrip())
+            return
+        if result.new or result.updated:
+            changes = f"{result.new} new" + (
+                f", {result.updated} updated" if result.updated else ""
+            )
+            self.say(
+                f"  poll {number}: {result.fetched} read, {changes} "
+                f"({result.queued} queued, {result.invalid} invalid, {result.skipped} skipped)"
+            )
+        else:
+            self.say(
+                f"  poll {number}: {result.fetched} read, nothing new "
+                "(the lookback re-reads known records; unchanged ones cost no write)"
+            )
+        if number == 1 and self._salesforce is not None:
+            self._salesforce.add_records(added_records())
+            with self._lock:
+                self._added = ADDED
+            self.say(
+                f"  + {ADDED} new Lead records created in Salesforce; the next poll will find them"
+            )
+
+    def _after_deliver(self) -> None:
+        if self._session_factory is None:
+            return
+        with self._session_factory() as session:
+            rows = session.execute(
+                select(Batch).where(Batch.outcome.is_not(None)).order_by(Batch.id)
+            ).scalars()
+            new = [row for row in rows if row.id not in self._seen_batches]
+            for row in new:
+                self._seen_batches.add(row.id)
+                self.say(f"  {describe_batch(row)}")
+
+    def _idle(self) -> bool:
+        """True once the added records were polled and nothing is queued or sending."""
+        if self._session_factory is None or self._polls_after_added < 1:
+            return False
+        with self._session_factory() as session:
+            open_leads = session.scalar(
+                select(func.count()).select_from(Lead).where(Lead.state.in_(OPEN_STATES))
+            )
+        return open_leads == 0
+
+    # ------------------------------------------------------------------ summary
+
+    def _summarise(
+        self,
+        workdir: Path,
+        config_path: Path,
+        config: Config,
+        seeded: int,
+        idle: bool,
+        elapsed: float,
+    ) -> DemoSummary:
+        from syncd.adapters.db import make_engine, make_session_factory
+
+        summary = DemoSummary(
+            workdir=workdir,
+            config_path=config_path,
+            database_path=workdir / "syncd.db",
+            seeded=seeded,
+            added=self._added,
+            idle=idle,
+            elapsed=elapsed,
+            polls=self._polls,
+        )
+        engine = make_engine(config.database.url)
+        try:
+            with make_session_factory(engine)() as session:
+                by_state = dict(
+                    session.execute(select(Lead.state, func.count()).group_by(Lead.state)).all()
+                )
+                summary.states = {state: int(by_state.get(state, 0)) for state in STATE_ORDER}
+                outcomes = session.execute(
+                    select(Batch.outcome, func.count()).group_by(Batch.outcome)
+                ).all()
+                summary.batches = {str(o or "in flight"): int(n) for o, n in sorted(outcomes)}
+                summary.uncertain_ids = list(
+                    session.scalars(
+                        select(Lead.salesforce_id)
+                        .where(Lead.state == LeadState.UNCERTAIN.value)
+                        .order_by(Lead.id)
+                    )
+                )
+        finally:
+            engine.dispose()
+        if self._simz is not None:
+            counts = self._simz.received_counts()
+            summary.simz_received = len(counts)
+            summary.simz_received_twice = sum(1 for n in counts.values() if n > 1)
+        return summary
+
+
+def describe_batch(row: Batch) -> str:
+    """One progress line for a finished batch, in words an operator would use."""
+    leads = f"{row.lead_count} lead{'' if row.lead_count == 1 else 's'}"
+    head = f"batch {row.id} -> {row.agent_id}: {leads}, "
+    status = f"HTTP {row.http_status}" if row.http_status is not None else "no answer"
+    outcome = row.outcome
+    if outcome == "accepted":
+        rejected = f", {row.rejected} rejected" if row.rejected else ""
+        return f"{head}{status}: {row.accepted} accepted{rejected}"
+    if outcome == "retry":
+        return f"{head}{status}: nothing was queued; back to queued until Retry-After passes"
+    if outcome == "uncertain":
+        return (
+            f"{head}{status}: the answer was lost; {row.lead_count} leads uncertain "
+            "(never resent on their own)"
+        )
+    return f"{head}{status}: {outcome}"
+
+
+def render_summary(summary: DemoSummary, prefix: str = "syncd") -> list[str]:
+    """The closing report: states, batches, an uncertain lead and the commands to explore."""
+    width = max(len(state) for state in STATE_ORDER)
+    out = [
+        "",
+        f"done in {summary.elapsed:.1f} s"
+        + ("" if summary.idle else " (stopped by the time limit: the outbox was not idle)"),
+        "",
+        f"leads by state ({summary.leads} records: {summary.seeded} seeded + "
+        f"{summary.added} added during the run)",
+    ]
+    out += [f"  {state:<{width}}  {summary.states.get(state, 0)}" for state in STATE_ORDER]
+    by_outcome = ", ".join(f"{outcome} {n}" for outcome, n in summary.batches.items())
+    out += [
+        "",
+        f"batches: {summary.batch_count} ({by_outcome})",
+        f"SimZ received {summary.simz_received} distinct leads; "
+        + (
+            "none of them twice"
+            if summary.simz_received_twice == 0
+            else f"{summary.simz_received_twice} MORE THAN ONCE"
+        ),
+    ]
+    config = summary.config_path
+    if summary.uncertain_ids:
+        first = summary.uncertain_ids[0]
+        out += [
+            "",
+            f"an uncertain lead: {first}",
+            "  Its request reached SimZ but the answer was lost, so nobody knows whether",
+            "  SimZ queued it. syncd never resends it by itself (a person might be called",
+            "  twice). Once SimZ confirms it does not have it, an operator requeues it:",
+            f"    {prefix} requeue -c {config} --id {first}",
+        ]
+    if not summary.workdir.exists():
+        out += ["", "the folder was removed (--no-keep); run without it to explore the database"]
+        return out
+    out += ["", "explore what the demo left behind:"]
+    out += [
+        f"    {prefix} status -c {config}",
+        f"    {prefix} leads -c {config} --state uncertain",
+        f"    {prefix} leads -c {config} --state skipped --state invalid",
+    ]
+    if summary.uncertain_ids:
+        out.append(f"    {prefix} leads -c {config} --id {summary.uncertain_ids[0]} --history")
+    out.append(f"  database: {summary.database_path} (SQLite)")
+    out.append(f"  remove the folder when done: rm -rf {summary.workdir}")
+    return out
