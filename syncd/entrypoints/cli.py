@@ -194,3 +194,7 @@ main.add_command(run)
 from syncd.entrypoints.cli_once import once  # noqa: E402
 
 main.add_command(once)
+
+from syncd.entrypoints.cli_demo import demo  # noqa: E402
+
+main.add_command(demo)
