@@ -233,6 +233,21 @@ class TestSplit:
         assert bad.error_code == "INVALID_REQUEST"
         assert [b.outcome for b in batches(sessions)] == ["split", "rejected", "accepted"]
 
+    def test_retry_on_a_half_puts_the_other_half_back(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """A 503 on the first half requeues it; the unsent second half goes back untouched."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(4))
+        harness.emulator.inject("400")
+        harness.emulator.inject("503")
+        result = harness.run()
+        assert set(states(sessions).values()) == {"queued"}
+        assert [lead(sessions, i).attempts for i in ids] == [1, 1, 0, 0]
+        assert [b.outcome for b in batches(sessions)] == ["split", "retry", "abandoned"]
+        assert result.requeued == 4
+        assert harness.emulator.received_counts() == {}
+
     def test_413_splits_too(
         self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
     ) -> None:

@@ -207,8 +207,8 @@ class TestDeliveryStateMachine:
         run_state_machine_as_test(
             machine_for(simz_emulator, tmp_path),
             settings=settings(
-                max_examples=15,
-                stateful_step_count=20,
+                max_examples=25,
+                stateful_step_count=25,
                 deadline=None,
                 suppress_health_check=list(HealthCheck),
                 database=None,
