@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import Lead, LeadTransition, PollRun, SyncState
@@ -26,6 +26,8 @@ _LEADS: Table = Lead.__table__  # type: ignore[assignment]
 _TRANSITIONS: Table = LeadTransition.__table__  # type: ignore[assignment]
 _REEVALUATED = sorted(state.value for state in REEVALUATED_ON_CHANGE)
 _SENT_STATES = sorted(state.value for state in COUNTS_AS_SENT)
+# Constants rendered inline: an expanding IN cannot be used with executemany.
+_NOT_YET_CLAIMED = _LEADS.c.state.in_([literal_column(f"'{state}'") for state in _REEVALUATED])
 
 
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -266,7 +268,7 @@ def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime)
         return 0
     statement = (
         update(_LEADS)
-        .where(_LEADS.c.id == bindparam("b_id"), _LEADS.c.state.in_(_REEVALUATED))
+        .where(_LEADS.c.id == bindparam("b_id"), _NOT_YET_CLAIMED)
         .values(
             agent_id=bindparam("b_agent"),
             state=bindparam("b_state"),

@@ -185,6 +185,19 @@ class TestChanges:
         assert lead.record_cursor == T0 + timedelta(minutes=3)
         assert harness.transitions(sf_id) == [(None, "queued")]
 
+    def test_several_changes_in_one_page(self, harness: Harness) -> None:
+        """Several changed records in one page are all updated (one executemany UPDATE)."""
+        ids = harness.add(3, T0 + timedelta(minutes=1))
+        harness.poll(T0 + timedelta(minutes=2))
+        for sf_id in ids:
+            harness.org.update_record(
+                "Lead", sf_id, {"Company": f"C-{sf_id}"}, system_modstamp=T0 + timedelta(minutes=3)
+            )
+        result = harness.poll(T0 + timedelta(minutes=4))
+        assert (result.status, result.updated) == ("ok", 3)
+        leads = harness.leads()
+        assert all(leads[i].payload["customData"] == {"company": f"C-{i}"} for i in ids)
+
     def test_invalid_gains_phone(self, harness: Harness) -> None:
         """An invalid record that gains a valid phone becomes queued, with the transition kept."""
         sf_id = harness.add(1, T0 + timedelta(minutes=1), Phone=None)[0]
