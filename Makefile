@@ -31,5 +31,11 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# Crash torture: >= 50 SIGKILLs of `syncd run` under random faults (TORTURE_SEED, TORTURE_KILLS,
+# TORTURE_RECORDS override the defaults); `make test` runs a 5-kill version.
+torture: $(STAMP)
+	TORTURE_KILLS=$${TORTURE_KILLS:-50} TORTURE_RECORDS=$${TORTURE_RECORDS:-3000} \
+		$(BIN)/python -m pytest tests/e2e/test_torture.py -s --timeout 3600
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis dist build

@@ -97,7 +97,8 @@ def simz(host: str, port: int, api_key: str, credits: int | None, agents: tuple[
       PUT    credits                {"credits": 10}  (null: unlimited)
       POST   faults                 {"kind": "429", "count": 2, "retry_after": 5}
                                     kinds: 429 503 500 400 413 delay
-                                    lost_response garbage_200 reset
+                                    lost_response garbage_200 custom_200 reset
+      DELETE faults                 drop every pending fault
       GET    received               every lead received
       GET    received/counts        times received per salesforceId
       GET    requests               every API request and its status

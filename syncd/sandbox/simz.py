@@ -17,6 +17,7 @@ Control it from Python with the methods below or over HTTP under
 ``PUT  /__sandbox/credits``                ``{"credits": 10}``; ``null`` is unlimited
 ``POST /__sandbox/faults``                 ``{"kind": "429", "count": 2, "retry_after": 5}``
 ``GET  /__sandbox/faults``                 faults still pending
+``DELETE /__sandbox/faults``               drop every pending fault
 ``GET  /__sandbox/received``               ``{"leads": [...]}`` every lead received
 ``GET  /__sandbox/received/counts``        ``{"counts": {salesforceId: n}}``;
                                            ``?accepted_only=true`` counts accepted only
@@ -34,7 +35,9 @@ false answers 500 without processing), ``delay`` (processed and recorded
 normally, then the answer waits ``seconds``: a client that times out has
 really had its leads queued), ``lost_response`` (processed and recorded, then the connection is
 closed without an answer), ``garbage_200`` (processed and recorded, then a 200
-whose body is not JSON) and ``reset`` (the connection is reset before the body
+whose body is not JSON), ``custom_200`` (processed and recorded, then a 200
+whose body is the ``body`` text verbatim, e.g. JSON with missing fields or an
+``errors[].index`` out of range) and ``reset`` (the connection is reset before the body
 is read; nothing is recorded). 429, 503, 400, 413 and ``500`` with
 ``record=false`` record nothing, as the spec says for the documented ones.
 
@@ -155,6 +158,10 @@ class SimzEmulator:
 
     def pending_faults(self) -> list[dict[str, Any]]:
         return self.state.pending_faults()
+
+    def clear_faults(self) -> None:
+        """Drop every pending fault (what was received is kept)."""
+        self.state.clear_faults()
 
     def reset(self) -> None:
         """Forget everything received and every pending fault; restore agents and credits."""

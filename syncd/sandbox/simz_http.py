@@ -246,6 +246,10 @@ class SimzHandler(BaseHTTPRequestHandler):
             self._send(200, GARBAGE, content_type="text/html")
             state.log_request("POST", path, 200, agentId=agent_id, fault=kind, leads=leads)
             return
+        if fault and fault.kind == "custom_200":
+            self._send(200, str(fault.params["body"]).encode())
+            state.log_request("POST", path, 200, agentId=agent_id, fault=kind, leads=leads)
+            return
         if kind == "500":
             answer = Answer(500, error_body("INTERNAL_ERROR", "Internal server error"))
         self._send_json(answer.status, answer.body, headers=answer.headers)
@@ -343,6 +347,9 @@ class SimzHandler(BaseHTTPRequestHandler):
             state.inject(kind, count, **params)
             return 200, {"faults": state.pending_faults()}
         if (method, route) == ("GET", "faults"):
+            return 200, {"faults": state.pending_faults()}
+        if (method, route) == ("DELETE", "faults"):
+            state.clear_faults()
             return 200, {"faults": state.pending_faults()}
         if (method, route) == ("GET", "received"):
             return 200, {"leads": state.received()}

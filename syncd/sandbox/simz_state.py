@@ -40,6 +40,7 @@ FAULT_KINDS: dict[str, dict[str, Any]] = {
     "delay": {"seconds": 1.0},
     "lost_response": {},
     "garbage_200": {},
+    "custom_200": {"body": "{}"},
     "reset": {},
 }
 
@@ -83,6 +84,8 @@ def make_fault(kind: str, count: int, params: Mapping[str, Any]) -> Fault:
             raise ValueError("retry_after must be seconds, an HTTP date string, or null")
     if kind == "500" and not isinstance(merged["record"], bool):
         raise ValueError("record must be true or false")
+    if kind == "custom_200" and not isinstance(merged["body"], str):
+        raise ValueError("body must be a string (sent verbatim)")
     return Fault(kind=kind, remaining=count, params=merged)
 
 
@@ -162,6 +165,11 @@ class SimzState:
     def pending_faults(self) -> list[dict[str, Any]]:
         with self._lock:
             return [f.describe() for f in self._faults]
+
+    def clear_faults(self) -> None:
+        """Drop every pending fault; what was received is kept."""
+        with self._lock:
+            self._faults.clear()
 
     def take_fault(self) -> Fault | None:
         """The fault for this submission, if any (first injected, first used)."""
