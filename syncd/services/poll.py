@@ -466,7 +466,14 @@ def poll_sync(
     poller = _Poller(
         session_factory, source, sync, now, dry_run, stop, max_api_usage_percent, limit_pause
     )
-    result = poller.run()
+    try:
+        result = poller.run()
+    except SQLAlchemyError as exc:  # the database itself is unreachable: visible, not a crash
+        cause = getattr(exc, "orig", None) or exc
+        result = poller.result
+        result.status = "error"
+        result.error = f"database error: {type(cause).__name__}: {str(cause).splitlines()[0]}"
+        POLLS.labels(sync=sync.name, status="error").inc()
     result.duration_seconds = time.monotonic() - started
     POLL_DURATION.labels(sync=sync.name).observe(result.duration_seconds)
     log.info(
