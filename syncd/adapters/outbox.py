@@ -17,13 +17,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause
 from syncd.domain.states import LeadState, check_transition
+
+#: Core tables for the per-batch moves: plain UPDATE and executemany INSERT, without
+#: the ORM's bulk bookkeeping (which cost more than the SQL itself).
+_TRANSITIONS: Table = LeadTransition.__table__  # type: ignore[assignment]
+_LEADS: Table = Lead.__table__  # type: ignore[assignment]
 
 SCOPE_API_KEY = "api_key"
 SCOPE_AGENT = "agent"
@@ -264,7 +269,7 @@ def _transitions(
         for lead_id, source in rows
     ]
     if params:
-        session.execute(insert(LeadTransition), params)
+        session.execute(insert(_TRANSITIONS), params)
 
 
 def move(
@@ -285,12 +290,12 @@ def move(
     check_transition(source, target)
     extra: dict[str, Any] = dict(values or {})
     if count_attempt:
-        extra["attempts"] = Lead.attempts + 1
+        extra["attempts"] = _LEADS.c.attempts + 1
+    # A Core UPDATE: the ORM's bulk-update path costs more than the statement itself.
     result = session.execute(
-        update(Lead)
-        .where(Lead.id.in_(lead_ids), Lead.state == source.value)
+        update(_LEADS)
+        .where(_LEADS.c.id.in_(lead_ids), _LEADS.c.state == source.value)
         .values(state=target.value, updated_at=now, **extra)
-        .execution_options(synchronize_session=False)
     )
     moved: int = result.rowcount  # type: ignore[attr-defined]
     if moved != len(lead_ids):
