@@ -17,6 +17,7 @@ import contextlib
 import json
 import socket
 import struct
+import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,6 +41,12 @@ class SimzServer(ThreadingHTTPServer):
         self.state = state
         self._open: set[socket.socket] = set()
         super().__init__(address, SimzHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-request (e.g. a killed syncd) is not an emulator error."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self._open.add(request)

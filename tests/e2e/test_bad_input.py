@@ -192,3 +192,30 @@ class TestBadSimzAnswers:
         assert [rows[i]["state"] for i in ids] == states
         assert any(e.get("event") == event for e in logs), [e.get("event") for e in logs]
         assert set(harness.simz.received_counts().values()) == {1}
+
+
+class TestEmulatorControls:
+    def test_custom_200_and_clearing_faults(self, simz_emulator: SimzEmulator) -> None:
+        """custom_200 answers its body verbatim after recording; DELETE faults drops the rest."""
+        import urllib.request
+
+        body = {"leads": [{"phoneNumber": "+12025550101", "salesforceId": "00Q8d00000Zz9AbEAJ"}]}
+
+        def post(url: str, data: Any, method: str = "POST") -> tuple[int, bytes]:
+            request = urllib.request.Request(
+                url,
+                data=json.dumps(data).encode(),
+                method=method,
+                headers={"Content-Type": "application/json", "X-Company-API-Key": "test-key"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return int(answer.status), answer.read()
+
+        simz_emulator.inject("custom_200", body="not json")
+        simz_emulator.inject("503", count=3)
+        assert post(simz_emulator.lead_url("agt_1"), body) == (200, b"not json")
+        assert simz_emulator.received_counts() == {"00Q8d00000Zz9AbEAJ": 1}
+        status, answer = post(simz_emulator.control_url + "faults", {}, method="DELETE")
+        assert status == 200 and json.loads(answer) == {"faults": []}
+        status, _ = post(simz_emulator.lead_url("agt_1"), body)
+        assert status == 200
