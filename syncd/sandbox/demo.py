@@ -220,8 +220,8 @@ class Demo:
         self._echo = echo
         self._lock = threading.Lock()
         self._polls = 0
-        self._polls_after_added = 0
         self._added = 0
+        self._added_ids: list[str] = []
         self._seen_batches: set[int] = set()
         self._salesforce: SalesforceEmulator | None = None
         self._simz: SimzEmulator | None = None
@@ -368,8 +368,6 @@ class Demo:
         with self._lock:
             self._polls += 1
             number = self._polls
-            if self._added:
-                self._polls_after_added += 1
         if result.status != "ok":
             self.say(f"  poll {number}: {result.status}: {result.error or ''}".rstrip())
             return
@@ -387,9 +385,10 @@ class Demo:
                 "(the lookback re-reads known records; unchanged ones cost no write)"
             )
         if number == 1 and self._salesforce is not None:
-            self._salesforce.add_records(added_records())
+            ids = self._salesforce.add_records(added_records())
             with self._lock:
-                self._added = ADDED
+                self._added_ids = ids
+                self._added = len(ids)
             self.say(
                 f"  + {ADDED} new Lead records created in Salesforce; the next poll will find them"
             )
@@ -407,14 +406,19 @@ class Demo:
                 self.say(f"  {describe_batch(row)}")
 
     def _idle(self) -> bool:
-        """True once the added records were polled and nothing is queued or sending."""
-        if self._session_factory is None or self._polls_after_added < 1:
+        """True once a poll has stored the added records and nothing is queued or sending."""
+        with self._lock:
+            added = list(self._added_ids)
+        if self._session_factory is None or not added:
             return False
         with self._session_factory() as session:
+            stored = session.scalar(
+                select(func.count()).select_from(Lead).where(Lead.salesforce_id.in_(added))
+            )
             open_leads = session.scalar(
                 select(func.count()).select_from(Lead).where(Lead.state.in_(OPEN_STATES))
             )
-        return open_leads == 0
+        return stored == len(added) and open_leads == 0
 
     # ------------------------------------------------------------------ summary
 

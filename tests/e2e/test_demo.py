@@ -147,7 +147,9 @@ class TestDemoSummary:
     def test_progress_shows_polls_and_batches(self, demo_run: DemoRun) -> None:
         """The run reports each poll, the records added meanwhile and each batch."""
         assert re.search(r"poll 1: \d+ read, 200 new", demo_run.stdout)
-        assert f"poll 2: {200 + ADDED_DURING_RUN} read, {ADDED_DURING_RUN} new" in demo_run.stdout
+        n = ADDED_DURING_RUN
+        added = rf"poll \d+: {200 + n} read, {n} new \({n} queued"
+        assert re.search(added, demo_run.stdout)
         assert "HTTP 429" in demo_run.stdout
         assert re.search(
             r"batch \d+ -> agt_\w+: \d+ leads, HTTP 200: \d+ accepted", demo_run.stdout
