@@ -75,7 +75,7 @@ def run_demo(tmp: Path, *args: str) -> DemoRun:
     result = subprocess.run(
         [sys.executable, "-m", "syncd", "demo", *args],
         cwd=work,
-        env=clean_env(TMPDIR=str(temp), PYTHONPATH=str(Path(__file__).parents[2])),
+        env=clean_env(TMPDIR=str(temp)),
         capture_output=True,
         text=True,
         timeout=180,
