@@ -8,6 +8,12 @@ At start-up, in this order: open the engine, apply the migrations (safe every
 time), turn leads a crashed run left in ``sending`` into ``uncertain``
 (:func:`recover_in_flight` -- they may have reached SimZ, so they are never
 resent automatically), then build the Salesforce sources and the SimZ client.
+
+``syncd run`` bootstraps with ``replicas=True``: on SQLite it first takes the
+file lock that refuses a second ``syncd run`` on the same database; on
+PostgreSQL it skips the global recovery (another replica may be sending right
+now) and leaves it to :class:`~syncd.services.leadership.Leadership`, which
+recovers a sync's in-flight leads when it takes that sync's lease over.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import migrate
-from syncd.adapters.db import make_engine, make_session_factory
+from syncd.adapters.db import is_sqlite, make_engine, make_session_factory
+from syncd.adapters.leases import SqliteRunLock
 from syncd.adapters.orm import utcnow
 from syncd.adapters.salesforce import SalesforceSource
 from syncd.adapters.simz import SimzClient, key_fingerprint
@@ -36,6 +43,7 @@ from syncd.services.deliver import (
     deliver_sync,
     recover_in_flight,
 )
+from syncd.services.leadership import Leadership
 from syncd.services.poll import PollResult, poll_sync
 from syncd.services.state_metrics import refresh_state_metrics
 
@@ -60,6 +68,9 @@ class Runtime:
     now: Callable[[], datetime] = utcnow
     worker: str = field(default_factory=default_worker)
     recovered: int = 0
+    #: Set for ``syncd run``: only the sync's lease holder polls and delivers it.
+    leadership: Leadership | None = None
+    run_lock: SqliteRunLock | None = None
     _sources: dict[str, SalesforceSource] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -74,8 +85,21 @@ class Runtime:
         """Fingerprints of the SimZ API keys in use (how ``pauses`` names them)."""
         return [key_fingerprint(self.config.simz.api_key.get_secret_value())]
 
+    def poll_led(
+        self, sync: SyncConfig, stop: threading.Event | None = None
+    ) -> PollResult | Standby:
+        """The daemon's poll job: a poll if this replica leads ``sync``, else standby.
+
+        The poll stops between pages as soon as the lease is lost.
+        """
+        if self.leadership is None:
+            return self.poll(sync, stop)
+        if not self.leadership.is_leader(sync.name):
+            return Standby(sync.name)
+        return self.poll(sync, self.leadership.stop_event(sync.name, stop))
+
     def poll(self, sync: SyncConfig, stop: threading.Event | None = None) -> PollResult:
-        """One poll of ``sync`` (the scheduler's poll job)."""
+        """One poll of ``sync``."""
         return poll_sync(
             self.session_factory,
             self.source(sync.name),
@@ -87,7 +111,13 @@ class Runtime:
         )
 
     def deliver(self, sync: SyncConfig, stop: threading.Event | None = None) -> DeliveryResult:
-        """One delivery pass of ``sync`` (the scheduler's deliver job)."""
+        """One delivery pass of ``sync`` (the scheduler's deliver job); only if we lead it."""
+        fence = None
+        if self.leadership is not None:
+            if not self.leadership.is_leader(sync.name):
+                return DeliveryResult(sync=sync.name)
+            stop = self.leadership.stop_event(sync.name, stop)
+            fence = self.leadership.fence(sync.name)
         return deliver_sync(
             self.session_factory,
             self.client,
@@ -96,6 +126,7 @@ class Runtime:
             now=self.now,
             stop=stop,
             worker=self.worker,
+            fence=fence,
         )
 
     def refresh_metrics(self) -> None:
@@ -103,7 +134,13 @@ class Runtime:
         refresh_state_metrics(self.session_factory, self.config)
 
     def close(self) -> None:
-        """Close the clients and the engine; each step runs even if another fails."""
+        """Close the clients and the engine; each step runs even if another fails.
+
+        Called after a clean stop only: the leases are released, so another
+        replica takes over at once instead of after the lease's expiry.
+        """
+        if self.leadership is not None:
+            self.leadership.close(release=True)
         with self._lock:
             sources = list(self._sources.values())
             self._sources.clear()
@@ -114,6 +151,16 @@ class Runtime:
             except Exception:
                 log.warning("close failed", what=type(closable).__name__, exc_info=True)
         self.engine.dispose()
+        if self.run_lock is not None:
+            self.run_lock.release()
+
+
+@dataclass(frozen=True)
+class Standby:
+    """A poll skipped because another replica leads the sync (healthy, not stale)."""
+
+    sync: str
+    status: str = "standby"
 
 
 def bootstrap(
@@ -125,14 +172,27 @@ def bootstrap(
     client: SimzClient | None = None,
     source_factory: Callable[[], SalesforceSource] | None = None,
     now: Callable[[], datetime] = utcnow,
+    replicas: bool = False,
 ) -> Runtime:
     """Wire a :class:`Runtime` from ``config``; migrations and recovery run here.
 
+    With ``replicas`` (``syncd run``) the runtime gets a :class:`Leadership`
+    (not started yet); see the module docstring.
+
     Raises SQLAlchemy's errors (database unreachable, migration failed) and
-    ``OSError`` (e.g. the SQLite folder cannot be created) for the caller to
+    ``OSError`` (e.g. the SQLite folder cannot be created, or
+    :class:`~syncd.adapters.leases.AnotherReplicaRunning`) for the caller to
     report; nothing is left open when it raises.
     """
-    engine = engine or make_engine(config.database.url, pool_size=config.database.pool_size)
+    run_lock = SqliteRunLock.for_url(config.database.url) if replicas else None
+    if run_lock is not None:
+        run_lock.acquire()
+    try:
+        engine = engine or make_engine(config.database.url, pool_size=config.database.pool_size)
+    except BaseException:
+        if run_lock is not None:
+            run_lock.release()
+        raise
     try:
         if apply_migrations:
             result = migrate.upgrade(engine)
@@ -140,11 +200,21 @@ def bootstrap(
                 log.info("database migrated", from_revision=result.before, to_revision=result.after)
         session_factory = make_session_factory(engine)
         # Logs an error naming the count and the operator's next step when > 0.
-        recovered = recover_in_flight(session_factory, now=now) if recover else 0
+        single = not replicas or is_sqlite(engine)
+        recovered = recover_in_flight(session_factory, now=now) if recover and single else 0
         simz = client or SimzClient(config.simz)
     except BaseException:
         engine.dispose()
+        if run_lock is not None:
+            run_lock.release()
         raise
+    leadership = None
+    if replicas:
+        # On SQLite the file lock proves every earlier holder is gone: take the
+        # leases at once instead of waiting for the dead run's leases to expire.
+        leadership = Leadership(
+            session_factory, config.syncs, config.daemon, force_first=is_sqlite(engine), now=now
+        )
     factory = source_factory or (lambda: SalesforceSource(config.salesforce))
     return Runtime(
         config=config,
@@ -154,6 +224,9 @@ def bootstrap(
         source_factory=factory,
         now=now,
         recovered=recovered,
+        leadership=leadership,
+        run_lock=run_lock,
+        worker=leadership.replica if leadership is not None else default_worker(),
     )
 
 

@@ -98,3 +98,17 @@ PAUSED = Gauge(
     ["scope", "name"],
     registry=REGISTRY,
 )
+
+# --- replicas (leases) --------------------------------------------------------------
+SYNC_LEADER = Gauge(
+    "syncd_sync_leader",
+    "1 on the replica that holds the sync's lease (runs its poll and delivery), else 0.",
+    ["sync"],
+    registry=REGISTRY,
+)
+LEASE_TAKEOVERS = Counter(
+    "syncd_lease_takeovers_total",
+    "Times this replica took a sync's lease over from another holder (or a past run).",
+    ["sync"],
+    registry=REGISTRY,
+)

@@ -219,3 +219,34 @@ class Pause(Base):
     paused_until: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Lease(Base):
+    """Who may run one sync's loops right now (see :mod:`syncd.adapters.leases`).
+
+    A holder owns the lease until ``expires_at`` (the database's clock) unless it
+    renews it; another replica may take it over only after that. ``token`` grows by
+    one at each change of holder, so work can be fenced by it.
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True, comment="e.g. sync:web.")
+    holder: Mapped[str] = mapped_column(String(255), comment="Replica id of the holder.")
+    token: Mapped[int] = mapped_column(BigInteger, comment="Fencing token, +1 per new holder.")
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class Replica(Base):
+    """One running ``syncd run`` process and its heartbeat (for ``syncd status``)."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(comment="Presumed dead after this.")

@@ -21,6 +21,7 @@ from sqlalchemy import Select, Table, bindparam, delete, func, insert, or_, sele
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause
 from syncd.domain.states import LeadState, check_transition
@@ -420,16 +421,22 @@ def clear_pauses(session: Session, credential: str, agent_id: str) -> int:
 # --------------------------------------------------------------------------- recovery
 
 
-def recover_in_flight(session: Session, now: datetime, reason: str) -> int:
-    """``sending`` -> ``uncertain`` for every lead, and close open batch rows as interrupted."""
-    rows = session.execute(
-        select(Lead.id, Lead.batch_id).where(Lead.state == LeadState.SENDING.value)
-    ).all()
+def recover_in_flight(
+    session: Session, now: datetime, reason: str, sync_name: str | None = None
+) -> int:
+    """``sending`` -> ``uncertain`` for every lead (or those of ``sync_name``), and close
+    the matching open batch rows as interrupted."""
+    leads_filter: list[ColumnElement[bool]] = [Lead.state == LeadState.SENDING.value]
+    batches_filter: list[ColumnElement[bool]] = [Batch.outcome.is_(None)]
+    if sync_name is not None:
+        leads_filter.append(Lead.sync_name == sync_name)
+        batches_filter.append(Batch.sync_name == sync_name)
+    rows = session.execute(select(Lead.id, Lead.batch_id).where(*leads_filter)).all()
     check_transition(LeadState.SENDING, LeadState.UNCERTAIN)
     if rows:
         session.execute(
             update(Lead)
-            .where(Lead.state == LeadState.SENDING.value)
+            .where(*leads_filter)
             .values(state=LeadState.UNCERTAIN.value, updated_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -447,7 +454,7 @@ def recover_in_flight(session: Session, now: datetime, reason: str) -> int:
         session.execute(insert(LeadTransition), params)
     session.execute(
         update(Batch)
-        .where(Batch.outcome.is_(None))
+        .where(*batches_filter)
         .values(outcome="interrupted", finished_at=now)
         .execution_options(synchronize_session=False)
     )

@@ -432,6 +432,24 @@ class DaemonConfig(_Model):
         default=timedelta(seconds=25),
         description="After SIGTERM, how long the in-flight batch may take before exit.",
     )
+    replica_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="This replica's name in leases and syncd status "
+        "(default: hostname-pid-random). Must differ between replicas.",
+    )
+    lease_ttl: Duration | None = Field(
+        default=None,
+        description="How long a sync's lease lasts without renewal, which bounds the "
+        "takeover after a replica dies (default: two poll intervals, at least 10s).",
+    )
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _lease_ttl(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(seconds=2):
+            raise ValueError("lease_ttl must be at least 2s")
+        return value
 
 
 class Config(_Model):

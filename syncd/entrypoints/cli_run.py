@@ -1,8 +1,11 @@
 """``syncd run``: the daemon's main thread -- start, wait for a signal, stop cleanly.
 
 Start-up: logging, migrations, recovery of leads a crash left in ``sending``
-(they become ``uncertain``), the HTTP port, the scheduler, one "syncd started"
-line. Then the main thread waits on ``stop``.
+(they become ``uncertain``), the HTTP port, the sync leases (several replicas
+may share a PostgreSQL database; only a sync's lease holder polls and delivers
+it, see :mod:`syncd.services.leadership`), the scheduler, one "syncd started"
+line. Then the main thread waits on ``stop``. A second ``syncd run`` on the same
+SQLite file is refused (exit 1, one line).
 
 Shutdown (SIGTERM or SIGINT; APScheduler installs no handlers, so we do): the
 handler only sets ``stop``. The poll and deliver services receive that event
@@ -132,7 +135,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         signals.install()
 
     try:
-        runtime = bootstrap(config)
+        runtime = bootstrap(config, replicas=True)
     except SQLAlchemyError as exc:
         log.error("cannot start: database error", error=describe_db_error(exc))
         return EXIT_FAILURE
@@ -156,9 +159,12 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         runtime.close()
         return EXIT_FAILURE
 
+    if runtime.leadership is not None:
+        # Leases before the first poll fires, so the leader polls at once.
+        runtime.leadership.start()
     scheduler = JobScheduler(
         syncs,
-        poll=runtime.poll,
+        poll=runtime.poll_led,
         deliver=runtime.deliver,
         refresh=runtime.refresh_metrics,
         stop=stop,
@@ -172,6 +178,8 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         syncs=[sync.name for sync in syncs],
         listen=http.address,
         pid=os.getpid(),
+        replica=runtime.worker,
+        leading=runtime.leadership.leading() if runtime.leadership is not None else None,
         recovered_uncertain=runtime.recovered,
         **describe_database(config.database.url),
     )

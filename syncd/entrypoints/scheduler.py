@@ -113,7 +113,8 @@ class PollTracker:
             entry = self._records.setdefault(sync, PollRecord())
             entry.last_status = status
             entry.last_at = at
-            if status == "ok":
+            # "standby": another replica leads this sync, so it is not stale here.
+            if status in ("ok", "standby"):
                 entry.last_ok = at
 
     def snapshot(self) -> dict[str, PollRecord]:

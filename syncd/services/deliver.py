@@ -14,8 +14,9 @@ The order of events for one batch is the whole safety argument:
 
 A crash between 1 and 3 leaves leads in ``sending``; :func:`recover_in_flight`
 turns them into ``uncertain`` at start-up, so they are never sent twice.
-That recovery assumes one syncd process per database for now: with several
-replicas it must only run for syncs whose lease this process holds.
+With several replicas (PostgreSQL), only the holder of a sync's lease delivers
+it, each claim is fenced by that lease, and the recovery runs per sync when a
+lease changes hands (:mod:`syncd.services.leadership`).
 """
 
 from __future__ import annotations
@@ -110,9 +111,15 @@ def deliver_sync(
     stop: threading.Event | None = None,
     worker: str | None = None,
     rng: Callable[[], float] = random.random,
+    fence: Callable[[Session], bool] | None = None,
 ) -> DeliveryResult:
-    """Claim and send batches for every agent of ``sync`` until nothing is due or ``stop``."""
-    return _Delivery(session_factory, client, sync, simz, now, stop, worker, rng).run()
+    """Claim and send batches for every agent of ``sync`` until nothing is due or ``stop``.
+
+    ``fence`` (several replicas, :mod:`syncd.services.leadership`) runs inside each
+    claim's transaction; when it says False this replica no longer leads the sync
+    and claims nothing more (so it sends nothing more).
+    """
+    return _Delivery(session_factory, client, sync, simz, now, stop, worker, rng, fence).run()
 
 
 class _Delivery:
@@ -126,6 +133,7 @@ class _Delivery:
         stop: threading.Event | None,
         worker: str | None,
         rng: Callable[[], float],
+        fence: Callable[[Session], bool] | None = None,
     ) -> None:
         self.sessions = session_factory
         self.client = client
@@ -135,6 +143,7 @@ class _Delivery:
         self.stop = stop
         self.worker = worker or default_worker()
         self.rng = rng
+        self.fence = fence
         self.credential = client.default_credential
         self.policy = backoff.BackoffPolicy(
             simz.backoff.initial, simz.backoff.max, simz.backoff.multiplier
@@ -177,6 +186,9 @@ class _Delivery:
                 current = self.now()
                 pauses = outbox.active_pauses(session, self.credential, agent, current)
                 claim = None
+                if self.fence is not None and not self.fence(session):
+                    self.log.warning("lease not held: delivery stops claiming", agent=agent)
+                    return _Next.STOPPED
                 if not pauses:
                     claim = outbox.claim(
                         session,
