@@ -365,6 +365,7 @@ class _Poller:
                     phones,
                     self.now() - duplicate_window,
                     {lead.id for lead in existing.values()},
+                    agents={lead.agent_id for lead in mapped if lead.agent_id},
                 )
             recent |= self.taken
         return plan_page(mapped, existing, recent, self.sync, window.start)
