@@ -51,6 +51,7 @@ from syncd.domain.states import LeadState
 from syncd.sandbox.demo_data import demo_leads, demo_users, lead_record
 from syncd.sandbox.salesforce import SalesforceEmulator
 from syncd.sandbox.simz import SimzEmulator
+from syncd.services.poll import PollResult
 
 SYNC_NAME = "demo-leads"
 API_KEY = "demo-simz-key"
@@ -317,13 +318,17 @@ class Demo:
         from syncd.bootstrap import bootstrap
         from syncd.entrypoints.scheduler import JobScheduler
 
-        runtime = bootstrap(config)
+        # As `syncd run` does: the SQLite run lock, the sync leases, polls by the leader.
+        runtime = bootstrap(config, replicas=True)
         self._session_factory = runtime.session_factory
         syncs = [sync for sync in config.syncs if sync.enabled]
+        if runtime.leadership is not None:
+            runtime.leadership.start()
 
         def poll(sync: SyncConfig, stop: threading.Event) -> Any:
-            result = runtime.poll(sync, stop)
-            self._after_poll(result)
+            result = runtime.poll_led(sync, stop)
+            if isinstance(result, PollResult):
+                self._after_poll(result)
             return result
 
         def deliver(sync: SyncConfig, stop: threading.Event) -> Any:
@@ -364,7 +369,7 @@ class Demo:
 
     # ------------------------------------------------------------------ progress
 
-    def _after_poll(self, result: Any) -> None:
+    def _after_poll(self, result: PollResult) -> None:
         with self._lock:
             self._polls += 1
             number = self._polls
