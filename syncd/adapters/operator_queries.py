@@ -14,7 +14,16 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause, PollRun, SyncState
+from syncd.adapters.orm import (
+    Batch,
+    Lead,
+    LeadTransition,
+    Lease,
+    Pause,
+    PollRun,
+    Replica,
+    SyncState,
+)
 from syncd.domain.states import LeadState
 
 
@@ -91,6 +100,16 @@ def latest_batches(session: Session) -> dict[tuple[str, str], Batch]:
 
 def all_pauses(session: Session) -> list[Pause]:
     return list(session.scalars(select(Pause).order_by(Pause.scope, Pause.key)))
+
+
+def sync_leases(session: Session, prefix: str = "sync:") -> dict[str, Lease]:
+    """Sync name -> its lease row (who leads it; several replicas share the database)."""
+    rows = session.scalars(select(Lease).where(Lease.name.startswith(prefix)))
+    return {row.name[len(prefix) :]: row for row in rows}
+
+
+def all_replicas(session: Session) -> list[Replica]:
+    return list(session.scalars(select(Replica).order_by(Replica.started_at, Replica.id)))
 
 
 def lead_filter(

@@ -161,6 +161,15 @@ def _render_status(report: ops.StatusReport) -> list[str]:
         if sync.last_error:
             out.append(f"  last error     {_short(sync.last_error, 100)}")
         out.append("  leads          " + "  ".join(f"{s} {sync.states[s]}" for s in STATE_ORDER))
+        leader = sync.leader
+        if leader is None:
+            out.append("  leader         none yet")
+        else:
+            state = "lease until" if leader.active else "LEASE EXPIRED at"
+            out.append(
+                f"  leader         {leader.replica}  {state} {_when(leader.expires_at)}"
+                f"  (since {_when(leader.acquired_at)}, token {leader.token})"
+            )
         rows = []
         for agent in sync.agents:
             batch = agent.last_batch
@@ -217,6 +226,23 @@ def _render_status(report: ops.StatusReport) -> list[str]:
         )
     else:
         out.append("  none")
+    if report.replicas:
+        out += ["", "replicas"]
+        out += _table(
+            ["REPLICA", "HOST", "PID", "STARTED", "HEARTBEAT", "ALIVE"],
+            [
+                [
+                    r.replica,
+                    r.host,
+                    r.pid,
+                    _when(r.started_at),
+                    _when(r.heartbeat_at),
+                    "yes" if r.alive else "no (heartbeat expired)",
+                ]
+                for r in report.replicas
+            ],
+            indent="  ",
+        )
     out += ["", f"uncertain leads: {report.uncertain_total}"]
     if report.hint:
         out.append(f"  {report.hint}")
@@ -228,7 +254,7 @@ def _render_status(report: ops.StatusReport) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (version 1).")
 @click.pass_context
 def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
-    """Show each sync's polling, lead counts, delivery backlog and pauses.
+    """Show each sync's leader, polling, lead counts, delivery backlog and pauses.
 
     Per sync: enabled, last poll (time, status, counts), last successful poll,
     watermark, start_at, polling pause, and the number of leads in each of the
@@ -236,7 +262,9 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     leads being sent, and the last batch (time, HTTP status, outcome, SimZ
     batchId). Then the delivery pauses (API key or agent) and the number of
     uncertain leads. Syncs found in the database but no longer in the
-    configuration are listed too, marked so.
+    configuration are listed too, marked so. With several replicas: which
+    replica leads each sync (holds its lease, until when) and every replica's
+    last heartbeat.
 
     \b
     --json prints one object with ISO 8601 UTC times ("...Z"):
@@ -245,8 +273,11 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
        "last_successful_poll_at", "last_error", "paused", "paused_until",
        "pause_reason", "states": {state: count}, "agents": [{"agent",
        "configured", "queued", "due", "waiting", "sending", "paused",
-       "last_batch"}]}], "pauses": [{"scope", "key", "reason", "http_status",
-       "failures", "paused_until", "active"}], "uncertain_total", "hint"}
+       "last_batch"}], "leader": {"replica", "token", "acquired_at",
+       "renewed_at", "expires_at", "active"}|null}], "pauses": [{"scope", "key",
+       "reason", "http_status", "failures", "paused_until", "active"}],
+       "uncertain_total", "hint", "replicas": [{"replica", "host", "pid",
+       "started_at", "heartbeat_at", "expires_at", "alive"}]}
     """
     config = load_or_exit(config_path)
     _setup(ctx, config)

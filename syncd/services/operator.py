@@ -28,6 +28,8 @@ with a trailing ``Z``, ``null`` when unknown)::
                 "last_successful_poll_at": T, "last_error": str|null,
                 "paused": bool, "paused_until": T, "pause_reason": str|null,
                 "states": {"queued": n, "sending": n, ... all 8 states},
+                "leader": {"replica", "token", "acquired_at", "renewed_at", "expires_at",
+                           "active": bool}|null,
                 "agents": [{"agent", "configured": bool, "queued", "due", "waiting",
                             "sending", "paused": bool,
                             "last_batch": {"id", "created_at", "finished_at",
@@ -35,7 +37,14 @@ with a trailing ``Z``, ``null`` when unknown)::
                                            "lead_count", "accepted", "rejected"}|null}]}],
      "pauses": [{"scope", "key", "reason", "http_status", "failures",
                  "paused_until", "active": bool}],
-     "uncertain_total": n, "hint": str|null}
+     "uncertain_total": n, "hint": str|null,
+     "replicas": [{"replica", "host", "pid", "started_at", "heartbeat_at", "expires_at",
+                   "alive": bool}]}
+
+``leader`` is the holder of the sync's lease (only it polls and delivers the
+sync); ``active`` is false once the lease expired, i.e. no replica leads it
+until another takes it over. ``alive`` compares the status command's clock
+with the replica's heartbeat expiry.
 """
 
 from __future__ import annotations
@@ -49,7 +58,16 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import operator_queries as q
-from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause, PollRun, utcnow
+from syncd.adapters.orm import (
+    Batch,
+    Lead,
+    LeadTransition,
+    Lease,
+    Pause,
+    PollRun,
+    Replica,
+    utcnow,
+)
 from syncd.adapters.outbox import SCOPE_AGENT, SCOPE_API_KEY, agent_pause_key
 from syncd.adapters.simz import key_fingerprint
 from syncd.config import Config
@@ -166,6 +184,52 @@ class AgentStatus:
 
 
 @dataclass(frozen=True)
+class LeaderView:
+    """The replica holding a sync's lease."""
+
+    replica: str
+    token: int
+    acquired_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+    active: bool
+
+    @classmethod
+    def of(cls, lease: Lease, now: datetime) -> LeaderView:
+        return cls(
+            lease.holder,
+            lease.token,
+            lease.acquired_at,
+            lease.renewed_at,
+            lease.expires_at,
+            lease.expires_at > now,
+        )
+
+
+@dataclass(frozen=True)
+class ReplicaView:
+    replica: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+    alive: bool
+
+    @classmethod
+    def of(cls, row: Replica, now: datetime) -> ReplicaView:
+        return cls(
+            row.id,
+            row.host,
+            row.pid,
+            row.started_at,
+            row.heartbeat_at,
+            row.expires_at,
+            row.expires_at > now,
+        )
+
+
+@dataclass(frozen=True)
 class SyncStatus:
     name: str
     configured: bool
@@ -181,6 +245,7 @@ class SyncStatus:
     pause_reason: str | None
     states: dict[str, int]
     agents: list[AgentStatus]
+    leader: LeaderView | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +278,7 @@ class StatusReport:
     pauses: list[PauseView]
     uncertain_total: int
     hint: str | None
+    replicas: list[ReplicaView] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON object (see the module docstring)."""
@@ -245,6 +311,8 @@ def status(
         ok_polls = q.last_ok_polls(session)
         batches = q.latest_batches(session)
         pauses = [PauseView.of(p, at) for p in q.all_pauses(session)]
+        leaders = {name: LeaderView.of(row, at) for name, row in q.sync_leases(session).items()}
+        replicas = [ReplicaView.of(row, at) for row in q.all_replicas(session)]
 
     credential = key_fingerprint(config.simz.api_key.get_secret_value())
     configured = {sync.name: sync for sync in config.syncs}
@@ -299,6 +367,7 @@ def status(
                 pause_reason=row.pause_reason if row else None,
                 states={state: counts.get((name, state), 0) for state in STATE_ORDER},
                 agents=agent_rows,
+                leader=leaders.get(name),
             )
         )
     uncertain = sum(s.states[LeadState.UNCERTAIN.value] for s in syncs)
@@ -308,6 +377,7 @@ def status(
         pauses=pauses,
         uncertain_total=uncertain,
         hint=UNCERTAIN_HINT.format(n=uncertain) if uncertain else None,
+        replicas=replicas,
     )
 
 

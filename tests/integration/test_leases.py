@@ -300,3 +300,28 @@ class TestSqliteLock:
     def test_postgres_needs_no_file_lock(self) -> None:
         """PostgreSQL URLs get no file lock: several replicas are allowed there."""
         assert SqliteRunLock.for_url("postgresql+psycopg://u@127.0.0.1/db") is None
+
+
+class TestStatus:
+    def test_status_names_the_leader_and_replicas(self, engine: Engine) -> None:
+        """syncd status reports which replica leads each sync, its lease, and the replicas."""
+        from syncd.config import Config
+        from syncd.services import operator as ops
+
+        sessions = make_session_factory(engine)
+        leader = Leadership(sessions, [sync_config()], DaemonConfig(lease_ttl=TTL), replica="r1")
+        leader.tick()
+        config = Config.model_validate(
+            {
+                "salesforce": {
+                    "auth": {"method": "password", "username": "u", "password": "p"},
+                },
+                "simz": {"api_key": "k"},
+                "syncs": [sync_config().model_dump(mode="json", exclude_none=True)],
+            }
+        )
+        report = ops.status(sessions, config)
+        web = report.syncs[0]
+        assert web.leader is not None
+        assert (web.leader.replica, web.leader.token, web.leader.active) == ("r1", 1, True)
+        assert [(r.replica, r.alive) for r in report.replicas] == [("r1", True)]
