@@ -14,7 +14,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, literal_column, or_, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import Lead, LeadTransition, PollRun, SyncState
@@ -244,23 +256,30 @@ def insert_leads(session: Session, sync_name: str, leads: Sequence[NewLead], now
         }
         for lead in leads
     ]
-    returned = session.execute(
-        insert(_LEADS).returning(_LEADS.c.id, _LEADS.c.salesforce_id), rows
-    ).all()
-    ids = {sf_id: lead_id for lead_id, sf_id in returned}
+    returned = session.execute(insert(_LEADS).returning(_LEADS.c.id), rows).all()
+    # The first transitions with one INSERT ... SELECT over the new rows (the reason
+    # as _reason() writes it), instead of an executemany bound lead by lead.
+    what = "polled: new record"
+    note = _LEADS.c.note
+    reason = case(
+        (or_(note.is_(None), note == ""), literal(what, String)),
+        else_=func.substr(literal(f"{what}: ", String) + note, 1, 500),
+    )
+    columns = _TRANSITIONS.c
     session.execute(
-        insert(_TRANSITIONS),
-        [
-            {
-                "lead_id": ids[lead.salesforce_id],
-                "from_state": None,
-                "to_state": lead.state,
-                "reason": _reason("polled: new record", lead.note),
-                "batch_id": None,
-                "at": now,
-            }
-            for lead in leads
-        ],
+        insert(_TRANSITIONS).from_select(
+            ["lead_id", "from_state", "to_state", "reason", "batch_id", "at"],
+            select(
+                _LEADS.c.id,
+                literal(None, columns.from_state.type),
+                _LEADS.c.state,
+                reason,
+                literal(None, columns.batch_id.type),
+                literal(now, columns.at.type),
+            )
+            .where(_LEADS.c.id.in_([lead_id for (lead_id,) in returned]))
+            .order_by(_LEADS.c.id),
+        )
     )
 
 
