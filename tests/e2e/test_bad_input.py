@@ -11,8 +11,10 @@ an ``errors[].index`` outside the batch.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,9 @@ def once(harness: Harness, expect: int = 0) -> list[dict[str, Any]]:
 
     (``syncd once`` exits 1 when a delivery needs an operator, e.g. uncertain leads.)
     """
+    # The poll window's end is now - lag rounded down to a whole second, so a
+    # record stamped in this very second is only in the window from the next one.
+    time.sleep(math.floor(time.time()) + 1.05 - time.time())
     result = subprocess.run(
         [sys.executable, "-m", "syncd", "once", "-c", str(harness.config_path)],
         cwd=harness.tmp,
