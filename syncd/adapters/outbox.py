@@ -41,6 +41,7 @@ from syncd.domain.states import LeadState, check_transition
 #: the ORM's bulk bookkeeping (which cost more than the SQL itself).
 _TRANSITIONS: Table = LeadTransition.__table__  # type: ignore[assignment]
 _LEADS: Table = Lead.__table__  # type: ignore[assignment]
+_BATCHES: Table = Batch.__table__  # type: ignore[assignment]
 
 SCOPE_API_KEY = "api_key"
 SCOPE_AGENT = "agent"
@@ -109,11 +110,17 @@ def active_pauses(
         keys.append(
             (Pause.scope == SCOPE_AGENT) & (Pause.key == agent_pause_key(credential, agent_id))
         )
-    rows = session.scalars(select(Pause).where(or_(*keys), Pause.paused_until > now))
-    return [
-        ActivePause(p.scope, p.key, p.reason, p.http_status, p.failures, p.paused_until)
-        for p in rows
-    ]
+    rows = session.execute(
+        select(
+            Pause.scope,
+            Pause.key,
+            Pause.reason,
+            Pause.http_status,
+            Pause.failures,
+            Pause.paused_until,
+        ).where(or_(*keys), Pause.paused_until > now)
+    )
+    return [ActivePause(*row) for row in rows]
 
 
 # --------------------------------------------------------------------------- claims
@@ -146,17 +153,20 @@ def _new_batch(
     now: datetime,
     worker: str | None,
 ) -> int:
-    batch = Batch(
-        sync_name=sync_name,
-        agent_id=agent_id,
-        api_key_id=credential,
-        lead_count=lead_count,
-        created_at=now,
-        worker=worker,
-    )
-    session.add(batch)
-    session.flush()
-    return batch.id
+    # A Core INSERT ... RETURNING: no ORM object, flush or identity map per batch.
+    batch_id: int = session.execute(
+        insert(_BATCHES)
+        .values(
+            sync_name=sync_name,
+            agent_id=agent_id,
+            api_key_id=credential,
+            lead_count=lead_count,
+            created_at=now,
+            worker=worker,
+        )
+        .returning(_BATCHES.c.id)
+    ).scalar_one()
+    return batch_id
 
 
 def claim(
@@ -445,22 +455,46 @@ def clear_pauses(session: Session, credential: str, agent_id: str) -> int:
 def recover_in_flight(
     session: Session, now: datetime, reason: str, sync_name: str | None = None
 ) -> int:
-    """``sending`` -> ``uncertain`` for every lead (or those of ``sync_name``), and close
-    the matching open batch rows as interrupted."""
+    """Leads left ``sending`` (all, or those of ``sync_name``) after their process died.
+
+    A lead whose batch row is still open may have been posted: it becomes
+    ``uncertain`` and the batch ``interrupted``. A lead whose batch row is already
+    closed belongs to the unsent half of a split batch (SimZ had answered that
+    nothing was queued, and the half never got its own batch row): it goes back
+    to ``queued``. Returns how many became ``uncertain``.
+    """
     leads_filter: list[ColumnElement[bool]] = [Lead.state == LeadState.SENDING.value]
     batches_filter: list[ColumnElement[bool]] = [Batch.outcome.is_(None)]
     if sync_name is not None:
         leads_filter.append(Lead.sync_name == sync_name)
         batches_filter.append(Batch.sync_name == sync_name)
-    rows = session.execute(select(Lead.id, Lead.batch_id).where(*leads_filter)).all()
+    found = session.execute(
+        select(Lead.id, Lead.batch_id, Batch.outcome)
+        .outerjoin(Batch, Batch.id == Lead.batch_id)
+        .where(*leads_filter)
+    ).all()
+    unsent = [r for r in found if r.outcome is not None]
+    for batch_id in sorted({r.batch_id for r in unsent}):
+        move(
+            session,
+            [r.id for r in unsent if r.batch_id == batch_id],
+            source=LeadState.SENDING,
+            target=LeadState.QUEUED,
+            reason="part of a split batch that was never sent (SimZ had queued nothing)",
+            batch_id=batch_id,
+            now=now,
+            values={"batch_id": None},
+        )
+    rows = [r for r in found if r.outcome is None]
     check_transition(LeadState.SENDING, LeadState.UNCERTAIN)
-    if rows:
+    for start in range(0, len(rows), 5000):
         session.execute(
             update(Lead)
-            .where(*leads_filter)
+            .where(Lead.id.in_([r.id for r in rows[start : start + 5000]]))
             .values(state=LeadState.UNCERTAIN.value, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+    if rows:
         params = [
             {
                 "lead_id": r.id,

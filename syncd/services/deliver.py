@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import outbox
 from syncd.adapters.orm import utcnow
-from syncd.adapters.outbox import SCOPE_AGENT, SCOPE_API_KEY, ActivePause, Claim
+from syncd.adapters.outbox import SCOPE_AGENT, SCOPE_API_KEY, ActivePause, Claim, ClaimedLead
 from syncd.adapters.simz import MaybeSent, NothingSent, SimzClient, SimzReply, SubmitCancelled
 from syncd.config.models import SimzConfig, SyncConfig
 from syncd.domain import backoff
@@ -76,6 +76,25 @@ class _Next(Enum):
     NEXT_AGENT = "next_agent"  # this agent is done for this cycle
     STOP_KEY = "stop_key"  # nothing more for this API key in this cycle
     STOPPED = "stopped"  # stop was requested
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Half of a batch SimZ refused whole (nothing queued), not yet sent on its own.
+
+    Its leads stay ``sending`` under the parent batch row, closed as ``split``.
+    """
+
+    parent: Claim
+    leads: tuple[ClaimedLead, ...]
+
+    @property
+    def batch_id(self) -> int:
+        return self.parent.batch_id
+
+    @property
+    def agent_id(self) -> str:
+        return self.parent.agent_id
 
 
 def default_worker() -> str:
@@ -230,13 +249,22 @@ class _Delivery:
     # ------------------------------------------------------------------ one batch
 
     def _send(self, first: Claim) -> _Next:
-        """POST a claimed batch; on a split, its halves in turn (each its own batch row)."""
-        pending: list[Claim] = [first]
+        """POST a claimed batch; on a split, its halves in turn (each its own batch row,
+        opened only right before its own POST)."""
+        pending: list[Claim | _Part] = [first]
         while pending:
-            claim = pending.pop(0)
+            item = pending.pop(0)
             if self._stopped():
-                self._abandon([claim, *pending], "stop requested before the batch was sent")
+                self._abandon([item, *pending], "stop requested before the batch was sent")
                 return _Next.STOPPED
+            if isinstance(item, _Part):
+                opened = self._open(item)
+                if opened is None:
+                    self._abandon([item, *pending], "lease lost before the split part was sent")
+                    return _Next.STOPPED
+                claim = opened
+            else:
+                claim = item
             body = request_body((lead.payload for lead in claim.leads), self.options)
             reply: SimzReply | None = None
             try:
@@ -289,41 +317,61 @@ class _Delivery:
         except Exception:
             self.log.exception("leads left sending until restart", batch=claim.batch_id)
 
-    def _abandon(self, claims: list[Claim], reason: str) -> None:
+    def _open(self, part: _Part) -> Claim | None:
+        """Give a split part its own in-flight batch row, committed before its POST.
+
+        Until then its leads stay ``sending`` under the parent batch, which is already
+        closed as ``split``: recovery knows such leads were never posted again.
+        """
+        with self.sessions.begin() as session:
+            if self.fence is not None and not self.fence(session):
+                return None
+            return outbox.rebatch(
+                session,
+                part.parent,
+                part.leads,
+                credential=self.credential,
+                now=self.now(),
+                worker=self.worker,
+            )
+
+    def _abandon(self, items: list[Claim | _Part], reason: str) -> None:
         """Nothing of these batches was sent: leads back to ``queued`` as they were."""
         with self.sessions.begin() as session:
             current = self.now()
-            for claim in claims:
+            for item in items:
                 outbox.move(
                     session,
-                    [lead.id for lead in claim.leads],
+                    [lead.id for lead in item.leads],
                     source=LeadState.SENDING,
                     target=LeadState.QUEUED,
                     reason=reason,
-                    batch_id=claim.batch_id,
+                    batch_id=item.batch_id,
                     now=current,
                     values={"batch_id": None},
                 )
-                outbox.close_batch(session, claim.batch_id, outcome="abandoned", now=current)
-        for claim in claims:
-            BATCHES.labels(self.sync.name, claim.agent_id, "abandoned").inc()
-            self.result.requeued += len(claim.leads)
-            LEADS_DELIVERED.labels(self.sync.name, "requeued").inc(len(claim.leads))
+                if isinstance(item, Claim):  # a part's parent is closed already (split)
+                    outbox.close_batch(session, item.batch_id, outcome="abandoned", now=current)
+        for item in items:
+            self.result.requeued += len(item.leads)
+            LEADS_DELIVERED.labels(self.sync.name, "requeued").inc(len(item.leads))
+            if isinstance(item, Claim):
+                BATCHES.labels(self.sync.name, item.agent_id, "abandoned").inc()
             self.log.info(
-                "batch abandoned",
-                agent=claim.agent_id,
-                batch=claim.batch_id,
-                leads=len(claim.leads),
+                "split part not sent" if isinstance(item, _Part) else "batch abandoned",
+                agent=item.agent_id,
+                batch=item.batch_id,
+                leads=len(item.leads),
                 reason=reason,
             )
 
     def _record(
         self, claim: Claim, decision: Classified, reply: SimzReply | None
-    ) -> tuple[_Next, list[Claim]]:
+    ) -> tuple[_Next, list[_Part]]:
         """Apply the decision in one transaction; returns how to go on and any split halves."""
         ids = [lead.id for lead in claim.leads]
         counts = {"accepted": 0, "rejected": 0, "requeued": 0, "uncertain": 0, "failed": 0}
-        halves: list[Claim] = []
+        halves: list[_Part] = []
         step = _Next.CONTINUE
         outcome: str
         status = reply.status if reply is not None else None
@@ -387,17 +435,10 @@ class _Delivery:
             elif action is Action.SPLIT:
                 outcome = "split"
                 middle = len(claim.leads) // 2
-                for part in (claim.leads[:middle], claim.leads[middle:]):
-                    halves.append(
-                        outbox.rebatch(
-                            session,
-                            claim,
-                            part,
-                            credential=self.credential,
-                            now=current,
-                            worker=self.worker,
-                        )
-                    )
+                halves = [
+                    _Part(claim, claim.leads[:middle]),
+                    _Part(claim, claim.leads[middle:]),
+                ]
             elif action is Action.RETRY:
                 outcome = "retry"
                 step = self._retry(session, claim, decision, reply, current, counts)
@@ -415,7 +456,10 @@ class _Delivery:
                     reason=decision.reason,
                     batch_id=claim.batch_id,
                     now=current,
-                    values={"error_code": f"HTTP_{status}" if status else None},
+                    values={
+                        "error_code": f"HTTP_{status}" if status else None,
+                        "error_message": decision.reason[:2000],
+                    },
                 )
                 counts["uncertain"] = len(ids)
                 # Something is wrong at SimZ: do not pile more batches into the unknown.

@@ -244,7 +244,8 @@ class TestSplit:
         result = harness.run()
         assert set(states(sessions).values()) == {"queued"}
         assert [lead(sessions, i).attempts for i in ids] == [1, 1, 0, 0]
-        assert [b.outcome for b in batches(sessions)] == ["split", "retry", "abandoned"]
+        # The second half never got a batch row of its own: it was never sent.
+        assert [b.outcome for b in batches(sessions)] == ["split", "retry"]
         assert result.requeued == 4
         assert harness.emulator.received_counts() == {}
 
@@ -454,16 +455,29 @@ class TestRetries:
 
 class TestUncertain:
     def test_500_is_uncertain(
-        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+        self,
+        make_harness: Callable[..., Harness],
+        sessions: sessionmaker[Session],
+        clock: Clock,
     ) -> None:
-        """Another 5xx leaves the batch uncertain, with an alert in the result."""
+        """Another 5xx leaves the batch uncertain, and the lead says why (not an older 503)."""
         harness = make_harness()
-        insert_leads(sessions, range(2))
+        ids = insert_leads(sessions, range(2))
+        harness.emulator.inject("503")
+        harness.run()
+        clock.advance(hours=1)
         harness.emulator.inject("500")
         result = harness.run()
         assert result.uncertain == 2 and result.errors
         assert set(states(sessions).values()) == {"uncertain"}
-        assert [(b.outcome, b.http_status) for b in batches(sessions)] == [("uncertain", 500)]
+        assert [(b.outcome, b.http_status) for b in batches(sessions)] == [
+            ("retry", 503),
+            ("uncertain", 500),
+        ]
+        uncertain = lead(sessions, ids[0])
+        assert uncertain.error_code == "HTTP_500"
+        assert "500" in (uncertain.error_message or "")
+        assert "503" not in (uncertain.error_message or "")
 
     def test_read_timeout_is_uncertain(
         self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
@@ -555,6 +569,46 @@ class TestCrashAndStop:
         assert batch.outcome == "interrupted" and batch.finished_at == clock()
         assert transitions(sessions, ids[0])[-1] == ("sending", "uncertain", batch.id)
         assert recover_in_flight(sessions, now=clock) == 0
+
+    def test_crash_during_a_split_half_leaves_only_that_half_uncertain(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """Killed while the first half of a split is in flight: the unsent half is requeued
+        at recovery (SimZ had queued nothing), only the in-flight half becomes uncertain."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(4))
+        harness.emulator.inject("400")
+
+        class Killed(BaseException):
+            """Stands in for SIGKILL: nothing after it runs."""
+
+        class DyingClient(SimzClient):
+            calls = 0
+
+            def submit(self, agent_id: str, body: dict[str, Any], **kw: Any) -> Any:
+                DyingClient.calls += 1
+                if DyingClient.calls == 2:  # the first half's POST
+                    super().submit(agent_id, body, **kw)
+                    raise Killed
+                return super().submit(agent_id, body, **kw)
+
+        harness.client.close()
+        harness.client = DyingClient(harness.config)
+        with pytest.raises(Killed):
+            harness.run()
+        assert set(states(sessions).values()) == {"sending"}
+        assert recover_in_flight(sessions, now=harness.clock) == 2
+        assert states(sessions) == {
+            ids[0]: "uncertain",
+            ids[1]: "uncertain",
+            ids[2]: "queued",
+            ids[3]: "queued",
+        }
+        assert [b.outcome for b in batches(sessions)] == ["split", "interrupted"]
+        harness.client = SimzClient(harness.config)
+        harness.run()
+        assert states(sessions)[ids[2]] == states(sessions)[ids[3]] == "accepted"
+        assert harness.emulator.received_counts() == {i: 1 for i in ids}
 
     def test_stop_between_claim_and_post_abandons(
         self,
