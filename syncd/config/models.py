@@ -75,6 +75,11 @@ class DatabaseConfig(_Model):
             raise ValueError(
                 "a SQLite URL needs a file: sqlite:///relative.db or sqlite:////abs.db"
             )
+        if scheme == "sqlite" and parsed.database == ":memory:":
+            raise ValueError(
+                "an in-memory SQLite database forgets what was sent when syncd stops, "
+                "so leads could be sent twice; use a file: sqlite:///syncd.db"
+            )
         return value
 
 

@@ -250,6 +250,12 @@ CASES = [
         "database.url: a SQLite URL needs three slashes: sqlite:///relative.db or sqlite:////abs.db",
     ),
     Case(
+        "sqlite-in-memory",
+        mutate(_set("database.url", "sqlite:///:memory:")),
+        "database.url: an in-memory SQLite database forgets what was sent when syncd stops, "
+        "so leads could be sent twice; use a file: sqlite:///syncd.db",
+    ),
+    Case(
         "bad-database-port",
         mutate(_set("database.url", "postgresql+psycopg://syncd@db:5432x/syncd")),
         "database.url: not a valid database URL (expected e.g. "
