@@ -122,7 +122,12 @@ def normalise_phone(value: Any, region: str) -> str | None:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_valid_number(number):
+    # Valid for the default region implies valid (is_valid_number checks the region
+    # it finds for the number); trying it first skips that region search, which
+    # for +1 numbers walks the NANP countries and is most of the validation's cost.
+    if not phonenumbers.is_valid_number_for_region(
+        number, region
+    ) and not phonenumbers.is_valid_number(number):
         return None
     formatted: str = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return formatted
