@@ -259,8 +259,12 @@ class SimzHandler(BaseHTTPRequestHandler):
             return
         if kind == "500":
             answer = Answer(500, error_body("INTERNAL_ERROR", "Internal server error"))
-        self._send_json(answer.status, answer.body, headers=answer.headers)
-        state.log_request("POST", path, answer.status, agentId=agent_id, fault=kind, leads=leads)
+        try:
+            self._send_json(answer.status, answer.body, headers=answer.headers)
+        finally:  # logged even when the client gave up waiting (a delay past its timeout)
+            state.log_request(
+                "POST", path, answer.status, agentId=agent_id, fault=kind, leads=leads
+            )
 
     def _parse(self, raw: bytes) -> tuple[Any, list[str]]:
         """The decoded body and its spec problems (header, content type, JSON, schema)."""
