@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import yaml
 
 from syncd.config import load_config
 from syncd.config.loader import load_yaml, substitute
+from tests.e2e.harness import clean_env
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.yaml"
@@ -33,17 +33,6 @@ EXAMPLE_ENV = {
     "SF_SECURITY_TOKEN": "sf-token-value",
     "SIMZ_API_KEY": "simz-key-value",
 }
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The parent's environment without any syncd or config variable, plus ``extra``."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("SYNCD_", "SF_", "SIMZ_"))
-    }
-    env.update(extra)
-    return env
 
 
 def run_syncd(
