@@ -16,9 +16,11 @@ problem an operator must fix).
 
 from __future__ import annotations
 
+import contextvars
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -294,13 +296,27 @@ class SalesforceSource:
         def more(url: str) -> Callable[[Salesforce], Any]:
             return lambda sf: sf.query_more(url, identifier_is_url=True, **options)
 
-        while True:
-            pages += 1
-            yield result["records"]
-            next_url = result.get("nextRecordsUrl")
-            if result.get("done", True) or not next_url:
-                break
-            result = self._call("query_more", more(str(next_url)))
+        # The next page is fetched by a helper thread while the caller works on this
+        # one, so Salesforce's time to answer overlaps syncd's own work. Calls stay
+        # one at a time, in order, and a failure of the next page surfaces only after
+        # this page was handed over, as without the read-ahead. A caller that stops
+        # early (closes the generator) waits for the call in flight, at most one.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="salesforce-page") as pool:
+            while True:
+                pages += 1
+                next_url = result.get("nextRecordsUrl")
+                pending: Future[dict[str, Any]] | None = None
+                if not result.get("done", True) and next_url:
+                    pending = pool.submit(
+                        contextvars.copy_context().run,
+                        self._call,
+                        "query_more",
+                        more(str(next_url)),
+                    )
+                yield result["records"]
+                if pending is None:
+                    break
+                result = pending.result()
         log.debug("salesforce query done", pages=pages, seconds=time.monotonic() - started)
 
     def api_usage(self) -> tuple[int, int] | None:
