@@ -185,7 +185,13 @@ class Org:
         with records.open("w", encoding="utf-8") as out:
             for user in demo_users().records:
                 out.write(json.dumps(user) + "\n")
-            for record in bulk_leads(count):
+            # Stamps an hour old, a millisecond apart: all inside the first poll's window
+            # (a record stamped "now" by the emulator could fall in the second the poll
+            # window stops short of) and ordered as a real backlog would be.
+            base = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
+            for index, record in enumerate(bulk_leads(count)):
+                stamp = base + dt.timedelta(milliseconds=index)
+                record["SystemModstamp"] = stamp.isoformat(timespec="milliseconds")
                 out.write(json.dumps(record) + "\n")
         self.cert_dir = work / f"sf-certs-{count}"
         self.emulator = Emulator(
@@ -826,7 +832,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     args = parser.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
-    sizes = args.sizes or ("10000" if args.quick else "10000,100000")
+    sizes = args.sizes if args.sizes is not None else ("10000" if args.quick else "10000,100000")
     args.sizes = [int(s) for s in sizes.split(",") if s]
     args.queued = [int(s) for s in args.queued.split(",") if s]
     if args.idle_seconds is None:
