@@ -191,17 +191,17 @@ class SimzHandler(BaseHTTPRequestHandler):
             self._drain_quietly()
             problem = f"{method} {path} is not an operation of the spec"
             self.state.log_violation(method, path, [problem])
-            self._send_json(404, error_body("NOT_FOUND", problem))
             self.state.log_request(method, path, 404)
+            self._send_json(404, error_body("NOT_FOUND", problem))
             return
         if method != "POST":
             self._drain_quietly()
             problem = f"{method} is not allowed on {LEAD_PATH_PREFIX}{{agentId}}; only POST"
             self.state.log_violation(method, path, [problem])
+            self.state.log_request(method, path, 405)
             self._send_json(
                 405, error_body("METHOD_NOT_ALLOWED", problem), headers=(("Allow", "POST"),)
             )
-            self.state.log_request(method, path, 405)
             return
         self._submit(path, unquote(segment))
 
@@ -223,8 +223,8 @@ class SimzHandler(BaseHTTPRequestHandler):
             raw = self._read_body()
         except BadRequestBody as exc:
             state.log_violation("POST", path, [str(exc)])
-            self._send_json(exc.status, error_body("INVALID_REQUEST", str(exc)), close=True)
             state.log_request("POST", path, exc.status, agentId=agent_id, fault=kind, leads=None)
+            self._send_json(exc.status, error_body("INVALID_REQUEST", str(exc)), close=True)
             return
 
         body, problems = self._parse(raw)
@@ -249,22 +249,21 @@ class SimzHandler(BaseHTTPRequestHandler):
             state.log_request("POST", path, None, agentId=agent_id, fault=kind, leads=leads)
             self._hang_up(reset=False)
             return
+        # Each answer is logged before it is written: a test that reads the log
+        # right after its response sees the entry, and an answer the client gave up
+        # waiting for (a delay past its timeout) is logged too.
         if kind == "garbage_200":
-            self._send(200, GARBAGE, content_type="text/html")
             state.log_request("POST", path, 200, agentId=agent_id, fault=kind, leads=leads)
+            self._send(200, GARBAGE, content_type="text/html")
             return
         if fault and fault.kind == "custom_200":
-            self._send(200, str(fault.params["body"]).encode())
             state.log_request("POST", path, 200, agentId=agent_id, fault=kind, leads=leads)
+            self._send(200, str(fault.params["body"]).encode())
             return
         if kind == "500":
             answer = Answer(500, error_body("INTERNAL_ERROR", "Internal server error"))
-        try:
-            self._send_json(answer.status, answer.body, headers=answer.headers)
-        finally:  # logged even when the client gave up waiting (a delay past its timeout)
-            state.log_request(
-                "POST", path, answer.status, agentId=agent_id, fault=kind, leads=leads
-            )
+        state.log_request("POST", path, answer.status, agentId=agent_id, fault=kind, leads=leads)
+        self._send_json(answer.status, answer.body, headers=answer.headers)
 
     def _parse(self, raw: bytes) -> tuple[Any, list[str]]:
         """The decoded body and its spec problems (header, content type, JSON, schema)."""
