@@ -840,8 +840,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so that the emulators are stopped and the work folder removed
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupted)
     out = sys.stderr if args.json else sys.stdout
 
     def say(text: str) -> None:
@@ -861,6 +866,20 @@ def main(argv: list[str] | None = None) -> int:
     backends = ["sqlite"]
     if args.postgres_url:
         backends.append("postgresql")
+        from sqlalchemy import create_engine, text
+
+        probe = create_engine(args.postgres_url)
+        try:
+            with probe.connect() as connection:
+                autovacuum = connection.execute(text("SHOW autovacuum")).scalar()
+        finally:
+            probe.dispose()
+        results["postgres_autovacuum"] = autovacuum
+        if autovacuum != "on":
+            results["notes"].append(
+                "PostgreSQL server has autovacuum off: the leads table has no planner "
+                "statistics while it grows, and some queries pick poor plans"
+            )
     else:
         results["notes"].append(
             "PostgreSQL skipped: no --postgres-url and no SYNCD_TEST_POSTGRES_URL"
