@@ -25,6 +25,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -208,6 +209,20 @@ def recent_phones(
             if lead_id not in exclude_ids and agent is not None and phone is not None:
                 pairs.add((agent, phone))
     return pairs
+
+
+def refresh_statistics(session: Session) -> bool:
+    """``ANALYZE`` the lead tables on PostgreSQL (a no-op elsewhere); True if it ran.
+
+    A first backfill can grow ``leads`` from nothing to many thousand rows within
+    one poll, before autovacuum's analyze comes round; with no statistics the
+    planner scans the table for every page's lookups instead of using its indexes.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    session.execute(text("ANALYZE leads"))
+    session.execute(text("ANALYZE lead_transitions"))
+    return True
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ PollStatus = Literal["ok", "paused", "error"]
 _REEVALUATED = frozenset(state.value for state in REEVALUATED_ON_CHANGE)
 #: Dry runs keep at most this many preview rows (the counts stay exact).
 PREVIEW_LIMIT = 10_000
+#: New leads in one poll after which PostgreSQL's statistics are refreshed (then
+#: again each time the poll has doubled what it had inserted at the last refresh).
+ANALYZE_AFTER_NEW = 5_000
 
 
 class RecordSource(Protocol):
@@ -211,6 +214,7 @@ class _Poller:
         # Dry runs write nothing, so earlier pages' outcomes are remembered here.
         self.seen: dict[str, store.ExistingLead] = {}
         self.taken: set[AgentPhone] = set()
+        self.analyze_at = ANALYZE_AFTER_NEW
 
     def configured_start(self) -> datetime:
         start = self.sync.start_at
@@ -341,6 +345,11 @@ class _Poller:
                 if plan.watermark is not None:
                     store.advance_watermark(session, self.sync.name, plan.watermark, now)
         self.count(plan)
+        if not self.dry_run and self.result.new >= self.analyze_at:
+            self.analyze_at = 2 * self.result.new
+            with self.session_factory.begin() as session:
+                if store.refresh_statistics(session):
+                    log.info("table statistics refreshed", sync=self.sync.name, new=self.result.new)
 
     def plan(
         self,
