@@ -12,20 +12,21 @@ instead of silently overwriting it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Insert,
     Select,
     Table,
+    Update,
     bindparam,
     delete,
     func,
     insert,
-    literal,
-    or_,
     select,
     update,
 )
@@ -42,6 +43,7 @@ from syncd.domain.states import LeadState, check_transition
 _TRANSITIONS: Table = LeadTransition.__table__  # type: ignore[assignment]
 _LEADS: Table = Lead.__table__  # type: ignore[assignment]
 _BATCHES: Table = Batch.__table__  # type: ignore[assignment]
+_PAUSES_TABLE: Table = Pause.__table__  # type: ignore[assignment]
 
 SCOPE_API_KEY = "api_key"
 SCOPE_AGENT = "agent"
@@ -101,24 +103,30 @@ def queued_agents(session: Session, sync_name: str) -> list[str]:
     return [agent for (agent,) in rows if agent]
 
 
+_PAUSES = (_PAUSES_TABLE.c.scope == SCOPE_API_KEY) & (
+    _PAUSES_TABLE.c.key == bindparam("key_pause")
+) | (_PAUSES_TABLE.c.scope == SCOPE_AGENT) & (_PAUSES_TABLE.c.key == bindparam("agent_pause"))
+_ACTIVE_PAUSES = select(
+    _PAUSES_TABLE.c.scope,
+    _PAUSES_TABLE.c.key,
+    _PAUSES_TABLE.c.reason,
+    _PAUSES_TABLE.c.http_status,
+    _PAUSES_TABLE.c.failures,
+    _PAUSES_TABLE.c.paused_until,
+).where(_PAUSES, _PAUSES_TABLE.c.paused_until > bindparam("now", type_=Pause.paused_until.type))
+
+
+def _pause_keys(credential: str, agent_id: str | None) -> dict[str, str | None]:
+    agent_key = agent_pause_key(credential, agent_id) if agent_id is not None else None
+    return {"key_pause": credential, "agent_pause": agent_key}
+
+
 def active_pauses(
     session: Session, credential: str, agent_id: str | None, now: datetime
 ) -> list[ActivePause]:
     """Pauses of this API key (and of this agent under it) that have not yet expired."""
-    keys = [(Pause.scope == SCOPE_API_KEY) & (Pause.key == credential)]
-    if agent_id is not None:
-        keys.append(
-            (Pause.scope == SCOPE_AGENT) & (Pause.key == agent_pause_key(credential, agent_id))
-        )
-    rows = session.execute(
-        select(
-            Pause.scope,
-            Pause.key,
-            Pause.reason,
-            Pause.http_status,
-            Pause.failures,
-            Pause.paused_until,
-        ).where(or_(*keys), Pause.paused_until > now)
+    rows = session.connection().execute(
+        _ACTIVE_PAUSES, {**_pause_keys(credential, agent_id), "now": now}
     )
     return [ActivePause(*row) for row in rows]
 
@@ -126,7 +134,7 @@ def active_pauses(
 # --------------------------------------------------------------------------- claims
 
 
-def _due(sync_name: str, agent_id: str, now: datetime, limit: int) -> list[Select[Any]]:
+def _due_queries() -> tuple[Select[Any], Select[Any]]:
     """The due leads, oldest first, as two queries that each read ``ix_leads_claim`` in order.
 
     One query with ``next_attempt_at IS NULL OR next_attempt_at <= now`` cannot
@@ -135,21 +143,29 @@ def _due(sync_name: str, agent_id: str, now: datetime, limit: int) -> list[Selec
     the never-tried leads come straight off the index in id order and stop at
     ``limit``; the retries due now are few and sorted on their own.
     """
-    base = select(Lead.id, Lead.salesforce_id, Lead.payload, Lead.attempts).where(
-        Lead.sync_name == sync_name,
-        Lead.agent_id == agent_id,
-        Lead.state == LeadState.QUEUED.value,
+    leads = _LEADS.c
+    base = select(leads.id, leads.salesforce_id, leads.payload, leads.attempts).where(
+        leads.sync_name == bindparam("sync_name"),
+        leads.agent_id == bindparam("agent_id"),
+        leads.state == LeadState.QUEUED.value,
     )
     # Ordering the never-tried ones by (next_attempt_at, id), all NULL, is ordering
     # by id in the index's own order: PostgreSQL does not infer that from IS NULL.
-    fresh = base.where(Lead.next_attempt_at.is_(None)).order_by(Lead.next_attempt_at, Lead.id)
-    retry = base.where(Lead.next_attempt_at <= now).order_by(Lead.id)
-    return [
-        # PostgreSQL: concurrent workers skip each other's rows; SQLite ignores
-        # it (BEGIN IMMEDIATE already serialises writers).
-        query.limit(limit).with_for_update(skip_locked=True)
-        for query in (fresh, retry)
-    ]
+    fresh = base.where(leads.next_attempt_at.is_(None)).order_by(leads.next_attempt_at, leads.id)
+    retry = base.where(
+        leads.next_attempt_at <= bindparam("now", type_=leads.next_attempt_at.type)
+    ).order_by(leads.id)
+    # PostgreSQL: concurrent workers skip each other's rows; SQLite ignores it
+    # (BEGIN IMMEDIATE already serialises writers).
+    return (
+        fresh.limit(bindparam("limit")).with_for_update(skip_locked=True),
+        retry.limit(bindparam("limit")).with_for_update(skip_locked=True),
+    )
+
+
+_DUE = _due_queries()
+#: A Core INSERT ... RETURNING: no ORM object, flush or identity map per batch.
+_NEW_BATCH = insert(_BATCHES).returning(_BATCHES.c.id)
 
 
 def _new_batch(
@@ -162,19 +178,21 @@ def _new_batch(
     now: datetime,
     worker: str | None,
 ) -> int:
-    # A Core INSERT ... RETURNING: no ORM object, flush or identity map per batch.
-    batch_id: int = session.execute(
-        insert(_BATCHES)
-        .values(
-            sync_name=sync_name,
-            agent_id=agent_id,
-            api_key_id=credential,
-            lead_count=lead_count,
-            created_at=now,
-            worker=worker,
+    batch_id: int = (
+        session.connection()
+        .execute(
+            _NEW_BATCH,
+            {
+                "sync_name": sync_name,
+                "agent_id": agent_id,
+                "api_key_id": credential,
+                "lead_count": lead_count,
+                "created_at": now,
+                "worker": worker,
+            },
         )
-        .returning(_BATCHES.c.id)
-    ).scalar_one()
+        .scalar_one()
+    )
     return batch_id
 
 
@@ -190,9 +208,9 @@ def claim(
 ) -> Claim | None:
     """Move up to ``limit`` due leads to ``sending`` under a new in-flight batch row."""
     # The oldest ``limit`` of both; rows locked but not taken are free again at commit.
-    found = [
-        row for query in _due(sync_name, agent_id, now, limit) for row in session.execute(query)
-    ]
+    connection = session.connection()
+    params = {"sync_name": sync_name, "agent_id": agent_id, "now": now, "limit": limit}
+    found = [row for query in _DUE for row in connection.execute(query, params)]
     rows = sorted(found, key=lambda row: row.id)[:limit]
     if not rows:
         return None
@@ -250,6 +268,27 @@ def rebatch(
     return Claim(batch_id, parent.sync_name, parent.agent_id, tuple(leads))
 
 
+_CLOSE_BATCH = (
+    update(_BATCHES)
+    .where(_BATCHES.c.id == bindparam("batch"))
+    .values(
+        {
+            name: bindparam(f"v_{name}", type_=_BATCHES.c[name].type)
+            for name in (
+                "outcome",
+                "finished_at",
+                "http_status",
+                "simz_batch_id",
+                "accepted",
+                "rejected",
+                "duration_seconds",
+                "response_excerpt",
+            )
+        }
+    )
+)
+
+
 def close_batch(
     session: Session,
     batch_id: int,
@@ -263,20 +302,19 @@ def close_batch(
     duration: float | None = None,
     excerpt: str | None = None,
 ) -> None:
-    session.execute(
-        update(Batch)
-        .where(Batch.id == batch_id)
-        .values(
-            outcome=outcome,
-            finished_at=now,
-            http_status=http_status,
-            simz_batch_id=simz_batch_id,
-            accepted=accepted,
-            rejected=rejected,
-            duration_seconds=duration,
-            response_excerpt=excerpt,
-        )
-        .execution_options(synchronize_session=False)
+    session.connection().execute(
+        _CLOSE_BATCH,
+        {
+            "batch": batch_id,
+            "v_outcome": outcome,
+            "v_finished_at": now,
+            "v_http_status": http_status,
+            "v_simz_batch_id": simz_batch_id,
+            "v_accepted": accepted,
+            "v_rejected": rejected,
+            "v_duration_seconds": duration,
+            "v_response_excerpt": excerpt,
+        },
     )
 
 
@@ -307,6 +345,51 @@ def _transitions(
         session.execute(insert(_TRANSITIONS), params)
 
 
+@functools.lru_cache(maxsize=64)
+def _move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Update:
+    """``UPDATE leads ... WHERE id IN :ids AND state = :source``, built once per shape.
+
+    Every value is a bound parameter (``v_<column>``) and the ids one expanding
+    parameter: building the statement per batch with 100 literal ids cost more
+    than the SQL itself (each id coerced and keyed for the statement cache).
+    """
+    values: dict[str, Any] = {
+        "state": bindparam("target"),
+        "updated_at": bindparam("now", type_=_LEADS.c.updated_at.type),
+    }
+    for name in value_names:
+        values[name] = bindparam(f"v_{name}", type_=_LEADS.c[name].type)
+    if count_attempt:
+        values["attempts"] = _LEADS.c.attempts + 1
+    return (
+        update(_LEADS)
+        .where(_LEADS.c.id.in_(bindparam("ids", expanding=True)))
+        .where(_LEADS.c.state == bindparam("source"))
+        .values(values)
+    )
+
+
+def _transitions_statement() -> Insert:
+    """One audit row per moved lead, built by the database (``INSERT ... SELECT``)."""
+    columns = _TRANSITIONS.c
+    return insert(_TRANSITIONS).from_select(
+        ["lead_id", "from_state", "to_state", "reason", "batch_id", "at"],
+        select(
+            _LEADS.c.id,
+            bindparam("t_from", type_=columns.from_state.type),
+            bindparam("t_to", type_=columns.to_state.type),
+            bindparam("t_reason", type_=columns.reason.type),
+            bindparam("t_batch", type_=columns.batch_id.type),
+            bindparam("t_at", type_=columns.at.type),
+        )
+        .where(_LEADS.c.id.in_(bindparam("ids", expanding=True)))
+        .order_by(_LEADS.c.id),
+    )
+
+
+_MOVE_TRANSITIONS = _transitions_statement()
+
+
 def move(
     session: Session,
     lead_ids: Sequence[int],
@@ -323,37 +406,31 @@ def move(
     if not lead_ids:
         return 0
     check_transition(source, target)
-    extra: dict[str, Any] = dict(values or {})
-    if count_attempt:
-        extra["attempts"] = _LEADS.c.attempts + 1
-    # A Core UPDATE: the ORM's bulk-update path costs more than the statement itself.
-    result = session.execute(
-        update(_LEADS)
-        .where(_LEADS.c.id.in_(lead_ids), _LEADS.c.state == source.value)
-        .values(state=target.value, updated_at=now, **extra)
-    )
-    moved: int = result.rowcount  # type: ignore[attr-defined]
-    if moved != len(lead_ids):
-        raise OutboxConflict(
-            f"{len(lead_ids) - moved} of {len(lead_ids)} leads were not {source.value}"
-        )
-    # INSERT ... SELECT: one statement whose rows the database builds, instead of an
-    # executemany that binds and converts six values per lead in Python.
-    columns = _TRANSITIONS.c
-    session.execute(
-        insert(_TRANSITIONS).from_select(
-            ["lead_id", "from_state", "to_state", "reason", "batch_id", "at"],
-            select(
-                _LEADS.c.id,
-                literal(source.value, columns.from_state.type),
-                literal(target.value, columns.to_state.type),
-                literal(reason[:500], columns.reason.type),
-                literal(batch_id, columns.batch_id.type),
-                literal(now, columns.at.type),
-            )
-            .where(_LEADS.c.id.in_(lead_ids))
-            .order_by(_LEADS.c.id),
-        )
+    extra = dict(values or {})
+    names = tuple(sorted(extra))
+    ids = list(lead_ids)
+    params: dict[str, Any] = {
+        "ids": ids,
+        "source": source.value,
+        "target": target.value,
+        "now": now,
+    }
+    params.update((f"v_{name}", extra[name]) for name in names)
+    connection = session.connection()
+    result = connection.execute(_move_statement(names, count_attempt), params)
+    moved: int = result.rowcount
+    if moved != len(ids):
+        raise OutboxConflict(f"{len(ids) - moved} of {len(ids)} leads were not {source.value}")
+    connection.execute(
+        _MOVE_TRANSITIONS,
+        {
+            "ids": ids,
+            "t_from": source.value,
+            "t_to": target.value,
+            "t_reason": reason[:500],
+            "t_batch": batch_id,
+            "t_at": now,
+        },
     )
     return moved
 
@@ -448,17 +525,13 @@ def pause(
     return ActivePause(scope, key, reason[:500], http_status, failures, ends)
 
 
+_CLEAR_PAUSES = delete(_PAUSES_TABLE).where(_PAUSES)
+
+
 def clear_pauses(session: Session, credential: str, agent_id: str) -> int:
     """A successful answer ends the key's and the agent's pauses."""
-    result = session.execute(
-        delete(Pause).where(
-            or_(
-                (Pause.scope == SCOPE_API_KEY) & (Pause.key == credential),
-                (Pause.scope == SCOPE_AGENT) & (Pause.key == agent_pause_key(credential, agent_id)),
-            )
-        )
-    )
-    cleared: int = result.rowcount  # type: ignore[attr-defined]
+    result = session.connection().execute(_CLEAR_PAUSES, _pause_keys(credential, agent_id))
+    cleared: int = result.rowcount
     return cleared
 
 
