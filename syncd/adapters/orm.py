@@ -150,6 +150,9 @@ class Batch(Base):
     api_key_id: Mapped[str] = mapped_column(String(16), comment="Fingerprint of the API key.")
     lead_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    posted_at: Mapped[datetime | None] = mapped_column(
+        comment="Committed just before the POST started; NULL: claimed ahead, never sent."
+    )
     finished_at: Mapped[datetime | None]
     http_status: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str | None] = mapped_column(

@@ -177,6 +177,7 @@ def _new_batch(
     lead_count: int,
     now: datetime,
     worker: str | None,
+    posted: bool,
 ) -> int:
     batch_id: int = (
         session.connection()
@@ -188,6 +189,7 @@ def _new_batch(
                 "api_key_id": credential,
                 "lead_count": lead_count,
                 "created_at": now,
+                "posted_at": now if posted else None,
                 "worker": worker,
             },
         )
@@ -205,8 +207,14 @@ def claim(
     limit: int,
     now: datetime,
     worker: str | None,
+    posted: bool = True,
 ) -> Claim | None:
-    """Move up to ``limit`` due leads to ``sending`` under a new in-flight batch row."""
+    """Move up to ``limit`` due leads to ``sending`` under a new in-flight batch row.
+
+    ``posted=False`` claims a batch *ahead*, while another is in flight: it must
+    not be sent before :func:`mark_posted` commits; until then recovery knows it
+    was never sent and puts its leads back in the queue.
+    """
     # The oldest ``limit`` of both; rows locked but not taken are free again at commit.
     connection = session.connection()
     params = {"sync_name": sync_name, "agent_id": agent_id, "now": now, "limit": limit}
@@ -223,6 +231,7 @@ def claim(
         lead_count=len(leads),
         now=now,
         worker=worker,
+        posted=posted,
     )
     move(
         session,
@@ -255,6 +264,7 @@ def rebatch(
         lead_count=len(leads),
         now=now,
         worker=worker,
+        posted=True,
     )
     ids = [lead.id for lead in leads]
     result = session.execute(
@@ -266,6 +276,24 @@ def rebatch(
     if result.rowcount != len(ids):  # type: ignore[attr-defined]
         raise OutboxConflict(f"{len(ids) - result.rowcount} leads left sending mid-split")  # type: ignore[attr-defined]
     return Claim(batch_id, parent.sync_name, parent.agent_id, tuple(leads))
+
+
+_MARK_POSTED = (
+    update(_BATCHES)
+    .where(
+        _BATCHES.c.id == bindparam("batch"),
+        _BATCHES.c.outcome.is_(None),
+        _BATCHES.c.posted_at.is_(None),
+    )
+    .values(posted_at=bindparam("now", type_=_BATCHES.c.posted_at.type))
+)
+
+
+def mark_posted(session: Session, batch_id: int, now: datetime) -> None:
+    """Release a batch claimed ahead for sending; commit before its POST starts."""
+    result = session.connection().execute(_MARK_POSTED, {"batch": batch_id, "now": now})
+    if result.rowcount != 1:
+        raise OutboxConflict(f"batch {batch_id} is not an open batch waiting to be posted")
 
 
 _CLOSE_BATCH = (
@@ -543,11 +571,14 @@ def recover_in_flight(
 ) -> int:
     """Leads left ``sending`` (all, or those of ``sync_name``) after their process died.
 
-    A lead whose batch row is still open may have been posted: it becomes
-    ``uncertain`` and the batch ``interrupted``. A lead whose batch row is already
-    closed belongs to the unsent half of a split batch (SimZ had answered that
-    nothing was queued, and the half never got its own batch row): it goes back
-    to ``queued``. Returns how many became ``uncertain``.
+    A lead whose batch row is open and was released for sending (``posted_at``)
+    may have been posted: it becomes ``uncertain`` and the batch ``interrupted``.
+    Two kinds of ``sending`` lead were certainly never sent and go back to
+    ``queued``: one whose batch row is already closed belongs to the unsent half
+    of a split batch (SimZ had answered that nothing was queued, and the half
+    never got its own batch row); one whose open batch was claimed ahead and never
+    released (no ``posted_at``), whose batch is closed ``abandoned``. Returns how
+    many became ``uncertain``.
     """
     leads_filter: list[ColumnElement[bool]] = [Lead.state == LeadState.SENDING.value]
     batches_filter: list[ColumnElement[bool]] = [Batch.outcome.is_(None)]
@@ -555,23 +586,35 @@ def recover_in_flight(
         leads_filter.append(Lead.sync_name == sync_name)
         batches_filter.append(Batch.sync_name == sync_name)
     found = session.execute(
-        select(Lead.id, Lead.batch_id, Batch.outcome)
+        select(Lead.id, Lead.batch_id, Batch.outcome, Batch.posted_at)
         .outerjoin(Batch, Batch.id == Lead.batch_id)
         .where(*leads_filter)
     ).all()
-    unsent = [r for r in found if r.outcome is not None]
-    for batch_id in sorted({r.batch_id for r in unsent}):
-        move(
-            session,
-            [r.id for r in unsent if r.batch_id == batch_id],
-            source=LeadState.SENDING,
-            target=LeadState.QUEUED,
-            reason="part of a split batch that was never sent (SimZ had queued nothing)",
-            batch_id=batch_id,
-            now=now,
-            values={"batch_id": None},
+    split = [r for r in found if r.outcome is not None]
+    ahead = [r for r in found if r.outcome is None and r.batch_id is not None and not r.posted_at]
+    for group, why in (
+        (split, "part of a split batch that was never sent (SimZ had queued nothing)"),
+        (ahead, "claimed ahead and never sent (the process stopped first)"),
+    ):
+        for batch_id in sorted({r.batch_id for r in group}):
+            move(
+                session,
+                [r.id for r in group if r.batch_id == batch_id],
+                source=LeadState.SENDING,
+                target=LeadState.QUEUED,
+                reason=why,
+                batch_id=batch_id,
+                now=now,
+                values={"batch_id": None},
+            )
+    if ahead:
+        session.execute(
+            update(Batch)
+            .where(Batch.id.in_(sorted({r.batch_id for r in ahead})))
+            .values(outcome="abandoned", finished_at=now)
+            .execution_options(synchronize_session=False)
         )
-    rows = [r for r in found if r.outcome is None]
+    rows = [r for r in found if r.outcome is None and (r.batch_id is None or r.posted_at)]
     check_transition(LeadState.SENDING, LeadState.UNCERTAIN)
     for start in range(0, len(rows), 5000):
         session.execute(

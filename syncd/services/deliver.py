@@ -6,14 +6,23 @@ The order of events for one batch is the whole safety argument:
    ``batch_size`` due leads move ``queued -> sending`` under a new batch row
    whose ``outcome`` is NULL (in flight). The body is built from the payloads
    read in that transaction.
-2. **POST**, outside any transaction. It is never interrupted; the read
-   timeout bounds it. If ``stop`` is set between 1 and 2, nothing was sent:
-   the leads go back to ``queued`` and the batch row is closed ``abandoned``.
+2. **POST**, outside any transaction, on the delivery's sender thread. It is
+   never interrupted; the read timeout bounds it. If ``stop`` is set between 1
+   and 2, nothing was sent: the leads go back to ``queued`` and the batch row is
+   closed ``abandoned``.
 3. **Outcome** (one committed transaction): the answer is classified by
    :mod:`syncd.domain.responses` and applied with set-based SQL.
 
+While a POST is in flight the next batch is claimed *ahead* (step 1 with
+``posted_at`` left empty), so the database work overlaps SimZ's answer. It is
+released for sending (``posted_at`` set) in the same transaction that records
+the answer before it, or abandoned if that answer stops the agent. There is
+still one POST in flight per sync at a time, and each is decided after the
+answer before it is recorded.
+
 A crash between 1 and 3 leaves leads in ``sending``; :func:`recover_in_flight`
-turns them into ``uncertain`` at start-up, so they are never sent twice.
+turns those of released batches into ``uncertain`` at start-up, so they are
+never sent twice, and puts those of a batch claimed ahead back in the queue.
 With several replicas (PostgreSQL), only the holder of a sync's lease delivers
 it, each claim is fenced by that lease, and the recovery runs per sync when a
 lease changes hands (:mod:`syncd.services.leadership`).
@@ -21,11 +30,13 @@ lease changes hands (:mod:`syncd.services.leadership`).
 
 from __future__ import annotations
 
+import contextvars
 import os
 import random
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -49,6 +60,7 @@ log = get_logger(__name__)
 
 RECOVERY_REASON = "process stopped while the batch was in flight"
 RESEND_REASON = "resend_uncertain enabled"
+STOP_BEFORE_SEND = "stop requested before the batch was sent"
 #: Longest a Retry-After is honoured (beyond the configured backoff maximum).
 RETRY_AFTER_CAP = timedelta(hours=1)
 EXCERPT_CHARS = 500
@@ -76,6 +88,10 @@ class _Next(Enum):
     NEXT_AGENT = "next_agent"  # this agent is done for this cycle
     STOP_KEY = "stop_key"  # nothing more for this API key in this cycle
     STOPPED = "stopped"  # stop was requested
+
+
+#: What a POST came to: the classified decision and the raw answer (None: no answer).
+_Answer = tuple[Classified, SimzReply | None]
 
 
 @dataclass(frozen=True)
@@ -191,40 +207,57 @@ class _Delivery:
                 )
         with self.sessions.begin() as session:
             agents = outbox.queued_agents(session, self.sync.name)
-        for agent in agents:
-            step = self._agent(agent)
-            if step in (_Next.STOP_KEY, _Next.STOPPED):
-                break
+        # One thread POSTs while this one records the last answer and claims ahead.
+        with ThreadPoolExecutor(1, thread_name_prefix=f"simz-{self.sync.name}") as sender:
+            for agent in agents:
+                step = self._agent(agent, sender)
+                if step in (_Next.STOP_KEY, _Next.STOPPED):
+                    break
         return self.result
 
-    def _agent(self, agent: str) -> _Next:
-        while True:
+    def _agent(self, agent: str, sender: ThreadPoolExecutor) -> _Next:
+        current = self._claim(agent, posted=True)
+        while isinstance(current, Claim):
             if self._stopped():
+                self._abandon([current], STOP_BEFORE_SEND)
                 return _Next.STOPPED
-            with self.sessions.begin() as session:
-                current = self.now()
-                pauses = outbox.active_pauses(session, self.credential, agent, current)
-                claim = None
-                if self.fence is not None and not self.fence(session):
-                    self.log.warning("lease not held: delivery stops claiming", agent=agent)
-                    return _Next.STOPPED
-                if not pauses:
-                    claim = outbox.claim(
-                        session,
-                        sync_name=self.sync.name,
-                        agent_id=agent,
-                        credential=self.credential,
-                        limit=self.simz.batch_size,
-                        now=current,
-                        worker=self.worker,
-                    )
-            if pauses:
-                return self._still_paused(agent, pauses)
-            if claim is None:
-                return _Next.NEXT_AGENT
-            step = self._send(claim)
+            flight = sender.submit(contextvars.copy_context().run, self._exchange, current)
+            try:
+                ahead = self._claim(agent, posted=False)
+            except BaseException:
+                self._settle_quietly(current, flight)
+                raise
+            step = self._settle(current, flight, ahead)
             if step is not _Next.CONTINUE:
                 return step
+            current = ahead
+        return current
+
+    def _claim(self, agent: str, *, posted: bool) -> Claim | _Next:
+        """Claim the next batch of ``agent`` in one transaction; how to go on if none."""
+        if self._stopped():
+            return _Next.STOPPED
+        with self.sessions.begin() as session:
+            current = self.now()
+            if self.fence is not None and not self.fence(session):
+                self.log.warning("lease not held: delivery stops claiming", agent=agent)
+                return _Next.STOPPED
+            pauses = outbox.active_pauses(session, self.credential, agent, current)
+            claim = None
+            if not pauses:
+                claim = outbox.claim(
+                    session,
+                    sync_name=self.sync.name,
+                    agent_id=agent,
+                    credential=self.credential,
+                    limit=self.simz.batch_size,
+                    now=current,
+                    worker=self.worker,
+                    posted=posted,
+                )
+        if pauses:
+            return self._still_paused(agent, pauses)
+        return claim if claim is not None else _Next.NEXT_AGENT
 
     def _still_paused(self, agent: str, pauses: list[ActivePause]) -> _Next:
         self.result.paused = True
@@ -248,48 +281,106 @@ class _Delivery:
 
     # ------------------------------------------------------------------ one batch
 
-    def _send(self, first: Claim) -> _Next:
-        """POST a claimed batch; on a split, its halves in turn (each its own batch row,
-        opened only right before its own POST)."""
-        pending: list[Claim | _Part] = [first]
-        while pending:
-            item = pending.pop(0)
+    def _exchange(self, claim: Claim) -> _Answer:
+        """POST one batch and classify the answer (runs on the sender thread).
+
+        Raises :class:`SubmitCancelled` if ``stop`` came while waiting for the rate limit.
+        """
+        body = request_body((lead.payload for lead in claim.leads), self.options)
+        try:
+            reply = self.client.submit(claim.agent_id, body, stop=self.stop)
+        except NothingSent as exc:
+            return nothing_sent(exc.reason), None
+        except MaybeSent as exc:
+            return maybe_sent(exc.reason), None
+        return classify(reply.status, reply.body, len(claim.leads)), reply
+
+    def _settle(self, claim: Claim, flight: Future[_Answer], ahead: Claim | _Next) -> _Next:
+        """Wait for ``claim``'s answer and record it; release ``ahead`` or abandon it."""
+        waiting = [ahead] if isinstance(ahead, Claim) else []
+        try:
+            decision, reply = flight.result()
+        except SubmitCancelled:
+            self._abandon([claim, *waiting], STOP_BEFORE_SEND)
+            return _Next.STOPPED
+        except BaseException:
+            self._abandon_quietly(waiting)
+            raise
+        release = waiting[0] if waiting and not self._stopped() else None
+        released = False
+        try:
+            if decision.action is Action.RECORD:
+                # The common case: the next batch is released in this same transaction.
+                step, _halves = self._record_checked(claim, decision, reply, release)
+                released = release is not None
+            else:
+                step = self._follow(claim, decision, reply)
+        except BaseException:
+            self._abandon_quietly(waiting)
+            raise
+        if not waiting or released:
+            return step
+        if step is _Next.CONTINUE and release is not None:  # after a split, all halves sent
+            with self.sessions.begin() as session:
+                outbox.mark_posted(session, release.batch_id, self.now())
+            return step
+        if step is _Next.CONTINUE:  # stop was requested
+            self._abandon(waiting, STOP_BEFORE_SEND)
+            return _Next.STOPPED
+        self._abandon(waiting, f"claimed ahead, not sent: delivery stopped ({step.value})")
+        return step
+
+    def _settle_quietly(self, claim: Claim, flight: Future[_Answer]) -> None:
+        """Claiming ahead failed: still record the answer of the batch in flight."""
+        try:
+            self._settle(claim, flight, _Next.STOPPED)
+        except Exception:
+            self.log.exception("could not record the batch in flight", batch=claim.batch_id)
+
+    def _abandon_quietly(self, claims: list[Claim]) -> None:
+        if not claims:
+            return
+        try:
+            self._abandon(claims, "claimed ahead, not sent: delivery failed")
+        except Exception:
+            self.log.exception("claimed batch left sending until restart", batch=claims[0].batch_id)
+
+    def _follow(self, claim: Claim, decision: Classified, reply: SimzReply | None) -> _Next:
+        """Record an answer that is not a plain success; on a split, send the halves in
+        turn (each its own batch row, opened only right before its own POST)."""
+        step, pending = self._record_checked(claim, decision, reply)
+        while pending and step is _Next.CONTINUE:
+            part = pending.pop(0)
             if self._stopped():
-                self._abandon([item, *pending], "stop requested before the batch was sent")
+                self._abandon([part, *pending], STOP_BEFORE_SEND)
                 return _Next.STOPPED
-            if isinstance(item, _Part):
-                opened = self._open(item)
-                if opened is None:
-                    self._abandon([item, *pending], "lease lost before the split part was sent")
-                    return _Next.STOPPED
-                claim = opened
-            else:
-                claim = item
-            body = request_body((lead.payload for lead in claim.leads), self.options)
-            reply: SimzReply | None = None
+            opened = self._open(part)
+            if opened is None:
+                self._abandon([part, *pending], "lease lost before the split part was sent")
+                return _Next.STOPPED
             try:
-                reply = self.client.submit(claim.agent_id, body, stop=self.stop)
+                decision, reply = self._exchange(opened)
             except SubmitCancelled:
-                self._abandon([claim, *pending], "stop requested before the batch was sent")
+                self._abandon([opened, *pending], STOP_BEFORE_SEND)
                 return _Next.STOPPED
-            except NothingSent as exc:
-                decision = nothing_sent(exc.reason)
-            except MaybeSent as exc:
-                decision = maybe_sent(exc.reason)
-            else:
-                decision = classify(reply.status, reply.body, len(claim.leads))
-            try:
-                step, halves = self._record(claim, decision, reply)
-            except Exception:
-                self._record_failed(claim, decision)
-                raise
+            step, halves = self._record_checked(opened, decision, reply)
             pending[:0] = halves
-            if step is not _Next.CONTINUE and pending:
-                self._abandon(pending, "split batch not sent: delivery of this agent paused")
-                return step
-            if step is not _Next.CONTINUE:
-                return step
-        return _Next.CONTINUE
+        if pending:
+            self._abandon(pending, "split batch not sent: delivery of this agent paused")
+        return step
+
+    def _record_checked(
+        self,
+        claim: Claim,
+        decision: Classified,
+        reply: SimzReply | None,
+        release: Claim | None = None,
+    ) -> tuple[_Next, list[_Part]]:
+        try:
+            return self._record(claim, decision, reply, release)
+        except Exception:
+            self._record_failed(claim, decision)
+            raise
 
     def _record_failed(self, claim: Claim, decision: Classified) -> None:
         """Recording the answer failed (database trouble): the POST happened, so at best
@@ -335,7 +426,7 @@ class _Delivery:
                 worker=self.worker,
             )
 
-    def _abandon(self, items: list[Claim | _Part], reason: str) -> None:
+    def _abandon(self, items: Sequence[Claim | _Part], reason: str) -> None:
         """Nothing of these batches was sent: leads back to ``queued`` as they were."""
         with self.sessions.begin() as session:
             current = self.now()
@@ -366,9 +457,17 @@ class _Delivery:
             )
 
     def _record(
-        self, claim: Claim, decision: Classified, reply: SimzReply | None
+        self,
+        claim: Claim,
+        decision: Classified,
+        reply: SimzReply | None,
+        release: Claim | None = None,
     ) -> tuple[_Next, list[_Part]]:
-        """Apply the decision in one transaction; returns how to go on and any split halves."""
+        """Apply the decision in one transaction; returns how to go on and any split halves.
+
+        ``release`` (a plain success only): a batch claimed ahead, released for sending
+        in the same transaction.
+        """
         ids = [lead.id for lead in claim.leads]
         counts = {"accepted": 0, "rejected": 0, "requeued": 0, "uncertain": 0, "failed": 0}
         halves: list[_Part] = []
@@ -467,6 +566,8 @@ class _Delivery:
             outbox.close_batch(
                 session, claim.batch_id, outcome=outcome, now=current, **batch_fields
             )
+            if release is not None:
+                outbox.mark_posted(session, release.batch_id, current)
         self._observe(claim, decision, reply, outcome, counts)
         return step, halves
 

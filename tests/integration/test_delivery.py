@@ -668,6 +668,157 @@ class TestCrashAndStop:
         assert count(sessions, Lead) == 3
 
 
+class TestClaimAhead:
+    """The next batch is claimed while one is in flight, and sent only once released."""
+
+    def test_next_batch_claimed_during_the_post_and_released_before_its_own(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """While batch 1 is in flight, batch 2 is claimed (not released); every batch is
+        released (``posted_at``) before its POST; one POST at a time, in id order."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(25))
+        seen: list[tuple[int, int, bool]] = []  # (posts so far, open batches, claimed-ahead)
+
+        def open_batches() -> list[Batch]:
+            return [b for b in batches(sessions) if b.outcome is None]
+
+        class WatchingClient(SimzClient):
+            def submit(self, agent_id: str, body: dict[str, Any], **kw: Any) -> Any:
+                first = not seen
+                deadline = time.monotonic() + 10
+                while first and len(open_batches()) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.01)  # batch 1 in flight: wait for batch 2's claim
+                rows = open_batches()
+                seen.append((len(seen), len(rows), any(b.posted_at is None for b in rows)))
+                # The batch being posted is the oldest open one, and it was released.
+                assert rows[0].posted_at is not None
+                return super().submit(agent_id, body, **kw)
+
+        harness.client.close()
+        harness.client = WatchingClient(harness.config)
+        result = harness.run()
+        assert (result.batches, result.accepted) == (3, 25)
+        assert seen[0] == (0, 2, True)
+        rows = batches(sessions)
+        assert [(b.outcome, b.lead_count) for b in rows] == [
+            ("accepted", 10),
+            ("accepted", 10),
+            ("accepted", 5),
+        ]
+        assert all(b.posted_at is not None for b in rows)
+        assert [r["salesforceId"] for r in harness.emulator.received()] == ids
+
+    def test_a_pausing_answer_abandons_the_batch_claimed_ahead(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """A 429 on batch 1: batch 2, claimed meanwhile, goes back untouched and unsent."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(15))
+        harness.emulator.inject("429", retry_after=30)
+        result = harness.run()
+        assert harness.posts() == 1
+        rows = batches(sessions)
+        assert [(b.outcome, b.posted_at is not None) for b in rows] == [
+            ("retry", True),
+            ("abandoned", False),
+        ]
+        assert set(states(sessions).values()) == {"queued"}
+        assert [lead(sessions, i).attempts for i in ids] == [1] * 10 + [0] * 5
+        assert lead(sessions, ids[10]).batch_id is None
+        assert result.requeued == 15
+        assert transitions(sessions, ids[10])[-1] == ("sending", "queued", rows[1].id)
+
+    def test_after_a_split_the_batch_claimed_ahead_goes_out(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """A 400 on batch 1: its halves go out first, then the batch claimed ahead."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(14))
+        harness.emulator.inject("400")
+        result = harness.run()
+        assert result.accepted == 14
+        rows = batches(sessions)
+        assert [(b.outcome, b.lead_count) for b in rows] == [
+            ("split", 10),
+            ("accepted", 4),  # claimed ahead while batch 1 was in flight
+            ("accepted", 5),
+            ("accepted", 5),
+        ]
+        assert all(b.posted_at is not None for b in rows)
+        assert harness.emulator.received_counts() == {i: 1 for i in ids}
+        received = [r["salesforceId"] for r in harness.emulator.received()]
+        assert received == ids  # the halves, then the batch claimed ahead
+
+    def test_failed_claim_ahead_still_records_the_batch_in_flight(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """The database fails while claiming ahead: the answer in flight is still recorded."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(15))
+        calls = 0
+
+        def fence(_session: Session) -> bool:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise RuntimeError("database went away")
+            return True
+
+        with pytest.raises(RuntimeError, match="database went away"):
+            harness.run(fence=fence)
+        assert [b.outcome for b in batches(sessions)] == ["accepted"]
+        assert states(sessions) == {
+            i: ("accepted" if n < 10 else "queued") for n, i in enumerate(ids)
+        }
+        assert harness.emulator.received_counts() == {i: 1 for i in ids[:10]}
+
+    def test_recovery_requeues_a_batch_claimed_ahead(
+        self, sessions: sessionmaker[Session], clock: Clock
+    ) -> None:
+        """After a crash: the released batch's leads are uncertain, the one claimed ahead
+        (never released, so never sent) goes back to the queue and is closed abandoned."""
+        ids = insert_leads(sessions, range(3))
+        for posted, limit in ((True, 2), (False, 1)):
+            with sessions.begin() as session:
+                outbox.claim(
+                    session,
+                    sync_name="web",
+                    agent_id="agt_1",
+                    credential="abc",
+                    limit=limit,
+                    now=clock(),
+                    worker="w",
+                    posted=posted,
+                )
+        assert recover_in_flight(sessions, now=clock) == 2
+        assert states(sessions) == {ids[0]: "uncertain", ids[1]: "uncertain", ids[2]: "queued"}
+        assert [b.outcome for b in batches(sessions)] == ["interrupted", "abandoned"]
+        assert lead(sessions, ids[2]).batch_id is None
+        assert transitions(sessions, ids[2])[-1] == ("sending", "queued", batches(sessions)[1].id)
+
+    def test_mark_posted_refuses_a_closed_or_released_batch(
+        self, sessions: sessionmaker[Session], clock: Clock
+    ) -> None:
+        insert_leads(sessions, range(2))
+        with sessions.begin() as session:
+            claim = outbox.claim(
+                session,
+                sync_name="web",
+                agent_id="agt_1",
+                credential="abc",
+                limit=2,
+                now=clock(),
+                worker="w",
+                posted=False,
+            )
+        assert claim is not None
+        with sessions.begin() as session:
+            outbox.mark_posted(session, claim.batch_id, clock())
+        with pytest.raises(outbox.OutboxConflict), sessions.begin() as session:
+            outbox.mark_posted(session, claim.batch_id, clock())
+
+
 class TestObservability:
     def test_one_log_line_per_batch_without_personal_data(
         self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
