@@ -229,6 +229,9 @@ class SalesforceSource:
             session_id=session_id,
             session=self._http,
             version=self.config.api_version,
+            # Plain dicts: the default OrderedDict hook makes the JSON decoder call back
+            # into Python for every object, over twice the decoding CPU of a page.
+            object_pairs_hook=None,
         )
         log.debug("salesforce login", method=auth.method, logins=self._logins)
 

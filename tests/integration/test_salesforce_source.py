@@ -61,6 +61,14 @@ class TestLogins:
         assert len(set(ids)) == 450
         source.close()
 
+    def test_records_are_plain_dicts(self, org: SalesforceEmulator) -> None:
+        """Records decode to plain dicts in Salesforce's field order, attributes included."""
+        source = SalesforceSource(salesforce_config(org, page_size=200))
+        record = read_all(source)[0][0]
+        assert type(record) is dict and type(record["attributes"]) is dict
+        assert list(record) == ["attributes", "Phone", "Id", "SystemModstamp"]
+        source.close()
+
     def test_client_credentials(self, org: SalesforceEmulator) -> None:
         """The OAuth2 client credentials flow logs in and queries."""
         auth = {
