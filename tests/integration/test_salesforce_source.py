@@ -184,9 +184,12 @@ class TestErrors:
     def test_malformed_json_mid_paging(self, org: SalesforceEmulator) -> None:
         """An unreadable page is SalesforceUnavailable, after the pages before it."""
         source = SalesforceSource(salesforce_config(org, page_size=200))
+        # Queued before the first query: the next page is read ahead while the first
+        # is handed over, so a fault injected after next() could miss that request.
+        org.inject("delay", seconds=0)
+        org.inject("malformed_json")
         pages = source.query_pages(SOQL)
         assert len(next(pages)) == 200
-        org.inject("malformed_json")
         with pytest.raises(SalesforceUnavailable, match="JSON"):
             next(pages)
 
