@@ -113,15 +113,59 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
+# A plain North American number: "+1" and ten digits, or (default region US only) the
+# ten digits alone, at most one space, dot or hyphen between the groups, the area code
+# optionally in parentheses; ASCII digits only ([0-9]: \d would take other scripts).
+# For these phonenumbers.parse returns exactly PhoneNumber(1, <the ten digits>):
+# nothing in them is an extension, an RFC 3966 part or letters; with "+" the country
+# code is 1 whatever the region; without it, region US gives country code 1 and, as
+# the area code starts with 2-9, neither US's international prefix (011) nor its
+# national prefix (1) can match, so no digit is stripped. Tests compare this with
+# phonenumbers.parse over every area code and many spellings.
+_PLAIN_NANP = re.compile(r"(\+1[ .-]?)?\(?([2-9][0-9]{2})\)?[ .-]?([0-9]{3})[ .-]?([0-9]{4})")
+
+
+def _us_prefixes_as_assumed() -> bool:
+    """True while phonenumbers' US metadata has the prefixes _PLAIN_NANP relies on."""
+    us = phonenumbers.PhoneMetadata.metadata_for_region("US")
+    return (
+        us is not None
+        and us.country_code == 1
+        and us.international_prefix == "011"
+        and us.national_prefix_for_parsing == "1"
+        and not us.national_prefix_transform_rule
+    )
+
+
+_PLAIN_NANP_ON = _us_prefixes_as_assumed()
+
+
+def plain_nanp(text: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """What ``phonenumbers.parse(text, region)`` returns for a plain NANP number, else None.
+
+    A shortcut for the common case: parse is most of the cost of
+    :func:`normalise_phone`, and these spellings need none of its work.
+    """
+    if not _PLAIN_NANP_ON:
+        return None
+    match = _PLAIN_NANP.fullmatch(text)
+    if match is None or (match.group(1) is None and region != "US"):
+        return None
+    area, exchange, line = match.group(2, 3, 4)
+    return phonenumbers.PhoneNumber(country_code=1, national_number=int(area + exchange + line))
+
+
 def normalise_phone(value: Any, region: str) -> str | None:
     """The number in E.164, or None when it is not a valid phone number."""
     text = _text(value)
     if text is None:
         return None
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return None
+    number = plain_nanp(text, region)
+    if number is None:
+        try:
+            number = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            return None
     # Valid for the default region implies valid (is_valid_number checks the region
     # it finds for the number); trying it first skips that region search, which
     # for +1 numbers walks the NANP countries and is most of the validation's cost.
