@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -43,6 +43,7 @@ _EMAIL = re.compile(
 )
 
 _MISSING = object()
+_ID = ("Id",)
 
 
 def resolve(record: Mapping[str, Any], path: str) -> Any:
@@ -51,9 +52,15 @@ def resolve(record: Mapping[str, Any], path: str) -> Any:
     Each step tries the exact key first and then a case-insensitive match; a
     null or absent relationship object gives None.
     """
+    return _resolve(record, path.split("."))
+
+
+def _resolve(record: Mapping[str, Any], parts: Sequence[str]) -> Any:
+    """:func:`resolve` for a path already split at its dots."""
     node: Any = record
-    for part in path.split("."):
-        if not isinstance(node, Mapping):
+    for part in parts:
+        # A dict is a Mapping; testing its type first skips the slower ABC check.
+        if type(node) is not dict and not isinstance(node, Mapping):
             return None
         value = node.get(part, _MISSING)
         if value is _MISSING:
@@ -209,9 +216,21 @@ class Mapper:
             if ref is not None
         ]
         self._dnc_field = sync.rules.do_not_call_field if sync.rules.respect_do_not_call else None
+        self._cursor_parts = sync.cursor_field.split(".")
+        self._dnc_parts = self._dnc_field.split(".") if self._dnc_field is not None else None
+        # Every path the mapping and routing read, split once instead of per record.
+        refs = [mapping.phoneNumber, mapping.email, *mapping.customData.values()]
+        refs += [ref for _name, ref in self._texts]
+        if sync.route is not None:
+            refs.append(sync.route.field)
+        self._parts: dict[str, list[str]] = {
+            ref.path: ref.path.split(".")
+            for ref in refs
+            if ref is not None and ref.path is not None
+        }
 
     def _value(self, record: Mapping[str, Any], ref: FieldRef) -> Any:
-        return ref.const if ref.path is None else resolve(record, ref.path)
+        return ref.const if ref.path is None else _resolve(record, self._parts[ref.path])
 
     def _route(self, record: Mapping[str, Any]) -> tuple[str | None, str | None]:
         """The agent id, or None and the note that says why there is none."""
@@ -231,8 +250,8 @@ class Mapper:
     def map(self, record: Mapping[str, Any]) -> MappedLead:
         """Map one record; never raises on bad values (they become notes)."""
         mapping = self.sync.mapping
-        sf_id = str(resolve(record, "Id") or "")
-        raw_cursor = resolve(record, self.sync.cursor_field)
+        sf_id = str(_resolve(record, _ID) or "")
+        raw_cursor = _resolve(record, self._cursor_parts)
         cursor: datetime | None
         if isinstance(raw_cursor, datetime):
             cursor = raw_cursor
@@ -287,7 +306,7 @@ class Mapper:
             problems.append(f"record has no readable {self.sync.cursor_field}")
 
         do_not_call = (
-            _truthy(resolve(record, self._dnc_field)) if self._dnc_field is not None else False
+            _truthy(_resolve(record, self._dnc_parts)) if self._dnc_parts is not None else False
         )
         note = "; ".join(problems + notes) or None
         state = LeadState.INVALID if problems else LeadState.QUEUED
@@ -315,10 +334,10 @@ def lead_digest(
     do_not_call: bool,
 ) -> str:
     """A stable SHA-256 of everything that decides the lead: equal means nothing changed."""
-    canonical = json.dumps(
-        [agent, payload, state.value, note, do_not_call],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=True,
-    )
+    canonical = _CANONICAL.encode([agent, payload, state.value, note, do_not_call])
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# What json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=True) builds
+# on every call, built once: the same encoder, so byte for byte the same text.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
