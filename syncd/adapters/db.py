@@ -19,7 +19,10 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on disk before it returns, even across a power cut or an OS
+    # crash. A claim must be durable before its POST starts: with NORMAL, a claim
+    # lost after the POST would put sent leads back in the queue.
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
 
 

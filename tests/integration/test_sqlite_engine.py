@@ -1,4 +1,5 @@
-"""SQLite writers of one process queue on a lock held from BEGIN IMMEDIATE to COMMIT/ROLLBACK."""
+"""SQLite engines: writers of one process queue on a lock held from BEGIN IMMEDIATE to
+COMMIT/ROLLBACK, and commits are durable (synchronous=FULL)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,10 @@ def test_a_waiting_writer_goes_on_once_the_holder_commits(engine: Engine) -> Non
     first.join(timeout=30)
     second.join(timeout=30)
     assert order == ["holder commits", "waiter writes"]
+
+
+def test_commits_are_durable_before_they_return(engine: Engine) -> None:
+    """synchronous=FULL in WAL mode: a claim is on disk before its POST can start."""
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
