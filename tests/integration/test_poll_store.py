@@ -1,0 +1,161 @@
+"""Integration tests for syncd.adapters.poll_store on real databases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, String, case, func, insert, literal, or_, select, text
+
+from syncd.adapters import poll_store as store
+from syncd.adapters.db import make_engine, make_session_factory
+from syncd.adapters.migrate import upgrade
+from syncd.adapters.orm import Lead, LeadTransition
+
+NOW = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def reference_insert(
+    session: Any, sync_name: str, leads: Sequence[store.NewLead], now: datetime
+) -> None:
+    """insert_leads as it was: SQLAlchemy's executemany INSERT ... RETURNING everywhere."""
+    table = Lead.__table__
+    rows = [
+        {
+            "sync_name": sync_name,
+            "salesforce_id": lead.salesforce_id,
+            "agent_id": lead.agent_id,
+            "state": lead.state,
+            "payload": lead.payload,
+            "phone_e164": lead.phone_e164,
+            "record_cursor": lead.record_cursor,
+            "record_hash": lead.record_hash,
+            "note": lead.note,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for lead in leads
+    ]
+    returned = session.execute(insert(table).returning(table.c.id), rows).all()
+    what = "polled: new record"
+    note = table.c.note
+    reason = case(
+        (or_(note.is_(None), note == ""), literal(what, String)),
+        else_=func.substr(literal(f"{what}: ", String) + note, 1, 500),
+    )
+    columns = LeadTransition.__table__.c
+    session.execute(
+        insert(LeadTransition.__table__).from_select(
+            ["lead_id", "from_state", "to_state", "reason", "batch_id", "at"],
+            select(
+                table.c.id,
+                literal(None, columns.from_state.type),
+                table.c.state,
+                reason,
+                literal(None, columns.batch_id.type),
+                literal(now, columns.at.type),
+            )
+            .where(table.c.id.in_([lead_id for (lead_id,) in returned]))
+            .order_by(table.c.id),
+        )
+    )
+
+
+def varied_leads(start: int, count: int) -> list[store.NewLead]:
+    """New leads with every kind of value a poll stores."""
+    zones = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+    notes: list[str | None] = [None, "", "email left out: not an email address", "n" * 600]
+    leads = []
+    for n in range(start, start + count):
+        payload: dict[str, Any] = {
+            "phoneNumber": f"+1415555{n % 10000:04d}",
+            "salesforceId": f"00Q{n:015d}",
+            "firstName": ["Ada", "Chloé", "Zoë 😀", 'Quote " \\ back'][n % 4],
+            "customData": {"n": n, "f": n / 7, "flag": n % 2 == 0, "none": None, "l": [1, "a"]},
+        }
+        if n % 5 == 0:
+            del payload["phoneNumber"]
+        leads.append(
+            store.NewLead(
+                salesforce_id=f"00Q{n:015d}",
+                agent_id=None if n % 6 == 0 else f"agt_{n % 3}",
+                state=["queued", "invalid", "skipped"][n % 3],
+                payload=payload,
+                phone_e164=None if n % 5 == 0 else f"+1415555{n % 10000:04d}",
+                record_cursor=datetime(2024, 5, 1, 11, n % 60, n % 60, n * 37 % 1_000_000)
+                .replace(tzinfo=UTC)
+                .astimezone(zones[n % 3]),
+                record_hash=f"{n:064x}",
+                note=notes[n % 4],
+            )
+        )
+    return leads
+
+
+def raw_rows(engine: Engine) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every stored value as SQLite holds it (no type conversion on the way out)."""
+    with engine.connect() as connection:
+        leads = [tuple(row) for row in connection.execute(text("SELECT * FROM leads ORDER BY id"))]
+        transitions = [
+            tuple(row)
+            for row in connection.execute(text("SELECT * FROM lead_transitions ORDER BY id"))
+        ]
+    return leads, transitions
+
+
+def fresh(path: Path) -> Engine:
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    return engine
+
+
+def test_sqlite_insert_stores_what_sqlalchemy_stored(tmp_path: Path) -> None:
+    """insert_leads on SQLite writes byte for byte the rows the SQLAlchemy insert wrote."""
+    fast, slow = fresh(tmp_path / "fast.db"), fresh(tmp_path / "slow.db")
+    pages = [varied_leads(0, 950), varied_leads(950, 7), varied_leads(2000, 1200)]
+    for engine, insert_page in ((fast, store.insert_leads), (slow, reference_insert)):
+        factory = make_session_factory(engine)
+        for number, page in enumerate(pages):
+            with factory.begin() as session:
+                insert_page(session, f"sync{number % 2}", page, NOW + timedelta(minutes=number))
+    fast_rows, slow_rows = raw_rows(fast), raw_rows(slow)
+    assert len(fast_rows[0]) == len(fast_rows[1]) == sum(len(page) for page in pages)
+    assert fast_rows == slow_rows
+    fast.dispose()
+    slow.dispose()
+
+
+def test_insert_then_read_back(engine: Engine) -> None:
+    """On each backend the stored leads read back as they went in, with one transition each."""
+    factory = make_session_factory(engine)
+    leads = varied_leads(0, 40)
+    with factory.begin() as session:
+        store.insert_leads(session, "web", leads, NOW)
+    with factory() as session:
+        stored = {lead.salesforce_id: lead for lead in session.scalars(select(Lead))}
+        reasons = dict(
+            session.execute(
+                select(Lead.salesforce_id, LeadTransition.reason).join(
+                    LeadTransition, LeadTransition.lead_id == Lead.id
+                )
+            ).all()
+        )
+    for lead in leads:
+        row = stored[lead.salesforce_id]
+        assert (row.agent_id, row.state, row.payload, row.phone_e164) == (
+            lead.agent_id,
+            lead.state,
+            lead.payload,
+            lead.phone_e164,
+        )
+        assert (row.record_cursor, row.record_hash, row.note) == (
+            lead.record_cursor,
+            lead.record_hash,
+            lead.note,
+        )
+        assert (row.attempts, row.created_at, row.updated_at) == (0, NOW, NOW)
+        expected = f"polled: new record: {lead.note}"[:500] if lead.note else "polled: new record"
+        assert reasons[lead.salesforce_id] == expected
