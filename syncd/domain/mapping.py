@@ -81,7 +81,7 @@ def json_safe(value: Any) -> Any:
     A relationship object's ``attributes`` (Salesforce's type and URL) is dropped.
     Non-finite floats have no JSON form and become text.
     """
-    if value is None or isinstance(value, bool | int | str):
+    if type(value) is str or value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
@@ -102,6 +102,8 @@ def json_safe(value: Any) -> Any:
 
 def _text(value: Any) -> str | None:
     """A string field's value, or None for null and empty (sent as absent, not "")."""
+    if type(value) is str:  # the usual case, first
+        return value.strip() or None
     if value is None:
         return None
     if isinstance(value, bool):
@@ -112,6 +114,12 @@ def _text(value: Any) -> str | None:
         safe = json_safe(value)
         text = safe if isinstance(safe, str) else json.dumps(safe)
     return text or None
+
+
+def _custom_value(value: Any) -> Any:
+    """A customData value as sent: JSON-safe, text stripped."""
+    value = json_safe(value)
+    return value.strip() if isinstance(value, str) else value
 
 
 def _truthy(value: Any) -> bool:
@@ -228,6 +236,18 @@ class Mapper:
             for ref in refs
             if ref is not None and ref.path is not None
         }
+        # (name, split path or None for a constant, the constant's value as sent)
+        self._text_fields = [
+            (name, self._split(ref), _text(ref.const) if ref.path is None else None)
+            for name, ref in self._texts
+        ]
+        self._custom_fields = [
+            (key, self._split(ref), _custom_value(ref.const) if ref.path is None else None)
+            for key, ref in mapping.customData.items()
+        ]
+
+    def _split(self, ref: FieldRef) -> list[str] | None:
+        return None if ref.path is None else self._parts[ref.path]
 
     def _value(self, record: Mapping[str, Any], ref: FieldRef) -> Any:
         return ref.const if ref.path is None else _resolve(record, self._parts[ref.path])
@@ -275,8 +295,8 @@ class Mapper:
                 problems.append(f"phone number in {where} is not a valid number")
 
         payload: dict[str, Any] = {"phoneNumber": phone, "salesforceId": sf_id}
-        for name, ref in self._texts:
-            text = _text(self._value(record, ref))
+        for name, parts, const_text in self._text_fields:
+            text = const_text if parts is None else _text(_resolve(record, parts))
             if text is not None:
                 payload[name] = text
         if mapping.email is not None:
@@ -287,10 +307,8 @@ class Mapper:
                 else:
                     notes.append("email left out: not an email address")
         custom: dict[str, Any] = {}
-        for key, ref in mapping.customData.items():
-            value = json_safe(self._value(record, ref))
-            if isinstance(value, str):
-                value = value.strip()
+        for key, parts, const_value in self._custom_fields:
+            value = const_value if parts is None else _custom_value(_resolve(record, parts))
             if value is None or value == "":
                 continue
             custom[key] = value
