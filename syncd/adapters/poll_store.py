@@ -279,21 +279,22 @@ def insert_leads(session: Session, sync_name: str, leads: Sequence[NewLead], now
     On SQLite the rows go to the driver's executemany with their values
     converted by the columns' own bind processors (what SQLAlchemy would send,
     without its per-row, per-column parameter handling, about a third of the
-    poll's CPU per record); the new rows are then found by their unique
-    (sync, Salesforce Id). Elsewhere one executemany INSERT ... RETURNING.
+    poll's CPU per record), and the first transitions take the rows above the
+    largest id before the insert. Elsewhere one executemany INSERT ... RETURNING
+    and the returned ids.
     """
     if not leads:
         return
     dialect = session.get_bind().dialect
     if dialect.name == "sqlite":
+        # The page's transaction holds SQLite's write lock (BEGIN IMMEDIATE), and SQLite
+        # gives a new row the largest rowid plus one: the new leads are exactly those
+        # with an id above the largest one before the insert.
+        before = session.execute(select(func.max(_LEADS.c.id))).scalar_one() or 0
         _insert_sqlite(session, dialect, sync_name, leads, now)
-        ids = [lead.salesforce_id for lead in leads]
-        for chunk in _chunks(ids):
-            _first_transitions(
-                session,
-                (_LEADS.c.sync_name == sync_name) & _LEADS.c.salesforce_id.in_(chunk),
-                now,
-            )
+        added = _first_transitions(session, _LEADS.c.id > before, now)
+        if added != len(leads):
+            raise RuntimeError(f"{len(leads)} leads inserted but {added} found above id {before}")
         return
     rows = [
         {
@@ -354,8 +355,10 @@ def _insert_sqlite(
     session.connection().exec_driver_sql(_SQLITE_INSERT_LEAD, rows)
 
 
-def _first_transitions(session: Session, new_leads: ColumnElement[bool], now: datetime) -> None:
+def _first_transitions(session: Session, new_leads: ColumnElement[bool], now: datetime) -> int:
     """The first transitions of the new leads, with one INSERT ... SELECT in id order.
+
+    Returns how many were inserted.
 
     The reason is the one _reason() writes, instead of an executemany bound lead by lead.
     """
@@ -366,7 +369,7 @@ def _first_transitions(session: Session, new_leads: ColumnElement[bool], now: da
         else_=func.substr(literal(f"{what}: ", String) + note, 1, 500),
     )
     columns = _TRANSITIONS.c
-    session.execute(
+    result = session.execute(
         insert(_TRANSITIONS).from_select(
             ["lead_id", "from_state", "to_state", "reason", "batch_id", "at"],
             select(
@@ -381,6 +384,7 @@ def _first_transitions(session: Session, new_leads: ColumnElement[bool], now: da
             .order_by(_LEADS.c.id),
         )
     )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime) -> int:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, String, case, func, insert, literal, or_, select, text
 
 from syncd.adapters import poll_store as store
@@ -159,3 +160,26 @@ def test_insert_then_read_back(engine: Engine) -> None:
         assert (row.attempts, row.created_at, row.updated_at) == (0, NOW, NOW)
         expected = f"polled: new record: {lead.note}"[:500] if lead.note else "polled: new record"
         assert reasons[lead.salesforce_id] == expected
+
+
+def test_sqlite_rowids_not_above_the_largest_are_an_error(tmp_path: Path) -> None:
+    """If SQLite ever gave new rows smaller ids, the page fails instead of losing transitions."""
+    engine = fresh(tmp_path / "max.db")
+    factory = make_session_factory(engine)
+    (lead,) = varied_leads(0, 1)
+    with factory.begin() as session:
+        session.execute(
+            insert(Lead.__table__).values(
+                id=2**63 - 1,
+                sync_name="web",
+                salesforce_id=lead.salesforce_id,
+                state=lead.state,
+                payload=lead.payload,
+                record_cursor=lead.record_cursor,
+                record_hash=lead.record_hash,
+            )
+        )
+    with pytest.raises(RuntimeError, match="found above id"), factory.begin() as session:
+        store.insert_leads(session, "web", varied_leads(1, 3), NOW)
+    assert len(raw_rows(engine)[0]) == 1  # the page rolled back
+    engine.dispose()
