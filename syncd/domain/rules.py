@@ -38,6 +38,10 @@ class Decision:
     note: str | None
 
 
+#: The usual decision, shared: a Decision is immutable.
+_QUEUED = Decision(LeadState.QUEUED, None)
+
+
 def decide(
     leads: Iterable[MappedLead],
     *,
@@ -69,7 +73,7 @@ def decide(
                 decisions.append(Decision(LeadState.SKIPPED, _join(note, lead.note)))
                 continue
             taken.add(pair)
-        decisions.append(Decision(LeadState.QUEUED, lead.note))
+        decisions.append(_QUEUED if lead.note is None else Decision(LeadState.QUEUED, lead.note))
     return decisions
 
 

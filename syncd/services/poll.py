@@ -138,12 +138,15 @@ def plan_page(
         respect_do_not_call=sync.rules.respect_do_not_call,
         duplicate_window_label=format_duration(window) if window > timedelta(0) else None,
     )
+    allowed: set[str] = set()  # new-lead states already checked (the check depends on them only)
     for lead, decision in zip(candidates, decisions, strict=True):
         cursor = lead.cursor or window_start
         found = existing.get(lead.salesforce_id)
         state = decision.state.value
         if found is None:
-            check_transition(None, state)
+            if state not in allowed:
+                check_transition(None, state)
+                allowed.add(state)
             plan.inserts.append(
                 store.NewLead(
                     lead.salesforce_id,
