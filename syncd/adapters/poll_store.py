@@ -9,7 +9,7 @@ transaction (one per page), so a page's leads and the watermark commit together.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence, Sized
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,6 +48,16 @@ _NOT_YET_CLAIMED = _LEADS.c.state.in_([literal_column(f"'{state}'") for state in
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
+
+
+def _marks(values: Sized) -> str:
+    """As many ``?`` placeholders as ``values`` has, for a SQLite IN list."""
+    return ", ".join("?" * len(values))
+
+
+def _sqlite_rows(session: Session, sql: str, params: tuple[Any, ...]) -> Sequence[Any]:
+    """The rows of one SQLite statement run by the driver in the session's transaction."""
+    return session.connection().exec_driver_sql(sql, params).all()
 
 
 # --------------------------------------------------------------------------- sync_state
@@ -173,6 +183,17 @@ def existing_leads(
     (``FOR UPDATE SKIP LOCKED``) cannot take one between this read and the update.
     """
     found: dict[str, ExistingLead] = {}
+    if session.get_bind().dialect.name == "sqlite":
+        # The same query straight to the driver: SQLAlchemy's expansion of the IN list
+        # cost several times the lookup itself. Nothing to lock on SQLite.
+        for chunk in _chunks(salesforce_ids):
+            sql = (
+                "SELECT id, salesforce_id, state, record_hash FROM leads "
+                f"WHERE sync_name = ? AND salesforce_id IN ({_marks(chunk)})"
+            )
+            for lead_id, sf_id, state, digest in _sqlite_rows(session, sql, (sync_name, *chunk)):
+                found[sf_id] = ExistingLead(lead_id, state, digest)
+        return found
     for chunk in _chunks(salesforce_ids):
         query = select(Lead.id, Lead.salesforce_id, Lead.state, Lead.record_hash).where(
             Lead.sync_name == sync_name, Lead.salesforce_id.in_(chunk)
@@ -200,6 +221,25 @@ def recent_phones(
     scanning every queued and sent lead for each page.
     """
     pairs: set[AgentPhone] = set()
+    dialect = session.get_bind().dialect
+    if dialect.name == "sqlite":
+        # As below, straight to the driver (see existing_leads); ``since`` converted
+        # as SQLAlchemy converts it for coalesce(sent_at, created_at).
+        when_since = _bind_processor(dialect, "sent_at")(since)
+        agent_list = sorted(agents) if agents is not None else []
+        for chunk in _chunks(sorted(phones)):
+            sql = (
+                "SELECT id, agent_id, phone_e164 FROM leads "
+                f"WHERE phone_e164 IN ({_marks(chunk)}) AND state IN ({_marks(_SENT_STATES)}) "
+                "AND coalesce(sent_at, created_at) >= ?"
+            )
+            if agents is not None:
+                sql += f" AND agent_id IN ({_marks(agent_list)})"
+            params = (*chunk, *_SENT_STATES, when_since, *agent_list)
+            for lead_id, agent, phone in _sqlite_rows(session, sql, params):
+                if lead_id not in exclude_ids and agent is not None and phone is not None:
+                    pairs.add((agent, phone))
+        return pairs
     when = func.coalesce(Lead.sent_at, Lead.created_at)
     for chunk in _chunks(sorted(phones)):
         query = select(Lead.id, Lead.agent_id, Lead.phone_e164).where(

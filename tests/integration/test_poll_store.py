@@ -183,3 +183,91 @@ def test_sqlite_rowids_not_above_the_largest_are_an_error(tmp_path: Path) -> Non
         store.insert_leads(session, "web", varied_leads(1, 3), NOW)
     assert len(raw_rows(engine)[0]) == 1  # the page rolled back
     engine.dispose()
+
+
+def reference_existing(session: Any, sync_name: str, ids: Sequence[str]) -> dict[str, Any]:
+    """existing_leads as it was: SQLAlchemy's expanding IN, on every backend."""
+    found = {}
+    for start in range(0, len(ids), 900):
+        query = select(Lead.id, Lead.salesforce_id, Lead.state, Lead.record_hash).where(
+            Lead.sync_name == sync_name, Lead.salesforce_id.in_(ids[start : start + 900])
+        )
+        for lead_id, sf_id, state, digest in session.execute(query):
+            found[sf_id] = store.ExistingLead(lead_id, state, digest)
+    return found
+
+
+def reference_recent(
+    session: Any,
+    phones: Sequence[str],
+    since: datetime,
+    exclude_ids: set[int],
+    agents: set[str] | None,
+) -> set[tuple[str, str]]:
+    """recent_phones as it was: SQLAlchemy's expanding IN lists, on every backend."""
+    pairs = set()
+    when = func.coalesce(Lead.sent_at, Lead.created_at)
+    states = ["accepted", "queued", "sending", "uncertain"]
+    ordered = sorted(phones)
+    for start in range(0, len(ordered), 900):
+        query = select(Lead.id, Lead.agent_id, Lead.phone_e164).where(
+            Lead.phone_e164.in_(ordered[start : start + 900]),
+            Lead.state.in_(states),
+            when >= since,
+        )
+        if agents is not None:
+            query = query.where(Lead.agent_id.in_(sorted(agents)))
+        for lead_id, agent, phone in session.execute(query):
+            if lead_id not in exclude_ids and agent is not None and phone is not None:
+                pairs.add((agent, phone))
+    return pairs
+
+
+def test_sqlite_lookups_find_what_sqlalchemy_found(tmp_path: Path) -> None:
+    """On SQLite, existing_leads and recent_phones answer as the SQLAlchemy queries did."""
+    engine = fresh(tmp_path / "lookups.db")
+    factory = make_session_factory(engine)
+    states = ["queued", "sending", "accepted", "uncertain", "rejected", "invalid", "skipped"]
+    with factory.begin() as session:
+        for number, sync_name in enumerate(("web", "other")):
+            leads = [
+                store.NewLead(
+                    salesforce_id=f"00Q{n:015d}",
+                    agent_id=None if n % 11 == 0 else f"agt_{n % 3}",
+                    state=states[n % len(states)],
+                    payload={"n": n},
+                    phone_e164=None if n % 13 == 0 else f"+1202555{n % 1500:04d}",
+                    record_cursor=NOW,
+                    record_hash=f"{n:064x}",
+                    note=None,
+                )
+                for n in range(number * 700, number * 700 + 2300)
+            ]
+            store.insert_leads(session, sync_name, leads, NOW - timedelta(hours=number))
+        # Some sent long ago, some recently; created_at decides for the others.
+        session.execute(
+            text("UPDATE leads SET sent_at = :at WHERE id % 5 = 0"),
+            {"at": (NOW - timedelta(days=2)).replace(tzinfo=None)},
+        )
+        session.execute(
+            text("UPDATE leads SET sent_at = :at WHERE id % 5 = 1"),
+            {"at": (NOW - timedelta(minutes=1)).replace(tzinfo=None)},
+        )
+    ids = [f"00Q{n:015d}" for n in range(0, 3500, 3)] + ["00Qnotthere000000"]
+    phones = [f"+1202555{n:04d}" for n in range(0, 1600, 2)]
+    lookups = 0
+    with factory() as session:
+        for sync_name in ("web", "other", "none"):
+            expected = reference_existing(session, sync_name, ids)
+            assert store.existing_leads(session, sync_name, ids, lock=False) == expected
+            lookups += len(expected)
+        exclude = set(range(1, 4000, 7))
+        for since in (NOW - timedelta(days=3), NOW - timedelta(hours=1), NOW, NOW + timedelta(1)):
+            for agents in (None, {"agt_0"}, {"agt_1", "agt_2"}, {"nobody"}):
+                for excluded in (set(), exclude):
+                    expected_pairs = reference_recent(session, phones, since, excluded, agents)
+                    found = store.recent_phones(session, phones, since, excluded, agents=agents)
+                    assert found == expected_pairs, (since, agents, len(excluded))
+                    lookups += len(expected_pairs)
+    assert lookups > 1000  # both lookups found plenty, so the comparison means something
+    engine.dispose()
