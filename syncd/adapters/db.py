@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,63 +25,11 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor.close()
 
 
-def _writer_queue() -> type[sqlite3.Connection]:
-    """A ``sqlite3.Connection`` class whose transactions queue on one ``threading.Lock``.
-
-    Every transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock when
-    it starts, not half-way through (two writers then queue instead of failing with
-    "database is locked" on lock upgrade). Between threads of one process (the poll
-    and delivery of ``syncd run`` or ``syncd once``), waiting on SQLite's busy
-    handler is slow: it sleeps in steps of up to 100 ms and checks again, so a claim
-    waiting behind a poll page sleeps on long after the page committed. Threads of
-    one engine queue on a lock instead, taken before ``BEGIN IMMEDIATE`` and given
-    back once ``COMMIT`` or ``ROLLBACK`` is done, which hands over at once. Other
-    processes still meet the busy timeout; a wait longer than that falls through to
-    SQLite, which then reports the lock as it always did instead of hanging.
-    """
-    lock = threading.Lock()
-
-    class QueuedWriterConnection(sqlite3.Connection):
-        _holds_lock = False
-
-        def begin_immediate(self) -> None:
-            held = lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-            try:
-                self.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                if held:
-                    lock.release()
-                raise
-            self._holds_lock = held
-
-        def _release(self) -> None:
-            if self._holds_lock:
-                self._holds_lock = False
-                lock.release()
-
-        def commit(self) -> None:
-            try:
-                super().commit()
-            finally:
-                self._release()
-
-        def rollback(self) -> None:
-            try:
-                super().rollback()
-            finally:
-                self._release()
-
-        def close(self) -> None:
-            try:
-                super().close()
-            finally:
-                self._release()
-
-    return QueuedWriterConnection
-
-
 def _sqlite_begin_immediate(connection: Any) -> None:
-    connection.connection.dbapi_connection.begin_immediate()
+    # Take the write lock when a transaction starts, not half-way through it:
+    # two writers then queue on busy_timeout instead of failing with
+    # "database is locked" on lock upgrade.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Engine:
@@ -94,11 +41,7 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Engine:
         engine = create_engine(
             url,
             echo=echo,
-            connect_args={
-                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-                "isolation_level": None,
-                "factory": _writer_queue(),
-            },
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "isolation_level": None},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)

@@ -1,7 +1,4 @@
-"""``syncd once``: one poll of every enabled sync, and the delivery of what it queued.
-
-Delivery runs while the poll reads its pages (:mod:`syncd.services.once`), and
-goes on until everything due when the poll ended has had its pass.
+"""``syncd once``: one poll (and one delivery pass) of every enabled sync, then exit.
 
 With ``--dry-run`` it reads Salesforce and the database, prints what a poll
 would queue, skip and mark invalid, and writes nothing: no lead, no watermark
@@ -11,7 +8,6 @@ phone numbers or names), like the logs.
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,17 +80,13 @@ def _print_dry_run(result: PollResult) -> None:
 )
 @click.pass_context
 def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: bool) -> None:
-    """Poll each enabled sync once and deliver what is queued, then exit.
-
-    Delivery starts while the poll is still reading pages and ends with a pass
-    made after the poll finished.
+    """Run one poll and one delivery pass for each enabled sync, then exit.
 
     Exits 1 if any poll or delivery failed, 0 otherwise. With --dry-run, nothing
     is written and nothing is sent: the output lists, per sync, the counts and
     each new or changed record's Salesforce Id, would-be state, agent and note.
     """
     from syncd.bootstrap import bootstrap
-    from syncd.services.once import poll_and_deliver
     from syncd.services.poll import poll_sync
 
     config = load_or_exit(config_path)
@@ -122,9 +114,7 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
                 _print_dry_run(result)
                 failed = failed or result.status == "error"
                 continue
-            polled, delivered = poll_and_deliver(
-                sync.name, partial(runtime.poll, sync), partial(runtime.deliver, sync)
-            )
+            polled = runtime.poll(sync)
             click.echo(
                 f"sync {sync.name}: poll {polled.status}: fetched {polled.fetched}, "
                 f"new {polled.new}, updated {polled.updated}, unchanged {polled.unchanged}, "
@@ -132,6 +122,7 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
                 + (f"; {polled.error}" if polled.error else "")
             )
             failed = failed or polled.status == "error"
+            delivered = runtime.deliver(sync)
             click.echo(
                 f"sync {sync.name}: delivery: {delivered.batches} batch(es), accepted "
                 f"{delivered.accepted}, rejected {delivered.rejected}, requeued "
