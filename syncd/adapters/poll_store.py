@@ -1,10 +1,16 @@
 """SQLAlchemy access for polling: sync_state, the leads a page upserts, poll_runs.
 
 Set-based on purpose: one page of up to 2,000 records costs one SELECT of the
-page's existing leads, one SELECT of recent phone numbers, one executemany
-INSERT (with RETURNING, for the audit trail) and one executemany UPDATE.
+page's existing leads, one SELECT of recent phone numbers (each in chunks of
+at most 900 values), one executemany INSERT plus one INSERT ... SELECT of the
+first transitions (the audit trail), and one executemany UPDATE.
 Every function takes the caller's :class:`Session`; the caller owns the
 transaction (one per page), so a page's leads and the watermark commit together.
+
+On SQLite the page's lookups and its INSERT of new leads go straight to the
+driver, values converted by the columns' own bind processors: the same SQL and
+the same stored values, without SQLAlchemy's per-value parameter handling,
+which cost more CPU than SQLite's own work.
 """
 
 from __future__ import annotations
