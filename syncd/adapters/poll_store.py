@@ -404,9 +404,8 @@ def _insert_sqlite(
 def _first_transitions(session: Session, new_leads: ColumnElement[bool], now: datetime) -> int:
     """The first transitions of the new leads, with one INSERT ... SELECT in id order.
 
-    Returns how many were inserted.
-
-    The reason is the one _reason() writes, instead of an executemany bound lead by lead.
+    The reason is the one _reason() writes, instead of an executemany bound lead
+    by lead. Returns how many transitions were inserted.
     """
     what = "polled: new record"
     note = _LEADS.c.note
