@@ -20,6 +20,7 @@ from syncd.entrypoints.cli import (
     config_option,
     describe_db_error,
     fail,
+    freeze_startup_objects,
     load_or_exit,
     setup,
 )
@@ -95,6 +96,7 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
     try:
         # No recovery of ``sending`` leads here: a daemon may be delivering them right now.
         runtime = bootstrap(config, recover=False)
+        freeze_startup_objects()
     except SQLAlchemyError as exc:
         fail(f"cannot open the database: {describe_db_error(exc)}")
     except OSError as exc:

@@ -44,6 +44,7 @@ from syncd.entrypoints.cli import (
     EXIT_FAILURE,
     config_option,
     describe_db_error,
+    freeze_startup_objects,
     load_or_exit,
     setup,
 )
@@ -136,6 +137,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
 
     try:
         runtime = bootstrap(config, replicas=True)
+        freeze_startup_objects()
     except SQLAlchemyError as exc:
         log.error("cannot start: database error", error=describe_db_error(exc))
         return EXIT_FAILURE
