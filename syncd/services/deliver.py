@@ -320,7 +320,7 @@ class _Delivery:
             raise
         if not waiting or released:
             return step
-        if step is _Next.CONTINUE and release is not None:  # after a split, all halves sent
+        if step is _Next.CONTINUE and release is not None:  # e.g. a split, all halves sent
             with self.sessions.begin() as session:
                 outbox.mark_posted(session, release.batch_id, self.now())
             return step
