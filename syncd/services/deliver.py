@@ -307,18 +307,18 @@ class _Delivery:
             self._abandon_quietly(waiting)
             raise
         release = waiting[0] if waiting and not self._stopped() else None
-        released = False
         try:
             if decision.action is Action.RECORD:
                 # The common case: the next batch is released in this same transaction.
                 step, _halves = self._record_checked(claim, decision, reply, release)
-                released = release is not None
+                if release is not None:
+                    return step
             else:
                 step = self._follow(claim, decision, reply)
         except BaseException:
             self._abandon_quietly(waiting)
             raise
-        if not waiting or released:
+        if not waiting:
             return step
         if step is _Next.CONTINUE and release is not None:  # e.g. a split, all halves sent
             with self.sessions.begin() as session:

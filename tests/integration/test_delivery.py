@@ -548,21 +548,28 @@ class TestUncertain:
         assert len(reasons) == 1
 
 
+def claim_directly(
+    sessions: sessionmaker[Session], clock: Clock, limit: int, *, posted: bool = True
+) -> outbox.Claim | None:
+    """One committed claim of sync ``web``, agent ``agt_1``, as delivery makes it."""
+    with sessions.begin() as session:
+        return outbox.claim(
+            session,
+            sync_name="web",
+            agent_id="agt_1",
+            credential="abc",
+            limit=limit,
+            now=clock(),
+            worker="w",
+            posted=posted,
+        )
+
+
 class TestCrashAndStop:
     def test_recover_in_flight(self, sessions: sessionmaker[Session], clock: Clock) -> None:
         """Leads left sending by a crash become uncertain; their batch row is interrupted."""
         ids = insert_leads(sessions, range(3))
-        with sessions.begin() as session:
-            claim = outbox.claim(
-                session,
-                sync_name="web",
-                agent_id="agt_1",
-                credential="abc",
-                limit=2,
-                now=clock(),
-                worker="w",
-            )
-        assert claim is not None
+        assert claim_directly(sessions, clock, 2) is not None
         assert recover_in_flight(sessions, now=clock) == 2
         assert states(sessions) == {ids[0]: "uncertain", ids[1]: "uncertain", ids[2]: "queued"}
         [batch] = batches(sessions)
@@ -779,18 +786,8 @@ class TestClaimAhead:
         """After a crash: the released batch's leads are uncertain, the one claimed ahead
         (never released, so never sent) goes back to the queue and is closed abandoned."""
         ids = insert_leads(sessions, range(3))
-        for posted, limit in ((True, 2), (False, 1)):
-            with sessions.begin() as session:
-                outbox.claim(
-                    session,
-                    sync_name="web",
-                    agent_id="agt_1",
-                    credential="abc",
-                    limit=limit,
-                    now=clock(),
-                    worker="w",
-                    posted=posted,
-                )
+        claim_directly(sessions, clock, 2)
+        claim_directly(sessions, clock, 1, posted=False)
         assert recover_in_flight(sessions, now=clock) == 2
         assert states(sessions) == {ids[0]: "uncertain", ids[1]: "uncertain", ids[2]: "queued"}
         assert [b.outcome for b in batches(sessions)] == ["interrupted", "abandoned"]
@@ -801,17 +798,7 @@ class TestClaimAhead:
         self, sessions: sessionmaker[Session], clock: Clock
     ) -> None:
         insert_leads(sessions, range(2))
-        with sessions.begin() as session:
-            claim = outbox.claim(
-                session,
-                sync_name="web",
-                agent_id="agt_1",
-                credential="abc",
-                limit=2,
-                now=clock(),
-                worker="w",
-                posted=False,
-            )
+        claim = claim_directly(sessions, clock, 2, posted=False)
         assert claim is not None
         with sessions.begin() as session:
             outbox.mark_posted(session, claim.batch_id, clock())
