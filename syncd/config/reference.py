@@ -312,7 +312,9 @@ models (point your editor's YAML language server at it:
   ```
 
   `syncd check-config -c FILE` validates a file and prints one line per sync;
-  `--connect` also logs in to Salesforce and opens a connection to SimZ.
+  `--connect` also logs in to Salesforce and opens a connection to SimZ. To
+  check `config.example.yaml` as it is, set `SF_USERNAME`, `SF_PASSWORD`,
+  `SF_SECURITY_TOKEN` and `SIMZ_API_KEY` first.
 * **Environment variables and secret files.** Substitution happens inside
   string values after the YAML is parsed, so a value can never change the
   structure of the file:
@@ -340,13 +342,20 @@ _FOOTER = """\
 
 * `syncs[].start_at` is read once, at the sync's first poll, and stored:
   editing it later does not move a running sync's window. See
-  [design](design.md#start-at-is-read-once).
+  [design](design.md#start_at-is-read-once).
 * Set exactly one of `syncs[].agent` and `syncs[].route`, and exactly one of
   `schedule.every` and `schedule.cron`.
 * `simz.resend_uncertain` can make SimZ call a person twice; see
   [design](design.md#unknown-is-explicit) before turning it on.
 * `daemon.replica_id` and `daemon.lease_ttl` matter only with several replicas
   on PostgreSQL; see [operations](operations.md#running-several-replicas).
+* `database.url`: percent-encode special characters in a PostgreSQL password.
+  An in-memory SQLite database is refused: it would forget what was sent.
+* `simz.batch_size`: SimZ documents no maximum; a 413 splits the batch in
+  halves (see [design](design.md#split-batches)).
+* `simz.max_attempts` counts 429, 503 and "nothing sent" answers; 401, 402 and
+  404 pause delivery without using attempts (see
+  [design](design.md#which-answers-use-an-attempt)).
 * `--log-format` and `--log-level` before the command
   (`syncd --log-level debug run`) override `observability`.
 """
