@@ -47,17 +47,17 @@ class Table:
     rows: tuple[Row, ...]
 
 
-def tables() -> list[Table]:
+def tables(root: type[BaseModel] = Config) -> list[Table]:
     """Every table of the reference, in the order of the configuration file."""
     found: list[Table] = []
-    for name, field in Config.model_fields.items():
+    for name, field in root.model_fields.items():
         found.extend(_section_tables(name, field))
     return found
 
 
-def reference_keys() -> set[str]:
+def reference_keys(root: type[BaseModel] = Config) -> set[str]:
     """Every documented key as a full dotted path (``syncs[].schedule.every``)."""
-    return {f"{table.path}.{row.key}" for table in tables() for row in table.rows}
+    return {f"{table.path}.{row.key}" for table in tables(root) for row in table.rows}
 
 
 def render() -> str:
@@ -109,24 +109,28 @@ def _rows(
         key = f"{prefix}{name}"
         if _variants(field.annotation):
             described = _description(field)
-            yield key, Row(key, "section, by `method`", "required", described)
+            tag = field.discriminator if isinstance(field.discriminator, str) else "method"
+            yield key, Row(key, f"section, by `{tag}`", "required", described)
             yield key, field
             continue
         default = getattr(instance, name) if instance is not None else _default_of(field)
         nested, is_list = _model_of(field.annotation)
         yield key, Row(key, _type_name(field), _default_text(field, default), _description(field))
-        if nested is not None and not is_list:
+        if nested is not None and is_list:
+            yield from _rows(nested, None, prefix=f"{key}[].")
+        elif nested is not None:
             yield from _rows(nested, default, prefix=f"{key}.")
 
 
 def _union_tables(path: str, field: FieldInfo) -> list[Table]:
     """One table per member of a discriminated union such as ``salesforce.auth``."""
     result: list[Table] = []
+    tag = field.discriminator if isinstance(field.discriminator, str) else "method"
     for variant in _variants(field.annotation):
-        method = get_args(variant.model_fields["method"].annotation)[0]
+        value = get_args(variant.model_fields[tag].annotation)[0]
         intro = (variant.__doc__ or "").strip()
         rows = tuple(row for _, row in _rows(variant, None, prefix="") if isinstance(row, Row))
-        heading = f"### `{path}` with `method: {method}`"
+        heading = f"### `{path}` with `{tag}: {value}`"
         result.append(Table(path, heading, intro, rows))
     return result
 
@@ -199,6 +203,8 @@ def _single_name(tp: Any) -> str:
         return "one of " + ", ".join(f"`{value}`" for value in get_args(tp))
     if get_origin(tp) is dict:
         return f"map of string to {_annotation_name(get_args(tp)[1])}"
+    if get_origin(tp) is list and _is_model(get_args(tp)[0]):
+        return "list of sections"
     if get_origin(tp) is list:
         return f"list of {_annotation_name(get_args(tp)[0])}"
     if tp is FieldRef:

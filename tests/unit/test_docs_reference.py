@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.config.models import Config
 from syncd.config.reference import MISSING_DESCRIPTION, reference_keys, render, tables
@@ -83,3 +85,70 @@ class TestConfigurationReference:
             f"### `salesforce.auth` with `method: {method}`"
             for method in ("password", "jwt", "client_credentials", "session")
         ]
+
+
+class _Target(BaseModel):
+    """Where a copy goes."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    field: str
+    """The field written."""
+
+
+class _Webhook(BaseModel):
+    """Post outcomes to a URL."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    kind: Literal["webhook"]
+    """Selects a webhook."""
+    url: str
+    """Where to post."""
+
+
+class _Queue(BaseModel):
+    """Put outcomes on a queue."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    kind: Literal["queue"]
+    """Selects a queue."""
+    name: str = "outcomes"
+    """Queue name."""
+
+
+class _Section(BaseModel):
+    """A section with a nested list and a union tagged by kind."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    targets: list[_Target] = Field(default_factory=list)
+    """Copies to make."""
+    sink: Annotated[_Webhook | _Queue, Field(discriminator="kind")]
+    """Where outcomes go."""
+    undescribed: int = 3
+
+
+class _Root(BaseModel):
+    section: _Section
+    """The only section."""
+
+
+class TestGeneratorShapes:
+    def test_nested_lists_and_other_tags_are_walked_like_the_schema(self) -> None:
+        """Lists of sections nest with [] and a union tagged by `kind` gets a table per kind."""
+        assert reference_keys(_Root) == _schema_keys(_Root.model_json_schema())
+        headings = [table.heading for table in tables(_Root)]
+        assert headings == [
+            "## `section`",
+            "### `section.sink` with `kind: webhook`",
+            "### `section.sink` with `kind: queue`",
+        ]
+
+    def test_a_field_without_description_is_visible(self) -> None:
+        """A key the model does not describe shows the placeholder, never an empty cell."""
+        rows = {row.key: row for table in tables(_Root) for row in table.rows}
+        assert rows["undescribed"].description == MISSING_DESCRIPTION
+        assert rows["targets"].type == "list of sections"
+        assert rows["targets[].field"].description == "The field written."
