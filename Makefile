@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest bench torture clean
+.PHONY: install demo test lint typecheck pytest docs bench torture clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Regenerate docs/configuration.md from the config models (a test fails when it is stale).
+docs: $(STAMP)
+	$(BIN)/python -m syncd.config.reference > docs/configuration.md
 
 # Throughput, CPU per lead, memory and idle cost against the emulators (10-15 min;
 # BENCH_ARGS=--quick for a 2-minute smoke run). PostgreSQL runs when

@@ -34,7 +34,7 @@ _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 # --------------------------------------------------------------------------- database
@@ -90,8 +90,11 @@ class PasswordAuth(_Model):
     """Username, password and security token (the SOAP login)."""
 
     method: Literal["password"]
+    """Selects this login: username, password and security token."""
     username: str = Field(min_length=1)
+    """The integration user's Salesforce username."""
     password: SecretStr
+    """The integration user's password."""
     security_token: SecretStr = Field(
         default=SecretStr(""), description="Empty when the org trusts the caller's IP range."
     )
@@ -101,8 +104,11 @@ class JwtAuth(_Model):
     """OAuth2 JWT bearer flow with a connected app's certificate key."""
 
     method: Literal["jwt"]
+    """Selects the OAuth2 JWT bearer flow."""
     username: str = Field(min_length=1)
+    """The integration user the connected app logs in as."""
     consumer_key: str = Field(min_length=1)
+    """The connected app's consumer key (client id)."""
     private_key_file: str | None = Field(default=None, description="Path to the PEM private key.")
     private_key: SecretStr | None = Field(default=None, description="The PEM private key itself.")
 
@@ -117,16 +123,22 @@ class ClientCredentialsAuth(_Model):
     """OAuth2 client credentials flow (needs a My Domain or login_url)."""
 
     method: Literal["client_credentials"]
+    """Selects the OAuth2 client credentials flow."""
     consumer_key: str = Field(min_length=1)
+    """The connected app's consumer key (client id)."""
     consumer_secret: SecretStr
+    """The connected app's consumer secret."""
 
 
 class SessionAuth(_Model):
     """An existing session id and instance URL. Cannot log in again when it expires."""
 
     method: Literal["session"]
+    """Selects an existing session (for tests)."""
     session_id: SecretStr
+    """The session id (an OAuth access token)."""
     instance_url: HttpUrl
+    """The org's instance URL, e.g. https://acme.my.salesforce.com."""
 
 
 SalesforceAuth = Annotated[
@@ -138,6 +150,7 @@ AUTH_METHODS = ("password", "jwt", "client_credentials", "session")
 
 class SalesforceConfig(_Model):
     auth: SalesforceAuth
+    """How syncd logs in; method picks one of the forms below."""
     domain: str = Field(
         default="login",
         description="login (production), test (sandbox) or a My Domain such as acme.my.",
@@ -147,6 +160,7 @@ class SalesforceConfig(_Model):
         description="Overrides domain: the login host's base URL (e.g. the emulator's).",
     )
     api_version: str = Field(default="61.0", pattern=r"^\d{2,3}\.0$")
+    """Salesforce REST API version, written NN.0 (quote it in YAML)."""
     ca_bundle: str | None = Field(
         default=None, description="PEM file of CAs to trust instead of the system store."
     )
@@ -178,13 +192,18 @@ class SalesforceConfig(_Model):
 
 class TimeoutConfig(_Model):
     connect: float = Field(default=5.0, gt=0, le=300)
+    """Seconds to open a connection; a failure here means nothing was sent."""
     read: float = Field(default=30.0, gt=0, le=600)
+    """Seconds to wait for an answer; a timeout here makes the batch uncertain."""
 
 
 class BackoffConfig(_Model):
     initial: Duration = Field(default=timedelta(seconds=5))
+    """First wait of the exponential backoff (retries, paused keys and agents)."""
     max: Duration = Field(default=timedelta(minutes=15))
+    """Longest wait; at least initial."""
     multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+    """Growth of the wait per failure."""
 
     @model_validator(mode="after")
     def _ordered(self) -> BackoffConfig:
@@ -197,9 +216,12 @@ class BackoffConfig(_Model):
 
 class SimzConfig(_Model):
     base_url: HttpUrl = Field(default=HttpUrl("https://api.simz.com"))
+    """SimZ API base URL."""
     api_key: SecretStr
+    """The company API key (X-Company-API-Key); logs show only its fingerprint."""
     ca_bundle: str | None = Field(default=None, description="PEM file of CAs to trust.")
     timeout: TimeoutConfig = TimeoutConfig()
+    """Connect and read timeouts of a POST."""
     batch_size: int = Field(default=100, ge=1, le=10_000, description="Leads per POST.")
     requests_per_second: float = Field(
         default=5.0, gt=0, le=1000, description="Client-side rate limit per API key."
@@ -211,6 +233,7 @@ class SimzConfig(_Model):
         description="Retryable answers a lead may get before it becomes failed.",
     )
     backoff: BackoffConfig = BackoffConfig()
+    """Exponential backoff with jitter for retries and paused keys or agents."""
     resend_uncertain: bool = Field(
         default=False,
         description="Opt-in: requeue uncertain leads automatically. Risks calling a person twice.",
@@ -222,6 +245,7 @@ class SimzConfig(_Model):
 
 class ScheduleConfig(_Model):
     every: Duration | None = None
+    """Poll interval, at least 1s. Set exactly one of every and cron."""
     cron: str | None = Field(default=None, description='Crontab, e.g. "*/5 8-18 * * mon-fri".')
     timezone: str = Field(default="UTC", description="Time zone the cron expression is read in.")
 
@@ -272,11 +296,17 @@ class RouteConfig(_Model):
 
 class MappingConfig(_Model):
     phoneNumber: FieldRefValue
+    """The phone number, normalised to E.164; an unusable one makes the lead invalid."""
     firstName: FieldRefValue | None = None
+    """First name; absent or empty values are left out of the request."""
     lastName: FieldRefValue | None = None
+    """Last name; absent or empty values are left out of the request."""
     email: FieldRefValue | None = None
+    """Email; a value that is not an email address is left out, with a note on the lead."""
     campaignType: FieldRefValue | None = None
+    """SimZ campaign type; absent or empty values are left out of the request."""
     customData: dict[str, FieldRefValue] = Field(default_factory=dict)
+    """Extra SimZ customData: key -> field path or {const: value}."""
 
 
 class PhoneConfig(_Model):
@@ -297,6 +327,7 @@ class RulesConfig(_Model):
         default=True, description="Skip records whose DoNotCall field is true."
     )
     do_not_call_field: str = Field(default="DoNotCall", pattern=_FIELD.pattern)
+    """The checkbox field that says do not call."""
     duplicate_phone_window: Duration = Field(
         default=timedelta(hours=24),
         description="Do not send the same number to the same agent twice within this window "
@@ -308,8 +339,11 @@ class OptionsConfig(_Model):
     """SimZ per-request options (LeadSubmissionOptions); absent ones are left out."""
 
     priority: str | None = None
+    """SimZ priority of the submitted leads."""
     enableAMD: bool | None = None
+    """Ask SimZ for answering-machine detection."""
     webhookUrl: HttpUrl | None = None
+    """URL SimZ calls back with call results."""
 
 
 class DeliveryScheduleConfig(_Model):
@@ -339,11 +373,15 @@ def _parse_start_at(value: Any) -> Any:
 class SyncConfig(_Model):
     name: str = Field(description="Unique, lower case: letters, digits, - and _.")
     enabled: bool = True
+    """A disabled sync is neither polled nor delivered."""
     object: str = Field(default="Lead", description="Salesforce object to poll, e.g. Lead.")
     where: str | None = Field(default=None, description="Extra SOQL condition, ANDed in.")
     cursor_field: str = Field(default="SystemModstamp", pattern=_FIELD.pattern)
+    """The replication cursor: a datetime field that every change moves forward."""
     schedule: ScheduleConfig = ScheduleConfig(every=timedelta(seconds=60))
+    """When to poll: every (an interval) or cron."""
     delivery: DeliveryScheduleConfig = DeliveryScheduleConfig()
+    """When to deliver queued leads."""
     start_at: Literal["now"] | datetime = Field(
         default="now",
         description="'now' (default: never dial the org's history) or an ISO date to "
@@ -360,9 +398,13 @@ class SyncConfig(_Model):
     agent: str | None = Field(default=None, description="The SimZ agent id that takes every lead.")
     route: RouteConfig | None = Field(default=None, description="Pick the agent by a field value.")
     mapping: MappingConfig
+    """Where each SimZ lead field comes from."""
     phone: PhoneConfig = PhoneConfig()
+    """How phone numbers are read."""
     rules: RulesConfig = RulesConfig()
+    """Safety rules that hold leads back (skipped)."""
     options: OptionsConfig | None = None
+    """SimZ request options; absent ones are left out of the request."""
 
     @field_validator("start_at", mode="before")
     @classmethod
@@ -417,6 +459,7 @@ class ObservabilityConfig(_Model):
         default="auto", description="auto: console on a terminal, JSON lines otherwise."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level logged."""
 
     @field_validator("listen")
     @classmethod
@@ -461,11 +504,17 @@ class Config(_Model):
     """The whole syncd configuration file."""
 
     database: DatabaseConfig = DatabaseConfig()
+    """Where syncd records every lead, batch and cursor."""
     salesforce: SalesforceConfig
+    """The Salesforce org to poll."""
     simz: SimzConfig
+    """The SimZ API to deliver to."""
     syncs: list[SyncConfig] = Field(min_length=1)
+    """One entry per Salesforce query mapped to SimZ leads."""
     observability: ObservabilityConfig = ObservabilityConfig()
+    """Health, readiness, metrics and logs."""
     daemon: DaemonConfig = DaemonConfig()
+    """Shutdown and replica settings of syncd run."""
 
     @field_validator("syncs")
     @classmethod
