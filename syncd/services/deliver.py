@@ -7,11 +7,14 @@ The order of events for one batch is the whole safety argument:
    whose ``outcome`` is NULL (in flight). The body is built from the payloads
    read in that transaction.
 2. **POST**, outside any transaction, on the delivery's sender thread. It is
-   never interrupted; the read timeout bounds it. If ``stop`` is set between 1
-   and 2, nothing was sent: the leads go back to ``queued`` and the batch row is
-   closed ``abandoned``.
+   never interrupted; ``simz.timeout.total`` bounds the wait for it. If ``stop``
+   is set between 1 and 2, nothing was sent: the leads go back to ``queued`` and
+   the batch row is closed ``abandoned``.
 3. **Outcome** (one committed transaction): the answer is classified by
-   :mod:`syncd.domain.responses` and applied with set-based SQL.
+   :mod:`syncd.domain.responses`, planned as data by
+   :func:`syncd.domain.outcome.plan_outcome` and the plan applied with set-based
+   SQL (:func:`syncd.adapters.outbox.apply_plan`). Counts, metrics and log lines
+   follow (:mod:`syncd.services.delivery_report`).
 
 While a POST is in flight the next batch is claimed *ahead* (step 1 with
 ``posted_at`` left empty), so the database work overlaps SimZ's answer. It is
@@ -37,7 +40,7 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -46,16 +49,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import outbox
 from syncd.adapters.orm import utcnow
-from syncd.adapters.outbox import SCOPE_AGENT, SCOPE_API_KEY, ActivePause, Claim, ClaimedLead
+from syncd.adapters.outbox import Claim, ClaimedLead
 from syncd.adapters.simz import MaybeSent, NothingSent, SimzClient, SimzReply, SubmitCancelled
 from syncd.config.models import SimzConfig, SyncConfig
 from syncd.domain import backoff
 from syncd.domain.batching import request_body
-from syncd.domain.outcome import Limits, OutcomePlan, Reply, plan_outcome
+from syncd.domain.outcome import Limits, Reply, plan_outcome
 from syncd.domain.responses import Action, Classified, classify, maybe_sent, nothing_sent
 from syncd.domain.states import LeadState
 from syncd.logs import get_logger
-from syncd.metrics import BATCHES, LEADS_DELIVERED, SIMZ_REQUEST_DURATION
+from syncd.services.delivery_report import DeliveryReport
+from syncd.services.delivery_report import DeliveryResult as DeliveryResult
 from syncd.services.pause_board import board_for
 
 log = get_logger(__name__)
@@ -63,21 +67,6 @@ log = get_logger(__name__)
 RECOVERY_REASON = "process stopped while the batch was in flight"
 RESEND_REASON = "resend_uncertain enabled"
 STOP_BEFORE_SEND = "stop requested before the batch was sent"
-
-
-@dataclass
-class DeliveryResult:
-    """What one delivery cycle of one sync did (counts are leads, ``batches`` are POSTs)."""
-
-    sync: str
-    batches: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    requeued: int = 0
-    uncertain: int = 0
-    failed: int = 0
-    paused: bool = False
-    errors: list[str] = field(default_factory=list)
 
 
 class _Next(Enum):
@@ -187,7 +176,9 @@ class _Delivery:
             sync.options.model_dump(mode="json", exclude_none=True) if sync.options else None
         )
         self.log = log.bind(sync=sync.name, credential=self.credential)
-        self.board = board_for(session_factory)
+        self.report = DeliveryReport(
+            self.result, self.log, board_for(session_factory), sync.name, self.credential
+        )
         #: Agents whose claim got past every pause in this cycle.
         self.unpaused: set[str] = set()
 
@@ -215,7 +206,7 @@ class _Delivery:
                 step = self._agent(agent, sender)
                 if step in (_Next.STOP_KEY, _Next.STOPPED):
                     break
-        self._expire_pauses(self.unpaused)
+        self.report.expire(self.unpaused, self.now())
         return self.result
 
     def _agent(self, agent: str, sender: ThreadPoolExecutor) -> _Next:
@@ -259,7 +250,8 @@ class _Delivery:
                     posted=posted,
                 )
         if pauses:
-            return self._still_paused(agent, pauses)
+            key_level = self.report.still_paused(agent, pauses)
+            return _Next.STOP_KEY if key_level else _Next.NEXT_AGENT
         self.unpaused.add(agent)
         return claim if claim is not None else _Next.NEXT_AGENT
 
@@ -428,16 +420,8 @@ class _Delivery:
                 if isinstance(item, Claim):  # a part's parent is closed already (split)
                     outbox.close_batch(session, item.batch_id, outcome="abandoned", now=current)
         for item in items:
-            self.result.requeued += len(item.leads)
-            LEADS_DELIVERED.labels(self.sync.name, "requeued").inc(len(item.leads))
-            if isinstance(item, Claim):
-                BATCHES.labels(self.sync.name, item.agent_id, "abandoned").inc()
-            self.log.info(
-                "split part not sent" if isinstance(item, _Part) else "batch abandoned",
-                agent=item.agent_id,
-                batch=item.batch_id,
-                leads=len(item.leads),
-                reason=reason,
+            self.report.abandoned(
+                item.agent_id, item.batch_id, len(item.leads), reason, part=isinstance(item, _Part)
             )
 
     def _record(
@@ -473,141 +457,11 @@ class _Delivery:
                 now=current,
                 release=release.batch_id if release is not None else None,
             )
-        self._observe(claim, decision, reply, plan)
-        self._follow_pauses(claim, decision, plan, applied)
+        self.report.batch(claim.agent_id, claim.batch_id, len(claim.leads), decision, reply, plan)
+        self.report.pauses(claim.agent_id, decision, plan, applied.pause)
         by_id = {lead.id: lead for lead in claim.leads}
         halves = [_Part(claim, tuple(by_id[i] for i in half)) for half in plan.halves]
         return _Next(plan.step.value), halves
-
-    # ------------------------------------------------------------------ pauses
-
-    def _still_paused(self, agent: str, pauses: list[ActivePause]) -> _Next:
-        """The claim found ``agent`` (or its key) paused: announce a pause once, report it."""
-        self.result.paused = True
-        key_level = False
-        for pause in pauses:
-            key_level = key_level or pause.scope == SCOPE_API_KEY
-            if self.board.open(pause.scope, pause.key, pause.paused_until):
-                self._log_paused(agent, pause)
-            if pause.http_status != 429:
-                until = pause.paused_until.isoformat()
-                self.result.errors.append(
-                    f"delivery paused ({pause.scope}) until {until}: {pause.reason}"
-                )
-        return _Next.STOP_KEY if key_level else _Next.NEXT_AGENT
-
-    def _follow_pauses(
-        self, claim: Claim, decision: Classified, plan: OutcomePlan, applied: outbox.Applied
-    ) -> None:
-        """Keep the pause board (and the paused gauge) in step with what the answer did."""
-        if plan.clear_pauses:
-            for scope, key in self.board.lifted(self.credential, claim.agent_id):
-                self.log.info("delivery resumed", agent=claim.agent_id, scope=scope, key=key)
-        pause = applied.pause
-        if pause is None:
-            return
-        if plan.outcome == "paused":
-            self.result.paused = True
-        if self.board.open(pause.scope, pause.key, pause.paused_until):
-            self._log_paused(claim.agent_id, pause, decision.action_required)
-        else:
-            self.log.info(
-                "delivery pause extended",
-                agent=claim.agent_id,
-                scope=pause.scope,
-                status=pause.http_status,
-                failures=pause.failures,
-                paused_until=pause.paused_until.isoformat(),
-            )
-
-    def _log_paused(
-        self, agent: str, pause: ActivePause, action_required: str | None = None
-    ) -> None:
-        """``delivery paused``, once per pause: an error, a warning for a rate limit."""
-        fields: dict[str, Any] = {
-            "agent": agent,
-            "scope": pause.scope,
-            "status": pause.http_status,
-            "reason": pause.reason,
-            "failures": pause.failures,
-            "paused_until": pause.paused_until.isoformat(),
-        }
-        if action_required is not None:
-            fields["action_required"] = action_required
-        if pause.http_status == 429:
-            self.log.warning("delivery paused", **fields)
-        else:
-            self.log.error("delivery paused", **fields)
-
-    def _expire_pauses(self, visited: set[str]) -> None:
-        """Pauses this cycle got past without renewing them have lifted."""
-        keys = [(SCOPE_AGENT, outbox.agent_pause_key(self.credential, a)) for a in visited]
-        if visited:
-            keys.append((SCOPE_API_KEY, self.credential))
-        for scope, key in self.board.expired(keys, self.now()):
-            self.log.info("delivery resumed", scope=scope, key=key)
-
-    # ------------------------------------------------------------------ telemetry
-
-    def _observe(
-        self, claim: Claim, decision: Classified, reply: SimzReply | None, plan: OutcomePlan
-    ) -> None:
-        """Count the batch and its leads, and log one line for it."""
-        self.result.batches += 1
-        for name, value in plan.counts.items():
-            setattr(self.result, name, getattr(self.result, name) + value)
-            if value:
-                LEADS_DELIVERED.labels(self.sync.name, name).inc(value)
-        BATCHES.labels(self.sync.name, claim.agent_id, plan.outcome).inc()
-        if reply is not None:
-            SIMZ_REQUEST_DURATION.labels(self.sync.name).observe(reply.duration)
-        if plan.error is not None:
-            self.result.errors.append(plan.error)
-        for warning in decision.warnings:
-            self.log.warning(
-                "odd SimZ answer", agent=claim.agent_id, batch=claim.batch_id, detail=warning
-            )
-        fields: dict[str, Any] = {
-            "agent": claim.agent_id,
-            "batch": claim.batch_id,
-            "simz_batch_id": plan.batch.simz_batch_id,
-            "status": reply.status if reply is not None else None,
-            "outcome": plan.outcome,
-            "accepted": plan.counts.accepted,
-            "rejected": plan.counts.rejected,
-            "leads": len(claim.leads),
-            "duration_ms": round(reply.duration * 1000, 1) if reply is not None else None,
-        }
-        self._log_batch(decision, plan, fields)
-
-    def _log_batch(self, decision: Classified, plan: OutcomePlan, fields: dict[str, Any]) -> None:
-        """One line per batch, named for what SimZ did with it; failures on their own line."""
-        if plan.outcome == "uncertain":
-            self.log.error(UNCERTAIN_EVENT, reason=decision.reason, alert=True, **fields)
-        elif plan.outcome in _NOTHING_QUEUED:
-            self.log.warning(
-                "nothing sent",
-                reason=decision.reason,
-                requeued=plan.counts.requeued,
-                failed=plan.counts.failed,
-                **fields,
-            )
-        else:
-            self.log.info("batch sent", **fields)
-        if plan.counts.failed:
-            self.log.error(
-                "leads failed",
-                agent=fields["agent"],
-                batch=fields["batch"],
-                leads=plan.counts.failed,
-                reason=plan.failure_reason,
-                action="check SimZ, then `syncd requeue` the failed leads",
-            )
-
-
-#: Outcomes of answers meaning SimZ queued nothing of the batch.
-_NOTHING_QUEUED = frozenset({"retry", "paused", "split", "rejected"})
-UNCERTAIN_EVENT = "batch sent, outcome unknown: leads uncertain"
 
 
 def _reply_facts(reply: SimzReply | None) -> Reply | None:
