@@ -668,13 +668,10 @@ def recover_in_flight(
     released (no ``posted_at``), whose batch is closed ``abandoned``. Returns how
     many became ``uncertain``.
     """
-    found = _stranded_leads(session, sync_name)
-    split = [r for r in found if r.outcome is not None]
-    ahead = [r for r in found if r.outcome is None and r.batch_id is not None and not r.posted_at]
+    split, ahead, maybe_posted = _sort_stranded(_stranded_leads(session, sync_name))
     _requeue_unsent(session, split, _SPLIT_UNSENT, now)
     _requeue_unsent(session, ahead, _AHEAD_UNSENT, now)
     _close_batches(session, {r.batch_id for r in ahead}, "abandoned", now)
-    maybe_posted = [r for r in found if r.outcome is None and (r.batch_id is None or r.posted_at)]
     _mark_uncertain(session, maybe_posted, reason, now)
     _interrupt_open_batches(session, sync_name, now)
     return len(maybe_posted)
@@ -696,6 +693,21 @@ def _stranded_leads(session: Session, sync_name: str | None) -> Sequence[Any]:
         .outerjoin(Batch, Batch.id == Lead.batch_id)
         .where(*leads_filter)
     ).all()
+
+
+def _sort_stranded(found: Sequence[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+    """Stranded leads as (unsent split parts, unreleased claims ahead, maybe posted)."""
+    split: list[Any] = []
+    ahead: list[Any] = []
+    maybe_posted: list[Any] = []
+    for row in found:
+        if row.outcome is not None:
+            split.append(row)
+        elif row.batch_id is not None and not row.posted_at:
+            ahead.append(row)
+        else:
+            maybe_posted.append(row)
+    return split, ahead, maybe_posted
 
 
 def _requeue_unsent(session: Session, rows: Sequence[Any], why: str, now: datetime) -> None:

@@ -360,15 +360,7 @@ def _retry(facts: _Facts) -> OutcomePlan:
     )
     queued = replace(failed, lead_ids=again, target=LeadState.QUEUED, reason=decision.reason)
     queued = replace(queued, next_attempt_at=facts.now + wait)
-    pause = None
-    step = Step.NEXT_AGENT
-    if facts.status == 429:
-        step = Step.STOP_KEY
-        pause = PausePlan(
-            SCOPE_API_KEY, facts.credential, decision.reason, 429, until=facts.now + wait
-        )
-    elif facts.reply is None:  # SimZ unreachable: every agent of the key shares the host
-        step = Step.STOP_KEY
+    step, pause = _after_retry(facts, wait)
     return OutcomePlan(
         batch=facts.row("retry"),
         step=step,
@@ -378,6 +370,18 @@ def _retry(facts: _Facts) -> OutcomePlan:
         error=decision.reason if facts.reply is None else None,
         failure_reason=failed.reason if spent else None,
     )
+
+
+def _after_retry(facts: _Facts, wait: timedelta) -> tuple[Step, PausePlan | None]:
+    """A 429 pauses the API key for the wait; no answer at all stops the key too."""
+    if facts.status == 429:
+        until = facts.now + wait
+        return Step.STOP_KEY, PausePlan(
+            SCOPE_API_KEY, facts.credential, facts.decision.reason, 429, until=until
+        )
+    if facts.reply is None:  # SimZ unreachable: every agent of the key shares the host
+        return Step.STOP_KEY, None
+    return Step.NEXT_AGENT, None
 
 
 def _pause(facts: _Facts) -> OutcomePlan:
