@@ -36,9 +36,16 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause
+from syncd.domain.outcome import (
+    ERROR_CODE_CHARS,
+    ERROR_MESSAGE_CHARS,
+    REASON_CHARS,
+    Move,
+    OutcomePlan,
+    bounded,
+)
 from syncd.domain.outcome import SCOPE_AGENT as SCOPE_AGENT
 from syncd.domain.outcome import SCOPE_API_KEY as SCOPE_API_KEY
-from syncd.domain.outcome import Move, OutcomePlan
 from syncd.domain.outcome import agent_pause_key as agent_pause_key
 from syncd.domain.states import LeadState, check_transition
 
@@ -360,7 +367,7 @@ def _transitions(
             "lead_id": lead_id,
             "from_state": source,
             "to_state": target.value,
-            "reason": reason[:500],
+            "reason": bounded(reason, REASON_CHARS),
             "batch_id": batch_id,
             "at": now,
         }
@@ -452,7 +459,7 @@ def move(
             "ids": ids,
             "t_from": source.value,
             "t_to": target.value,
-            "t_reason": reason[:500],
+            "t_reason": bounded(reason, REASON_CHARS),
             "t_batch": batch_id,
             "t_at": now,
         },
@@ -486,7 +493,11 @@ def reject(
         .execution_options(synchronize_session=False)
     )
     params = [
-        {"lead_id": lead_id, "code": (code or "")[:100] or None, "message": message}
+        {
+            "lead_id": lead_id,
+            "code": bounded(code or None, ERROR_CODE_CHARS),
+            "message": bounded(message, ERROR_MESSAGE_CHARS),
+        }
         for lead_id, code, message in rejections
     ]
     session.connection().execute(statement, params)
@@ -525,7 +536,7 @@ def pause(
     values: dict[str, Any] = {
         "scope": scope,
         "key": key,
-        "reason": reason[:500],
+        "reason": bounded(reason, REASON_CHARS),
         "http_status": http_status,
         "failures": failures,
         "paused_until": ends,
@@ -547,7 +558,7 @@ def pause(
             },
         )
     )
-    return ActivePause(scope, key, reason[:500], http_status, failures, ends)
+    return ActivePause(scope, key, bounded(reason, REASON_CHARS), http_status, failures, ends)
 
 
 _CLEAR_PAUSES = delete(_PAUSES_TABLE).where(_PAUSES)

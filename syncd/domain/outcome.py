@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, overload
 
 from syncd.domain import backoff
 from syncd.domain.responses import Action, Classified
@@ -37,15 +37,29 @@ SIMZ_BATCH_ID_CHARS = 255
 ERROR_CODE_CHARS = 100
 ERROR_MESSAGE_CHARS = 2000
 EXCERPT_CHARS = 500
+#: Transition and pause reasons (they quote the vendor's code and message).
+REASON_CHARS = 500
 #: ``error_code`` of leads whose batch never reached SimZ.
 NO_SEND = "NO_SEND"
 
 
+@overload
+def bounded(text: str, limit: int) -> str: ...
+@overload
+def bounded(text: str | None, limit: int) -> str | None: ...
 def bounded(text: str | None, limit: int) -> str | None:
     """``text`` cut to at most ``limit`` characters, ending in :data:`TRUNCATED` if cut."""
     if text is None or len(text) <= limit:
         return text
     return text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+def excerpt(body: bytes) -> str:
+    """The start of an answer's body as text, at most :data:`EXCERPT_CHARS` characters."""
+    text = body[:EXCERPT_CHARS].decode("utf-8", errors="replace")
+    if len(body) > EXCERPT_CHARS:
+        return text[: EXCERPT_CHARS - len(TRUNCATED)] + TRUNCATED
+    return text
 
 
 def agent_pause_key(credential: str, agent_id: str) -> str:
@@ -192,6 +206,8 @@ class OutcomePlan:
     error: str | None = None
     #: Leads whose attempt budget is spent and the reason they failed.
     failure_reason: str | None = None
+    #: Odd things about the answer worth a warning (counts that disagree, bad indexes).
+    warnings: tuple[str, ...] = ()
 
     @property
     def outcome(self) -> str:
@@ -224,15 +240,14 @@ class _Facts:
         rejected: int | None = None,
     ) -> BatchRow:
         reply = self.reply
-        excerpt = (
-            reply.body[:EXCERPT_CHARS].decode("utf-8", errors="replace")
-            if reply is not None
-            else self.decision.reason[:EXCERPT_CHARS]
-        )
         return BatchRow(
             outcome=outcome,
             http_status=self.status,
-            excerpt=excerpt,
+            excerpt=(
+                excerpt(reply.body)
+                if reply is not None
+                else bounded(self.decision.reason, EXCERPT_CHARS)
+            ),
             duration=reply.duration if reply is not None else None,
             simz_batch_id=simz_batch_id,
             accepted=accepted,
@@ -253,7 +268,11 @@ def plan_outcome(
     """What the answer ``decision`` (to a POST of ``leads``) does, as an :class:`OutcomePlan`."""
     ids = tuple(lead.id for lead in leads)
     facts = _Facts(decision, ids, tuple(leads), agent_id, credential, reply, limits, now)
-    action = decision.action
+    return replace(_plan(facts), warnings=decision.warnings)
+
+
+def _plan(facts: _Facts) -> OutcomePlan:
+    action = facts.decision.action
     if action is Action.RECORD:
         return _record(facts)
     if action is Action.SPLIT:

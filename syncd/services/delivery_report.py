@@ -85,7 +85,7 @@ class DeliveryReport:
             SIMZ_REQUEST_DURATION.labels(self.sync).observe(reply.duration)
         if plan.error is not None:
             self.result.errors.append(plan.error)
-        for warning in decision.warnings:
+        for warning in plan.warnings:
             self.log.warning("odd SimZ answer", agent=agent, batch=batch, detail=warning)
         fields: dict[str, Any] = {
             "agent": agent,

@@ -10,14 +10,16 @@ import json
 from collections.abc import Callable
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncd.adapters.orm import LeadTransition
 from syncd.adapters.simz import key_fingerprint
 from syncd.domain.outcome import TRUNCATED
 from syncd.metrics import REGISTRY
 from syncd.sandbox.simz import SimzEmulator
 from syncd.services.state_metrics import refresh_state_metrics
-from tests.integration.delivery_rows import batches, insert_leads, lead, states
+from tests.integration.delivery_rows import batches, insert_leads, lead, pauses, states
 from tests.integration.operator_rows import make_config
 from tests.integration.test_delivery import Clock, Harness
 from tests.integration.test_delivery import clock as clock
@@ -88,11 +90,17 @@ class TestVendorStrings:
         """A 429 with a long code and a Retry-After of 5,000 digits: queued, paused."""
         harness = make_harness()
         ids = insert_leads(sessions, range(1))
-        body = json.dumps({"success": False, "code": "R" * 300})
+        body = json.dumps({"success": False, "code": "R" * 600})
         harness.emulator.inject("custom", status=429, body=body, retry_after="9" * 5000)
         harness.run()
         assert lead(sessions, ids[0]).state == "queued"
         assert [b.outcome for b in batches(sessions)] == ["retry"]
+        [pause] = pauses(sessions)
+        assert (pause.http_status, len(pause.reason)) == (429, 500)
+        assert pause.reason.endswith(TRUNCATED)
+        with sessions() as session:
+            reasons = session.scalars(select(LeadTransition.reason)).all()
+        assert any(len(r) == 500 and r.endswith(TRUNCATED) for r in reasons)
 
 
 class TestTotalDeadline:

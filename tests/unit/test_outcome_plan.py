@@ -121,13 +121,12 @@ class TestOk:
         assert result.batch.simz_batch_id is None
         assert result.batch.outcome == "accepted"
 
-    def test_count_mismatch_still_accepts(self) -> None:
-        """Counts that disagree with errors[] still accept (the classifier warns)."""
+    def test_count_mismatch_still_accepts_with_a_warning(self) -> None:
+        """Counts that disagree with errors[] still accept; the plan carries the warning."""
         reply = answer(200, {"success": True, "batchId": "b", "accepted": 7})
-        decision = classify(reply.status, reply.body, 2)
-        assert decision.warnings
         result = plan(reply, leads(2))
         assert result.counts == Counts(accepted=2)
+        assert result.warnings == ("SimZ reported accepted=7 but errors[] leaves 2",)
 
     def test_unreadable_200_is_uncertain(self) -> None:
         """A 200 whose body cannot be read: uncertain, next agent, an error reported."""
@@ -341,6 +340,12 @@ class TestPlainValues:
         result = plan(answer(200, {"success": True}), leads(1))
         with pytest.raises(FrozenInstanceError):
             result.step = Step.STOP_KEY  # type: ignore[misc]
+
+    def test_excerpt_of_a_long_body_is_marked(self) -> None:
+        """A body longer than the excerpt is cut with the marker; a short one is kept."""
+        result = plan(answer(500, b"e" * 10_000), leads(1))
+        assert result.batch.excerpt == "e" * (500 - len(TRUNCATED)) + TRUNCATED
+        assert plan(answer(500, b"short"), leads(1)).batch.excerpt == "short"
 
     def test_bounded(self) -> None:
         """Short strings pass; long ones end in the marker at exactly the limit."""
