@@ -598,6 +598,22 @@ def _move_values(step: Move) -> dict[str, Any]:
     return values
 
 
+def _close_planned(session: Session, batch_id: int, plan: OutcomePlan, now: datetime) -> None:
+    row = plan.batch
+    close_batch(
+        session,
+        batch_id,
+        outcome=row.outcome,
+        now=now,
+        http_status=row.http_status,
+        simz_batch_id=row.simz_batch_id,
+        accepted=row.accepted,
+        rejected=row.rejected,
+        duration=row.duration,
+        excerpt=row.excerpt,
+    )
+
+
 def apply_plan(
     session: Session,
     plan: OutcomePlan,
@@ -644,19 +660,7 @@ def apply_plan(
             now=now,
             until=plan.pause.ends,
         )
-    row = plan.batch
-    close_batch(
-        session,
-        batch_id,
-        outcome=row.outcome,
-        now=now,
-        http_status=row.http_status,
-        simz_batch_id=row.simz_batch_id,
-        accepted=row.accepted,
-        rejected=row.rejected,
-        duration=row.duration,
-        excerpt=row.excerpt,
-    )
+    _close_planned(session, batch_id, plan, now)
     if release is not None:
         mark_posted(session, release, now)
     return Applied(opened, cleared)
