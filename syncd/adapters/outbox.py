@@ -36,6 +36,17 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause
+from syncd.domain.outcome import (
+    ERROR_CODE_CHARS,
+    ERROR_MESSAGE_CHARS,
+    REASON_CHARS,
+    Move,
+    OutcomePlan,
+    bounded,
+)
+from syncd.domain.outcome import SCOPE_AGENT as SCOPE_AGENT
+from syncd.domain.outcome import SCOPE_API_KEY as SCOPE_API_KEY
+from syncd.domain.outcome import agent_pause_key as agent_pause_key
 from syncd.domain.states import LeadState, check_transition
 
 #: Core tables for the per-batch moves: plain UPDATE and executemany INSERT, without
@@ -44,9 +55,6 @@ _TRANSITIONS: Table = LeadTransition.__table__  # type: ignore[assignment]
 _LEADS: Table = Lead.__table__  # type: ignore[assignment]
 _BATCHES: Table = Batch.__table__  # type: ignore[assignment]
 _PAUSES_TABLE: Table = Pause.__table__  # type: ignore[assignment]
-
-SCOPE_API_KEY = "api_key"
-SCOPE_AGENT = "agent"
 
 
 class OutboxConflict(RuntimeError):
@@ -79,10 +87,6 @@ class ActivePause:
     http_status: int | None
     failures: int
     paused_until: datetime
-
-
-def agent_pause_key(credential: str, agent_id: str) -> str:
-    return f"{credential}/{agent_id}"
 
 
 # --------------------------------------------------------------------------- reads
@@ -363,7 +367,7 @@ def _transitions(
             "lead_id": lead_id,
             "from_state": source,
             "to_state": target.value,
-            "reason": reason[:500],
+            "reason": bounded(reason, REASON_CHARS),
             "batch_id": batch_id,
             "at": now,
         }
@@ -455,7 +459,7 @@ def move(
             "ids": ids,
             "t_from": source.value,
             "t_to": target.value,
-            "t_reason": reason[:500],
+            "t_reason": bounded(reason, REASON_CHARS),
             "t_batch": batch_id,
             "t_at": now,
         },
@@ -489,7 +493,11 @@ def reject(
         .execution_options(synchronize_session=False)
     )
     params = [
-        {"lead_id": lead_id, "code": (code or "")[:100] or None, "message": message}
+        {
+            "lead_id": lead_id,
+            "code": bounded(code or None, ERROR_CODE_CHARS),
+            "message": bounded(message, ERROR_MESSAGE_CHARS),
+        }
         for lead_id, code, message in rejections
     ]
     session.connection().execute(statement, params)
@@ -528,7 +536,7 @@ def pause(
     values: dict[str, Any] = {
         "scope": scope,
         "key": key,
-        "reason": reason[:500],
+        "reason": bounded(reason, REASON_CHARS),
         "http_status": http_status,
         "failures": failures,
         "paused_until": ends,
@@ -550,7 +558,7 @@ def pause(
             },
         )
     )
-    return ActivePause(scope, key, reason[:500], http_status, failures, ends)
+    return ActivePause(scope, key, bounded(reason, REASON_CHARS), http_status, failures, ends)
 
 
 _CLEAR_PAUSES = delete(_PAUSES_TABLE).where(_PAUSES)
@@ -561,6 +569,101 @@ def clear_pauses(session: Session, credential: str, agent_id: str) -> int:
     result = session.connection().execute(_CLEAR_PAUSES, _pause_keys(credential, agent_id))
     cleared: int = result.rowcount
     return cleared
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What carrying out a plan did beyond the plan itself."""
+
+    #: The pause opened or extended, as stored (failures counted, end computed).
+    pause: ActivePause | None = None
+    #: How many pauses a success ended.
+    cleared: int = 0
+
+
+def _move_values(step: Move) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if step.clear_batch:
+        values["batch_id"] = None
+    if step.set_error:
+        values["error_code"] = step.error_code
+        values["error_message"] = step.error_message
+    if step.next_attempt_at is not None:
+        values["next_attempt_at"] = step.next_attempt_at
+    if step.target is LeadState.ACCEPTED:
+        values["simz_batch_id"] = step.simz_batch_id
+    return values
+
+
+def _close_planned(session: Session, batch_id: int, plan: OutcomePlan, now: datetime) -> None:
+    row = plan.batch
+    close_batch(
+        session,
+        batch_id,
+        outcome=row.outcome,
+        now=now,
+        http_status=row.http_status,
+        simz_batch_id=row.simz_batch_id,
+        accepted=row.accepted,
+        rejected=row.rejected,
+        duration=row.duration,
+        excerpt=row.excerpt,
+    )
+
+
+def apply_plan(
+    session: Session,
+    plan: OutcomePlan,
+    *,
+    batch_id: int,
+    credential: str,
+    agent_id: str,
+    now: datetime,
+    release: int | None = None,
+) -> Applied:
+    """Carry out ``plan`` (the answer to batch ``batch_id``) in the caller's transaction.
+
+    ``release``: a batch claimed ahead, released for sending in the same transaction.
+    """
+    for step in plan.moves:
+        move(
+            session,
+            step.lead_ids,
+            source=LeadState.SENDING,
+            target=step.target,
+            reason=step.reason,
+            batch_id=batch_id,
+            now=now,
+            values=_move_values(step),
+            count_attempt=step.count_attempt,
+        )
+    reject(
+        session,
+        [(r.lead_id, r.code, r.message) for r in plan.rejections],
+        reason=plan.rejection_reason,
+        batch_id=batch_id,
+        now=now,
+        simz_batch_id=plan.rejection_batch_id,
+    )
+    cleared = clear_pauses(session, credential, agent_id) if plan.clear_pauses else 0
+    opened = None
+    if plan.pause is not None:
+        opened = pause(
+            session,
+            scope=plan.pause.scope,
+            key=plan.pause.key,
+            reason=plan.pause.reason,
+            http_status=plan.pause.http_status,
+            now=now,
+            until=plan.pause.ends,
+        )
+    _close_planned(session, batch_id, plan, now)
+    if release is not None:
+        mark_posted(session, release, now)
+    return Applied(opened, cleared)
 
 
 # --------------------------------------------------------------------------- recovery
@@ -580,46 +683,80 @@ def recover_in_flight(
     released (no ``posted_at``), whose batch is closed ``abandoned``. Returns how
     many became ``uncertain``.
     """
+    split, ahead, maybe_posted = _sort_stranded(_stranded_leads(session, sync_name))
+    _requeue_unsent(session, split, _SPLIT_UNSENT, now)
+    _requeue_unsent(session, ahead, _AHEAD_UNSENT, now)
+    _close_batches(session, {r.batch_id for r in ahead}, "abandoned", now)
+    _mark_uncertain(session, maybe_posted, reason, now)
+    _interrupt_open_batches(session, sync_name, now)
+    return len(maybe_posted)
+
+
+_SPLIT_UNSENT = "part of a split batch that was never sent (SimZ had queued nothing)"
+_AHEAD_UNSENT = "claimed ahead and never sent (the process stopped first)"
+#: Leads per UPDATE when marking many leads uncertain (bounded statement size).
+_RECOVERY_CHUNK = 5000
+
+
+def _stranded_leads(session: Session, sync_name: str | None) -> Sequence[Any]:
+    """Every ``sending`` lead (of ``sync_name``) with its batch's outcome and ``posted_at``."""
     leads_filter: list[ColumnElement[bool]] = [Lead.state == LeadState.SENDING.value]
-    batches_filter: list[ColumnElement[bool]] = [Batch.outcome.is_(None)]
     if sync_name is not None:
         leads_filter.append(Lead.sync_name == sync_name)
-        batches_filter.append(Batch.sync_name == sync_name)
-    found = session.execute(
+    return session.execute(
         select(Lead.id, Lead.batch_id, Batch.outcome, Batch.posted_at)
         .outerjoin(Batch, Batch.id == Lead.batch_id)
         .where(*leads_filter)
     ).all()
-    split = [r for r in found if r.outcome is not None]
-    ahead = [r for r in found if r.outcome is None and r.batch_id is not None and not r.posted_at]
-    for group, why in (
-        (split, "part of a split batch that was never sent (SimZ had queued nothing)"),
-        (ahead, "claimed ahead and never sent (the process stopped first)"),
-    ):
-        for batch_id in sorted({r.batch_id for r in group}):
-            move(
-                session,
-                [r.id for r in group if r.batch_id == batch_id],
-                source=LeadState.SENDING,
-                target=LeadState.QUEUED,
-                reason=why,
-                batch_id=batch_id,
-                now=now,
-                values={"batch_id": None},
-            )
-    if ahead:
+
+
+def _sort_stranded(found: Sequence[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+    """Stranded leads as (unsent split parts, unreleased claims ahead, maybe posted)."""
+    split: list[Any] = []
+    ahead: list[Any] = []
+    maybe_posted: list[Any] = []
+    for row in found:
+        if row.outcome is not None:
+            split.append(row)
+        elif row.batch_id is not None and not row.posted_at:
+            ahead.append(row)
+        else:
+            maybe_posted.append(row)
+    return split, ahead, maybe_posted
+
+
+def _requeue_unsent(session: Session, rows: Sequence[Any], why: str, now: datetime) -> None:
+    """Leads certainly never sent back to ``queued``, one move per batch."""
+    for batch_id in sorted({r.batch_id for r in rows}):
+        move(
+            session,
+            [r.id for r in rows if r.batch_id == batch_id],
+            source=LeadState.SENDING,
+            target=LeadState.QUEUED,
+            reason=why,
+            batch_id=batch_id,
+            now=now,
+            values={"batch_id": None},
+        )
+
+
+def _close_batches(session: Session, batch_ids: set[int], outcome: str, now: datetime) -> None:
+    if batch_ids:
         session.execute(
             update(Batch)
-            .where(Batch.id.in_(sorted({r.batch_id for r in ahead})))
-            .values(outcome="abandoned", finished_at=now)
+            .where(Batch.id.in_(sorted(batch_ids)))
+            .values(outcome=outcome, finished_at=now)
             .execution_options(synchronize_session=False)
         )
-    rows = [r for r in found if r.outcome is None and (r.batch_id is None or r.posted_at)]
+
+
+def _mark_uncertain(session: Session, rows: Sequence[Any], reason: str, now: datetime) -> None:
+    """Leads that may have been posted become ``uncertain``, with their transitions."""
     check_transition(LeadState.SENDING, LeadState.UNCERTAIN)
-    for start in range(0, len(rows), 5000):
+    for start in range(0, len(rows), _RECOVERY_CHUNK):
         session.execute(
             update(Lead)
-            .where(Lead.id.in_([r.id for r in rows[start : start + 5000]]))
+            .where(Lead.id.in_([r.id for r in rows[start : start + _RECOVERY_CHUNK]]))
             .values(state=LeadState.UNCERTAIN.value, updated_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -636,13 +773,19 @@ def recover_in_flight(
             for r in rows
         ]
         session.execute(insert(LeadTransition), params)
+
+
+def _interrupt_open_batches(session: Session, sync_name: str | None, now: datetime) -> None:
+    """Every batch row still open (of ``sync_name``) is closed ``interrupted``."""
+    batches_filter: list[ColumnElement[bool]] = [Batch.outcome.is_(None)]
+    if sync_name is not None:
+        batches_filter.append(Batch.sync_name == sync_name)
     session.execute(
         update(Batch)
         .where(*batches_filter)
         .values(outcome="interrupted", finished_at=now)
         .execution_options(synchronize_session=False)
     )
-    return len(rows)
 
 
 def requeue_uncertain(session: Session, sync_name: str, now: datetime, reason: str) -> int:

@@ -11,12 +11,22 @@ httpx's exceptions, sorted (httpx 0.27/0.28, HTTP/1.1 via httpcore):
   ``httpx.ConnectTimeout``, ``httpx.PoolTimeout`` (no connection free), and
   ``httpx.UnsupportedProtocol``/``httpx.InvalidURL`` (refused before any
   socket). httpcore raises these only while obtaining a connection, before
-  the first byte of the request is written.
+  the first byte of the request is written. ``httpx.LocalProtocolError`` too:
+  h11 raises it while checking the request it is about to write (say a header
+  value with a control character), before handing any byte to the socket; the
+  request body is one buffer of known length, so the other cases of h11 (more
+  or less body than announced) cannot happen.
 * :class:`MaybeSent`: everything else: ``ReadTimeout``, ``WriteTimeout``,
   ``ReadError``, ``WriteError``, ``RemoteProtocolError`` (e.g. the server
-  closed a kept-alive connection mid-request), ``LocalProtocolError``,
-  ``CloseError``, and any unexpected exception raised once sending began. A
-  partly written request may still have been processed, so we say "unknown".
+  closed a kept-alive connection mid-request), ``CloseError``, an answer not
+  complete within ``timeout.total``, and any unexpected exception raised once
+  sending began. A partly written request may still have been processed, so
+  we say "unknown".
+
+The read timeout bounds each read, not the answer: a server that sends a byte
+every few seconds would hold a POST open for minutes. ``timeout.total`` bounds
+the whole exchange: the POST runs on a helper thread that the caller stops
+waiting for at the deadline (the helper gives up at its next read).
 """
 
 from __future__ import annotations
@@ -65,7 +75,12 @@ _NOTHING_SENT: tuple[type[BaseException], ...] = (
     httpx.PoolTimeout,
     httpx.UnsupportedProtocol,
     httpx.InvalidURL,
+    httpx.LocalProtocolError,
 )
+
+
+class _DeadlinePassed(Exception):
+    """The answer was not complete by the total deadline."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +208,7 @@ class SimzClient:
         Waits for the API key's rate limit first (raises :class:`SubmitCancelled`
         if ``stop`` is set meanwhile). Raises :class:`NothingSent` or
         :class:`MaybeSent` when no answer came back (see the module docstring).
-        A POST in flight is never interrupted; the read timeout bounds it.
+        A POST in flight is never interrupted; ``timeout.total`` bounds the wait.
         """
         fingerprint = credential or self.default_credential
         client = self._clients[fingerprint]
@@ -201,18 +216,15 @@ class SimzClient:
             raise SubmitCancelled("stop requested before the request was sent")
         content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         started = time.perf_counter()
-        try:
-            response = client.post(self.path_for(agent_id), content=content)
-        except _NOTHING_SENT as exc:
-            raise NothingSent(f"{type(exc).__name__}: {exc}") from exc
-        except Exception as exc:
-            raise MaybeSent(f"{type(exc).__name__}: {exc}") from exc
-        return SimzReply(
-            status=response.status_code,
-            headers=response.headers,
-            body=response.content,
-            duration=time.perf_counter() - started,
-        )
+        total = self._config.timeout.total
+        exchange = _Exchange(client, self.path_for(agent_id), content, started + total)
+        exchange.start()
+        exchange.join(total)
+        if exchange.is_alive():
+            exchange.give_up()
+            raise MaybeSent(f"no complete answer within timeout.total ({total:g} s)")
+        status, headers, answer = exchange.outcome()
+        return SimzReply(status, headers, answer, duration=time.perf_counter() - started)
 
     def close(self) -> None:
         with self._lock:
@@ -225,3 +237,47 @@ class SimzClient:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+class _Exchange(threading.Thread):
+    """One POST on a helper thread, so that the caller can stop waiting at a deadline."""
+
+    def __init__(self, client: httpx.Client, path: str, content: bytes, deadline: float) -> None:
+        super().__init__(name="simz-post", daemon=True)
+        self._client = client
+        self._path = path
+        self._content = content
+        self._deadline = deadline
+        self._abandoned = threading.Event()
+        self._result: tuple[int, Mapping[str, str], bytes] | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with self._client.stream("POST", self._path, content=self._content) as response:
+                chunks = []
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    if self._abandoned.is_set() or time.perf_counter() > self._deadline:
+                        raise _DeadlinePassed("the answer was not complete by the deadline")
+                self._result = (response.status_code, response.headers, b"".join(chunks))
+        except BaseException as exc:  # handed to the caller's thread
+            self._error = exc
+
+    def give_up(self) -> None:
+        """The caller stopped waiting: stop reading at the next chunk."""
+        self._abandoned.set()
+
+    def outcome(self) -> tuple[int, Mapping[str, str], bytes]:
+        """The answer, or the transport failure sorted into NothingSent or MaybeSent."""
+        error = self._error
+        if error is not None and not isinstance(error, Exception):
+            raise error
+        if isinstance(error, _NOTHING_SENT):
+            raise NothingSent(f"{type(error).__name__}: {error}") from error
+        if isinstance(error, _DeadlinePassed):
+            raise MaybeSent(f"no complete answer within timeout.total: {error}") from error
+        if error is not None:
+            raise MaybeSent(f"{type(error).__name__}: {error}") from error
+        assert self._result is not None
+        return self._result

@@ -194,7 +194,21 @@ class TimeoutConfig(_Model):
     connect: float = Field(default=5.0, gt=0, le=300)
     """Seconds to open a connection; a failure here means nothing was sent."""
     read: float = Field(default=30.0, gt=0, le=600)
-    """Seconds to wait for an answer; a timeout here makes the batch uncertain."""
+    """Seconds to wait for the next bytes of an answer; a timeout here makes the batch
+    uncertain. The whole POST is bounded by ``total`` as well."""
+    total: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description="Seconds a whole POST may take, answer included; past it the batch "
+        "is uncertain. Keep it below daemon.shutdown_grace.",
+    )
+
+    @model_validator(mode="after")
+    def _total_covers_connect(self) -> TimeoutConfig:
+        if self.total < self.connect:
+            raise ValueError("total must not be smaller than connect")
+        return self
 
 
 class BackoffConfig(_Model):

@@ -8,6 +8,7 @@ SimZ's door in step.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,10 @@ def full_jitter(failures: int, policy: BackoffPolicy, rng: Callable[[], float]) 
     return exponential(failures, policy) * rng()
 
 
+#: Longest delta-seconds taken literally (a year); longer is read as this before any cap.
+_SECONDS_CEILING = 365 * 24 * 3600
+
+
 def parse_retry_after(
     value: str | None, now: datetime, *, maximum: timedelta | None = None
 ) -> timedelta | None:
@@ -46,24 +51,40 @@ def parse_retry_after(
 
     ``None`` when the header is absent or unreadable (the caller then backs
     off on its own); a date in the past gives zero; ``maximum`` caps an
-    absurd value so one header cannot stall delivery for a year.
+    absurd value so one header cannot stall delivery for a year. Whatever the
+    header holds, this never raises: only ASCII digits count as seconds, and
+    a number too long to be meant is capped before it is converted.
     """
     if value is None:
         return None
     text = value.strip()
     if not text:
         return None
-    wait: timedelta
-    if text.isdigit():
-        wait = timedelta(seconds=int(text))
-    else:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        if when.tzinfo is None:  # RFC 850 / asctime dates are GMT
-            when = when.replace(tzinfo=UTC)
-        wait = max(when - now, timedelta(0))
+    wait = _delta_seconds(text) if _ASCII_DIGITS.fullmatch(text) else _until_date(text, now)
+    if wait is None:
+        return None
     if maximum is not None and wait > maximum:
         return maximum
     return wait
+
+
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+
+
+def _delta_seconds(digits: str) -> timedelta:
+    """ASCII digits as seconds, at most :data:`_SECONDS_CEILING` (checked before ``int``)."""
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(_SECONDS_CEILING)):
+        return timedelta(seconds=_SECONDS_CEILING)
+    return timedelta(seconds=min(int(significant), _SECONDS_CEILING))
+
+
+def _until_date(text: str, now: datetime) -> timedelta | None:
+    """The wait until an HTTP date (zero if it is past); None if ``text`` is not one."""
+    try:
+        when = parsedate_to_datetime(text)
+        if when.tzinfo is None:  # RFC 850 / asctime dates are GMT
+            when = when.replace(tzinfo=UTC)
+        return max(when - now, timedelta(0))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None

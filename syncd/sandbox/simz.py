@@ -37,7 +37,11 @@ really had its leads queued), ``lost_response`` (processed and recorded, then th
 closed without an answer), ``garbage_200`` (processed and recorded, then a 200
 whose body is not JSON), ``custom_200`` (processed and recorded, then a 200
 whose body is the ``body`` text verbatim, e.g. JSON with missing fields or an
-``errors[].index`` out of range) and ``reset`` (the connection is reset before the body
+``errors[].index`` out of range), ``custom`` (nothing processed; the answer is
+``status`` with the ``body`` text verbatim and, if given, a ``retry_after``
+header verbatim), ``trickle`` (processed and recorded, then the answer is
+written one byte every ``interval`` seconds, padded to last about ``seconds``:
+each read is quick, the whole answer slow) and ``reset`` (the connection is reset before the body
 is read; nothing is recorded). 429, 503, 400, 413 and ``500`` with
 ``record=false`` record nothing, as the spec says for the documented ones.
 

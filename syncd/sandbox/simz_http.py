@@ -232,6 +232,9 @@ class SimzHandler(BaseHTTPRequestHandler):
             state.log_violation("POST", path, problems)
         leads = len(body["leads"]) if not problems and isinstance(body, dict) else None
 
+        if fault and fault.kind == "custom":
+            self._send_custom(path, agent_id, fault)
+            return
         answer = self._fault_answer(fault, agent_id) if fault else None
         if answer is None:
             answer = state.check_key(self.headers.get(API_KEY_HEADER))
@@ -260,10 +263,39 @@ class SimzHandler(BaseHTTPRequestHandler):
             state.log_request("POST", path, 200, agentId=agent_id, fault=kind, leads=leads)
             self._send(200, str(fault.params["body"]).encode())
             return
+        if fault and fault.kind == "trickle":
+            status = answer.status
+            state.log_request("POST", path, status, agentId=agent_id, fault=kind, leads=leads)
+            self._trickle(answer, float(fault.params["seconds"]), float(fault.params["interval"]))
+            return
         if kind == "500":
             answer = Answer(500, error_body("INTERNAL_ERROR", "Internal server error"))
         state.log_request("POST", path, answer.status, agentId=agent_id, fault=kind, leads=leads)
         self._send_json(answer.status, answer.body, headers=answer.headers)
+
+    def _send_custom(self, path: str, agent_id: str, fault: Fault) -> None:
+        """Answer ``status`` with ``body`` verbatim, processing nothing."""
+        status = int(fault.params["status"])
+        retry_after = fault.params["retry_after"]
+        headers = () if retry_after is None else (("Retry-After", str(retry_after)),)
+        self.state.log_request("POST", path, status, agentId=agent_id, fault="custom", leads=None)
+        self._send(status, str(fault.params["body"]).encode(), headers=headers)
+
+    def _trickle(self, answer: Answer, seconds: float, interval: float) -> None:
+        """Write ``answer`` one byte every ``interval`` s, padded to last about ``seconds``."""
+        payload = json.dumps(answer.body).encode()
+        payload += b" " * max(0, int(seconds / interval) - len(payload))
+        self.send_response(answer.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        self.end_headers()
+        self.wfile.flush()
+        for index in range(len(payload)):
+            self.wfile.write(payload[index : index + 1])
+            self.wfile.flush()
+            time.sleep(interval)
 
     def _parse(self, raw: bytes) -> tuple[Any, list[str]]:
         """The decoded body and its spec problems (header, content type, JSON, schema)."""

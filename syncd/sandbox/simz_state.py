@@ -38,6 +38,8 @@ FAULT_KINDS: dict[str, dict[str, Any]] = {
     "400": {},
     "413": {},
     "delay": {"seconds": 1.0},
+    "trickle": {"seconds": 5.0, "interval": 0.25},
+    "custom": {"status": 500, "body": "{}", "retry_after": None},
     "lost_response": {},
     "garbage_200": {},
     "custom_200": {"body": "{}"},
@@ -82,11 +84,29 @@ def make_fault(kind: str, count: int, params: Mapping[str, Any]) -> Fault:
             isinstance(retry_after, bool) or not isinstance(retry_after, int | float | str)
         ):
             raise ValueError("retry_after must be seconds, an HTTP date string, or null")
+    if kind == "trickle":
+        for name in ("seconds", "interval"):
+            value = merged[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"trickle {name} must be a positive number")
+    if kind == "custom":
+        _check_custom(merged)
     if kind == "500" and not isinstance(merged["record"], bool):
         raise ValueError("record must be true or false")
     if kind == "custom_200" and not isinstance(merged["body"], str):
         raise ValueError("body must be a string (sent verbatim)")
     return Fault(kind=kind, remaining=count, params=merged)
+
+
+def _check_custom(params: Mapping[str, Any]) -> None:
+    status = params["status"]
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise ValueError("custom status must be an integer from 100 to 599")
+    if not isinstance(params["body"], str):
+        raise ValueError("body must be a string (sent verbatim)")
+    retry_after = params["retry_after"]
+    if retry_after is not None and not isinstance(retry_after, str):
+        raise ValueError("retry_after must be a string (sent verbatim) or null")
 
 
 @dataclass(frozen=True)

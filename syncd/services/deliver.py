@@ -7,11 +7,14 @@ The order of events for one batch is the whole safety argument:
    whose ``outcome`` is NULL (in flight). The body is built from the payloads
    read in that transaction.
 2. **POST**, outside any transaction, on the delivery's sender thread. It is
-   never interrupted; the read timeout bounds it. If ``stop`` is set between 1
-   and 2, nothing was sent: the leads go back to ``queued`` and the batch row is
-   closed ``abandoned``.
+   never interrupted; ``simz.timeout.total`` bounds the wait for it. If ``stop``
+   is set between 1 and 2, nothing was sent: the leads go back to ``queued`` and
+   the batch row is closed ``abandoned``.
 3. **Outcome** (one committed transaction): the answer is classified by
-   :mod:`syncd.domain.responses` and applied with set-based SQL.
+   :mod:`syncd.domain.responses`, planned as data by
+   :func:`syncd.domain.outcome.plan_outcome` and the plan applied with set-based
+   SQL (:func:`syncd.adapters.outbox.apply_plan`). Counts, metrics and log lines
+   follow (:mod:`syncd.services.delivery_report`).
 
 While a POST is in flight the next batch is claimed *ahead* (step 1 with
 ``posted_at`` left empty), so the database work overlaps SimZ's answer. It is
@@ -37,8 +40,8 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -46,39 +49,24 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import outbox
 from syncd.adapters.orm import utcnow
-from syncd.adapters.outbox import SCOPE_AGENT, SCOPE_API_KEY, ActivePause, Claim, ClaimedLead
+from syncd.adapters.outbox import Claim, ClaimedLead
 from syncd.adapters.simz import MaybeSent, NothingSent, SimzClient, SimzReply, SubmitCancelled
 from syncd.config.models import SimzConfig, SyncConfig
 from syncd.domain import backoff
 from syncd.domain.batching import request_body
+from syncd.domain.outcome import Limits, Reply, plan_outcome
 from syncd.domain.responses import Action, Classified, classify, maybe_sent, nothing_sent
 from syncd.domain.states import LeadState
 from syncd.logs import get_logger
-from syncd.metrics import BATCHES, LEADS_DELIVERED, SIMZ_REQUEST_DURATION
+from syncd.services.delivery_report import DeliveryReport
+from syncd.services.delivery_report import DeliveryResult as DeliveryResult
+from syncd.services.pause_board import board_for
 
 log = get_logger(__name__)
 
 RECOVERY_REASON = "process stopped while the batch was in flight"
 RESEND_REASON = "resend_uncertain enabled"
 STOP_BEFORE_SEND = "stop requested before the batch was sent"
-#: Longest a Retry-After is honoured (beyond the configured backoff maximum).
-RETRY_AFTER_CAP = timedelta(hours=1)
-EXCERPT_CHARS = 500
-
-
-@dataclass
-class DeliveryResult:
-    """What one delivery cycle of one sync did (counts are leads, ``batches`` are POSTs)."""
-
-    sync: str
-    batches: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    requeued: int = 0
-    uncertain: int = 0
-    failed: int = 0
-    paused: bool = False
-    errors: list[str] = field(default_factory=list)
 
 
 class _Next(Enum):
@@ -188,6 +176,11 @@ class _Delivery:
             sync.options.model_dump(mode="json", exclude_none=True) if sync.options else None
         )
         self.log = log.bind(sync=sync.name, credential=self.credential)
+        self.report = DeliveryReport(
+            self.result, self.log, board_for(session_factory), sync.name, self.credential
+        )
+        #: Agents whose claim got past every pause in this cycle.
+        self.unpaused: set[str] = set()
 
     def _stopped(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -213,6 +206,7 @@ class _Delivery:
                 step = self._agent(agent, sender)
                 if step in (_Next.STOP_KEY, _Next.STOPPED):
                     break
+        self.report.expire(self.unpaused, self.now())
         return self.result
 
     def _agent(self, agent: str, sender: ThreadPoolExecutor) -> _Next:
@@ -256,28 +250,10 @@ class _Delivery:
                     posted=posted,
                 )
         if pauses:
-            return self._still_paused(agent, pauses)
+            key_level = self.report.still_paused(agent, pauses)
+            return _Next.STOP_KEY if key_level else _Next.NEXT_AGENT
+        self.unpaused.add(agent)
         return claim if claim is not None else _Next.NEXT_AGENT
-
-    def _still_paused(self, agent: str, pauses: list[ActivePause]) -> _Next:
-        self.result.paused = True
-        key_level = False
-        for pause in pauses:
-            key_level = key_level or pause.scope == SCOPE_API_KEY
-            message = f"delivery paused ({pause.scope}) until {pause.paused_until.isoformat()}"
-            fields = {
-                "agent": agent,
-                "scope": pause.scope,
-                "status": pause.http_status,
-                "reason": pause.reason,
-                "paused_until": pause.paused_until.isoformat(),
-            }
-            if pause.http_status == 429:
-                self.log.info("delivery waiting for rate limit", **fields)
-            else:
-                self.log.error("delivery paused", **fields)
-                self.result.errors.append(f"{message}: {pause.reason}")
-        return _Next.STOP_KEY if key_level else _Next.NEXT_AGENT
 
     # ------------------------------------------------------------------ one batch
 
@@ -444,16 +420,8 @@ class _Delivery:
                 if isinstance(item, Claim):  # a part's parent is closed already (split)
                     outbox.close_batch(session, item.batch_id, outcome="abandoned", now=current)
         for item in items:
-            self.result.requeued += len(item.leads)
-            LEADS_DELIVERED.labels(self.sync.name, "requeued").inc(len(item.leads))
-            if isinstance(item, Claim):
-                BATCHES.labels(self.sync.name, item.agent_id, "abandoned").inc()
-            self.log.info(
-                "split part not sent" if isinstance(item, _Part) else "batch abandoned",
-                agent=item.agent_id,
-                batch=item.batch_id,
-                leads=len(item.leads),
-                reason=reason,
+            self.report.abandoned(
+                item.agent_id, item.batch_id, len(item.leads), reason, part=isinstance(item, _Part)
             )
 
     def _record(
@@ -463,266 +431,41 @@ class _Delivery:
         reply: SimzReply | None,
         release: Claim | None = None,
     ) -> tuple[_Next, list[_Part]]:
-        """Apply the decision in one transaction; returns how to go on and any split halves.
+        """Plan the answer and apply the plan in one transaction; how to go on and any
+        split halves.
 
         ``release`` (a plain success only): a batch claimed ahead, released for sending
         in the same transaction.
         """
-        ids = [lead.id for lead in claim.leads]
-        counts = {"accepted": 0, "rejected": 0, "requeued": 0, "uncertain": 0, "failed": 0}
-        halves: list[_Part] = []
-        step = _Next.CONTINUE
-        outcome: str
-        status = reply.status if reply is not None else None
-        excerpt = (
-            reply.body[:EXCERPT_CHARS].decode("utf-8", errors="replace")
-            if reply is not None
-            else decision.reason[:EXCERPT_CHARS]
+        current = self.now()
+        plan = plan_outcome(
+            decision,
+            claim.leads,
+            agent_id=claim.agent_id,
+            credential=self.credential,
+            reply=_reply_facts(reply),
+            limits=Limits(self.simz.max_attempts, self.policy, self.rng()),
+            now=current,
         )
-        batch_fields: dict[str, Any] = {
-            "http_status": status,
-            "duration": reply.duration if reply is not None else None,
-            "excerpt": excerpt,
-        }
         with self.sessions.begin() as session:
-            current = self.now()
-            action = decision.action
-            if action is Action.RECORD:
-                outcome = "accepted"
-                rejected = [
-                    (claim.leads[i].id, r.code, r.message) for i, r in decision.rejections.items()
-                ]
-                rejected_ids = {lead_id for lead_id, _c, _m in rejected}
-                accepted = [i for i in ids if i not in rejected_ids]
-                outbox.move(
-                    session,
-                    accepted,
-                    source=LeadState.SENDING,
-                    target=LeadState.ACCEPTED,
-                    reason=decision.reason,
-                    batch_id=claim.batch_id,
-                    now=current,
-                    values={"simz_batch_id": decision.simz_batch_id},
-                )
-                outbox.reject(
-                    session,
-                    rejected,
-                    reason="rejected by SimZ",
-                    batch_id=claim.batch_id,
-                    now=current,
-                    simz_batch_id=decision.simz_batch_id,
-                )
-                outbox.clear_pauses(session, self.credential, claim.agent_id)
-                counts["accepted"], counts["rejected"] = len(accepted), len(rejected)
-                batch_fields.update(
-                    simz_batch_id=decision.simz_batch_id,
-                    accepted=len(accepted),
-                    rejected=len(rejected),
-                )
-            elif action is Action.SPLIT and len(ids) == 1:
-                outcome = "rejected"
-                code = decision.error_code or f"HTTP_{status}"
-                outbox.reject(
-                    session,
-                    [(ids[0], code, decision.error_message or decision.reason)],
-                    reason=decision.reason,
-                    batch_id=claim.batch_id,
-                    now=current,
-                )
-                counts["rejected"] = 1
-                batch_fields.update(accepted=0, rejected=1)
-            elif action is Action.SPLIT:
-                outcome = "split"
-                middle = len(claim.leads) // 2
-                halves = [
-                    _Part(claim, claim.leads[:middle]),
-                    _Part(claim, claim.leads[middle:]),
-                ]
-            elif action is Action.RETRY:
-                outcome = "retry"
-                step = self._retry(session, claim, decision, reply, current, counts)
-            elif action in (Action.PAUSE_KEY, Action.PAUSE_AGENT):
-                outcome = "paused"
-                step = self._pause(session, claim, decision, current)
-                counts["requeued"] = len(ids)
-            else:
-                outcome = "uncertain"
-                outbox.move(
-                    session,
-                    ids,
-                    source=LeadState.SENDING,
-                    target=LeadState.UNCERTAIN,
-                    reason=decision.reason,
-                    batch_id=claim.batch_id,
-                    now=current,
-                    values={
-                        "error_code": f"HTTP_{status}" if status else None,
-                        "error_message": decision.reason[:2000],
-                    },
-                )
-                counts["uncertain"] = len(ids)
-                # Something is wrong at SimZ: do not pile more batches into the unknown.
-                step = _Next.STOP_KEY if reply is None else _Next.NEXT_AGENT
-            outbox.close_batch(
-                session, claim.batch_id, outcome=outcome, now=current, **batch_fields
-            )
-            if release is not None:
-                outbox.mark_posted(session, release.batch_id, current)
-        self._observe(claim, decision, reply, outcome, counts)
-        return step, halves
-
-    def _retry(
-        self,
-        session: Session,
-        claim: Claim,
-        decision: Classified,
-        reply: SimzReply | None,
-        current: datetime,
-        counts: dict[str, int],
-    ) -> _Next:
-        """429, 503, nothing sent: one attempt consumed; ``failed`` when the budget is spent."""
-        failures = max(lead.attempts for lead in claim.leads) + 1
-        wait: timedelta | None = None
-        if reply is not None and reply.status == 429:
-            wait = backoff.parse_retry_after(
-                reply.headers.get("retry-after"),
-                current,
-                maximum=max(self.policy.maximum, RETRY_AFTER_CAP),
-            )
-        if wait is None:
-            wait = backoff.full_jitter(failures, self.policy, self.rng)
-        spent = [lead.id for lead in claim.leads if lead.attempts + 1 >= self.simz.max_attempts]
-        again = [lead.id for lead in claim.leads if lead.attempts + 1 < self.simz.max_attempts]
-        last_error = {
-            "error_code": decision.error_code or (f"HTTP_{reply.status}" if reply else "NO_SEND"),
-            "error_message": decision.reason,
-            "batch_id": None,
-        }
-        outbox.move(
-            session,
-            again,
-            source=LeadState.SENDING,
-            target=LeadState.QUEUED,
-            reason=decision.reason,
-            batch_id=claim.batch_id,
-            now=current,
-            values={**last_error, "next_attempt_at": current + wait},
-            count_attempt=True,
-        )
-        outbox.move(
-            session,
-            spent,
-            source=LeadState.SENDING,
-            target=LeadState.FAILED,
-            reason=f"attempt budget ({self.simz.max_attempts}) spent; last: {decision.reason}",
-            batch_id=claim.batch_id,
-            now=current,
-            values=last_error,
-            count_attempt=True,
-        )
-        counts["requeued"], counts["failed"] = len(again), len(spent)
-        if reply is not None and reply.status == 429:
-            outbox.pause(
+            applied = outbox.apply_plan(
                 session,
-                scope=SCOPE_API_KEY,
-                key=self.credential,
-                reason=decision.reason,
-                http_status=429,
+                plan,
+                batch_id=claim.batch_id,
+                credential=self.credential,
+                agent_id=claim.agent_id,
                 now=current,
-                until=lambda _failures: current + wait,
+                release=release.batch_id if release is not None else None,
             )
-            return _Next.STOP_KEY
-        if reply is None:  # SimZ unreachable: every agent of the key shares the host
-            self.result.errors.append(decision.reason)
-            return _Next.STOP_KEY
-        return _Next.NEXT_AGENT
+        self.report.batch(claim.agent_id, claim.batch_id, len(claim.leads), decision, reply, plan)
+        self.report.pauses(claim.agent_id, decision, plan, applied.pause)
+        by_id = {lead.id: lead for lead in claim.leads}
+        halves = [_Part(claim, tuple(by_id[i] for i in half)) for half in plan.halves]
+        return _Next(plan.step.value), halves
 
-    def _pause(
-        self, session: Session, claim: Claim, decision: Classified, current: datetime
-    ) -> _Next:
-        """401/402 pause the API key, 404 the agent; leads back to ``queued`` untouched."""
-        outbox.move(
-            session,
-            [lead.id for lead in claim.leads],
-            source=LeadState.SENDING,
-            target=LeadState.QUEUED,
-            reason=decision.reason,
-            batch_id=claim.batch_id,
-            now=current,
-            values={"batch_id": None},
-        )
-        key_level = decision.action is Action.PAUSE_KEY
-        scope = SCOPE_API_KEY if key_level else SCOPE_AGENT
-        key = (
-            self.credential
-            if key_level
-            else outbox.agent_pause_key(self.credential, claim.agent_id)
-        )
-        pause = outbox.pause(
-            session,
-            scope=scope,
-            key=key,
-            reason=decision.reason,
-            http_status=decision.status,
-            now=current,
-            until=lambda failures: current + backoff.exponential(failures, self.policy),
-        )
-        self.result.paused = True
-        self.result.errors.append(decision.reason)
-        self.log.error(
-            "delivery paused",
-            agent=claim.agent_id,
-            scope=scope,
-            status=decision.status,
-            reason=decision.reason,
-            failures=pause.failures,
-            paused_until=pause.paused_until.isoformat(),
-            action_required=decision.action_required,
-        )
-        return _Next.STOP_KEY if key_level else _Next.NEXT_AGENT
 
-    # ------------------------------------------------------------------ telemetry
-
-    def _observe(
-        self,
-        claim: Claim,
-        decision: Classified,
-        reply: SimzReply | None,
-        outcome: str,
-        counts: dict[str, int],
-    ) -> None:
-        self.result.batches += 1
-        for name, value in counts.items():
-            setattr(self.result, name, getattr(self.result, name) + value)
-            if value:
-                LEADS_DELIVERED.labels(self.sync.name, name).inc(value)
-        BATCHES.labels(self.sync.name, claim.agent_id, outcome).inc()
-        if reply is not None:
-            SIMZ_REQUEST_DURATION.labels(self.sync.name).observe(reply.duration)
-        for warning in decision.warnings:
-            self.log.warning(
-                "odd SimZ answer", agent=claim.agent_id, batch=claim.batch_id, detail=warning
-            )
-        fields: dict[str, Any] = {
-            "agent": claim.agent_id,
-            "batch": claim.batch_id,
-            "simz_batch_id": decision.simz_batch_id,
-            "status": reply.status if reply is not None else None,
-            "outcome": outcome,
-            "accepted": counts["accepted"],
-            "rejected": counts["rejected"],
-            "leads": len(claim.leads),
-            "duration_ms": round(reply.duration * 1000, 1) if reply is not None else None,
-        }
-        if outcome == "uncertain":
-            self.result.errors.append(decision.reason)
-            self.log.error(
-                "batch sent, outcome unknown: leads uncertain",
-                reason=decision.reason,
-                alert=True,
-                **fields,
-            )
-        elif outcome == "retry":
-            self.log.warning("batch sent", reason=decision.reason, **fields)
-        else:
-            self.log.info("batch sent", **fields)
+def _reply_facts(reply: SimzReply | None) -> Reply | None:
+    """The plain facts of an HTTP answer that planning reads."""
+    if reply is None:
+        return None
+    return Reply(reply.status, reply.body, reply.headers.get("retry-after"), reply.duration)

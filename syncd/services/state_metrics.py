@@ -1,5 +1,9 @@
 """Gauges derived from the database: leads by state, uncertain leads, backlog, pauses.
 
+Delivery pauses are the exception: ``syncd_paused`` for an API key or an agent
+follows :mod:`syncd.services.pause_board`, which delivery keeps up to date as
+pauses open, renew and end; the refresh only aligns the board with the table.
+
 The daemon calls :func:`refresh_state_metrics` every ~15 s. It is a handful of
 grouped COUNT queries, so it stays cheap however many leads there are. Every
 configured sync gets a value for every state (zeros included), so an alert on
@@ -21,6 +25,7 @@ from syncd.adapters.orm import utcnow
 from syncd.config import Config
 from syncd.domain.states import LeadState
 from syncd.metrics import BACKLOG, LEADS_BY_STATE, PAUSED, UNCERTAIN_LEADS
+from syncd.services.pause_board import board_for
 
 #: Label value for queued leads that have no agent (should not happen; made visible).
 NO_AGENT = "none"
@@ -41,8 +46,8 @@ def refresh_state_metrics(
     *,
     now: Callable[[], datetime] = utcnow,
 ) -> None:
-    """Set ``syncd_leads``, ``syncd_uncertain_leads``, ``syncd_backlog_leads`` and
-    ``syncd_paused`` from the database."""
+    """Set ``syncd_leads``, ``syncd_uncertain_leads``, ``syncd_backlog_leads`` and the
+    polling ``syncd_paused`` from the database (delivery pauses: :mod:`pause_board`)."""
     at = now()
     with session_factory() as session:
         counts = q.count_by_state(session)
@@ -73,8 +78,15 @@ def refresh_state_metrics(
         row_state = sync_states.get(sync.name)
         until = row_state.paused_until if row_state else None
         paused[("polling", sync.name)] = 1.0 if until is not None and until > at else 0.0
+    # Delivery pauses come from the process's pause board (it stays 1 across a
+    # renewal); the table only adds pauses opened elsewhere and drops deleted ones.
+    board = board_for(session_factory)
+    board.reconcile(((p.scope, p.key, p.paused_until) for p in pauses), at)
+    still_open = set(board.keys())
     for pause in pauses:
-        paused[(pause.scope, pause.key)] = 1.0 if pause.paused_until > at else 0.0
+        paused[(pause.scope, pause.key)] = 0.0
+    for key in still_open:
+        paused[key] = 1.0
 
     _apply(LEADS_BY_STATE, ("sync", "state"), leads)
     _apply(UNCERTAIN_LEADS, ("sync",), uncertain)

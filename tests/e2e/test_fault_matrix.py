@@ -26,6 +26,7 @@ from tests.e2e.harness import Daemon, Harness, clean_env, lead_records
 
 READ_TIMEOUT = 1.0
 UNCERTAIN_EVENT = "batch sent, outcome unknown: leads uncertain"
+NOTHING_SENT_EVENT = "nothing sent"
 
 
 @pytest.fixture
@@ -139,6 +140,7 @@ SIMZ_ROWS = [
         "400",
         states=("rejected",),
         reason="400 nothing queued",
+        event=NOTHING_SENT_EVENT,
         log={"outcome": "rejected", "status": 400},
         result="rejected",
     ),
@@ -149,6 +151,7 @@ SIMZ_ROWS = [
         records=2,
         states=("rejected", "rejected"),
         reason="413 nothing queued",
+        event=NOTHING_SENT_EVENT,
         log={"outcome": "split", "status": 413},
         result="split",
     ),
@@ -157,6 +160,7 @@ SIMZ_ROWS = [
         "429",
         {"retry_after": 1},
         reason="429 rate limited",
+        event=NOTHING_SENT_EVENT,
         log={"outcome": "retry", "status": 429},
         result="retry",
     ),
@@ -164,6 +168,7 @@ SIMZ_ROWS = [
         "503",
         "503",
         reason="503 billing check failed",
+        event=NOTHING_SENT_EVENT,
         log={"outcome": "retry", "status": 503},
         result="retry",
     ),
@@ -324,7 +329,7 @@ class TestSimzPauses:
         harness.write_config(simz={"base_url": f"http://127.0.0.1:{closed_port()}"})
         [sf_id] = harness.salesforce.add_records(lead_records(1))
         daemon = harness.start()
-        entry = daemon.wait_log("batch sent", outcome="retry", status=None)
+        entry = daemon.wait_log(NOTHING_SENT_EVENT, outcome="retry", status=None)
         assert "nothing sent" in entry["reason"]
         assert harness.lead_states()[sf_id] == "queued"
         history = leads_json(harness, sf_id)[sf_id]["history"]

@@ -392,6 +392,28 @@ class TestRetries:
         harness.run()
         assert lead(sessions, ids[0]).next_attempt_at == clock() + timedelta(seconds=5)
 
+    @pytest.mark.parametrize(
+        "value", ["99999999999999", "9" * 5000, "²"], ids=["14-digits", "5000-digits", "super2"]
+    )
+    def test_429_with_hostile_retry_after_stays_queued(
+        self,
+        make_harness: Callable[..., Harness],
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        value: str,
+    ) -> None:
+        """A 429 is "nothing queued" whatever its Retry-After: queued, never uncertain."""
+        harness = make_harness()
+        ids = insert_leads(sessions, range(2))
+        harness.emulator.inject("429", retry_after=value)
+        result = harness.run()
+        assert result.requeued == 2 and result.uncertain == 0
+        first = lead(sessions, ids[0])
+        assert first.state == "queued"
+        assert first.next_attempt_at is not None
+        assert clock() <= first.next_attempt_at <= clock() + timedelta(hours=1)
+        assert [b.outcome for b in batches(sessions)] == ["retry"]
+
     def test_503_requeues_with_backoff(
         self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session], clock: Clock
     ) -> None:

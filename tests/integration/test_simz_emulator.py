@@ -334,6 +334,43 @@ class TestFaults:
             submit(client, [lead("a")], timeout=httpx.Timeout(30, read=0.2))
         assert simz_emulator.received_counts() == {"a": 1}
 
+    def test_trickle_records_then_answers_byte_by_byte(
+        self, simz_emulator: SimzEmulator, client: httpx.Client
+    ) -> None:
+        """A trickle fault processes the batch, then sends a valid answer one byte at a time."""
+        simz_emulator.inject("trickle", seconds=0.3, interval=0.01)
+        with client.stream("POST", path_for("agt_1"), json={"leads": [lead("a")]}) as reply:
+            assert reply.status_code == 200
+            chunks = list(reply.iter_raw())
+        assert len(chunks) > 10  # many small writes, each quick
+        answer = httpx.Response(200, content=b"".join(chunks)).json()
+        assert validate_schema("LeadSubmissionResponse", answer) == []
+        assert simz_emulator.received_counts() == {"a": 1}
+
+    def test_custom_answers_status_body_and_retry_after_verbatim(
+        self, simz_emulator: SimzEmulator, client: httpx.Client
+    ) -> None:
+        """A custom fault answers its status, body and Retry-After as given, queuing nothing."""
+        simz_emulator.inject("custom", status=503, body='{"code": "X"}', retry_after="²")
+        reply = submit(client, [lead("a")])
+        assert (reply.status_code, reply.text, reply.headers["retry-after"]) == (
+            503,
+            '{"code": "X"}',
+            "²",
+        )
+        assert simz_emulator.received() == []
+
+    @pytest.mark.parametrize(
+        "params",
+        [{"status": 99}, {"status": "200"}, {"body": 1}, {"retry_after": 5}],
+    )
+    def test_custom_checks_its_parameters(
+        self, simz_emulator: SimzEmulator, params: dict[str, Any]
+    ) -> None:
+        """A custom fault with a bad status, body or header is refused when injected."""
+        with pytest.raises(ValueError):
+            simz_emulator.inject("custom", **params)
+
     def test_a_lost_response_records_the_leads_but_the_client_gets_no_answer(
         self, simz_emulator: SimzEmulator, client: httpx.Client
     ) -> None:

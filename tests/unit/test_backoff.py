@@ -57,3 +57,31 @@ class TestRetryAfter:
     def test_capped(self) -> None:
         """An absurd value is capped."""
         assert parse_retry_after("99999999", NOW, maximum=timedelta(hours=1)) == timedelta(hours=1)
+
+
+class TestHostileRetryAfter:
+    @pytest.mark.parametrize(
+        "value",
+        ["99999999999999", "9" * 4301, "9" * 100_000, "0" * 50 + "7" * 30],
+        ids=["14-digits", "4301-digits", "100k-digits", "leading-zeros"],
+    )
+    def test_huge_number_is_capped_not_raised(self, value: str) -> None:
+        """A number too large for a timedelta (or for int()) is capped, never raised."""
+        assert parse_retry_after(value, NOW, maximum=timedelta(hours=1)) == timedelta(hours=1)
+        assert parse_retry_after(value, NOW) == timedelta(days=365)
+
+    @pytest.mark.parametrize(
+        "value", ["²", "٣", "1²", "\uff11\uff10", "-5", "+5", "5.5", "1e3", "0x10"]
+    )
+    def test_non_ascii_or_signed_digits_are_garbage(self, value: str) -> None:
+        """Only ASCII digits are seconds; anything else that is not a date is absent."""
+        assert parse_retry_after(value, NOW) is None
+
+    def test_leading_zeros(self) -> None:
+        """Leading zeros are still plain seconds."""
+        assert parse_retry_after("0007", NOW) == timedelta(seconds=7)
+
+    def test_far_future_date_is_capped(self) -> None:
+        """An HTTP date in year 9999 is capped like a huge number."""
+        value = "Fri, 31 Dec 9999 23:59:59 GMT"
+        assert parse_retry_after(value, NOW, maximum=timedelta(hours=1)) == timedelta(hours=1)

@@ -137,6 +137,17 @@ class TestModels:
         assert sync.rules.respect_do_not_call is True
         assert config.simz.resend_uncertain is False
 
+    def test_simz_total_timeout(self) -> None:
+        """timeout.total defaults below the shutdown grace and may not undercut connect."""
+        config = parse(BASE)
+        assert config.simz.timeout.total == 20
+        assert config.simz.timeout.total < config.daemon.shutdown_grace.total_seconds()
+        custom = {**BASE, "simz": {"api_key": "k", "timeout": {"connect": 2, "total": 45}}}
+        assert parse(custom).simz.timeout.total == 45
+        short = {**BASE, "simz": {"api_key": "k", "timeout": {"connect": 5, "total": 2}}}
+        with pytest.raises(ConfigError, match="total must not be smaller than connect"):
+            parse(short)
+
     @pytest.mark.parametrize(
         ("value", "expected"),
         [

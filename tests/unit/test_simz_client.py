@@ -122,6 +122,7 @@ class TestTransportErrors:
             httpx.ConnectTimeout("slow connect"),
             httpx.PoolTimeout("pool"),
             httpx.UnsupportedProtocol("ftp"),
+            httpx.LocalProtocolError("Illegal header value"),
         ],
     )
     def test_nothing_sent(self, error: Exception) -> None:
@@ -142,7 +143,6 @@ class TestTransportErrors:
             httpx.ReadError("reset"),
             httpx.WriteError("broken pipe"),
             httpx.RemoteProtocolError("server disconnected"),
-            httpx.LocalProtocolError("bad"),
             RuntimeError("something else"),
         ],
     )
@@ -154,6 +154,30 @@ class TestTransportErrors:
 
         with make_client(handler) as client, pytest.raises(MaybeSent):
             client.submit("agt", BODY)
+
+    def test_control_character_in_key_sends_nothing(self) -> None:
+        """A key ending in a newline is refused by h11 before any byte is written."""
+        import socket
+
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            port = server.getsockname()[1]
+            config = SimzConfig.model_validate(
+                {"api_key": "k-1234\n", "base_url": f"http://127.0.0.1:{port}"}
+            )
+            with SimzClient(config) as client, pytest.raises(NothingSent) as caught:
+                client.submit("agt", BODY)
+            assert "LocalProtocolError" in caught.value.reason
+            server.settimeout(0.5)
+            peer, _address = server.accept()
+            with peer:
+                peer.settimeout(0.5)
+                try:
+                    received = peer.recv(1024)
+                except TimeoutError:
+                    received = b""
+            assert received == b""  # the connection opened, but not one byte was written
 
     def test_real_refused_connection(self) -> None:
         """A closed loopback port gives NothingSent over a real socket."""
