@@ -153,7 +153,12 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
             host,
             port,
             Readiness(
-                runtime.engine, tracker, runtime.now, credentials=runtime.credentials, stop=stop
+                runtime.engine,
+                tracker,
+                runtime.now,
+                credentials=runtime.credentials,
+                stop=stop,
+                login_backoff=runtime.login_backoff,
             ),
         )
     except OSError as exc:

@@ -24,6 +24,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 
+from syncd.adapters.salesforce import LoginBackoff
 from syncd.entrypoints.scheduler import PollTracker
 from syncd.logs import get_logger
 from syncd.metrics import REGISTRY
@@ -68,6 +69,8 @@ class Readiness:
       until an operator fixes the key);
     * ``poll:<sync>`` -- each enabled sync polled successfully within three poll
       intervals (:meth:`PollTracker.stale`);
+    * ``salesforce_login`` -- logins are not held back after refusals (the
+      reason names the last refusal and the next attempt);
     * ``shutdown`` -- fails once ``stop`` is set (a signal arrived).
 
     The SQL runs on a raw DBAPI connection, outside SQLAlchemy's transaction
@@ -82,8 +85,10 @@ class Readiness:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         credentials: list[str] | None = None,
         stop: threading.Event | None = None,
+        login_backoff: LoginBackoff | None = None,
     ) -> None:
         self.engine = engine
+        self.login_backoff = login_backoff
         self.stop = stop
         self.tracker = tracker
         self.now = now
@@ -112,6 +117,12 @@ class Readiness:
                 report.fail("simz_auth", "the SimZ API key was refused (401); delivery is paused")
             else:
                 report.ok("simz_auth")
+        if self.login_backoff is not None:
+            problem = self.login_backoff.problem(self.now())
+            if problem is not None:
+                report.fail("salesforce_login", f"Salesforce {problem}")
+            else:
+                report.ok("salesforce_login")
         stale = self.tracker.stale(self.now())
         for name in self.tracker.snapshot():
             if name in stale:
