@@ -4,6 +4,10 @@
   or as ``--log-format``/``observability.log_format`` says;
 * alembic, sqlalchemy, httpx, apscheduler and every other stdlib logger go
   through the same chain via :class:`structlog.stdlib.ProcessorFormatter`;
+* the loggers that would print rows, SQL parameters or HTTP bodies and
+  headers (SQLAlchemy, httpx, httpcore, urllib3, simple-salesforce) log
+  warnings and errors only, at every level, debug included: those lines
+  carry phone numbers, names and emails;
 * :class:`Redactor` runs last before rendering: values of keys that look like
   credentials are masked, and every configured secret value is cut out of
   every string, whichever logger printed it.
@@ -26,7 +30,10 @@ SENSITIVE_KEY = re.compile(
 )
 
 #: Stdlib loggers that are chatty at INFO; they log at WARNING unless syncd runs at DEBUG.
-_NOISY = ("httpx", "httpcore", "sqlalchemy", "alembic", "apscheduler", "urllib3", "zeep")
+_NOISY = ("alembic", "apscheduler", "zeep")
+#: Stdlib loggers whose INFO/DEBUG lines carry personal data (SQL parameters, result
+#: rows, request and response bodies): WARNING at every level.
+_PERSONAL_DATA = ("sqlalchemy", "httpx", "httpcore", "urllib3", "hpack", "simple_salesforce")
 
 
 class Redactor:
@@ -135,6 +142,8 @@ def configure_logging(
     root.setLevel(numeric)
     for name in _NOISY:
         logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else logging.WARNING)
+    for name in _PERSONAL_DATA:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
 
     structlog.configure(
         processors=[

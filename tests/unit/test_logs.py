@@ -207,11 +207,32 @@ class TestFormat:
         """Library INFO chatter is hidden at info and shown at debug."""
         stream = io.StringIO()
         configure_logging(level="info", fmt="json", stream=stream)
-        logging.getLogger("sqlalchemy.engine").info("SELECT 1")
+        logging.getLogger("alembic.runtime").info("migrating")
         assert lines_of(stream) == []
         configure_logging(level="debug", fmt="json", stream=stream)
-        logging.getLogger("sqlalchemy.engine").info("SELECT 1")
-        assert [json.loads(line)["event"] for line in lines_of(stream)] == ["SELECT 1"]
+        logging.getLogger("alembic.runtime").info("migrating")
+        assert [json.loads(line)["event"] for line in lines_of(stream)] == ["migrating"]
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "sqlalchemy.engine.Engine",
+            "sqlalchemy.pool",
+            "sqlalchemy.orm",
+            "httpx",
+            "httpcore.http11",
+            "urllib3.connectionpool",
+            "simple_salesforce.api",
+        ],
+    )
+    def test_personal_data_loggers_quiet_at_debug(self, name: str) -> None:
+        """Row, parameter and body logging stays off even at debug; warnings still show."""
+        stream = io.StringIO()
+        configure_logging(level="debug", fmt="json", stream=stream)
+        logging.getLogger(name).debug("Row ('+12025550100', 'Ada')")
+        logging.getLogger(name).info("[generated] ('+12025550100',)")
+        logging.getLogger(name).warning("pool overflow")
+        assert [json.loads(line)["event"] for line in lines_of(stream)] == ["pool overflow"]
 
     def test_configure_twice_one_handler(self) -> None:
         """Configuring again replaces the handler instead of printing every line twice."""
