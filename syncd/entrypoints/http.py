@@ -195,7 +195,9 @@ class ProbeServer:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._stopping: asyncio.Event | None = None
+        # Connections still sending their request (oldest first), and all open ones.
         self._pending: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._open: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._inflight: dict[str, asyncio.Future[_Answer]] = {}
 
     @property
@@ -239,17 +241,29 @@ class ProbeServer:
         async with server:
             await self._stopping.wait()
             server.close()
-            for writer in list(self._pending.values()):
+            # Connections still open end here, not as "destroyed but pending" at loop close.
+            for writer in list(self._open.values()):
                 writer.transport.abort()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if others:
+                await asyncio.wait(others, timeout=1.0)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        self._open[task] = writer
+        try:
+            await self._exchange(task, reader, writer)
+        finally:
+            self._open.pop(task, None)
+
+    async def _exchange(
+        self, task: asyncio.Task[None], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self._pending[task] = writer
         if len(self._pending) > MAX_PENDING_CONNECTIONS:
-            oldest = next(iter(self._pending))
-            self._pending.pop(oldest).transport.abort()
-            oldest.cancel()
+            # Aborting ends the oldest one's read with IncompleteReadError (handled below).
+            self._pending.pop(next(iter(self._pending))).transport.abort()
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):

@@ -79,6 +79,7 @@ def probe_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
         [sys.executable, "-c", PROBE_PROCESS],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
     assert process.stdout is not None
@@ -86,7 +87,7 @@ def probe_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
     try:
         yield process, address
     finally:
-        if process.stdin is not None:
+        if process.stdin is not None and not process.stdin.closed:
             process.stdin.close()
         try:
             process.wait(10)
@@ -133,6 +134,11 @@ class TestSlowClients:
             for sock in slow:
                 sock.close()
         assert get(f"http://{address}/healthz")[0] == 200
+        assert process.stdin is not None
+        process.stdin.close()
+        assert process.wait(30) == 0
+        assert process.stderr is not None
+        assert process.stderr.read() == ""  # dropped clients are no errors worth a line
 
     def test_half_sent_request_is_dropped(self) -> None:
         """A client that never finishes its request is disconnected, not kept forever."""
