@@ -155,6 +155,8 @@ class Readiness:
 MAX_PENDING_CONNECTIONS = 64
 #: Seconds a client gets to send its request line and headers, and to take the answer.
 REQUEST_TIMEOUT = 5.0
+#: Seconds /readyz and /metrics may take before the answer is 503 (a hung database).
+COMPUTE_TIMEOUT = 10.0
 #: The longest request head (request line and headers) read.
 MAX_REQUEST_HEAD = 8192
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
@@ -300,7 +302,13 @@ class ProbeServer:
             future = asyncio.ensure_future(self._loop.run_in_executor(self._pool, compute))
             self._inflight[key] = future
             future.add_done_callback(lambda _done: self._inflight.pop(key, None))
-        return await asyncio.shield(future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), COMPUTE_TIMEOUT)
+        except TimeoutError:
+            reason = f"{key} took longer than {COMPUTE_TIMEOUT:g} s"
+            return _Answer.json(
+                503, {"status": "not ready", "failing": [{"check": "internal", "reason": reason}]}
+            )
 
     def _ready_answer(self) -> _Answer:
         try:

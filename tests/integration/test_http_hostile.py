@@ -9,10 +9,12 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +23,8 @@ from sqlalchemy import Engine
 
 from syncd.adapters.salesforce import LoginBackoff
 from syncd.config import SyncConfig
-from syncd.entrypoints.http import ProbeServer, Readiness, serve
+from syncd.entrypoints import http
+from syncd.entrypoints.http import ProbeServer, Readiness, ReadyReport, serve
 from syncd.entrypoints.scheduler import PollTracker
 
 #: The probe process's file descriptor limit, below the number of slow clients.
@@ -170,6 +173,33 @@ class TestSlowClients:
                 if request.startswith(b"HEAD"):
                     assert answer.endswith(b"\r\n\r\n")
         finally:
+            server.close()
+
+
+class TestHungReadiness:
+    def test_hung_check_answers_503_and_health_stays(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A readiness check that hangs: /readyz 503 after the limit, computed once; /healthz ok."""
+        monkeypatch.setattr(http, "COMPUTE_TIMEOUT", 0.5)
+        release = threading.Event()
+        calls: list[int] = []
+
+        def hung() -> ReadyReport:
+            calls.append(1)
+            release.wait(30)
+            return ReadyReport()
+
+        server = serve("127.0.0.1", 0, hung)
+        try:
+            with ThreadPoolExecutor(3) as pool:
+                asked = [pool.submit(get, f"http://{server.address}/readyz") for _ in range(3)]
+                assert get(f"http://{server.address}/healthz")[0] == 200
+                answers = [future.result() for future in asked]
+            for status, body in answers:
+                assert status == 503
+                assert "took longer than" in json.loads(body)["failing"][0]["reason"]
+            assert len(calls) == 1
+        finally:
+            release.set()
             server.close()
 
 
