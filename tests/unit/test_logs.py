@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -233,6 +234,21 @@ class TestFormat:
         logging.getLogger(name).info("[generated] ('+12025550100',)")
         logging.getLogger(name).warning("pool overflow")
         assert [json.loads(line)["event"] for line in lines_of(stream)] == ["pool overflow"]
+
+    @pytest.mark.parametrize("fmt", ["console", "json"])
+    def test_control_characters_never_raw(self, fmt: Literal["json", "console"]) -> None:
+        """A vendor's terminal escape in a logged value is written escaped, in both formats."""
+        stream = io.StringIO()
+        configure_logging(fmt=fmt, stream=stream)
+        hostile = "SimZ said \x1b]0;pwned\x07 \x9b2J \u202eevil\rok"
+        get_logger("syncd.t").warning("vendor error", error=hostile)
+        logging.getLogger("syncd.u").warning("stdlib %s", hostile)
+        text = stream.getvalue()
+        assert text.count("\n") == 2 and text.endswith("\n")
+        assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", text), repr(text)
+        if fmt == "json":
+            events = [json.loads(line) for line in lines_of(io.StringIO(text))]
+            assert events[0]["error"] == hostile  # the text itself is kept
 
     def test_configure_twice_one_handler(self) -> None:
         """Configuring again replaces the handler instead of printing every line twice."""
