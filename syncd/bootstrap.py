@@ -32,7 +32,7 @@ from syncd.adapters import migrate
 from syncd.adapters.db import is_sqlite, make_engine, make_session_factory
 from syncd.adapters.leases import SqliteRunLock
 from syncd.adapters.orm import utcnow
-from syncd.adapters.salesforce import SalesforceSource
+from syncd.adapters.salesforce import LoginBackoff, SalesforceSource
 from syncd.adapters.simz import SimzClient, key_fingerprint
 from syncd.config import Config, SyncConfig
 from syncd.config.models import SimzConfig
@@ -71,6 +71,8 @@ class Runtime:
     #: Set for ``syncd run``: only the sync's lease holder polls and delivers it.
     leadership: Leadership | None = None
     run_lock: SqliteRunLock | None = None
+    #: Refused Salesforce logins, shared by every sync's source (one user, one lockout).
+    login_backoff: LoginBackoff = field(default_factory=LoginBackoff)
     _sources: dict[str, SalesforceSource] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -215,8 +217,12 @@ def bootstrap(
         leadership = Leadership(
             session_factory, config.syncs, config.daemon, force_first=is_sqlite(engine), now=now
         )
-    factory = source_factory or (lambda: SalesforceSource(config.salesforce))
+    login_backoff = LoginBackoff()
+    factory = source_factory or (
+        lambda: SalesforceSource(config.salesforce, login_backoff=login_backoff)
+    )
     return Runtime(
+        login_backoff=login_backoff,
         config=config,
         engine=engine,
         session_factory=session_factory,

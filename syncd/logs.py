@@ -4,6 +4,12 @@
   or as ``--log-format``/``observability.log_format`` says;
 * alembic, sqlalchemy, httpx, apscheduler and every other stdlib logger go
   through the same chain via :class:`structlog.stdlib.ProcessorFormatter`;
+* the loggers that would print rows, SQL parameters or HTTP bodies and
+  headers (SQLAlchemy, httpx, httpcore, urllib3, simple-salesforce) log
+  warnings and errors only, at every level, debug included: those lines
+  carry phone numbers, names and emails;
+* on the console, control characters in values are shown as escapes
+  (:func:`syncd.text.printable`; JSON lines escape them already);
 * :class:`Redactor` runs last before rendering: values of keys that look like
   credentials are masked, and every configured secret value is cut out of
   every string, whichever logger printed it.
@@ -20,13 +26,18 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from syncd.text import printable
+
 REDACTED = "[REDACTED]"
 SENSITIVE_KEY = re.compile(
     r"key|token|password|passwd|secret|authorization|session_id|cookie", re.I
 )
 
 #: Stdlib loggers that are chatty at INFO; they log at WARNING unless syncd runs at DEBUG.
-_NOISY = ("httpx", "httpcore", "sqlalchemy", "alembic", "apscheduler", "urllib3", "zeep")
+_NOISY = ("alembic", "apscheduler", "zeep")
+#: Stdlib loggers whose INFO/DEBUG lines carry personal data (SQL parameters, result
+#: rows, request and response bodies): WARNING at every level.
+_PERSONAL_DATA = ("sqlalchemy", "httpx", "httpcore", "urllib3", "hpack", "simple_salesforce")
 
 
 class Redactor:
@@ -86,6 +97,14 @@ def add_secrets(secrets: Iterable[str]) -> None:
     _redactor.set_secrets(secrets)
 
 
+def _escape_controls(_l: WrappedLogger, _n: str, event_dict: EventDict) -> EventDict:
+    """Show control characters in string values as escapes (console rendering only)."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and not key.startswith("_"):
+            event_dict[key] = printable(value, keep_newlines=key == "exception")
+    return event_dict
+
+
 def _drop_color_message(_l: WrappedLogger, _n: str, event_dict: EventDict) -> EventDict:
     event_dict.pop("color_message", None)
     return event_dict
@@ -120,6 +139,7 @@ def configure_logging(
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
         structlog.processors.format_exc_info,
         _redactor,
+        *([_escape_controls] if use_console else []),
         renderer,
         _redactor.scrub_rendered,
     ]
@@ -135,6 +155,8 @@ def configure_logging(
     root.setLevel(numeric)
     for name in _NOISY:
         logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else logging.WARNING)
+    for name in _PERSONAL_DATA:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
 
     structlog.configure(
         processors=[

@@ -10,20 +10,27 @@ retry on ``INVALID_SESSION_ID``.
 Errors come out as three kinds the poller handles differently:
 :class:`SalesforceLimitExceeded` (pause polling), :class:`SalesforceUnavailable`
 (network, 5xx, unreadable answers: try again later) and
-:class:`SalesforceQueryError` / :class:`SalesforceAuthError` (a configuration
-problem an operator must fix).
+:class:`SalesforceQueryError` / :class:`SalesforceAuthError` /
+:class:`SalesforceProtocolError` (a problem an operator must look at).
+
+Refused logins back off (:class:`LoginBackoff`): after a refusal no login is
+sent again before a delay that doubles up to :data:`LOGIN_BACKOFF_MAX`, so a
+wrong password cannot lock the integration user out. The state lives in the
+process's memory, shared by the sources :func:`syncd.bootstrap.bootstrap`
+builds; a restart starts afresh.
 """
 
 from __future__ import annotations
 
 import contextvars
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
@@ -46,6 +53,14 @@ from syncd.metrics import SALESFORCE_API_USAGE, SALESFORCE_CALLS
 log = get_logger(__name__)
 
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+#: A ``nextRecordsUrl`` syncd follows: a plain path under ``/services/data/``.
+_NEXT_RECORDS_PATH = re.compile(r"/services/data/[A-Za-z0-9._~\-]+(?:/[A-Za-z0-9._~\-]+)*")
+_CONCURRENT_LIMIT = re.compile(r"concurrent", re.I)
+_DAILY_LIMIT = re.compile(r"TotalRequests", re.I)
+#: The first wait after a refused login; it doubles with every further refusal.
+LOGIN_BACKOFF_FIRST = timedelta(minutes=1)
+#: The longest wait between two logins after refusals.
+LOGIN_BACKOFF_MAX = timedelta(minutes=30)
 
 
 class SalesforceSourceError(Exception):
@@ -60,8 +75,15 @@ class SalesforceUnavailable(SalesforceSourceError):
         self.reason = reason
 
 
+LimitKind = Literal["concurrent", "daily"]
+
+
 class SalesforceLimitExceeded(SalesforceSourceError):
-    """REQUEST_LIMIT_EXCEEDED: the org's API allowance is used up for now."""
+    """REQUEST_LIMIT_EXCEEDED: too many requests at once, or the daily allowance is used up."""
+
+    def __init__(self, message: str, kind: LimitKind = "daily") -> None:
+        super().__init__(message)
+        self.kind: LimitKind = kind
 
 
 class SalesforceQueryError(SalesforceSourceError):
@@ -70,6 +92,90 @@ class SalesforceQueryError(SalesforceSourceError):
 
 class SalesforceAuthError(SalesforceSourceError):
     """The login failed, or a session that cannot be renewed expired."""
+
+
+class SalesforceProtocolError(SalesforceSourceError):
+    """Salesforce answered something syncd refuses to follow (e.g. an off-host page URL)."""
+
+
+def limit_kind(message: str, usage: tuple[int, int] | None) -> LimitKind:
+    """Which REQUEST_LIMIT_EXCEEDED this is: Salesforce's message, else the usage header.
+
+    ``ConcurrentPerOrgLongTxn Limit exceeded`` / ``Number of concurrent requests``
+    pass within seconds; ``TotalRequests Limit exceeded`` lasts until the rolling
+    24-hour usage falls. Without a telling message, usage below the limit means
+    the concurrent one; anything unknown counts as the daily one (the safe side).
+    """
+    if _CONCURRENT_LIMIT.search(message):
+        return "concurrent"
+    if _DAILY_LIMIT.search(message):
+        return "daily"
+    if usage is not None and usage[1] > 0 and usage[0] < usage[1]:
+        return "concurrent"
+    return "daily"
+
+
+def next_records_path(value: object) -> str:
+    """``value`` if it is a plain path under ``/services/data/``; else raise.
+
+    The session token goes with the request, so nothing that could name
+    another host (a scheme, ``//``, ``@``, a backslash, ``..``) is followed.
+    """
+    text = value if isinstance(value, str) else ""
+    segments = text.split("/")
+    if _NEXT_RECORDS_PATH.fullmatch(text) is None or any(s in (".", "..") for s in segments):
+        shown = repr(value)[:120]
+        raise SalesforceProtocolError(
+            f"Salesforce answered a nextRecordsUrl that is not a path under /services/data/ "
+            f"on the instance; it was not followed: {shown}"
+        )
+    return text
+
+
+class LoginBackoff:
+    """Refused logins in a row and when the next one may be sent (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.refusals = 0
+        self.next_attempt: datetime | None = None
+        self.reason: str | None = None
+
+    def check(self, now: datetime) -> None:
+        """Raise :class:`SalesforceAuthError` while the next login must wait."""
+        with self._lock:
+            if self.next_attempt is None or now >= self.next_attempt:
+                return
+            message = self._describe()
+        raise SalesforceAuthError(message)
+
+    def refused(self, reason: str, now: datetime) -> None:
+        with self._lock:
+            self.refusals += 1
+            delay = min(LOGIN_BACKOFF_FIRST * 2 ** min(self.refusals - 1, 20), LOGIN_BACKOFF_MAX)
+            self.next_attempt = now + delay
+            self.reason = reason
+            message = self._describe()
+        log.error("salesforce login refused; backing off", refusals=self.refusals, error=message)
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.refusals, self.next_attempt, self.reason = 0, None, None
+
+    def problem(self, now: datetime) -> str | None:
+        """Why logins are held back now, with the next attempt; None when they are not."""
+        with self._lock:
+            if self.next_attempt is None or now >= self.next_attempt:
+                return None
+            return self._describe()
+
+    def _describe(self) -> str:
+        assert self.next_attempt is not None
+        when = self.next_attempt.astimezone(UTC).isoformat(timespec="seconds")
+        return (
+            f"login held back until {when} after {self.refusals} refused login(s); "
+            f"last: {self.reason}"
+        )
 
 
 def login_base_url(config: SalesforceConfig) -> str:
@@ -103,15 +209,25 @@ def _error_content(exc: SalesforceError) -> tuple[str, str]:
 class SalesforceSource:
     """Reads records from one org; one instance per process, not thread-safe."""
 
-    def __init__(self, config: SalesforceConfig) -> None:
+    def __init__(
+        self,
+        config: SalesforceConfig,
+        login_backoff: LoginBackoff | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.config = config
+        self.login_backoff = login_backoff or LoginBackoff()
+        self.now = now
         self._http = requests.Session()
         # The machine's REQUESTS_CA_BUNDLE would override verify: trust only the config.
         self._http.trust_env = False
         self._http.verify = config.ca_bundle or True
+        # Every answer's Sforce-Limit-Info, error answers included (they tell the limits apart).
+        self._http.hooks["response"].append(self._note_usage)
         self._sf: Salesforce | None = None
         self._usage: tuple[int, int] | None = None
         self._logins = 0
+        self._daily_limit_hit = False
 
     # ------------------------------------------------------------------ login
 
@@ -217,12 +333,8 @@ class SalesforceSource:
                     "(use password, jwt or client_credentials)"
                 )
             session_id, instance = auth.session_id.get_secret_value(), str(auth.instance_url)
-        elif isinstance(auth, PasswordAuth):
-            session_id, instance = self._password_login(auth)
-        elif isinstance(auth, JwtAuth):
-            session_id, instance = self._jwt_login(auth)
         else:
-            session_id, instance = self._client_credentials_login(auth)
+            session_id, instance = self._guarded_login()
         self._logins += 1
         self._sf = Salesforce(
             instance_url=instance.rstrip("/"),
@@ -235,9 +347,29 @@ class SalesforceSource:
         )
         log.debug("salesforce login", method=auth.method, logins=self._logins)
 
+    def _guarded_login(self) -> tuple[str, str]:
+        """Log in unless refusals hold logins back; a refusal extends the wait."""
+        auth = self.config.auth
+        self.login_backoff.check(self.now())
+        try:
+            if isinstance(auth, PasswordAuth):
+                found = self._password_login(auth)
+            elif isinstance(auth, JwtAuth):
+                found = self._jwt_login(auth)
+            else:
+                assert isinstance(auth, ClientCredentialsAuth)
+                found = self._client_credentials_login(auth)
+        except SalesforceAuthError as exc:
+            self.login_backoff.refused(str(exc), self.now())
+            raise
+        self.login_backoff.succeeded()
+        return found
+
     # ------------------------------------------------------------------ queries
 
-    def _call(self, kind: str, run: Callable[[Salesforce], Any]) -> dict[str, Any]:
+    def _call(
+        self, kind: str, run: Callable[[Salesforce], Any], *, records: bool = True
+    ) -> dict[str, Any]:
         """One REST call with the error mapping and one re-login on an expired session."""
         for attempt in (1, 2):
             if self._sf is None:
@@ -260,31 +392,54 @@ class SalesforceSource:
                 raise SalesforceUnavailable(f"{kind} failed: {type(exc).__name__}") from exc
             except ValueError as exc:  # the body was not JSON
                 raise SalesforceUnavailable(f"{kind} answer is not valid JSON") from exc
-            self._read_usage()
-            if not isinstance(result, dict) or not isinstance(result.get("records"), list):
+            if not isinstance(result, dict):
+                raise SalesforceUnavailable(f"{kind} answer is not a JSON object")
+            if records and not isinstance(result.get("records"), list):
                 raise SalesforceUnavailable(f"{kind} answer has no records list")
             return result
         raise AssertionError("unreachable")
 
-    @staticmethod
-    def _translate(exc: SalesforceError) -> SalesforceSourceError:
+    def _translate(self, exc: SalesforceError) -> SalesforceSourceError:
         code, message = _error_content(exc)
         status = exc.status
         if code == "REQUEST_LIMIT_EXCEEDED":
-            return SalesforceLimitExceeded(f"REQUEST_LIMIT_EXCEEDED: {message}".strip())
+            kind = limit_kind(message, self._usage)
+            if kind == "daily":
+                self._daily_limit_hit = True
+            return SalesforceLimitExceeded(
+                f"REQUEST_LIMIT_EXCEEDED ({kind}): {message}".strip(), kind
+            )
         if isinstance(status, int) and status >= 500:
             return SalesforceUnavailable(f"HTTP {status} {code}: {message}".strip())
         if code:
             return SalesforceQueryError(f"{code}: {message}")
         return SalesforceQueryError(f"HTTP {status}: {message}")
 
-    def _read_usage(self) -> None:
-        assert self._sf is not None
-        usage = self._sf.api_usage.get("api-usage")
-        if usage is not None:
-            self._usage = (int(usage.used), int(usage.total))
-            if usage.total:
-                SALESFORCE_API_USAGE.set(usage.used / usage.total)
+    def _note_usage(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
+        match = _USAGE.search(response.headers.get("Sforce-Limit-Info", ""))
+        if match is not None:
+            used, total = int(match.group(1)), int(match.group(2))
+            self._usage = (used, total)
+            if total:
+                SALESFORCE_API_USAGE.set(used / total)
+
+    def _check_daily_limit(self) -> None:
+        """After the daily limit was hit, ask ``/limits`` (one cheap call) before querying.
+
+        Raises :class:`SalesforceLimitExceeded` while no daily request remains.
+        """
+        answer = self._call("limits", lambda sf: sf.restful("limits/"), records=False)
+        daily = answer.get("DailyApiRequests")
+        if not isinstance(daily, dict):
+            raise SalesforceUnavailable("limits answer has no DailyApiRequests")
+        remaining, most = daily.get("Remaining"), daily.get("Max")
+        if isinstance(remaining, int) and remaining <= 0:
+            raise SalesforceLimitExceeded(
+                f"REQUEST_LIMIT_EXCEEDED (daily): still no daily API request left "
+                f"(DailyApiRequests Remaining {remaining} of {most})",
+                "daily",
+            )
+        self._daily_limit_hit = False
 
     def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
         """Run ``soql`` and yield its records page by page (``nextRecordsUrl``)."""
@@ -293,6 +448,8 @@ class SalesforceSource:
             "timeout": self.config.timeout,
         }
         started = time.monotonic()
+        if self._daily_limit_hit:
+            self._check_daily_limit()
         result = self._call("query", lambda sf: sf.query(soql, **options))
         pages = 0
 
@@ -309,14 +466,19 @@ class SalesforceSource:
                 pages += 1
                 next_url = result.get("nextRecordsUrl")
                 pending: Future[dict[str, Any]] | None = None
+                refused: SalesforceProtocolError | None = None
                 if not result.get("done", True) and next_url:
-                    pending = pool.submit(
-                        contextvars.copy_context().run,
-                        self._call,
-                        "query_more",
-                        more(str(next_url)),
-                    )
+                    try:
+                        path = next_records_path(next_url)
+                    except SalesforceProtocolError as exc:
+                        refused = exc
+                    else:
+                        pending = pool.submit(
+                            contextvars.copy_context().run, self._call, "query_more", more(path)
+                        )
                 yield result["records"]
+                if refused is not None:
+                    raise refused
                 if pending is None:
                     break
                 result = pending.result()

@@ -8,7 +8,6 @@ line per problem to stderr and exits with status 2, never a traceback.
 from __future__ import annotations
 
 import gc
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from syncd import __version__
 from syncd.config import Config, ConfigError, load_config
 from syncd.config.types import format_duration
+from syncd.entrypoints.cli_text import echo, echo_json
 from syncd.logs import configure_logging, get_logger
 
 EXIT_CONFIG = 2
@@ -42,7 +42,7 @@ config_option: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
-    click.echo(f"syncd: {message}", err=True)
+    echo(f"syncd: {message}", err=True)
     sys.exit(code)
 
 
@@ -52,7 +52,7 @@ def load_or_exit(path: Path) -> Config:
         return load_config(path)
     except ConfigError as exc:
         for line in exc.lines:
-            click.echo(line, err=True)
+            echo(line, err=True)
         sys.exit(EXIT_CONFIG)
 
 
@@ -126,7 +126,7 @@ def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
     """
     config = load_or_exit(config_path)
     setup(ctx, config)
-    click.echo(f"{config_path}: ok, {len(config.syncs)} sync(s)")
+    echo(f"{config_path}: ok, {len(config.syncs)} sync(s)")
     for sync in config.syncs:
         schedule = (
             f"every {format_duration(sync.schedule.every)}"
@@ -134,7 +134,7 @@ def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
             else f"cron '{sync.schedule.cron}' ({sync.schedule.timezone})"
         )
         start = "now" if sync.start_at == "now" else sync.start_at.isoformat()
-        click.echo(
+        echo(
             f"  {sync.name}{'' if sync.enabled else ' (disabled)'}: {sync.object} -> "
             f"{', '.join(sync.agents)}; poll {schedule}; start_at {start}; "
             f"lookback {format_duration(sync.lookback)}"
@@ -155,7 +155,7 @@ def config_schema() -> None:
     schema = Config.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "syncd configuration"
-    click.echo(json.dumps(schema, indent=2))
+    echo_json(schema)
 
 
 @main.command()
@@ -185,9 +185,9 @@ def migrate(ctx: click.Context, config_path: Path) -> None:
         engine.dispose()
     if result.changed:
         log.info("database migrated", from_revision=result.before, to_revision=result.after)
-        click.echo(f"migrated the database from {result.before or 'empty'} to {result.after}")
+        echo(f"migrated the database from {result.before or 'empty'} to {result.after}")
     else:
-        click.echo(f"the database is up to date (revision {result.after})")
+        echo(f"the database is up to date (revision {result.after})")
 
 
 from syncd.entrypoints.cli_sandbox import sandbox  # noqa: E402

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from syncd.entrypoints.cli import CONTEXT_SETTINGS, EXIT_FAILURE
+from syncd.entrypoints.cli_text import echo
 from syncd.logs import configure_logging
 
 
@@ -66,9 +67,9 @@ def demo(ctx: click.Context, lead_count: int, keep: bool, quiet: bool, timeout: 
     )
     runner = Demo(
         DemoOptions(leads=lead_count, keep=keep, quiet=quiet, timeout=timeout),
-        echo=lambda line: click.echo(line),
+        echo=echo,
     )
     summary = runner.run()
     for line in render_summary(summary, prefix=command_prefix()):
-        click.echo(line)
+        echo(line)
     sys.exit(0 if summary.idle else EXIT_FAILURE)

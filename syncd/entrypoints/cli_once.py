@@ -24,6 +24,7 @@ from syncd.entrypoints.cli import (
     load_or_exit,
     setup,
 )
+from syncd.entrypoints.cli_text import echo
 
 if TYPE_CHECKING:
     from syncd.services.poll import PollResult
@@ -48,25 +49,25 @@ def _print_dry_run(result: PollResult) -> None:
         if result.window_from and result.window_to
         else "nothing to read yet"
     )
-    click.echo(f"sync {result.sync} (dry run): {result.status}; window {window}")
+    echo(f"sync {result.sync} (dry run): {result.status}; window {window}")
     if result.error:
-        click.echo(f"  error: {result.error}")
-    click.echo(
+        echo(f"  error: {result.error}")
+    echo(
         f"  fetched {result.fetched}, new {result.new}, updated {result.updated}, "
         f"unchanged {result.unchanged}; would queue {result.queued}, "
         f"skip {result.skipped}, mark invalid {result.invalid}"
     )
     if not result.preview:
         return
-    click.echo(f"  {'Salesforce Id':<18}  {'change':<7}  {'state':<8}  {'agent':<20}  note")
+    echo(f"  {'Salesforce Id':<18}  {'change':<7}  {'state':<8}  {'agent':<20}  note")
     for row in result.preview[:TABLE_ROWS]:
-        click.echo(
+        echo(
             f"  {row.salesforce_id:<18}  {row.change:<7}  {row.state:<8}  "
             f"{row.agent_id or '-':<20}  {row.note or ''}"
         )
     hidden = result.new + result.updated - min(len(result.preview), TABLE_ROWS)
     if hidden > 0:
-        click.echo(f"  ... and {hidden} more")
+        echo(f"  ... and {hidden} more")
 
 
 @click.command()
@@ -117,7 +118,7 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
                 failed = failed or result.status == "error"
                 continue
             polled = runtime.poll(sync)
-            click.echo(
+            echo(
                 f"sync {sync.name}: poll {polled.status}: fetched {polled.fetched}, "
                 f"new {polled.new}, updated {polled.updated}, unchanged {polled.unchanged}, "
                 f"invalid {polled.invalid}, skipped {polled.skipped}"
@@ -125,7 +126,7 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
             )
             failed = failed or polled.status == "error"
             delivered = runtime.deliver(sync)
-            click.echo(
+            echo(
                 f"sync {sync.name}: delivery: {delivered.batches} batch(es), accepted "
                 f"{delivered.accepted}, rejected {delivered.rejected}, requeued "
                 f"{delivered.requeued}, uncertain {delivered.uncertain}, failed {delivered.failed}"

@@ -31,6 +31,7 @@ from syncd.entrypoints.cli import (
     load_or_exit,
     open_engine,
 )
+from syncd.entrypoints.cli_text import echo, echo_json, echo_lines, printable, secho
 from syncd.logs import configure_logging
 from syncd.services import operator as ops
 from syncd.services.operator import REQUEUE_STATES, STATE_ORDER, iso, to_jsonable
@@ -93,7 +94,7 @@ def _when(value: datetime | None) -> str:
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = "") -> list[str]:
     """Left-aligned columns, two spaces apart."""
-    cells = [list(headers)] + [["-" if c is None else str(c) for c in row] for row in rows]
+    cells = [list(headers)] + [["-" if c is None else printable(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     return [
         indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
@@ -104,7 +105,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = 
 def _short(text: str | None, width: int = 60) -> str:
     if not text:
         return "-"
-    line = " ".join(text.split())
+    line = printable(" ".join(text.split()))
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
@@ -284,9 +285,9 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     with database(config) as session_factory:
         report = _query(lambda: ops.status(session_factory, config))
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        echo_json(report.to_dict())
     else:
-        click.echo("\n".join(_render_status(report)))
+        echo_lines(_render_status(report))
 
 
 # --------------------------------------------------------------------------- leads
@@ -426,11 +427,11 @@ def leads(
         )
     if as_json:
         body = {"version": 1, "leads": [_lead_json(x, history, show_payload) for x in found]}
-        click.echo(json.dumps(body, indent=2))
+        echo_json(body)
     else:
-        click.echo("\n".join(_render_leads(found, history, show_payload)))
+        echo_lines(_render_leads(found, history, show_payload))
         if len(found) == limit:
-            click.echo(f"(showing the first {limit}; use --limit to see more)", err=True)
+            echo(f"(showing the first {limit}; use --limit to see more)", err=True)
 
 
 # --------------------------------------------------------------------------- requeue
@@ -525,20 +526,20 @@ def requeue(
             )
         )
         if preview.problems:
-            click.echo("syncd: nothing was requeued:", err=True)
+            echo("syncd: nothing was requeued:", err=True)
             for problem in preview.problems:
-                click.echo(f"  {problem}", err=True)
+                echo(f"  {problem}", err=True)
             sys.exit(1)
         if preview.total == 0:
-            click.echo("no lead matches; nothing to requeue")
+            echo("no lead matches; nothing to requeue")
             return
-        click.echo(
+        echo(
             f"{'would requeue' if dry_run else 'about to requeue'} {preview.total} "
             "lead(s) (back to queued):"
         )
-        click.echo("\n".join(_summary(preview.counts)))
+        echo_lines(_summary(preview.counts))
         if preview.uncertain:
-            click.secho(
+            secho(
                 f"WARNING: {preview.uncertain} of them are uncertain: SimZ may already have "
                 "queued them, and sending them again may make SimZ CALL A PERSON TWICE.",
                 err=True,
@@ -546,7 +547,7 @@ def requeue(
                 bold=True,
             )
         if dry_run:
-            click.echo("dry run: nothing was changed")
+            echo("dry run: nothing was changed")
             return
         if not yes:
             try:
@@ -567,13 +568,11 @@ def requeue(
                 )
             )
         except ops.RequeueRefused as exc:
-            click.echo("syncd: nothing was requeued:", err=True)
+            echo("syncd: nothing was requeued:", err=True)
             for problem in exc.problems:
-                click.echo(f"  {problem}", err=True)
+                echo(f"  {problem}", err=True)
             sys.exit(1)
-    click.echo(f"requeued {result.total} lead(s) (reason: {result.reason}; by {result.actor}):")
-    click.echo("\n".join(_summary(result.moved)))
+    echo(f"requeued {result.total} lead(s) (reason: {result.reason}; by {result.actor}):")
+    echo_lines(_summary(result.moved))
     if result.skipped_by_filter:
-        click.echo(
-            f"{result.skipped_by_filter} lead(s) changed state meanwhile and were left alone"
-        )
+        echo(f"{result.skipped_by_filter} lead(s) changed state meanwhile and were left alone")

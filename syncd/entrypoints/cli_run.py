@@ -48,6 +48,7 @@ from syncd.entrypoints.cli import (
     load_or_exit,
     setup,
 )
+from syncd.entrypoints.cli_text import echo
 from syncd.entrypoints.http import ProbeServer, Readiness, serve
 from syncd.entrypoints.scheduler import JobScheduler, PollTracker
 from syncd.logs import get_logger
@@ -153,7 +154,12 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
             host,
             port,
             Readiness(
-                runtime.engine, tracker, runtime.now, credentials=runtime.credentials, stop=stop
+                runtime.engine,
+                tracker,
+                runtime.now,
+                credentials=runtime.credentials,
+                stop=stop,
+                login_backoff=runtime.login_backoff,
             ),
         )
     except OSError as exc:
@@ -243,13 +249,13 @@ def check_connections(config: Config) -> int:
     status = EXIT_OK
     try:
         for line in check_salesforce(config):
-            click.echo(line)
+            echo(line)
     except SalesforceSourceError as exc:
-        click.echo(f"salesforce: FAILED: {exc}", err=True)
+        echo(f"salesforce: FAILED: {exc}", err=True)
         status = EXIT_FAILURE
     try:
-        click.echo(check_simz_reachable(config.simz))
+        echo(check_simz_reachable(config.simz))
     except OSError as exc:
-        click.echo(f"simz: FAILED: cannot connect to {config.simz.base_url}: {exc}", err=True)
+        echo(f"simz: FAILED: cannot connect to {config.simz.base_url}: {exc}", err=True)
         status = EXIT_FAILURE
     return status

@@ -14,6 +14,8 @@ from types import FrameType
 
 import click
 
+from syncd.entrypoints.cli_text import echo
+
 # No module-level import of syncd.entrypoints.cli: it imports this module at its
 # bottom, and this module must also import on its own (tests, tools). The
 # subcommands inherit the help options from this group's context.
@@ -111,7 +113,7 @@ def simz(host: str, port: int, api_key: str, credits: int | None, agents: tuple[
     from syncd.sandbox.simz import SimzEmulator
 
     if not _is_loopback(host):
-        click.echo(
+        echo(
             f"syncd: warning: listening on {host}; the control API has no authentication",
             err=True,
         )
@@ -121,8 +123,8 @@ def simz(host: str, port: int, api_key: str, credits: int | None, agents: tuple[
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     try:
-        click.echo(f"SimZ emulator on {url}")
-        click.echo(f"control API on {emulator.control_url}")
+        echo(f"SimZ emulator on {url}")
+        echo(f"control API on {emulator.control_url}")
         _wait_for_signal()
     finally:
         emulator.stop()

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from syncd.entrypoints.cli import CONTEXT_SETTINGS, fail
+from syncd.entrypoints.cli_text import echo
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
@@ -108,7 +109,7 @@ def salesforce(
     from syncd.sandbox.sf_store import RecordError
 
     if not _is_loopback(host):
-        click.echo(
+        echo(
             f"syncd: warning: listening on {host}; the control API has no authentication",
             err=True,
         )
@@ -131,10 +132,10 @@ def salesforce(
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     try:
-        click.echo(f"Salesforce emulator on {url}")
-        click.echo(f"CA certificate: {emulator.ca_file}")
-        click.echo(f"control API on {url}/__sandbox/")
-        click.echo(f"{emulator.store.count()} record(s) loaded", nl=True)
+        echo(f"Salesforce emulator on {url}")
+        echo(f"CA certificate: {emulator.ca_file}")
+        echo(f"control API on {url}/__sandbox/")
+        echo(f"{emulator.store.count()} record(s) loaded")
         _wait_for_signal()
     finally:
         emulator.stop()

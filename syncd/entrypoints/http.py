@@ -1,7 +1,8 @@
 """The daemon's one HTTP port: ``/healthz``, ``/readyz`` and ``/metrics``.
 
-A stdlib ``ThreadingHTTPServer`` in a daemon thread: three read-only endpoints
-need no framework, and a probe can never keep the process alive at exit.
+One asyncio loop in a daemon thread (:class:`ProbeServer`): three read-only
+endpoints need no framework, a probe can never keep the process alive at exit,
+and slow or hostile clients cannot use up threads or file descriptors.
 
 * ``/healthz`` -- 200 ``{"status": "ok"}`` while the process answers at all.
 * ``/readyz`` -- 200 when every check passes, else 503; the JSON body lists each
@@ -12,18 +13,21 @@ need no framework, and a probe can never keep the process alive at exit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import socket
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 
+from syncd.adapters.salesforce import LoginBackoff
 from syncd.entrypoints.scheduler import PollTracker
 from syncd.logs import get_logger
 from syncd.metrics import REGISTRY
@@ -68,6 +72,8 @@ class Readiness:
       until an operator fixes the key);
     * ``poll:<sync>`` -- each enabled sync polled successfully within three poll
       intervals (:meth:`PollTracker.stale`);
+    * ``salesforce_login`` -- logins are not held back after refusals (the
+      reason names the last refusal and the next attempt);
     * ``shutdown`` -- fails once ``stop`` is set (a signal arrived).
 
     The SQL runs on a raw DBAPI connection, outside SQLAlchemy's transaction
@@ -82,8 +88,10 @@ class Readiness:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         credentials: list[str] | None = None,
         stop: threading.Event | None = None,
+        login_backoff: LoginBackoff | None = None,
     ) -> None:
         self.engine = engine
+        self.login_backoff = login_backoff
         self.stop = stop
         self.tracker = tracker
         self.now = now
@@ -112,6 +120,12 @@ class Readiness:
                 report.fail("simz_auth", "the SimZ API key was refused (401); delivery is paused")
             else:
                 report.ok("simz_auth")
+        if self.login_backoff is not None:
+            problem = self.login_backoff.problem(self.now())
+            if problem is not None:
+                report.fail("salesforce_login", f"Salesforce {problem}")
+            else:
+                report.ok("salesforce_login")
         stale = self.tracker.stale(self.now())
         for name in self.tracker.snapshot():
             if name in stale:
@@ -137,78 +151,199 @@ class Readiness:
         return int(row[0]) if row else 0
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: ProbeServer
-    server_version = "syncd"
-    sys_version = ""
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/healthz":
-            self._json(200, {"status": "ok"})
-        elif path == "/readyz":
-            try:
-                report = self.server.readiness()
-            except Exception as exc:
-                log.exception("readiness check failed")
-                self._json(
-                    503,
-                    {
-                        "status": "not ready",
-                        "failing": [{"check": "internal", "reason": repr(exc)}],
-                    },
-                )
-                return
-            self._json(200 if report.ready else 503, report.body())
-        elif path == "/metrics":
-            self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
-        else:
-            self._json(404, {"status": "not found", "path": path})
-
-    def _json(self, status: int, body: dict[str, Any]) -> None:
-        self._send(status, "application/json", json.dumps(body).encode() + b"\n")
-
-    def _send(self, status: int, content_type: str, payload: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # Probes hit these every few seconds; an access log line each would drown the rest.
-        return
+#: Connections still sending their request beyond this many: the oldest is dropped.
+MAX_PENDING_CONNECTIONS = 64
+#: Seconds a client gets to send its request line and headers, and to take the answer.
+REQUEST_TIMEOUT = 5.0
+#: Seconds /readyz and /metrics may take before the answer is 503 (a hung database).
+COMPUTE_TIMEOUT = 10.0
+#: The longest request head (request line and headers) read.
+MAX_REQUEST_HEAD = 8192
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS |= {503: "Service Unavailable"}
 
 
-class ProbeServer(ThreadingHTTPServer):
-    """A ``ThreadingHTTPServer`` that knows how to answer ``/readyz``."""
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    content_type: str
+    body: bytes
 
-    daemon_threads = True
-    allow_reuse_address = True
+    @staticmethod
+    def json(status: int, body: dict[str, Any]) -> _Answer:
+        return _Answer(status, "application/json", json.dumps(body).encode() + b"\n")
+
+
+class ProbeServer:
+    """Answers probes from one asyncio loop in a daemon thread, whatever the clients do.
+
+    A slow or silent client costs a socket and a coroutine, never a thread:
+    each has :data:`REQUEST_TIMEOUT` seconds to send its request head, and
+    beyond :data:`MAX_PENDING_CONNECTIONS` unfinished requests the oldest is
+    dropped, so a flood of half-sent requests cannot use up the process's file
+    descriptors or keep a probe waiting. ``/readyz`` and ``/metrics`` are
+    computed on two worker threads, one computation of each at a time shared by
+    every request that asks meanwhile. Each answer closes its connection.
+    """
 
     def __init__(self, address: tuple[str, int], readiness: Callable[[], ReadyReport]) -> None:
-        super().__init__(address, _Handler)
+        host, port = address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # Binds here, so a port that is taken raises OSError to the caller.
+        self._sock = socket.create_server((host, port), family=family, backlog=128)
         self.readiness = readiness
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="syncd-http")
+        self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopping: asyncio.Event | None = None
+        # Connections still sending their request (oldest first), and all open ones.
+        self._pending: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._open: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._inflight: dict[str, asyncio.Future[_Answer]] = {}
 
     @property
     def address(self) -> str:
         """``host:port`` actually bound (the port is chosen by the OS when 0 was asked)."""
-        host, port = self.server_address[:2]
+        host, port = self._sock.getsockname()[:2]
         return f"{host!s}:{port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="syncd-http", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="syncd-http", daemon=True)
         self._thread.start()
+        self._ready.wait(10)
 
     def close(self) -> None:
         if self._thread is not None:
-            self.shutdown()
+            stopping = self._stopping
+            if stopping is not None:
+                self._loop.call_soon_threadsafe(stopping.set)
             self._thread.join(timeout=5)
             self._thread = None
-        self.server_close()
+        if not self._loop.is_running():
+            self._loop.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._sock.close()
+
+    # ------------------------------------------------------------------ the loop
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        finally:
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._stopping = asyncio.Event()
+        server = await asyncio.start_server(
+            self._connection, sock=self._sock, limit=MAX_REQUEST_HEAD
+        )
+        self._ready.set()
+        async with server:
+            await self._stopping.wait()
+            server.close()
+            # Connections still open end here, not as "destroyed but pending" at loop close.
+            for writer in list(self._open.values()):
+                writer.transport.abort()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if others:
+                await asyncio.wait(others, timeout=1.0)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._open[task] = writer
+        try:
+            await self._exchange(task, reader, writer)
+        finally:
+            self._open.pop(task, None)
+
+    async def _exchange(
+        self, task: asyncio.Task[None], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._pending[task] = writer
+        if len(self._pending) > MAX_PENDING_CONNECTIONS:
+            # Aborting ends the oldest one's read with IncompleteReadError (handled below).
+            self._pending.pop(next(iter(self._pending))).transport.abort()
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            writer.transport.abort()
+            return
+        finally:
+            self._pending.pop(task, None)
+        try:
+            method, path = _request_line(head)
+            answer = await self._answer(method, path)
+            writer.write(_response(answer, include_body=method != "HEAD"))
+            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT)
+            writer.close()
+        except (TimeoutError, OSError):
+            writer.transport.abort()
+
+    async def _answer(self, method: str | None, path: str) -> _Answer:
+        if method is None:
+            return _Answer.json(400, {"status": "bad request"})
+        if method not in ("GET", "HEAD"):
+            return _Answer.json(405, {"status": "method not allowed"})
+        if path == "/healthz":
+            return _Answer.json(200, {"status": "ok"})
+        if path == "/readyz":
+            return await self._shared("readyz", self._ready_answer)
+        if path == "/metrics":
+            return await self._shared("metrics", _metrics_answer)
+        return _Answer.json(404, {"status": "not found", "path": path})
+
+    async def _shared(self, key: str, compute: Callable[[], _Answer]) -> _Answer:
+        """One computation at a time on the worker threads; concurrent askers share it."""
+        future = self._inflight.get(key)
+        if future is None:
+            future = asyncio.ensure_future(self._loop.run_in_executor(self._pool, compute))
+            self._inflight[key] = future
+            future.add_done_callback(lambda _done: self._inflight.pop(key, None))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), COMPUTE_TIMEOUT)
+        except TimeoutError:
+            reason = f"{key} took longer than {COMPUTE_TIMEOUT:g} s"
+            return _Answer.json(
+                503, {"status": "not ready", "failing": [{"check": "internal", "reason": reason}]}
+            )
+
+    def _ready_answer(self) -> _Answer:
+        try:
+            report = self.readiness()
+        except Exception as exc:
+            log.exception("readiness check failed")
+            return _Answer.json(
+                503,
+                {"status": "not ready", "failing": [{"check": "internal", "reason": repr(exc)}]},
+            )
+        return _Answer.json(200 if report.ready else 503, report.body())
+
+
+def _metrics_answer() -> _Answer:
+    return _Answer(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
+
+
+def _request_line(head: bytes) -> tuple[str | None, str]:
+    """(method, path without query) of a request head; method None when unreadable."""
+    line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = line.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[0].isalpha():
+        return None, ""
+    return parts[0], parts[1].split("?", 1)[0]
+
+
+def _response(answer: _Answer, *, include_body: bool) -> bytes:
+    head = (
+        f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, 'Unknown')}\r\n"
+        f"Server: syncd\r\n"
+        f"Content-Type: {answer.content_type}\r\n"
+        f"Content-Length: {len(answer.body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + (answer.body if include_body else b"")
 
 
 def serve(host: str, port: int, readiness: Callable[[], ReadyReport]) -> ProbeServer:

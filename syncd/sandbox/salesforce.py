@@ -16,6 +16,7 @@ It answers what simple-salesforce 1.12 calls, the way Salesforce does:
   is evaluated and sorted once; its result is kept per locator and pages are
   slices of it.
 * ``GET``/``PATCH /services/data/vXX.X/sobjects/{type}/{id}``.
+* ``GET /services/data/vXX.X/limits``: ``DailyApiRequests`` (``Max``, ``Remaining``).
 
 Every REST answer carries ``Sforce-Limit-Info: api-usage=N/M`` and each REST
 call counts one. A missing, unknown or expired session gets 401
@@ -23,7 +24,15 @@ call counts one. A missing, unknown or expired session gets 401
 
 The control API under ``/__sandbox/`` (JSON, no authentication) mirrors the
 Python methods: ``POST records``, ``POST update``, ``POST expire-sessions``,
-``POST inject``, ``POST api-usage``, ``GET query-log``, ``GET records/{type}/{id}``.
+``POST inject``, ``POST api-usage``, ``GET query-log``, ``GET records/{type}/{id}``,
+``GET login-attempts``.
+
+Injected faults (``inject(kind, count, **params)``) hit the next REST calls:
+``REQUEST_LIMIT_EXCEEDED`` answers the daily limit (``TotalRequests``; set the
+usage with ``set_api_usage`` to match) or, with ``limit="concurrent"``, the
+short-lived concurrent-request limit (``ConcurrentPerOrgLongTxn``);
+``next_records_url`` answers normally but with ``nextRecordsUrl`` replaced by
+the ``url`` parameter (a hostile or broken org).
 """
 
 from __future__ import annotations
@@ -62,13 +71,26 @@ from syncd.sandbox.sf_soql import (
 )
 from syncd.sandbox.sf_store import RecordError, RecordStore
 
-FAULT_KINDS = ("INVALID_SESSION_ID", "REQUEST_LIMIT_EXCEEDED", "500", "delay", "malformed_json")
+FAULT_KINDS = (
+    "INVALID_SESSION_ID",
+    "REQUEST_LIMIT_EXCEEDED",
+    "500",
+    "delay",
+    "malformed_json",
+    "next_records_url",
+)
 ORG_ID = "00D8d000000SyNcEAA"
 USER_ID = "0058d000000SyNcAAA"
 MAX_CURSORS = 200
 INVALID_SESSION = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
 LIMIT_EXCEEDED = [
     {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
+]
+CONCURRENT_LIMIT_EXCEEDED = [
+    {
+        "message": "ConcurrentPerOrgLongTxn Limit exceeded.",
+        "errorCode": "REQUEST_LIMIT_EXCEEDED",
+    }
 ]
 _DATA_PATH = re.compile(r"^/services/data/v(?P<version>\d+\.\d)(?P<rest>/.*)?$")
 _PAGE_PATH = re.compile(r"^/(?P<kind>query|queryAll)/(?P<locator>01g[A-Za-z0-9]+)-(?P<offset>\d+)$")
@@ -138,6 +160,7 @@ class SalesforceEmulator:
         self._api_max = api_max
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._query_log: list[dict[str, Any]] = []
+        self._login_attempts = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -238,6 +261,15 @@ class SalesforceEmulator:
         with self._lock:
             return [dict(entry) for entry in self._query_log]
 
+    def login_attempts(self) -> int:
+        """How many SOAP and OAuth logins were asked for, refused ones included."""
+        with self._lock:
+            return self._login_attempts
+
+    def _count_login(self) -> None:
+        with self._lock:
+            self._login_attempts += 1
+
     def sessions(self) -> list[str]:
         with self._lock:
             return list(self._sessions)
@@ -266,6 +298,7 @@ class SalesforceEmulator:
         return token_optional and secrets.compare_digest(password, self.password)
 
     def soap_login(self, body: bytes, version: str) -> _Reply:
+        self._count_login()
         try:
             root = ET.fromstring(body)
         except ET.ParseError:
@@ -306,6 +339,7 @@ class SalesforceEmulator:
         return _Reply(200, xml.encode(), "text/xml;charset=UTF-8")
 
     def oauth_token(self, body: bytes, headers: Mapping[str, str]) -> _Reply:
+        self._count_login()
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         grant = form.get("grant_type", "")
         if grant == "password":
@@ -403,12 +437,19 @@ class SalesforceEmulator:
             elif fault.kind == "INVALID_SESSION_ID":
                 return _json(401, INVALID_SESSION)
             elif fault.kind == "REQUEST_LIMIT_EXCEEDED":
+                if fault.params.get("limit", "daily") == "concurrent":
+                    return _json(403, CONCURRENT_LIMIT_EXCEEDED)
                 return _json(403, LIMIT_EXCEEDED)
             elif fault.kind == "500":
                 return _error(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred.")
         reply = self._route(method, version, rest, query, headers, body, session)
         if fault is not None and fault.kind == "malformed_json" and reply.status < 300:
             reply = _Reply(200, reply.body[: max(1, len(reply.body) // 2)] or b"{")
+        if fault is not None and fault.kind == "next_records_url" and reply.status == 200:
+            payload = json.loads(reply.body)
+            payload["nextRecordsUrl"] = str(fault.params.get("url", ""))
+            payload["done"] = False
+            reply = _json(200, payload)
         return reply
 
     def _take_fault(self) -> _Fault | None:
@@ -440,6 +481,10 @@ class SalesforceEmulator:
         page = _PAGE_PATH.match(rest)
         if page is not None and method == "GET":
             return self._page(page.group("locator"), int(page.group("offset")), version, session)
+        if rest.rstrip("/") == "/limits" and method == "GET":
+            with self._lock:
+                used, most = self._api_used, self._api_max
+            return _json(200, {"DailyApiRequests": {"Max": most, "Remaining": max(0, most - used)}})
         sobject = _SOBJECT_PATH.match(rest)
         if sobject is not None:
             return self._sobject(method, sobject.group("type"), sobject.group("id"), body, version)
@@ -571,6 +616,8 @@ class SalesforceEmulator:
             if method == "POST" and action == "api-usage":
                 self.set_api_usage(int(data["used"]), data.get("max"))
                 return _json(200, {"used": self._api_used, "max": self._api_max})
+            if method == "GET" and action == "login-attempts":
+                return _json(200, {"attempts": self.login_attempts()})
             if method == "GET" and action == "query-log":
                 return _json(200, {"queries": self.query_log()})
             if method == "GET" and action.startswith("records/"):

@@ -46,6 +46,8 @@ PREVIEW_LIMIT = 10_000
 #: New leads in one poll after which PostgreSQL's statistics are refreshed (then
 #: again each time the poll has doubled what it had inserted at the last refresh).
 ANALYZE_AFTER_NEW = 5_000
+#: How long polling waits after Salesforce's concurrent-request limit (it passes in seconds).
+CONCURRENT_LIMIT_PAUSE = timedelta(seconds=30)
 
 
 class RecordSource(Protocol):
@@ -102,6 +104,8 @@ class PagePlan:
     changes: list[store.LeadChange] = field(default_factory=list)
     unchanged: int = 0
     watermark: datetime | None = None
+    #: Records whose cursor lies at or after the window's end (they leave the watermark alone).
+    beyond_window: int = 0
     decided: list[tuple[MappedLead, LeadState, str | None, Literal["new", "updated"]]] = field(
         default_factory=list
     )
@@ -113,14 +117,24 @@ def plan_page(
     recent: set[AgentPhone],
     sync: SyncConfig,
     window_start: datetime,
+    window_end: datetime | None = None,
 ) -> PagePlan:
-    """Decide, without I/O, what a page of mapped records does to the outbox."""
+    """Decide, without I/O, what a page of mapped records does to the outbox.
+
+    A cursor at or after ``window_end`` (a record stamped in the future) is
+    processed like any other record but does not move the watermark: it would
+    otherwise carry the watermark past every record written from now on.
+    """
     plan = PagePlan()
     latest: dict[str, MappedLead] = {}
     for lead in mapped:  # one Id twice in a page: the later read wins
         if lead.salesforce_id:
             latest[lead.salesforce_id] = lead
-        if lead.cursor is not None and (plan.watermark is None or lead.cursor > plan.watermark):
+        if lead.cursor is None:
+            continue
+        if window_end is not None and lead.cursor >= window_end:
+            plan.beyond_window += 1
+        elif plan.watermark is None or lead.cursor > plan.watermark:
             plan.watermark = lead.cursor
     candidates: list[MappedLead] = []
     for lead in latest.values():
@@ -218,6 +232,7 @@ class _Poller:
         self.seen: dict[str, store.ExistingLead] = {}
         self.taken: set[AgentPhone] = set()
         self.analyze_at = ANALYZE_AFTER_NEW
+        self.beyond_window = 0
 
     def configured_start(self) -> datetime:
         start = self.sync.start_at
@@ -262,7 +277,7 @@ class _Poller:
             if window is not None:
                 self.read(window)
         except SalesforceLimitExceeded as exc:
-            self.pause(str(exc))
+            self.pause(str(exc), CONCURRENT_LIMIT_PAUSE if exc.kind == "concurrent" else None)
         except SalesforceSourceError as exc:
             self.fail(f"{type(exc).__name__}: {exc}")
         except SQLAlchemyError as exc:
@@ -279,23 +294,23 @@ class _Poller:
         self.result.error = message
         log.error("poll error", sync=self.sync.name, error=message)
 
-    def pause(self, reason: str) -> None:
+    def pause(self, reason: str, length: timedelta | None = None) -> None:
+        """Pause polling for ``length`` (default: ``limit_pause``, the daily-limit pause)."""
         self.result.status = "paused"
         self.result.error = reason
         if self.dry_run:
             return
         now = self.now()
+        until = now + (self.limit_pause if length is None else length)
         with self.session_factory.begin() as session:
-            entering = store.enter_pause(
-                session, self.sync.name, now + self.limit_pause, reason[:500], now
-            )
+            entering = store.enter_pause(session, self.sync.name, until, reason[:500], now)
         PAUSED.labels(scope="polling", name=self.sync.name).set(1)
         if entering:
             log.warning(
                 "polling paused",
                 sync=self.sync.name,
                 reason=reason,
-                until=(now + self.limit_pause).isoformat(),
+                until=until.isoformat(),
             )
 
     def over_usage(self) -> str | None:
@@ -328,6 +343,13 @@ class _Poller:
             close = getattr(pages, "close", None)
             if close is not None:
                 close()
+            if self.beyond_window:
+                log.warning(
+                    "records stamped after the poll window ignored for the watermark",
+                    sync=self.sync.name,
+                    count=self.beyond_window,
+                    window_to=window.end.isoformat(),
+                )
 
     def apply(self, records: list[dict[str, Any]], window: PollWindow) -> None:
         mapped = [self.mapper.map(record) for record in records]
@@ -348,6 +370,7 @@ class _Poller:
                 if plan.watermark is not None:
                     store.advance_watermark(session, self.sync.name, plan.watermark, now)
         self.count(plan)
+        self.beyond_window += plan.beyond_window
         if not self.dry_run and self.result.new >= self.analyze_at:
             self.analyze_at = 2 * self.result.new
             with self.session_factory.begin() as session:
@@ -380,7 +403,7 @@ class _Poller:
                     agents={lead.agent_id for lead in mapped if lead.agent_id},
                 )
             recent |= self.taken
-        return plan_page(mapped, existing, recent, self.sync, window.start)
+        return plan_page(mapped, existing, recent, self.sync, window.start, window.end)
 
     def remember(self, plan: PagePlan) -> None:
         for lead, state, _note, _change in plan.decided:

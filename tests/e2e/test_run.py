@@ -76,7 +76,12 @@ class TestProbes:
         assert daemon.get_json("/healthz") == (200, {"status": "ok"})
         status, body = daemon.get_json("/readyz")
         assert status == 200, body
-        assert body["checks"] == {"database": "ok", "simz_auth": "ok", "poll:web": "ok"}
+        assert body["checks"] == {
+            "database": "ok",
+            "simz_auth": "ok",
+            "salesforce_login": "ok",
+            "poll:web": "ok",
+        }
 
         status, text = daemon.get("/metrics")
         assert status == 200
@@ -117,12 +122,14 @@ class TestProbes:
         harness.write_config(**config)
         daemon = harness.start()
         _, body = harness.wait_until(
-            lambda: (lambda answer: answer if answer[0] == 503 else None)(
-                daemon.get_json("/readyz")
-            ),
-            "/readyz 503",
+            lambda: (
+                lambda answer: (
+                    answer if answer[0] == 503 and "poll:web" in failing_checks(answer[1]) else None
+                )
+            )(daemon.get_json("/readyz")),
+            "/readyz 503 naming poll:web",
         )
-        assert failing_checks(body) == {"poll:web"}
+        assert failing_checks(body) == {"poll:web", "salesforce_login"}
         assert daemon.get_json("/healthz") == (200, {"status": "ok"})
         assert daemon.stop() == 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -207,11 +208,47 @@ class TestFormat:
         """Library INFO chatter is hidden at info and shown at debug."""
         stream = io.StringIO()
         configure_logging(level="info", fmt="json", stream=stream)
-        logging.getLogger("sqlalchemy.engine").info("SELECT 1")
+        logging.getLogger("alembic.runtime").info("migrating")
         assert lines_of(stream) == []
         configure_logging(level="debug", fmt="json", stream=stream)
-        logging.getLogger("sqlalchemy.engine").info("SELECT 1")
-        assert [json.loads(line)["event"] for line in lines_of(stream)] == ["SELECT 1"]
+        logging.getLogger("alembic.runtime").info("migrating")
+        assert [json.loads(line)["event"] for line in lines_of(stream)] == ["migrating"]
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "sqlalchemy.engine.Engine",
+            "sqlalchemy.pool",
+            "sqlalchemy.orm",
+            "httpx",
+            "httpcore.http11",
+            "urllib3.connectionpool",
+            "simple_salesforce.api",
+        ],
+    )
+    def test_personal_data_loggers_quiet_at_debug(self, name: str) -> None:
+        """Row, parameter and body logging stays off even at debug; warnings still show."""
+        stream = io.StringIO()
+        configure_logging(level="debug", fmt="json", stream=stream)
+        logging.getLogger(name).debug("Row ('+12025550100', 'Ada')")
+        logging.getLogger(name).info("[generated] ('+12025550100',)")
+        logging.getLogger(name).warning("pool overflow")
+        assert [json.loads(line)["event"] for line in lines_of(stream)] == ["pool overflow"]
+
+    @pytest.mark.parametrize("fmt", ["console", "json"])
+    def test_control_characters_never_raw(self, fmt: Literal["json", "console"]) -> None:
+        """A vendor's terminal escape in a logged value is written escaped, in both formats."""
+        stream = io.StringIO()
+        configure_logging(fmt=fmt, stream=stream)
+        hostile = "SimZ said \x1b]0;pwned\x07 \x9b2J \u202eevil\rok"
+        get_logger("syncd.t").warning("vendor error", error=hostile)
+        logging.getLogger("syncd.u").warning("stdlib %s", hostile)
+        text = stream.getvalue()
+        assert text.count("\n") == 2 and text.endswith("\n")
+        assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", text), repr(text)
+        if fmt == "json":
+            events = [json.loads(line) for line in lines_of(io.StringIO(text))]
+            assert events[0]["error"] == hostile  # the text itself is kept
 
     def test_configure_twice_one_handler(self) -> None:
         """Configuring again replaces the handler instead of printing every line twice."""
