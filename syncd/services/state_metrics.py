@@ -1,4 +1,5 @@
-"""Gauges derived from the database: leads by state, uncertain leads, backlog, pauses.
+"""Gauges derived from the database: leads by state, uncertain leads, backlog, queue age,
+pauses.
 
 The daemon calls :func:`refresh_state_metrics` every ~15 s. It is a handful of
 grouped COUNT queries, so it stays cheap however many leads there are. Every
@@ -16,14 +17,17 @@ from datetime import datetime
 from prometheus_client import Gauge
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncd.adapters import operator_pauses
 from syncd.adapters import operator_queries as q
 from syncd.adapters.orm import utcnow
 from syncd.config import Config
 from syncd.domain.states import LeadState
-from syncd.metrics import BACKLOG, LEADS_BY_STATE, PAUSED, UNCERTAIN_LEADS
+from syncd.metrics import BACKLOG, LEADS_BY_STATE, OLDEST_QUEUED, PAUSED, UNCERTAIN_LEADS
 
 #: Label value for queued leads that have no agent (should not happen; made visible).
 NO_AGENT = "none"
+#: ``syncd_paused`` scope of an operator pause: operator_sync or operator_agent.
+OPERATOR_SCOPE_PREFIX = "operator_"
 
 
 def _apply(gauge: Gauge, names: tuple[str, ...], values: dict[tuple[str, ...], float]) -> None:
@@ -41,14 +45,16 @@ def refresh_state_metrics(
     *,
     now: Callable[[], datetime] = utcnow,
 ) -> None:
-    """Set ``syncd_leads``, ``syncd_uncertain_leads``, ``syncd_backlog_leads`` and
-    ``syncd_paused`` from the database."""
+    """Set ``syncd_leads``, ``syncd_uncertain_leads``, ``syncd_backlog_leads``,
+    ``syncd_oldest_queued_seconds`` and ``syncd_paused`` from the database."""
     at = now()
     with session_factory() as session:
         counts = q.count_by_state(session)
         backlog = q.backlog_by_agent(session, at)
         sync_states = q.sync_states(session)
         pauses = q.all_pauses(session)
+        oldest = q.oldest_queued(session)
+        holds = operator_pauses.all_holds(session)
 
     syncs = [sync.name for sync in config.syncs]
     syncs += sorted({name for name, _ in counts} - set(syncs))
@@ -68,6 +74,10 @@ def refresh_state_metrics(
         key = (row.sync, row.agent or NO_AGENT)
         queued[key] = queued.get(key, 0.0) + row.queued
 
+    age: dict[tuple[str, ...], float] = {key: 0.0 for key in queued}
+    for (sync_name, agent_id), first in oldest.items():
+        age[(sync_name, agent_id or NO_AGENT)] = max(0.0, (at - first).total_seconds())
+
     paused: dict[tuple[str, ...], float] = {}
     for sync in config.syncs:
         row_state = sync_states.get(sync.name)
@@ -75,8 +85,11 @@ def refresh_state_metrics(
         paused[("polling", sync.name)] = 1.0 if until is not None and until > at else 0.0
     for pause in pauses:
         paused[(pause.scope, pause.key)] = 1.0 if pause.paused_until > at else 0.0
+    for hold in holds:
+        paused[(OPERATOR_SCOPE_PREFIX + hold.scope, hold.name)] = 1.0
 
     _apply(LEADS_BY_STATE, ("sync", "state"), leads)
     _apply(UNCERTAIN_LEADS, ("sync",), uncertain)
     _apply(BACKLOG, ("sync", "agent"), queued)
+    _apply(OLDEST_QUEUED, ("sync", "agent"), age)
     _apply(PAUSED, ("scope", "name"), paused)
