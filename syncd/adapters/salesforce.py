@@ -322,6 +322,11 @@ class SalesforceSource:
                 result = pending.result()
         log.debug("salesforce query done", pages=pages, seconds=time.monotonic() - started)
 
+    def count(self, soql: str) -> int:
+        """Run a ``SELECT COUNT() ...`` query and return its ``totalSize``."""
+        result = self._call("query", lambda sf: sf.query(soql, timeout=self.config.timeout))
+        return int(result.get("totalSize") or 0)
+
     def api_usage(self) -> tuple[int, int] | None:
         """(used, max) daily API requests from the last Sforce-Limit-Info, if any."""
         return self._usage

@@ -215,3 +215,7 @@ main.add_command(once)
 from syncd.entrypoints.cli_demo import demo  # noqa: E402
 
 main.add_command(demo)
+
+from syncd.entrypoints.cli_backfill import backfill  # noqa: E402
+
+main.add_command(backfill)
