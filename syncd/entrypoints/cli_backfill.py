@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -22,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from syncd.config import Config, SyncConfig
 from syncd.domain.window import PollWindow, floor_second
+from syncd.entrypoints.backfill_progress import Progress
 from syncd.entrypoints.cli import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -62,52 +62,72 @@ def _default_until(runtime: Runtime, sync: SyncConfig) -> datetime:
     return max(state.start_at, state.watermark - sync.lookback)
 
 
-class Progress:
-    """One updating line on a terminal; otherwise one log line per page."""
+def _range(window: PollWindow) -> str:
+    return f"{window.start.isoformat()} .. {window.end.isoformat()}"
 
-    def __init__(self, sync: str, total: int | None, terminal: bool) -> None:
-        self.sync = sync
-        self.total = total
-        self.terminal = terminal
-        self.started = time.monotonic()
 
-    def eta(self, fetched: int) -> float | None:
-        if not self.total or not fetched or fetched >= self.total:
-            return None
-        elapsed = time.monotonic() - self.started
-        return elapsed / fetched * (self.total - fetched)
+def _window(
+    runtime: Runtime, sync: SyncConfig, since: datetime, until: datetime | None
+) -> PollWindow:
+    """``[since, until)`` in whole seconds, or exit 2 when it is empty."""
+    start = floor_second(since)
+    end = floor_second(until or _default_until(runtime, sync))
+    if end <= start:
+        fail(
+            f"nothing to backfill: --since {start.isoformat()} is not before {end.isoformat()}",
+            EXIT_CONFIG,
+        )
+    return PollWindow(start, end)
 
-    def line(self, result: PollResult) -> str:
-        of = f"/{self.total}" if self.total is not None else ""
-        eta = self.eta(result.fetched)
-        return (
-            f"backfill {self.sync}: {result.pages} page(s), {result.fetched}{of} records, "
-            f"new {result.new}, known {result.unchanged}, updated {result.updated}, "
-            f"skipped {result.skipped}, invalid {result.invalid}"
-            + (f", ETA {eta:.0f}s" if eta is not None else "")
+
+def _audit(runtime: Runtime, sync: SyncConfig, window: PollWindow, who: str, reason: str) -> None:
+    """One ``operator_actions`` row, written before the first page (a killed run is listed too)."""
+    from syncd.adapters import operator_pauses
+
+    with runtime.session_factory.begin() as session:
+        operator_pauses.record_action(
+            session,
+            at=runtime.now(),
+            actor=who,
+            action="backfill",
+            scope=operator_pauses.SCOPE_SYNC,
+            name=sync.name,
+            reason=reason.strip() or DEFAULT_REASON,
+            detail=_range(window),
         )
 
-    def __call__(self, result: PollResult) -> None:
-        if self.terminal:
-            click.echo("\r" + self.line(result) + "\033[K", nl=False, err=True)
-            return
-        log.info(
-            "backfill page",
-            sync=self.sync,
-            pages=result.pages,
-            fetched=result.fetched,
-            total=self.total,
-            new=result.new,
-            known=result.unchanged,
-            updated=result.updated,
-            skipped=result.skipped,
-            invalid=result.invalid,
-            eta_seconds=round(eta, 1) if (eta := self.eta(result.fetched)) is not None else None,
-        )
 
-    def done(self) -> None:
-        if self.terminal:
-            click.echo("", err=True)
+def _report(
+    result: PollResult, window: PollWindow, *, dry_run: bool, stopped: bool, actor: str
+) -> None:
+    """The closing log line and the summary on stdout."""
+    log.info(
+        "backfill finished",
+        sync=result.sync,
+        status=result.status,
+        dry_run=dry_run,
+        since=window.start.isoformat(),
+        until=window.end.isoformat(),
+        pages=result.pages,
+        fetched=result.fetched,
+        new=result.new,
+        known=result.unchanged,
+        updated=result.updated,
+        skipped=result.skipped,
+        invalid=result.invalid,
+        queued=result.queued,
+        stopped=stopped,
+        actor=actor,
+        error=result.error,
+    )
+    verb = "would queue" if dry_run else "queued"
+    click.echo(
+        f"backfill {result.sync}: {result.status}{' (stopped early)' if stopped else ''}: "
+        f"{result.pages} page(s), {result.fetched} record(s): new {result.new} "
+        f"({verb} {result.queued}, skipped {result.skipped}, invalid {result.invalid}), "
+        f"known {result.unchanged}, updated {result.updated}"
+        + (f"; {result.error}" if result.error else "")
+    )
 
 
 def _count(runtime: Runtime, sync: SyncConfig, window: PollWindow) -> int | None:
@@ -174,7 +194,6 @@ def backfill(
     Exits 1 if Salesforce or the database failed, or Salesforce's API limits
     stopped it (polling is not paused by a backfill).
     """
-    from syncd.adapters import operator_pauses
     from syncd.bootstrap import bootstrap
     from syncd.services.poll import backfill_sync
 
@@ -187,36 +206,18 @@ def backfill(
         fail(f"cannot open the database: {describe_db_error(exc)}")
     except OSError as exc:
         fail(f"cannot open the database: {exc}")
+    stop = threading.Event()
     try:
-        end = floor_second(until or _default_until(runtime, sync))
-        start = floor_second(since)
-        if end <= start:
-            fail(
-                f"nothing to backfill: --since {start.isoformat()} is not before {end.isoformat()}",
-                EXIT_CONFIG,
-            )
-        window = PollWindow(start, end)
+        window = _window(runtime, sync, since, until)
         who = (actor or _actor()).strip() or "unknown"
         total = _count(runtime, sync, window)
         click.echo(
-            f"backfill {sync.name}{' (dry run)' if dry_run else ''}: "
-            f"{start.isoformat()} .. {end.isoformat()}, "
+            f"backfill {sync.name}{' (dry run)' if dry_run else ''}: {_range(window)}, "
             f"{total if total is not None else 'unknown number of'} record(s)",
             err=True,
         )
         if not dry_run:
-            with runtime.session_factory.begin() as session:
-                operator_pauses.record_action(
-                    session,
-                    at=runtime.now(),
-                    actor=who,
-                    action="backfill",
-                    scope=operator_pauses.SCOPE_SYNC,
-                    name=sync.name,
-                    reason=reason,
-                    detail=f"{start.isoformat()} .. {end.isoformat()}",
-                )
-        stop = threading.Event()
+            _audit(runtime, sync, window, who, reason)
         _stop_on_signals(stop)
         progress = Progress(sync.name, total, sys.stderr.isatty())
         result = backfill_sync(
@@ -235,32 +236,6 @@ def backfill(
         fail(f"database error: {describe_db_error(exc)}")
     finally:
         runtime.close()
-    log.info(
-        "backfill finished",
-        sync=sync.name,
-        status=result.status,
-        dry_run=dry_run,
-        since=start.isoformat(),
-        until=end.isoformat(),
-        pages=result.pages,
-        fetched=result.fetched,
-        new=result.new,
-        known=result.unchanged,
-        updated=result.updated,
-        skipped=result.skipped,
-        invalid=result.invalid,
-        queued=result.queued,
-        stopped=stop.is_set(),
-        actor=who,
-        error=result.error,
-    )
-    verb = "would queue" if dry_run else "queued"
-    click.echo(
-        f"backfill {sync.name}: {result.status}{' (stopped early)' if stop.is_set() else ''}: "
-        f"{result.pages} page(s), {result.fetched} record(s): new {result.new} "
-        f"({verb} {result.queued}, skipped {result.skipped}, invalid {result.invalid}), "
-        f"known {result.unchanged}, updated {result.updated}"
-        + (f"; {result.error}" if result.error else "")
-    )
+    _report(result, window, dry_run=dry_run, stopped=stop.is_set(), actor=who)
     if result.status != "ok" or stop.is_set():
         ctx.exit(EXIT_FAILURE)
