@@ -68,7 +68,7 @@ SALESFORCE_API_USAGE = Gauge(
 )
 SALESFORCE_CALLS = Counter(
     "syncd_salesforce_calls_total",
-    "HTTP calls made to Salesforce, by kind (login, query, query_more).",
+    "HTTP calls made to Salesforce, by kind (login, query, query_more, bulk).",
     ["kind"],
     registry=REGISTRY,
 )

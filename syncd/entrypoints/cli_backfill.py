@@ -36,7 +36,7 @@ from syncd.logs import get_logger
 
 if TYPE_CHECKING:
     from syncd.bootstrap import Runtime
-    from syncd.services.poll import PollResult
+    from syncd.services.poll import PollResult, RecordSource
 
 log = get_logger("syncd.backfill")
 
@@ -128,6 +128,18 @@ def _report(
         f"known {result.unchanged}, updated {result.updated}"
         + (f"; {result.error}" if result.error else "")
     )
+
+
+def _reader(runtime: Runtime, config: Config, sync: SyncConfig, total: int | None) -> RecordSource:
+    """REST pages, or a Bulk API 2.0 query job above ``salesforce.bulk_query_above``."""
+    from syncd.adapters.salesforce_bulk import BulkQuerySource
+
+    source = runtime.source(sync.name)
+    above = config.salesforce.bulk_query_above
+    if total is None or not above or total <= above:
+        return source
+    click.echo(f"backfill {sync.name}: {total} > {above} records: using Bulk API 2.0", err=True)
+    return BulkQuerySource(source, page_size=config.salesforce.page_size)
 
 
 def _count(runtime: Runtime, sync: SyncConfig, window: PollWindow) -> int | None:
@@ -222,7 +234,7 @@ def backfill(
         progress = Progress(sync.name, total, sys.stderr.isatty())
         result = backfill_sync(
             runtime.session_factory,
-            runtime.source(sync.name),
+            _reader(runtime, config, sync, total),
             sync,
             window,
             now=runtime.now,

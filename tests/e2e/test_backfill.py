@@ -166,6 +166,26 @@ class TestBackfill:
         assert daemon.stop() == 0, daemon.output()
 
 
+class TestBulk:
+    def test_large_backfill_uses_bulk_and_sends_each_once(self, harness: Harness) -> None:
+        """Above salesforce.bulk_query_above the backfill reads a Bulk API 2.0 job, same outcome."""
+        config = harness.config(sync={"start_at": START_AT})
+        config["salesforce"].update(page_size=200, bulk_query_above=100)
+        harness.write_config(**config)
+        harness.salesforce.add_records(old_records(250))
+        daemon = harness.start()
+        result = backfill(harness, "--since", "2023-01-01", "--until", START_AT)
+        assert "250 > 100 records: using Bulk API 2.0" in result.stderr
+        assert "new 250 (queued 250," in summary(result)
+        soql = [entry["soql"] for entry in harness.salesforce.query_log()]
+        assert any(
+            "ORDER BY" not in q and q.startswith("SELECT") and "COUNT" not in q for q in soql
+        )
+        all_sent_once(harness, 250)
+        assert harness.salesforce.bulk._jobs == {}  # the job was deleted after reading
+        assert daemon.stop() == 0, daemon.output()
+
+
 class TestRefusals:
     def test_empty_range_and_unknown_sync(self, harness: Harness) -> None:
         """An empty range or an unknown sync is one line and exit 2."""
