@@ -19,19 +19,19 @@ from syncd.services import pausing
 
 DEFAULT_RESUME_REASON = "operator resume"
 
-_target_options = [
-    click.option("--sync", "sync", default=None, metavar="NAME", help="A sync (all its agents)."),
-    click.option(
-        "--agent", "agent", default=None, metavar="ID", help="A SimZ agent (in every sync)."
-    ),
-    click.option(
-        "--by",
-        "actor",
-        default=None,
-        metavar="NAME",
-        help="Who does it, for the audit trail. Default: your OS user name.",
-    ),
-]
+_sync_option = click.option(
+    "--sync", "sync", default=None, metavar="NAME", help="A sync (all its agents)."
+)
+_agent_option = click.option(
+    "--agent", "agent", default=None, metavar="ID", help="A SimZ agent (in every sync)."
+)
+_by_option = click.option(
+    "--by",
+    "actor",
+    default=None,
+    metavar="NAME",
+    help="Who does it, for the audit trail. Default: your OS user name.",
+)
 
 
 def _target(sync: str | None, agent: str | None) -> tuple[str, str]:
@@ -63,14 +63,14 @@ def _describe(hold: Hold) -> str:
 
 @click.command()
 @config_option
-@_target_options[0]
-@_target_options[1]
+@_sync_option
+@_agent_option
 @click.option(
     "--reason",
     required=True,
     help="Why (required): written to the audit trail and shown by `syncd status`.",
 )
-@_target_options[2]
+@_by_option
 @click.pass_context
 def pause(
     ctx: click.Context,
@@ -113,15 +113,15 @@ def pause(
 
 @click.command()
 @config_option
-@_target_options[0]
-@_target_options[1]
+@_sync_option
+@_agent_option
 @click.option(
     "--reason",
     default=DEFAULT_RESUME_REASON,
     show_default=True,
     help="Why; written to the audit trail.",
 )
-@_target_options[2]
+@_by_option
 @click.pass_context
 def resume(
     ctx: click.Context,
