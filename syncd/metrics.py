@@ -68,7 +68,7 @@ SALESFORCE_API_USAGE = Gauge(
 )
 SALESFORCE_CALLS = Counter(
     "syncd_salesforce_calls_total",
-    "HTTP calls made to Salesforce, by kind (login, query, query_more).",
+    "HTTP calls made to Salesforce, by kind (login, query, query_more, bulk).",
     ["kind"],
     registry=REGISTRY,
 )
@@ -92,9 +92,17 @@ BACKLOG = Gauge(
     ["sync", "agent"],
     registry=REGISTRY,
 )
+OLDEST_QUEUED = Gauge(
+    "syncd_oldest_queued_seconds",
+    "Age of the oldest queued lead (since it was first recorded), by sync and agent; "
+    "0 when none is queued.",
+    ["sync", "agent"],
+    registry=REGISTRY,
+)
 PAUSED = Gauge(
     "syncd_paused",
-    "1 while something is paused: scope is api_key, agent or polling.",
+    "1 while something is paused: scope is api_key, agent (SimZ answers), polling, "
+    "or operator_sync, operator_agent (syncd pause).",
     ["scope", "name"],
     registry=REGISTRY,
 )

@@ -67,6 +67,16 @@ def backlog_by_agent(session: Session, now: datetime) -> list[AgentBacklog]:
     ]
 
 
+def oldest_queued(session: Session) -> dict[tuple[str, str | None], datetime]:
+    """(sync, agent) -> when its oldest queued lead was first recorded."""
+    rows = session.execute(
+        select(Lead.sync_name, Lead.agent_id, func.min(Lead.created_at))
+        .where(Lead.state == LeadState.QUEUED.value)
+        .group_by(Lead.sync_name, Lead.agent_id)
+    )
+    return {(sync, agent): first for sync, agent, first in rows if first is not None}
+
+
 def sync_states(session: Session) -> dict[str, SyncState]:
     return {row.sync_name: row for row in session.scalars(select(SyncState))}
 

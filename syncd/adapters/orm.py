@@ -253,3 +253,34 @@ class Replica(Base):
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(comment="Presumed dead after this.")
+
+
+class OperatorPause(Base):
+    """A delivery pause an operator set (``syncd pause``): a sync or an agent, no expiry.
+
+    Only ``syncd resume`` removes it; SimZ's answers never do.
+    """
+
+    __tablename__ = "operator_pauses"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True, comment="sync or agent.")
+    name: Mapped[str] = mapped_column(String(255), primary_key=True, comment="Sync or agent id.")
+    reason: Mapped[str] = mapped_column(String(500))
+    paused_by: Mapped[str] = mapped_column(String(255), comment="Who paused it.")
+    paused_at: Mapped[datetime]
+
+
+class OperatorAction(Base):
+    """The operators' audit trail: who paused, resumed or backfilled what, when and why."""
+
+    __tablename__ = "operator_actions"
+    __table_args__ = (Index("ix_operator_actions_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(20), comment="pause, resume or backfill.")
+    scope: Mapped[str] = mapped_column(String(16), comment="sync or agent.")
+    name: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(500))
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -39,6 +39,7 @@ import jwt
 import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
+from simple_salesforce.util import call_salesforce
 
 from syncd.config.models import (
     ClientCredentialsAuth,
@@ -370,6 +371,16 @@ class SalesforceSource:
     def _call(
         self, kind: str, run: Callable[[Salesforce], Any], *, records: bool = True
     ) -> dict[str, Any]:
+        """One REST call answering a JSON object (with a records list unless ``records``
+        is False), with the error mapping and one re-login on an expired session."""
+        result = self._attempt(kind, run)
+        if not isinstance(result, dict):
+            raise SalesforceUnavailable(f"{kind} answer is not a JSON object")
+        if records and not isinstance(result.get("records"), list):
+            raise SalesforceUnavailable(f"{kind} answer has no records list")
+        return result
+
+    def _attempt(self, kind: str, run: Callable[[Salesforce], Any]) -> Any:
         """One REST call with the error mapping and one re-login on an expired session."""
         for attempt in (1, 2):
             if self._sf is None:
@@ -392,10 +403,6 @@ class SalesforceSource:
                 raise SalesforceUnavailable(f"{kind} failed: {type(exc).__name__}") from exc
             except ValueError as exc:  # the body was not JSON
                 raise SalesforceUnavailable(f"{kind} answer is not valid JSON") from exc
-            if not isinstance(result, dict):
-                raise SalesforceUnavailable(f"{kind} answer is not a JSON object")
-            if records and not isinstance(result.get("records"), list):
-                raise SalesforceUnavailable(f"{kind} answer has no records list")
             return result
         raise AssertionError("unreachable")
 
@@ -483,6 +490,37 @@ class SalesforceSource:
                     break
                 result = pending.result()
         log.debug("salesforce query done", pages=pages, seconds=time.monotonic() - started)
+
+    def count(self, soql: str) -> int:
+        """Run a ``SELECT COUNT() ...`` query and return its ``totalSize``."""
+        result = self._call("query", lambda sf: sf.query(soql, timeout=self.config.timeout))
+        return int(result.get("totalSize") or 0)
+
+    def bulk_request(
+        self, method: str, path: str, *, accept: str = "application/json", **kwargs: Any
+    ) -> requests.Response:
+        """One Bulk API 2.0 call to ``.../jobs/<path>``, mapped and retried like a query."""
+
+        def run(sf: Salesforce) -> requests.Response:
+            headers = {**sf.headers, "Accept": accept}
+            return call_salesforce(
+                sf.bulk2_url + path,
+                method,
+                sf.session,
+                headers,
+                timeout=self.config.timeout,
+                **kwargs,
+            )
+
+        response: requests.Response = self._attempt("bulk", run)
+        limit_info = response.headers.get("Sforce-Limit-Info", "")
+        usage = re.search(r"api-usage=(\d+)/(\d+)", limit_info)
+        if usage is not None:
+            used, total = int(usage.group(1)), int(usage.group(2))
+            self._usage = (used, total)
+            if total:
+                SALESFORCE_API_USAGE.set(used / total)
+        return response
 
     def api_usage(self) -> tuple[int, int] | None:
         """(used, max) daily API requests from the last Sforce-Limit-Info, if any."""

@@ -168,6 +168,12 @@ class SalesforceConfig(_Model):
     page_size: int = Field(
         default=2000, ge=200, le=2000, description="Records per query page (Sforce-Query-Options)."
     )
+    bulk_query_above: int = Field(
+        default=10_000,
+        ge=0,
+        description="syncd backfill reads with a Bulk API 2.0 query job when SELECT COUNT() "
+        "finds more records than this; 0: never.",
+    )
     max_api_usage_percent: int = Field(
         default=80,
         ge=1,

@@ -72,15 +72,25 @@ def query_fields(sync: SyncConfig) -> list[str]:
     return [*_dedupe(f for f in fields if f.lower() not in tail), "Id", sync.cursor_field]
 
 
-def build_poll_query(sync: SyncConfig, window: PollWindow) -> str:
-    """``SELECT ... FROM <object> WHERE <cursor> >= from AND <cursor> < to ... ORDER BY``."""
+def _window_condition(sync: SyncConfig, window: PollWindow) -> str:
+    """``<cursor> >= from AND <cursor> < to``, and the sync's own ``where`` if it has one."""
     cursor = sync.cursor_field
     where = (
         f"{cursor} >= {format_datetime(window.start)} AND {cursor} < {format_datetime(window.end)}"
     )
     if sync.where and sync.where.strip():
         where += f" AND ({sync.where.strip()})"
+    return where
+
+
+def build_poll_query(sync: SyncConfig, window: PollWindow) -> str:
+    """``SELECT ... FROM <object> WHERE <cursor> >= from AND <cursor> < to ... ORDER BY``."""
     return (
         f"SELECT {', '.join(query_fields(sync))} FROM {sync.object} "
-        f"WHERE {where} ORDER BY {cursor}, Id"
+        f"WHERE {_window_condition(sync, window)} ORDER BY {sync.cursor_field}, Id"
     )
+
+
+def build_count_query(sync: SyncConfig, window: PollWindow) -> str:
+    """``SELECT COUNT() FROM <object> WHERE ...``: how many records the poll query reads."""
+    return f"SELECT COUNT() FROM {sync.object} WHERE {_window_condition(sync, window)}"

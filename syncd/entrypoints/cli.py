@@ -199,6 +199,11 @@ from syncd.entrypoints.cli_operator import leads, requeue, status  # noqa: E402
 for _operator_command in (status, leads, requeue):
     main.add_command(_operator_command)
 
+from syncd.entrypoints.cli_pause import pause, resume  # noqa: E402
+
+main.add_command(pause)
+main.add_command(resume)
+
 from syncd.entrypoints.cli_run import run  # noqa: E402
 
 main.add_command(run)
@@ -210,3 +215,7 @@ main.add_command(once)
 from syncd.entrypoints.cli_demo import demo  # noqa: E402
 
 main.add_command(demo)
+
+from syncd.entrypoints.cli_backfill import backfill  # noqa: E402
+
+main.add_command(backfill)

@@ -159,6 +159,8 @@ def _render_status(report: ops.StatusReport) -> list[str]:
             )
         else:
             out.append("  polling        not paused")
+        if sync.delivery_paused:
+            out.append("  delivery       PAUSED by an operator (syncd resume --sync to resume)")
         if sync.last_error:
             out.append(f"  last error     {_short(sync.last_error, 100)}")
         out.append("  leads          " + "  ".join(f"{s} {sync.states[s]}" for s in STATE_ORDER))
@@ -227,6 +229,18 @@ def _render_status(report: ops.StatusReport) -> list[str]:
         )
     else:
         out.append("  none")
+    out += ["", "operator pauses (syncd pause; lifted only by syncd resume)"]
+    if report.operator_pauses:
+        out += _table(
+            ["SCOPE", "NAME", "SINCE", "BY", "REASON"],
+            [
+                [h.scope, h.name, _when(h.paused_at), h.paused_by, _short(h.reason)]
+                for h in report.operator_pauses
+            ],
+            indent="  ",
+        )
+    else:
+        out.append("  none")
     if report.replicas:
         out += ["", "replicas"]
         out += _table(
@@ -261,7 +275,8 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     watermark, start_at, polling pause, and the number of leads in each of the
     8 states. Per agent: queued leads (due now / waiting for a retry time),
     leads being sent, and the last batch (time, HTTP status, outcome, SimZ
-    batchId). Then the delivery pauses (API key or agent) and the number of
+    batchId). Then the delivery pauses (API key or agent, from SimZ's answers),
+    the operator pauses (`syncd pause`, with who and why) and the number of
     uncertain leads. Syncs found in the database but no longer in the
     configuration are listed too, marked so. With several replicas: which
     replica leads each sync (holds its lease, until when) and every replica's
@@ -275,10 +290,12 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
        "pause_reason", "states": {state: count}, "agents": [{"agent",
        "configured", "queued", "due", "waiting", "sending", "paused",
        "last_batch"}], "leader": {"replica", "token", "acquired_at",
-       "renewed_at", "expires_at", "active"}|null}], "pauses": [{"scope", "key",
-       "reason", "http_status", "failures", "paused_until", "active"}],
-       "uncertain_total", "hint", "replicas": [{"replica", "host", "pid",
-       "started_at", "heartbeat_at", "expires_at", "alive"}]}
+       "renewed_at", "expires_at", "active"}|null, "delivery_paused"}],
+       "pauses": [{"scope", "key", "reason", "http_status", "failures",
+       "paused_until", "active"}], "uncertain_total", "hint", "replicas":
+       [{"replica", "host", "pid", "started_at", "heartbeat_at", "expires_at",
+       "alive"}], "operator_pauses": [{"scope", "name", "reason", "paused_by",
+       "paused_at"}]}
     """
     config = load_or_exit(config_path)
     _setup(ctx, config)

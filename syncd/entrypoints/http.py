@@ -36,6 +36,10 @@ log = get_logger("syncd.http")
 
 #: A 401 pause: the API key itself was refused, so nothing can be delivered.
 _AUTH_PAUSES = "SELECT COUNT(*) FROM pauses WHERE scope = 'api_key' AND http_status = 401"
+#: Operator pauses (``syncd pause``): reported in the body, never a reason to be unready.
+_OPERATOR_PAUSES = (
+    "SELECT scope, name, reason, paused_by FROM operator_pauses ORDER BY paused_at, scope, name"
+)
 
 
 @dataclass
@@ -44,6 +48,7 @@ class ReadyReport:
 
     checks: dict[str, str] = field(default_factory=dict)
     failing: dict[str, str] = field(default_factory=dict)
+    paused: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
@@ -61,6 +66,7 @@ class ReadyReport:
             "status": "ready" if self.ready else "not ready",
             "checks": self.checks,
             "failing": [{"check": name, "reason": why} for name, why in self.failing.items()],
+            "paused": self.paused,
         }
 
 
@@ -75,6 +81,9 @@ class Readiness:
     * ``salesforce_login`` -- logins are not held back after refusals (the
       reason names the last refusal and the next attempt);
     * ``shutdown`` -- fails once ``stop`` is set (a signal arrived).
+
+    Operator pauses (``syncd pause``) are listed under ``paused`` in the body but
+    leave the daemon ready: it is doing what it was told.
 
     The SQL runs on a raw DBAPI connection, outside SQLAlchemy's transaction
     events: on SQLite those issue ``BEGIN IMMEDIATE``, which would make a probe
@@ -109,7 +118,7 @@ class Readiness:
         if self.stop is not None and self.stop.is_set():
             report.fail("shutdown", "syncd is stopping")
         try:
-            auth_pauses = self._query_database()
+            auth_pauses, report.paused = self._query_database()
         except Exception as exc:  # any driver error means: not ready
             first = str(exc).strip().splitlines()
             report.fail("database", f"{type(exc).__name__}: {first[0] if first else ''}")
@@ -134,7 +143,7 @@ class Readiness:
                 report.ok(f"poll:{name}")
         return report
 
-    def _query_database(self) -> int:
+    def _query_database(self) -> tuple[int, list[dict[str, str]]]:
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
@@ -143,12 +152,18 @@ class Readiness:
                 cursor.fetchall()
                 cursor.execute(self.sql)
                 row = cursor.fetchone()
+                cursor.execute(_OPERATOR_PAUSES)
+                holds = cursor.fetchall()
             finally:
                 cursor.close()
             connection.rollback()
         finally:
             connection.close()
-        return int(row[0]) if row else 0
+        paused = [
+            {"scope": str(scope), "name": str(name), "reason": str(why), "by": str(by)}
+            for scope, name, why, by in holds
+        ]
+        return (int(row[0]) if row else 0), paused
 
 
 #: Connections still sending their request beyond this many: the oldest is dropped.

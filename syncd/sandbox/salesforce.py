@@ -17,6 +17,9 @@ It answers what simple-salesforce 1.12 calls, the way Salesforce does:
   slices of it.
 * ``GET``/``PATCH /services/data/vXX.X/sobjects/{type}/{id}``.
 * ``GET /services/data/vXX.X/limits``: ``DailyApiRequests`` (``Max``, ``Remaining``).
+* A minimal Bulk API 2.0 query (:mod:`syncd.sandbox.sf_bulk`): ``POST jobs/query``,
+  ``GET``/``DELETE jobs/query/{id}``, ``GET jobs/query/{id}/results`` (CSV pages
+  chained by ``Sforce-Locator``).
 
 Every REST answer carries ``Sforce-Limit-Info: api-usage=N/M`` and each REST
 call counts one. A missing, unknown or expired session gets 401
@@ -60,6 +63,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
 
+from syncd.sandbox.sf_bulk import BulkError, BulkQueries, job_rows
 from syncd.sandbox.sf_certs import write_certificates
 from syncd.sandbox.sf_soql import (
     TYPE_KEY,
@@ -94,6 +98,7 @@ CONCURRENT_LIMIT_EXCEEDED = [
 ]
 _DATA_PATH = re.compile(r"^/services/data/v(?P<version>\d+\.\d)(?P<rest>/.*)?$")
 _PAGE_PATH = re.compile(r"^/(?P<kind>query|queryAll)/(?P<locator>01g[A-Za-z0-9]+)-(?P<offset>\d+)$")
+_BULK_PATH = re.compile(r"^/jobs/query(?:/(?P<job>750[A-Za-z0-9]+)(?P<results>/results)?)?/?$")
 _SOBJECT_PATH = re.compile(r"^/sobjects/(?P<type>[A-Za-z][A-Za-z0-9_]*)/(?P<id>[A-Za-z0-9]+)/?$")
 
 
@@ -159,6 +164,7 @@ class SalesforceEmulator:
         self._api_used = 0
         self._api_max = api_max
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        self.bulk = BulkQueries()
         self._query_log: list[dict[str, Any]] = []
         self._login_attempts = 0
         self._server: ThreadingHTTPServer | None = None
@@ -485,10 +491,75 @@ class SalesforceEmulator:
             with self._lock:
                 used, most = self._api_used, self._api_max
             return _json(200, {"DailyApiRequests": {"Max": most, "Remaining": max(0, most - used)}})
+        bulk = _BULK_PATH.match(rest)
+        if bulk is not None:
+            return self._bulk(
+                method, version, bulk.group("job"), bool(bulk.group("results")), query, body
+            )
         sobject = _SOBJECT_PATH.match(rest)
         if sobject is not None:
             return self._sobject(method, sobject.group("type"), sobject.group("id"), body, version)
         return _error(404, "NOT_FOUND", "The requested resource does not exist")
+
+    def _bulk(
+        self, method: str, version: str, job: str | None, results: bool, query: str, body: bytes
+    ) -> _Reply:
+        """Bulk API 2.0 query jobs: create, status, results, delete."""
+        try:
+            if job is None and method == "POST":
+                return _json(200, self._bulk_create(version, body))
+            if job is not None and results and method == "GET":
+                params = parse_qs(query)
+                locator = params.get("locator", [""])[0] or None
+                max_records = int(params.get("maxRecords", ["0"])[0] or 0) or None
+                page, following, count = self.bulk.results(job, locator, max_records)
+                return _Reply(
+                    200,
+                    page,
+                    content_type="text/csv",
+                    headers={"Sforce-Locator": following, "Sforce-NumberOfRecords": str(count)},
+                )
+            if job is not None and not results and method == "GET":
+                return _json(200, self.bulk.status(job))
+            if job is not None and not results and method == "DELETE":
+                self.bulk.delete(job)
+                return _Reply(204, b"")
+        except BulkError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        except ValueError:
+            return _error(400, "INVALIDJOB", "maxRecords must be a number")
+        return _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed.")
+
+    def _bulk_create(self, version: str, body: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            raise BulkError(400, "INVALIDJOB", "the body is not JSON") from None
+        operation = request.get("operation") if isinstance(request, dict) else None
+        soql = request.get("query") if isinstance(request, dict) else None
+        if operation not in ("query", "queryAll") or not isinstance(soql, str):
+            raise BulkError(400, "INVALIDJOB", "operation (query, queryAll) and query are required")
+        store = self.store
+        try:
+            with store.lock:
+                compiled = compile_query(soql, store)
+                if compiled.count or compiled.order_keys or compiled.limit or compiled.offset:
+                    raise BulkError(
+                        400,
+                        "INVALIDJOB",
+                        "Bulk API 2.0 does not support COUNT(), ORDER BY, LIMIT or OFFSET",
+                    )
+                records = store.snapshot(compiled.sobject)
+                if operation == "query":
+                    records = [r for r in records if not r.get("IsDeleted")]
+                rows = compiled.run(records)
+                header, lines = job_rows(
+                    rows, compiled.paths, lambda r: compiled.project(r, version)
+                )
+        except SoqlError as exc:
+            raise BulkError(400, exc.code, exc.message) from None
+        self._log(soql, "bulk", page=False, offset=0, rows=len(lines))
+        return self.bulk.create(operation, compiled.sobject, version, header, lines)
 
     def _log(self, soql: str, session: str, *, page: bool, offset: int, rows: int) -> None:
         with self._lock:

@@ -47,7 +47,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters import outbox
+from syncd.adapters import operator_pauses, outbox
 from syncd.adapters.orm import utcnow
 from syncd.adapters.outbox import Claim, ClaimedLead
 from syncd.adapters.simz import MaybeSent, NothingSent, SimzClient, SimzReply, SubmitCancelled
@@ -236,9 +236,10 @@ class _Delivery:
             if self.fence is not None and not self.fence(session):
                 self.log.warning("lease not held: delivery stops claiming", agent=agent)
                 return _Next.STOPPED
+            holds = operator_pauses.holding(session, self.sync.name, agent)
             pauses = outbox.active_pauses(session, self.credential, agent, current)
             claim = None
-            if not pauses:
+            if not pauses and not holds:
                 claim = outbox.claim(
                     session,
                     sync_name=self.sync.name,
@@ -249,11 +250,28 @@ class _Delivery:
                     worker=self.worker,
                     posted=posted,
                 )
+        if holds:
+            return self._held(agent, holds)
         if pauses:
             key_level = self.report.still_paused(agent, pauses)
             return _Next.STOP_KEY if key_level else _Next.NEXT_AGENT
         self.unpaused.add(agent)
         return claim if claim is not None else _Next.NEXT_AGENT
+
+    def _held(self, agent: str, holds: list[operator_pauses.Hold]) -> _Next:
+        """An operator paused this sync or this agent: send nothing of it this cycle."""
+        self.result.paused = True
+        for hold in holds:
+            self.log.debug(
+                "delivery paused by an operator",
+                agent=agent,
+                scope=hold.scope,
+                name=hold.name,
+                reason=hold.reason,
+                paused_by=hold.paused_by,
+            )
+        sync_level = any(hold.scope == operator_pauses.SCOPE_SYNC for hold in holds)
+        return _Next.STOP_KEY if sync_level else _Next.NEXT_AGENT
 
     # ------------------------------------------------------------------ one batch
 

@@ -30,6 +30,7 @@ with a trailing ``Z``, ``null`` when unknown)::
                 "states": {"queued": n, "sending": n, ... all 8 states},
                 "leader": {"replica", "token", "acquired_at", "renewed_at", "expires_at",
                            "active": bool}|null,
+                "delivery_paused": bool,
                 "agents": [{"agent", "configured": bool, "queued", "due", "waiting",
                             "sending", "paused": bool,
                             "last_batch": {"id", "created_at", "finished_at",
@@ -39,12 +40,16 @@ with a trailing ``Z``, ``null`` when unknown)::
                  "paused_until", "active": bool}],
      "uncertain_total": n, "hint": str|null,
      "replicas": [{"replica", "host", "pid", "started_at", "heartbeat_at", "expires_at",
-                   "alive": bool}]}
+                   "alive": bool}],
+     "operator_pauses": [{"scope": "sync"|"agent", "name", "reason", "paused_by",
+                          "paused_at"}]}
 
-``leader`` is the holder of the sync's lease (only it polls and delivers the
-sync); ``active`` is false once the lease expired, i.e. no replica leads it
-until another takes it over. ``alive`` compares the status command's clock
-with the replica's heartbeat expiry.
+``delivery_paused`` and ``operator_pauses`` are the pauses set by ``syncd pause``
+(an agent's ``paused`` is true for those too). ``leader`` is the holder of the
+sync's lease (only it polls and delivers the sync); ``active`` is false once
+the lease expired, i.e. no replica leads it until another takes it over.
+``alive`` compares the status command's clock with the replica's heartbeat
+expiry.
 """
 
 from __future__ import annotations
@@ -57,7 +62,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncd.adapters import operator_pauses
 from syncd.adapters import operator_queries as q
+from syncd.adapters.operator_pauses import SCOPE_SYNC
 from syncd.adapters.orm import (
     Batch,
     Lead,
@@ -246,6 +253,18 @@ class SyncStatus:
     states: dict[str, int]
     agents: list[AgentStatus]
     leader: LeaderView | None = None
+    delivery_paused: bool = False
+
+
+@dataclass(frozen=True)
+class OperatorPauseView:
+    """A pause set by ``syncd pause``: lasts until ``syncd resume``."""
+
+    scope: str
+    name: str
+    reason: str
+    paused_by: str
+    paused_at: datetime
 
 
 @dataclass(frozen=True)
@@ -279,6 +298,7 @@ class StatusReport:
     uncertain_total: int
     hint: str | None
     replicas: list[ReplicaView] = dataclasses.field(default_factory=list)
+    operator_pauses: list[OperatorPauseView] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON object (see the module docstring)."""
@@ -313,11 +333,15 @@ def status(
         pauses = [PauseView.of(p, at) for p in q.all_pauses(session)]
         leaders = {name: LeaderView.of(row, at) for name, row in q.sync_leases(session).items()}
         replicas = [ReplicaView.of(row, at) for row in q.all_replicas(session)]
+        holds = [
+            OperatorPauseView(*dataclasses.astuple(h)) for h in operator_pauses.all_holds(session)
+        ]
 
     credential = key_fingerprint(config.simz.api_key.get_secret_value())
     configured = {sync.name: sync for sync in config.syncs}
     in_db = {name for name, _ in counts} | set(states) | set(polls) | {s for s, _ in batches}
     in_db |= {b.sync for b in backlog}
+    held = {(h.scope, h.name) for h in holds}
     names = list(configured) + sorted(in_db - set(configured))
 
     syncs: list[SyncStatus] = []
@@ -341,7 +365,9 @@ def status(
                     due=b.due if b else 0,
                     waiting=(b.queued - b.due) if b else 0,
                     sending=b.sending if b else 0,
-                    paused=_agent_paused(agent, credential, pauses),
+                    paused=_agent_paused(agent, credential, pauses)
+                    or (agent is not None and (SCOPE_AGENT, agent) in held)
+                    or (SCOPE_SYNC, name) in held,
                     last_batch=BatchView.of(batch) if batch else None,
                 )
             )
@@ -368,6 +394,7 @@ def status(
                 states={state: counts.get((name, state), 0) for state in STATE_ORDER},
                 agents=agent_rows,
                 leader=leaders.get(name),
+                delivery_paused=(SCOPE_SYNC, name) in held,
             )
         )
     uncertain = sum(s.states[LeadState.UNCERTAIN.value] for s in syncs)
@@ -378,6 +405,7 @@ def status(
         uncertain_total=uncertain,
         hint=UNCERTAIN_HINT.format(n=uncertain) if uncertain else None,
         replicas=replicas,
+        operator_pauses=holds,
     )
 
 

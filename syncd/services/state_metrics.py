@@ -1,4 +1,5 @@
-"""Gauges derived from the database: leads by state, uncertain leads, backlog, pauses.
+"""Gauges derived from the database: leads by state, uncertain leads, backlog, queue age,
+pauses.
 
 Delivery pauses are the exception: ``syncd_paused`` for an API key or an agent
 follows :mod:`syncd.services.pause_board`, which delivery keeps up to date as
@@ -20,15 +21,18 @@ from datetime import datetime
 from prometheus_client import Gauge
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncd.adapters import operator_pauses
 from syncd.adapters import operator_queries as q
 from syncd.adapters.orm import utcnow
 from syncd.config import Config
 from syncd.domain.states import LeadState
-from syncd.metrics import BACKLOG, LEADS_BY_STATE, PAUSED, UNCERTAIN_LEADS
+from syncd.metrics import BACKLOG, LEADS_BY_STATE, OLDEST_QUEUED, PAUSED, UNCERTAIN_LEADS
 from syncd.services.pause_board import board_for
 
 #: Label value for queued leads that have no agent (should not happen; made visible).
 NO_AGENT = "none"
+#: ``syncd_paused`` scope of an operator pause: operator_sync or operator_agent.
+OPERATOR_SCOPE_PREFIX = "operator_"
 
 
 def _apply(gauge: Gauge, names: tuple[str, ...], values: dict[tuple[str, ...], float]) -> None:
@@ -46,14 +50,17 @@ def refresh_state_metrics(
     *,
     now: Callable[[], datetime] = utcnow,
 ) -> None:
-    """Set ``syncd_leads``, ``syncd_uncertain_leads``, ``syncd_backlog_leads`` and the
-    polling ``syncd_paused`` from the database (delivery pauses: :mod:`pause_board`)."""
+    """Set ``syncd_leads``, ``syncd_uncertain_leads``, ``syncd_backlog_leads``,
+    ``syncd_oldest_queued_seconds`` and ``syncd_paused`` (polling and operator pauses) from
+    the database; SimZ delivery pauses come from :mod:`pause_board`."""
     at = now()
     with session_factory() as session:
         counts = q.count_by_state(session)
         backlog = q.backlog_by_agent(session, at)
         sync_states = q.sync_states(session)
         pauses = q.all_pauses(session)
+        oldest = q.oldest_queued(session)
+        holds = operator_pauses.all_holds(session)
 
     syncs = [sync.name for sync in config.syncs]
     syncs += sorted({name for name, _ in counts} - set(syncs))
@@ -73,6 +80,10 @@ def refresh_state_metrics(
         key = (row.sync, row.agent or NO_AGENT)
         queued[key] = queued.get(key, 0.0) + row.queued
 
+    age: dict[tuple[str, ...], float] = {key: 0.0 for key in queued}
+    for (sync_name, agent_id), first in oldest.items():
+        age[(sync_name, agent_id or NO_AGENT)] = max(0.0, (at - first).total_seconds())
+
     paused: dict[tuple[str, ...], float] = {}
     for sync in config.syncs:
         row_state = sync_states.get(sync.name)
@@ -87,8 +98,11 @@ def refresh_state_metrics(
         paused[(pause.scope, pause.key)] = 0.0
     for key in still_open:
         paused[key] = 1.0
+    for hold in holds:
+        paused[(OPERATOR_SCOPE_PREFIX + hold.scope, hold.name)] = 1.0
 
     _apply(LEADS_BY_STATE, ("sync", "state"), leads)
     _apply(UNCERTAIN_LEADS, ("sync",), uncertain)
     _apply(BACKLOG, ("sync", "agent"), queued)
+    _apply(OLDEST_QUEUED, ("sync", "agent"), age)
     _apply(PAUSED, ("scope", "name"), paused)

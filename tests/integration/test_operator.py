@@ -150,13 +150,14 @@ class TestStatus:
             "uncertain_total",
             "hint",
             "replicas",
+            "operator_pauses",
         }
         assert body["version"] == 1 and body["generated_at"] == "2024-05-01T12:00:00.000Z"
         web = body["syncs"][0]
         assert set(web) == {
             "name", "configured", "enabled", "start_at", "configured_start_at", "watermark",
             "last_poll", "last_successful_poll_at", "last_error", "paused", "paused_until",
-            "pause_reason", "states", "agents", "leader",
+            "pause_reason", "states", "agents", "leader", "delivery_paused",
         }  # fmt: skip
         assert web["configured_start_at"] == "now"
         assert body["syncs"][1]["configured_start_at"] == "2024-01-01T00:00:00.000Z"

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncd.adapters.db import make_session_factory
 from syncd.adapters.orm import Lead, Pause
 from syncd.metrics import REGISTRY
+from syncd.services import pausing
 from syncd.services.state_metrics import refresh_state_metrics
 from tests.integration.operator_rows import (
     T0,
@@ -89,3 +90,42 @@ class TestRefreshStateMetrics:
         refresh_state_metrics(sessions, config, now=lambda: T0)
         assert value("syncd_backlog_leads", sync="old-sync", agent="agt_gone") == 0
         assert value("syncd_leads", sync="old-sync", state="queued") == 0
+
+
+class TestQueueAge:
+    def test_oldest_queued_per_agent(self, sessions: sessionmaker[Session]) -> None:
+        """The age of the oldest queued lead per (sync, agent); 0 where nothing is queued."""
+        with sessions.begin() as s:
+            old = add_lead(s, "web", sf_id(1), "queued")
+            old.created_at = T0 - timedelta(minutes=30)
+            young = add_lead(s, "web", sf_id(2), "queued")
+            young.created_at = T0 - timedelta(minutes=2)
+            sent = add_lead(s, "web", sf_id(3), "accepted")
+            sent.created_at = T0 - timedelta(days=3)
+            other = add_lead(s, "partner", sf_id(4), "queued", agent="agt_x")
+            other.created_at = T0 - timedelta(seconds=90)
+        config = make_config()
+        refresh_state_metrics(sessions, config, now=lambda: T0)
+        assert value("syncd_oldest_queued_seconds", sync="web", agent="agt_1") == 1800
+        assert value("syncd_oldest_queued_seconds", sync="partner", agent="agt_x") == 90
+        assert value("syncd_oldest_queued_seconds", sync="partner", agent="agt_us") == 0
+        with sessions.begin() as s:
+            s.execute(delete(Lead).where(Lead.state == "queued"))
+        refresh_state_metrics(sessions, config, now=lambda: T0)
+        assert value("syncd_oldest_queued_seconds", sync="web", agent="agt_1") == 0
+        assert value("syncd_oldest_queued_seconds", sync="partner", agent="agt_x") == 0
+
+
+class TestOperatorPauseGauge:
+    def test_operator_pauses_set_and_cleared(self, sessions: sessionmaker[Session]) -> None:
+        """syncd_paused{scope="operator_sync"|"operator_agent"} follows syncd pause/resume."""
+        pausing.pause(sessions, scope="sync", name="web", reason="why", actor="ops")
+        pausing.pause(sessions, scope="agent", name="agt_us", reason="why", actor="ops")
+        config = make_config()
+        refresh_state_metrics(sessions, config, now=lambda: T0)
+        assert value("syncd_paused", scope="operator_sync", name="web") == 1
+        assert value("syncd_paused", scope="operator_agent", name="agt_us") == 1
+        pausing.resume(sessions, scope="sync", name="web", reason="ok", actor="ops")
+        refresh_state_metrics(sessions, config, now=lambda: T0)
+        assert value("syncd_paused", scope="operator_sync", name="web") == 0
+        assert value("syncd_paused", scope="operator_agent", name="agt_us") == 1

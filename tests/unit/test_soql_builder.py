@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from syncd.config.models import SyncConfig
-from syncd.domain.soql import build_poll_query, format_datetime, parse_datetime, query_fields
+from syncd.domain.soql import (
+    build_count_query,
+    build_poll_query,
+    format_datetime,
+    parse_datetime,
+    query_fields,
+)
 from syncd.domain.window import PollWindow
 
 WINDOW = PollWindow(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC))
@@ -44,6 +50,14 @@ class TestQuery:
         """The user's condition is ANDed in parentheses, so its OR cannot widen the window."""
         soql = build_poll_query(sync(where="A = 1 OR B = 2"), WINDOW)
         assert "< 2024-01-02T03:04:05Z AND (A = 1 OR B = 2) ORDER BY" in soql
+
+    def test_count_query_has_the_same_condition(self) -> None:
+        """The COUNT() query reads the poll query's window and the user's condition."""
+        soql = build_count_query(sync(where="A = 1 OR B = 2"), WINDOW)
+        assert soql == (
+            "SELECT COUNT() FROM Lead WHERE SystemModstamp >= 2024-01-01T00:00:00Z "
+            "AND SystemModstamp < 2024-01-02T03:04:05Z AND (A = 1 OR B = 2)"
+        )
 
     def test_never_limit(self) -> None:
         """The query pages with nextRecordsUrl, never with LIMIT."""

@@ -1,0 +1,147 @@
+"""Operator pauses of delivery (``syncd pause``/``resume``) and the operators' audit trail.
+
+A pause names a sync or an agent and has no expiry: only ``syncd resume``
+lifts it. It lives in ``operator_pauses``, apart from the SimZ-driven pauses
+in ``pauses`` that a successful SimZ answer clears, so no answer from SimZ can
+ever lift what an operator set. Delivery reads it inside each claim's
+transaction, so every replica honours a pause at its next claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Table, bindparam, delete, insert, or_, select
+from sqlalchemy.orm import Session
+
+from syncd.adapters.orm import OperatorAction, OperatorPause
+
+SCOPE_SYNC = "sync"
+SCOPE_AGENT = "agent"
+SCOPES = (SCOPE_SYNC, SCOPE_AGENT)
+
+_PAUSES: Table = OperatorPause.__table__  # type: ignore[assignment]
+_ACTIONS: Table = OperatorAction.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One operator pause: what it stops, why, who set it and when."""
+
+    scope: str
+    name: str
+    reason: str
+    paused_by: str
+    paused_at: datetime
+
+
+_COLUMNS = (
+    _PAUSES.c.scope,
+    _PAUSES.c.name,
+    _PAUSES.c.reason,
+    _PAUSES.c.paused_by,
+    _PAUSES.c.paused_at,
+)
+
+
+_HOLDING = select(*_COLUMNS).where(
+    or_(
+        (_PAUSES.c.scope == SCOPE_SYNC) & (_PAUSES.c.name == bindparam("sync")),
+        (_PAUSES.c.scope == SCOPE_AGENT) & (_PAUSES.c.name == bindparam("agent")),
+    )
+)
+
+
+def holding(session: Session, sync_name: str, agent_id: str) -> list[Hold]:
+    """The operator pauses that stop delivery of ``sync_name`` to ``agent_id`` now."""
+    rows = session.connection().execute(_HOLDING, {"sync": sync_name, "agent": agent_id})
+    return [Hold(*row) for row in rows]
+
+
+def all_holds(session: Session) -> list[Hold]:
+    """Every operator pause, oldest first."""
+    rows = session.connection().execute(
+        select(*_COLUMNS).order_by(_PAUSES.c.paused_at, _PAUSES.c.scope, _PAUSES.c.name)
+    )
+    return [Hold(*row) for row in rows]
+
+
+def find(session: Session, scope: str, name: str) -> Hold | None:
+    """The pause of this scope and name, if set."""
+    row = (
+        session.connection()
+        .execute(select(*_COLUMNS).where(_PAUSES.c.scope == scope, _PAUSES.c.name == name))
+        .first()
+    )
+    return Hold(*row) if row is not None else None
+
+
+def add(session: Session, hold: Hold) -> None:
+    """Insert the pause; the caller has checked that it does not exist yet."""
+    session.connection().execute(
+        insert(_PAUSES).values(
+            scope=hold.scope,
+            name=hold.name,
+            reason=hold.reason[:500],
+            paused_by=hold.paused_by[:255],
+            paused_at=hold.paused_at,
+        )
+    )
+
+
+def remove(session: Session, scope: str, name: str) -> int:
+    """Delete the pause; how many rows went (0 or 1)."""
+    result = session.connection().execute(
+        delete(_PAUSES).where(_PAUSES.c.scope == scope, _PAUSES.c.name == name)
+    )
+    removed: int = result.rowcount
+    return removed
+
+
+def record_action(
+    session: Session,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    scope: str,
+    name: str,
+    reason: str,
+    detail: str | None = None,
+) -> None:
+    """One row of the operators' audit trail."""
+    session.connection().execute(
+        insert(_ACTIONS).values(
+            at=at,
+            actor=actor[:255],
+            action=action,
+            scope=scope,
+            name=name[:255],
+            reason=reason[:500],
+            detail=detail,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    at: datetime
+    actor: str
+    action: str
+    scope: str
+    name: str
+    reason: str
+    detail: str | None
+
+
+def recent_actions(session: Session, limit: int = 20) -> Sequence[ActionRow]:
+    """The latest operator actions, newest first."""
+    c = _ACTIONS.c
+    rows = session.connection().execute(
+        select(c.at, c.actor, c.action, c.scope, c.name, c.reason, c.detail)
+        .order_by(c.id.desc())
+        .limit(limit)
+    )
+    return [ActionRow(*row) for row in rows]

@@ -1,0 +1,157 @@
+"""``syncd pause`` and ``syncd resume``: stop and restart delivery at runtime.
+
+Both change only the database; every running replica picks the change up at
+its next claim, with no restart. Polling is never paused by these.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from syncd.adapters.operator_pauses import SCOPE_AGENT, SCOPE_SYNC, Hold
+from syncd.config import Config
+from syncd.entrypoints.cli import EXIT_CONFIG, config_option, fail, load_or_exit
+from syncd.entrypoints.cli_operator import _actor, _query, _setup, _when, database
+from syncd.services import pausing
+
+DEFAULT_RESUME_REASON = "operator resume"
+
+_sync_option = click.option(
+    "--sync", "sync", default=None, metavar="NAME", help="A sync (all its agents)."
+)
+_agent_option = click.option(
+    "--agent", "agent", default=None, metavar="ID", help="A SimZ agent (in every sync)."
+)
+_by_option = click.option(
+    "--by",
+    "actor",
+    default=None,
+    metavar="NAME",
+    help="Who does it, for the audit trail. Default: your OS user name.",
+)
+
+
+def _target(sync: str | None, agent: str | None) -> tuple[str, str]:
+    if (sync is None) == (agent is None):
+        fail("give exactly one of --sync NAME or --agent ID", EXIT_CONFIG)
+    return (SCOPE_SYNC, str(sync)) if sync is not None else (SCOPE_AGENT, str(agent))
+
+
+def _known(config: Config, scope: str, name: str) -> None:
+    """Refuse to pause a sync or agent the configuration does not have (a typo pauses nothing)."""
+    if scope == SCOPE_SYNC:
+        known = [sync.name for sync in config.syncs]
+    else:
+        known = sorted({agent for sync in config.syncs for agent in sync.agents})
+    if name not in known:
+        fail(
+            f"no {scope} {name!r} in the configuration (known: {', '.join(known) or 'none'}); "
+            "nothing was paused",
+            EXIT_CONFIG,
+        )
+
+
+def _describe(hold: Hold) -> str:
+    return (
+        f"{hold.scope} {hold.name} paused since {_when(hold.paused_at)} by {hold.paused_by}: "
+        f"{hold.reason}"
+    )
+
+
+@click.command()
+@config_option
+@_sync_option
+@_agent_option
+@click.option(
+    "--reason",
+    required=True,
+    help="Why (required): written to the audit trail and shown by `syncd status`.",
+)
+@_by_option
+@click.pass_context
+def pause(
+    ctx: click.Context,
+    config_path: Path,
+    sync: str | None,
+    agent: str | None,
+    reason: str,
+    actor: str | None,
+) -> None:
+    """Stop sending the leads of a sync or of an agent until `syncd resume`.
+
+    Polling goes on: new leads are recorded and wait in the queue. Every
+    running replica stops sending at its next batch, with no restart (a batch
+    already claimed at that moment is still sent). A SimZ answer never lifts
+    the pause. The pause, who set it (your OS user, or --by) and --reason are
+    stored in the database and shown by `syncd status`, /readyz and the
+    syncd_paused metric. Pausing what is already paused changes nothing.
+
+    \b
+    Examples:
+      syncd pause --sync web --reason "SimZ campaign change, ticket 123"
+      syncd pause --agent agt_7 --reason "agent on holiday"
+    """
+    scope, name = _target(sync, agent)
+    config = load_or_exit(config_path)
+    _setup(ctx, config)
+    _known(config, scope, name)
+    if not reason.strip():
+        fail("--reason must say why", EXIT_CONFIG)
+    who = (actor or _actor()).strip() or "unknown"
+    with database(config) as session_factory:
+        outcome = _query(
+            lambda: pausing.pause(session_factory, scope=scope, name=name, reason=reason, actor=who)
+        )
+    if outcome.created:
+        click.echo(f"paused: {_describe(outcome.hold)}")
+    else:
+        click.echo(f"already paused, left as it was: {_describe(outcome.hold)}")
+
+
+@click.command()
+@config_option
+@_sync_option
+@_agent_option
+@click.option(
+    "--reason",
+    default=DEFAULT_RESUME_REASON,
+    show_default=True,
+    help="Why; written to the audit trail.",
+)
+@_by_option
+@click.pass_context
+def resume(
+    ctx: click.Context,
+    config_path: Path,
+    sync: str | None,
+    agent: str | None,
+    reason: str,
+    actor: str | None,
+) -> None:
+    """Lift a pause set by `syncd pause`: the waiting leads are sent, each once.
+
+    Every running replica resumes at its next delivery cycle. Resuming what is
+    not paused changes nothing (exit 0). A sync or agent no longer in the
+    configuration can still be resumed, to clear a leftover pause.
+    """
+    scope, name = _target(sync, agent)
+    config = load_or_exit(config_path)
+    _setup(ctx, config)
+    who = (actor or _actor()).strip() or "unknown"
+    with database(config) as session_factory:
+        lifted = _query(
+            lambda: pausing.resume(
+                session_factory,
+                scope=scope,
+                name=name,
+                reason=reason.strip() or DEFAULT_RESUME_REASON,
+                actor=who,
+            )
+        )
+    if lifted is None:
+        click.echo(f"{scope} {name} is not paused; nothing to do")
+        sys.exit(0)
+    click.echo(f"resumed {scope} {name} (by {who}); it was {_describe(lifted)}")

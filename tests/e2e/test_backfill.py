@@ -1,0 +1,204 @@
+"""``syncd backfill`` as an operator runs it, next to a running ``syncd run``.
+
+The CLI and the daemon are real subprocesses on one SQLite file; the
+Salesforce emulator holds records stamped before the sync's ``start_at`` (which
+the regular poll never reads) and the SimZ emulator counts every lead it got.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.sandbox.simz import SimzEmulator
+from tests.e2e.harness import Harness, clean_env, lead_records, wait_until
+
+START_AT = "2024-01-01T00:00:00Z"
+OLD = "2023-06-01T00:00:00Z"
+
+
+@pytest.fixture
+def harness(tmp_path: Path, simz_emulator: SimzEmulator) -> Iterator[Harness]:
+    with Harness(tmp_path, simz_emulator) as h:
+        config = h.config(sync={"start_at": START_AT})
+        config["salesforce"]["page_size"] = 200
+        h.write_config(**config)
+        yield h
+
+
+def old_records(count: int, start: int = 0) -> list[dict[str, Any]]:
+    return [
+        {**record, "SystemModstamp": OLD, "LastModifiedDate": OLD}
+        for record in lead_records(count, start=start)
+    ]
+
+
+def command(harness: Harness, *args: str) -> list[str]:
+    return [sys.executable, "-m", "syncd", "backfill", "-c", str(harness.config_path), *args]
+
+
+def backfill(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command(harness, "--sync", "web", *args),
+        cwd=harness.tmp,
+        env=clean_env(USER="opuser"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def summary(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("backfill web: ")]
+    return line
+
+
+def page_lines(text: str) -> list[dict[str, Any]]:
+    lines = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("event") == "backfill page":
+            lines.append(entry)
+    return lines
+
+
+def watermark(harness: Harness) -> Any:
+    return harness.query("SELECT watermark FROM sync_state WHERE sync_name = 'web'")[0][0]
+
+
+def all_sent_once(harness: Harness, expected: int) -> None:
+    harness.wait_until(lambda: harness.count_state("accepted") == expected, f"{expected} accepted")
+    counts = harness.simz.received_counts()
+    assert len(counts) == expected and set(counts.values()) == {1}
+
+
+class TestBackfill:
+    def test_already_synced_range_sends_nothing_new(self, harness: Harness) -> None:
+        """Backfilling what the regular poll already read finds every record known."""
+        harness.salesforce.add_records(lead_records(5))
+        daemon = harness.start()
+        all_sent_once(harness, 5)
+        before = watermark(harness)
+        line = summary(backfill(harness, "--since", START_AT, "--until", "2100-01-01T00:00:00Z"))
+        assert "new 0 " in line and "known 5" in line
+        polls = harness.successful_polls()
+        harness.wait_until(lambda: harness.successful_polls() >= polls + 2, "two more polls")
+        all_sent_once(harness, 5)
+        assert watermark(harness) == before
+        assert daemon.stop() == 0, daemon.output()
+
+    def test_new_range_is_sent_once_and_rerun_is_a_no_op(self, harness: Harness) -> None:
+        """Records before start_at are queued by the backfill, sent once, and known on a re-run."""
+        harness.salesforce.add_records(old_records(30))
+        harness.salesforce.add_records(lead_records(5, start=30))
+        daemon = harness.start()
+        all_sent_once(harness, 5)
+        before = watermark(harness)
+
+        dry = summary(backfill(harness, "--since", "2023-01-01", "--until", START_AT, "--dry-run"))
+        assert "new 30 (would queue 30," in dry
+        assert harness.count_state("queued") == 0
+
+        result = backfill(harness, "--since", "2023-01-01", "--until", START_AT)
+        assert "new 30 (queued 30," in summary(result)
+        assert "30 record(s)" in result.stderr  # the SELECT COUNT() total
+        pages = page_lines(result.stdout)
+        assert pages and pages[-1]["total"] == 30 and pages[-1]["new"] == 30
+        all_sent_once(harness, 35)
+        assert watermark(harness) == before
+
+        again = summary(backfill(harness, "--since", "2023-01-01", "--until", START_AT))
+        assert "new 0 " in again and "known 30" in again
+        polls = harness.successful_polls()
+        harness.wait_until(lambda: harness.successful_polls() >= polls + 2, "two more polls")
+        all_sent_once(harness, 35)
+        assert (
+            harness.query("SELECT action, scope, name, actor FROM operator_actions ORDER BY id")
+            == [("backfill", "sync", "web", "opuser")] * 2
+        )
+        assert daemon.stop() == 0, daemon.output()
+
+    def test_kill_9_mid_backfill_loses_nothing_and_sends_nothing_twice(
+        self, harness: Harness
+    ) -> None:
+        """SIGKILL after the first page; a re-run queues the rest; each lead is sent once."""
+        harness.salesforce.add_records(old_records(600))
+        daemon = harness.start()
+        # Slow Salesforce down so that the backfill is caught between pages.
+        harness.salesforce.inject("delay", count=20, seconds=1.5)
+        log_path = harness.tmp / "backfill-1.log"
+        with log_path.open("w") as out:
+            process = subprocess.Popen(
+                command(harness, "--sync", "web", "--since", "2023-01-01", "--until", START_AT),
+                cwd=harness.tmp,
+                env=clean_env(USER="opuser"),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_until(lambda: page_lines(log_path.read_text()), "the first backfill page")
+            process.send_signal(signal.SIGKILL)
+            assert process.wait(30) == -signal.SIGKILL
+        finally:
+            if process.poll() is None:
+                process.kill()
+        committed = len(harness.lead_states())
+        assert 200 <= committed < 600
+        assert committed % 200 == 0  # whole pages only
+
+        result = backfill(harness, "--since", "2023-01-01", "--until", START_AT)
+        line = summary(result)
+        assert f"new {600 - committed} " in line and f"known {committed}" in line
+        all_sent_once(harness, 600)
+        assert daemon.stop() == 0, daemon.output()
+
+
+class TestBulk:
+    def test_large_backfill_uses_bulk_and_sends_each_once(self, harness: Harness) -> None:
+        """Above salesforce.bulk_query_above the backfill reads a Bulk API 2.0 job, same outcome."""
+        config = harness.config(sync={"start_at": START_AT})
+        config["salesforce"].update(page_size=200, bulk_query_above=100)
+        harness.write_config(**config)
+        harness.salesforce.add_records(old_records(250))
+        daemon = harness.start()
+        result = backfill(harness, "--since", "2023-01-01", "--until", START_AT)
+        assert "250 > 100 records: using Bulk API 2.0" in result.stderr
+        assert "new 250 (queued 250," in summary(result)
+        soql = [entry["soql"] for entry in harness.salesforce.query_log()]
+        assert any(
+            "ORDER BY" not in q and q.startswith("SELECT") and "COUNT" not in q for q in soql
+        )
+        all_sent_once(harness, 250)
+        assert harness.salesforce.bulk._jobs == {}  # the job was deleted after reading
+        assert daemon.stop() == 0, daemon.output()
+
+
+class TestRefusals:
+    def test_empty_range_and_unknown_sync(self, harness: Harness) -> None:
+        """An empty range or an unknown sync is one line and exit 2."""
+        result = backfill(harness, "--since", START_AT, "--until", "2023-01-01")
+        assert result.returncode == 2 and "nothing to backfill" in result.stderr
+        other = subprocess.run(
+            command(harness, "--sync", "nope", "--since", START_AT),
+            cwd=harness.tmp,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert other.returncode == 2 and "no sync named 'nope'" in other.stderr
+        assert "Traceback" not in result.stderr + other.stderr

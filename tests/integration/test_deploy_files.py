@@ -1,0 +1,245 @@
+"""The deployment files: they parse, agree with the Dockerfile and with syncd's config.
+
+The metric names they use are checked against a running daemon in
+``tests/e2e/test_deploy_metrics.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from syncd.config import load_config
+from syncd.config.types import parse_duration
+from tests.integration.deploy_files import (
+    COMPOSE,
+    DEPLOY,
+    KUBERNETES,
+    dashboard_expressions,
+    deploy_files,
+    dockerfile_user,
+    kubernetes_documents,
+    metric_names,
+    rule_expressions,
+    yaml_documents,
+)
+
+BASE = KUBERNETES / "base"
+OVERLAY = KUBERNETES / "overlays" / "postgresql"
+SECRETS_DIR = "/etc/syncd/secrets"
+
+
+def deployment(folder: Path = BASE) -> dict[str, Any]:
+    return kubernetes_documents(folder)[("Deployment", "syncd")]
+
+
+def pod_spec() -> dict[str, Any]:
+    spec: dict[str, Any] = deployment()["spec"]["template"]["spec"]
+    return spec
+
+
+def container() -> dict[str, Any]:
+    [only] = pod_spec()["containers"]
+    return dict(only)
+
+
+def config_text(folder: Path) -> str:
+    """config.yaml of the ConfigMap in ``folder`` (a patch in the overlay)."""
+    docs = yaml_documents(folder / "configmap.yaml")
+    text: str = docs[0]["data"]["config.yaml"]
+    return text
+
+
+def load_configmap(folder: Path, tmp_path: Path) -> Any:
+    """Load the ConfigMap's config through syncd, its secret files placed under ``tmp_path``."""
+    text = config_text(folder)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name, value in {
+        "sf-password": "pw",
+        "sf-security-token": "tok",
+        "simz-api-key": "key",
+        "database-url": "postgresql+psycopg://syncd:pw@postgres:5432/syncd",
+    }.items():
+        (secrets / name).write_text(value + "\n")
+    path = tmp_path / "config.yaml"
+    path.write_text(text.replace(SECRETS_DIR, str(secrets)))
+    return load_config(path, env={})
+
+
+def kustomize(folder: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with kustomize) is not installed")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+class TestParse:
+    @pytest.mark.parametrize("path", deploy_files(), ids=lambda p: str(p.name))
+    def test_every_file_parses(self, path: Path) -> None:
+        """Each YAML and JSON file under deploy/ (and docker-compose.yml) is well formed."""
+        if path.suffix == ".json":
+            assert json.loads(path.read_text("utf-8"))
+        else:
+            assert yaml_documents(path)
+
+    def test_the_expected_files_exist(self) -> None:
+        """The layout operators are told about is there."""
+        for relative in (
+            "kubernetes/base/kustomization.yaml",
+            "kubernetes/base/deployment.yaml",
+            "kubernetes/base/configmap.yaml",
+            "kubernetes/base/pdb.yaml",
+            "kubernetes/overlays/postgresql/kustomization.yaml",
+            "prometheus/rules.yaml",
+            "grafana/syncd.json",
+        ):
+            assert (DEPLOY / relative).is_file(), relative
+
+
+class TestKubernetes:
+    def test_probes_and_port_match_the_configured_listen(self, tmp_path: Path) -> None:
+        """Liveness on /healthz, readiness on /readyz, on the port observability.listen binds."""
+        config = load_configmap(BASE, tmp_path)
+        host, port = config.observability.host_port
+        assert host == "0.0.0.0"
+        spec = container()
+        [declared] = spec["ports"]
+        assert declared["containerPort"] == port
+        assert spec["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": declared["name"]}
+        assert spec["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": declared["name"]}
+        assert spec["startupProbe"]["httpGet"]["path"] == "/healthz"
+        annotations = deployment()["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(port)
+        [service_port] = kubernetes_documents(BASE)[("Service", "syncd")]["spec"]["ports"]
+        assert service_port["targetPort"] == declared["name"]
+
+    def test_runs_as_the_dockerfile_user_read_only(self) -> None:
+        """Non-root with the image's uid/gid, read-only root, no privilege escalation."""
+        uid, gid = dockerfile_user()
+        security = pod_spec()["securityContext"]
+        assert (security["runAsUser"], security["runAsGroup"], security["fsGroup"]) == (
+            uid,
+            gid,
+            gid,
+        )
+        assert security["runAsNonRoot"] is True
+        own = container()["securityContext"]
+        assert own["readOnlyRootFilesystem"] is True
+        assert own["allowPrivilegeEscalation"] is False
+        assert own["capabilities"]["drop"] == ["ALL"]
+
+    def test_writable_paths_are_volumes(self, tmp_path: Path) -> None:
+        """/tmp is an emptyDir, the SQLite folder a mounted volume: the root is read-only."""
+        config = load_configmap(BASE, tmp_path)
+        database = Path(config.database.url.removeprefix("sqlite:///"))
+        mounts = {m["mountPath"]: m["name"] for m in container()["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]]
+        assert "persistentVolumeClaim" in volumes[mounts[str(database.parent)]]
+        assert deployment()["spec"]["strategy"]["type"] == "Recreate"  # one SQLite writer
+
+    def test_grace_period_exceeds_shutdown_grace(self, tmp_path: Path) -> None:
+        """Kubernetes waits longer than syncd's own shutdown_grace before SIGKILL."""
+        grace = load_configmap(BASE, tmp_path).daemon.shutdown_grace.total_seconds()
+        assert pod_spec()["terminationGracePeriodSeconds"] > grace
+
+    @pytest.mark.parametrize("folder", [BASE, OVERLAY], ids=["base", "postgresql"])
+    def test_secrets_are_files_of_the_mounted_secret(self, folder: Path, tmp_path: Path) -> None:
+        """Every ${file:...} names a key under the Secret's mount, and the config loads."""
+        text = config_text(folder)
+        mounts = {m["mountPath"]: m["name"] for m in container()["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+        assert volumes[mounts[SECRETS_DIR]]["secret"]["secretName"] == "syncd-secrets"
+        references = [part.split("}")[0] for part in text.split("${file:")[1:]]
+        assert references and all(ref.startswith(SECRETS_DIR + "/") for ref in references)
+        config = load_configmap(folder, tmp_path)
+        assert config.simz.api_key.get_secret_value() == "key"
+
+    def test_overlay_builds_two_replicas_on_postgresql(self, tmp_path: Path) -> None:
+        """kustomize builds both; the overlay has 2 replicas, PostgreSQL, no PVC, a PDB of 1."""
+        base = kustomize(BASE)
+        assert {d["kind"] for d in base} >= {"Deployment", "ConfigMap", "PodDisruptionBudget"}
+        built = {(d["kind"], d["metadata"]["name"]): d for d in kustomize(OVERLAY)}
+        assert ("PersistentVolumeClaim", "syncd-data") not in built
+        spec = built[("Deployment", "syncd")]["spec"]
+        assert spec["replicas"] == 2
+        volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+        assert set(volumes["data"]) == {"name", "emptyDir"}
+        assert built[("PodDisruptionBudget", "syncd")]["spec"] == {
+            "minAvailable": 1,
+            "selector": spec["selector"],
+        }
+        config_map = built[("ConfigMap", "syncd-config")]["data"]["config.yaml"]
+        assert "${file:/etc/syncd/secrets/database-url}" in config_map
+        assert load_configmap(OVERLAY, tmp_path).database.url.startswith("postgresql+psycopg://")
+
+
+class TestCompose:
+    def test_services_and_grace(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """syncd, PostgreSQL and both emulators; the mounted config loads; grace above syncd's."""
+        compose = yaml_documents(COMPOSE)[0]
+        services = compose["services"]
+        assert set(services) == {"postgres", "salesforce", "simz", "syncd"}
+        assert services["salesforce"]["command"][:2] == ["sandbox", "salesforce"]
+        assert services["simz"]["command"][:2] == ["sandbox", "simz"]
+        assert services["syncd"]["command"] == ["run"]
+        environment = services["syncd"]["environment"]
+        assert environment["SYNCD_DATABASE_URL"].startswith("postgresql+psycopg://")
+        mounted = {
+            volume.split(":")[1]: volume.split(":")[0] for volume in services["syncd"]["volumes"]
+        }
+        source = COMPOSE.parent / mounted[environment["SYNCD_CONFIG"]]
+        config = load_config(source, env=environment)
+        assert (
+            config.simz.api_key.get_secret_value()
+            == services["simz"]["environment"]["SIMZ_API_KEY"]
+        )
+        grace = parse_duration(services["syncd"]["stop_grace_period"]).total_seconds()
+        assert grace > config.daemon.shutdown_grace.total_seconds()
+        assert config.observability.host_port[1] == 8080
+        assert "8080:8080" in services["salesforce"]["ports"]
+
+
+class TestRulesAndDashboard:
+    def test_expressions_name_metrics(self) -> None:
+        """Every rule and panel reads at least one series; the parser finds known names."""
+        for expression in rule_expressions() + dashboard_expressions():
+            assert metric_names(expression), expression
+        assert metric_names(
+            'histogram_quantile(0.95, sum by (le, sync) (rate(x_bucket{sync=~"$s"}[5m])))'
+        ) == {"x_bucket"}
+        assert metric_names(
+            'a > 1 unless on (sync) label_replace(b == 1, "s", "$1", "n", "(.*)")'
+        ) == {
+            "a",
+            "b",
+        }
+
+    def test_required_alerts_exist(self) -> None:
+        """The alerts operators rely on are all there, each with a severity and a summary."""
+        groups = yaml_documents(DEPLOY / "prometheus" / "rules.yaml")[0]["groups"]
+        rules = {rule["alert"]: rule for group in groups for rule in group["rules"]}
+        for name in (
+            "SyncdUncertainLeads",
+            "SyncdFailedLeads",
+            "SyncdSimzKeyPaused",
+            "SyncdSimzAgentPaused",
+            "SyncdPollingPaused",
+            "SyncdOperatorPauseLong",
+            "SyncdPollErrors",
+            "SyncdNoLeader",
+            "SyncdQueueOld",
+        ):
+            assert rules[name]["labels"]["severity"] in ("info", "warning", "critical")
+            assert rules[name]["annotations"]["summary"]
