@@ -8,7 +8,9 @@ secret can never change the structure of the document:
 
 * ``${VAR}`` -- the environment variable, which must be set;
 * ``${VAR:-default}`` -- the variable, or ``default`` when unset or empty;
-* ``${file:/path/to/secret}`` -- the file's content without its trailing newline;
+* ``${file:/path/to/secret}`` -- the file's content without one trailing newline
+  (``\\n`` or ``\\r\\n``, as editors and ``echo`` add it); anything else is kept, so
+  a stray second newline is reported by the value's own checks;
 * ``$${`` -- a literal ``${``.
 """
 
@@ -118,6 +120,14 @@ def load_yaml(text: str, source: str) -> Any:
         loader.dispose()
 
 
+def _strip_one_newline(text: str) -> str:
+    """``text`` without one trailing ``\\n`` or ``\\r\\n``."""
+    for ending in ("\r\n", "\n"):
+        if text.endswith(ending):
+            return text[: -len(ending)]
+    return text
+
+
 def _substitute_string(
     text: str, path: str, env: Mapping[str, str], problems: list[str], source: str
 ) -> str:
@@ -136,7 +146,7 @@ def _substitute_string(
                 return ""
             secret_path = Path(body[len("file:") :]).expanduser()
             try:
-                return secret_path.read_text(encoding="utf-8").rstrip("\r\n")
+                return _strip_one_newline(secret_path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError) as exc:
                 reason = getattr(exc, "strerror", None) or str(exc)
                 problems.append(

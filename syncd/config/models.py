@@ -37,6 +37,31 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _describe_character(char: str) -> str:
+    """Name a character without printing it (it may be part of a secret)."""
+    names = {"\n": "a line feed (\\n)", "\r": "a carriage return (\\r)", "\t": "a tab (\\t)"}
+    return names.get(char, f"the character U+{ord(char):04X}")
+
+
+def header_safe(value: SecretStr) -> SecretStr:
+    """Refuse a secret that cannot travel in an HTTP header as it is, without showing it.
+
+    Header values are visible ASCII; a control character (often a newline left at
+    the end of a secret file) or a non-ASCII letter would be escaped or refused
+    by the HTTP client, and the escaped secret would end up in errors and logs.
+    """
+    text = value.get_secret_value()
+    for index, char in enumerate(text):
+        if not "\x21" <= char <= "\x7e" and not (char == " " and 0 < index < len(text) - 1):
+            where = "at the end" if index == len(text) - 1 else f"at position {index + 1}"
+            raise ValueError(
+                f"contains {_describe_character(char)} {where}; it is sent in an HTTP "
+                "header, which takes visible ASCII only (check the secret's source; the value "
+                "is not shown)"
+            )
+    return value
+
+
 # --------------------------------------------------------------------------- database
 
 
@@ -128,6 +153,8 @@ class SessionAuth(_Model):
     session_id: SecretStr
     instance_url: HttpUrl
 
+    _session_id_header_safe = field_validator("session_id")(header_safe)
+
 
 SalesforceAuth = Annotated[
     PasswordAuth | JwtAuth | ClientCredentialsAuth | SessionAuth,
@@ -215,6 +242,8 @@ class SimzConfig(_Model):
         default=False,
         description="Opt-in: requeue uncertain leads automatically. Risks calling a person twice.",
     )
+
+    _api_key_header_safe = field_validator("api_key")(header_safe)
 
 
 # --------------------------------------------------------------------------- syncs

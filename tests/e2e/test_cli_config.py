@@ -649,3 +649,34 @@ class TestCliLogging:
         parsed = [json.loads(line) for line in other]  # every other line is JSON
         loggers = {entry["logger"].split(".")[0] for entry in parsed}
         assert {"alembic", "sqlalchemy", "syncd"} <= loggers
+
+
+class TestHeaderSafeSecrets:
+    def test_api_key_with_newline_is_refused_without_showing_it(self, tmp_path: Path) -> None:
+        """A SimZ key with a trailing newline: exit 2, one line naming the key path, not its value."""
+        config = base_config()
+        config["simz"]["api_key"] = "${SIMZ_API_KEY}"
+        path = tmp_path / "x.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        result = run_syncd(
+            "check-config",
+            "-c",
+            str(path),
+            cwd=tmp_path,
+            env=clean_env(SIMZ_API_KEY="canary-simz-key-42\n"),
+        )
+        assert result.returncode == 2
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"{path}: simz.api_key: contains a line feed (\\n) at the end")
+        assert "canary-simz-key" not in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_file_secret_with_crlf_is_read_clean(self, tmp_path: Path) -> None:
+        """A key file written with a Windows line ending is the key alone."""
+        (tmp_path / "simz.key").write_bytes(b"canary-simz-key-42\r\n")
+        config = base_config()
+        config["simz"]["api_key"] = f"${{file:{tmp_path / 'simz.key'}}}"
+        path = tmp_path / "x.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        result = run_syncd("check-config", "-c", str(path), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
