@@ -7,6 +7,7 @@ silently ignored setting. ``config.example.yaml`` documents every option and
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -20,6 +21,7 @@ from pydantic import (
     Field,
     HttpUrl,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -60,6 +62,38 @@ def header_safe(value: SecretStr) -> SecretStr:
                 "is not shown)"
             )
     return value
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1: traffic that never leaves the machine."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def require_https(url: HttpUrl | None, info: ValidationInfo, section: str) -> None:
+    """Refuse ``http://`` to a host off this machine unless the section allows it."""
+    if url is None or url.scheme != "http" or is_loopback_host(url.host or ""):
+        return
+    if info.data.get("allow_insecure_http") is True:
+        return
+    raise ValueError(
+        "http:// would send credentials in clear text; use https://, or set "
+        f"{section}.allow_insecure_http: true (loopback hosts need neither)"
+    )
+
+
+def _allow_insecure_http() -> Any:
+    """The ``allow_insecure_http`` field of a section that holds credential-bearing URLs."""
+    return Field(
+        default=False,
+        description="Accept http:// URLs to hosts other than loopback (credentials then travel "
+        "in clear text). Only for a trusted network, e.g. a TLS-terminating sidecar.",
+    )
 
 
 # --------------------------------------------------------------------------- database
@@ -164,6 +198,8 @@ AUTH_METHODS = ("password", "jwt", "client_credentials", "session")
 
 
 class SalesforceConfig(_Model):
+    # First, so that the URL validators below can read it.
+    allow_insecure_http: bool = _allow_insecure_http()
     auth: SalesforceAuth
     domain: str = Field(
         default="login",
@@ -191,6 +227,22 @@ class SalesforceConfig(_Model):
         default=timedelta(minutes=15),
         description="How long polling pauses after REQUEST_LIMIT_EXCEEDED or high API usage.",
     )
+
+    @field_validator("login_url")
+    @classmethod
+    def _login_url_https(cls, value: HttpUrl | None, info: ValidationInfo) -> HttpUrl | None:
+        require_https(value, info, "salesforce")
+        return value
+
+    @field_validator("auth")
+    @classmethod
+    def _instance_url_https(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, SessionAuth):
+            try:
+                require_https(value.instance_url, info, "salesforce")
+            except ValueError as exc:
+                raise ValueError(f"instance_url: {exc}") from None
+        return value
 
     @field_validator("domain")
     @classmethod
@@ -223,6 +275,8 @@ class BackoffConfig(_Model):
 
 
 class SimzConfig(_Model):
+    # First, so that the base_url validator can read it.
+    allow_insecure_http: bool = _allow_insecure_http()
     base_url: HttpUrl = Field(default=HttpUrl("https://api.simz.com"))
     api_key: SecretStr
     ca_bundle: str | None = Field(default=None, description="PEM file of CAs to trust.")
@@ -244,6 +298,12 @@ class SimzConfig(_Model):
     )
 
     _api_key_header_safe = field_validator("api_key")(header_safe)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_https(cls, value: HttpUrl, info: ValidationInfo) -> HttpUrl:
+        require_https(value, info, "simz")
+        return value
 
 
 # --------------------------------------------------------------------------- syncs

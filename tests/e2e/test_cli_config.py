@@ -368,6 +368,18 @@ CASES = [
         mutate(_set("syncs.0.agent", 123)),
         "syncs[0].agent: input should be a valid string",
     ),
+    Case(
+        "simz-plain-http",
+        mutate(_set("simz.base_url", "http://api.simz.com")),
+        "simz.base_url: http:// would send credentials in clear text; use https://, or set "
+        "simz.allow_insecure_http: true (loopback hosts need neither)",
+    ),
+    Case(
+        "salesforce-plain-http",
+        mutate(_set("salesforce.login_url", "http://login.example.com")),
+        "salesforce.login_url: http:// would send credentials in clear text; use https://, or "
+        "set salesforce.allow_insecure_http: true (loopback hosts need neither)",
+    ),
 ]
 
 

@@ -173,6 +173,61 @@ class TestHeaderSafeSecrets:
         assert config.simz.api_key.get_secret_value() == 'a"b\\c d~'
 
 
+class TestInsecureHttp:
+    @pytest.mark.parametrize(
+        ("section", "key", "url"),
+        [
+            ("simz", "base_url", "http://api.simz.com"),
+            ("salesforce", "login_url", "http://login.example.com"),
+            ("simz", "base_url", "http://10.0.0.5:8080"),
+        ],
+        ids=["simz", "salesforce-login", "private-ip"],
+    )
+    def test_http_is_refused(self, section: str, key: str, url: str) -> None:
+        """An http:// URL that carries credentials off the machine is refused, naming the key."""
+        document: dict[str, Any] = {**BASE, section: {**BASE[section], key: url}}
+        with pytest.raises(ConfigError) as caught:
+            parse(document)
+        assert caught.value.lines == [
+            f"x.yaml: {section}.{key}: http:// would send credentials in clear text; use "
+            f"https://, or set {section}.allow_insecure_http: true (loopback hosts need neither)"
+        ]
+
+    def test_session_instance_url(self) -> None:
+        """A session's instance_url gets the Authorization header: same rule."""
+        auth = {"method": "session", "session_id": "s", "instance_url": "http://x.example.com"}
+        with pytest.raises(ConfigError, match=r"salesforce\.auth: instance_url: http://"):
+            parse({**BASE, "salesforce": {"auth": auth}})
+
+    @pytest.mark.parametrize(
+        "host", ["127.0.0.1:8080", "127.9.9.9", "[::1]:9000", "localhost:8443", "LOCALHOST"]
+    )
+    def test_loopback_is_allowed(self, host: str) -> None:
+        """Loopback hosts (the emulators, a local sidecar) may use http://."""
+        document = {
+            **BASE,
+            "simz": {**BASE["simz"], "base_url": f"http://{host}"},
+            "salesforce": {**BASE["salesforce"], "login_url": f"http://{host}"},
+        }
+        config = parse(document)
+        assert config.simz.base_url.scheme == "http"
+
+    def test_explicit_opt_in(self) -> None:
+        """allow_insecure_http: true in the section lets http:// through."""
+        document = {
+            **BASE,
+            "simz": {**BASE["simz"], "base_url": "http://simz.internal", "allow_insecure_http": True},
+            "salesforce": {
+                **BASE["salesforce"],
+                "login_url": "http://sf.internal",
+                "allow_insecure_http": True,
+            },
+        }
+        config = parse(document)
+        assert str(config.simz.base_url) == "http://simz.internal/"
+        assert config.salesforce.allow_insecure_http is True
+
+
 class TestYaml:
     def test_merge_key_may_override(self) -> None:
         """A key that overrides one brought in by a << merge is not a duplicate."""
