@@ -12,6 +12,11 @@ secret can never change the structure of the document:
   (``\\n`` or ``\\r\\n``, as editors and ``echo`` add it); anything else is kept, so
   a stray second newline is reported by the value's own checks;
 * ``$${`` -- a literal ``${``.
+
+Relative paths -- ``${file:...}``, ``ca_bundle``, ``private_key_file`` and a
+SQLite file in ``database.url`` -- are read from the configuration file's folder,
+not from the current directory, so a command gives the same result wherever it
+is started; files named by the configuration must exist when it is loaded.
 """
 
 from __future__ import annotations
@@ -129,7 +134,12 @@ def _strip_one_newline(text: str) -> str:
 
 
 def _substitute_string(
-    text: str, path: str, env: Mapping[str, str], problems: list[str], source: str
+    text: str,
+    path: str,
+    env: Mapping[str, str],
+    problems: list[str],
+    source: str,
+    base_dir: Path | None = None,
 ) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$${":
@@ -145,6 +155,8 @@ def _substitute_string(
                 problems.append(f"{source}: {path}: ${{file:}} needs a path")
                 return ""
             secret_path = Path(body[len("file:") :]).expanduser()
+            if base_dir is not None and not secret_path.is_absolute():
+                secret_path = base_dir / secret_path
             try:
                 return _strip_one_newline(secret_path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError) as exc:
@@ -169,18 +181,29 @@ def _substitute_string(
 
 
 def substitute(
-    node: Any, env: Mapping[str, str], source: str, problems: list[str], loc: tuple[Any, ...] = ()
+    node: Any,
+    env: Mapping[str, str],
+    source: str,
+    problems: list[str],
+    loc: tuple[Any, ...] = (),
+    base_dir: Path | None = None,
 ) -> Any:
-    """Return ``node`` with every ``${...}`` reference in its strings resolved."""
+    """Return ``node`` with every ``${...}`` reference in its strings resolved.
+
+    A relative ``${file:...}`` path is read from ``base_dir`` (when given).
+    """
     if isinstance(node, str):
-        return _substitute_string(node, format_path(loc), env, problems, source)
+        return _substitute_string(node, format_path(loc), env, problems, source, base_dir)
     if isinstance(node, dict):
         return {
-            key: substitute(value, env, source, problems, (*loc, key))
+            key: substitute(value, env, source, problems, (*loc, key), base_dir)
             for key, value in node.items()
         }
     if isinstance(node, list):
-        return [substitute(value, env, source, problems, (*loc, i)) for i, value in enumerate(node)]
+        return [
+            substitute(value, env, source, problems, (*loc, i), base_dir)
+            for i, value in enumerate(node)
+        ]
     return node
 
 
@@ -230,20 +253,29 @@ def validation_lines(exc: ValidationError, source: str) -> list[str]:
 
 
 def parse_config(
-    text: str, source: str = "config.yaml", env: Mapping[str, str] | None = None
+    text: str,
+    source: str = "config.yaml",
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
 ) -> Config:
-    """Parse, substitute and validate a configuration document."""
+    """Parse, substitute and validate a configuration document.
+
+    ``base_dir`` is the folder relative paths are read from (the file's folder
+    for :func:`load_config`); without it they stay relative to the current one.
+    """
     raw = load_yaml(text, source)
     if raw is None:
         raise ConfigError([f"{source}: the file is empty"])
     if not isinstance(raw, dict):
         raise ConfigError([f"{source}: the top level must be a mapping of sections"])
     problems: list[str] = []
-    resolved = substitute(raw, os.environ if env is None else env, source, problems)
+    resolved = substitute(
+        raw, os.environ if env is None else env, source, problems, base_dir=base_dir
+    )
     if problems:
         raise ConfigError(problems)
     try:
-        return Config.model_validate(resolved)
+        return Config.model_validate(resolved, context={"config_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(validation_lines(exc, source)) from None
 
@@ -263,4 +295,4 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{file}: cannot read: {exc}"]) from None
-    return parse_config(text, str(file), env)
+    return parse_config(text, str(file), env, base_dir=file.resolve().parent)

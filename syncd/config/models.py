@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -96,6 +97,34 @@ def _allow_insecure_http() -> Any:
     )
 
 
+def config_dir(info: ValidationInfo) -> Path | None:
+    """The configuration file's folder, when the loader passed it as validation context."""
+    context = info.context
+    folder = context.get("config_dir") if isinstance(context, dict) else None
+    return folder if isinstance(folder, Path) else None
+
+
+def resolve_path(value: str, info: ValidationInfo) -> Path:
+    """``value`` as a path; a relative one is read from the configuration file's folder."""
+    path = Path(value).expanduser()
+    folder = config_dir(info)
+    return folder / path if folder is not None and not path.is_absolute() else path
+
+
+def existing_file(value: str | None, info: ValidationInfo) -> str | None:
+    """Resolve a file setting and make sure the file is there now, not at the first call."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValueError("the path is empty")
+    path = resolve_path(value, info)
+    if not path.is_file():
+        relative = not Path(value).expanduser().is_absolute()
+        note = " (relative paths start at the config file's folder)" if relative else ""
+        raise ValueError(f"no such file: {path}{note}")
+    return str(path)
+
+
 # --------------------------------------------------------------------------- database
 
 
@@ -141,6 +170,16 @@ class DatabaseConfig(_Model):
             )
         return value
 
+    @field_validator("url")
+    @classmethod
+    def _sqlite_file_beside_config(cls, value: str, info: ValidationInfo) -> str:
+        """A relative SQLite file lives in the configuration file's folder."""
+        parsed = make_url(value)
+        if parsed.get_backend_name() != "sqlite" or config_dir(info) is None:
+            return value
+        path = resolve_path(str(parsed.database), info)
+        return parsed.set(database=str(path)).render_as_string(hide_password=False)
+
 
 # --------------------------------------------------------------------------- salesforce
 
@@ -164,6 +203,8 @@ class JwtAuth(_Model):
     consumer_key: str = Field(min_length=1)
     private_key_file: str | None = Field(default=None, description="Path to the PEM private key.")
     private_key: SecretStr | None = Field(default=None, description="The PEM private key itself.")
+
+    _private_key_file_exists = field_validator("private_key_file")(existing_file)
 
     @model_validator(mode="after")
     def _one_key(self) -> JwtAuth:
@@ -227,6 +268,8 @@ class SalesforceConfig(_Model):
         default=timedelta(minutes=15),
         description="How long polling pauses after REQUEST_LIMIT_EXCEEDED or high API usage.",
     )
+
+    _ca_bundle_exists = field_validator("ca_bundle")(existing_file)
 
     @field_validator("login_url")
     @classmethod
@@ -298,6 +341,7 @@ class SimzConfig(_Model):
     )
 
     _api_key_header_safe = field_validator("api_key")(header_safe)
+    _ca_bundle_exists = field_validator("ca_bundle")(existing_file)
 
     @field_validator("base_url")
     @classmethod

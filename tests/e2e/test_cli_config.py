@@ -444,9 +444,9 @@ class TestExampleConfig:
         assert "web-leads: Lead -> agt_123" in result.stdout
 
     def test_example_database_default(self) -> None:
-        """Without SYNCD_DATABASE_URL the example uses the SQLite file ./syncd.db."""
+        """Without SYNCD_DATABASE_URL the example uses syncd.db in the config file's folder."""
         config = load_config(EXAMPLE, env=EXAMPLE_ENV)
-        assert config.database.url == "sqlite:///./syncd.db"
+        assert config.database.url == f"sqlite:///{REPO}/syncd.db"  # beside the file
         assert config.simz.api_key.get_secret_value() == "simz-key-value"
         override = load_config(
             EXAMPLE, env={**EXAMPLE_ENV, "SYNCD_DATABASE_URL": "sqlite:////var/lib/syncd.db"}
@@ -665,7 +665,7 @@ class TestCliLogging:
 
 class TestHeaderSafeSecrets:
     def test_api_key_with_newline_is_refused_without_showing_it(self, tmp_path: Path) -> None:
-        """A SimZ key with a trailing newline: exit 2, one line naming the key path, not its value."""
+        """A SimZ key with a trailing newline: exit 2, one line naming the key, not its value."""
         config = base_config()
         config["simz"]["api_key"] = "${SIMZ_API_KEY}"
         path = tmp_path / "x.yaml"
@@ -692,3 +692,37 @@ class TestHeaderSafeSecrets:
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         result = run_syncd("check-config", "-c", str(path), cwd=tmp_path)
         assert result.returncode == 0, result.stderr
+
+
+class TestRelativePaths:
+    def test_paths_are_read_from_the_config_folder(self, tmp_path: Path) -> None:
+        """Relative ${file:}, ca_bundle and SQLite paths start at the config file, not the cwd."""
+        folder, elsewhere = tmp_path / "etc", tmp_path / "elsewhere"
+        (folder / "secrets").mkdir(parents=True)
+        elsewhere.mkdir()
+        (folder / "secrets" / "simz.key").write_text("key-from-file\n", encoding="utf-8")
+        (folder / "ca.pem").write_text("not used by check-config\n", encoding="utf-8")
+        config = base_config()
+        config["database"]["url"] = "sqlite:///./data/syncd.db"
+        config["simz"]["api_key"] = "${file:secrets/simz.key}"
+        config["simz"]["ca_bundle"] = "ca.pem"
+        path = folder / "cfg.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        checked = run_syncd("check-config", "-c", str(path), cwd=elsewhere)
+        assert checked.returncode == 0, checked.stderr
+        migrated = run_syncd("migrate", "-c", str(path), cwd=elsewhere)
+        assert migrated.returncode == 0, migrated.stderr
+        assert (folder / "data" / "syncd.db").is_file()
+        assert list(elsewhere.iterdir()) == []
+
+    def test_missing_ca_bundle_is_a_config_error(self, tmp_path: Path) -> None:
+        """A ca_bundle that is not there fails plain check-config: exit 2, one line."""
+        path = write_config(
+            tmp_path, simz={**base_config()["simz"], "ca_bundle": "certs/missing.pem"}
+        )
+        result = run_syncd("check-config", "-c", str(path), cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            f"{path}: simz.ca_bundle: no such file: {tmp_path}/certs/missing.pem "
+            "(relative paths start at the config file's folder)"
+        ]

@@ -216,7 +216,11 @@ class TestInsecureHttp:
         """allow_insecure_http: true in the section lets http:// through."""
         document = {
             **BASE,
-            "simz": {**BASE["simz"], "base_url": "http://simz.internal", "allow_insecure_http": True},
+            "simz": {
+                **BASE["simz"],
+                "base_url": "http://simz.internal",
+                "allow_insecure_http": True,
+            },
             "salesforce": {
                 **BASE["salesforce"],
                 "login_url": "http://sf.internal",
@@ -226,6 +230,53 @@ class TestInsecureHttp:
         config = parse(document)
         assert str(config.simz.base_url) == "http://simz.internal/"
         assert config.salesforce.allow_insecure_http is True
+
+
+class TestRelativePaths:
+    def test_load_config_resolves_against_the_file(self, tmp_path: Path) -> None:
+        """load_config reads relative paths from the file's folder, whatever the cwd."""
+        (tmp_path / "sf-ca.pem").write_text("x", encoding="utf-8")
+        (tmp_path / "keys").mkdir()
+        (tmp_path / "keys" / "jwt.pem").write_text("x", encoding="utf-8")
+        (tmp_path / "pw").write_text("pw-from-file\n", encoding="utf-8")
+        document = {
+            **BASE,
+            "database": {"url": "sqlite:///state/syncd.db"},
+            "salesforce": {
+                "auth": {
+                    "method": "jwt",
+                    "username": "u@example.com",
+                    "consumer_key": "ck",
+                    "private_key_file": "keys/jwt.pem",
+                },
+                "ca_bundle": "./sf-ca.pem",
+            },
+            "simz": {"api_key": "${file:pw}"},
+        }
+        path = tmp_path / "syncd.yaml"
+        path.write_text(yaml.safe_dump(document), encoding="utf-8")
+        config = load_config(path, env=ENV)
+        assert config.database.url == f"sqlite:///{tmp_path}/state/syncd.db"
+        assert config.salesforce.ca_bundle == f"{tmp_path}/sf-ca.pem"
+        assert config.salesforce.auth.private_key_file == f"{tmp_path}/keys/jwt.pem"  # type: ignore[union-attr]
+        assert config.simz.api_key.get_secret_value() == "pw-from-file"
+
+    def test_absolute_paths_are_kept(self, tmp_path: Path) -> None:
+        """Absolute paths and a PostgreSQL URL are left as written."""
+        ca = tmp_path / "ca.pem"
+        ca.write_text("x", encoding="utf-8")
+        url = "postgresql+psycopg://u@db.internal:5432/syncd"
+        document = {
+            **BASE,
+            "database": {"url": url},
+            "simz": {"api_key": "k", "ca_bundle": str(ca)},
+        }
+        path = tmp_path / "sub" / "syncd.yaml"
+        path.parent.mkdir()
+        path.write_text(yaml.safe_dump(document), encoding="utf-8")
+        config = load_config(path, env=ENV)
+        assert config.database.url == url
+        assert config.simz.ca_bundle == str(ca)
 
 
 class TestYaml:
