@@ -32,6 +32,11 @@ from pydantic import ValidationError
 
 from syncd.config.models import AUTH_METHODS, Config
 
+#: The sections whose secrets only the commands that call Salesforce or SimZ need.
+CREDENTIAL_SECTIONS = frozenset({"salesforce", "simz"})
+#: For the commands that only read or change the database.
+DATABASE_ONLY: frozenset[str] = frozenset()
+
 #: ``$${`` (an escape), ``${...}`` (a reference), or a ``${`` that is never closed.
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -140,7 +145,16 @@ def _substitute_string(
     problems: list[str],
     source: str,
     base_dir: Path | None = None,
+    unresolved: list[str] | None = None,
 ) -> str:
+    def missing(match: re.Match[str], problem: str) -> str:
+        """Report ``problem``, or, where secrets may stay unresolved, keep the reference."""
+        if unresolved is None:
+            problems.append(f"{source}: {path}: {problem}")
+            return ""
+        unresolved.append(path)
+        return match.group(0)
+
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$${":
             return "${"
@@ -161,10 +175,7 @@ def _substitute_string(
                 return _strip_one_newline(secret_path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError) as exc:
                 reason = getattr(exc, "strerror", None) or str(exc)
-                problems.append(
-                    f"{source}: {path}: cannot read secret file {str(secret_path)!r}: {reason}"
-                )
-                return ""
+                return missing(match, f"cannot read secret file {str(secret_path)!r}: {reason}")
         name, has_default, default = body.partition(":-")
         if not _VAR_NAME.match(name):
             problems.append(f"{source}: {path}: ${{{body}}} is not a valid reference")
@@ -173,8 +184,7 @@ def _substitute_string(
         if has_default:
             return value if value else default
         if value is None:
-            problems.append(f"{source}: {path}: environment variable {name} is not set")
-            return ""
+            return missing(match, f"environment variable {name} is not set")
         return value
 
     return _REFERENCE.sub(replace, text)
@@ -187,21 +197,27 @@ def substitute(
     problems: list[str],
     loc: tuple[Any, ...] = (),
     base_dir: Path | None = None,
+    unused: frozenset[str] = frozenset(),
+    unresolved: list[str] | None = None,
 ) -> Any:
     """Return ``node`` with every ``${...}`` reference in its strings resolved.
 
-    A relative ``${file:...}`` path is read from ``base_dir`` (when given).
+    A relative ``${file:...}`` path is read from ``base_dir`` (when given). In the
+    top-level sections named in ``unused``, a reference that cannot be resolved
+    (variable unset, file unreadable) is kept as written and its key path added
+    to ``unresolved`` instead of being a problem.
     """
     if isinstance(node, str):
-        return _substitute_string(node, format_path(loc), env, problems, source, base_dir)
+        keep = unresolved if loc and loc[0] in unused else None
+        return _substitute_string(node, format_path(loc), env, problems, source, base_dir, keep)
     if isinstance(node, dict):
         return {
-            key: substitute(value, env, source, problems, (*loc, key), base_dir)
+            key: substitute(value, env, source, problems, (*loc, key), base_dir, unused, unresolved)
             for key, value in node.items()
         }
     if isinstance(node, list):
         return [
-            substitute(value, env, source, problems, (*loc, i), base_dir)
+            substitute(value, env, source, problems, (*loc, i), base_dir, unused, unresolved)
             for i, value in enumerate(node)
         ]
     return node
@@ -257,11 +273,15 @@ def parse_config(
     source: str = "config.yaml",
     env: Mapping[str, str] | None = None,
     base_dir: Path | None = None,
+    uses: frozenset[str] | None = None,
 ) -> Config:
     """Parse, substitute and validate a configuration document.
 
     ``base_dir`` is the folder relative paths are read from (the file's folder
     for :func:`load_config`); without it they stay relative to the current one.
+    ``uses`` names the credential sections (``salesforce``, ``simz``) the command
+    talks to; in the others, unresolvable ``${...}`` references are kept as
+    written (listed in :attr:`Config.unresolved`) instead of failing the load.
     """
     raw = load_yaml(text, source)
     if raw is None:
@@ -269,23 +289,41 @@ def parse_config(
     if not isinstance(raw, dict):
         raise ConfigError([f"{source}: the top level must be a mapping of sections"])
     problems: list[str] = []
+    unresolved: list[str] = []
+    unused = CREDENTIAL_SECTIONS - (CREDENTIAL_SECTIONS if uses is None else uses)
     resolved = substitute(
-        raw, os.environ if env is None else env, source, problems, base_dir=base_dir
+        raw,
+        os.environ if env is None else env,
+        source,
+        problems,
+        base_dir=base_dir,
+        unused=unused,
+        unresolved=unresolved,
     )
     if problems:
         raise ConfigError(problems)
     try:
-        return Config.model_validate(resolved, context={"config_dir": base_dir})
+        config = Config.model_validate(resolved, context={"config_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(validation_lines(exc, source)) from None
+    config._unresolved = tuple(unresolved)
+    return config
 
 
 def default_config_path() -> Path:
     return Path(os.environ.get("SYNCD_CONFIG") or "config.yaml")
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    """Load the configuration file at ``path``; raises :class:`ConfigError`."""
+def load_config(
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    uses: frozenset[str] | None = None,
+) -> Config:
+    """Load the configuration file at ``path``; raises :class:`ConfigError`.
+
+    ``uses``: see :func:`parse_config` (default: every section's secrets are needed).
+    """
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -295,4 +333,4 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{file}: cannot read: {exc}"]) from None
-    return parse_config(text, str(file), env, base_dir=file.resolve().parent)
+    return parse_config(text, str(file), env, base_dir=file.resolve().parent, uses=uses)

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    PrivateAttr,
     SecretStr,
     ValidationInfo,
     field_validator,
@@ -599,6 +600,15 @@ class Config(_Model):
     syncs: list[SyncConfig] = Field(min_length=1)
     observability: ObservabilityConfig = ObservabilityConfig()
     daemon: DaemonConfig = DaemonConfig()
+    _unresolved: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def unresolved(self) -> tuple[str, ...]:
+        """Key paths whose ``${...}`` the loader was told to leave unresolved (kept as written).
+
+        Only for commands that never use them (``status``, ``leads``, ...).
+        """
+        return self._unresolved
 
     @field_validator("syncs")
     @classmethod

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from syncd import __version__
 from syncd.config import Config, ConfigError, load_config
+from syncd.config.loader import DATABASE_ONLY
 from syncd.config.types import format_duration
 from syncd.logs import configure_logging, get_logger
 
@@ -46,10 +47,14 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
-def load_or_exit(path: Path) -> Config:
-    """Load the configuration, or print its problems and exit 2."""
+def load_or_exit(path: Path, uses: frozenset[str] | None = None) -> Config:
+    """Load the configuration, or print its problems and exit 2.
+
+    ``uses``: the credential sections the command talks to (default: all); the
+    secrets of the others may be missing (see :func:`syncd.config.parse_config`).
+    """
     try:
-        return load_config(path)
+        return load_config(path, uses=uses)
     except ConfigError as exc:
         for line in exc.lines:
             click.echo(line, err=True)
@@ -164,11 +169,12 @@ def config_schema() -> None:
 def migrate(ctx: click.Context, config_path: Path) -> None:
     """Create or upgrade the database schema to the latest version.
 
-    Safe to run on every start: an up-to-date database is left alone.
+    Safe to run on every start: an up-to-date database is left alone. Needs only
+    the database settings: Salesforce and SimZ secrets may be unset.
     """
     from syncd.adapters import migrate as migrations
 
-    config = load_or_exit(config_path)
+    config = load_or_exit(config_path, uses=DATABASE_ONLY)
     setup(ctx, config)
     log = get_logger("syncd.migrate")
     try:
