@@ -71,6 +71,14 @@ def _postgres_read_only(url: str) -> Engine:
     return engine
 
 
+def read_only_engine(url: str) -> Engine:
+    """An engine on an existing database that cannot write to it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_read_only(Path(str(parsed.database)).expanduser())
+    return _postgres_read_only(url)
+
+
 def _at_head(engine: Engine) -> bool:
     """True at the latest schema; raise if the database is behind; False if it is empty."""
     current = migrate.current_revision(engine)
@@ -109,9 +117,7 @@ def dry_run_engine(url: str) -> Iterator[Engine]:
             with _throwaway() as engine:
                 yield engine
             return
-        engine = _sqlite_read_only(path)
-    else:
-        engine = _postgres_read_only(url)
+    engine = read_only_engine(url)
     try:
         at_head = _at_head(engine)
     except BaseException:

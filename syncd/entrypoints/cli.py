@@ -119,15 +119,18 @@ def main(log_format: str | None, log_level: str | None) -> None:
 @click.option(
     "--connect",
     is_flag=True,
-    help="Also log in to Salesforce (one SELECT COUNT() per object) and open a "
-    "connection to SimZ (no lead is sent). Exits 1 if either fails.",
+    help="Also reach the database (read-only; reports its schema revision), log in to "
+    "Salesforce and run each sync's poll query with LIMIT 1, and open a TLS connection to "
+    "SimZ (no lead is sent, so the API key is not checked). Exits 1 if any check fails.",
 )
 @click.pass_context
 def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
     """Validate the configuration file and summarise its syncs.
 
-    Exits 0 when the file is valid and 2 with one line per problem otherwise;
-    with --connect, 1 when Salesforce or SimZ cannot be reached.
+    Exits 0 when the file is valid and 2 with one line per problem otherwise
+    (files it names, such as ca_bundle, must exist). With --connect, one line per
+    check (database, Salesforce login, each sync's query, SimZ) and exit 1 if any
+    fails.
     """
     config = load_or_exit(config_path)
     setup(ctx, config)
@@ -145,9 +148,12 @@ def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
             f"lookback {format_duration(sync.lookback)}"
         )
     if connect:
-        from syncd.entrypoints.cli_run import check_connections
+        from syncd.services.connect_check import check_connections
 
-        sys.exit(check_connections(config))
+        checks = check_connections(config)
+        for check in checks:
+            click.echo(check.text, err=not check.ok)
+        sys.exit(EXIT_FAILURE if any(not check.ok for check in checks) else 0)
 
 
 @main.command("config-schema")

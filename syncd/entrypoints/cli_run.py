@@ -233,23 +233,3 @@ def run(ctx: click.Context, config_path: Path) -> None:
     config = load_or_exit(config_path)
     setup(ctx, config)
     sys.exit(run_daemon(config))
-
-
-def check_connections(config: Config) -> int:
-    """``check-config --connect``: try both APIs, one line each; 0 if both answer, else 1."""
-    from syncd.adapters.salesforce import SalesforceSourceError
-    from syncd.bootstrap import check_salesforce, check_simz_reachable
-
-    status = EXIT_OK
-    try:
-        for line in check_salesforce(config):
-            click.echo(line)
-    except SalesforceSourceError as exc:
-        click.echo(f"salesforce: FAILED: {exc}", err=True)
-        status = EXIT_FAILURE
-    try:
-        click.echo(check_simz_reachable(config.simz))
-    except OSError as exc:
-        click.echo(f"simz: FAILED: cannot connect to {config.simz.base_url}: {exc}", err=True)
-        status = EXIT_FAILURE
-    return status
