@@ -140,3 +140,38 @@ class TestDryRunWritesNothing:
                 "run `syncd migrate` first"
             ]
             assert files_of(harness.db_path.parent) == before
+
+    def test_postgres_is_read_only(
+        self, tmp_path: Path, simz_emulator: SimzEmulator, postgres_url: str
+    ) -> None:
+        """On PostgreSQL: an empty schema is not migrated, a migrated one is not written."""
+        from sqlalchemy import create_engine, text
+
+        from syncd.adapters.migrate import current_revision
+
+        def counts(engine: Any) -> tuple[int, ...]:
+            with engine.connect() as connection:
+                return tuple(
+                    connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+                    for table in TABLES
+                )
+
+        with Harness(tmp_path, simz_emulator) as harness:
+            harness.write_config(database={"url": postgres_url})
+            harness.salesforce.add_records(stamped(lead_records(3), 3))
+            engine = create_engine(postgres_url)
+            try:
+                empty = run_once(harness, "--dry-run")
+                assert empty.returncode == 0, empty.stderr
+                assert "would queue 3, skip 0, mark invalid 0" in empty.stdout
+                assert current_revision(engine) is None
+                first = run_once(harness)
+                assert first.returncode == 0, first.stderr
+                harness.salesforce.add_records(stamped(lead_records(2, start=10), 2))
+                before = counts(engine)
+                dry = run_once(harness, "--dry-run")
+                assert dry.returncode == 0, dry.stderr
+                assert "would queue 2, skip 0, mark invalid 0" in dry.stdout
+                assert counts(engine) == before
+            finally:
+                engine.dispose()
