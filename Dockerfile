@@ -1,18 +1,25 @@
 # syntax=docker/dockerfile:1
 # Two stages on the official slim Python image: build syncd and its dependencies
 # into a virtual environment, then copy that environment into a clean image that
-# runs as an unprivileged user. Every package comes from PyPI.
+# runs as an unprivileged user. Every package comes from PyPI, at the versions and
+# hashes pinned in requirements.lock (refresh it with `make lock`).
 
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/syncd
 WORKDIR /src
+# The pinned dependencies first (their layer is reused until the lock changes);
+# pip refuses any file whose hash is not in the lock.
+COPY requirements.lock ./
+RUN /opt/syncd/bin/python -m pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY syncd ./syncd
 COPY migrations ./migrations
-# A regular (not editable) install; pip compiles the bytecode here, since the
-# runtime user cannot write to /opt/syncd.
-RUN /opt/syncd/bin/python -m pip install . \
+# syncd itself, without letting pip resolve anything the lock did not pin. A regular
+# (not editable) install; pip compiles the bytecode here, since the runtime user
+# cannot write to /opt/syncd.
+RUN /opt/syncd/bin/python -m pip install --no-deps . \
+    && /opt/syncd/bin/python -m pip check \
     && /opt/syncd/bin/syncd --version
 
 FROM python:3.11-slim

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest docs bench torture clean
+.PHONY: install demo test lint typecheck pytest docs bench torture lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,13 @@ bench: $(STAMP)
 torture: $(STAMP)
 	TORTURE_KILLS=$${TORTURE_KILLS:-50} TORTURE_RECORDS=$${TORTURE_RECORDS:-3000} \
 		$(BIN)/python -m pytest tests/e2e/test_torture.py -s --timeout 3600
+
+# Pin every runtime dependency, with hashes, for the container image (the Dockerfile
+# installs from requirements.lock). Run after changing the dependencies in pyproject.toml,
+# or to take newer releases; `make install` and `make test` keep using the ranges.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+		--custom-compile-command "make lock" --quiet -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis dist build

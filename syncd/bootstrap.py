@@ -236,24 +236,6 @@ def bootstrap(
     )
 
 
-def check_salesforce(config: Config) -> list[str]:
-    """Log in to Salesforce and run one cheap ``SELECT COUNT()`` per enabled sync's object.
-
-    Raises :class:`SalesforceSourceError` (login refused, object unknown, org down).
-    """
-    source = SalesforceSource(config.salesforce)
-    lines = []
-    try:
-        for name in dict.fromkeys(sync.object for sync in config.syncs if sync.enabled):
-            soql = f"SELECT COUNT() FROM {name}"
-            for _page in source.query_pages(soql):
-                break
-            lines.append(f"salesforce: ok ({soql})")
-    finally:
-        source.close()
-    return lines
-
-
 def check_simz_reachable(config: SimzConfig) -> str:
     """Open a TCP (and, for https, TLS) connection to SimZ's host and close it.
 

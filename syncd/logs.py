@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -40,6 +41,25 @@ _NOISY = ("alembic", "apscheduler", "zeep")
 _PERSONAL_DATA = ("sqlalchemy", "httpx", "httpcore", "urllib3", "hpack", "simple_salesforce")
 
 
+def written_forms(secret: str) -> set[str]:
+    """``secret`` as it may appear in a line: itself, and escaped by repr() or JSON.
+
+    A secret with a control, quote or non-ASCII character changes when an error
+    message quotes it (``'abc\\n'``, ``b'abc\\n'``) or a JSON renderer escapes it; each of those
+    spellings must be cut too, also a JSON-escaped repr (a repr inside a JSON line).
+    """
+    forms = {
+        secret,
+        repr(secret)[1:-1],
+        repr(secret.encode("utf-8"))[2:-1],  # b'...', as HTTP clients quote header bytes
+        secret.encode("unicode_escape").decode("ascii"),
+    }
+    for form in list(forms):
+        forms.add(json.dumps(form)[1:-1])
+        forms.add(json.dumps(form, ensure_ascii=False)[1:-1])
+    return forms
+
+
 class Redactor:
     """A structlog processor that masks credentials and configured secret values."""
 
@@ -49,7 +69,8 @@ class Redactor:
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
         # Longest first, so a secret that contains another is cut whole.
-        values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        forms = {form for secret in secrets if secret for form in written_forms(secret)}
+        values = sorted({s for s in forms if len(s) >= 4}, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
 
     def _scrub(self, value: Any) -> Any:

@@ -42,6 +42,12 @@ def head_revision(engine: Engine) -> str | None:
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
 
 
+def known_revisions(engine: Engine) -> set[str]:
+    """Every revision this syncd ships (a database at another one was migrated by a newer syncd)."""
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    return {revision.revision for revision in script.walk_revisions()}
+
+
 @dataclass(frozen=True)
 class MigrationResult:
     before: str | None

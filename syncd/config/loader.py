@@ -8,8 +8,15 @@ secret can never change the structure of the document:
 
 * ``${VAR}`` -- the environment variable, which must be set;
 * ``${VAR:-default}`` -- the variable, or ``default`` when unset or empty;
-* ``${file:/path/to/secret}`` -- the file's content without its trailing newline;
+* ``${file:/path/to/secret}`` -- the file's content without one trailing newline
+  (``\\n`` or ``\\r\\n``, as editors and ``echo`` add it); anything else is kept, so
+  a stray second newline is reported by the value's own checks;
 * ``$${`` -- a literal ``${``.
+
+Relative paths -- ``${file:...}``, ``ca_bundle``, ``private_key_file`` and a
+SQLite file in ``database.url`` -- are read from the configuration file's folder,
+not from the current directory, so a command gives the same result wherever it
+is started; files named by the configuration must exist when it is loaded.
 """
 
 from __future__ import annotations
@@ -24,6 +31,11 @@ import yaml
 from pydantic import ValidationError
 
 from syncd.config.models import AUTH_METHODS, Config
+
+#: The sections whose secrets only the commands that call Salesforce or SimZ need.
+CREDENTIAL_SECTIONS = frozenset({"salesforce", "simz"})
+#: For the commands that only read or change the database.
+DATABASE_ONLY: frozenset[str] = frozenset()
 
 #: ``$${`` (an escape), ``${...}`` (a reference), or a ``${`` that is never closed.
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
@@ -118,9 +130,31 @@ def load_yaml(text: str, source: str) -> Any:
         loader.dispose()
 
 
+def _strip_one_newline(text: str) -> str:
+    """``text`` without one trailing ``\\n`` or ``\\r\\n``."""
+    for ending in ("\r\n", "\n"):
+        if text.endswith(ending):
+            return text[: -len(ending)]
+    return text
+
+
 def _substitute_string(
-    text: str, path: str, env: Mapping[str, str], problems: list[str], source: str
+    text: str,
+    path: str,
+    env: Mapping[str, str],
+    problems: list[str],
+    source: str,
+    base_dir: Path | None = None,
+    unresolved: list[str] | None = None,
 ) -> str:
+    def missing(match: re.Match[str], problem: str) -> str:
+        """Report ``problem``, or, where secrets may stay unresolved, keep the reference."""
+        if unresolved is None:
+            problems.append(f"{source}: {path}: {problem}")
+            return ""
+        unresolved.append(path)
+        return match.group(0)
+
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$${":
             return "${"
@@ -135,14 +169,13 @@ def _substitute_string(
                 problems.append(f"{source}: {path}: ${{file:}} needs a path")
                 return ""
             secret_path = Path(body[len("file:") :]).expanduser()
+            if base_dir is not None and not secret_path.is_absolute():
+                secret_path = base_dir / secret_path
             try:
-                return secret_path.read_text(encoding="utf-8").rstrip("\r\n")
+                return _strip_one_newline(secret_path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError) as exc:
                 reason = getattr(exc, "strerror", None) or str(exc)
-                problems.append(
-                    f"{source}: {path}: cannot read secret file {str(secret_path)!r}: {reason}"
-                )
-                return ""
+                return missing(match, f"cannot read secret file {str(secret_path)!r}: {reason}")
         name, has_default, default = body.partition(":-")
         if not _VAR_NAME.match(name):
             problems.append(f"{source}: {path}: ${{{body}}} is not a valid reference")
@@ -151,26 +184,42 @@ def _substitute_string(
         if has_default:
             return value if value else default
         if value is None:
-            problems.append(f"{source}: {path}: environment variable {name} is not set")
-            return ""
+            return missing(match, f"environment variable {name} is not set")
         return value
 
     return _REFERENCE.sub(replace, text)
 
 
 def substitute(
-    node: Any, env: Mapping[str, str], source: str, problems: list[str], loc: tuple[Any, ...] = ()
+    node: Any,
+    env: Mapping[str, str],
+    source: str,
+    problems: list[str],
+    loc: tuple[Any, ...] = (),
+    base_dir: Path | None = None,
+    unused: frozenset[str] = frozenset(),
+    unresolved: list[str] | None = None,
 ) -> Any:
-    """Return ``node`` with every ``${...}`` reference in its strings resolved."""
+    """Return ``node`` with every ``${...}`` reference in its strings resolved.
+
+    A relative ``${file:...}`` path is read from ``base_dir`` (when given). In the
+    top-level sections named in ``unused``, a reference that cannot be resolved
+    (variable unset, file unreadable) is kept as written and its key path added
+    to ``unresolved`` instead of being a problem.
+    """
     if isinstance(node, str):
-        return _substitute_string(node, format_path(loc), env, problems, source)
+        keep = unresolved if loc and loc[0] in unused else None
+        return _substitute_string(node, format_path(loc), env, problems, source, base_dir, keep)
     if isinstance(node, dict):
         return {
-            key: substitute(value, env, source, problems, (*loc, key))
+            key: substitute(value, env, source, problems, (*loc, key), base_dir, unused, unresolved)
             for key, value in node.items()
         }
     if isinstance(node, list):
-        return [substitute(value, env, source, problems, (*loc, i)) for i, value in enumerate(node)]
+        return [
+            substitute(value, env, source, problems, (*loc, i), base_dir, unused, unresolved)
+            for i, value in enumerate(node)
+        ]
     return node
 
 
@@ -220,30 +269,61 @@ def validation_lines(exc: ValidationError, source: str) -> list[str]:
 
 
 def parse_config(
-    text: str, source: str = "config.yaml", env: Mapping[str, str] | None = None
+    text: str,
+    source: str = "config.yaml",
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    uses: frozenset[str] | None = None,
 ) -> Config:
-    """Parse, substitute and validate a configuration document."""
+    """Parse, substitute and validate a configuration document.
+
+    ``base_dir`` is the folder relative paths are read from (the file's folder
+    for :func:`load_config`); without it they stay relative to the current one.
+    ``uses`` names the credential sections (``salesforce``, ``simz``) the command
+    talks to; in the others, unresolvable ``${...}`` references are kept as
+    written (listed in :attr:`Config.unresolved`) instead of failing the load.
+    """
     raw = load_yaml(text, source)
     if raw is None:
         raise ConfigError([f"{source}: the file is empty"])
     if not isinstance(raw, dict):
         raise ConfigError([f"{source}: the top level must be a mapping of sections"])
     problems: list[str] = []
-    resolved = substitute(raw, os.environ if env is None else env, source, problems)
+    unresolved: list[str] = []
+    unused = CREDENTIAL_SECTIONS - (CREDENTIAL_SECTIONS if uses is None else uses)
+    resolved = substitute(
+        raw,
+        os.environ if env is None else env,
+        source,
+        problems,
+        base_dir=base_dir,
+        unused=unused,
+        unresolved=unresolved,
+    )
     if problems:
         raise ConfigError(problems)
     try:
-        return Config.model_validate(resolved)
+        config = Config.model_validate(resolved, context={"config_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(validation_lines(exc, source)) from None
+    config._unresolved = tuple(unresolved)
+    return config
 
 
 def default_config_path() -> Path:
     return Path(os.environ.get("SYNCD_CONFIG") or "config.yaml")
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    """Load the configuration file at ``path``; raises :class:`ConfigError`."""
+def load_config(
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    uses: frozenset[str] | None = None,
+) -> Config:
+    """Load the configuration file at ``path``; raises :class:`ConfigError`.
+
+    ``uses``: see :func:`parse_config` (default: every section's secrets are needed).
+    """
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -253,4 +333,4 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{file}: cannot read: {exc}"]) from None
-    return parse_config(text, str(file), env)
+    return parse_config(text, str(file), env, base_dir=file.resolve().parent, uses=uses)

@@ -7,8 +7,10 @@ silently ignored setting. ``config.example.yaml`` documents every option and
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -19,7 +21,9 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    PrivateAttr,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -35,6 +39,91 @@ _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+def _describe_character(char: str) -> str:
+    """Name a character without printing it (it may be part of a secret)."""
+    names = {"\n": "a line feed (\\n)", "\r": "a carriage return (\\r)", "\t": "a tab (\\t)"}
+    return names.get(char, f"the character U+{ord(char):04X}")
+
+
+def header_safe(value: SecretStr) -> SecretStr:
+    """Refuse a secret that cannot travel in an HTTP header as it is, without showing it.
+
+    Header values are visible ASCII; a control character (often a newline left at
+    the end of a secret file) or a non-ASCII letter would be escaped or refused
+    by the HTTP client, and the escaped secret would end up in errors and logs.
+    """
+    text = value.get_secret_value()
+    for index, char in enumerate(text):
+        if not "\x21" <= char <= "\x7e" and not (char == " " and 0 < index < len(text) - 1):
+            where = "at the end" if index == len(text) - 1 else f"at position {index + 1}"
+            raise ValueError(
+                f"contains {_describe_character(char)} {where}; it is sent in an HTTP "
+                "header, which takes visible ASCII only (check the secret's source; the value "
+                "is not shown)"
+            )
+    return value
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1: traffic that never leaves the machine."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def require_https(url: HttpUrl | None, info: ValidationInfo, section: str) -> None:
+    """Refuse ``http://`` to a host off this machine unless the section allows it."""
+    if url is None or url.scheme != "http" or is_loopback_host(url.host or ""):
+        return
+    if info.data.get("allow_insecure_http") is True:
+        return
+    raise ValueError(
+        "http:// would send credentials in clear text; use https://, or set "
+        f"{section}.allow_insecure_http: true (loopback hosts need neither)"
+    )
+
+
+def _allow_insecure_http() -> Any:
+    """The ``allow_insecure_http`` field of a section that holds credential-bearing URLs."""
+    return Field(
+        default=False,
+        description="Accept http:// URLs to hosts other than loopback (credentials then travel "
+        "in clear text). Only for a trusted network, e.g. a TLS-terminating sidecar.",
+    )
+
+
+def config_dir(info: ValidationInfo) -> Path | None:
+    """The configuration file's folder, when the loader passed it as validation context."""
+    context = info.context
+    folder = context.get("config_dir") if isinstance(context, dict) else None
+    return folder if isinstance(folder, Path) else None
+
+
+def resolve_path(value: str, info: ValidationInfo) -> Path:
+    """``value`` as a path; a relative one is read from the configuration file's folder."""
+    path = Path(value).expanduser()
+    folder = config_dir(info)
+    return folder / path if folder is not None and not path.is_absolute() else path
+
+
+def existing_file(value: str | None, info: ValidationInfo) -> str | None:
+    """Resolve a file setting and make sure the file is there now, not at the first call."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValueError("the path is empty")
+    path = resolve_path(value, info)
+    if not path.is_file():
+        relative = not Path(value).expanduser().is_absolute()
+        note = " (relative paths start at the config file's folder)" if relative else ""
+        raise ValueError(f"no such file: {path}{note}")
+    return str(path)
 
 
 # --------------------------------------------------------------------------- database
@@ -82,6 +171,16 @@ class DatabaseConfig(_Model):
             )
         return value
 
+    @field_validator("url")
+    @classmethod
+    def _sqlite_file_beside_config(cls, value: str, info: ValidationInfo) -> str:
+        """A relative SQLite file lives in the configuration file's folder."""
+        parsed = make_url(value)
+        if parsed.get_backend_name() != "sqlite" or config_dir(info) is None:
+            return value
+        path = resolve_path(str(parsed.database), info)
+        return parsed.set(database=str(path)).render_as_string(hide_password=False)
+
 
 # --------------------------------------------------------------------------- salesforce
 
@@ -112,6 +211,8 @@ class JwtAuth(_Model):
     private_key_file: str | None = Field(default=None, description="Path to the PEM private key.")
     private_key: SecretStr | None = Field(default=None, description="The PEM private key itself.")
 
+    _private_key_file_exists = field_validator("private_key_file")(existing_file)
+
     @model_validator(mode="after")
     def _one_key(self) -> JwtAuth:
         if (self.private_key_file is None) == (self.private_key is None):
@@ -140,6 +241,8 @@ class SessionAuth(_Model):
     instance_url: HttpUrl
     """The org's instance URL, e.g. https://acme.my.salesforce.com."""
 
+    _session_id_header_safe = field_validator("session_id")(header_safe)
+
 
 SalesforceAuth = Annotated[
     PasswordAuth | JwtAuth | ClientCredentialsAuth | SessionAuth,
@@ -149,6 +252,8 @@ AUTH_METHODS = ("password", "jwt", "client_credentials", "session")
 
 
 class SalesforceConfig(_Model):
+    # First, so that the URL validators below can read it.
+    allow_insecure_http: bool = _allow_insecure_http()
     auth: SalesforceAuth
     """How syncd logs in; method picks one of the forms below."""
     domain: str = Field(
@@ -184,6 +289,24 @@ class SalesforceConfig(_Model):
         default=timedelta(minutes=15),
         description="How long polling pauses after REQUEST_LIMIT_EXCEEDED or high API usage.",
     )
+
+    _ca_bundle_exists = field_validator("ca_bundle")(existing_file)
+
+    @field_validator("login_url")
+    @classmethod
+    def _login_url_https(cls, value: HttpUrl | None, info: ValidationInfo) -> HttpUrl | None:
+        require_https(value, info, "salesforce")
+        return value
+
+    @field_validator("auth")
+    @classmethod
+    def _instance_url_https(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, SessionAuth):
+            try:
+                require_https(value.instance_url, info, "salesforce")
+            except ValueError as exc:
+                raise ValueError(f"instance_url: {exc}") from None
+        return value
 
     @field_validator("domain")
     @classmethod
@@ -235,6 +358,8 @@ class BackoffConfig(_Model):
 
 
 class SimzConfig(_Model):
+    # First, so that the base_url validator can read it.
+    allow_insecure_http: bool = _allow_insecure_http()
     base_url: HttpUrl = Field(default=HttpUrl("https://api.simz.com"))
     """SimZ API base URL."""
     api_key: SecretStr
@@ -258,6 +383,15 @@ class SimzConfig(_Model):
         default=False,
         description="Opt-in: requeue uncertain leads automatically. Risks calling a person twice.",
     )
+
+    _api_key_header_safe = field_validator("api_key")(header_safe)
+    _ca_bundle_exists = field_validator("ca_bundle")(existing_file)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_https(cls, value: HttpUrl, info: ValidationInfo) -> HttpUrl:
+        require_https(value, info, "simz")
+        return value
 
 
 # --------------------------------------------------------------------------- syncs
@@ -535,6 +669,15 @@ class Config(_Model):
     """Health, readiness, metrics and logs."""
     daemon: DaemonConfig = DaemonConfig()
     """Shutdown and replica settings of syncd run."""
+    _unresolved: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def unresolved(self) -> tuple[str, ...]:
+        """Key paths whose ``${...}`` the loader was told to leave unresolved (kept as written).
+
+        Only for commands that never use them (``status``, ``leads``, ...).
+        """
+        return self._unresolved
 
     @field_validator("syncs")
     @classmethod

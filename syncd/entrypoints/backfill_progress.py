@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from syncd.logs import get_logger
+from syncd.text import printable
 
 if TYPE_CHECKING:
     from syncd.services.poll import PollResult
@@ -42,7 +43,7 @@ class Progress:
 
     def __call__(self, result: PollResult) -> None:
         if self.terminal:
-            click.echo("\r" + self.line(result) + "\033[K", nl=False, err=True)
+            click.echo("\r" + printable(self.line(result)) + "\033[K", nl=False, err=True)
             return
         log.info(
             "backfill page",

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from syncd import __version__
 from syncd.config import Config, ConfigError, load_config
+from syncd.config.loader import DATABASE_ONLY
 from syncd.config.types import format_duration
 from syncd.entrypoints.cli_text import echo, echo_json
 from syncd.logs import configure_logging, get_logger
@@ -46,10 +47,14 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
-def load_or_exit(path: Path) -> Config:
-    """Load the configuration, or print its problems and exit 2."""
+def load_or_exit(path: Path, uses: frozenset[str] | None = None) -> Config:
+    """Load the configuration, or print its problems and exit 2.
+
+    ``uses``: the credential sections the command talks to (default: all); the
+    secrets of the others may be missing (see :func:`syncd.config.parse_config`).
+    """
     try:
-        return load_config(path)
+        return load_config(path, uses=uses)
     except ConfigError as exc:
         for line in exc.lines:
             echo(line, err=True)
@@ -114,15 +119,18 @@ def main(log_format: str | None, log_level: str | None) -> None:
 @click.option(
     "--connect",
     is_flag=True,
-    help="Also log in to Salesforce (one SELECT COUNT() per object) and open a "
-    "connection to SimZ (no lead is sent). Exits 1 if either fails.",
+    help="Also reach the database (read-only; reports its schema revision), log in to "
+    "Salesforce and run each sync's poll query with LIMIT 1, and open a TLS connection to "
+    "SimZ (no lead is sent, so the API key is not checked). Exits 1 if any check fails.",
 )
 @click.pass_context
 def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
     """Validate the configuration file and summarise its syncs.
 
-    Exits 0 when the file is valid and 2 with one line per problem otherwise;
-    with --connect, 1 when Salesforce or SimZ cannot be reached.
+    Exits 0 when the file is valid and 2 with one line per problem otherwise
+    (files it names, such as ca_bundle, must exist). With --connect, one line per
+    check (database, Salesforce login, each sync's query, SimZ) and exit 1 if any
+    fails.
     """
     config = load_or_exit(config_path)
     setup(ctx, config)
@@ -140,9 +148,12 @@ def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
             f"lookback {format_duration(sync.lookback)}"
         )
     if connect:
-        from syncd.entrypoints.cli_run import check_connections
+        from syncd.services.connect_check import check_connections
 
-        sys.exit(check_connections(config))
+        checks = check_connections(config)
+        for check in checks:
+            echo(check.text, err=not check.ok)
+        sys.exit(EXIT_FAILURE if any(not check.ok for check in checks) else 0)
 
 
 @main.command("config-schema")
@@ -164,11 +175,12 @@ def config_schema() -> None:
 def migrate(ctx: click.Context, config_path: Path) -> None:
     """Create or upgrade the database schema to the latest version.
 
-    Safe to run on every start: an up-to-date database is left alone.
+    Safe to run on every start: an up-to-date database is left alone. Needs only
+    the database settings: Salesforce and SimZ secrets may be unset.
     """
     from syncd.adapters import migrate as migrations
 
-    config = load_or_exit(config_path)
+    config = load_or_exit(config_path, uses=DATABASE_ONLY)
     setup(ctx, config)
     log = get_logger("syncd.migrate")
     try:

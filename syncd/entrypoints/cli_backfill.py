@@ -32,6 +32,7 @@ from syncd.entrypoints.cli import (
     setup,
 )
 from syncd.entrypoints.cli_operator import IsoTime, _actor
+from syncd.entrypoints.cli_text import echo
 from syncd.logs import get_logger
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ def _report(
         error=result.error,
     )
     verb = "would queue" if dry_run else "queued"
-    click.echo(
+    echo(
         f"backfill {result.sync}: {result.status}{' (stopped early)' if stopped else ''}: "
         f"{result.pages} page(s), {result.fetched} record(s): new {result.new} "
         f"({verb} {result.queued}, skipped {result.skipped}, invalid {result.invalid}), "
@@ -138,7 +139,7 @@ def _reader(runtime: Runtime, config: Config, sync: SyncConfig, total: int | Non
     above = config.salesforce.bulk_query_above
     if total is None or not above or total <= above:
         return source
-    click.echo(f"backfill {sync.name}: {total} > {above} records: using Bulk API 2.0", err=True)
+    echo(f"backfill {sync.name}: {total} > {above} records: using Bulk API 2.0", err=True)
     return BulkQuerySource(source, page_size=config.salesforce.page_size)
 
 
@@ -223,7 +224,7 @@ def backfill(
         window = _window(runtime, sync, since, until)
         who = (actor or _actor()).strip() or "unknown"
         total = _count(runtime, sync, window)
-        click.echo(
+        echo(
             f"backfill {sync.name}{' (dry run)' if dry_run else ''}: {_range(window)}, "
             f"{total if total is not None else 'unknown number of'} record(s)",
             err=True,

@@ -2,12 +2,15 @@
 
 With ``--dry-run`` it reads Salesforce and the database, prints what a poll
 would queue, skip and mark invalid, and writes nothing: no lead, no watermark
-move, no poll_runs row. The preview names records by Salesforce Id only (no
+move, no poll_runs row, no migration; the database is opened read-only, and a
+missing one is not created (a throwaway one stands in, see
+:mod:`syncd.adapters.dry_run_db`). The preview names records by Salesforce Id only (no
 phone numbers or names), like the logs.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +30,7 @@ from syncd.entrypoints.cli import (
 from syncd.entrypoints.cli_text import echo
 
 if TYPE_CHECKING:
+    from syncd.bootstrap import Runtime
     from syncd.services.poll import PollResult
 
 #: Rows of the dry-run table printed per sync (the counts are always complete).
@@ -88,20 +92,35 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
     is written and nothing is sent: the output lists, per sync, the counts and
     each new or changed record's Salesforce Id, would-be state, agent and note.
     """
+    from syncd.adapters.dry_run_db import DryRunDatabaseError, dry_run_engine
     from syncd.bootstrap import bootstrap
-    from syncd.services.poll import poll_sync
 
     config = load_or_exit(config_path)
     setup(ctx, config)
     syncs = _selected(config, sync_name)
-    try:
-        # No recovery of ``sending`` leads here: a daemon may be delivering them right now.
-        runtime = bootstrap(config, recover=False)
-        freeze_startup_objects()
-    except SQLAlchemyError as exc:
-        fail(f"cannot open the database: {describe_db_error(exc)}")
-    except OSError as exc:
-        fail(f"cannot open the database: {exc}")
+    with ExitStack() as stack:
+        try:
+            # A dry run reads the database read-only (or a throwaway one if there is
+            # none yet) and never migrates it.
+            engine = stack.enter_context(dry_run_engine(config.database.url)) if dry_run else None
+            # No recovery of ``sending`` leads here: a daemon may be delivering them right now.
+            runtime = bootstrap(config, recover=False, apply_migrations=not dry_run, engine=engine)
+            freeze_startup_objects()
+        except DryRunDatabaseError as exc:
+            fail(str(exc))
+        except SQLAlchemyError as exc:
+            fail(f"cannot open the database: {describe_db_error(exc)}")
+        except OSError as exc:
+            fail(f"cannot open the database: {exc}")
+        failed = _run_once(config, runtime, syncs, dry_run)
+    if failed:
+        ctx.exit(EXIT_FAILURE)
+
+
+def _run_once(config: Config, runtime: Runtime, syncs: list[SyncConfig], dry_run: bool) -> bool:
+    """Poll (and, unless a dry run, deliver) each sync once; True if anything failed."""
+    from syncd.services.poll import poll_sync
+
     failed = False
     try:
         for sync in syncs:
@@ -136,5 +155,4 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
             failed = failed or bool(delivered.errors)
     finally:
         runtime.close()
-    if failed:
-        ctx.exit(EXIT_FAILURE)
+    return failed

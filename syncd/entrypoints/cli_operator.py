@@ -1,9 +1,11 @@
 """Operator commands: ``syncd status``, ``syncd leads`` and ``syncd requeue``.
 
 They read (and, for requeue, change) only the database, never Salesforce or
-SimZ. They never migrate: a database that is not at the latest schema gets
-"run syncd migrate" and exit 1, an unreachable one a single line and exit 1.
-Logs go to stderr so that ``--json`` output on stdout stays parseable.
+SimZ, so ``status``, ``leads`` and ``requeue --dry-run`` load the configuration
+without the Salesforce and SimZ secrets (unset ones are left unresolved; the
+database section is checked as usual). They never migrate: a database that is
+not at the latest schema gets "run syncd migrate" and exit 1, an unreachable
+one a single line and exit 1. Logs go to stderr so that ``--json`` output on stdout stays parseable.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.config import Config
+from syncd.config.loader import DATABASE_ONLY
 from syncd.entrypoints.cli import (
     config_option,
     describe_db_error,
@@ -297,7 +300,7 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
        "alive"}], "operator_pauses": [{"scope", "name", "reason", "paused_by",
        "paused_at"}]}
     """
-    config = load_or_exit(config_path)
+    config = load_or_exit(config_path, uses=DATABASE_ONLY)
     _setup(ctx, config)
     with database(config) as session_factory:
         report = _query(lambda: ops.status(session_factory, config))
@@ -426,7 +429,7 @@ def leads(
     "error_message"}]}, plus "history": [{"at", "from_state", "to_state",
     "reason", "batch_id"}] with --history and "payload" with --show-payload.
     """
-    config = load_or_exit(config_path)
+    config = load_or_exit(config_path, uses=DATABASE_ONLY)
     _setup(ctx, config)
     with database(config) as session_factory:
         found = _query(
@@ -525,7 +528,8 @@ def requeue(
     confirmation, unless --yes. If stdin gives no answer (e.g. run from a
     script with stdin closed), it refuses and exits 1.
     """
-    config = load_or_exit(config_path)
+    # A dry run only reads the database; a real requeue may need Salesforce.
+    config = load_or_exit(config_path, uses=DATABASE_ONLY if dry_run else None)
     _setup(ctx, config)
     if sync is None and not states and not ids:
         fail(

@@ -15,6 +15,7 @@ from syncd.adapters.operator_pauses import SCOPE_AGENT, SCOPE_SYNC, Hold
 from syncd.config import Config
 from syncd.entrypoints.cli import EXIT_CONFIG, config_option, fail, load_or_exit
 from syncd.entrypoints.cli_operator import _actor, _query, _setup, _when, database
+from syncd.entrypoints.cli_text import echo
 from syncd.services import pausing
 
 DEFAULT_RESUME_REASON = "operator resume"
@@ -106,9 +107,9 @@ def pause(
             lambda: pausing.pause(session_factory, scope=scope, name=name, reason=reason, actor=who)
         )
     if outcome.created:
-        click.echo(f"paused: {_describe(outcome.hold)}")
+        echo(f"paused: {_describe(outcome.hold)}")
     else:
-        click.echo(f"already paused, left as it was: {_describe(outcome.hold)}")
+        echo(f"already paused, left as it was: {_describe(outcome.hold)}")
 
 
 @click.command()
@@ -152,6 +153,6 @@ def resume(
             )
         )
     if lifted is None:
-        click.echo(f"{scope} {name} is not paused; nothing to do")
+        echo(f"{scope} {name} is not paused; nothing to do")
         sys.exit(0)
-    click.echo(f"resumed {scope} {name} (by {who}); it was {_describe(lifted)}")
+    echo(f"resumed {scope} {name} (by {who}); it was {_describe(lifted)}")

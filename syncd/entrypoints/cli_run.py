@@ -48,7 +48,6 @@ from syncd.entrypoints.cli import (
     load_or_exit,
     setup,
 )
-from syncd.entrypoints.cli_text import echo
 from syncd.entrypoints.http import ProbeServer, Readiness, serve
 from syncd.entrypoints.scheduler import JobScheduler, PollTracker
 from syncd.logs import get_logger
@@ -239,23 +238,3 @@ def run(ctx: click.Context, config_path: Path) -> None:
     config = load_or_exit(config_path)
     setup(ctx, config)
     sys.exit(run_daemon(config))
-
-
-def check_connections(config: Config) -> int:
-    """``check-config --connect``: try both APIs, one line each; 0 if both answer, else 1."""
-    from syncd.adapters.salesforce import SalesforceSourceError
-    from syncd.bootstrap import check_salesforce, check_simz_reachable
-
-    status = EXIT_OK
-    try:
-        for line in check_salesforce(config):
-            echo(line)
-    except SalesforceSourceError as exc:
-        echo(f"salesforce: FAILED: {exc}", err=True)
-        status = EXIT_FAILURE
-    try:
-        echo(check_simz_reachable(config.simz))
-    except OSError as exc:
-        echo(f"simz: FAILED: cannot connect to {config.simz.base_url}: {exc}", err=True)
-        status = EXIT_FAILURE
-    return status

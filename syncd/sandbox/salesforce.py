@@ -587,7 +587,7 @@ class SalesforceEmulator:
                 rows = compiled.run(records)
         except SoqlError as exc:
             self._log(soql, session, page=False, offset=0, rows=0)
-            return _error(400, exc.code, exc.message)
+            return _error(400, exc.code, exc.answer_message(soql))
         self._log(soql, session, page=False, offset=0, rows=len(rows))
         if compiled.count:
             return _json(200, {"totalSize": len(rows), "done": True, "records": []})

@@ -37,12 +37,35 @@ TYPE_KEY = "_type"  # where a stored record keeps its sobject name (no real fiel
 
 
 class SoqlError(Exception):
-    """A query Salesforce would refuse: ``code`` is its errorCode."""
+    """A query Salesforce would refuse: ``code`` is its errorCode.
 
-    def __init__(self, code: str, message: str) -> None:
+    ``pos`` is the 0-based offset in the query where the problem starts, when known.
+    """
+
+    def __init__(self, code: str, message: str, pos: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.pos = pos
+
+    def at(self, pos: int) -> SoqlError:
+        """This error with ``pos`` filled in, if it had none."""
+        return self if self.pos is not None else SoqlError(self.code, self.message, pos)
+
+    def answer_message(self, soql: str) -> str:
+        """The message as Salesforce words it: the query's line, a caret, then Row and Column.
+
+        As in Salesforce's answer ``"\\nSELECT Id, Phonee FROM Lead\\n           ^\\n
+        ERROR at Row:1:Column:12\\nNo such column 'Phonee' on entity 'Lead'. ..."``.
+        """
+        if self.pos is None:
+            return self.message
+        before = soql[: self.pos]
+        row = before.count("\n") + 1
+        column = self.pos - (before.rfind("\n") + 1) + 1
+        lines = soql.split("\n")
+        caret = " " * (column - 1) + "^"
+        return f"\n{lines[row - 1]}\n{caret}\nERROR at Row:{row}:Column:{column}\n{self.message}"
 
 
 @dataclass(frozen=True)
@@ -148,7 +171,9 @@ def tokenize(soql: str) -> list[Token]:
     while pos < len(soql):
         match = _TOKEN.match(soql, pos)
         if match is None:
-            raise SoqlError("MALFORMED_QUERY", f"unexpected character {soql[pos]!r} at {pos + 1}")
+            raise SoqlError(
+                "MALFORMED_QUERY", f"unexpected character {soql[pos]!r} at {pos + 1}", pos
+            )
         kind = match.lastgroup or ""
         text = match.group()
         if kind == "name" and "." not in text and text.lower() in _KEYWORDS:
@@ -198,6 +223,7 @@ class Comparison:
     path: str
     op: str  # = != < <= > >= in notin like
     values: tuple[Literal_, ...]
+    pos: int = 0  # where the field path starts in the query
 
 
 @dataclass(frozen=True)
@@ -219,6 +245,7 @@ class OrderItem:
     path: str
     descending: bool
     nulls_last: bool
+    pos: int = 0
 
 
 @dataclass(frozen=True)
@@ -230,6 +257,8 @@ class ParsedQuery:
     order_by: tuple[OrderItem, ...]
     limit: int | None
     offset: int | None
+    field_pos: tuple[int, ...] = ()
+    sobject_pos: int = 0
 
 
 class _Parser:
@@ -260,26 +289,28 @@ class _Parser:
             raise SoqlError(
                 "MALFORMED_QUERY",
                 f"unexpected token: '{found}' at {token.pos + 1}, expected {wanted}",
+                token.pos,
             )
         return self.next()
 
     def parse(self) -> ParsedQuery:
         self.expect("keyword", "select")
         count = False
-        fields: list[str] = []
+        fields: list[Token] = []
         if self.at("name") and self.peek().text.lower() == "count":
             self.next()
             self.expect("punct", "(")
             self.expect("punct", ")")
             count = True
         else:
-            fields.append(self.expect("name").text)
+            fields.append(self.expect("name"))
             while self.accept("punct", ","):
-                fields.append(self.expect("name").text)
+                fields.append(self.expect("name"))
         self.expect("keyword", "from")
-        sobject = self.expect("name").text
+        sobject_token = self.expect("name")
+        sobject = sobject_token.text
         if "." in sobject:
-            raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{sobject}'")
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{sobject}'", sobject_token.pos)
         where = None
         if self.accept("keyword", "where"):
             where = self.condition()
@@ -292,16 +323,29 @@ class _Parser:
         limit = self.integer() if self.accept("keyword", "limit") else None
         offset = self.integer() if self.accept("keyword", "offset") else None
         self.expect("eof")
-        return ParsedQuery(count, tuple(fields), sobject, where, tuple(order), limit, offset)
+        return ParsedQuery(
+            count,
+            tuple(f.text for f in fields),
+            sobject,
+            where,
+            tuple(order),
+            limit,
+            offset,
+            field_pos=tuple(f.pos for f in fields),
+            sobject_pos=sobject_token.pos,
+        )
 
     def integer(self) -> int:
         token = self.expect("number")
         if not token.text.isdigit():
-            raise SoqlError("MALFORMED_QUERY", f"expected a non-negative integer, got {token.text}")
+            raise SoqlError(
+                "MALFORMED_QUERY", f"expected a non-negative integer, got {token.text}", token.pos
+            )
         return int(token.text)
 
     def order_item(self) -> OrderItem:
-        path = self.expect("name").text
+        start = self.expect("name")
+        path = start.text
         descending = False
         if self.accept("keyword", "desc"):
             descending = True
@@ -314,7 +358,7 @@ class _Parser:
             else:
                 self.expect("keyword", "first")
                 nulls_last = False
-        return OrderItem(path, descending, nulls_last)
+        return OrderItem(path, descending, nulls_last, start.pos)
 
     def condition(self) -> Node:
         operands = [self.unary()]
@@ -326,6 +370,7 @@ class _Parser:
                     "MALFORMED_QUERY",
                     f"unexpected token: '{token.text.upper()}' at {token.pos + 1}: "
                     "use parentheses when mixing AND and OR",
+                    token.pos,
                 )
             op = token.text
             operands.append(self.unary())
@@ -343,17 +388,18 @@ class _Parser:
         return self.comparison()
 
     def comparison(self) -> Node:
-        path = self.expect("name").text
+        start = self.expect("name")
+        path, pos = start.text, start.pos
         if self.accept("keyword", "not"):
             self.expect("keyword", "in")
-            return Comparison(path, "notin", self.value_list())
+            return Comparison(path, "notin", self.value_list(), pos)
         if self.accept("keyword", "in"):
-            return Comparison(path, "in", self.value_list())
+            return Comparison(path, "in", self.value_list(), pos)
         if self.accept("keyword", "like"):
             token = self.expect("string")
-            return Comparison(path, "like", (Literal_("string", token.text, token.text),))
+            return Comparison(path, "like", (Literal_("string", token.text, token.text),), pos)
         op = self.expect("op").text
-        return Comparison(path, "!=" if op == "<>" else op, (self.value(),))
+        return Comparison(path, "!=" if op == "<>" else op, (self.value(),), pos)
 
     def value_list(self) -> tuple[Literal_, ...]:
         self.expect("punct", "(")
@@ -379,15 +425,17 @@ class _Parser:
             try:
                 return Literal_("date", date.fromisoformat(text), text)
             except ValueError:
-                raise SoqlError("MALFORMED_QUERY", f"Invalid date: {text}") from None
+                raise SoqlError("MALFORMED_QUERY", f"Invalid date: {text}", token.pos) from None
         if token.kind == "datetime":
             try:
                 parsed = datetime.fromisoformat(text)
             except ValueError:
-                raise SoqlError("MALFORMED_QUERY", f"Invalid datetime: {text}") from None
+                raise SoqlError("MALFORMED_QUERY", f"Invalid datetime: {text}", token.pos) from None
             return Literal_("datetime", truncate_ms(parsed.astimezone(UTC)), text)
         found = text or "end of query"
-        raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{found}' at {token.pos + 1}")
+        raise SoqlError(
+            "MALFORMED_QUERY", f"unexpected token: '{found}' at {token.pos + 1}", token.pos
+        )
 
 
 def truncate_ms(value: datetime) -> datetime:
@@ -558,7 +606,10 @@ def _bind_condition(catalog: Catalog, sobject: str, node: Node) -> Predicate:
         if node.op == "and":
             return lambda record: all(part(record) for part in parts)
         return lambda record: any(part(record) for part in parts)
-    return _bind_comparison(catalog, sobject, node)
+    try:
+        return _bind_comparison(catalog, sobject, node)
+    except SoqlError as exc:
+        raise exc.at(node.pos) from None
 
 
 _ORDERED_OPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -706,20 +757,28 @@ def compile_query(soql: str, catalog: Catalog) -> CompiledQuery:
             "INVALID_TYPE",
             f"sObject type '{parsed.sobject}' is not supported. If you are attempting to use a "
             "custom object, be sure to append the '__c' after the entity name.",
+            parsed.sobject_pos,
         )
     paths: list[BoundPath] = []
     seen: set[tuple[str, ...]] = set()
-    for name in parsed.fields:
-        path = bind_path(catalog, sobject, name)
+    positions = parsed.field_pos or (0,) * len(parsed.fields)
+    for name, pos in zip(parsed.fields, positions, strict=True):
+        try:
+            path = bind_path(catalog, sobject, name)
+        except SoqlError as exc:
+            raise exc.at(pos) from None
         key = tuple(n.lower() for n in path.names)
         if key in seen:
-            raise SoqlError("MALFORMED_QUERY", f"duplicate field selected: {name}")
+            raise SoqlError("MALFORMED_QUERY", f"duplicate field selected: {name}", pos)
         seen.add(key)
         paths.append(path)
     where = _bind_condition(catalog, sobject, parsed.where) if parsed.where else None
     order_keys = []
     for item in parsed.order_by:
-        path = bind_path(catalog, sobject, item.path)
+        try:
+            path = bind_path(catalog, sobject, item.path)
+        except SoqlError as exc:
+            raise exc.at(item.pos) from None
         order_keys.append((_comparable(path.field, path.get), item.descending, item.nulls_last))
     if parsed.count and parsed.order_by:
         raise SoqlError("MALFORMED_QUERY", "ORDER BY is not allowed with COUNT()")

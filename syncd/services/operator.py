@@ -307,10 +307,22 @@ class StatusReport:
         return body
 
 
-def _agent_paused(agent: str | None, credential: str, pauses: Sequence[PauseView]) -> bool:
-    """Whether delivery to ``agent`` with the configured API key is paused now."""
+def _agent_paused(agent: str | None, credential: str | None, pauses: Sequence[PauseView]) -> bool:
+    """Whether delivery to ``agent`` with the configured API key is paused now.
+
+    ``credential`` is None when the key was not loaded (``status`` runs without
+    secrets): then a pause of any key counts.
+    """
     if agent is None:
         return False
+    if credential is None:
+        return any(
+            p.active
+            and (
+                p.scope == SCOPE_API_KEY or (p.scope == SCOPE_AGENT and p.key.endswith(f"/{agent}"))
+            )
+            for p in pauses
+        )
     wanted = {(SCOPE_API_KEY, credential), (SCOPE_AGENT, agent_pause_key(credential, agent))}
     return any(p.active and (p.scope, p.key) in wanted for p in pauses)
 
@@ -337,7 +349,11 @@ def status(
             OperatorPauseView(*dataclasses.astuple(h)) for h in operator_pauses.all_holds(session)
         ]
 
-    credential = key_fingerprint(config.simz.api_key.get_secret_value())
+    credential = (
+        None
+        if "simz.api_key" in config.unresolved
+        else key_fingerprint(config.simz.api_key.get_secret_value())
+    )
     configured = {sync.name: sync for sync in config.syncs}
     in_db = {name for name, _ in counts} | set(states) | set(polls) | {s for s, _ in batches}
     in_db |= {b.sync for b in backlog}

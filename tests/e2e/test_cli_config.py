@@ -368,6 +368,18 @@ CASES = [
         mutate(_set("syncs.0.agent", 123)),
         "syncs[0].agent: input should be a valid string",
     ),
+    Case(
+        "simz-plain-http",
+        mutate(_set("simz.base_url", "http://api.simz.com")),
+        "simz.base_url: http:// would send credentials in clear text; use https://, or set "
+        "simz.allow_insecure_http: true (loopback hosts need neither)",
+    ),
+    Case(
+        "salesforce-plain-http",
+        mutate(_set("salesforce.login_url", "http://login.example.com")),
+        "salesforce.login_url: http:// would send credentials in clear text; use https://, or "
+        "set salesforce.allow_insecure_http: true (loopback hosts need neither)",
+    ),
 ]
 
 
@@ -432,9 +444,9 @@ class TestExampleConfig:
         assert "web-leads: Lead -> agt_123" in result.stdout
 
     def test_example_database_default(self) -> None:
-        """Without SYNCD_DATABASE_URL the example uses the SQLite file ./syncd.db."""
+        """Without SYNCD_DATABASE_URL the example uses syncd.db in the config file's folder."""
         config = load_config(EXAMPLE, env=EXAMPLE_ENV)
-        assert config.database.url == "sqlite:///./syncd.db"
+        assert config.database.url == f"sqlite:///{REPO}/syncd.db"  # beside the file
         assert config.simz.api_key.get_secret_value() == "simz-key-value"
         override = load_config(
             EXAMPLE, env={**EXAMPLE_ENV, "SYNCD_DATABASE_URL": "sqlite:////var/lib/syncd.db"}
@@ -650,3 +662,68 @@ class TestCliLogging:
         loggers = {entry["logger"].split(".")[0] for entry in parsed}
         assert {"alembic", "syncd"} <= loggers
         assert "sqlalchemy" not in loggers  # its lines carry rows and parameters
+
+
+class TestHeaderSafeSecrets:
+    def test_api_key_with_newline_is_refused_without_showing_it(self, tmp_path: Path) -> None:
+        """A SimZ key with a trailing newline: exit 2, one line naming the key, not its value."""
+        config = base_config()
+        config["simz"]["api_key"] = "${SIMZ_API_KEY}"
+        path = tmp_path / "x.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        result = run_syncd(
+            "check-config",
+            "-c",
+            str(path),
+            cwd=tmp_path,
+            env=clean_env(SIMZ_API_KEY="canary-simz-key-42\n"),
+        )
+        assert result.returncode == 2
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"{path}: simz.api_key: contains a line feed (\\n) at the end")
+        assert "canary-simz-key" not in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_file_secret_with_crlf_is_read_clean(self, tmp_path: Path) -> None:
+        """A key file written with a Windows line ending is the key alone."""
+        (tmp_path / "simz.key").write_bytes(b"canary-simz-key-42\r\n")
+        config = base_config()
+        config["simz"]["api_key"] = f"${{file:{tmp_path / 'simz.key'}}}"
+        path = tmp_path / "x.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        result = run_syncd("check-config", "-c", str(path), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+
+
+class TestRelativePaths:
+    def test_paths_are_read_from_the_config_folder(self, tmp_path: Path) -> None:
+        """Relative ${file:}, ca_bundle and SQLite paths start at the config file, not the cwd."""
+        folder, elsewhere = tmp_path / "etc", tmp_path / "elsewhere"
+        (folder / "secrets").mkdir(parents=True)
+        elsewhere.mkdir()
+        (folder / "secrets" / "simz.key").write_text("key-from-file\n", encoding="utf-8")
+        (folder / "ca.pem").write_text("not used by check-config\n", encoding="utf-8")
+        config = base_config()
+        config["database"]["url"] = "sqlite:///./data/syncd.db"
+        config["simz"]["api_key"] = "${file:secrets/simz.key}"
+        config["simz"]["ca_bundle"] = "ca.pem"
+        path = folder / "cfg.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        checked = run_syncd("check-config", "-c", str(path), cwd=elsewhere)
+        assert checked.returncode == 0, checked.stderr
+        migrated = run_syncd("migrate", "-c", str(path), cwd=elsewhere)
+        assert migrated.returncode == 0, migrated.stderr
+        assert (folder / "data" / "syncd.db").is_file()
+        assert list(elsewhere.iterdir()) == []
+
+    def test_missing_ca_bundle_is_a_config_error(self, tmp_path: Path) -> None:
+        """A ca_bundle that is not there fails plain check-config: exit 2, one line."""
+        path = write_config(
+            tmp_path, simz={**base_config()["simz"], "ca_bundle": "certs/missing.pem"}
+        )
+        result = run_syncd("check-config", "-c", str(path), cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            f"{path}: simz.ca_bundle: no such file: {tmp_path}/certs/missing.pem "
+            "(relative paths start at the config file's folder)"
+        ]

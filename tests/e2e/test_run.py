@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -181,15 +182,95 @@ def check_connect(harness: Harness) -> subprocess.CompletedProcess[str]:
 
 class TestCheckConnect:
     def test_both_reachable_and_no_lead_sent(self, harness: Harness) -> None:
-        """--connect logs in and counts on Salesforce, connects to SimZ, and sends SimZ nothing."""
+        """--connect runs the sync's real poll query with LIMIT 1, reaches SimZ, sends nothing."""
         result = check_connect(harness)
         assert result.returncode == 0, result.stderr
-        assert "salesforce: ok (SELECT COUNT() FROM Lead)" in result.stdout
+        assert "salesforce: ok (logged in)" in result.stdout
+        assert "salesforce: sync web: ok (poll query runs)" in result.stdout
         assert "simz: ok" in result.stdout
+        assert "simz: the API key is not checked" in result.stdout
         assert harness.simz.requests() == []
-        assert any(
-            entry["soql"] == "SELECT COUNT() FROM Lead" for entry in harness.salesforce.query_log()
+        [query] = [entry["soql"] for entry in harness.salesforce.query_log()]
+        assert query.startswith("SELECT Phone, FirstName, LastName, Company, DoNotCall, Id, ")
+        assert query.endswith(" ORDER BY SystemModstamp, Id LIMIT 1")
+
+    def test_database_state_is_reported_without_creating_it(self, harness: Harness) -> None:
+        """Before migrate the database is reported missing and not created; after, at head."""
+        from syncd.adapters.db import make_engine
+        from syncd.adapters.migrate import head_revision, upgrade
+
+        first = check_connect(harness)
+        assert first.returncode == 0, first.stderr
+        assert f"database: ok ({harness.db_path} does not exist yet" in first.stdout
+        assert not harness.db_path.exists()
+        harness.db_path.parent.mkdir(parents=True)
+        engine = make_engine(f"sqlite:///{harness.db_path}")
+        upgrade(engine, "0001")
+        head = head_revision(engine)
+        before = check_connect(harness)
+        assert f"schema at revision 0001, the latest is {head}; `syncd migrate`" in before.stdout
+        upgrade(engine)
+        engine.dispose()
+        after = check_connect(harness)
+        assert f"schema at revision {head}, the latest)" in after.stdout
+
+    @pytest.mark.parametrize(
+        ("sync", "expected"),
+        [
+            (
+                {"mapping": {"phoneNumber": "Phonee"}},
+                "salesforce: sync web: FAILED: INVALID_FIELD: No such column 'Phonee' on entity "
+                "'Lead'. If you are attempting to use a custom field, be sure to append the '__c' "
+                "after the custom field name. (row 1, column 8): SELECT >>>Phonee, DoNotCall, Id,",
+            ),
+            (
+                {"where": "LeadSource = 'Web' AND AND IsConverted = false"},
+                "salesforce: sync web: FAILED: MALFORMED_QUERY: unexpected token: 'and' at ",
+            ),
+            (
+                {"mapping": {"phoneNumber": "Phone", "email": "Ownr.Email"}},
+                "salesforce: sync web: FAILED: INVALID_FIELD: Didn't understand relationship "
+                "'Ownr' in field path.",
+            ),
+        ],
+        ids=["field-typo", "broken-where", "relationship-typo"],
+    )
+    def test_query_problems_are_marked(
+        self, harness: Harness, sync: dict[str, Any], expected: str
+    ) -> None:
+        """A mapping typo or a broken where: one line with the query and the spot marked, exit 1."""
+        harness.write_config(sync=sync)
+        result = check_connect(harness)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        [line] = [line for line in result.stderr.splitlines() if "FAILED" in line]
+        assert line.startswith(expected), line
+        assert ">>>" in line and line.count(">>>") == 1
+        assert "simz: ok" in result.stdout
+
+    def test_unreachable_database_fails(self, harness: Harness) -> None:
+        """An unreachable database is one FAILED line (password hidden) and exit 1."""
+        harness.write_config(
+            database={"url": "postgresql+psycopg://syncd:canary-db-pw@127.0.0.1:1/syncd"}
         )
+        result = check_connect(harness)
+        assert result.returncode == 1
+        [line] = [line for line in result.stderr.splitlines() if "FAILED" in line]
+        assert line.startswith("database: FAILED: cannot reach postgresql+psycopg://syncd:***@")
+        assert "canary-db-pw" not in result.stdout + result.stderr
+
+    def test_missing_ca_bundle_is_a_config_error(self, harness: Harness) -> None:
+        """A ca_bundle that does not exist: exit 2 and one line, before connecting anywhere."""
+        config = harness.config()
+        config["salesforce"]["ca_bundle"] = str(harness.tmp / "no-such-ca.pem")
+        harness.write_config(**config)
+        result = check_connect(harness)
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+        assert result.stderr.splitlines() == [
+            f"{harness.config_path}: salesforce.ca_bundle: no such file: "
+            f"{harness.tmp / 'no-such-ca.pem'}"
+        ]
 
     def test_failures_are_one_line_each(self, harness: Harness) -> None:
         """A refused login and an unreachable SimZ give one line each and exit 1, no traceback."""

@@ -71,6 +71,32 @@ class TestSubstitution:
         config = parse(with_api_key(f"${{file:{secret}}}"))
         assert config.simz.api_key.get_secret_value() == "from-a-file"
 
+    @pytest.mark.parametrize(
+        ("content", "expected"),
+        [("k\r\n", "k"), ("k\n", "k"), ("k", "k"), ("k \n", "k ")],
+        ids=["crlf", "lf", "none", "space-kept"],
+    )
+    def test_file_secret_loses_one_newline(
+        self, tmp_path: Path, content: str, expected: str
+    ) -> None:
+        """${file:} drops exactly one trailing \\n or \\r\\n, nothing else."""
+        secret = tmp_path / "password"
+        secret.write_bytes(content.encode())
+        document = {**BASE, "salesforce": {"auth": {**BASE["salesforce"]["auth"]}}}
+        document["salesforce"]["auth"]["password"] = f"${{file:{secret}}}"
+        config = parse(document)
+        assert config.salesforce.auth.password.get_secret_value() == expected  # type: ignore[union-attr]
+
+    def test_file_secret_second_newline_is_refused(self, tmp_path: Path) -> None:
+        """A key file ending in two newlines keeps one, which the header check refuses."""
+        secret = tmp_path / "api_key"
+        secret.write_bytes(b"sk-live-0123\n\n")
+        with pytest.raises(ConfigError) as caught:
+            parse(with_api_key(f"${{file:{secret}}}"))
+        [line] = caught.value.lines
+        assert line.startswith("x.yaml: simz.api_key: contains a line feed (\\n) at the end")
+        assert "sk-live-0123" not in line
+
     def test_missing_file_secret(self, tmp_path: Path) -> None:
         """A secret file that cannot be read is an error naming the key and the file."""
         with pytest.raises(ConfigError) as caught:
@@ -90,14 +116,167 @@ class TestSubstitution:
 
     def test_value_cannot_change_structure(self) -> None:
         """A substituted value that looks like YAML stays one string."""
-        config = parse(BASE, env={**ENV, "SIMZ_KEY": "x\nsyncs: []\n{a: b}"})
-        assert config.simz.api_key.get_secret_value() == "x\nsyncs: []\n{a: b}"
+        config = parse(BASE, env={**ENV, "SF_PW": "x\nsyncs: []\n{a: b}"})
+        password = config.salesforce.auth.password  # type: ignore[union-attr]
+        assert password.get_secret_value() == "x\nsyncs: []\n{a: b}"
         assert len(config.syncs) == 1
 
     def test_keys_are_not_substituted(self) -> None:
         """References in keys are left alone, so they are reported as unknown keys."""
         with pytest.raises(ConfigError, match=r"\$\{SIMZ_KEY\}: unknown key"):
             parse({**BASE, "${SIMZ_KEY}": 1})
+
+
+class TestHeaderSafeSecrets:
+    @pytest.mark.parametrize(
+        ("value", "problem"),
+        [
+            ("sk-0123\n", "a line feed (\\n) at the end"),
+            ("sk-01\r23", "a carriage return (\\r) at position 6"),
+            ("sk-01\x0023", "the character U+0000 at position 6"),
+            ("sk-01é23", "the character U+00E9 at position 6"),
+            (" sk-0123", "the character U+0020 at position 1"),
+        ],
+        ids=["lf", "cr", "nul", "non-ascii", "leading-space"],
+    )
+    def test_api_key_must_be_header_safe(self, value: str, problem: str) -> None:
+        """A SimZ key that cannot go into a header is one line, naming the problem, not the key."""
+        with pytest.raises(ConfigError) as caught:
+            parse(BASE, env={**ENV, "SIMZ_KEY": value})
+        [line] = caught.value.lines
+        assert line.startswith(f"x.yaml: simz.api_key: contains {problem}; ")
+        assert "sk-0" not in line and "23" not in line
+
+    def test_session_id_must_be_header_safe(self) -> None:
+        """The Salesforce session id goes into the Authorization header: same check."""
+        document = {
+            **BASE,
+            "salesforce": {
+                "auth": {
+                    "method": "session",
+                    "session_id": "${SF_PW}",
+                    "instance_url": "https://x.my.salesforce.com",
+                }
+            },
+        }
+        with pytest.raises(ConfigError) as caught:
+            parse(document, env={**ENV, "SF_PW": "00D!sess\n"})
+        assert caught.value.lines == [
+            "x.yaml: salesforce.auth.session_id: contains a line feed (\\n) at the end; it is "
+            "sent in an HTTP header, which takes visible ASCII only (check the secret's source; "
+            "the value is not shown)"
+        ]
+
+    def test_printable_key_with_punctuation_passes(self) -> None:
+        """Quotes, backslashes and inner spaces are visible ASCII and stay allowed."""
+        config = parse(BASE, env={**ENV, "SIMZ_KEY": 'a"b\\c d~'})
+        assert config.simz.api_key.get_secret_value() == 'a"b\\c d~'
+
+
+class TestInsecureHttp:
+    @pytest.mark.parametrize(
+        ("section", "key", "url"),
+        [
+            ("simz", "base_url", "http://api.simz.com"),
+            ("salesforce", "login_url", "http://login.example.com"),
+            ("simz", "base_url", "http://10.0.0.5:8080"),
+        ],
+        ids=["simz", "salesforce-login", "private-ip"],
+    )
+    def test_http_is_refused(self, section: str, key: str, url: str) -> None:
+        """An http:// URL that carries credentials off the machine is refused, naming the key."""
+        document: dict[str, Any] = {**BASE, section: {**BASE[section], key: url}}
+        with pytest.raises(ConfigError) as caught:
+            parse(document)
+        assert caught.value.lines == [
+            f"x.yaml: {section}.{key}: http:// would send credentials in clear text; use "
+            f"https://, or set {section}.allow_insecure_http: true (loopback hosts need neither)"
+        ]
+
+    def test_session_instance_url(self) -> None:
+        """A session's instance_url gets the Authorization header: same rule."""
+        auth = {"method": "session", "session_id": "s", "instance_url": "http://x.example.com"}
+        with pytest.raises(ConfigError, match=r"salesforce\.auth: instance_url: http://"):
+            parse({**BASE, "salesforce": {"auth": auth}})
+
+    @pytest.mark.parametrize(
+        "host", ["127.0.0.1:8080", "127.9.9.9", "[::1]:9000", "localhost:8443", "LOCALHOST"]
+    )
+    def test_loopback_is_allowed(self, host: str) -> None:
+        """Loopback hosts (the emulators, a local sidecar) may use http://."""
+        document = {
+            **BASE,
+            "simz": {**BASE["simz"], "base_url": f"http://{host}"},
+            "salesforce": {**BASE["salesforce"], "login_url": f"http://{host}"},
+        }
+        config = parse(document)
+        assert config.simz.base_url.scheme == "http"
+
+    def test_explicit_opt_in(self) -> None:
+        """allow_insecure_http: true in the section lets http:// through."""
+        document = {
+            **BASE,
+            "simz": {
+                **BASE["simz"],
+                "base_url": "http://simz.internal",
+                "allow_insecure_http": True,
+            },
+            "salesforce": {
+                **BASE["salesforce"],
+                "login_url": "http://sf.internal",
+                "allow_insecure_http": True,
+            },
+        }
+        config = parse(document)
+        assert str(config.simz.base_url) == "http://simz.internal/"
+        assert config.salesforce.allow_insecure_http is True
+
+
+class TestRelativePaths:
+    def test_load_config_resolves_against_the_file(self, tmp_path: Path) -> None:
+        """load_config reads relative paths from the file's folder, whatever the cwd."""
+        (tmp_path / "sf-ca.pem").write_text("x", encoding="utf-8")
+        (tmp_path / "keys").mkdir()
+        (tmp_path / "keys" / "jwt.pem").write_text("x", encoding="utf-8")
+        (tmp_path / "pw").write_text("pw-from-file\n", encoding="utf-8")
+        document = {
+            **BASE,
+            "database": {"url": "sqlite:///state/syncd.db"},
+            "salesforce": {
+                "auth": {
+                    "method": "jwt",
+                    "username": "u@example.com",
+                    "consumer_key": "ck",
+                    "private_key_file": "keys/jwt.pem",
+                },
+                "ca_bundle": "./sf-ca.pem",
+            },
+            "simz": {"api_key": "${file:pw}"},
+        }
+        path = tmp_path / "syncd.yaml"
+        path.write_text(yaml.safe_dump(document), encoding="utf-8")
+        config = load_config(path, env=ENV)
+        assert config.database.url == f"sqlite:///{tmp_path}/state/syncd.db"
+        assert config.salesforce.ca_bundle == f"{tmp_path}/sf-ca.pem"
+        assert config.salesforce.auth.private_key_file == f"{tmp_path}/keys/jwt.pem"  # type: ignore[union-attr]
+        assert config.simz.api_key.get_secret_value() == "pw-from-file"
+
+    def test_absolute_paths_are_kept(self, tmp_path: Path) -> None:
+        """Absolute paths and a PostgreSQL URL are left as written."""
+        ca = tmp_path / "ca.pem"
+        ca.write_text("x", encoding="utf-8")
+        url = "postgresql+psycopg://u@db.internal:5432/syncd"
+        document = {
+            **BASE,
+            "database": {"url": url},
+            "simz": {"api_key": "k", "ca_bundle": str(ca)},
+        }
+        path = tmp_path / "sub" / "syncd.yaml"
+        path.parent.mkdir()
+        path.write_text(yaml.safe_dump(document), encoding="utf-8")
+        config = load_config(path, env=ENV)
+        assert config.database.url == url
+        assert config.simz.ca_bundle == str(ca)
 
 
 class TestYaml:

@@ -287,3 +287,22 @@ class TestFormat:
         get_logger("t").info("odd", value=odd, raw=b"bytes")
         [line] = [json.loads(text) for text in lines_of(stream)]
         assert line["event"] == "odd"
+
+
+class TestEscapedSecrets:
+    @pytest.mark.parametrize("fmt", ["json", "console"])
+    def test_escaped_forms_are_cut(self, fmt: Literal["json", "console"]) -> None:
+        """A secret with a newline, a quote and a non-ASCII letter is cut however it was escaped."""
+        secret = "k3y'é\n\"t4il"
+        stream = io.StringIO()
+        configure_logging(level="info", fmt=fmt, stream=stream, secrets=[secret])
+        log = get_logger("syncd.test")
+        log.info("raw", detail=f"header value {secret}")
+        log.info("repr", detail=f"invalid header value {secret!r}")
+        log.info("bytes repr", detail=f"invalid header value {secret.encode()!r}")
+        log.info("json", detail=f"body {json.dumps({'v': secret})}")
+        logging.getLogger("httpx").warning("stdlib %r", secret)
+        output = stream.getvalue()
+        assert output.count(REDACTED) >= 5, output
+        for leaked in ("k3y", "t4il"):
+            assert leaked not in output, output

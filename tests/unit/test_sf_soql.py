@@ -230,3 +230,28 @@ class TestStore:
         after = store.update("Lead", lead, {"Phone": "1"})
         assert before is not None and "Phone" not in before
         assert format_datetime(after["SystemModstamp"]) > "2024-01-01T00:00:00.000+0000"
+
+
+class TestErrorPositions:
+    @pytest.mark.parametrize(
+        ("soql", "column"),
+        [
+            ("SELECT Id, Phonee FROM Lead", 12),
+            ("SELECT Id FROM Lead WHERE Boss.Email = 'x'", 27),
+            ("SELECT Id FROM Lead WHERE LastName = 'a' AND AND Phone = '1'", 46),
+            ("SELECT Id FROM Lead ORDER BY Nope__c", 30),
+            ("SELECT Id FROM Widget", 16),
+            ("SELECT Id FROM Lead WHERE IsConverted = 'false'", 27),
+        ],
+        ids=["field", "relationship", "syntax", "order-by", "object", "literal-type"],
+    )
+    def test_refusals_name_row_and_column(self, store: RecordStore, soql: str, column: int) -> None:
+        """Like Salesforce, a refusal repeats the query line, a caret, then Row and Column."""
+        with pytest.raises(SoqlError) as exc:
+            compile_query(soql, store)
+        message = exc.value.answer_message(soql)
+        first, line, caret, where, *rest = message.split("\n")
+        assert first == "" and line == soql
+        assert caret == " " * (column - 1) + "^"
+        assert where == f"ERROR at Row:1:Column:{column}"
+        assert rest == [exc.value.message]

@@ -1,0 +1,183 @@
+"""``syncd check-config --connect``: try what the configuration points at, one line a check.
+
+* the database: reachable, and its schema revision against the latest one
+  (opened read-only; a missing SQLite file is reported, not created);
+* Salesforce: the login, then each enabled sync's real poll query with
+  ``LIMIT 1``, which checks the object, every mapped field and relationship, the
+  cursor field and the ``where`` condition; a refused query is shown with the
+  position Salesforce names (``ERROR at Row:1:Column:12``) marked ``>>>``;
+* SimZ: a TCP connection and the TLS handshake only. SimZ has no endpoint that
+  checks an API key without queueing a call, so the key is checked by the first
+  delivery; the output says so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from syncd.adapters.orm import utcnow
+from syncd.config import Config, SyncConfig
+from syncd.domain.soql import build_poll_query
+from syncd.domain.window import PollWindow, floor_second
+
+#: Where Salesforce says a query went wrong, e.g. ``ERROR at Row:1:Column:12``.
+_POSITION = re.compile(r"ERROR at Row:(\d+):Column:(\d+)")
+#: What goes before the position in the query shown.
+MARK = ">>>"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report; ``ok`` False makes ``check-config --connect`` exit 1."""
+
+    ok: bool
+    text: str
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def describe_query_error(soql: str, error: str) -> str:
+    """Salesforce's refusal of ``soql`` as one line, with the query and the position marked.
+
+    Salesforce's message repeats the query's line and a caret before the Row and
+    Column; those are replaced by the whole query with :data:`MARK` at the spot.
+    """
+    found = _POSITION.search(error)
+    if found is None:
+        return f"{_one_line(error)}; query: {soql}"
+    row, column = int(found.group(1)), int(found.group(2))
+    code = error.split(":", 1)[0].strip() if ":" in error[: found.start()] else ""
+    reason = _one_line(re.sub(r"^(?:\s|\\[nr])+", "", error[found.end() :]))
+    lines = soql.split("\n")
+    offset = sum(len(line) + 1 for line in lines[: row - 1]) + column - 1
+    offset = max(0, min(offset, len(soql)))
+    marked = soql[:offset] + MARK + soql[offset:]
+    prefix = f"{code}: " if code else ""
+    return f"{prefix}{reason} (row {row}, column {column}): {_one_line(marked)}"
+
+
+def check_query(sync: SyncConfig) -> str:
+    """The sync's poll query over the last hour, limited to one record."""
+    end = floor_second(utcnow())
+    return build_poll_query(sync, PollWindow(end - timedelta(hours=1), end)) + " LIMIT 1"
+
+
+def check_salesforce(config: Config) -> list[Check]:
+    """Log in, then run each enabled sync's poll query with ``LIMIT 1``."""
+    from syncd.adapters.salesforce import (
+        SalesforceQueryError,
+        SalesforceSource,
+        SalesforceSourceError,
+    )
+
+    source = SalesforceSource(config.salesforce)
+    try:
+        try:
+            source.login()
+        except (SalesforceSourceError, OSError, ValueError) as exc:
+            return [Check(False, f"salesforce: FAILED: login: {_one_line(str(exc))}")]
+        checks = [Check(True, "salesforce: ok (logged in)")]
+        for sync in config.syncs:
+            if not sync.enabled:
+                continue
+            soql = check_query(sync)
+            pages = source.query_pages(soql)
+            try:
+                next(pages, None)
+                checks.append(Check(True, f"salesforce: sync {sync.name}: ok (poll query runs)"))
+            except SalesforceQueryError as exc:
+                problem = describe_query_error(soql, str(exc))
+                checks.append(Check(False, f"salesforce: sync {sync.name}: FAILED: {problem}"))
+            except SalesforceSourceError as exc:
+                text = f"salesforce: sync {sync.name}: FAILED: {_one_line(str(exc))}"
+                checks.append(Check(False, text))
+            finally:
+                if isinstance(pages, Generator):
+                    pages.close()  # stops its read-ahead thread
+        return checks
+    finally:
+        source.close()
+
+
+def check_database(config: Config) -> Check:
+    """Reach the database read-only and compare its schema revision with the latest."""
+    from syncd.adapters import migrate
+    from syncd.adapters.dry_run_db import read_only_engine
+
+    url = make_url(config.database.url)
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite":
+        path = Path(str(url.database)).expanduser()
+        if not path.exists():
+            parent = next((p for p in path.parents if p.exists()), None)
+            if parent is None or not parent.is_dir():
+                return Check(False, f"database: FAILED: cannot create {path}")
+            return Check(
+                True, f"database: ok ({path} does not exist yet; `syncd migrate` creates it)"
+            )
+    engine = read_only_engine(config.database.url)
+    try:
+        current = migrate.current_revision(engine)
+        head = migrate.head_revision(engine)
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        reason = _one_line(str(cause).splitlines()[0] if str(cause).strip() else "")
+        return Check(
+            False, f"database: FAILED: cannot reach {shown}: {type(cause).__name__}: {reason}"
+        )
+    finally:
+        engine.dispose()
+    if current == head:
+        return Check(True, f"database: ok ({shown}: schema at revision {head}, the latest)")
+    if current is None:
+        return Check(True, f"database: ok ({shown}: empty; `syncd migrate` creates the schema)")
+    if current in migrate.known_revisions(engine):
+        return Check(
+            True,
+            f"database: ok ({shown}: schema at revision {current}, the latest is {head}; "
+            "`syncd migrate` or `syncd run` upgrades it)",
+        )
+    return Check(
+        False,
+        f"database: FAILED: {shown}: schema at revision {current}, which this syncd does not "
+        f"know (its latest is {head}); a newer syncd migrated it",
+    )
+
+
+def check_simz(config: Config) -> list[Check]:
+    """Connect (TCP and TLS) to SimZ's host; say plainly that the API key is not checked."""
+    from syncd.bootstrap import check_simz_reachable
+
+    try:
+        line = check_simz_reachable(config.simz)
+    except OSError as exc:
+        return [
+            Check(
+                False,
+                f"simz: FAILED: cannot connect to {config.simz.base_url}: "
+                f"{_one_line(str(exc)) or type(exc).__name__}",
+            )
+        ]
+    return [
+        Check(True, line),
+        Check(
+            True,
+            "simz: the API key is not checked: SimZ has no call that checks it without "
+            "queueing a lead; the first delivery does (a refused key pauses delivery and "
+            "shows in `syncd status`)",
+        ),
+    ]
+
+
+def check_connections(config: Config) -> list[Check]:
+    """Every check, in order: database, Salesforce, SimZ."""
+    return [check_database(config), *check_salesforce(config), *check_simz(config)]
