@@ -292,11 +292,27 @@ class PhoneConfig(_Model):
         return value.upper()
 
 
+#: DoNotCall text values that mean "may be called" unless the sync names its own.
+DEFAULT_CALLABLE_VALUES = ("false", "0", "no", "n")
+
+
 class RulesConfig(_Model):
     respect_do_not_call: bool = Field(
         default=True, description="Skip records whose DoNotCall field is true."
     )
     do_not_call_field: str = Field(default="DoNotCall", pattern=_FIELD.pattern)
+    do_not_call_callable_values: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CALLABLE_VALUES),
+        description="For a DoNotCall field that is not a checkbox: the values that mean "
+        "'may be called' (compared case-insensitively after trimming; an empty or null field "
+        "is always callable). Any other value skips the lead.",
+    )
+
+    @field_validator("do_not_call_callable_values")
+    @classmethod
+    def _fold_callable(cls, values: list[str]) -> list[str]:
+        return sorted({value.strip().lower() for value in values})
+
     duplicate_phone_window: Duration = Field(
         default=timedelta(hours=24),
         description="Do not send the same number to the same agent twice within this window "
