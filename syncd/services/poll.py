@@ -239,6 +239,21 @@ def _pairs_to_lock(
     return pairs
 
 
+def _reevaluated_ids(
+    mapped: Sequence[MappedLead], existing: dict[str, store.ExistingLead]
+) -> set[int]:
+    """Leads this page evaluates again (changed, not yet sent): they must not block themselves.
+
+    An unchanged lead read again still holds its number, like any other.
+    """
+    digests = {lead.salesforce_id: lead.digest for lead in mapped}
+    return {
+        found.id
+        for sf_id, found in existing.items()
+        if found.state in _REEVALUATED and found.record_hash != digests.get(sf_id)
+    }
+
+
 def _phones_to_check(mapped: Sequence[MappedLead]) -> set[str]:
     return {
         lead.phone_e164
@@ -440,7 +455,7 @@ class _Poller:
                     session,
                     phones,
                     self.now() - duplicate_window,
-                    {lead.id for lead in existing.values()},
+                    _reevaluated_ids(mapped, existing),
                     agents={lead.agent_id for lead in mapped if lead.agent_id},
                 )
             recent |= self.taken
