@@ -213,7 +213,8 @@ class SimzConfig(_Model):
     backoff: BackoffConfig = BackoffConfig()
     resend_uncertain: bool = Field(
         default=False,
-        description="Opt-in: requeue uncertain leads automatically. Risks calling a person twice.",
+        description="Opt-in: after each poll, fetch the sync's uncertain leads again from "
+        "Salesforce and requeue those that still pass every rule. Risks calling a person twice.",
     )
 
 

@@ -9,7 +9,14 @@ page, and the next poll carries on from there.
 Records read twice (equal cursor values on a page boundary, the lookback)
 are recognised by (sync, Salesforce Id) and their digest: unchanged records
 cost no write. A changed record is evaluated again while its lead is still
-``queued``/``invalid``/``skipped`` and left alone once delivery has it.
+``queued``/``invalid``/``skipped``. Once delivery has had the lead, the change
+is still kept (digest, DoNotCall flag, and the payload for a lead that was not
+sent) with an audit-trail note, so the send gate and ``requeue`` see it; the
+poll never sends such a lead again by itself.
+
+Page by page on PostgreSQL the (agent, number) pairs the page may queue are
+locked (:mod:`syncd.adapters.number_locks`) before the duplicate-phone lookup,
+so two syncs or replicas never both queue one number for one agent.
 """
 
 from __future__ import annotations
