@@ -819,27 +819,6 @@ def recover_in_flight(
     return len(rows)
 
 
-def requeue_uncertain(session: Session, sync_name: str, now: datetime, reason: str) -> int:
-    """``uncertain`` -> ``queued`` for a sync (the opt-in ``resend_uncertain``)."""
-    ids = list(
-        session.scalars(
-            select(Lead.id).where(
-                Lead.sync_name == sync_name, Lead.state == LeadState.UNCERTAIN.value
-            )
-        )
-    )
-    return move(
-        session,
-        ids,
-        source=LeadState.UNCERTAIN,
-        target=LeadState.QUEUED,
-        reason=reason,
-        batch_id=None,
-        now=now,
-        values={"next_attempt_at": None},
-    )
-
-
 def count_in_flight(session: Session) -> int:
     return int(
         session.scalar(
