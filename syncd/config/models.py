@@ -303,7 +303,7 @@ class RulesConfig(_Model):
     )
     do_not_call_field: str = Field(default="DoNotCall", pattern=_FIELD.pattern)
     do_not_call_callable_values: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_CALLABLE_VALUES),
+        default_factory=lambda: sorted(DEFAULT_CALLABLE_VALUES),
         description="For a DoNotCall field that is not a checkbox: the values that mean "
         "'may be called' (compared case-insensitively after trimming; an empty or null field "
         "is always callable). Any other value skips the lead.",
