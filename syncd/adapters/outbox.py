@@ -294,9 +294,11 @@ def _gate_round(
         held = try_lock_numbers(session, pairs)
         rows = [r for r in rows if not r.phone_e164 or (agent_id, r.phone_e164) in held]
     candidates = [Candidate(r.id, agent_id, r.phone_e164, bool(r.do_not_call)) for r in rows]
-    phones = sorted({c.phone_e164 for c in candidates if c.phone_e164})
-    rivals = _rivals(session, agent_id, phones, now - rules.duplicate_window)
-    verdicts = judge(candidates, rivals if rules.checks_numbers else (), rules, now)
+    rivals: list[Rival] = []
+    if rules.checks_numbers:
+        phones = sorted({c.phone_e164 for c in candidates if c.phone_e164})
+        rivals = _rivals(session, agent_id, phones, now - rules.duplicate_window)
+    verdicts = judge(candidates, rivals, rules, now)
     skips = [(r.id, v) for r, v in zip(rows, verdicts, strict=True) if v.action is Action.SKIP]
     waits = [(r.id, v) for r, v in zip(rows, verdicts, strict=True) if v.action is Action.WAIT]
     _skip_at_gate(session, skips, now)
