@@ -559,7 +559,10 @@ def requeue(
                 bold=True,
             )
         if dry_run:
-            click.echo("dry run: nothing was changed")
+            click.echo(
+                "dry run: nothing was changed (the records were not fetched again: a real "
+                "requeue may still skip some, or find them invalid)"
+            )
             return
         if not yes:
             try:

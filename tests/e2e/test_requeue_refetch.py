@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,32 @@ def test_salesforce_down_refuses_and_changes_nothing(harness: Harness, db: Db) -
     assert "could not be fetched again from Salesforce" in result.stderr
     assert "Traceback" not in result.stderr
     assert db.snapshot() == before
+
+
+def test_resend_uncertain_fetches_again_in_the_poll_job(
+    tmp_path: Path, simz_emulator: SimzEmulator, db_url: str, db: Db
+) -> None:
+    """resend_uncertain: the daemon's poll re-fetches uncertain leads; DoNotCall ones stay unsent.
+
+    The DoNotCall change is stamped behind the lookback, so no poll ever reads it:
+    only the re-fetch sees it.
+    """
+    with Harness(tmp_path, simz_emulator) as harness:
+        simz = harness.config()["simz"]
+        harness.write_config(
+            database={"url": db_url},
+            simz={**simz, "resend_uncertain": True, "timeout": {"connect": 5, "read": 2}},
+        )
+        blocked, kept = harness.salesforce.add_records(lead_records(2))
+        harness.simz.inject("delay", seconds=6)  # answered after the read timeout: uncertain
+        harness.start()
+        wait_until(lambda: db.state(blocked) == "sending", "the batch in flight")
+        behind = datetime.now(UTC) - timedelta(hours=1)
+        harness.salesforce.update_record(
+            "Lead", blocked, {"DoNotCall": True}, system_modstamp=behind
+        )
+        wait_until(lambda: db.state(kept) == "accepted", "the kept lead resent and accepted")
+        wait_until(lambda: db.state(blocked) == "skipped", "the DoNotCall lead skipped")
+        lead = db.lead(blocked)
+        assert lead is not None and lead.note == "DoNotCall is set on the record"
+        assert harness.simz.received_counts() == {blocked: 1, kept: 2}
