@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import migrate
@@ -45,6 +46,7 @@ from syncd.services.deliver import (
 )
 from syncd.services.leadership import Leadership
 from syncd.services.poll import PollResult, poll_sync
+from syncd.services.refetch import SalesforceUnreachable, resend_uncertain
 from syncd.services.state_metrics import refresh_state_metrics
 
 log = get_logger("syncd.bootstrap")
@@ -101,8 +103,8 @@ class Runtime:
         return self.poll(sync, self.leadership.stop_event(sync.name, stop))
 
     def poll(self, sync: SyncConfig, stop: threading.Event | None = None) -> PollResult:
-        """One poll of ``sync``."""
-        return poll_sync(
+        """One poll of ``sync``; then, with ``simz.resend_uncertain``, its uncertain leads."""
+        result = poll_sync(
             self.session_factory,
             self.source(sync.name),
             sync,
@@ -111,6 +113,24 @@ class Runtime:
             max_api_usage_percent=self.config.salesforce.max_api_usage_percent,
             limit_pause=self.config.salesforce.limit_pause,
         )
+        if self.config.simz.resend_uncertain and result.status == "ok":
+            self.resend_uncertain(sync)
+        return result
+
+    def resend_uncertain(self, sync: SyncConfig) -> None:
+        """Fetch ``sync``'s uncertain leads again and requeue those that pass the rules.
+
+        Never raises: Salesforce or the database being unreachable leaves them
+        uncertain until the next poll.
+        """
+        try:
+            resend_uncertain(self.session_factory, self.source(sync.name), sync, now=self.now)
+        except (SalesforceUnreachable, SQLAlchemyError) as exc:
+            log.warning(
+                "uncertain leads not resent: cannot fetch their records again",
+                sync=sync.name,
+                error=str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__,
+            )
 
     def deliver(self, sync: SyncConfig, stop: threading.Event | None = None) -> DeliveryResult:
         """One delivery pass of ``sync`` (the scheduler's deliver job); only if we lead it."""

@@ -42,6 +42,19 @@ RECORDS_POLLED = Counter(
     ["sync", "result"],
     registry=REGISTRY,
 )
+DO_NOT_CALL_UNRECOGNISED = Counter(
+    "syncd_do_not_call_unrecognised_total",
+    "Records whose DoNotCall value was neither a boolean nor a configured callable value "
+    "(the lead is skipped).",
+    ["sync"],
+    registry=REGISTRY,
+)
+GATE_SKIPPED = Counter(
+    "syncd_gate_skipped_total",
+    "Leads the send gate skipped when delivery claimed them, by rule.",
+    ["sync", "rule"],
+    registry=REGISTRY,
+)
 POLLS = Counter(
     "syncd_polls_total",
     "Polls by status (ok, paused, error).",

@@ -365,7 +365,9 @@ class Torture:
         rows = h.query(
             "SELECT l.salesforce_id, t.batch_id, b.outcome, b.created_at, b.http_status "
             "FROM leads l JOIN lead_transitions t ON t.lead_id = l.id "
-            "AND t.id = (SELECT MAX(id) FROM lead_transitions WHERE lead_id = l.id) "
+            # The move into uncertain (a later poll may add notes that keep the state).
+            "AND t.id = (SELECT MAX(id) FROM lead_transitions WHERE lead_id = l.id "
+            "AND to_state = 'uncertain' AND from_state <> 'uncertain') "
             "LEFT JOIN batches b ON b.id = t.batch_id WHERE l.state = 'uncertain'"
         )
         batches: dict[int, tuple[str, datetime, int | None]] = {}

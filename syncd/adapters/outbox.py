@@ -23,10 +23,12 @@ from sqlalchemy import (
     Select,
     Table,
     Update,
+    and_,
     bindparam,
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -35,7 +37,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from syncd.adapters.number_locks import try_lock_numbers
 from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause
+from syncd.domain.gate import Action, Candidate, GateRules, Rival, Verdict, judge
 from syncd.domain.outcome import (
     ERROR_CODE_CHARS,
     ERROR_MESSAGE_CHARS,
@@ -48,6 +52,8 @@ from syncd.domain.outcome import SCOPE_AGENT as SCOPE_AGENT
 from syncd.domain.outcome import SCOPE_API_KEY as SCOPE_API_KEY
 from syncd.domain.outcome import agent_pause_key as agent_pause_key
 from syncd.domain.states import LeadState, check_transition
+from syncd.logs import get_logger
+from syncd.metrics import GATE_SKIPPED
 
 #: Core tables for the per-batch moves: plain UPDATE and executemany INSERT, without
 #: the ORM's bulk bookkeeping (which cost more than the SQL itself).
@@ -55,6 +61,14 @@ _TRANSITIONS: Table = LeadTransition.__table__  # type: ignore[assignment]
 _LEADS: Table = Lead.__table__  # type: ignore[assignment]
 _BATCHES: Table = Batch.__table__  # type: ignore[assignment]
 _PAUSES_TABLE: Table = Pause.__table__  # type: ignore[assignment]
+
+log = get_logger(__name__)
+
+#: The gate's rules when a caller names none: DoNotCall only.
+_DEFAULT_RULES = GateRules()
+#: Claim rounds at most: each round that finds nothing to send has skipped or deferred
+#: at least one lead, so the next one looks at others.
+_GATE_ROUNDS = 20
 
 
 class OutboxConflict(RuntimeError):
@@ -148,7 +162,14 @@ def _due_queries() -> tuple[Select[Any], Select[Any]]:
     ``limit``; the retries due now are few and sorted on their own.
     """
     leads = _LEADS.c
-    base = select(leads.id, leads.salesforce_id, leads.payload, leads.attempts).where(
+    base = select(
+        leads.id,
+        leads.salesforce_id,
+        leads.payload,
+        leads.attempts,
+        leads.phone_e164,
+        leads.do_not_call,
+    ).where(
         leads.sync_name == bindparam("sync_name"),
         leads.agent_id == bindparam("agent_id"),
         leads.state == LeadState.QUEUED.value,
@@ -212,21 +233,28 @@ def claim(
     now: datetime,
     worker: str | None,
     posted: bool = True,
+    rules: GateRules = _DEFAULT_RULES,
 ) -> Claim | None:
-    """Move up to ``limit`` due leads to ``sending`` under a new in-flight batch row.
+    """Move up to ``limit`` due leads that pass the send gate to ``sending`` under a new batch.
+
+    The gate (:func:`syncd.domain.gate.judge`) runs in this same transaction: a
+    lead it skips becomes ``skipped`` with the reason in its note and audit trail,
+    one it defers stays queued until the time it names. On PostgreSQL a lead whose
+    (agent, number) lock another transaction holds is left queued for the next
+    claim (see :mod:`syncd.adapters.number_locks`).
 
     ``posted=False`` claims a batch *ahead*, while another is in flight: it must
     not be sent before :func:`mark_posted` commits; until then recovery knows it
     was never sent and puts its leads back in the queue.
     """
-    # The oldest ``limit`` of both; rows locked but not taken are free again at commit.
-    connection = session.connection()
-    params = {"sync_name": sync_name, "agent_id": agent_id, "now": now, "limit": limit}
-    found = [row for query in _DUE for row in connection.execute(query, params)]
-    rows = sorted(found, key=lambda row: row.id)[:limit]
-    if not rows:
+    leads: tuple[ClaimedLead, ...] = ()
+    for _round in range(_GATE_ROUNDS):
+        sendable, progressed = _gate_round(session, sync_name, agent_id, limit, now, rules)
+        if sendable or not progressed:
+            leads = sendable
+            break
+    if not leads:
         return None
-    leads = tuple(ClaimedLead(r.id, r.salesforce_id, r.payload, r.attempts) for r in rows)
     batch_id = _new_batch(
         session,
         sync_name=sync_name,
@@ -248,6 +276,155 @@ def claim(
         values={"batch_id": batch_id, "sent_at": now},
     )
     return Claim(batch_id, sync_name, agent_id, leads)
+
+
+def _gate_round(
+    session: Session,
+    sync_name: str,
+    agent_id: str,
+    limit: int,
+    now: datetime,
+    rules: GateRules,
+) -> tuple[tuple[ClaimedLead, ...], bool]:
+    """The due leads that pass the gate now, and whether any was skipped or deferred."""
+    # The oldest ``limit`` of both; rows locked but not taken are free again at commit.
+    connection = session.connection()
+    params = {"sync_name": sync_name, "agent_id": agent_id, "now": now, "limit": limit}
+    found = [row for query in _DUE for row in connection.execute(query, params)]
+    rows = sorted(found, key=lambda row: row.id)[:limit]
+    if not rows:
+        return (), False
+    if rules.checks_numbers:
+        pairs = {(agent_id, row.phone_e164) for row in rows if row.phone_e164}
+        held = try_lock_numbers(session, pairs)
+        rows = [r for r in rows if not r.phone_e164 or (agent_id, r.phone_e164) in held]
+    candidates = [Candidate(r.id, agent_id, r.phone_e164, bool(r.do_not_call)) for r in rows]
+    rivals: list[Rival] = []
+    if rules.checks_numbers:
+        phones = sorted({c.phone_e164 for c in candidates if c.phone_e164})
+        rivals = _rivals(session, agent_id, phones, now - rules.duplicate_window)
+    verdicts = judge(candidates, rivals, rules, now)
+    skips = [(r.id, v) for r, v in zip(rows, verdicts, strict=True) if v.action is Action.SKIP]
+    waits = [(r.id, v) for r, v in zip(rows, verdicts, strict=True) if v.action is Action.WAIT]
+    _skip_at_gate(session, skips, now)
+    _defer_at_gate(session, waits, now)
+    if skips or waits:
+        _count_gate(sync_name, [v for _id, v in skips + waits])
+    sendable = tuple(
+        ClaimedLead(r.id, r.salesforce_id, r.payload, r.attempts)
+        for r, v in zip(rows, verdicts, strict=True)
+        if v.action is Action.SEND
+    )
+    progressed = bool(skips) or any(v.until is not None and v.until > now for _i, v in waits)
+    return sendable, progressed
+
+
+_RIVAL_STATES = [LeadState.QUEUED.value, LeadState.SENDING.value, LeadState.UNCERTAIN.value]
+#: Other leads of the agent holding one of the numbers: queued or in flight whatever
+#: their age, accepted within the window; read through ix_leads_phone (agent, phone).
+_RIVALS = select(_LEADS.c.id, _LEADS.c.phone_e164, _LEADS.c.state, _LEADS.c.sent_at).where(
+    _LEADS.c.agent_id == bindparam("agent_id"),
+    _LEADS.c.phone_e164.in_(bindparam("phones", expanding=True)),
+    or_(
+        _LEADS.c.state.in_(_RIVAL_STATES),
+        and_(
+            _LEADS.c.state == LeadState.ACCEPTED.value,
+            or_(
+                _LEADS.c.sent_at.is_(None),
+                _LEADS.c.sent_at >= bindparam("since", type_=_LEADS.c.sent_at.type),
+            ),
+        ),
+    ),
+)
+
+
+def _rivals(session: Session, agent_id: str, phones: Sequence[str], since: datetime) -> list[Rival]:
+    if not phones:
+        return []
+    rows = session.connection().execute(
+        _RIVALS, {"agent_id": agent_id, "phones": list(phones), "since": since}
+    )
+    return [Rival(r.id, r.phone_e164, LeadState(r.state), r.sent_at) for r in rows]
+
+
+_GATE_SKIP = (
+    update(_LEADS)
+    .where(_LEADS.c.id == bindparam("b_id"), _LEADS.c.state == LeadState.QUEUED.value)
+    .values(
+        state=LeadState.SKIPPED.value,
+        note=bindparam("b_note"),
+        next_attempt_at=None,
+        updated_at=bindparam("b_now", type_=_LEADS.c.updated_at.type),
+    )
+)
+_GATE_WAIT = (
+    update(_LEADS)
+    .where(_LEADS.c.id == bindparam("b_id"), _LEADS.c.state == LeadState.QUEUED.value)
+    .values(
+        next_attempt_at=bindparam("b_until", type_=_LEADS.c.next_attempt_at.type),
+        updated_at=bindparam("b_now", type_=_LEADS.c.updated_at.type),
+    )
+)
+
+
+def _skip_at_gate(session: Session, skips: Sequence[tuple[int, Verdict]], now: datetime) -> None:
+    """``queued`` -> ``skipped`` with each lead's own reason (executemany), and the trail."""
+    if not skips:
+        return
+    check_transition(LeadState.QUEUED, LeadState.SKIPPED)
+    result = session.connection().execute(
+        _GATE_SKIP,
+        [{"b_id": lead_id, "b_note": verdict.note, "b_now": now} for lead_id, verdict in skips],
+    )
+    if result.rowcount != len(skips):
+        raise OutboxConflict(f"{len(skips) - result.rowcount} leads left queued mid-claim")
+    _reasons(session, skips, LeadState.QUEUED.value, LeadState.SKIPPED.value, now)
+
+
+def _defer_at_gate(session: Session, waits: Sequence[tuple[int, Verdict]], now: datetime) -> None:
+    """Leave deferred leads queued, due again at the time their verdict names."""
+    if not waits:
+        return
+    session.connection().execute(
+        _GATE_WAIT,
+        [{"b_id": lead_id, "b_until": verdict.until, "b_now": now} for lead_id, verdict in waits],
+    )
+    _reasons(session, waits, LeadState.QUEUED.value, LeadState.QUEUED.value, now)
+
+
+def _reasons(
+    session: Session,
+    verdicts: Sequence[tuple[int, Verdict]],
+    source: str,
+    target: str,
+    now: datetime,
+) -> None:
+    session.connection().execute(
+        insert(_TRANSITIONS),
+        [
+            {
+                "lead_id": lead_id,
+                "from_state": source,
+                "to_state": target,
+                "reason": (verdict.note or verdict.rule or "send gate")[:500],
+                "batch_id": None,
+                "at": now,
+            }
+            for lead_id, verdict in verdicts
+        ],
+    )
+
+
+def _count_gate(sync_name: str, verdicts: Sequence[Verdict]) -> None:
+    for verdict in verdicts:
+        GATE_SKIPPED.labels(sync=sync_name, rule=verdict.rule or "other").inc()
+        log.warning(
+            "send gate held a lead back",
+            sync=sync_name,
+            rule=verdict.rule,
+            action=verdict.action.value,
+            note=verdict.note,
+        )
 
 
 def rebatch(
@@ -785,27 +962,6 @@ def _interrupt_open_batches(session: Session, sync_name: str | None, now: dateti
         .where(*batches_filter)
         .values(outcome="interrupted", finished_at=now)
         .execution_options(synchronize_session=False)
-    )
-
-
-def requeue_uncertain(session: Session, sync_name: str, now: datetime, reason: str) -> int:
-    """``uncertain`` -> ``queued`` for a sync (the opt-in ``resend_uncertain``)."""
-    ids = list(
-        session.scalars(
-            select(Lead.id).where(
-                Lead.sync_name == sync_name, Lead.state == LeadState.UNCERTAIN.value
-            )
-        )
-    )
-    return move(
-        session,
-        ids,
-        source=LeadState.UNCERTAIN,
-        target=LeadState.QUEUED,
-        reason=reason,
-        batch_id=None,
-        now=now,
-        values={"next_attempt_at": None},
     )
 
 

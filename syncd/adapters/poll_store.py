@@ -3,7 +3,9 @@
 Set-based on purpose: one page of up to 2,000 records costs one SELECT of the
 page's existing leads, one SELECT of recent phone numbers (each in chunks of
 at most 900 values), one executemany INSERT plus one INSERT ... SELECT of the
-first transitions (the audit trail), and one executemany UPDATE.
+first transitions (the audit trail), one executemany UPDATE, and for records
+whose lead delivery already had, one executemany UPDATE plus one executemany
+INSERT of their audit notes (:func:`record_changes`).
 Every function takes the caller's :class:`Session`; the caller owns the
 transaction (one per page), so a page's leads and the watermark commit together.
 
@@ -24,6 +26,7 @@ from sqlalchemy import (
     ColumnElement,
     String,
     Table,
+    and_,
     bindparam,
     case,
     func,
@@ -39,14 +42,15 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import Lead, LeadTransition, PollRun, SyncState
-from syncd.domain.rules import COUNTS_AS_SENT, AgentPhone
-from syncd.domain.states import REEVALUATED_ON_CHANGE
+from syncd.domain.rules import HOLDS_NUMBER, AgentPhone
+from syncd.domain.states import REEVALUATED_ON_CHANGE, LeadState
 
 _CHUNK = 900  # stays under every backend's bound-parameter limit
 _LEADS: Table = Lead.__table__  # type: ignore[assignment]
 _TRANSITIONS: Table = LeadTransition.__table__  # type: ignore[assignment]
 _REEVALUATED = sorted(state.value for state in REEVALUATED_ON_CHANGE)
-_SENT_STATES = sorted(state.value for state in COUNTS_AS_SENT)
+_HOLDING_STATES = sorted(state.value for state in HOLDS_NUMBER)
+_ACCEPTED = LeadState.ACCEPTED.value
 # Constants rendered inline: an expanding IN cannot be used with executemany.
 _NOT_YET_CLAIMED = _LEADS.c.state.in_([literal_column(f"'{state}'") for state in _REEVALUATED])
 
@@ -218,9 +222,12 @@ def recent_phones(
     exclude_ids: Collection[int],
     agents: Collection[str] | None = None,
 ) -> set[AgentPhone]:
-    """(agent, number) pairs queued or sent since ``since``, across every sync.
+    """(agent, number) pairs held by another lead, across every sync.
 
-    Leads SimZ rejected do not count (nobody will call them); ``exclude_ids``
+    A lead that is ``queued``, ``sending`` or ``uncertain`` holds its number
+    whatever its age (a lead waiting out a long outage still goes out later); an
+    ``accepted`` one holds it when it was sent (or, unsent, created) since
+    ``since``. Leads SimZ rejected do not count (nobody will call them); ``exclude_ids``
     are the leads being evaluated again, which must not block themselves.
     ``agents`` (the agents the numbers are meant for) limits the pairs to those
     that can matter, and lets the lookup use the (agent, phone) index instead of
@@ -236,12 +243,12 @@ def recent_phones(
         for chunk in _chunks(sorted(phones)):
             sql = (
                 "SELECT id, agent_id, phone_e164 FROM leads "
-                f"WHERE phone_e164 IN ({_marks(chunk)}) AND state IN ({_marks(_SENT_STATES)}) "
-                "AND coalesce(sent_at, created_at) >= ?"
+                f"WHERE phone_e164 IN ({_marks(chunk)}) AND (state IN ({_marks(_HOLDING_STATES)}) "
+                "OR (state = ? AND coalesce(sent_at, created_at) >= ?))"
             )
             if agents is not None:
                 sql += f" AND agent_id IN ({_marks(agent_list)})"
-            params = (*chunk, *_SENT_STATES, when_since, *agent_list)
+            params = (*chunk, *_HOLDING_STATES, _ACCEPTED, when_since, *agent_list)
             for lead_id, agent, phone in _sqlite_rows(session, sql, params):
                 if lead_id not in exclude_ids and agent is not None and phone is not None:
                     pairs.add((agent, phone))
@@ -249,7 +256,8 @@ def recent_phones(
     when = func.coalesce(Lead.sent_at, Lead.created_at)
     for chunk in _chunks(sorted(phones)):
         query = select(Lead.id, Lead.agent_id, Lead.phone_e164).where(
-            Lead.phone_e164.in_(chunk), Lead.state.in_(_SENT_STATES), when >= since
+            Lead.phone_e164.in_(chunk),
+            or_(Lead.state.in_(_HOLDING_STATES), and_(Lead.state == _ACCEPTED, when >= since)),
         )
         if agents is not None:
             query = query.where(Lead.agent_id.in_(sorted(agents)))
@@ -283,6 +291,7 @@ class NewLead:
     record_cursor: datetime
     record_hash: str
     note: str | None
+    do_not_call: bool = False
 
 
 @dataclass(frozen=True)
@@ -296,6 +305,27 @@ class LeadChange:
     record_cursor: datetime
     record_hash: str
     note: str | None
+    do_not_call: bool = False
+
+
+@dataclass(frozen=True)
+class RecordChange:
+    """A changed record whose lead delivery already had: stored, never resent by the poll.
+
+    ``payload`` is None for a lead that was sent or may have been (``sending``,
+    ``accepted``, ``uncertain``): its payload, number and agent stay what was sent,
+    since the duplicate-phone rule must keep seeing the number that was called.
+    """
+
+    lead_id: int
+    state: str
+    record_cursor: datetime
+    record_hash: str
+    do_not_call: bool
+    reason: str
+    agent_id: str | None = None
+    payload: dict[str, Any] | None = None
+    phone_e164: str | None = None
 
 
 #: The columns insert_leads writes, in the order of its SQLite rows.
@@ -309,6 +339,7 @@ _NEW_LEAD_COLUMNS = (
     "record_cursor",
     "record_hash",
     "note",
+    "do_not_call",
     "attempts",
     "created_at",
     "updated_at",
@@ -353,6 +384,7 @@ def insert_leads(session: Session, sync_name: str, leads: Sequence[NewLead], now
             "record_cursor": lead.record_cursor,
             "record_hash": lead.record_hash,
             "note": lead.note,
+            "do_not_call": lead.do_not_call,
             "attempts": 0,
             "created_at": now,
             "updated_at": now,
@@ -379,6 +411,7 @@ def _insert_sqlite(
 ) -> None:
     payload = _bind_processor(dialect, "payload")
     cursor = _bind_processor(dialect, "record_cursor")
+    flag = _bind_processor(dialect, "do_not_call")
     created = _bind_processor(dialect, "created_at")(now)
     updated = _bind_processor(dialect, "updated_at")(now)
     rows = [
@@ -392,6 +425,7 @@ def _insert_sqlite(
             cursor(lead.record_cursor),
             lead.record_hash,
             lead.note,
+            flag(lead.do_not_call),
             0,
             created,
             updated,
@@ -451,6 +485,7 @@ def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime)
             record_cursor=bindparam("b_cursor"),
             record_hash=bindparam("b_hash"),
             note=bindparam("b_note"),
+            do_not_call=bindparam("b_dnc"),
             updated_at=bindparam("b_now"),
         )
     )
@@ -464,6 +499,7 @@ def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime)
             "b_cursor": change.record_cursor,
             "b_hash": change.record_hash,
             "b_note": change.note,
+            "b_dnc": change.do_not_call,
             "b_now": now,
         }
         for change in changes
@@ -490,3 +526,79 @@ def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime)
 
 def _reason(what: str, note: str | None) -> str:
     return (f"{what}: {note}" if note else what)[:500]
+
+
+def _record_statement(with_payload: bool) -> Any:
+    values: dict[str, Any] = {
+        "record_cursor": bindparam("b_cursor"),
+        "record_hash": bindparam("b_hash"),
+        "do_not_call": bindparam("b_dnc"),
+        "updated_at": bindparam("b_now"),
+    }
+    if with_payload:
+        values.update(
+            agent_id=bindparam("b_agent"),
+            payload=bindparam("b_payload"),
+            phone_e164=bindparam("b_phone"),
+        )
+    return (
+        update(_LEADS)
+        .where(_LEADS.c.id == bindparam("b_id"), _LEADS.c.state == bindparam("b_state"))
+        .values(values)
+    )
+
+
+_RECORD_ONLY = _record_statement(False)
+_RECORD_AND_PAYLOAD = _record_statement(True)
+
+
+def record_changes(session: Session, changes: Sequence[RecordChange], now: datetime) -> int:
+    """Store changed records of leads delivery already had, with an audit-trail note each.
+
+    The lead's state does not change (the poll never sends a lead again); the
+    update is guarded by the state the poll saw. Returns how many rows changed.
+    """
+    if not changes:
+        return 0
+    changed = 0
+    for with_payload in (False, True):
+        group = [change for change in changes if (change.payload is not None) is with_payload]
+        if not group:
+            continue
+        params = [
+            {
+                "b_id": change.lead_id,
+                "b_state": change.state,
+                "b_cursor": change.record_cursor,
+                "b_hash": change.record_hash,
+                "b_dnc": change.do_not_call,
+                "b_now": now,
+                **(
+                    {
+                        "b_agent": change.agent_id,
+                        "b_payload": change.payload,
+                        "b_phone": change.phone_e164,
+                    }
+                    if with_payload
+                    else {}
+                ),
+            }
+            for change in group
+        ]
+        statement = _RECORD_AND_PAYLOAD if with_payload else _RECORD_ONLY
+        changed += int(session.connection().execute(statement, params).rowcount)
+    session.execute(
+        insert(_TRANSITIONS),
+        [
+            {
+                "lead_id": change.lead_id,
+                "from_state": change.state,
+                "to_state": change.state,
+                "reason": change.reason[:500],
+                "batch_id": None,
+                "at": now,
+            }
+            for change in changes
+        ],
+    )
+    return changed

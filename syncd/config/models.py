@@ -381,7 +381,8 @@ class SimzConfig(_Model):
     """Exponential backoff with jitter for retries and paused keys or agents."""
     resend_uncertain: bool = Field(
         default=False,
-        description="Opt-in: requeue uncertain leads automatically. Risks calling a person twice.",
+        description="Opt-in: after each poll, fetch the sync's uncertain leads again from "
+        "Salesforce and requeue those that still pass every rule. Risks calling a person twice.",
     )
 
     _api_key_header_safe = field_validator("api_key")(header_safe)
@@ -476,12 +477,29 @@ class PhoneConfig(_Model):
         return value.upper()
 
 
+#: DoNotCall text values that mean "may be called" unless the sync names its own.
+DEFAULT_CALLABLE_VALUES = ("false", "0", "no", "n")
+
+
 class RulesConfig(_Model):
     respect_do_not_call: bool = Field(
         default=True, description="Skip records whose DoNotCall field is true."
     )
     do_not_call_field: str = Field(default="DoNotCall", pattern=_FIELD.pattern)
-    """The checkbox field that says do not call."""
+    """The field that says do not call: a checkbox, or text whose callable values are listed
+    in do_not_call_callable_values."""
+    do_not_call_callable_values: list[str] = Field(
+        default_factory=lambda: sorted(DEFAULT_CALLABLE_VALUES),
+        description="For a DoNotCall field that is not a checkbox: the values that mean "
+        "'may be called' (compared case-insensitively after trimming; an empty or null field "
+        "is always callable). Any other value skips the lead.",
+    )
+
+    @field_validator("do_not_call_callable_values")
+    @classmethod
+    def _fold_callable(cls, values: list[str]) -> list[str]:
+        return sorted({value.strip().lower() for value in values})
+
     duplicate_phone_window: Duration = Field(
         default=timedelta(hours=24),
         description="Do not send the same number to the same agent twice within this window "

@@ -122,10 +122,30 @@ def _custom_value(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"true", "1", "yes"}
-    return bool(value)
+#: Text values that plainly mean "do not call" (any other non-callable value also
+#: does, but is reported as unrecognised).
+_DO_NOT_CALL_VALUES = frozenset({"true", "1", "yes"})
+
+
+def read_do_not_call(value: Any, callable_values: frozenset[str]) -> tuple[bool, str | None]:
+    """Whether a DoNotCall value forbids the call, failing closed.
+
+    A boolean (a checkbox) is read as it is; null and empty text are callable;
+    other values are callable only when listed in ``callable_values`` (folded to
+    lower case, trimmed). Returns the flag and, for a value that is neither
+    listed nor a plain "true"/"1"/"yes", that value as text (for the note).
+    """
+    if isinstance(value, bool):
+        return value, None
+    text = _text(value)
+    if text is None:
+        return False, None
+    folded = text.lower()
+    if folded in callable_values:
+        return False, None
+    if folded in _DO_NOT_CALL_VALUES:
+        return True, None
+    return True, text[:100]
 
 
 # A plain North American number: "+1" and ten digits, or (default region US only) the
@@ -205,6 +225,8 @@ class MappedLead:
     note: str | None
     do_not_call: bool
     digest: str
+    #: A DoNotCall value that was not recognised (so ``do_not_call`` is True), else None.
+    do_not_call_unrecognised: str | None = None
 
 
 class Mapper:
@@ -224,6 +246,7 @@ class Mapper:
             if ref is not None
         ]
         self._dnc_field = sync.rules.do_not_call_field if sync.rules.respect_do_not_call else None
+        self._callable = frozenset(sync.rules.do_not_call_callable_values)
         self._cursor_parts = sync.cursor_field.split(".")
         self._dnc_parts = self._dnc_field.split(".") if self._dnc_field is not None else None
         # Every path the mapping and routing read, split once instead of per record.
@@ -323,8 +346,10 @@ class Mapper:
         if cursor is None:
             problems.append(f"record has no readable {self.sync.cursor_field}")
 
-        do_not_call = (
-            _truthy(_resolve(record, self._dnc_parts)) if self._dnc_parts is not None else False
+        do_not_call, unrecognised = (
+            read_do_not_call(_resolve(record, self._dnc_parts), self._callable)
+            if self._dnc_parts is not None
+            else (False, None)
         )
         note = "; ".join(problems + notes) or None
         state = LeadState.INVALID if problems else LeadState.QUEUED
@@ -341,6 +366,7 @@ class Mapper:
             note=note,
             do_not_call=do_not_call,
             digest=digest,
+            do_not_call_unrecognised=unrecognised,
         )
 
 

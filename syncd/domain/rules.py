@@ -15,12 +15,18 @@ from syncd.domain.states import LeadState
 
 DO_NOT_CALL_NOTE = "DoNotCall is set on the record"
 DUPLICATE_PHONE_NOTE = "duplicate phone within {window}"
-
-#: States of another lead that make a number "recently sent" to its agent.
-#: A lead SimZ rejected does not count: nobody will call it.
-COUNTS_AS_SENT = frozenset(
-    {LeadState.QUEUED, LeadState.SENDING, LeadState.ACCEPTED, LeadState.UNCERTAIN}
+DO_NOT_CALL_UNRECOGNISED_NOTE = (
+    "DoNotCall value {value!r} is not one of the callable values (treated as do not call)"
 )
+
+#: States of another lead that hold a number for its agent whatever their age: the
+#: lead is waiting to be sent, in flight, or may have reached SimZ.
+HOLDS_NUMBER = frozenset({LeadState.QUEUED, LeadState.SENDING, LeadState.UNCERTAIN})
+
+#: States of another lead that make a number "recently sent" to its agent: those
+#: above, and ``accepted`` within the window. A lead SimZ rejected does not count:
+#: nobody will call it.
+COUNTS_AS_SENT = HOLDS_NUMBER | {LeadState.ACCEPTED}
 
 AgentPhone = tuple[str, str]
 
@@ -28,6 +34,14 @@ AgentPhone = tuple[str, str]
 def skipped_for_do_not_call(lead: MappedLead, respect_do_not_call: bool) -> bool:
     """True when the record asks not to be called and the sync respects that."""
     return respect_do_not_call and lead.do_not_call
+
+
+def do_not_call_note(lead: MappedLead) -> str:
+    """Why DoNotCall holds the lead back: set, or a value that is not a callable one."""
+    value = lead.do_not_call_unrecognised
+    if value is None:
+        return DO_NOT_CALL_NOTE
+    return DO_NOT_CALL_UNRECOGNISED_NOTE.format(value=value)
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,7 @@ def decide(
             decisions.append(Decision(LeadState.INVALID, lead.note))
             continue
         if skipped_for_do_not_call(lead, respect_do_not_call):
-            decisions.append(Decision(LeadState.SKIPPED, _join(DO_NOT_CALL_NOTE, lead.note)))
+            decisions.append(Decision(LeadState.SKIPPED, _join(do_not_call_note(lead), lead.note)))
             continue
         if duplicate_window_label is not None and lead.agent_id and lead.phone_e164:
             pair = (lead.agent_id, lead.phone_e164)

@@ -1,4 +1,4 @@
-"""Build the poll query of DESIGN section 3, and read Salesforce datetimes.
+"""Build the poll query of docs/design.md section 3 (and the re-fetch by Id), read datetimes.
 
 Pure code. The query never pages with ``LIMIT`` on the cursor: many records
 may share one ``SystemModstamp`` and a ``LIMIT`` window could then loop or skip.
@@ -7,7 +7,8 @@ Paging is Salesforce's own (``nextRecordsUrl``) over one ordered query.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from syncd.config.models import SyncConfig
@@ -94,3 +95,26 @@ def build_poll_query(sync: SyncConfig, window: PollWindow) -> str:
 def build_count_query(sync: SyncConfig, window: PollWindow) -> str:
     """``SELECT COUNT() FROM <object> WHERE ...``: how many records the poll query reads."""
     return f"SELECT COUNT() FROM {sync.object} WHERE {_window_condition(sync, window)}"
+
+
+#: A Salesforce record Id: 15 or 18 letters and digits (nothing to escape).
+SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+
+
+def build_ids_query(sync: SyncConfig, ids: Sequence[str], *, with_where: bool = True) -> str:
+    """``SELECT <the poll's fields> FROM <object> WHERE Id IN (...) [AND (<where>)]``.
+
+    The records of the given Ids as a poll would read them now; with
+    ``with_where`` only those the sync's ``where`` still matches. Every Id must be
+    a Salesforce Id (:data:`SALESFORCE_ID`); ValueError otherwise.
+    """
+    if not ids:
+        raise ValueError("no Id to query")
+    bad = [value for value in ids if not SALESFORCE_ID.fullmatch(value)]
+    if bad:
+        raise ValueError(f"not a Salesforce Id: {bad[0]!r}")
+    quoted = ", ".join(f"'{value}'" for value in ids)
+    where = f"Id IN ({quoted})"
+    if with_where and sync.where and sync.where.strip():
+        where += f" AND ({sync.where.strip()})"
+    return f"SELECT {', '.join(query_fields(sync))} FROM {sync.object} WHERE {where} ORDER BY Id"

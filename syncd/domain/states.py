@@ -35,6 +35,9 @@ REQUEUEABLE = frozenset({S.UNCERTAIN, S.FAILED, S.REJECTED})
 #: States that end a lead's life unless an operator steps in.
 TERMINAL = frozenset({S.ACCEPTED, S.REJECTED, S.UNCERTAIN, S.FAILED})
 
+#: Where a requeue takes a lead once its record was fetched again and the rules re-applied.
+_RECHECKED = frozenset({S.QUEUED, S.SKIPPED, S.INVALID})
+
 ALLOWED: dict[LeadState | None, frozenset[LeadState]] = {
     None: frozenset({S.QUEUED, S.INVALID, S.SKIPPED}),  # first seen by a poll
     S.QUEUED: frozenset({S.SENDING, S.INVALID, S.SKIPPED, S.FAILED}),
@@ -43,10 +46,11 @@ ALLOWED: dict[LeadState | None, frozenset[LeadState]] = {
     # The answer to a batch decides; back to queued only when SimZ said nothing was queued.
     S.SENDING: frozenset({S.ACCEPTED, S.REJECTED, S.UNCERTAIN, S.QUEUED, S.FAILED}),
     S.ACCEPTED: frozenset(),
-    # Operator requeue only (and resend_uncertain, the documented opt-in).
-    S.REJECTED: frozenset({S.QUEUED}),
-    S.UNCERTAIN: frozenset({S.QUEUED}),
-    S.FAILED: frozenset({S.QUEUED}),
+    # Operator requeue only (and resend_uncertain, the documented opt-in), after the
+    # record is fetched again: back to queued, or held back by the rules it now fails.
+    S.REJECTED: _RECHECKED,
+    S.UNCERTAIN: _RECHECKED,
+    S.FAILED: _RECHECKED,
 }
 
 

@@ -1,11 +1,13 @@
 """Operator commands: ``syncd status``, ``syncd leads`` and ``syncd requeue``.
 
-They read (and, for requeue, change) only the database, never Salesforce or
-SimZ, so ``status``, ``leads`` and ``requeue --dry-run`` load the configuration
-without the Salesforce and SimZ secrets (unset ones are left unresolved; the
-database section is checked as usual). They never migrate: a database that is
-not at the latest schema gets "run syncd migrate" and exit 1, an unreachable
-one a single line and exit 1. Logs go to stderr so that ``--json`` output on stdout stays parseable.
+``status`` and ``leads`` read only the database, never Salesforce or SimZ;
+``requeue`` changes the database after fetching the selected records again from
+Salesforce. ``status``, ``leads`` and ``requeue --dry-run`` (which reads only the
+database) load the configuration without the Salesforce and SimZ secrets (unset
+ones are left unresolved; the database section is checked as usual). They never
+migrate: a database that is not at the latest schema gets "run syncd migrate" and
+exit 1, an unreachable one a single line and exit 1. Logs go to stderr so that
+``--json`` output on stdout stays parseable.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from syncd.entrypoints.cli_text import echo, echo_json, echo_lines, printable, s
 from syncd.logs import configure_logging
 from syncd.services import operator as ops
 from syncd.services.operator import REQUEUE_STATES, STATE_ORDER, iso, to_jsonable
+from syncd.services.refetch import SalesforceUnreachable
 
 T = TypeVar("T")
 
@@ -495,7 +498,12 @@ def _actor() -> str:
     help="Why; written to each lead's audit trail with your user name.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--dry-run", is_flag=True, help="Only show what would be requeued.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Only show what would be requeued, from the database alone (no Salesforce fetch: "
+    "the real run may still hold some leads back).",
+)
 @click.pass_context
 def requeue(
     ctx: click.Context,
@@ -510,8 +518,13 @@ def requeue(
     """Send uncertain, failed or rejected leads again: move them back to queued.
 
     Needs at least one of --sync, --state, --id (a bare `syncd requeue` is
-    refused). Attempts, retry time and error fields are reset; every moved lead
-    gets an audit-trail entry with --reason and $USER. It all happens in one
+    refused). The selected records are first fetched again from Salesforce and
+    every rule re-applied: a record that is now DoNotCall, deleted, no longer
+    matched by the sync's `where`, a duplicate or invalid becomes skipped or
+    invalid with the reason; the others go back to queued with their current
+    data. If Salesforce cannot be reached, nothing changes (exit status 3).
+    Attempts, retry time and error fields are reset; every moved lead gets an
+    audit-trail entry with --reason and $USER. It all happens in one
     transaction, and a lead whose state changed meanwhile is left alone.
 
     WARNING: an uncertain lead may already be in SimZ's calling queue (its
@@ -568,7 +581,10 @@ def requeue(
                 bold=True,
             )
         if dry_run:
-            echo("dry run: nothing was changed")
+            echo(
+                "dry run: nothing was changed (the records were not fetched again: a real "
+                "requeue may still skip some, or find them invalid)"
+            )
             return
         if not yes:
             try:
@@ -577,23 +593,63 @@ def requeue(
                 fail("no confirmation on stdin; rerun with --yes to requeue without asking")
             if not confirmed:
                 fail("not confirmed; nothing was requeued")
-        try:
-            result = _query(
-                lambda: ops.requeue(
-                    session_factory,
-                    sync=sync,
-                    states=list(states) or None,
-                    salesforce_ids=list(ids) or None,
-                    reason=reason,
-                    actor=_actor(),
-                )
-            )
-        except ops.RequeueRefused as exc:
-            echo("syncd: nothing was requeued:", err=True)
-            for problem in exc.problems:
-                echo(f"  {problem}", err=True)
-            sys.exit(1)
+        result = _requeue(config, session_factory, sync, states, ids, reason)
     echo(f"requeued {result.total} lead(s) (reason: {result.reason}; by {result.actor}):")
     echo_lines(_summary(result.moved))
+    if result.held:
+        echo(f"{len(result.held)} lead(s) not requeued: their records now fail a rule:")
+        for held in result.held[:HELD_SHOWN]:
+            echo(
+                f"  {held.salesforce_id} ({held.sync}): {held.from_state} -> {held.state}: "
+                f"{held.note}"
+            )
+        if len(result.held) > HELD_SHOWN:
+            echo(f"  ... and {len(result.held) - HELD_SHOWN} more (see `syncd leads`)")
     if result.skipped_by_filter:
         echo(f"{result.skipped_by_filter} lead(s) changed state meanwhile and were left alone")
+
+
+#: Held-back leads listed one per line after a requeue.
+HELD_SHOWN = 50
+#: Exit status when Salesforce cannot be reached to fetch the records again.
+EXIT_SALESFORCE_UNREACHABLE = 3
+
+
+def _requeue(
+    config: Config,
+    session_factory: sessionmaker[Session],
+    sync: str | None,
+    states: tuple[str, ...],
+    ids: tuple[str, ...],
+    reason: str,
+) -> ops.RequeueResult:
+    """Run the requeue with a Salesforce source; refusals become messages and exit codes."""
+    from syncd.adapters.salesforce import SalesforceSource
+
+    source = SalesforceSource(config.salesforce)
+    try:
+        return _query(
+            lambda: ops.requeue(
+                session_factory,
+                sources=lambda _name: source,
+                syncs={item.name: item for item in config.syncs},
+                sync=sync,
+                states=list(states) or None,
+                salesforce_ids=list(ids) or None,
+                reason=reason,
+                actor=_actor(),
+            )
+        )
+    except ops.RequeueRefused as exc:
+        echo("syncd: nothing was requeued:", err=True)
+        for problem in exc.problems:
+            echo(f"  {problem}", err=True)
+        sys.exit(1)
+    except SalesforceUnreachable as exc:
+        fail(
+            "cannot requeue: the records could not be fetched again from Salesforce "
+            f"({exc}); nothing was changed",
+            EXIT_SALESFORCE_UNREACHABLE,
+        )
+    finally:
+        source.close()

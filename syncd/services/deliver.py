@@ -54,6 +54,7 @@ from syncd.adapters.simz import MaybeSent, NothingSent, SimzClient, SimzReply, S
 from syncd.config.models import SimzConfig, SyncConfig
 from syncd.domain import backoff
 from syncd.domain.batching import request_body
+from syncd.domain.gate import GateRules
 from syncd.domain.outcome import Limits, Reply, plan_outcome
 from syncd.domain.responses import Action, Classified, classify, maybe_sent, nothing_sent
 from syncd.domain.states import LeadState
@@ -65,7 +66,6 @@ from syncd.services.pause_board import board_for
 log = get_logger(__name__)
 
 RECOVERY_REASON = "process stopped while the batch was in flight"
-RESEND_REASON = "resend_uncertain enabled"
 STOP_BEFORE_SEND = "stop requested before the batch was sent"
 
 
@@ -99,6 +99,14 @@ class _Part:
     @property
     def agent_id(self) -> str:
         return self.parent.agent_id
+
+
+def gate_rules(sync: SyncConfig) -> GateRules:
+    """The send gate's rules for ``sync`` (checked again as each batch is claimed)."""
+    return GateRules(
+        respect_do_not_call=sync.rules.respect_do_not_call,
+        duplicate_window=sync.rules.duplicate_phone_window,
+    )
 
 
 def default_worker() -> str:
@@ -181,6 +189,7 @@ class _Delivery:
         )
         #: Agents whose claim got past every pause in this cycle.
         self.unpaused: set[str] = set()
+        self.rules = gate_rules(sync)
 
     def _stopped(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -188,16 +197,6 @@ class _Delivery:
     # ------------------------------------------------------------------ the cycle
 
     def run(self) -> DeliveryResult:
-        if self.simz.resend_uncertain:
-            with self.sessions.begin() as session:
-                moved = outbox.requeue_uncertain(session, self.sync.name, self.now(), RESEND_REASON)
-            if moved:
-                self.log.warning(
-                    "uncertain leads requeued for resending",
-                    leads=moved,
-                    reason=RESEND_REASON,
-                    risk="SimZ may already have some of them: a person may be called twice",
-                )
         with self.sessions.begin() as session:
             agents = outbox.queued_agents(session, self.sync.name)
         # One thread POSTs while this one records the last answer and claims ahead.
@@ -249,6 +248,7 @@ class _Delivery:
                     now=current,
                     worker=self.worker,
                     posted=posted,
+                    rules=self.rules,
                 )
         if holds:
             return self._held(agent, holds)

@@ -1,8 +1,11 @@
 """Operator use cases: what is going on (status), what happened to a lead (leads), and
 the one manual repair syncd allows (requeue).
 
-These read and change only the database, so they work while the daemon runs
-and while Salesforce or SimZ are down.
+``status`` and ``leads`` read only the database, so they work while the daemon
+runs and while Salesforce or SimZ are down. ``requeue`` fetches the selected
+records again from Salesforce first (:mod:`syncd.services.refetch`) and refuses,
+changing nothing, when Salesforce cannot be reached: a lead is never sent again
+from stale data.
 
 ``requeue`` is the only way an ``uncertain`` lead is ever sent again (guarantee
 3): SimZ has no idempotency key, so a lead whose earlier POST did reach SimZ
@@ -12,8 +15,11 @@ will be called twice. Hence the rules, which the CLI states in its help:
 * only ``uncertain``, ``failed`` and ``rejected`` leads move, never ``accepted``;
 * an explicit Id list is all-or-nothing: if any named Id does not exist or is in
   a state the command would not move, nothing moves and every problem is named;
-* one transaction; the UPDATE repeats the state condition, so a lead whose state
-  changed since the preview (e.g. claimed meanwhile) is left alone;
+* every selected record is fetched again and every rule re-applied: a record
+  now DoNotCall, deleted, no longer matched by ``where``, a duplicate or invalid
+  becomes ``skipped``/``invalid`` with the reason instead of ``queued``;
+* one transaction; each UPDATE repeats the state condition, so a lead whose state
+  changed since it was selected is left alone;
 * one ``lead_transitions`` row per moved lead, with the reason and who did it.
 
 JSON shape of :meth:`StatusReport.to_dict` (version 1; times are ISO 8601 UTC
@@ -55,14 +61,14 @@ expiry.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters import operator_pauses
+from syncd.adapters import operator_pauses, recheck_store
 from syncd.adapters import operator_queries as q
 from syncd.adapters.operator_pauses import SCOPE_SYNC
 from syncd.adapters.orm import (
@@ -77,9 +83,11 @@ from syncd.adapters.orm import (
 )
 from syncd.adapters.outbox import SCOPE_AGENT, SCOPE_API_KEY, agent_pause_key
 from syncd.adapters.simz import key_fingerprint
-from syncd.config import Config
-from syncd.domain.states import REQUEUEABLE, LeadState, check_transition
+from syncd.config import Config, SyncConfig
+from syncd.domain.states import REQUEUEABLE, LeadState
 from syncd.logs import get_logger
+from syncd.services import refetch
+from syncd.services.refetch import RecordSource
 
 log = get_logger(__name__)
 
@@ -575,12 +583,24 @@ class RequeuePreview:
 
 
 @dataclass(frozen=True)
+class HeldLead:
+    """A lead a requeue did not queue: its record now fails a rule, or is gone."""
+
+    sync: str
+    salesforce_id: str
+    from_state: str
+    state: str
+    note: str
+
+
+@dataclass(frozen=True)
 class RequeueResult:
     moved: list[RequeueCount]
     reason: str
     actor: str
     at: datetime
     skipped_by_filter: int = 0
+    held: list[HeldLead] = dataclasses.field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -652,6 +672,8 @@ def preview_requeue(
 def requeue(
     session_factory: sessionmaker[Session],
     *,
+    sources: Callable[[str], RecordSource],
+    syncs: Mapping[str, SyncConfig],
     sync: str | None = None,
     states: Iterable[str] | None = None,
     salesforce_ids: Iterable[str] | None = None,
@@ -659,33 +681,50 @@ def requeue(
     actor: str,
     now: Callable[[], datetime] = utcnow,
 ) -> RequeueResult:
-    """Move the selected uncertain/failed/rejected leads back to ``queued``, in one transaction.
+    """Fetch the selected uncertain/failed/rejected leads' records again, re-apply the rules, and
+    move each to ``queued`` (new payload), ``skipped`` or ``invalid`` (with the reason).
 
     Without ``states`` every requeueable state is selected. Raises ValueError for
-    a bare selection and :class:`RequeueRefused` (moving nothing) when an
-    explicit Salesforce Id is unknown or names a lead this call would not move.
+    a bare selection; :class:`RequeueRefused` (moving nothing) when an explicit
+    Salesforce Id is unknown or names a lead this call would not move, or a lead's
+    sync is not configured; :class:`SalesforceUnreachable` (moving nothing) when
+    the records cannot be fetched. The moves happen in one transaction.
     """
     chosen, ids = _selection(sync, states, salesforce_ids)
     reason = (reason or DEFAULT_REASON).strip() or DEFAULT_REASON
     trail_reason = f"{reason} (by {actor or 'unknown'})"[:500]
-    at = now()
-    moved: list[RequeueCount] = []
-    with session_factory.begin() as session:
+    with session_factory() as session:
         preview = _preview(session, sync, chosen, ids)
         if preview.problems:
             raise RequeueRefused(preview.problems)
-        for state in chosen:
-            check_transition(state, LeadState.QUEUED)
-            for name in sorted({c.sync for c in preview.counts if c.state == state}):
-                clauses = q.lead_filter(sync=name, salesforce_ids=ids)
-                count = q.move_to_queued(session, clauses, state, reason=trail_reason, at=at)
-                if count:
-                    moved.append(RequeueCount(name, state, count))
-    moved_total = sum(c.leads for c in moved)
-    result = RequeueResult(moved, reason, actor, at, skipped_by_filter=preview.total - moved_total)
+        selected = recheck_store.select_leads(session, sync=sync, states=chosen, salesforce_ids=ids)
+    unknown = sorted({lead.sync_name for lead in selected} - set(syncs))
+    if unknown:
+        raise RequeueRefused(
+            [
+                f"sync {name!r} is not in the configuration: its records cannot be fetched again"
+                for name in unknown
+            ]
+        )
+    checked = refetch.recheck(
+        session_factory, sources, syncs, selected, reason=trail_reason, now=now
+    )
+    moved = [
+        RequeueCount(name, source, count)
+        for (name, source, target), count in sorted(checked.moved.items())
+        if target == LeadState.QUEUED.value
+    ]
+    held = [
+        HeldLead(o.lead.sync_name, o.lead.salesforce_id, o.lead.state, o.target.value, o.note or "")
+        for o in checked.held
+    ]
+    result = RequeueResult(
+        moved, reason, actor, now(), skipped_by_filter=checked.changed_meanwhile, held=held
+    )
     log.info(
         "leads requeued",
         leads=result.total,
+        held=len(held),
         by_state={c.state: c.leads for c in moved},
         sync=sync,
         ids=len(ids) if ids else 0,

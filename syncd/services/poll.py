@@ -9,7 +9,14 @@ page, and the next poll carries on from there.
 Records read twice (equal cursor values on a page boundary, the lookback)
 are recognised by (sync, Salesforce Id) and their digest: unchanged records
 cost no write. A changed record is evaluated again while its lead is still
-``queued``/``invalid``/``skipped`` and left alone once delivery has it.
+``queued``/``invalid``/``skipped``. Once delivery has had the lead, the change
+is still kept (digest, DoNotCall flag, and the payload for a lead that was not
+sent) with an audit-trail note, so the send gate and ``requeue`` see it; the
+poll never sends such a lead again by itself.
+
+Page by page on PostgreSQL the (agent, number) pairs the page may queue are
+locked (:mod:`syncd.adapters.number_locks`) before the duplicate-phone lookup,
+so two syncs or replicas never both queue one number for one agent.
 """
 
 from __future__ import annotations
@@ -25,17 +32,25 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import poll_store as store
+from syncd.adapters.number_locks import lock_numbers
 from syncd.adapters.orm import utcnow
 from syncd.adapters.salesforce import SalesforceLimitExceeded, SalesforceSourceError
 from syncd.config.models import SyncConfig
 from syncd.config.types import format_duration
 from syncd.domain.mapping import MappedLead, Mapper
-from syncd.domain.rules import AgentPhone, decide
+from syncd.domain.rules import AgentPhone, decide, do_not_call_note
 from syncd.domain.soql import build_poll_query
 from syncd.domain.states import REEVALUATED_ON_CHANGE, LeadState, check_transition
 from syncd.domain.window import PollWindow, plan_window
 from syncd.logs import get_logger
-from syncd.metrics import LAST_SUCCESSFUL_POLL, PAUSED, POLL_DURATION, POLLS, RECORDS_POLLED
+from syncd.metrics import (
+    DO_NOT_CALL_UNRECOGNISED,
+    LAST_SUCCESSFUL_POLL,
+    PAUSED,
+    POLL_DURATION,
+    POLLS,
+    RECORDS_POLLED,
+)
 
 log = get_logger(__name__)
 
@@ -102,10 +117,13 @@ class PagePlan:
 
     inserts: list[store.NewLead] = field(default_factory=list)
     changes: list[store.LeadChange] = field(default_factory=list)
+    recorded: list[store.RecordChange] = field(default_factory=list)
     unchanged: int = 0
     watermark: datetime | None = None
     #: Records whose cursor lies at or after the window's end (they leave the watermark alone).
     beyond_window: int = 0
+    #: New or changed records whose DoNotCall value was not recognised.
+    unrecognised: list[str] = field(default_factory=list)
     decided: list[tuple[MappedLead, LeadState, str | None, Literal["new", "updated"]]] = field(
         default_factory=list
     )
@@ -139,10 +157,15 @@ def plan_page(
     candidates: list[MappedLead] = []
     for lead in latest.values():
         found = existing.get(lead.salesforce_id)
-        if found is not None and (
-            found.state not in _REEVALUATED or found.record_hash == lead.digest
-        ):
-            plan.unchanged += 1  # a re-read, or a lead delivery already has
+        if found is not None and found.record_hash == lead.digest:
+            plan.unchanged += 1  # a re-read
+            continue
+        if lead.do_not_call_unrecognised is not None:
+            plan.unrecognised.append(lead.salesforce_id)
+        if found is not None and found.state not in _REEVALUATED:
+            # Delivery has it: keep the change (and the DoNotCall flag the gate and
+            # requeue read), never send it again from here.
+            plan.recorded.append(record_change(found, lead, lead.cursor or window_start, sync))
             continue
         candidates.append(lead)
     window = sync.rules.duplicate_phone_window
@@ -171,6 +194,7 @@ def plan_page(
                     cursor,
                     lead.digest,
                     decision.note,
+                    lead.do_not_call,
                 )
             )
             plan.decided.append((lead, decision.state, decision.note, "new"))
@@ -188,10 +212,67 @@ def plan_page(
                     cursor,
                     lead.digest,
                     decision.note,
+                    lead.do_not_call,
                 )
             )
             plan.decided.append((lead, decision.state, decision.note, "updated"))
     return plan
+
+
+#: States whose payload, number and agent are what was (or may have been) sent.
+_SENT_PAYLOAD = frozenset(
+    {LeadState.SENDING.value, LeadState.ACCEPTED.value, LeadState.UNCERTAIN.value}
+)
+
+
+def record_change(
+    found: store.ExistingLead, lead: MappedLead, cursor: datetime, sync: SyncConfig
+) -> store.RecordChange:
+    """What a changed record does to a lead delivery already has: stored, with a note."""
+    reason = f"polled: record changed while {found.state}; stored, not sent again by the poll"
+    if sync.rules.respect_do_not_call and lead.do_not_call:
+        reason += f"; {do_not_call_note(lead)}"
+    keep_sent = found.state in _SENT_PAYLOAD
+    return store.RecordChange(
+        found.id,
+        found.state,
+        cursor,
+        lead.digest,
+        lead.do_not_call,
+        reason,
+        agent_id=None if keep_sent else lead.agent_id,
+        payload=None if keep_sent else lead.payload,
+        phone_e164=None if keep_sent else lead.phone_e164,
+    )
+
+
+def _pairs_to_lock(
+    mapped: Sequence[MappedLead], existing: dict[str, store.ExistingLead]
+) -> set[AgentPhone]:
+    """(agent, number) of the leads this page may queue: new or changed, not yet sent."""
+    pairs: set[AgentPhone] = set()
+    for lead in mapped:
+        if not (lead.phone_e164 and lead.agent_id and lead.state is LeadState.QUEUED):
+            continue
+        found = existing.get(lead.salesforce_id)
+        if found is None or (found.state in _REEVALUATED and found.record_hash != lead.digest):
+            pairs.add((lead.agent_id, lead.phone_e164))
+    return pairs
+
+
+def _reevaluated_ids(
+    mapped: Sequence[MappedLead], existing: dict[str, store.ExistingLead]
+) -> set[int]:
+    """Leads this page evaluates again (changed, not yet sent): they must not block themselves.
+
+    An unchanged lead read again still holds its number, like any other.
+    """
+    digests = {lead.salesforce_id: lead.digest for lead in mapped}
+    return {
+        found.id
+        for sf_id, found in existing.items()
+        if found.state in _REEVALUATED and found.record_hash != digests.get(sf_id)
+    }
 
 
 def _phones_to_check(mapped: Sequence[MappedLead]) -> set[str]:
@@ -374,6 +455,7 @@ class _Poller:
                 now = self.now()
                 store.insert_leads(session, self.sync.name, plan.inserts, now)
                 store.update_leads(session, plan.changes, now)
+                store.record_changes(session, plan.recorded, now)
                 if plan.watermark is not None and self.advances_watermark:
                     store.advance_watermark(session, self.sync.name, plan.watermark, now)
         self.count(plan)
@@ -400,13 +482,17 @@ class _Poller:
         recent: set[AgentPhone] = set()
         duplicate_window = self.sync.rules.duplicate_phone_window
         if duplicate_window > timedelta(0):
+            if lock:
+                # Held until the page commits: no other sync or replica checks and
+                # queues one of these numbers for the same agent meanwhile.
+                lock_numbers(session, _pairs_to_lock(mapped, existing))
             phones = _phones_to_check(mapped)
             if phones:
                 recent = store.recent_phones(
                     session,
                     phones,
                     self.now() - duplicate_window,
-                    {lead.id for lead in existing.values()},
+                    _reevaluated_ids(mapped, existing),
                     agents={lead.agent_id for lead in mapped if lead.agent_id},
                 )
             recent |= self.taken
@@ -421,6 +507,17 @@ class _Poller:
     def count(self, plan: PagePlan) -> None:
         result = self.result
         result.unchanged += plan.unchanged
+        result.updated += len(plan.recorded)
+        if plan.unrecognised and not self.dry_run:
+            DO_NOT_CALL_UNRECOGNISED.labels(sync=self.sync.name).inc(len(plan.unrecognised))
+            log.warning(
+                "DoNotCall value not recognised: leads held back",
+                sync=self.sync.name,
+                records=len(plan.unrecognised),
+                salesforce_ids=plan.unrecognised[:20],
+                field=self.sync.rules.do_not_call_field,
+                callable_values=self.sync.rules.do_not_call_callable_values,
+            )
         for lead, state, note, change in plan.decided:
             if change == "new":
                 result.new += 1

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncd.adapters.db import make_engine, make_session_factory
 from syncd.adapters.migrate import upgrade
 from syncd.adapters.orm import Lead, LeadTransition
+from syncd.sandbox.salesforce import SalesforceEmulator
 from tests.integration.operator_rows import add_batch, add_lead, config_dict, sf_id
 
 
@@ -52,6 +53,30 @@ def workdir(tmp_path: Path) -> Path:
     config = config_dict(f"sqlite:///{tmp_path}/syncd.db")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return tmp_path
+
+
+@pytest.fixture
+def org(workdir: Path, salesforce_emulator: SalesforceEmulator) -> SalesforceEmulator:
+    """The config points at the emulator, which holds the records of the web leads."""
+    config = config_dict(f"sqlite:///{workdir}/syncd.db")
+    config["salesforce"] = {
+        "auth": {
+            "method": "password",
+            "username": salesforce_emulator.username,
+            "password": salesforce_emulator.password,
+            "security_token": salesforce_emulator.security_token,
+        },
+        "login_url": salesforce_emulator.url,
+        "ca_bundle": str(salesforce_emulator.ca_file),
+    }
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    salesforce_emulator.add_records(
+        [
+            {"sobject": "Lead", "Id": sf_id(n), "LastName": "P", "Phone": f"+1202555010{n}"}
+            for n in (1, 2)
+        ]
+    )
+    return salesforce_emulator
 
 
 @pytest.fixture
@@ -214,7 +239,9 @@ class TestRequeue:
         assert "sync web: uncertain 1, failed 1" in result.stdout
         assert states(db) == before
 
-    def test_answer_yes_moves_and_records(self, workdir: Path, db: sessionmaker[Session]) -> None:
+    def test_answer_yes_moves_and_records(
+        self, workdir: Path, db: sessionmaker[Session], org: SalesforceEmulator
+    ) -> None:
         """Answering 'y' moves exactly the selected leads, with reason and user in the trail."""
         before = states(db)
         result = run_syncd(
@@ -236,13 +263,25 @@ class TestRequeue:
             reasons = s.scalars(
                 select(LeadTransition.reason).where(LeadTransition.from_state == "uncertain")
             ).all()
-        assert reasons == ["SimZ says batch never arrived (by alice)"]
+        assert reasons == [
+            "SimZ says batch never arrived (by alice); record fetched again from Salesforce"
+        ]
 
-    def test_yes_by_sync(self, workdir: Path, db: sessionmaker[Session]) -> None:
-        """--sync retired --yes moves that sync's rejected lead only."""
+    def test_unconfigured_sync_refused(self, workdir: Path, db: sessionmaker[Session]) -> None:
+        """--sync retired (no longer configured) is refused: its records cannot be fetched."""
         before = states(db)
         result = run_syncd("requeue", "--sync", "retired", "--yes", cwd=workdir)
-        assert result.returncode == 0, result.stderr
-        expected = dict(before)
-        expected[("retired", sf_id(5))] = "queued"
-        assert states(db) == expected
+        assert_clean_failure(result)
+        assert "'retired' is not in the configuration" in result.stderr
+        assert states(db) == before
+
+    def test_salesforce_unreachable_refuses(self, workdir: Path, db: sessionmaker[Session]) -> None:
+        """With Salesforce unreachable, requeue says so in one line, exits 3, changes nothing."""
+        before = states(db)
+        result = run_syncd("requeue", "--sync", "web", "--yes", cwd=workdir)
+        assert_clean_failure(result, 3)
+        assert "could not be fetched again from Salesforce" in result.stderr
+        assert "nothing was changed" in result.stderr
+        refusals = [line for line in result.stderr.splitlines() if "cannot requeue" in line]
+        assert len(refusals) == 1, result.stderr
+        assert states(db) == before

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause, PollRun, SyncState
 from syncd.config import Config, parse_config
+from syncd.sandbox.sf_soql import id_suffix
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -49,8 +50,9 @@ def make_config(db_url: str = "sqlite:///./syncd.db") -> Config:
 
 
 def sf_id(n: int) -> str:
-    """An 18-character Salesforce-looking Id."""
-    return f"00Q000000000{n:06d}"
+    """An 18-character Lead Id (with its checksum suffix, so Salesforce can hold it)."""
+    base = f"00Q000000{n:06d}"
+    return base + id_suffix(base)
 
 
 def add_lead(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -12,7 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncd.adapters.db import make_session_factory
 from syncd.adapters.operator_queries import lead_filter, move_to_queued
 from syncd.adapters.orm import Lead, LeadTransition
+from syncd.adapters.salesforce import SalesforceSource
 from syncd.adapters.simz import key_fingerprint
+from syncd.sandbox.salesforce import SalesforceEmulator
 from syncd.services import operator as ops
 from tests.integration.operator_rows import (
     T0,
@@ -24,6 +27,42 @@ from tests.integration.operator_rows import (
     make_config,
     sf_id,
 )
+from tests.salesforce_fixtures import salesforce_config
+
+
+@pytest.fixture
+def org(salesforce_emulator: SalesforceEmulator) -> SalesforceEmulator:
+    """Salesforce with the records of the leads the requeue tests write (distinct numbers)."""
+    salesforce_emulator.add_records(
+        [
+            {
+                "sobject": "Lead",
+                "Id": sf_id(n),
+                "LastName": f"Person {n}",
+                "Company": "Acme",
+                "Phone": f"+1202555{n:04d}",
+                "Country": "US",
+            }
+            for n in range(1, 7)
+        ]
+    )
+    return salesforce_emulator
+
+
+def requeue(org: SalesforceEmulator, sessions: sessionmaker[Session], **kwargs: Any) -> Any:
+    """ops.requeue with the configured syncs and a source on the emulator."""
+    config = make_config()
+    source = SalesforceSource(salesforce_config(org))
+    try:
+        return ops.requeue(
+            sessions,
+            sources=lambda _name: source,
+            syncs={sync.name: sync for sync in config.syncs},
+            **kwargs,
+        )
+    finally:
+        source.close()
+
 
 #: Fingerprint of the API key in :func:`make_config`, as delivery names its pauses.
 FP = key_fingerprint("literal-test-key")
@@ -234,18 +273,22 @@ class TestRequeue:
             add_lead(s, "partner", sf_id(1), "uncertain", agent="agt_us")
             add_lead(s, "partner", sf_id(6), "failed", agent="agt_us")
 
-    def test_bare_requeue_is_refused(self, sessions: sessionmaker[Session]) -> None:
+    def test_bare_requeue_is_refused(
+        self, sessions: sessionmaker[Session], org: SalesforceEmulator
+    ) -> None:
         """Without any selector nothing moves and a ValueError says why."""
         self.seed(sessions)
         with pytest.raises(ValueError, match="selector"):
-            ops.requeue(sessions, actor="alice")
+            requeue(org, sessions, actor="alice")
         with pytest.raises(ValueError, match="selector"):
             ops.preview_requeue(sessions)
 
-    def test_by_state_moves_only_that_state(self, sessions: sessionmaker[Session]) -> None:
+    def test_by_state_moves_only_that_state(
+        self, sessions: sessionmaker[Session], org: SalesforceEmulator
+    ) -> None:
         """--state uncertain moves the uncertain leads of every sync and nothing else."""
         self.seed(sessions)
-        result = ops.requeue(sessions, states=["uncertain"], actor="alice", now=lambda: T0)
+        result = requeue(org, sessions, states=["uncertain"], actor="alice", now=lambda: T0)
         assert result.total == 2
         after = ops.list_leads(sessions)
         moved = {(v.sync, v.salesforce_id) for v in after if v.state == "queued"}
@@ -253,11 +296,11 @@ class TestRequeue:
         assert {v.state for v in after if v.salesforce_id == sf_id(2)} == {"failed"}
 
     def test_by_sync_moves_every_requeueable_state_of_that_sync(
-        self, sessions: sessionmaker[Session]
+        self, sessions: sessionmaker[Session], org: SalesforceEmulator
     ) -> None:
         """--sync alone moves that sync's uncertain, failed and rejected leads, not accepted."""
         self.seed(sessions)
-        result = ops.requeue(sessions, sync="web", actor="alice")
+        result = requeue(org, sessions, sync="web", actor="alice")
         assert sorted((c.state, c.leads) for c in result.moved) == [
             ("failed", 1),
             ("rejected", 1),
@@ -269,10 +312,12 @@ class TestRequeue:
         partner = ops.list_leads(sessions, sync="partner")
         assert sorted(v.state for v in partner) == ["failed", "uncertain"]
 
-    def test_by_ids_and_fields_reset(self, sessions: sessionmaker[Session]) -> None:
+    def test_by_ids_and_fields_reset(
+        self, sessions: sessionmaker[Session], org: SalesforceEmulator
+    ) -> None:
         """--id moves exactly the named leads and resets attempts, retry time and errors."""
         self.seed(sessions)
-        result = ops.requeue(sessions, sync="web", salesforce_ids=[sf_id(2), sf_id(3)], actor="a")
+        result = requeue(org, sessions, sync="web", salesforce_ids=[sf_id(2), sf_id(3)], actor="a")
         assert result.total == 2
         leads = {v.salesforce_id: v for v in ops.list_leads(sessions, sync="web")}
         for n in (2, 3):
@@ -281,16 +326,20 @@ class TestRequeue:
             assert (lead.error_code, lead.error_message) == (None, None)
         assert leads[sf_id(1)].state == "uncertain"
 
-    def test_accepted_id_refuses_everything(self, sessions: sessionmaker[Session]) -> None:
+    def test_accepted_id_refuses_everything(
+        self, sessions: sessionmaker[Session], org: SalesforceEmulator
+    ) -> None:
         """An explicit Id list naming an accepted lead moves nothing at all."""
         self.seed(sessions)
         before = states_of(sessions)
         with pytest.raises(ops.RequeueRefused) as caught:
-            ops.requeue(sessions, salesforce_ids=[sf_id(1), sf_id(4)], actor="alice")
+            requeue(org, sessions, salesforce_ids=[sf_id(1), sf_id(4)], actor="alice")
         assert any("accepted" in p and sf_id(4) in p for p in caught.value.problems)
         assert states_of(sessions) == before
 
-    def test_unknown_or_unselected_id_refuses(self, sessions: sessionmaker[Session]) -> None:
+    def test_unknown_or_unselected_id_refuses(
+        self, sessions: sessionmaker[Session], org: SalesforceEmulator
+    ) -> None:
         """An unknown Id, or one outside the chosen states, refuses the whole list."""
         self.seed(sessions)
         before = states_of(sessions)
@@ -301,22 +350,25 @@ class TestRequeue:
         assert any("nope" in p for p in preview.problems)
         assert any(sf_id(2) in p and "failed" in p for p in preview.problems)
         with pytest.raises(ops.RequeueRefused):
-            ops.requeue(
-                sessions, states=["uncertain"], salesforce_ids=[sf_id(1), "nope"], actor="a"
+            requeue(
+                org, sessions, states=["uncertain"], salesforce_ids=[sf_id(1), "nope"], actor="a"
             )
         assert states_of(sessions) == before
 
-    def test_non_requeueable_state_selector_rejected(self, sessions: sessionmaker[Session]) -> None:
+    def test_non_requeueable_state_selector_rejected(
+        self, sessions: sessionmaker[Session], org: SalesforceEmulator
+    ) -> None:
         """Asking to requeue accepted leads by state is a ValueError."""
         with pytest.raises(ValueError, match="accepted"):
-            ops.requeue(sessions, states=["accepted"], actor="alice")
+            requeue(org, sessions, states=["accepted"], actor="alice")
 
     def test_transitions_written_with_reason_and_actor(
-        self, sessions: sessionmaker[Session]
+        self, sessions: sessionmaker[Session], org: SalesforceEmulator
     ) -> None:
         """Each moved lead gets one uncertain->queued transition naming the reason and who."""
         self.seed(sessions)
-        ops.requeue(
+        requeue(
+            org,
             sessions,
             sync="web",
             states=["uncertain"],
@@ -334,9 +386,14 @@ class TestRequeue:
         sf, row = rows[0]
         assert sf == sf_id(1)
         assert (row.from_state, row.at) == ("uncertain", T0 + timedelta(hours=1))
-        assert row.reason == "SimZ confirmed batch lost (by alice)"
+        assert (
+            row.reason
+            == "SimZ confirmed batch lost (by alice); record fetched again from Salesforce"
+        )
 
-    def test_preview_counts_by_sync_and_state(self, sessions: sessionmaker[Session]) -> None:
+    def test_preview_counts_by_sync_and_state(
+        self, sessions: sessionmaker[Session], org: SalesforceEmulator
+    ) -> None:
         """The preview counts what would move, per sync and state, without moving it."""
         self.seed(sessions)
         before = states_of(sessions)
@@ -350,7 +407,9 @@ class TestRequeue:
         assert (preview.total, preview.uncertain, preview.problems) == (4, 2, [])
         assert states_of(sessions) == before
 
-    def test_lead_changed_meanwhile_is_not_moved(self, sessions: sessionmaker[Session]) -> None:
+    def test_lead_changed_meanwhile_is_not_moved(
+        self, sessions: sessionmaker[Session], org: SalesforceEmulator
+    ) -> None:
         """The UPDATE repeats the state condition: a lead no longer in the state stays put."""
         self.seed(sessions)
         with sessions.begin() as s:

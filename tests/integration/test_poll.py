@@ -222,9 +222,42 @@ class TestChanges:
         )
         result = harness.poll(T0 + timedelta(minutes=4))
         lead = harness.leads()[sf_id]
-        assert (result.updated, result.unchanged) == (0, 1)
+        # The change is recorded (digest, audit trail), but what was sent stays as sent.
+        assert (result.updated, result.unchanged, result.queued) == (1, 0, 0)
         assert lead.state == "accepted"
         assert lead.payload["customData"] == {"company": "Co 0"}
+        assert harness.transitions(sf_id)[-1] == ("accepted", "accepted")
+        again = harness.poll(T0 + timedelta(minutes=5))
+        assert (again.updated, again.unchanged) == (0, 1)
+
+    @pytest.mark.parametrize("state", ["failed", "rejected", "uncertain", "sending"])
+    def test_do_not_call_stored_in_any_state(self, harness: Harness, state: str) -> None:
+        """DoNotCall set on the record of a lead delivery already had is stored and noted."""
+        sf_id = harness.add(1, T0 + timedelta(minutes=1))[0]
+        harness.poll(T0 + timedelta(minutes=2))
+        with harness.factory.begin() as session:
+            session.execute(update(Lead).values(state=state))
+        harness.org.update_record(
+            "Lead",
+            sf_id,
+            {"DoNotCall": True, "Company": "Later"},
+            system_modstamp=T0 + timedelta(minutes=3),
+        )
+        result = harness.poll(T0 + timedelta(minutes=4))
+        lead = harness.leads()[sf_id]
+        assert (result.updated, result.queued, result.skipped) == (1, 0, 0)
+        assert lead.state == state
+        assert lead.do_not_call is True
+        resendable = state in ("failed", "rejected")
+        company = "Later" if resendable else "Co 0"
+        assert lead.payload["customData"] == {"company": company}
+        with harness.factory() as session:
+            reason = session.scalars(
+                select(LeadTransition.reason)
+                .where(LeadTransition.lead_id == lead.id)
+                .order_by(LeadTransition.id.desc())
+            ).first()
+        assert reason is not None and "DoNotCall is set" in reason and "not sent again" in reason
 
     def test_rules(self, harness: Harness) -> None:
         """DoNotCall and a repeated number make leads skipped with a note."""

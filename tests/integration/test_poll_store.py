@@ -204,16 +204,19 @@ def reference_recent(
     exclude_ids: set[int],
     agents: set[str] | None,
 ) -> set[tuple[str, str]]:
-    """recent_phones as it was: SQLAlchemy's expanding IN lists, on every backend."""
+    """recent_phones through SQLAlchemy's expanding IN lists, on every backend.
+
+    Queued and in-flight leads hold their number whatever their age; accepted ones
+    within the window.
+    """
     pairs = set()
     when = func.coalesce(Lead.sent_at, Lead.created_at)
-    states = ["accepted", "queued", "sending", "uncertain"]
+    holding = ["queued", "sending", "uncertain"]
     ordered = sorted(phones)
     for start in range(0, len(ordered), 900):
         query = select(Lead.id, Lead.agent_id, Lead.phone_e164).where(
             Lead.phone_e164.in_(ordered[start : start + 900]),
-            Lead.state.in_(states),
-            when >= since,
+            Lead.state.in_(holding) | ((Lead.state == "accepted") & (when >= since)),
         )
         if agents is not None:
             query = query.where(Lead.agent_id.in_(sorted(agents)))

@@ -315,6 +315,13 @@ class TestModels:
         assert sync.lookback == timedelta(minutes=10)
         assert sync.rules.respect_do_not_call is True
         assert config.simz.resend_uncertain is False
+        assert sync.rules.do_not_call_callable_values == ["0", "false", "n", "no"]
+
+    def test_callable_values_are_folded(self) -> None:
+        """DoNotCall callable values are compared trimmed and case-insensitively."""
+        rules = {"do_not_call_field": "Status__c", "do_not_call_callable_values": [" OK ", "Ok"]}
+        document = {**BASE, "syncs": [{**BASE["syncs"][0], "rules": rules}]}
+        assert parse(document).syncs[0].rules.do_not_call_callable_values == ["ok"]
 
     def test_simz_total_timeout(self) -> None:
         """timeout.total defaults below the shutdown grace and may not undercut connect."""

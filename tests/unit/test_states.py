@@ -19,10 +19,24 @@ class TestTransitions:
                 check_transition(LeadState.ACCEPTED, target)
 
     def test_uncertain_only_back_to_queued(self) -> None:
-        """An uncertain lead can only be requeued, never sent straight from that state."""
-        assert ALLOWED[LeadState.UNCERTAIN] == {LeadState.QUEUED}
+        """An uncertain lead can only be requeued (or held back by the requeue's re-check),
+        never sent straight from that state."""
+        assert ALLOWED[LeadState.UNCERTAIN] == {
+            LeadState.QUEUED,
+            LeadState.SKIPPED,
+            LeadState.INVALID,
+        }
         with pytest.raises(IllegalTransition):
             check_transition("uncertain", "sending")
+
+    @pytest.mark.parametrize("state", ["failed", "rejected", "uncertain"])
+    def test_requeue_recheck_targets(self, state: str) -> None:
+        """A requeue's re-check may queue the lead, or skip it or find it invalid."""
+        for target in ("queued", "skipped", "invalid"):
+            assert check_transition(state, target) is LeadState(target)
+        for target in ("sending", "accepted"):
+            with pytest.raises(IllegalTransition):
+                check_transition(state, target)
 
     def test_only_queued_leads_are_sent(self) -> None:
         """Only a queued lead can be claimed into a batch."""

@@ -1,0 +1,70 @@
+"""Per-(agent, number) locks: one number, one agent, one decision at a time (PostgreSQL).
+
+Two syncs (or two replicas) may poll records with the same number for the same
+agent at the same moment; each checks "is this number already queued or sent?"
+and inserts. Without a lock both checks can pass before either insert commits.
+On PostgreSQL the intake takes ``pg_advisory_xact_lock`` on a stable 64-bit
+hash of each (agent, E.164) pair of the page before that check, in ascending
+key order (so two intakes never deadlock), and holds it until the page commits;
+the send gate takes the same keys with ``pg_try_advisory_xact_lock`` and leaves
+a lead whose key is busy queued for the next cycle (it never waits, so it can
+never be part of a deadlock either).
+
+SQLite needs no lock: every writing transaction there starts with
+``BEGIN IMMEDIATE`` (:mod:`syncd.adapters.db`), so one writer at a time holds
+the whole database from its check to its commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+AgentPhone = tuple[str, str]
+
+_LOCK = text(
+    "SELECT pg_advisory_xact_lock(k) FROM "
+    "(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS u(k) ORDER BY k) AS s"
+)
+_TRY = text("SELECT k, pg_try_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS u(k)")
+
+
+def number_key(agent: str, phone: str) -> int:
+    """A stable signed 64-bit key for (agent, E.164 number), the same in every process."""
+    digest = hashlib.sha256(f"syncd-number\0{agent}\0{phone}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def lock_numbers(session: Session, pairs: Iterable[AgentPhone]) -> int:
+    """Wait for and hold (until commit) the lock of every pair; a no-op off PostgreSQL.
+
+    Returns how many distinct keys were locked.
+    """
+    if not _postgres(session):
+        return 0
+    keys = sorted({number_key(agent, phone) for agent, phone in pairs})
+    if keys:
+        session.execute(_LOCK, {"keys": keys}).all()
+    return len(keys)
+
+
+def try_lock_numbers(session: Session, pairs: Iterable[AgentPhone]) -> set[AgentPhone]:
+    """The pairs whose lock this transaction now holds; every pair off PostgreSQL."""
+    wanted = set(pairs)
+    if not _postgres(session) or not wanted:
+        return wanted
+    by_key: dict[int, list[AgentPhone]] = {}
+    for pair in wanted:
+        by_key.setdefault(number_key(*pair), []).append(pair)
+    held: set[AgentPhone] = set()
+    for key, taken in session.execute(_TRY, {"keys": sorted(by_key)}):
+        if taken:
+            held.update(by_key[key])
+    return held
