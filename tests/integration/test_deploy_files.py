@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from syncd.config import load_config
+from syncd.config import load_config, parse_config
 from syncd.config.types import parse_duration
 from tests.integration.deploy_files import (
     COMPOSE,
@@ -200,7 +200,16 @@ class TestCompose:
             volume.split(":")[1]: volume.split(":")[0] for volume in services["syncd"]["volumes"]
         }
         source = COMPOSE.parent / mounted[environment["SYNCD_CONFIG"]]
-        config = load_config(source, env=environment)
+        # The CA file comes from the emulator's volume at run time; config loading checks
+        # that files exist, so a stand-in is put where the container would mount it.
+        ca_path = "/sandbox/certs/ca.pem"
+        text = source.read_text(encoding="utf-8")
+        assert ca_path in text
+        stand_in = tmp_path / "ca.pem"
+        stand_in.write_text("stand-in\n", encoding="utf-8")
+        config = parse_config(
+            text.replace(ca_path, str(stand_in)), str(source), env=environment
+        )
         assert (
             config.simz.api_key.get_secret_value()
             == services["simz"]["environment"]["SIMZ_API_KEY"]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from syncd.adapters.simz import (
     MaybeSent,
@@ -163,9 +164,11 @@ class TestTransportErrors:
             server.bind(("127.0.0.1", 0))
             server.listen(1)
             port = server.getsockname()[1]
-            config = SimzConfig.model_validate(
-                {"api_key": "k-1234\n", "base_url": f"http://127.0.0.1:{port}"}
+            valid = SimzConfig.model_validate(
+                {"api_key": "k-1234", "base_url": f"http://127.0.0.1:{port}"}
             )
+            # Config loading refuses such a key; the client must still send nothing.
+            config = valid.model_copy(update={"api_key": SecretStr("k-1234\n")})
             with SimzClient(config) as client, pytest.raises(NothingSent) as caught:
                 client.submit("agt", BODY)
             assert "LocalProtocolError" in caught.value.reason
