@@ -201,6 +201,12 @@ class PollRun(Base):
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     invalid: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)
+    eligible: Mapped[int] = mapped_column(
+        Integer, default=0, comment="New leads ready to call (queued or held)."
+    )
+    held: Mapped[int] = mapped_column(
+        Integer, default=0, comment="Of those, held by the blast-radius guard."
+    )
     watermark_after: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
 

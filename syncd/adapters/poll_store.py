@@ -490,3 +490,74 @@ def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime)
 
 def _reason(what: str, note: str | None) -> str:
     return (f"{what}: {note}" if note else what)[:500]
+
+
+# --------------------------------------------------------------------------- the guard
+
+
+def guard_history(session: Session, sync_name: str, limit: int) -> list[int]:
+    """New leads ready to call of the sync's last ``limit`` ok polls the guard did not hold.
+
+    Newest first; what the guard's trailing average is taken over.
+    """
+    rows = session.execute(
+        select(PollRun.eligible)
+        .where(
+            PollRun.sync_name == sync_name,
+            PollRun.status == "ok",
+            PollRun.held == 0,
+            PollRun.finished_at.is_not(None),
+        )
+        .order_by(PollRun.id.desc())
+        .limit(limit)
+    )
+    return [int(eligible or 0) for (eligible,) in rows]
+
+
+def move_new_leads(
+    session: Session,
+    sync_name: str,
+    salesforce_ids: Sequence[str],
+    *,
+    source: str,
+    target: str,
+    reason: str,
+    note: str | None,
+    now: datetime,
+) -> int:
+    """Move the named leads of a sync from ``source`` to ``target``, with their transitions.
+
+    The UPDATE repeats the source state, so a lead that moved meanwhile (say,
+    one delivery claimed) is left alone; only the leads that moved get a
+    transition row. Returns how many moved.
+    """
+    moved: list[int] = []
+    for chunk in _chunks(list(salesforce_ids)):
+        result = session.execute(
+            update(Lead)
+            .where(
+                Lead.sync_name == sync_name,
+                Lead.salesforce_id.in_(list(chunk)),
+                Lead.state == source,
+            )
+            .values(state=target, note=note, updated_at=now)
+            .returning(Lead.id)
+            .execution_options(synchronize_session=False)
+        )
+        moved += [lead_id for (lead_id,) in result]
+    if moved:
+        session.execute(
+            insert(_TRANSITIONS),
+            [
+                {
+                    "lead_id": lead_id,
+                    "from_state": source,
+                    "to_state": target,
+                    "reason": reason[:500],
+                    "batch_id": None,
+                    "at": now,
+                }
+                for lead_id in sorted(moved)
+            ],
+        )
+    return len(moved)

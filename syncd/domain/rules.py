@@ -17,9 +17,10 @@ DO_NOT_CALL_NOTE = "DoNotCall is set on the record"
 DUPLICATE_PHONE_NOTE = "duplicate phone within {window}"
 
 #: States of another lead that make a number "recently sent" to its agent.
-#: A lead SimZ rejected does not count: nobody will call it.
+#: A lead SimZ rejected does not count: nobody will call it. A held lead counts:
+#: it is called if an operator releases it.
 COUNTS_AS_SENT = frozenset(
-    {LeadState.QUEUED, LeadState.SENDING, LeadState.ACCEPTED, LeadState.UNCERTAIN}
+    {LeadState.QUEUED, LeadState.SENDING, LeadState.ACCEPTED, LeadState.UNCERTAIN, LeadState.HELD}
 )
 
 AgentPhone = tuple[str, str]

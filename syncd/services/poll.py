@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -29,6 +29,7 @@ from syncd.adapters.orm import utcnow
 from syncd.adapters.salesforce import SalesforceLimitExceeded, SalesforceSourceError
 from syncd.config.models import SyncConfig
 from syncd.config.types import format_duration
+from syncd.domain.guard import GUARD_HISTORY, over_limit, poll_limit
 from syncd.domain.mapping import MappedLead, Mapper
 from syncd.domain.rules import AgentPhone, decide
 from syncd.domain.soql import build_poll_query
@@ -40,7 +41,10 @@ from syncd.metrics import LAST_SUCCESSFUL_POLL, PAUSED, POLL_DURATION, POLLS, RE
 log = get_logger(__name__)
 
 PollStatus = Literal["ok", "paused", "error"]
+HELD_NOTE = "held by the blast-radius guard"
 _REEVALUATED = frozenset(state.value for state in REEVALUATED_ON_CHANGE)
+_QUEUED = LeadState.QUEUED.value
+_HELD = LeadState.HELD.value
 #: Dry runs keep at most this many preview rows (the counts stay exact).
 PREVIEW_LIMIT = 10_000
 #: New leads in one poll after which PostgreSQL's statistics are refreshed (then
@@ -54,6 +58,10 @@ class RecordSource(Protocol):
     def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]: ...
 
     def api_usage(self) -> tuple[int, int] | None: ...
+
+    # Optional: ``last_query_size() -> int | None``, the running query's record count
+    # (Salesforce's ``totalSize``). Without it the blast-radius guard holds every new
+    # lead until the poll ends (see _Poller.hold_from_start).
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,9 @@ class PollResult:
     invalid: int = 0
     skipped: int = 0
     queued: int = 0
+    eligible: int = 0
+    held: int = 0
+    limit: int | None = None
     watermark: datetime | None = None
     error: str | None = None
     duration_seconds: float = 0.0
@@ -161,6 +172,9 @@ def plan_page(
             )
             plan.decided.append((lead, decision.state, decision.note, "new"))
         else:
+            note = decision.note
+            if found.state == LeadState.HELD.value and state == LeadState.QUEUED.value:
+                state, note = found.state, HELD_NOTE  # a change never releases a held lead
             if state != found.state:
                 check_transition(found.state, state)
             plan.changes.append(
@@ -173,10 +187,10 @@ def plan_page(
                     lead.phone_e164,
                     cursor,
                     lead.digest,
-                    decision.note,
+                    note,
                 )
             )
-            plan.decided.append((lead, decision.state, decision.note, "updated"))
+            plan.decided.append((lead, LeadState(state), note, "updated"))
     return plan
 
 
@@ -218,6 +232,11 @@ class _Poller:
         self.seen: dict[str, store.ExistingLead] = {}
         self.taken: set[AgentPhone] = set()
         self.analyze_at = ANALYZE_AFTER_NEW
+        # The blast-radius guard (see _Poller.guard_page).
+        self.limit: int | None = None
+        self.holding: bool | None = None  # decided at the first page
+        self.new_ids: list[str] | None = []  # this poll's new leads ready to call, while few
+        self.complete = False
 
     def configured_start(self) -> datetime:
         start = self.sync.start_at
@@ -249,6 +268,9 @@ class _Poller:
         )
         if window is not None:
             self.result.window_from, self.result.window_to = window.start, window.end
+            self.limit = self.result.limit = self.guard_limit()
+            if self.limit is None:
+                self.new_ids = None
         if not self.dry_run:
             with self.session_factory.begin() as session:
                 self.run_id = store.start_poll_run(
@@ -271,6 +293,7 @@ class _Poller:
         except Exception as exc:  # never crash the scheduler; make it visible instead
             log.exception("poll failed unexpectedly", sync=self.sync.name)
             self.fail(f"unexpected error: {type(exc).__name__}: {exc}")
+        self.finish_guard()
         self.record_run(self.run_id)
         return self.result
 
@@ -315,6 +338,8 @@ class _Poller:
         pages = self.source.query_pages(soql)
         try:
             for records in pages:
+                if self.holding is None:
+                    self.holding = self.hold_from_start()
                 self.result.pages += 1
                 self.result.fetched += len(records)
                 self.apply(records, window)
@@ -324,6 +349,7 @@ class _Poller:
                     return
                 if self.stop is not None and self.stop.is_set():
                     return
+            self.complete = True
         finally:
             close = getattr(pages, "close", None)
             if close is not None:
@@ -338,11 +364,13 @@ class _Poller:
         if self.dry_run:
             with self.session_factory() as session:
                 plan = self.plan(session, mapped, ids, window, lock=False)
+            self.result.eligible += sum(1 for new in plan.inserts if new.state == _QUEUED)
             self.remember(plan)
         else:
             with self.session_factory.begin() as session:
                 plan = self.plan(session, mapped, ids, window, lock=True)
                 now = self.now()
+                self.guard_page(session, plan, now)
                 store.insert_leads(session, self.sync.name, plan.inserts, now)
                 store.update_leads(session, plan.changes, now)
                 if plan.watermark is not None:
@@ -382,6 +410,153 @@ class _Poller:
             recent |= self.taken
         return plan_page(mapped, existing, recent, self.sync, window.start)
 
+    # ------------------------------------------------------------------ the guard
+
+    def guard_limit(self) -> int | None:
+        """The most new leads this poll may queue (see :mod:`syncd.domain.guard`)."""
+        guard = self.sync.guard
+        history: list[int] = []
+        if guard.max_factor is not None:
+            with self.session_factory() as session:
+                history = store.guard_history(session, self.sync.name, GUARD_HISTORY)
+        return poll_limit(
+            max_new_per_poll=guard.max_new_per_poll,
+            max_factor=guard.max_factor,
+            min_history=guard.min_history,
+            factor_floor=guard.factor_floor,
+            history=history,
+        )
+
+    def hold_from_start(self) -> bool:
+        """Whether this poll's new leads are held from its first page on.
+
+        Not when the query's size is known (Salesforce's ``totalSize``, fixed
+        when the query runs) and within the limit: the new leads ready to call
+        are some of those records, so they cannot exceed it. Otherwise (a
+        larger window, or a source that cannot tell) every new lead ready to
+        call is inserted ``held``, and :meth:`finish_guard` releases them when
+        the whole window turned out to be within the limit.
+        """
+        if self.limit is None:
+            return False
+        size_of = getattr(self.source, "last_query_size", None)
+        size = size_of() if callable(size_of) else None
+        hold = not isinstance(size, int) or size > self.limit
+        if hold:
+            log.info(
+                "new leads held until the poll ends",
+                sync=self.sync.name,
+                records=size,
+                limit=self.limit,
+            )
+        return hold
+
+    def guard_page(self, session: Session, plan: PagePlan, now: datetime) -> None:
+        """Hold the page's new leads when the poll holds, in the page's transaction.
+
+        Delivery claims only ``queued`` leads and runs while the poll commits
+        page by page, so the guard must decide before a new lead is ever
+        committed as ``queued``: :meth:`hold_from_start` does, from the query's
+        size, before the first page. Should a source return more records than
+        it announced, the page that crosses the limit still moves the poll's
+        earlier new leads from ``queued`` to ``held`` in its own transaction
+        and says so in an error if delivery had already claimed some.
+        """
+        fresh = [new.salesforce_id for new in plan.inserts if new.state == _QUEUED]
+        self.result.eligible += len(fresh)
+        crossing = not self.holding and over_limit(self.result.eligible, self.limit)
+        if self.holding or crossing:
+            plan.inserts = [
+                replace(new, state=_HELD, note=HELD_NOTE) if new.state == _QUEUED else new
+                for new in plan.inserts
+            ]
+            plan.decided = [
+                (lead, LeadState.HELD, HELD_NOTE, change)
+                if change == "new" and state is LeadState.QUEUED
+                else (lead, state, note, change)
+                for lead, state, note, change in plan.decided
+            ]
+        if crossing:
+            self.holding = True
+            earlier = self.new_ids or []
+            moved = store.move_new_leads(
+                session,
+                self.sync.name,
+                earlier,
+                source=_QUEUED,
+                target=_HELD,
+                reason=f"{HELD_NOTE}: the poll crossed its limit of {self.limit}",
+                note=HELD_NOTE,
+                now=now,
+            )
+            self.result.queued -= moved
+            if moved < len(earlier):
+                log.error(
+                    "new leads of a held poll were claimed before it crossed its limit",
+                    sync=self.sync.name,
+                    claimed=len(earlier) - moved,
+                )
+        if self.new_ids is not None:
+            self.new_ids += fresh
+            if over_limit(len(self.new_ids), self.limit):
+                self.new_ids = None  # held for good: no need to remember them
+
+    def finish_guard(self) -> None:
+        """Log a held poll, or release the leads held only while the poll's size was unknown."""
+        result = self.result
+        if self.limit is None:
+            return
+        if over_limit(result.eligible, self.limit):
+            result.held = result.eligible
+            if self.dry_run:
+                result.queued -= result.eligible
+                result.preview = [
+                    replace(row, state=_HELD, note=HELD_NOTE)
+                    if row.change == "new" and row.state == _QUEUED
+                    else row
+                    for row in result.preview
+                ]
+                return
+            name = self.sync.name
+            log.error(
+                "poll held by the blast-radius guard",
+                sync=self.sync.name,
+                new=result.eligible,
+                limit=self.limit,
+                hint=f"check `syncd leads --state held --sync {name}`, then "
+                f"`syncd release --sync {name}` or `syncd discard --sync {name}`",
+            )
+            return
+        if self.dry_run or not self.holding or not self.new_ids:
+            return
+        if not self.complete or result.status != "ok":
+            result.held = len(self.new_ids)
+            log.error(
+                "poll ended early while holding its new leads: they stay held",
+                sync=self.sync.name,
+                held=result.held,
+                limit=self.limit,
+            )
+            return
+        try:
+            with self.session_factory.begin() as session:
+                released = store.move_new_leads(
+                    session,
+                    self.sync.name,
+                    self.new_ids,
+                    source=_HELD,
+                    target=_QUEUED,
+                    reason=f"released by its poll: {result.eligible} new leads, "
+                    f"within the limit of {self.limit}",
+                    note=None,
+                    now=self.now(),
+                )
+        except SQLAlchemyError as exc:
+            result.held = len(self.new_ids)
+            log.error("cannot release the poll's held leads", sync=self.sync.name, error=str(exc))
+            return
+        result.queued += released
+
     def remember(self, plan: PagePlan) -> None:
         for lead, state, _note, _change in plan.decided:
             self.seen[lead.salesforce_id] = store.ExistingLead(-1, state.value, lead.digest)
@@ -400,6 +575,8 @@ class _Poller:
                 result.invalid += 1
             elif state is LeadState.SKIPPED:
                 result.skipped += 1
+            elif state is LeadState.HELD:
+                pass  # counted by finish_guard: held for good, or released and queued
             else:
                 result.queued += 1
             if self.dry_run and len(result.preview) < PREVIEW_LIMIT:
@@ -439,6 +616,8 @@ class _Poller:
                         unchanged=result.unchanged,
                         invalid=result.invalid,
                         skipped=result.skipped,
+                        eligible=result.eligible,
+                        held=result.held,
                         watermark_after=result.watermark,
                         error=result.error,
                     )
