@@ -1,4 +1,4 @@
-"""held leads: the blast-radius guard's lead state, and what each poll held
+"""held leads and calling hours: the guard's lead state, what each poll held, waiting_for
 
 Revision ID: 0005
 Revises: 0003
@@ -8,7 +8,8 @@ A poll that finds more new leads than the sync's guard allows puts them in the
 new state ``held``, which delivery never claims; ``leads.state``'s CHECK
 constraint admits it. ``poll_runs`` gains ``eligible`` (new leads ready to
 call, which the trailing average is taken over) and ``held``; rows written
-before this revision count 0 for both.
+before this revision count 0 for both. ``leads.waiting_for`` says that a
+queued lead waits for its calling hours to open (at ``next_attempt_at``).
 """
 
 from collections.abc import Sequence
@@ -35,6 +36,15 @@ def _state_check(states: str) -> None:
 
 def upgrade() -> None:
     _state_check(_NEW_STATES)
+    with op.batch_alter_table("leads", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "waiting_for",
+                sa.String(length=32),
+                nullable=True,
+                comment="calling_hours: next_attempt_at is when the lead's window opens.",
+            )
+        )
     with op.batch_alter_table("poll_runs", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column(
@@ -64,4 +74,6 @@ def downgrade() -> None:
     with op.batch_alter_table("poll_runs", schema=None) as batch_op:
         batch_op.drop_column("held")
         batch_op.drop_column("eligible")
+    with op.batch_alter_table("leads", schema=None) as batch_op:
+        batch_op.drop_column("waiting_for")
     _state_check(_OLD_STATES)

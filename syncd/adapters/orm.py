@@ -127,6 +127,9 @@ class Lead(Base):
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
+    waiting_for: Mapped[str | None] = mapped_column(
+        String(32), comment="calling_hours: next_attempt_at is when the lead's window opens."
+    )
     batch_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("batches.id"))
     simz_batch_id: Mapped[str | None] = mapped_column(String(255))
     error_code: Mapped[str | None] = mapped_column(String(100))

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause
+from syncd.domain.calling_hours import WAITING_FOR
 from syncd.domain.states import LeadState, check_transition
 
 #: Core tables for the per-batch moves: plain UPDATE and executemany INSERT, without
@@ -144,7 +145,9 @@ def _due_queries() -> tuple[Select[Any], Select[Any]]:
     ``limit``; the retries due now are few and sorted on their own.
     """
     leads = _LEADS.c
-    base = select(leads.id, leads.salesforce_id, leads.payload, leads.attempts).where(
+    base = select(
+        leads.id, leads.salesforce_id, leads.payload, leads.attempts, leads.phone_e164
+    ).where(
         leads.sync_name == bindparam("sync_name"),
         leads.agent_id == bindparam("agent_id"),
         leads.state == LeadState.QUEUED.value,
@@ -198,6 +201,13 @@ def _new_batch(
     return batch_id
 
 
+#: Given (lead id, phone) of due leads: the ids whose calling hours are closed now,
+#: each with the time its window opens (see :func:`claim`).
+ClosedHours = Callable[[Sequence[tuple[int, str | None]]], Mapping[int, datetime]]
+#: Rounds of deferring a claim takes at most before it gives up for this pass.
+_DEFER_ROUNDS = 20
+
+
 def claim(
     session: Session,
     *,
@@ -208,18 +218,30 @@ def claim(
     now: datetime,
     worker: str | None,
     posted: bool = True,
+    closed_hours: ClosedHours | None = None,
 ) -> Claim | None:
     """Move up to ``limit`` due leads to ``sending`` under a new in-flight batch row.
 
     ``posted=False`` claims a batch *ahead*, while another is in flight: it must
     not be sent before :func:`mark_posted` commits; until then recovery knows it
     was never sent and puts its leads back in the queue.
+
+    ``closed_hours`` (a sync with calling hours) is asked about every due lead
+    inside this transaction; the leads it names are not claimed but deferred
+    (:func:`defer_to_calling_hours`) and the claim looks again for others.
     """
-    # The oldest ``limit`` of both; rows locked but not taken are free again at commit.
-    connection = session.connection()
     params = {"sync_name": sync_name, "agent_id": agent_id, "now": now, "limit": limit}
-    found = [row for query in _DUE for row in connection.execute(query, params)]
-    rows = sorted(found, key=lambda row: row.id)[:limit]
+    rows = _due(session, params, limit)
+    rounds = 0
+    while closed_hours is not None and rows:
+        closed = closed_hours([(row.id, row.phone_e164) for row in rows])
+        if not closed:
+            break
+        defer_to_calling_hours(session, closed, now)
+        rounds += 1
+        if rounds == _DEFER_ROUNDS:
+            return None  # only closed leads so far: the next pass goes on
+        rows = _due(session, params, limit)
     if not rows:
         return None
     leads = tuple(ClaimedLead(r.id, r.salesforce_id, r.payload, r.attempts) for r in rows)
@@ -241,9 +263,41 @@ def claim(
         reason="claimed into a batch",
         batch_id=batch_id,
         now=now,
-        values={"batch_id": batch_id, "sent_at": now},
+        values={"batch_id": batch_id, "sent_at": now, "waiting_for": None},
     )
     return Claim(batch_id, sync_name, agent_id, leads)
+
+
+def _due(session: Session, params: Mapping[str, Any], limit: int) -> list[Any]:
+    """The oldest ``limit`` due leads; rows locked but not taken are free again at commit."""
+    connection = session.connection()
+    found = [row for query in _DUE for row in connection.execute(query, params)]
+    return sorted(found, key=lambda row: row.id)[:limit]
+
+
+_DEFER = (
+    update(_LEADS)
+    .where(
+        _LEADS.c.id == bindparam("lead"),
+        _LEADS.c.state == LeadState.QUEUED.value,
+    )
+    .values(
+        next_attempt_at=bindparam("opens", type_=_LEADS.c.next_attempt_at.type),
+        waiting_for=WAITING_FOR,
+        updated_at=bindparam("now", type_=_LEADS.c.updated_at.type),
+    )
+)
+
+
+def defer_to_calling_hours(session: Session, opens: Mapping[int, datetime], now: datetime) -> None:
+    """Queued leads wait until their calling hours open: no attempt counted, no state change.
+
+    ``next_attempt_at`` becomes the opening, so the due-retry query picks the
+    lead up then; ``waiting_for`` tells operators why it waits.
+    """
+    params = [{"lead": lead_id, "opens": at, "now": now} for lead_id, at in opens.items()]
+    if params:
+        session.connection().execute(_DEFER, params)
 
 
 def rebatch(

@@ -359,7 +359,7 @@ class CallingHoursConfig(_Model):
     days: str = Field(default="mon-sun", description="e.g. mon-sun, mon-fri, mon-fri,sat.")
     timezone: Literal["from_phone"] | str | TimezoneField = Field(
         default="from_phone",
-        description="from_phone, an IANA zone (e.g. America/New_York) or {field: Name}.",
+        description="from_phone or an IANA zone (e.g. America/New_York).",
     )
 
     @field_validator("window")
@@ -377,9 +377,23 @@ class CallingHoursConfig(_Model):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str | TimezoneField) -> str | TimezoneField:
-        if isinstance(value, str) and value != "from_phone" and zone(value) is None:
+        if not isinstance(value, str):
+            raise ValueError(
+                "timezone {field: ...} (a zone per record) is not supported yet; "
+                "use from_phone or an IANA zone"
+            )
+        if value != "from_phone" and zone(value) is None:
             raise ValueError(f"{value!r} is neither from_phone nor an IANA time zone")
         return value
+
+    @property
+    def fixed_zone(self) -> str | None:
+        """The one IANA zone every lead is called in, or None to take it from the phone."""
+        return (
+            self.timezone
+            if isinstance(self.timezone, str) and self.timezone != "from_phone"
+            else None
+        )
 
     @property
     def hours(self) -> CallingHours:

@@ -25,6 +25,8 @@ import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
 UNKNOWN_ZONE = "Etc/Unknown"
+#: ``leads.waiting_for`` of a queued lead that waits for its calling hours to open.
+WAITING_FOR = "calling_hours"
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 #: How far ahead :func:`next_opening` looks before it gives up.

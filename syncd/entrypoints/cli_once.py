@@ -15,6 +15,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from syncd.config import Config, SyncConfig
+from syncd.entrypoints import sandbox_clock
 from syncd.entrypoints.cli import (
     EXIT_FAILURE,
     config_option,
@@ -56,6 +57,11 @@ def _print_dry_run(result: PollResult) -> None:
         f"unchanged {result.unchanged}; would queue {result.queued}, "
         f"skip {result.skipped}, mark invalid {result.invalid}"
     )
+    if result.held:
+        click.echo(
+            f"  would HOLD {result.held} new lead(s): more than the guard's limit of "
+            f"{result.limit} for one poll (nothing is sent until `syncd release`)"
+        )
     if not result.preview:
         return
     click.echo(f"  {'Salesforce Id':<18}  {'change':<7}  {'state':<8}  {'agent':<20}  note")
@@ -85,7 +91,8 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
 
     Exits 1 if any poll or delivery failed, 0 otherwise. With --dry-run, nothing
     is written and nothing is sent: the output lists, per sync, the counts and
-    each new or changed record's Salesforce Id, would-be state, agent and note.
+    each new or changed record's Salesforce Id, would-be state, agent and note,
+    and how many new leads the blast-radius guard would hold.
     """
     from syncd.bootstrap import bootstrap
     from syncd.services.poll import poll_sync
@@ -94,8 +101,12 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
     setup(ctx, config)
     syncs = _selected(config, sync_name)
     try:
+        now = sandbox_clock.clock(config)
+    except sandbox_clock.ClockRefused as exc:
+        fail(str(exc), 2)
+    try:
         # No recovery of ``sending`` leads here: a daemon may be delivering them right now.
-        runtime = bootstrap(config, recover=False)
+        runtime = bootstrap(config, recover=False, now=now)
         freeze_startup_objects()
     except SQLAlchemyError as exc:
         fail(f"cannot open the database: {describe_db_error(exc)}")
@@ -110,6 +121,7 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
                     runtime.source(sync.name),
                     sync,
                     dry_run=True,
+                    now=now,
                     max_api_usage_percent=config.salesforce.max_api_usage_percent,
                     limit_pause=config.salesforce.limit_pause,
                 )
@@ -121,6 +133,7 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
                 f"sync {sync.name}: poll {polled.status}: fetched {polled.fetched}, "
                 f"new {polled.new}, updated {polled.updated}, unchanged {polled.unchanged}, "
                 f"invalid {polled.invalid}, skipped {polled.skipped}"
+                + (f", HELD {polled.held}" if polled.held else "")
                 + (f"; {polled.error}" if polled.error else "")
             )
             failed = failed or polled.status == "error"

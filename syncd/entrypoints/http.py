@@ -32,6 +32,8 @@ log = get_logger("syncd.http")
 
 #: A 401 pause: the API key itself was refused, so nothing can be delivered.
 _AUTH_PAUSES = "SELECT COUNT(*) FROM pauses WHERE scope = 'api_key' AND http_status = 401"
+#: Leads the blast-radius guard holds, per sync: an operator must release or discard them.
+_HELD = "SELECT sync_name, COUNT(*) FROM leads WHERE state = 'held' GROUP BY sync_name"
 
 
 @dataclass
@@ -68,7 +70,9 @@ class Readiness:
       until an operator fixes the key);
     * ``poll:<sync>`` -- each enabled sync polled successfully within three poll
       intervals (:meth:`PollTracker.stale`);
-    * ``shutdown`` -- fails once ``stop`` is set (a signal arrived).
+    * ``shutdown`` -- fails once ``stop`` is set (a signal arrived);
+    * ``held:<sync>`` -- fails while the blast-radius guard holds leads of a
+      sync polled here (until ``syncd release`` or ``syncd discard``).
 
     The SQL runs on a raw DBAPI connection, outside SQLAlchemy's transaction
     events: on SQLite those issue ``BEGIN IMMEDIATE``, which would make a probe
@@ -100,8 +104,9 @@ class Readiness:
         report = ReadyReport()
         if self.stop is not None and self.stop.is_set():
             report.fail("shutdown", "syncd is stopping")
+        held: dict[str, int] = {}
         try:
-            auth_pauses = self._query_database()
+            auth_pauses, held = self._query_database()
         except Exception as exc:  # any driver error means: not ready
             first = str(exc).strip().splitlines()
             report.fail("database", f"{type(exc).__name__}: {first[0] if first else ''}")
@@ -118,9 +123,15 @@ class Readiness:
                 report.fail(f"poll:{name}", stale[name])
             else:
                 report.ok(f"poll:{name}")
+            if held.get(name):
+                report.fail(
+                    f"held:{name}",
+                    f"{held[name]} new leads held by the blast-radius guard: "
+                    f"`syncd release --sync {name}` or `syncd discard --sync {name}`",
+                )
         return report
 
-    def _query_database(self) -> int:
+    def _query_database(self) -> tuple[int, dict[str, int]]:
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
@@ -129,12 +140,14 @@ class Readiness:
                 cursor.fetchall()
                 cursor.execute(self.sql)
                 row = cursor.fetchone()
+                cursor.execute(_HELD)
+                held = {str(name): int(count) for name, count in cursor.fetchall()}
             finally:
                 cursor.close()
             connection.rollback()
         finally:
             connection.close()
-        return int(row[0]) if row else 0
+        return (int(row[0]) if row else 0), held
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -55,6 +55,7 @@ from syncd.domain.responses import Action, Classified, classify, maybe_sent, not
 from syncd.domain.states import LeadState
 from syncd.logs import get_logger
 from syncd.metrics import BATCHES, LEADS_DELIVERED, SIMZ_REQUEST_DURATION
+from syncd.services.call_window import closed_hours
 
 log = get_logger(__name__)
 
@@ -254,6 +255,7 @@ class _Delivery:
                     now=current,
                     worker=self.worker,
                     posted=posted,
+                    closed_hours=closed_hours(self.sync.calling_hours, current),
                 )
         if pauses:
             return self._still_paused(agent, pauses)

@@ -20,7 +20,7 @@ from syncd.adapters import operator_queries as q
 from syncd.adapters.orm import utcnow
 from syncd.config import Config
 from syncd.domain.states import LeadState
-from syncd.metrics import BACKLOG, LEADS_BY_STATE, PAUSED, UNCERTAIN_LEADS
+from syncd.metrics import BACKLOG, HELD_LEADS, LEADS_BY_STATE, PAUSED, UNCERTAIN_LEADS
 
 #: Label value for queued leads that have no agent (should not happen; made visible).
 NO_AGENT = "none"
@@ -41,8 +41,8 @@ def refresh_state_metrics(
     *,
     now: Callable[[], datetime] = utcnow,
 ) -> None:
-    """Set ``syncd_leads``, ``syncd_uncertain_leads``, ``syncd_backlog_leads`` and
-    ``syncd_paused`` from the database."""
+    """Set ``syncd_leads``, ``syncd_uncertain_leads``, ``syncd_held_leads``,
+    ``syncd_backlog_leads`` and ``syncd_paused`` from the database."""
     at = now()
     with session_factory() as session:
         counts = q.count_by_state(session)
@@ -55,7 +55,9 @@ def refresh_state_metrics(
 
     leads: dict[tuple[str, ...], float] = {}
     uncertain: dict[tuple[str, ...], float] = {}
+    held: dict[tuple[str, ...], float] = {}
     for name in syncs:
+        held[(name,)] = float(counts.get((name, LeadState.HELD.value), 0))
         for state in LeadState:
             leads[(name, state.value)] = float(counts.get((name, state.value), 0))
         uncertain[(name,)] = float(counts.get((name, LeadState.UNCERTAIN.value), 0))
@@ -78,5 +80,6 @@ def refresh_state_metrics(
 
     _apply(LEADS_BY_STATE, ("sync", "state"), leads)
     _apply(UNCERTAIN_LEADS, ("sync",), uncertain)
+    _apply(HELD_LEADS, ("sync",), held)
     _apply(BACKLOG, ("sync", "agent"), queued)
     _apply(PAUSED, ("scope", "name"), paused)
