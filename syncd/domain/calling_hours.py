@@ -69,8 +69,8 @@ def parse_days(text: str) -> frozenset[int]:
     days: set[int] = set()
     for part in text.lower().split(","):
         part = part.strip()
-        first, _, last = part.partition("-")
-        if first not in DAY_NAMES or (last and last not in DAY_NAMES):
+        first, dash, last = part.partition("-")
+        if first not in DAY_NAMES or (dash and last not in DAY_NAMES):
             raise ValueError(f"{part!r} is not a day or a range of days like mon-fri")
         a = DAY_NAMES.index(first)
         b = DAY_NAMES.index(last) if last else a
