@@ -609,7 +609,9 @@ def _settle_held(
 ) -> None:
     config = load_or_exit(config_path)
     _setup(ctx, config)
-    verb, outcome = ("release", "queued") if release else ("discard", "skipped")
+    verb, done, outcome = (
+        ("release", "released", "queued") if release else ("discard", "discarded", "skipped")
+    )
     with database(config) as session_factory:
         held = _query(lambda: ops.count_held(session_factory, sync))
         if held == 0:
@@ -631,13 +633,12 @@ def _settle_held(
             except click.Abort:
                 fail(f"no confirmation on stdin; rerun with --yes to {verb} without asking")
             if not confirmed:
-                fail(f"not confirmed; nothing was {verb}d")
+                fail(f"not confirmed; nothing was {done}")
         action = ops.release if release else ops.discard
         chosen = reason or (ops.RELEASE_REASON if release else ops.DISCARD_REASON)
         result = _query(lambda: action(session_factory, sync=sync, actor=_actor(), reason=chosen))
     click.echo(
-        f"{verb}d {result.leads} lead(s) of sync {sync} (reason: {result.reason}; "
-        f"by {result.actor})"
+        f"{done} {result.leads} lead(s) of sync {sync} (reason: {result.reason}; by {result.actor})"
     )
 
 
