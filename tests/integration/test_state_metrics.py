@@ -89,3 +89,14 @@ class TestRefreshStateMetrics:
         refresh_state_metrics(sessions, config, now=lambda: T0)
         assert value("syncd_backlog_leads", sync="old-sync", agent="agt_gone") == 0
         assert value("syncd_leads", sync="old-sync", state="queued") == 0
+
+
+def test_held_leads_gauge(sessions: sessionmaker[Session]) -> None:
+    """syncd_held_leads counts held leads per sync, zero for a sync without any."""
+    with sessions.begin() as s:
+        add_lead(s, "web", sf_id(1), "held")
+        add_lead(s, "web", sf_id(2), "held")
+        add_lead(s, "web", sf_id(3), "queued")
+    refresh_state_metrics(sessions, make_config(), now=lambda: T0)
+    assert value("syncd_held_leads", sync="web") == 2
+    assert value("syncd_held_leads", sync="partner") == 0
