@@ -9,7 +9,8 @@ new state ``held``, which delivery never claims; ``leads.state``'s CHECK
 constraint admits it. ``poll_runs`` gains ``eligible`` (new leads ready to
 call, which the trailing average is taken over) and ``held``; rows written
 before this revision count 0 for both. ``leads.waiting_for`` says that a
-queued lead waits for its calling hours to open (at ``next_attempt_at``).
+queued lead waits for its calling hours to open (at ``next_attempt_at``);
+``leads.time_zone`` keeps the record's zone field for ``timezone: {field: ...}``.
 """
 
 from collections.abc import Sequence
@@ -37,6 +38,14 @@ def _state_check(states: str) -> None:
 def upgrade() -> None:
     _state_check(_NEW_STATES)
     with op.batch_alter_table("leads", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "time_zone",
+                sa.String(length=64),
+                nullable=True,
+                comment="The record's time-zone field, when calling hours read one.",
+            )
+        )
         batch_op.add_column(
             sa.Column(
                 "waiting_for",
@@ -76,4 +85,5 @@ def downgrade() -> None:
         batch_op.drop_column("eligible")
     with op.batch_alter_table("leads", schema=None) as batch_op:
         batch_op.drop_column("waiting_for")
+        batch_op.drop_column("time_zone")
     _state_check(_OLD_STATES)

@@ -127,6 +127,9 @@ class Lead(Base):
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
+    time_zone: Mapped[str | None] = mapped_column(
+        String(64), comment="The record's time-zone field, when calling hours read one."
+    )
     waiting_for: Mapped[str | None] = mapped_column(
         String(32), comment="calling_hours: next_attempt_at is when the lead's window opens."
     )

@@ -146,7 +146,12 @@ def _due_queries() -> tuple[Select[Any], Select[Any]]:
     """
     leads = _LEADS.c
     base = select(
-        leads.id, leads.salesforce_id, leads.payload, leads.attempts, leads.phone_e164
+        leads.id,
+        leads.salesforce_id,
+        leads.payload,
+        leads.attempts,
+        leads.phone_e164,
+        leads.time_zone,
     ).where(
         leads.sync_name == bindparam("sync_name"),
         leads.agent_id == bindparam("agent_id"),
@@ -201,9 +206,9 @@ def _new_batch(
     return batch_id
 
 
-#: Given (lead id, phone) of due leads: the ids whose calling hours are closed now,
-#: each with the time its window opens (see :func:`claim`).
-ClosedHours = Callable[[Sequence[tuple[int, str | None]]], Mapping[int, datetime]]
+#: Given (lead id, phone, record's zone field) of due leads: the ids whose calling hours
+#: are closed now, each with the time its window opens (see :func:`claim`).
+ClosedHours = Callable[[Sequence[tuple[int, str | None, str | None]]], Mapping[int, datetime]]
 #: Rounds of deferring a claim takes at most before it gives up for this pass.
 _DEFER_ROUNDS = 20
 
@@ -234,7 +239,7 @@ def claim(
     rows = _due(session, params, limit)
     rounds = 0
     while closed_hours is not None and rows:
-        closed = closed_hours([(row.id, row.phone_e164) for row in rows])
+        closed = closed_hours([(row.id, row.phone_e164, row.time_zone) for row in rows])
         if not closed:
             break
         defer_to_calling_hours(session, closed, now)

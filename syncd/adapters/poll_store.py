@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import Lead, LeadTransition, PollRun, SyncState
 from syncd.domain.rules import COUNTS_AS_SENT, AgentPhone
-from syncd.domain.states import REEVALUATED_ON_CHANGE
+from syncd.domain.states import REEVALUATED_ON_CHANGE, check_transition
 
 _CHUNK = 900  # stays under every backend's bound-parameter limit
 _LEADS: Table = Lead.__table__  # type: ignore[assignment]
@@ -283,6 +283,7 @@ class NewLead:
     record_cursor: datetime
     record_hash: str
     note: str | None
+    time_zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,7 @@ class LeadChange:
     record_cursor: datetime
     record_hash: str
     note: str | None
+    time_zone: str | None = None
 
 
 #: The columns insert_leads writes, in the order of its SQLite rows.
@@ -309,6 +311,7 @@ _NEW_LEAD_COLUMNS = (
     "record_cursor",
     "record_hash",
     "note",
+    "time_zone",
     "attempts",
     "created_at",
     "updated_at",
@@ -353,6 +356,7 @@ def insert_leads(session: Session, sync_name: str, leads: Sequence[NewLead], now
             "record_cursor": lead.record_cursor,
             "record_hash": lead.record_hash,
             "note": lead.note,
+            "time_zone": lead.time_zone,
             "attempts": 0,
             "created_at": now,
             "updated_at": now,
@@ -392,6 +396,7 @@ def _insert_sqlite(
             cursor(lead.record_cursor),
             lead.record_hash,
             lead.note,
+            lead.time_zone,
             0,
             created,
             updated,
@@ -451,6 +456,7 @@ def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime)
             record_cursor=bindparam("b_cursor"),
             record_hash=bindparam("b_hash"),
             note=bindparam("b_note"),
+            time_zone=bindparam("b_tz"),
             updated_at=bindparam("b_now"),
         )
     )
@@ -464,6 +470,7 @@ def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime)
             "b_cursor": change.record_cursor,
             "b_hash": change.record_hash,
             "b_note": change.note,
+            "b_tz": change.time_zone,
             "b_now": now,
         }
         for change in changes
@@ -531,6 +538,7 @@ def move_new_leads(
     one delivery claimed) is left alone; only the leads that moved get a
     transition row. Returns how many moved.
     """
+    check_transition(source, target)
     moved: list[int] = []
     for chunk in _chunks(list(salesforce_ids)):
         result = session.execute(

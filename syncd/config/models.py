@@ -359,7 +359,8 @@ class CallingHoursConfig(_Model):
     days: str = Field(default="mon-sun", description="e.g. mon-sun, mon-fri, mon-fri,sat.")
     timezone: Literal["from_phone"] | str | TimezoneField = Field(
         default="from_phone",
-        description="from_phone or an IANA zone (e.g. America/New_York).",
+        description="from_phone, an IANA zone (e.g. America/New_York), or {field: Name}: "
+        "a record field holding an IANA zone (the phone's zones when it is empty or unknown).",
     )
 
     @field_validator("window")
@@ -377,12 +378,7 @@ class CallingHoursConfig(_Model):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str | TimezoneField) -> str | TimezoneField:
-        if not isinstance(value, str):
-            raise ValueError(
-                "timezone {field: ...} (a zone per record) is not supported yet; "
-                "use from_phone or an IANA zone"
-            )
-        if value != "from_phone" and zone(value) is None:
+        if isinstance(value, str) and value != "from_phone" and zone(value) is None:
             raise ValueError(f"{value!r} is neither from_phone nor an IANA time zone")
         return value
 
@@ -394,6 +390,11 @@ class CallingHoursConfig(_Model):
             if isinstance(self.timezone, str) and self.timezone != "from_phone"
             else None
         )
+
+    @property
+    def zone_field(self) -> str | None:
+        """The record field that names each lead's zone, or None."""
+        return self.timezone.field if isinstance(self.timezone, TimezoneField) else None
 
     @property
     def hours(self) -> CallingHours:

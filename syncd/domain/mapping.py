@@ -205,6 +205,7 @@ class MappedLead:
     note: str | None
     do_not_call: bool
     digest: str
+    time_zone: str | None = None  # the record's zone field (calling hours), when configured
 
 
 class Mapper:
@@ -226,6 +227,9 @@ class Mapper:
         self._dnc_field = sync.rules.do_not_call_field if sync.rules.respect_do_not_call else None
         self._cursor_parts = sync.cursor_field.split(".")
         self._dnc_parts = self._dnc_field.split(".") if self._dnc_field is not None else None
+        hours = sync.calling_hours
+        zone_field = hours.zone_field if hours is not None else None
+        self._zone_parts = zone_field.split(".") if zone_field is not None else None
         # Every path the mapping and routing read, split once instead of per record.
         refs = [mapping.phoneNumber, mapping.email, *mapping.customData.values()]
         refs += [ref for _name, ref in self._texts]
@@ -330,7 +334,10 @@ class Mapper:
         state = LeadState.INVALID if problems else LeadState.QUEUED
         if phone is None:
             del payload["phoneNumber"]
-        digest = lead_digest(agent, payload, state, note, do_not_call)
+        time_zone = _text(_resolve(record, self._zone_parts)) if self._zone_parts else None
+        if time_zone is not None:
+            time_zone = time_zone[:64]
+        digest = lead_digest(agent, payload, state, note, do_not_call, time_zone)
         return MappedLead(
             salesforce_id=sf_id,
             cursor=cursor,
@@ -341,6 +348,7 @@ class Mapper:
             note=note,
             do_not_call=do_not_call,
             digest=digest,
+            time_zone=time_zone,
         )
 
 
@@ -350,9 +358,17 @@ def lead_digest(
     state: LeadState,
     note: str | None,
     do_not_call: bool,
+    time_zone: str | None = None,
 ) -> str:
-    """A stable SHA-256 of everything that decides the lead: equal means nothing changed."""
-    canonical = _CANONICAL.encode([agent, payload, state.value, note, do_not_call])
+    """A stable SHA-256 of everything that decides the lead: equal means nothing changed.
+
+    ``time_zone`` (a record's zone field) is part of it only when there is one,
+    so leads of syncs without that setting keep the digests they had.
+    """
+    values: list[Any] = [agent, payload, state.value, note, do_not_call]
+    if time_zone is not None:
+        values.append(time_zone)
+    canonical = _CANONICAL.encode(values)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -44,7 +44,9 @@ TERMINAL = frozenset({S.ACCEPTED, S.REJECTED, S.UNCERTAIN, S.FAILED})
 ALLOWED: dict[LeadState | None, frozenset[LeadState]] = {
     # First seen by a poll; ``held`` when the blast-radius guard stops the poll.
     None: frozenset({S.QUEUED, S.INVALID, S.SKIPPED, S.HELD}),
-    S.QUEUED: frozenset({S.SENDING, S.INVALID, S.SKIPPED, S.FAILED}),
+    # -> held: only a poll whose source returned more records than it announced,
+    # for its own earlier new leads, at the page that crosses the guard's limit.
+    S.QUEUED: frozenset({S.SENDING, S.INVALID, S.SKIPPED, S.FAILED, S.HELD}),
     # Released (-> queued) or discarded (-> skipped) by an operator, or released by
     # its own poll when that ends under the limit; a changed record may make it
     # invalid or skipped, never queued.

@@ -1,5 +1,9 @@
 """Which due leads of a sync may not be called now, and when they may (calling hours).
 
+The zones of a lead: the fixed IANA zone of the sync; or, with ``{field: ...}``,
+the zone its record names, falling back to its phone number's zones when that
+field is empty or not an IANA zone; otherwise its phone number's zones.
+
 Builds the check delivery's claim runs on every due lead (see
 :func:`syncd.adapters.outbox.claim`), from the sync's ``calling_hours``; the
 arithmetic is :mod:`syncd.domain.calling_hours`.
@@ -12,7 +16,7 @@ from datetime import datetime, timedelta
 
 from syncd.adapters.outbox import ClosedHours
 from syncd.config.models import CallingHoursConfig
-from syncd.domain.calling_hours import CallingHours, next_opening, zones_for_number
+from syncd.domain.calling_hours import CallingHours, next_opening, zone, zones_for_number
 from syncd.logs import get_logger
 
 log = get_logger(__name__)
@@ -29,10 +33,13 @@ def closed_hours(config: CallingHoursConfig | None, now: datetime) -> ClosedHour
     hours = config.hours
     fixed = (config.fixed_zone,) if config.fixed_zone is not None else None
 
-    def check(leads: Sequence[tuple[int, str | None]]) -> Mapping[int, datetime]:
+    by_field = config.zone_field is not None
+
+    def check(leads: Sequence[tuple[int, str | None, str | None]]) -> Mapping[int, datetime]:
         closed: dict[int, datetime] = {}
-        for lead_id, phone in leads:
-            opens = _opening(fixed, phone, hours, now)
+        for lead_id, phone, record_zone in leads:
+            own = (record_zone,) if by_field and record_zone and zone(record_zone) else None
+            opens = _opening(own or fixed, phone, hours, now)
             if opens != now:
                 closed[lead_id] = opens
         return closed

@@ -10,6 +10,13 @@ Records read twice (equal cursor values on a page boundary, the lookback)
 are recognised by (sync, Salesforce Id) and their digest: unchanged records
 cost no write. A changed record is evaluated again while its lead is still
 ``queued``/``invalid``/``skipped`` and left alone once delivery has it.
+
+The blast-radius guard (:mod:`syncd.domain.guard`, docs/holding-and-calling-hours.md):
+a poll with more new leads ready to call than its limit puts them all in
+``held``, which delivery never claims. Because delivery runs while the poll
+commits page by page, the poll decides before its first page is written
+(:meth:`_Poller.hold_from_start`); a held lead whose record changes stays
+``held`` (or becomes invalid/skipped), never ``queued``.
 """
 
 from __future__ import annotations
@@ -168,6 +175,7 @@ def plan_page(
                     cursor,
                     lead.digest,
                     decision.note,
+                    lead.time_zone,
                 )
             )
             plan.decided.append((lead, decision.state, decision.note, "new"))
@@ -188,6 +196,7 @@ def plan_page(
                     cursor,
                     lead.digest,
                     note,
+                    lead.time_zone,
                 )
             )
             plan.decided.append((lead, LeadState(state), note, "updated"))

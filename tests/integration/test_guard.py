@@ -256,3 +256,39 @@ class TestCallingHoursAtTheClaim:
         at = datetime(2026, 1, 6, 9, 0, tzinfo=UTC)  # 01:00 in Los Angeles
         assert closed_hours(None, at) is None
         assert claim(factory, at, closed_hours=None) is not None
+
+
+class TestZoneFromARecordField:
+    def test_poll_keeps_the_field_and_the_claim_uses_it(
+        self, salesforce_emulator: SalesforceEmulator, engine: Engine
+    ) -> None:
+        """A New York number whose record says Los_Angeles waits for 08:00 in Los Angeles;
+        an empty or unknown field falls back to the number's zone."""
+        source = SalesforceSource(salesforce_config(salesforce_emulator, page_size=200))
+        hours = {"window": "08:00-21:00", "timezone": {"field": "Timezone__c"}}
+        sync = make_sync(calling_hours=hours)
+        harness = Harness(salesforce_emulator, engine, make_session_factory(engine), source, sync)
+        try:
+            stamp = T0 + timedelta(minutes=1)
+            la = harness.add(1, stamp, Timezone__c="America/Los_Angeles", Phone="+12125550101")
+            bad = harness.add(1, stamp, start=1, Timezone__c="Mars/Base", Phone="+12125550102")
+            assert harness.poll(LATER).new == 2
+            leads = harness.leads()
+            assert leads[la[0]].time_zone == "America/Los_Angeles"
+            assert leads[bad[0]].time_zone == "Mars/Base"
+            config = sync.calling_hours
+            assert config is not None
+            at = datetime(2026, 1, 6, 13, 0, tzinfo=UTC)  # 08:00 New York, 05:00 Los Angeles
+            got = claim(harness.factory, at, closed_hours=closed_hours(config, at))
+            assert got is not None and [x.salesforce_id for x in got.leads] == bad
+            with harness.factory() as session:
+                waiting = session.scalars(select(Lead).where(Lead.salesforce_id == la[0])).one()
+                assert waiting.next_attempt_at == datetime(2026, 1, 6, 16, 0, tzinfo=UTC)
+            # The field is part of the record's digest: a changed zone is a change.
+            harness.org.update_record(
+                "Lead", la[0], {"Timezone__c": "America/New_York"}, T0 + timedelta(minutes=2)
+            )
+            assert harness.poll(LATER + timedelta(minutes=1)).updated == 1
+            assert harness.leads()[la[0]].time_zone == "America/New_York"
+        finally:
+            source.close()
