@@ -451,7 +451,7 @@ class _Poller:
         size_of = getattr(self.source, "last_query_size", None)
         size = size_of() if callable(size_of) else None
         hold = not isinstance(size, int) or size > self.limit
-        if hold:
+        if hold and not self.dry_run:
             log.info(
                 "new leads held until the poll ends",
                 sync=self.sync.name,

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import yaml
+
 from syncd.sandbox.simz import SimzEmulator
 from tests.e2e.harness import Harness, clean_env, lead_records
 
@@ -205,3 +207,36 @@ class TestCallingHours:
             result = syncd(harness, "once", SYNCD_TEST_NOW="2026-01-06T06:00:00Z")
             assert result.returncode == 2
             assert "loopback" in result.stderr
+
+
+class TestDaemon:
+    def test_running_daemon_holds_a_multi_page_poll_and_turns_unready(
+        self, tmp_path: Path, simz_emulator: SimzEmulator
+    ) -> None:
+        """`syncd run` polls 600 records in 3 pages while delivering every second: nothing
+        reaches SimZ, /readyz names held:web; after `release` each lead is sent once."""
+        with Harness(tmp_path, simz_emulator) as harness:
+            config = harness.config(sync={"guard": {"max_new_per_poll": 300}})
+            config["salesforce"]["page_size"] = 200
+            harness.config_path.write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")
+            ids = harness.salesforce.add_records(lead_records(600))
+            daemon = harness.start()
+            harness.wait_until(lambda: harness.count_state("held") == 600, "600 held leads")
+            polls = harness.successful_polls()
+            harness.wait_until(
+                lambda: harness.successful_polls() >= polls + 3, "three more polls and deliveries"
+            )
+            assert simz_emulator.received() == []
+            assert harness.query("SELECT pages, held FROM poll_runs WHERE held > 0") == [(3, 600)]
+            status, body = daemon.get_json("/readyz")
+            assert status == 503 and "held:web" in {item["check"] for item in body["failing"]}
+            assert daemon.find("poll held by the blast-radius guard", sync="web") is not None
+
+            released = syncd(harness, "release", "--sync", "web", "--yes")
+            assert released.returncode == 0, released.stderr
+            harness.wait_until(
+                lambda: len(simz_emulator.received()) == 600, "every released lead sent"
+            )
+            harness.wait_until(lambda: daemon.get("/readyz")[0] == 200, "ready again")
+            assert daemon.stop() == 0
+            assert simz_emulator.received_counts() == {sf_id: 1 for sf_id in ids}
