@@ -243,7 +243,9 @@ def move_state(
     As :func:`move_to_queued`: the UPDATE repeats the state condition and only
     the leads RETURNING names get a transition row.
     """
-    values: dict[str, object] = {"state": to_state, "updated_at": at, "note": note}
+    values: dict[str, object] = {"state": to_state, "updated_at": at}
+    if note is not None:
+        values["note"] = note
     if to_state == LeadState.QUEUED.value:
         values["next_attempt_at"] = None
     moved = session.execute(

@@ -40,13 +40,14 @@ from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import Lead, LeadTransition, PollRun, SyncState
 from syncd.domain.rules import COUNTS_AS_SENT, AgentPhone
-from syncd.domain.states import REEVALUATED_ON_CHANGE, check_transition
+from syncd.domain.states import REEVALUATED_ON_CHANGE, LeadState, check_transition
 
 _CHUNK = 900  # stays under every backend's bound-parameter limit
 _LEADS: Table = Lead.__table__  # type: ignore[assignment]
 _TRANSITIONS: Table = LeadTransition.__table__  # type: ignore[assignment]
 _REEVALUATED = sorted(state.value for state in REEVALUATED_ON_CHANGE)
 _SENT_STATES = sorted(state.value for state in COUNTS_AS_SENT)
+_HELD = LeadState.HELD.value
 # Constants rendered inline: an expanding IN cannot be used with executemany.
 _NOT_YET_CLAIMED = _LEADS.c.state.in_([literal_column(f"'{state}'") for state in _REEVALUATED])
 
@@ -409,12 +410,14 @@ def _insert_sqlite(
 def _first_transitions(session: Session, new_leads: ColumnElement[bool], now: datetime) -> int:
     """The first transitions of the new leads, with one INSERT ... SELECT in id order.
 
-    The reason is the one _reason() writes, instead of an executemany bound lead
-    by lead. Returns how many transitions were inserted.
+    The reason is the one _reason() writes (for a held lead: that the guard held
+    it), instead of an executemany bound lead by lead. Returns how many
+    transitions were inserted.
     """
     what = "polled: new record"
     note = _LEADS.c.note
     reason = case(
+        (_LEADS.c.state == _HELD, literal(f"{what}: held by the blast-radius guard", String)),
         (or_(note.is_(None), note == ""), literal(what, String)),
         else_=func.substr(literal(f"{what}: ", String) + note, 1, 500),
     )
@@ -529,7 +532,6 @@ def move_new_leads(
     source: str,
     target: str,
     reason: str,
-    note: str | None,
     now: datetime,
 ) -> int:
     """Move the named leads of a sync from ``source`` to ``target``, with their transitions.
@@ -548,7 +550,7 @@ def move_new_leads(
                 Lead.salesforce_id.in_(list(chunk)),
                 Lead.state == source,
             )
-            .values(state=target, note=note, updated_at=now)
+            .values(state=target, updated_at=now)
             .returning(Lead.id)
             .execution_options(synchronize_session=False)
         )

@@ -182,7 +182,7 @@ def plan_page(
         else:
             note = decision.note
             if found.state == LeadState.HELD.value and state == LeadState.QUEUED.value:
-                state, note = found.state, HELD_NOTE  # a change never releases a held lead
+                state = found.state  # a change never releases a held lead
             if state != found.state:
                 check_transition(found.state, state)
             plan.changes.append(
@@ -476,11 +476,10 @@ class _Poller:
         crossing = not self.holding and over_limit(self.result.eligible, self.limit)
         if self.holding or crossing:
             plan.inserts = [
-                replace(new, state=_HELD, note=HELD_NOTE) if new.state == _QUEUED else new
-                for new in plan.inserts
+                replace(new, state=_HELD) if new.state == _QUEUED else new for new in plan.inserts
             ]
             plan.decided = [
-                (lead, LeadState.HELD, HELD_NOTE, change)
+                (lead, LeadState.HELD, note, change)
                 if change == "new" and state is LeadState.QUEUED
                 else (lead, state, note, change)
                 for lead, state, note, change in plan.decided
@@ -495,7 +494,6 @@ class _Poller:
                 source=_QUEUED,
                 target=_HELD,
                 reason=f"{HELD_NOTE}: the poll crossed its limit of {self.limit}",
-                note=HELD_NOTE,
                 now=now,
             )
             self.result.queued -= moved
@@ -520,7 +518,7 @@ class _Poller:
             if self.dry_run:
                 result.queued -= result.eligible
                 result.preview = [
-                    replace(row, state=_HELD, note=HELD_NOTE)
+                    replace(row, state=_HELD)
                     if row.change == "new" and row.state == _QUEUED
                     else row
                     for row in result.preview
@@ -557,7 +555,6 @@ class _Poller:
                     target=_QUEUED,
                     reason=f"released by its poll: {result.eligible} new leads, "
                     f"within the limit of {self.limit}",
-                    note=None,
                     now=self.now(),
                 )
         except SQLAlchemyError as exc:

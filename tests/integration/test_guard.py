@@ -100,6 +100,8 @@ class TestHolding:
         assert all(steps == [(None, "held")] for steps in history.values())
         assert claim(guarded.factory, LATER) is None
         with guarded.factory() as session:
+            reasons = set(session.scalars(select(LeadTransition.reason)))
+            assert reasons == {"polled: new record: held by the blast-radius guard"}
             run = session.scalars(select(PollRun)).one()
             assert (run.eligible, run.held) == (450, 450)
 
