@@ -104,6 +104,8 @@ def child(url: str, ca_file: str, db: str, page_size: int, trace: bool) -> dict[
                 "email": "Email",
                 "customData": {"company": "Company", "owner": "OwnerId"},
             },
+            # A backfill of the whole org is the point here, not a blast to stop.
+            "guard": {"max_new_per_poll": None},
         }
     )
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

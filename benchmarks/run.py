@@ -288,6 +288,8 @@ def syncd_config(
                 "phone": {"default_region": "US"},
                 "rules": {"respect_do_not_call": True, "duplicate_phone_window": "24h"},
                 "options": {"priority": "normal", "enableAMD": True},
+                # A backfill of the whole org is the point here, not a blast to stop.
+                "guard": {"max_new_per_poll": None},
             }
         ],
         "observability": {"listen": "127.0.0.1:0", "log_format": "json", "log_level": "info"},

@@ -99,6 +99,13 @@ UNCERTAIN_LEADS = Gauge(
     ["sync"],
     registry=REGISTRY,
 )
+HELD_LEADS = Gauge(
+    "syncd_held_leads",
+    "New leads the blast-radius guard holds until an operator releases or discards them "
+    "(alert when > 0).",
+    ["sync"],
+    registry=REGISTRY,
+)
 BACKLOG = Gauge(
     "syncd_backlog_leads",
     "Queued leads waiting for delivery, by sync and agent.",

@@ -173,7 +173,12 @@ class Torture:
                 "backoff": {"initial": "200ms", "max": "1s"},
                 "max_attempts": 1000,
             },
-            sync={"schedule": {"every": "1s"}, "delivery": {"every": "300ms"}},
+            sync={
+                "schedule": {"every": "1s"},
+                "delivery": {"every": "300ms"},
+                # Any TORTURE_RECORDS may land in one poll; every record must settle.
+                "guard": {"max_new_per_poll": None},
+            },
         )
 
     # ------------------------------------------------------------------ records

@@ -1,7 +1,7 @@
 """operator_pauses and operator_actions: runtime pause/resume and its audit trail
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-30 02:30:00.000000
 
 ``syncd pause`` stops delivery of a sync or an agent until ``syncd resume``;
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0003"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -24,6 +24,7 @@ from syncd.adapters.orm import (
     Replica,
     SyncState,
 )
+from syncd.domain.calling_hours import WAITING_FOR as CALLING_HOURS
 from syncd.domain.states import LeadState
 
 
@@ -235,3 +236,63 @@ def move_to_queued(
             ],
         )
     return len(ids)
+
+
+def move_state(
+    session: Session,
+    clauses: Sequence[ColumnElement[bool]],
+    from_state: str,
+    to_state: str,
+    *,
+    reason: str,
+    at: datetime,
+    note: str | None = None,
+) -> int:
+    """Move matching leads from ``from_state`` to ``to_state`` and record each move.
+
+    As :func:`move_to_queued`: the UPDATE repeats the state condition and only
+    the leads RETURNING names get a transition row.
+    """
+    values: dict[str, object] = {"state": to_state, "updated_at": at}
+    if note is not None:
+        values["note"] = note
+    if to_state == LeadState.QUEUED.value:
+        values["next_attempt_at"] = None
+    moved = session.execute(
+        update(Lead)
+        .where(*clauses, Lead.state == from_state)
+        .values(values)
+        .returning(Lead.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = sorted(row[0] for row in moved)
+    if ids:
+        session.execute(
+            insert(LeadTransition),
+            [
+                {
+                    "lead_id": lead_id,
+                    "from_state": from_state,
+                    "to_state": to_state,
+                    "reason": reason[:500],
+                    "batch_id": None,
+                    "at": at,
+                }
+                for lead_id in ids
+            ],
+        )
+    return len(ids)
+
+
+def waiting_for_calling_hours(session: Session, now: datetime) -> dict[str, int]:
+    """Sync -> queued leads that wait for their calling hours to open."""
+    rows = session.execute(
+        select(Lead.sync_name, func.count())
+        .where(
+            Lead.state == LeadState.QUEUED.value,
+            Lead.waiting_for == CALLING_HOURS,
+            Lead.next_attempt_at > now,
+        )
+        .group_by(Lead.sync_name)
+    )
+    return {sync: int(count) for sync, count in rows}

@@ -135,6 +135,12 @@ class Lead(Base):
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
+    time_zone: Mapped[str | None] = mapped_column(
+        String(64), comment="The record's time-zone field, when calling hours read one."
+    )
+    waiting_for: Mapped[str | None] = mapped_column(
+        String(32), comment="calling_hours: next_attempt_at is when the lead's window opens."
+    )
     batch_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("batches.id"))
     simz_batch_id: Mapped[str | None] = mapped_column(String(255))
     error_code: Mapped[str | None] = mapped_column(String(100))
@@ -209,6 +215,12 @@ class PollRun(Base):
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     invalid: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)
+    eligible: Mapped[int] = mapped_column(
+        Integer, default=0, comment="New leads ready to call (queued or held)."
+    )
+    held: Mapped[int] = mapped_column(
+        Integer, default=0, comment="Of those, held by the blast-radius guard."
+    )
     watermark_after: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
 

@@ -39,6 +39,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from syncd.adapters.number_locks import try_lock_numbers
 from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause
+from syncd.domain.calling_hours import WAITING_FOR
 from syncd.domain.gate import Action, Candidate, GateRules, Rival, Verdict, judge
 from syncd.domain.outcome import (
     ERROR_CODE_CHARS,
@@ -169,6 +170,7 @@ def _due_queries() -> tuple[Select[Any], Select[Any]]:
         leads.attempts,
         leads.phone_e164,
         leads.do_not_call,
+        leads.time_zone,
     ).where(
         leads.sync_name == bindparam("sync_name"),
         leads.agent_id == bindparam("agent_id"),
@@ -223,6 +225,11 @@ def _new_batch(
     return batch_id
 
 
+#: Given (lead id, phone, record's zone field) of due leads: the ids whose calling hours
+#: are closed now, each with the time its window opens (see :func:`claim`).
+ClosedHours = Callable[[Sequence[tuple[int, str | None, str | None]]], Mapping[int, datetime]]
+
+
 def claim(
     session: Session,
     *,
@@ -234,6 +241,7 @@ def claim(
     worker: str | None,
     posted: bool = True,
     rules: GateRules = _DEFAULT_RULES,
+    closed_hours: ClosedHours | None = None,
 ) -> Claim | None:
     """Move up to ``limit`` due leads that pass the send gate to ``sending`` under a new batch.
 
@@ -246,10 +254,16 @@ def claim(
     ``posted=False`` claims a batch *ahead*, while another is in flight: it must
     not be sent before :func:`mark_posted` commits; until then recovery knows it
     was never sent and puts its leads back in the queue.
+
+    ``closed_hours`` (a sync with calling hours) is asked about every due lead
+    inside this transaction, before the gate; the leads it names are not claimed
+    but deferred (:func:`defer_to_calling_hours`) and the claim looks again for others.
     """
     leads: tuple[ClaimedLead, ...] = ()
     for _round in range(_GATE_ROUNDS):
-        sendable, progressed = _gate_round(session, sync_name, agent_id, limit, now, rules)
+        sendable, progressed = _gate_round(
+            session, sync_name, agent_id, limit, now, rules, closed_hours
+        )
         if sendable or not progressed:
             leads = sendable
             break
@@ -273,7 +287,7 @@ def claim(
         reason="claimed into a batch",
         batch_id=batch_id,
         now=now,
-        values={"batch_id": batch_id, "sent_at": now},
+        values={"batch_id": batch_id, "sent_at": now, "waiting_for": None},
     )
     return Claim(batch_id, sync_name, agent_id, leads)
 
@@ -285,15 +299,22 @@ def _gate_round(
     limit: int,
     now: datetime,
     rules: GateRules,
+    closed_hours: ClosedHours | None = None,
 ) -> tuple[tuple[ClaimedLead, ...], bool]:
-    """The due leads that pass the gate now, and whether any was skipped or deferred."""
-    # The oldest ``limit`` of both; rows locked but not taken are free again at commit.
-    connection = session.connection()
+    """The due leads that pass the gate now, and whether any was skipped or deferred.
+
+    Calling hours come first: a lead outside its window is deferred to the opening
+    (no attempt, no state change) and the gate judges the others.
+    """
     params = {"sync_name": sync_name, "agent_id": agent_id, "now": now, "limit": limit}
-    found = [row for query in _DUE for row in connection.execute(query, params)]
-    rows = sorted(found, key=lambda row: row.id)[:limit]
+    rows = _due(session, params, limit)
     if not rows:
         return (), False
+    closed: Mapping[int, datetime] = {}
+    if closed_hours is not None:
+        closed = closed_hours([(row.id, row.phone_e164, row.time_zone) for row in rows])
+        defer_to_calling_hours(session, closed, now)
+        rows = [row for row in rows if row.id not in closed]
     if rules.checks_numbers:
         pairs = {(agent_id, row.phone_e164) for row in rows if row.phone_e164}
         held = try_lock_numbers(session, pairs)
@@ -315,7 +336,11 @@ def _gate_round(
         for r, v in zip(rows, verdicts, strict=True)
         if v.action is Action.SEND
     )
-    progressed = bool(skips) or any(v.until is not None and v.until > now for _i, v in waits)
+    progressed = (
+        bool(skips)
+        or any(v.until is not None and v.until > now for _i, v in waits)
+        or any(opens > now for opens in closed.values())
+    )
     return sendable, progressed
 
 
@@ -363,6 +388,27 @@ _GATE_WAIT = (
     .values(
         next_attempt_at=bindparam("b_until", type_=_LEADS.c.next_attempt_at.type),
         updated_at=bindparam("b_now", type_=_LEADS.c.updated_at.type),
+    )
+)
+
+
+def _due(session: Session, params: Mapping[str, Any], limit: int) -> list[Any]:
+    """The oldest ``limit`` due leads; rows locked but not taken are free again at commit."""
+    connection = session.connection()
+    found = [row for query in _DUE for row in connection.execute(query, params)]
+    return sorted(found, key=lambda row: row.id)[:limit]
+
+
+_DEFER = (
+    update(_LEADS)
+    .where(
+        _LEADS.c.id == bindparam("lead"),
+        _LEADS.c.state == LeadState.QUEUED.value,
+    )
+    .values(
+        next_attempt_at=bindparam("opens", type_=_LEADS.c.next_attempt_at.type),
+        waiting_for=WAITING_FOR,
+        updated_at=bindparam("now", type_=_LEADS.c.updated_at.type),
     )
 )
 
@@ -425,6 +471,17 @@ def _count_gate(sync_name: str, verdicts: Sequence[Verdict]) -> None:
             action=verdict.action.value,
             note=verdict.note,
         )
+
+
+def defer_to_calling_hours(session: Session, opens: Mapping[int, datetime], now: datetime) -> None:
+    """Queued leads wait until their calling hours open: no attempt counted, no state change.
+
+    ``next_attempt_at`` becomes the opening, so the due-retry query picks the
+    lead up then; ``waiting_for`` tells operators why it waits.
+    """
+    params = [{"lead": lead_id, "opens": at, "now": now} for lead_id, at in opens.items()]
+    if params:
+        session.connection().execute(_DEFER, params)
 
 
 def rebatch(

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import Lead, LeadTransition, PollRun, SyncState
 from syncd.domain.rules import HOLDS_NUMBER, AgentPhone
-from syncd.domain.states import REEVALUATED_ON_CHANGE, LeadState
+from syncd.domain.states import REEVALUATED_ON_CHANGE, LeadState, check_transition
 
 _CHUNK = 900  # stays under every backend's bound-parameter limit
 _LEADS: Table = Lead.__table__  # type: ignore[assignment]
@@ -51,6 +51,7 @@ _TRANSITIONS: Table = LeadTransition.__table__  # type: ignore[assignment]
 _REEVALUATED = sorted(state.value for state in REEVALUATED_ON_CHANGE)
 _HOLDING_STATES = sorted(state.value for state in HOLDS_NUMBER)
 _ACCEPTED = LeadState.ACCEPTED.value
+_HELD = LeadState.HELD.value
 # Constants rendered inline: an expanding IN cannot be used with executemany.
 _NOT_YET_CLAIMED = _LEADS.c.state.in_([literal_column(f"'{state}'") for state in _REEVALUATED])
 
@@ -292,6 +293,7 @@ class NewLead:
     record_hash: str
     note: str | None
     do_not_call: bool = False
+    time_zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -306,6 +308,7 @@ class LeadChange:
     record_hash: str
     note: str | None
     do_not_call: bool = False
+    time_zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,7 @@ _NEW_LEAD_COLUMNS = (
     "record_hash",
     "note",
     "do_not_call",
+    "time_zone",
     "attempts",
     "created_at",
     "updated_at",
@@ -385,6 +389,7 @@ def insert_leads(session: Session, sync_name: str, leads: Sequence[NewLead], now
             "record_hash": lead.record_hash,
             "note": lead.note,
             "do_not_call": lead.do_not_call,
+            "time_zone": lead.time_zone,
             "attempts": 0,
             "created_at": now,
             "updated_at": now,
@@ -426,6 +431,7 @@ def _insert_sqlite(
             lead.record_hash,
             lead.note,
             flag(lead.do_not_call),
+            lead.time_zone,
             0,
             created,
             updated,
@@ -438,12 +444,14 @@ def _insert_sqlite(
 def _first_transitions(session: Session, new_leads: ColumnElement[bool], now: datetime) -> int:
     """The first transitions of the new leads, with one INSERT ... SELECT in id order.
 
-    The reason is the one _reason() writes, instead of an executemany bound lead
-    by lead. Returns how many transitions were inserted.
+    The reason is the one _reason() writes (for a held lead: that the guard held
+    it), instead of an executemany bound lead by lead. Returns how many
+    transitions were inserted.
     """
     what = "polled: new record"
     note = _LEADS.c.note
     reason = case(
+        (_LEADS.c.state == _HELD, literal(f"{what}: held by the blast-radius guard", String)),
         (or_(note.is_(None), note == ""), literal(what, String)),
         else_=func.substr(literal(f"{what}: ", String) + note, 1, 500),
     )
@@ -486,6 +494,7 @@ def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime)
             record_hash=bindparam("b_hash"),
             note=bindparam("b_note"),
             do_not_call=bindparam("b_dnc"),
+            time_zone=bindparam("b_tz"),
             updated_at=bindparam("b_now"),
         )
     )
@@ -500,6 +509,7 @@ def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime)
             "b_hash": change.record_hash,
             "b_note": change.note,
             "b_dnc": change.do_not_call,
+            "b_tz": change.time_zone,
             "b_now": now,
         }
         for change in changes
@@ -602,3 +612,74 @@ def record_changes(session: Session, changes: Sequence[RecordChange], now: datet
         ],
     )
     return changed
+
+
+# --------------------------------------------------------------------------- the guard
+
+
+def guard_history(session: Session, sync_name: str, limit: int) -> list[int]:
+    """New leads ready to call of the sync's last ``limit`` ok polls the guard did not hold.
+
+    Newest first; what the guard's trailing average is taken over.
+    """
+    rows = session.execute(
+        select(PollRun.eligible)
+        .where(
+            PollRun.sync_name == sync_name,
+            PollRun.status == "ok",
+            PollRun.held == 0,
+            PollRun.finished_at.is_not(None),
+        )
+        .order_by(PollRun.id.desc())
+        .limit(limit)
+    )
+    return [int(eligible or 0) for (eligible,) in rows]
+
+
+def move_new_leads(
+    session: Session,
+    sync_name: str,
+    salesforce_ids: Sequence[str],
+    *,
+    source: str,
+    target: str,
+    reason: str,
+    now: datetime,
+) -> int:
+    """Move the named leads of a sync from ``source`` to ``target``, with their transitions.
+
+    The UPDATE repeats the source state, so a lead that moved meanwhile (say,
+    one delivery claimed) is left alone; only the leads that moved get a
+    transition row. Returns how many moved.
+    """
+    check_transition(source, target)
+    moved: list[int] = []
+    for chunk in _chunks(list(salesforce_ids)):
+        result = session.execute(
+            update(Lead)
+            .where(
+                Lead.sync_name == sync_name,
+                Lead.salesforce_id.in_(list(chunk)),
+                Lead.state == source,
+            )
+            .values(state=target, updated_at=now)
+            .returning(Lead.id)
+            .execution_options(synchronize_session=False)
+        )
+        moved += [lead_id for (lead_id,) in result]
+    if moved:
+        session.execute(
+            insert(_TRANSITIONS),
+            [
+                {
+                    "lead_id": lead_id,
+                    "from_state": source,
+                    "to_state": target,
+                    "reason": reason[:500],
+                    "batch_id": None,
+                    "at": now,
+                }
+                for lead_id in sorted(moved)
+            ],
+        )
+    return len(moved)

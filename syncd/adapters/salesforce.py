@@ -227,6 +227,7 @@ class SalesforceSource:
         self._http.hooks["response"].append(self._note_usage)
         self._sf: Salesforce | None = None
         self._usage: tuple[int, int] | None = None
+        self._last_size: int | None = None
         self._logins = 0
         self._daily_limit_hit = False
 
@@ -457,7 +458,10 @@ class SalesforceSource:
         started = time.monotonic()
         if self._daily_limit_hit:
             self._check_daily_limit()
+        self._last_size = None
         result = self._call("query", lambda sf: sf.query(soql, **options))
+        size = result.get("totalSize")
+        self._last_size = size if isinstance(size, int) and size >= 0 else None
         pages = 0
 
         def more(url: str) -> Callable[[Salesforce], Any]:
@@ -525,6 +529,10 @@ class SalesforceSource:
     def api_usage(self) -> tuple[int, int] | None:
         """(used, max) daily API requests from the last Sforce-Limit-Info, if any."""
         return self._usage
+
+    def last_query_size(self) -> int | None:
+        """How many records the running query returns in all (``totalSize``), once known."""
+        return self._last_size
 
     def close(self) -> None:
         self._http.close()

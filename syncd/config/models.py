@@ -31,6 +31,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from syncd.config.types import Duration, FieldRefValue
+from syncd.domain.calling_hours import CallingHours, parse_days, parse_window, zone
+from syncd.domain.guard import GUARD_HISTORY
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _SOBJECT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -524,6 +526,88 @@ class DeliveryScheduleConfig(_Model):
     )
 
 
+class GuardConfig(_Model):
+    """The blast-radius guard: a poll with more new leads than this holds them all."""
+
+    max_new_per_poll: int | None = Field(
+        default=1000,
+        ge=1,
+        description="Hold a poll's new leads when it finds more than this many ready to call "
+        "(null: no fixed limit).",
+    )
+    max_factor: float | None = Field(
+        default=None,
+        gt=1,
+        description="Also hold when a poll finds more than this times the trailing average "
+        "of new leads per poll (null: off).",
+    )
+    min_history: int = Field(
+        default=5,
+        ge=1,
+        le=GUARD_HISTORY,
+        description="Completed polls needed before max_factor applies.",
+    )
+    factor_floor: int = Field(
+        default=100,
+        ge=1,
+        description="max_factor never holds a poll of this many new leads or fewer.",
+    )
+
+
+class TimezoneField(_Model):
+    field: str = Field(pattern=_FIELD.pattern, description="Record field with an IANA zone.")
+
+
+class CallingHoursConfig(_Model):
+    """Deliver a lead only inside this window of its local time (off when absent)."""
+
+    window: str = Field(description="Local time of day, e.g. 08:00-21:00 (end exclusive).")
+    days: str = Field(default="mon-sun", description="e.g. mon-sun, mon-fri, mon-fri,sat.")
+    timezone: Literal["from_phone"] | str | TimezoneField = Field(
+        default="from_phone",
+        description="from_phone, an IANA zone (e.g. America/New_York), or {field: Name}: "
+        "a record field holding an IANA zone (the phone's zones when it is empty or unknown).",
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_window(value)
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: str) -> str:
+        parse_days(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | TimezoneField) -> str | TimezoneField:
+        if isinstance(value, str) and value != "from_phone" and zone(value) is None:
+            raise ValueError(f"{value!r} is neither from_phone nor an IANA time zone")
+        return value
+
+    @property
+    def fixed_zone(self) -> str | None:
+        """The one IANA zone every lead is called in, or None to take it from the phone."""
+        return (
+            self.timezone
+            if isinstance(self.timezone, str) and self.timezone != "from_phone"
+            else None
+        )
+
+    @property
+    def zone_field(self) -> str | None:
+        """The record field that names each lead's zone, or None."""
+        return self.timezone.field if isinstance(self.timezone, TimezoneField) else None
+
+    @property
+    def hours(self) -> CallingHours:
+        start, end = parse_window(self.window)
+        return CallingHours(start, end, parse_days(self.days))
+
+
 def _parse_start_at(value: Any) -> Any:
     if value is None or value == "now":
         return "now"
@@ -577,6 +661,11 @@ class SyncConfig(_Model):
     """Safety rules that hold leads back (skipped)."""
     options: OptionsConfig | None = None
     """SimZ request options; absent ones are left out of the request."""
+    guard: GuardConfig = GuardConfig()
+    """The blast-radius guard: how many new leads one poll may queue before they are held."""
+    calling_hours: CallingHoursConfig | None = Field(
+        default=None, description="Only deliver inside these local hours (off when absent)."
+    )
 
     @field_validator("start_at", mode="before")
     @classmethod

@@ -105,6 +105,8 @@ def _rows(
     model: type[BaseModel], instance: Any, prefix: str
 ) -> Iterator[tuple[str, Row | FieldInfo]]:
     """Rows for every key of ``model``, nested sections flattened into dotted keys."""
+    if not isinstance(instance, model):  # e.g. a union whose default is a plain value
+        instance = None
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         if _variants(field.annotation):

@@ -227,6 +227,7 @@ class MappedLead:
     digest: str
     #: A DoNotCall value that was not recognised (so ``do_not_call`` is True), else None.
     do_not_call_unrecognised: str | None = None
+    time_zone: str | None = None  # the record's zone field (calling hours), when configured
 
 
 class Mapper:
@@ -249,6 +250,9 @@ class Mapper:
         self._callable = frozenset(sync.rules.do_not_call_callable_values)
         self._cursor_parts = sync.cursor_field.split(".")
         self._dnc_parts = self._dnc_field.split(".") if self._dnc_field is not None else None
+        hours = sync.calling_hours
+        zone_field = hours.zone_field if hours is not None else None
+        self._zone_parts = zone_field.split(".") if zone_field is not None else None
         # Every path the mapping and routing read, split once instead of per record.
         refs = [mapping.phoneNumber, mapping.email, *mapping.customData.values()]
         refs += [ref for _name, ref in self._texts]
@@ -355,7 +359,10 @@ class Mapper:
         state = LeadState.INVALID if problems else LeadState.QUEUED
         if phone is None:
             del payload["phoneNumber"]
-        digest = lead_digest(agent, payload, state, note, do_not_call)
+        time_zone = _text(_resolve(record, self._zone_parts)) if self._zone_parts else None
+        if time_zone is not None:
+            time_zone = time_zone[:64]
+        digest = lead_digest(agent, payload, state, note, do_not_call, time_zone)
         return MappedLead(
             salesforce_id=sf_id,
             cursor=cursor,
@@ -367,6 +374,7 @@ class Mapper:
             do_not_call=do_not_call,
             digest=digest,
             do_not_call_unrecognised=unrecognised,
+            time_zone=time_zone,
         )
 
 
@@ -376,9 +384,17 @@ def lead_digest(
     state: LeadState,
     note: str | None,
     do_not_call: bool,
+    time_zone: str | None = None,
 ) -> str:
-    """A stable SHA-256 of everything that decides the lead: equal means nothing changed."""
-    canonical = _CANONICAL.encode([agent, payload, state.value, note, do_not_call])
+    """A stable SHA-256 of everything that decides the lead: equal means nothing changed.
+
+    ``time_zone`` (a record's zone field) is part of it only when there is one,
+    so leads of syncs without that setting keep the digests they had.
+    """
+    values: list[Any] = [agent, payload, state.value, note, do_not_call]
+    if time_zone is not None:
+        values.append(time_zone)
+    canonical = _CANONICAL.encode(values)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

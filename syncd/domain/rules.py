@@ -20,8 +20,9 @@ DO_NOT_CALL_UNRECOGNISED_NOTE = (
 )
 
 #: States of another lead that hold a number for its agent whatever their age: the
-#: lead is waiting to be sent, in flight, or may have reached SimZ.
-HOLDS_NUMBER = frozenset({LeadState.QUEUED, LeadState.SENDING, LeadState.UNCERTAIN})
+#: lead is waiting to be sent, in flight, or may have reached SimZ; a ``held`` lead
+#: is called if an operator releases it.
+HOLDS_NUMBER = frozenset({LeadState.QUEUED, LeadState.SENDING, LeadState.UNCERTAIN, LeadState.HELD})
 
 #: States of another lead that make a number "recently sent" to its agent: those
 #: above, and ``accepted`` within the window. A lead SimZ rejected does not count:

@@ -69,6 +69,8 @@ def query_fields(sync: SyncConfig) -> list[str]:
         fields += _paths([sync.route.field])
     if sync.rules.respect_do_not_call:
         fields.append(sync.rules.do_not_call_field)
+    if sync.calling_hours is not None and sync.calling_hours.zone_field is not None:
+        fields.append(sync.calling_hours.zone_field)
     tail = {"id", sync.cursor_field.lower()}
     return [*_dedupe(f for f in fields if f.lower() not in tail), "Id", sync.cursor_field]
 

@@ -19,15 +19,21 @@ class LeadState(StrEnum):
     INVALID = "invalid"
     SKIPPED = "skipped"
     FAILED = "failed"
+    HELD = "held"
 
 
 S = LeadState
 
 #: States from which a lead may be sent (again) without an operator.
-NOT_YET_SENT = frozenset({S.QUEUED, S.INVALID, S.SKIPPED})
+NOT_YET_SENT = frozenset({S.QUEUED, S.INVALID, S.SKIPPED, S.HELD})
 
 #: States in which a changed Salesforce record is evaluated again (guarantee 5).
-REEVALUATED_ON_CHANGE = frozenset({S.QUEUED, S.INVALID, S.SKIPPED})
+#: A ``held`` lead is evaluated again too, but a change never releases it: it
+#: stays ``held`` (with the new values) or becomes ``invalid``/``skipped``.
+REEVALUATED_ON_CHANGE = frozenset({S.QUEUED, S.INVALID, S.SKIPPED, S.HELD})
+
+#: States only an operator moves on (``syncd release``/``syncd discard``).
+HOLDING = frozenset({S.HELD})
 
 #: States an operator may move back to ``queued`` with ``syncd requeue``.
 REQUEUEABLE = frozenset({S.UNCERTAIN, S.FAILED, S.REJECTED})
@@ -39,8 +45,15 @@ TERMINAL = frozenset({S.ACCEPTED, S.REJECTED, S.UNCERTAIN, S.FAILED})
 _RECHECKED = frozenset({S.QUEUED, S.SKIPPED, S.INVALID})
 
 ALLOWED: dict[LeadState | None, frozenset[LeadState]] = {
-    None: frozenset({S.QUEUED, S.INVALID, S.SKIPPED}),  # first seen by a poll
-    S.QUEUED: frozenset({S.SENDING, S.INVALID, S.SKIPPED, S.FAILED}),
+    # First seen by a poll; ``held`` when the blast-radius guard stops the poll.
+    None: frozenset({S.QUEUED, S.INVALID, S.SKIPPED, S.HELD}),
+    # -> held: only a poll whose source returned more records than it announced,
+    # for its own earlier new leads, at the page that crosses the guard's limit.
+    S.QUEUED: frozenset({S.SENDING, S.INVALID, S.SKIPPED, S.FAILED, S.HELD}),
+    # Released (-> queued) or discarded (-> skipped) by an operator, or released by
+    # its own poll when that ends under the limit; a changed record may make it
+    # invalid or skipped, never queued.
+    S.HELD: frozenset({S.QUEUED, S.SKIPPED, S.INVALID}),
     S.INVALID: frozenset({S.QUEUED, S.SKIPPED}),
     S.SKIPPED: frozenset({S.QUEUED, S.INVALID}),
     # The answer to a batch decides; back to queued only when SimZ said nothing was queued.

@@ -10,7 +10,9 @@ phone numbers or names), like the logs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from syncd.config import Config, SyncConfig
+from syncd.entrypoints import sandbox_clock
 from syncd.entrypoints.cli import (
     EXIT_FAILURE,
     config_option,
@@ -61,6 +64,11 @@ def _print_dry_run(result: PollResult) -> None:
         f"unchanged {result.unchanged}; would queue {result.queued}, "
         f"skip {result.skipped}, mark invalid {result.invalid}"
     )
+    if result.held:
+        echo(
+            f"  would HOLD {result.held} new lead(s): more than the guard's limit of "
+            f"{result.limit} for one poll (nothing is sent until `syncd release`)"
+        )
     if not result.preview:
         return
     echo(f"  {'Salesforce Id':<18}  {'change':<7}  {'state':<8}  {'agent':<20}  note")
@@ -90,7 +98,8 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
 
     Exits 1 if any poll or delivery failed, 0 otherwise. With --dry-run, nothing
     is written and nothing is sent: the output lists, per sync, the counts and
-    each new or changed record's Salesforce Id, would-be state, agent and note.
+    each new or changed record's Salesforce Id, would-be state, agent and note,
+    and how many new leads the blast-radius guard would hold.
     """
     from syncd.adapters.dry_run_db import DryRunDatabaseError, dry_run_engine
     from syncd.bootstrap import bootstrap
@@ -98,13 +107,19 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
     config = load_or_exit(config_path)
     setup(ctx, config)
     syncs = _selected(config, sync_name)
+    try:
+        now = sandbox_clock.clock(config)
+    except sandbox_clock.ClockRefused as exc:
+        fail(str(exc), 2)
     with ExitStack() as stack:
         try:
             # A dry run reads the database read-only (or a throwaway one if there is
             # none yet) and never migrates it.
             engine = stack.enter_context(dry_run_engine(config.database.url)) if dry_run else None
             # No recovery of ``sending`` leads here: a daemon may be delivering them right now.
-            runtime = bootstrap(config, recover=False, apply_migrations=not dry_run, engine=engine)
+            runtime = bootstrap(
+                config, recover=False, apply_migrations=not dry_run, engine=engine, now=now
+            )
             freeze_startup_objects()
         except DryRunDatabaseError as exc:
             fail(str(exc))
@@ -112,12 +127,18 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
             fail(f"cannot open the database: {describe_db_error(exc)}")
         except OSError as exc:
             fail(f"cannot open the database: {exc}")
-        failed = _run_once(config, runtime, syncs, dry_run)
+        failed = _run_once(config, runtime, syncs, dry_run, now)
     if failed:
         ctx.exit(EXIT_FAILURE)
 
 
-def _run_once(config: Config, runtime: Runtime, syncs: list[SyncConfig], dry_run: bool) -> bool:
+def _run_once(
+    config: Config,
+    runtime: Runtime,
+    syncs: list[SyncConfig],
+    dry_run: bool,
+    now: Callable[[], datetime],
+) -> bool:
     """Poll (and, unless a dry run, deliver) each sync once; True if anything failed."""
     from syncd.services.poll import poll_sync
 
@@ -130,6 +151,7 @@ def _run_once(config: Config, runtime: Runtime, syncs: list[SyncConfig], dry_run
                     runtime.source(sync.name),
                     sync,
                     dry_run=True,
+                    now=now,
                     max_api_usage_percent=config.salesforce.max_api_usage_percent,
                     limit_pause=config.salesforce.limit_pause,
                 )
@@ -141,6 +163,7 @@ def _run_once(config: Config, runtime: Runtime, syncs: list[SyncConfig], dry_run
                 f"sync {sync.name}: poll {polled.status}: fetched {polled.fetched}, "
                 f"new {polled.new}, updated {polled.updated}, unchanged {polled.unchanged}, "
                 f"invalid {polled.invalid}, skipped {polled.skipped}"
+                + (f", HELD {polled.held}" if polled.held else "")
                 + (f"; {polled.error}" if polled.error else "")
             )
             failed = failed or polled.status == "error"

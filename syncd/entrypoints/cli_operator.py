@@ -1,8 +1,9 @@
-"""Operator commands: ``syncd status``, ``syncd leads`` and ``syncd requeue``.
+"""Operator commands: ``status``, ``leads``, ``requeue``, ``release`` and ``discard``.
 
 ``status`` and ``leads`` read only the database, never Salesforce or SimZ;
 ``requeue`` changes the database after fetching the selected records again from
-Salesforce. ``status``, ``leads`` and ``requeue --dry-run`` (which reads only the
+Salesforce; ``release`` and ``discard`` change only the database. ``status``,
+``leads``, ``release``, ``discard`` and ``requeue --dry-run`` (which reads only the
 database) load the configuration without the Salesforce and SimZ secrets (unset
 ones are left unresolved; the database section is checked as usual). They never
 migrate: a database that is not at the latest schema gets "run syncd migrate" and
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.config import Config
 from syncd.config.loader import DATABASE_ONLY
+from syncd.domain.calling_hours import WAITING_FOR as CALLING_HOURS
 from syncd.entrypoints.cli import (
     config_option,
     describe_db_error,
@@ -39,7 +41,7 @@ from syncd.entrypoints.cli import (
 from syncd.entrypoints.cli_text import echo, echo_json, echo_lines, printable, secho
 from syncd.logs import configure_logging
 from syncd.services import operator as ops
-from syncd.services.operator import REQUEUE_STATES, STATE_ORDER, iso, to_jsonable
+from syncd.services.operator import HELD, REQUEUE_STATES, STATE_ORDER, iso, to_jsonable
 from syncd.services.refetch import SalesforceUnreachable
 
 T = TypeVar("T")
@@ -170,6 +172,18 @@ def _render_status(report: ops.StatusReport) -> list[str]:
         if sync.last_error:
             out.append(f"  last error     {_short(sync.last_error, 100)}")
         out.append("  leads          " + "  ".join(f"{s} {sync.states[s]}" for s in STATE_ORDER))
+        held = sync.states.get(HELD, 0)
+        if held:
+            out.append(
+                f"  HELD           {held} new lead(s) held by the blast-radius guard: "
+                f"check `syncd leads --state held --sync {sync.name}`, then "
+                f"`syncd release --sync {sync.name}` or `syncd discard --sync {sync.name}`"
+            )
+        if sync.waiting_for_calling_hours:
+            out.append(
+                f"  calling hours  {sync.waiting_for_calling_hours} queued lead(s) "
+                "waiting for calling hours"
+            )
         leader = sync.leader
         if leader is None:
             out.append("  leader         none yet")
@@ -279,21 +293,23 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
 
     Per sync: enabled, last poll (time, status, counts), last successful poll,
     watermark, start_at, polling pause, and the number of leads in each of the
-    8 states. Per agent: queued leads (due now / waiting for a retry time),
-    leads being sent, and the last batch (time, HTTP status, outcome, SimZ
-    batchId). Then the delivery pauses (API key or agent, from SimZ's answers),
-    the operator pauses (`syncd pause`, with who and why) and the number of
-    uncertain leads. Syncs found in the database but no longer in the
-    configuration are listed too, marked so. With several replicas: which
-    replica leads each sync (holds its lease, until when) and every replica's
-    last heartbeat.
+    9 states (held ones with the commands that settle them), and how many
+    queued leads wait for their calling hours. Per agent: queued leads (due
+    now / waiting for a retry time), leads being sent, and the last batch
+    (time, HTTP status, outcome, SimZ batchId). Then the delivery pauses (API
+    key or agent, from SimZ's answers), the operator pauses (`syncd pause`, with
+    who and why) and the number of uncertain leads. Syncs found in the database
+    but no longer in the configuration are listed too, marked so. With several
+    replicas: which replica leads each sync (holds its lease, until when) and
+    every replica's last heartbeat.
 
     \b
     --json prints one object with ISO 8601 UTC times ("...Z"):
       {"version": 1, "generated_at", "syncs": [{"name", "configured", "enabled",
        "start_at", "configured_start_at", "watermark", "last_poll",
        "last_successful_poll_at", "last_error", "paused", "paused_until",
-       "pause_reason", "states": {state: count}, "agents": [{"agent",
+       "pause_reason", "states": {state: count}, "waiting_for_calling_hours",
+       "agents": [{"agent",
        "configured", "queued", "due", "waiting", "sending", "paused",
        "last_batch"}], "leader": {"replica", "token", "acquired_at",
        "renewed_at", "expires_at", "active"}|null, "delivery_paused"}],
@@ -330,7 +346,9 @@ def _render_leads(leads: list[ops.LeadView], history: bool, payload: bool) -> li
         return ["no leads match"]
     rows = []
     for lead in leads:
-        if lead.error_code or lead.error_message:
+        if lead.waiting_for == CALLING_HOURS:
+            detail = f"waiting for calling hours (until {_when(lead.next_attempt_at)})"
+        elif lead.error_code or lead.error_message:
             detail = f"{lead.error_code or 'error'}: {lead.error_message or ''}".rstrip(": ")
         else:
             detail = lead.note or ""
@@ -429,7 +447,7 @@ def leads(
     --json prints {"version": 1, "leads": [{"id", "salesforce_id", "sync",
     "agent", "state", "attempts", "next_attempt_at", "created_at", "updated_at",
     "sent_at", "batch_id", "simz_batch_id", "note", "error_code",
-    "error_message"}]}, plus "history": [{"at", "from_state", "to_state",
+    "error_message", "waiting_for"}]}, plus "history": [{"at", "from_state", "to_state",
     "reason", "batch_id"}] with --history and "payload" with --show-payload.
     """
     config = load_or_exit(config_path, uses=DATABASE_ONLY)
@@ -653,3 +671,88 @@ def _requeue(
         )
     finally:
         source.close()
+
+
+# --------------------------------------------------------------------------- release, discard
+
+
+def _settle_held(
+    ctx: click.Context,
+    config_path: Path,
+    sync: str,
+    reason: str | None,
+    yes: bool,
+    release: bool,
+) -> None:
+    """Release or discard a sync's held leads (database only, no Salesforce or SimZ)."""
+    config = load_or_exit(config_path, uses=DATABASE_ONLY)
+    _setup(ctx, config)
+    verb, done, outcome = (
+        ("release", "released", "queued") if release else ("discard", "discarded", "skipped")
+    )
+    with database(config) as session_factory:
+        held = _query(lambda: ops.count_held(session_factory, sync))
+        if held == 0:
+            echo(f"no held leads in sync {sync}; nothing to {verb}")
+            return
+        echo(f"about to {verb} {held} held lead(s) of sync {sync} (to {outcome})")
+        if release:
+            secho(
+                f"WARNING: SimZ will call these {held} people once each.",
+                err=True,
+                fg="red",
+                bold=True,
+            )
+        if not yes:
+            try:
+                confirmed = click.confirm(
+                    f"{verb.capitalize()} these leads?", default=False, err=True
+                )
+            except click.Abort:
+                fail(f"no confirmation on stdin; rerun with --yes to {verb} without asking")
+            if not confirmed:
+                fail(f"not confirmed; nothing was {done}")
+        action = ops.release if release else ops.discard
+        chosen = reason or (ops.RELEASE_REASON if release else ops.DISCARD_REASON)
+        result = _query(lambda: action(session_factory, sync=sync, actor=_actor(), reason=chosen))
+    echo(
+        f"{done} {result.leads} lead(s) of sync {sync} (reason: {result.reason}; by {result.actor})"
+    )
+
+
+@click.command()
+@config_option
+@click.option("--sync", "sync", required=True, help="The sync whose held leads to release.")
+@click.option("--reason", default=None, help="Why; written to each lead's audit trail with $USER.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def release(
+    ctx: click.Context, config_path: Path, sync: str, reason: str | None, yes: bool
+) -> None:
+    """Send the leads the blast-radius guard held: move them to queued.
+
+    Every held lead of the sync moves in one transaction, with an audit-trail
+    entry (reason and $USER); delivery then sends each of them once. It shows
+    how many and asks for confirmation, unless --yes; with no answer on stdin
+    it refuses and exits 1.
+    """
+    _settle_held(ctx, config_path, sync, reason, yes, release=True)
+
+
+@click.command()
+@config_option
+@click.option("--sync", "sync", required=True, help="The sync whose held leads to discard.")
+@click.option("--reason", default=None, help="Why; written to each lead's audit trail with $USER.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def discard(
+    ctx: click.Context, config_path: Path, sync: str, reason: str | None, yes: bool
+) -> None:
+    """Never send the leads the blast-radius guard held: move them to skipped.
+
+    Every held lead of the sync moves in one transaction, with an audit-trail
+    entry (reason and $USER). A discarded lead is evaluated again only if its
+    Salesforce record changes later, like any skipped lead. Confirmation as
+    for release.
+    """
+    _settle_held(ctx, config_path, sync, reason, yes, release=False)

@@ -40,6 +40,8 @@ _AUTH_PAUSES = "SELECT COUNT(*) FROM pauses WHERE scope = 'api_key' AND http_sta
 _OPERATOR_PAUSES = (
     "SELECT scope, name, reason, paused_by FROM operator_pauses ORDER BY paused_at, scope, name"
 )
+#: Leads the blast-radius guard holds, per sync: an operator must release or discard them.
+_HELD = "SELECT sync_name, COUNT(*) FROM leads WHERE state = 'held' GROUP BY sync_name"
 
 
 @dataclass
@@ -80,7 +82,9 @@ class Readiness:
       intervals (:meth:`PollTracker.stale`);
     * ``salesforce_login`` -- logins are not held back after refusals (the
       reason names the last refusal and the next attempt);
-    * ``shutdown`` -- fails once ``stop`` is set (a signal arrived).
+    * ``shutdown`` -- fails once ``stop`` is set (a signal arrived);
+    * ``held:<sync>`` -- fails while the blast-radius guard holds leads of a
+      sync polled here (until ``syncd release`` or ``syncd discard``).
 
     Operator pauses (``syncd pause``) are listed under ``paused`` in the body but
     leave the daemon ready: it is doing what it was told.
@@ -117,8 +121,9 @@ class Readiness:
         report = ReadyReport()
         if self.stop is not None and self.stop.is_set():
             report.fail("shutdown", "syncd is stopping")
+        held: dict[str, int] = {}
         try:
-            auth_pauses, report.paused = self._query_database()
+            auth_pauses, report.paused, held = self._query_database()
         except Exception as exc:  # any driver error means: not ready
             first = str(exc).strip().splitlines()
             report.fail("database", f"{type(exc).__name__}: {first[0] if first else ''}")
@@ -141,9 +146,15 @@ class Readiness:
                 report.fail(f"poll:{name}", stale[name])
             else:
                 report.ok(f"poll:{name}")
+            if held.get(name):
+                report.fail(
+                    f"held:{name}",
+                    f"{held[name]} new leads held by the blast-radius guard: "
+                    f"`syncd release --sync {name}` or `syncd discard --sync {name}`",
+                )
         return report
 
-    def _query_database(self) -> tuple[int, list[dict[str, str]]]:
+    def _query_database(self) -> tuple[int, list[dict[str, str]], dict[str, int]]:
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
@@ -154,6 +165,8 @@ class Readiness:
                 row = cursor.fetchone()
                 cursor.execute(_OPERATOR_PAUSES)
                 holds = cursor.fetchall()
+                cursor.execute(_HELD)
+                held = {str(name): int(count) for name, count in cursor.fetchall()}
             finally:
                 cursor.close()
             connection.rollback()
@@ -163,7 +176,7 @@ class Readiness:
             {"scope": str(scope), "name": str(name), "reason": str(why), "by": str(by)}
             for scope, name, why, by in holds
         ]
-        return (int(row[0]) if row else 0), paused
+        return (int(row[0]) if row else 0), paused, held
 
 
 #: Connections still sending their request beyond this many: the oldest is dropped.

@@ -181,6 +181,8 @@ def demo_config_data(
                 },
                 "phone": {"default_region": "US"},
                 "rules": {"respect_do_not_call": True, "duplicate_phone_window": "24h"},
+                # Above the most the demo seeds (2,000): the guard is not what it shows.
+                "guard": {"max_new_per_poll": 5000},
                 "options": {"priority": "normal", "enableAMD": True},
             }
         ],

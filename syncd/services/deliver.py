@@ -59,6 +59,7 @@ from syncd.domain.outcome import Limits, Reply, plan_outcome
 from syncd.domain.responses import Action, Classified, classify, maybe_sent, nothing_sent
 from syncd.domain.states import LeadState
 from syncd.logs import get_logger
+from syncd.services.call_window import closed_hours
 from syncd.services.delivery_report import DeliveryReport
 from syncd.services.delivery_report import DeliveryResult as DeliveryResult
 from syncd.services.pause_board import board_for
@@ -249,6 +250,7 @@ class _Delivery:
                     worker=self.worker,
                     posted=posted,
                     rules=self.rules,
+                    closed_hours=closed_hours(self.sync.calling_hours, current),
                 )
         if holds:
             return self._held(agent, holds)

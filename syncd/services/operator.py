@@ -33,7 +33,8 @@ with a trailing ``Z``, ``null`` when unknown)::
                               "error"}|null,
                 "last_successful_poll_at": T, "last_error": str|null,
                 "paused": bool, "paused_until": T, "pause_reason": str|null,
-                "states": {"queued": n, "sending": n, ... all 8 states},
+                "states": {"queued": n, "sending": n, ... all 9 states},
+                "waiting_for_calling_hours": n,
                 "leader": {"replica", "token", "acquired_at", "renewed_at", "expires_at",
                            "active": bool}|null,
                 "delivery_paused": bool,
@@ -84,7 +85,7 @@ from syncd.adapters.orm import (
 from syncd.adapters.outbox import SCOPE_AGENT, SCOPE_API_KEY, agent_pause_key
 from syncd.adapters.simz import key_fingerprint
 from syncd.config import Config, SyncConfig
-from syncd.domain.states import REQUEUEABLE, LeadState
+from syncd.domain.states import REQUEUEABLE, LeadState, check_transition
 from syncd.logs import get_logger
 from syncd.services import refetch
 from syncd.services.refetch import RecordSource
@@ -96,6 +97,7 @@ STATE_ORDER: tuple[str, ...] = tuple(state.value for state in LeadState)
 #: States ``requeue`` may move, in the order the CLI shows them.
 REQUEUE_STATES: tuple[str, ...] = tuple(state.value for state in LeadState if state in REQUEUEABLE)
 DEFAULT_REASON = "operator requeue"
+HELD = LeadState.HELD.value
 UNCERTAIN_HINT = (
     "{n} uncertain lead(s) need an operator: inspect them with "
     "`syncd leads --state uncertain`, then `syncd requeue --state uncertain` only for "
@@ -262,6 +264,7 @@ class SyncStatus:
     agents: list[AgentStatus]
     leader: LeaderView | None = None
     delivery_paused: bool = False
+    waiting_for_calling_hours: int = 0
 
 
 @dataclass(frozen=True)
@@ -356,6 +359,7 @@ def status(
         holds = [
             OperatorPauseView(*dataclasses.astuple(h)) for h in operator_pauses.all_holds(session)
         ]
+        calling_hours = q.waiting_for_calling_hours(session, at)
 
     credential = (
         None
@@ -419,6 +423,7 @@ def status(
                 agents=agent_rows,
                 leader=leaders.get(name),
                 delivery_paused=(SCOPE_SYNC, name) in held,
+                waiting_for_calling_hours=calling_hours.get(name, 0),
             )
         )
     uncertain = sum(s.states[LeadState.UNCERTAIN.value] for s in syncs)
@@ -470,6 +475,7 @@ class LeadView:
     error_message: str | None
     history: list[TransitionView] | None = None
     payload: dict[str, Any] | None = None
+    waiting_for: str | None = None
 
     @classmethod
     def of(
@@ -496,6 +502,7 @@ class LeadView:
             error_message=lead.error_message,
             history=history,
             payload=dict(lead.payload) if with_payload else None,
+            waiting_for=lead.waiting_for if lead.state == LeadState.QUEUED.value else None,
         )
 
 
@@ -731,4 +738,92 @@ def requeue(
         actor=actor,
         reason=reason,
     )
+    return result
+
+
+# --------------------------------------------------------------------------- release, discard
+
+RELEASE_REASON = "operator release"
+DISCARD_REASON = "operator discard"
+DISCARD_NOTE = "discarded by an operator after the blast-radius guard held it"
+
+
+@dataclass(frozen=True)
+class HeldResult:
+    sync: str
+    leads: int
+    reason: str
+    actor: str
+    at: datetime
+
+
+def count_held(session_factory: sessionmaker[Session], sync: str) -> int:
+    """How many leads of ``sync`` the blast-radius guard holds now."""
+    with session_factory() as session:
+        counts = q.count_matching(session, q.lead_filter(sync=sync, states=[HELD]))
+    return sum(counts.values())
+
+
+def _settle_held(
+    session_factory: sessionmaker[Session],
+    sync: str,
+    target: LeadState,
+    reason: str,
+    actor: str,
+    now: Callable[[], datetime],
+    note: str | None,
+) -> HeldResult:
+    check_transition(LeadState.HELD, target)
+    trail = f"{reason} (by {actor or 'unknown'})"[:500]
+    at = now()
+    with session_factory.begin() as session:
+        moved = q.move_state(
+            session,
+            q.lead_filter(sync=sync),
+            HELD,
+            target.value,
+            reason=trail,
+            at=at,
+            note=note,
+        )
+    return HeldResult(sync, moved, reason, actor, at)
+
+
+def release(
+    session_factory: sessionmaker[Session],
+    *,
+    sync: str,
+    actor: str,
+    reason: str = RELEASE_REASON,
+    now: Callable[[], datetime] = utcnow,
+) -> HeldResult:
+    """Move every held lead of ``sync`` to ``queued``, in one transaction, so it is delivered.
+
+    The UPDATE repeats ``state = 'held'``: run twice (or after a crash), it
+    moves only what is still held, so no lead is queued, nor sent, twice.
+    """
+    reason = (reason or RELEASE_REASON).strip() or RELEASE_REASON
+    result = _settle_held(session_factory, sync, LeadState.QUEUED, reason, actor, now, None)
+    log.warning("held leads released", sync=sync, leads=result.leads, actor=actor, reason=reason)
+    return result
+
+
+def discard(
+    session_factory: sessionmaker[Session],
+    *,
+    sync: str,
+    actor: str,
+    reason: str = DISCARD_REASON,
+    now: Callable[[], datetime] = utcnow,
+) -> HeldResult:
+    """Move every held lead of ``sync`` to ``skipped``, in one transaction: never sent.
+
+    A discarded lead's record is evaluated again when it changes in Salesforce,
+    like any skipped lead.
+    """
+    reason = (reason or DISCARD_REASON).strip() or DISCARD_REASON
+    result = _settle_held(
+        session_factory, sync, LeadState.SKIPPED, reason, actor, now, DISCARD_NOTE
+    )
+    log.warning("held leads discarded", sync=sync, leads=result.leads, actor=actor, reason=reason)
     return result

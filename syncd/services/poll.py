@@ -17,6 +17,13 @@ poll never sends such a lead again by itself.
 Page by page on PostgreSQL the (agent, number) pairs the page may queue are
 locked (:mod:`syncd.adapters.number_locks`) before the duplicate-phone lookup,
 so two syncs or replicas never both queue one number for one agent.
+
+The blast-radius guard (:mod:`syncd.domain.guard`, docs/holding-and-calling-hours.md):
+a poll with more new leads ready to call than its limit puts them all in
+``held``, which delivery never claims. Because delivery runs while the poll
+commits page by page, the poll decides before its first page is written
+(:meth:`_Poller.hold_from_start`); a held lead whose record changes stays
+``held`` (or becomes invalid/skipped), never ``queued``.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -37,6 +44,7 @@ from syncd.adapters.orm import utcnow
 from syncd.adapters.salesforce import SalesforceLimitExceeded, SalesforceSourceError
 from syncd.config.models import SyncConfig
 from syncd.config.types import format_duration
+from syncd.domain.guard import GUARD_HISTORY, over_limit, poll_limit
 from syncd.domain.mapping import MappedLead, Mapper
 from syncd.domain.rules import AgentPhone, decide, do_not_call_note
 from syncd.domain.soql import build_poll_query
@@ -55,7 +63,10 @@ from syncd.metrics import (
 log = get_logger(__name__)
 
 PollStatus = Literal["ok", "paused", "error"]
+HELD_NOTE = "held by the blast-radius guard"
 _REEVALUATED = frozenset(state.value for state in REEVALUATED_ON_CHANGE)
+_QUEUED = LeadState.QUEUED.value
+_HELD = LeadState.HELD.value
 #: Dry runs keep at most this many preview rows (the counts stay exact).
 PREVIEW_LIMIT = 10_000
 #: New leads in one poll after which PostgreSQL's statistics are refreshed (then
@@ -71,6 +82,10 @@ class RecordSource(Protocol):
     def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]: ...
 
     def api_usage(self) -> tuple[int, int] | None: ...
+
+    # Optional: ``last_query_size() -> int | None``, the running query's record count
+    # (Salesforce's ``totalSize``). Without it the blast-radius guard holds every new
+    # lead until the poll ends (see _Poller.hold_from_start).
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,9 @@ class PollResult:
     invalid: int = 0
     skipped: int = 0
     queued: int = 0
+    eligible: int = 0
+    held: int = 0
+    limit: int | None = None
     watermark: datetime | None = None
     error: str | None = None
     duration_seconds: float = 0.0
@@ -195,10 +213,14 @@ def plan_page(
                     lead.digest,
                     decision.note,
                     lead.do_not_call,
+                    lead.time_zone,
                 )
             )
             plan.decided.append((lead, decision.state, decision.note, "new"))
         else:
+            note = decision.note
+            if found.state == LeadState.HELD.value and state == LeadState.QUEUED.value:
+                state = found.state  # a change never releases a held lead
             if state != found.state:
                 check_transition(found.state, state)
             plan.changes.append(
@@ -211,11 +233,12 @@ def plan_page(
                     lead.phone_e164,
                     cursor,
                     lead.digest,
-                    decision.note,
+                    note,
                     lead.do_not_call,
+                    lead.time_zone,
                 )
             )
-            plan.decided.append((lead, decision.state, decision.note, "updated"))
+            plan.decided.append((lead, LeadState(state), note, "updated"))
     return plan
 
 
@@ -317,6 +340,11 @@ class _Poller:
         self.taken: set[AgentPhone] = set()
         self.analyze_at = ANALYZE_AFTER_NEW
         self.beyond_window = 0
+        # The blast-radius guard (see _Poller.guard_page).
+        self.limit: int | None = None
+        self.holding: bool | None = None  # decided at the first page
+        self.new_ids: list[str] | None = []  # this poll's new leads ready to call, while few
+        self.complete = False
 
     def configured_start(self) -> datetime:
         start = self.sync.start_at
@@ -348,6 +376,9 @@ class _Poller:
         )
         if window is not None:
             self.result.window_from, self.result.window_to = window.start, window.end
+            self.limit = self.result.limit = self.guard_limit()
+            if self.limit is None:
+                self.new_ids = None
         if not self.dry_run:
             with self.session_factory.begin() as session:
                 self.run_id = store.start_poll_run(
@@ -359,6 +390,7 @@ class _Poller:
                 )
         if window is not None:
             self.read_safely(window)
+        self.finish_guard()
         self.record_run(self.run_id)
         return self.result
 
@@ -418,6 +450,8 @@ class _Poller:
         pages = self.source.query_pages(soql)
         try:
             for records in pages:
+                if self.holding is None:
+                    self.holding = self.hold_from_start()
                 self.result.pages += 1
                 self.result.fetched += len(records)
                 self.apply(records, window)
@@ -427,6 +461,7 @@ class _Poller:
                     return
                 if self.stop is not None and self.stop.is_set():
                     return
+            self.complete = True
         finally:
             close = getattr(pages, "close", None)
             if close is not None:
@@ -448,11 +483,13 @@ class _Poller:
         if self.dry_run:
             with self.session_factory() as session:
                 plan = self.plan(session, mapped, ids, window, lock=False)
+            self.result.eligible += sum(1 for new in plan.inserts if new.state == _QUEUED)
             self.remember(plan)
         else:
             with self.session_factory.begin() as session:
                 plan = self.plan(session, mapped, ids, window, lock=True)
                 now = self.now()
+                self.guard_page(session, plan, now)
                 store.insert_leads(session, self.sync.name, plan.inserts, now)
                 store.update_leads(session, plan.changes, now)
                 store.record_changes(session, plan.recorded, now)
@@ -498,6 +535,150 @@ class _Poller:
             recent |= self.taken
         return plan_page(mapped, existing, recent, self.sync, window.start, window.end)
 
+    # ------------------------------------------------------------------ the guard
+
+    def guard_limit(self) -> int | None:
+        """The most new leads this poll may queue (see :mod:`syncd.domain.guard`)."""
+        guard = self.sync.guard
+        history: list[int] = []
+        if guard.max_factor is not None:
+            with self.session_factory() as session:
+                history = store.guard_history(session, self.sync.name, GUARD_HISTORY)
+        return poll_limit(
+            max_new_per_poll=guard.max_new_per_poll,
+            max_factor=guard.max_factor,
+            min_history=guard.min_history,
+            factor_floor=guard.factor_floor,
+            history=history,
+        )
+
+    def hold_from_start(self) -> bool:
+        """Whether this poll's new leads are held from its first page on.
+
+        Not when the query's size is known (Salesforce's ``totalSize``, fixed
+        when the query runs) and within the limit: the new leads ready to call
+        are some of those records, so they cannot exceed it. Otherwise (a
+        larger window, or a source that cannot tell) every new lead ready to
+        call is inserted ``held``, and :meth:`finish_guard` releases them when
+        the whole window turned out to be within the limit.
+        """
+        if self.limit is None:
+            return False
+        size_of = getattr(self.source, "last_query_size", None)
+        size = size_of() if callable(size_of) else None
+        hold = not isinstance(size, int) or size > self.limit
+        if hold and not self.dry_run:
+            log.info(
+                "new leads held until the poll ends",
+                sync=self.sync.name,
+                records=size,
+                limit=self.limit,
+            )
+        return hold
+
+    def guard_page(self, session: Session, plan: PagePlan, now: datetime) -> None:
+        """Hold the page's new leads when the poll holds, in the page's transaction.
+
+        Delivery claims only ``queued`` leads and runs while the poll commits
+        page by page, so the guard must decide before a new lead is ever
+        committed as ``queued``: :meth:`hold_from_start` does, from the query's
+        size, before the first page. Should a source return more records than
+        it announced, the page that crosses the limit still moves the poll's
+        earlier new leads from ``queued`` to ``held`` in its own transaction
+        and says so in an error if delivery had already claimed some.
+        """
+        fresh = [new.salesforce_id for new in plan.inserts if new.state == _QUEUED]
+        self.result.eligible += len(fresh)
+        crossing = not self.holding and over_limit(self.result.eligible, self.limit)
+        if self.holding or crossing:
+            plan.inserts = [
+                replace(new, state=_HELD) if new.state == _QUEUED else new for new in plan.inserts
+            ]
+            plan.decided = [
+                (lead, LeadState.HELD, note, change)
+                if change == "new" and state is LeadState.QUEUED
+                else (lead, state, note, change)
+                for lead, state, note, change in plan.decided
+            ]
+        if crossing:
+            self.holding = True
+            earlier = self.new_ids or []
+            moved = store.move_new_leads(
+                session,
+                self.sync.name,
+                earlier,
+                source=_QUEUED,
+                target=_HELD,
+                reason=f"{HELD_NOTE}: the poll crossed its limit of {self.limit}",
+                now=now,
+            )
+            self.result.queued -= moved
+            if moved < len(earlier):
+                log.error(
+                    "new leads of a held poll were claimed before it crossed its limit",
+                    sync=self.sync.name,
+                    claimed=len(earlier) - moved,
+                )
+        if self.new_ids is not None:
+            self.new_ids += fresh
+            if over_limit(len(self.new_ids), self.limit):
+                self.new_ids = None  # held for good: no need to remember them
+
+    def finish_guard(self) -> None:
+        """Log a held poll, or release the leads held only while the poll's size was unknown."""
+        result = self.result
+        if self.limit is None:
+            return
+        if over_limit(result.eligible, self.limit):
+            result.held = result.eligible
+            if self.dry_run:
+                result.queued -= result.eligible
+                result.preview = [
+                    replace(row, state=_HELD)
+                    if row.change == "new" and row.state == _QUEUED
+                    else row
+                    for row in result.preview
+                ]
+                return
+            name = self.sync.name
+            log.error(
+                "poll held by the blast-radius guard",
+                sync=self.sync.name,
+                new=result.eligible,
+                limit=self.limit,
+                hint=f"check `syncd leads --state held --sync {name}`, then "
+                f"`syncd release --sync {name}` or `syncd discard --sync {name}`",
+            )
+            return
+        if self.dry_run or not self.holding or not self.new_ids:
+            return
+        if not self.complete or result.status != "ok":
+            result.held = len(self.new_ids)
+            log.error(
+                "poll ended early while holding its new leads: they stay held",
+                sync=self.sync.name,
+                held=result.held,
+                limit=self.limit,
+            )
+            return
+        try:
+            with self.session_factory.begin() as session:
+                released = store.move_new_leads(
+                    session,
+                    self.sync.name,
+                    self.new_ids,
+                    source=_HELD,
+                    target=_QUEUED,
+                    reason=f"released by its poll: {result.eligible} new leads, "
+                    f"within the limit of {self.limit}",
+                    now=self.now(),
+                )
+        except SQLAlchemyError as exc:
+            result.held = len(self.new_ids)
+            log.error("cannot release the poll's held leads", sync=self.sync.name, error=str(exc))
+            return
+        result.queued += released
+
     def remember(self, plan: PagePlan) -> None:
         for lead, state, _note, _change in plan.decided:
             self.seen[lead.salesforce_id] = store.ExistingLead(-1, state.value, lead.digest)
@@ -527,6 +708,8 @@ class _Poller:
                 result.invalid += 1
             elif state is LeadState.SKIPPED:
                 result.skipped += 1
+            elif state is LeadState.HELD:
+                pass  # counted by finish_guard: held for good, or released and queued
             else:
                 result.queued += 1
             if self.dry_run and len(result.preview) < PREVIEW_LIMIT:
@@ -566,6 +749,8 @@ class _Poller:
                         unchanged=result.unchanged,
                         invalid=result.invalid,
                         skipped=result.skipped,
+                        eligible=result.eligible,
+                        held=result.held,
                         watermark_after=result.watermark,
                         error=result.error,
                     )
@@ -663,7 +848,12 @@ class _Backfill(_Poller):
 
     def run(self) -> PollResult:
         self.result.window_from, self.result.window_to = self.window.start, self.window.end
+        # The blast-radius guard applies to a backfill as to a poll.
+        self.limit = self.result.limit = self.guard_limit()
+        if self.limit is None:
+            self.new_ids = None
         self.read_safely(self.window)
+        self.finish_guard()
         return self.result
 
     def pause(self, reason: str, length: timedelta | None = None) -> None:

@@ -26,7 +26,14 @@ from syncd.adapters import operator_queries as q
 from syncd.adapters.orm import utcnow
 from syncd.config import Config
 from syncd.domain.states import LeadState
-from syncd.metrics import BACKLOG, LEADS_BY_STATE, OLDEST_QUEUED, PAUSED, UNCERTAIN_LEADS
+from syncd.metrics import (
+    BACKLOG,
+    HELD_LEADS,
+    LEADS_BY_STATE,
+    OLDEST_QUEUED,
+    PAUSED,
+    UNCERTAIN_LEADS,
+)
 from syncd.services.pause_board import board_for
 
 #: Label value for queued leads that have no agent (should not happen; made visible).
@@ -50,9 +57,9 @@ def refresh_state_metrics(
     *,
     now: Callable[[], datetime] = utcnow,
 ) -> None:
-    """Set ``syncd_leads``, ``syncd_uncertain_leads``, ``syncd_backlog_leads``,
-    ``syncd_oldest_queued_seconds`` and ``syncd_paused`` (polling and operator pauses) from
-    the database; SimZ delivery pauses come from :mod:`pause_board`."""
+    """Set ``syncd_leads``, ``syncd_uncertain_leads``, ``syncd_held_leads``,
+    ``syncd_backlog_leads``, ``syncd_oldest_queued_seconds`` and ``syncd_paused`` (polling
+    and operator pauses) from the database; SimZ delivery pauses come from :mod:`pause_board`."""
     at = now()
     with session_factory() as session:
         counts = q.count_by_state(session)
@@ -67,7 +74,9 @@ def refresh_state_metrics(
 
     leads: dict[tuple[str, ...], float] = {}
     uncertain: dict[tuple[str, ...], float] = {}
+    held: dict[tuple[str, ...], float] = {}
     for name in syncs:
+        held[(name,)] = float(counts.get((name, LeadState.HELD.value), 0))
         for state in LeadState:
             leads[(name, state.value)] = float(counts.get((name, state.value), 0))
         uncertain[(name,)] = float(counts.get((name, LeadState.UNCERTAIN.value), 0))
@@ -103,6 +112,7 @@ def refresh_state_metrics(
 
     _apply(LEADS_BY_STATE, ("sync", "state"), leads)
     _apply(UNCERTAIN_LEADS, ("sync",), uncertain)
+    _apply(HELD_LEADS, ("sync",), held)
     _apply(BACKLOG, ("sync", "agent"), queued)
     _apply(OLDEST_QUEUED, ("sync", "agent"), age)
     _apply(PAUSED, ("scope", "name"), paused)

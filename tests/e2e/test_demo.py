@@ -24,7 +24,17 @@ import pytest
 from syncd.sandbox.demo_data import demo_leads
 from tests.e2e.harness import clean_env
 
-STATES = ("queued", "sending", "accepted", "rejected", "uncertain", "invalid", "skipped", "failed")
+STATES = (
+    "queued",
+    "sending",
+    "accepted",
+    "rejected",
+    "uncertain",
+    "invalid",
+    "skipped",
+    "failed",
+    "held",
+)
 ADDED_DURING_RUN = 5
 
 

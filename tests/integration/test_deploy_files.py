@@ -207,9 +207,7 @@ class TestCompose:
         assert ca_path in text
         stand_in = tmp_path / "ca.pem"
         stand_in.write_text("stand-in\n", encoding="utf-8")
-        config = parse_config(
-            text.replace(ca_path, str(stand_in)), str(source), env=environment
-        )
+        config = parse_config(text.replace(ca_path, str(stand_in)), str(source), env=environment)
         assert (
             config.simz.api_key.get_secret_value()
             == services["simz"]["environment"]["SIMZ_API_KEY"]

@@ -158,3 +158,21 @@ class TestReadiness:
         assert readiness().ready
         stop.set()
         assert set(readiness().failing) == {"shutdown"}
+
+    def test_held_leads_make_the_sync_unready(self, readiness: Readiness, engine: Engine) -> None:
+        """Leads the blast-radius guard holds fail held:<sync> until they are settled."""
+        from sqlalchemy import update
+
+        from syncd.adapters.orm import Lead
+        from tests.integration.operator_rows import add_lead, sf_id
+
+        sessions = make_session_factory(engine)
+        with sessions.begin() as session:
+            add_lead(session, "web", sf_id(1), "held")
+            add_lead(session, "other", sf_id(2), "held")  # not a sync of this daemon
+        report = readiness()
+        assert set(report.failing) == {"held:web"}
+        assert "syncd release --sync web" in report.failing["held:web"]
+        with sessions.begin() as session:
+            session.execute(update(Lead).where(Lead.state == "held").values(state="queued"))
+        assert readiness().ready

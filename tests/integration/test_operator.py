@@ -81,7 +81,7 @@ def states_of(sessions: sessionmaker[Session]) -> dict[tuple[str, str], str]:
 
 class TestStatus:
     def test_counts_every_state_per_sync_with_zeros(self, sessions: sessionmaker[Session]) -> None:
-        """Lead counts cover all 8 states per configured sync, zeros included."""
+        """Lead counts cover all 9 states per configured sync, zeros included."""
         with sessions.begin() as s:
             add_lead(s, "web", sf_id(1), "queued")
             add_lead(s, "web", sf_id(2), "queued")
@@ -99,6 +99,7 @@ class TestStatus:
             "invalid": 0,
             "skipped": 0,
             "failed": 0,
+            "held": 0,
         }
         assert by_name["partner"].states["accepted"] == 1
         assert report.uncertain_total == 1
@@ -197,6 +198,7 @@ class TestStatus:
             "name", "configured", "enabled", "start_at", "configured_start_at", "watermark",
             "last_poll", "last_successful_poll_at", "last_error", "paused", "paused_until",
             "pause_reason", "states", "agents", "leader", "delivery_paused",
+            "waiting_for_calling_hours",
         }  # fmt: skip
         assert web["configured_start_at"] == "now"
         assert body["syncs"][1]["configured_start_at"] == "2024-01-01T00:00:00.000Z"

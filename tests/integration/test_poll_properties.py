@@ -58,6 +58,10 @@ class FakeOrg:
     page_size: int = 3
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     returned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    size: int | None = None
+
+    def last_query_size(self) -> int | None:
+        return self.size
 
     def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
         match = _WINDOW.search(soql)
@@ -71,6 +75,7 @@ class FakeOrg:
             ),
             key=lambda r: (parse_datetime(r["SystemModstamp"]), r["Id"]),
         )
+        self.size = len(rows)
         for offset in range(0, len(rows), self.page_size):
             page = rows[offset : offset + self.page_size]
             for row in page:
@@ -216,6 +221,9 @@ class RecordingSource:
 
     def api_usage(self) -> tuple[int, int] | None:
         return self.source.api_usage()
+
+    def last_query_size(self) -> int | None:
+        return self.source.last_query_size()
 
 
 class TestAgainstEmulator:

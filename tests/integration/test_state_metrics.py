@@ -129,3 +129,14 @@ class TestOperatorPauseGauge:
         refresh_state_metrics(sessions, config, now=lambda: T0)
         assert value("syncd_paused", scope="operator_sync", name="web") == 0
         assert value("syncd_paused", scope="operator_agent", name="agt_us") == 1
+
+
+def test_held_leads_gauge(sessions: sessionmaker[Session]) -> None:
+    """syncd_held_leads counts held leads per sync, zero for a sync without any."""
+    with sessions.begin() as s:
+        add_lead(s, "web", sf_id(1), "held")
+        add_lead(s, "web", sf_id(2), "held")
+        add_lead(s, "web", sf_id(3), "queued")
+    refresh_state_metrics(sessions, make_config(), now=lambda: T0)
+    assert value("syncd_held_leads", sync="web") == 2
+    assert value("syncd_held_leads", sync="partner") == 0

@@ -51,3 +51,16 @@ class TestTransitions:
     def test_every_state_has_a_rule(self) -> None:
         """The transition table covers every state."""
         assert set(LeadState) <= set(ALLOWED)
+
+
+class TestHeld:
+    def test_only_a_poll_puts_a_lead_in_held(self) -> None:
+        """held is entered by a new lead, or from queued by the poll's own crossing page."""
+        into = {state for state, targets in ALLOWED.items() if LeadState.HELD in targets}
+        assert into == {None, LeadState.QUEUED}
+
+    def test_held_is_never_sent_directly(self) -> None:
+        """A held lead leaves only by release (queued), discard (skipped) or a changed record."""
+        assert ALLOWED[LeadState.HELD] == {LeadState.QUEUED, LeadState.SKIPPED, LeadState.INVALID}
+        with pytest.raises(IllegalTransition):
+            check_transition("held", "sending")
