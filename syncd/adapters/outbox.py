@@ -35,6 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from syncd.adapters import writeback_store
 from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause
 from syncd.domain.states import LeadState, check_transition
 
@@ -460,6 +461,7 @@ def move(
             "t_at": now,
         },
     )
+    writeback_store.enqueue_moved(session, ids, target.value, now)
     return moved
 
 
@@ -500,6 +502,9 @@ def reject(
         reason=reason,
         batch_id=batch_id,
         now=now,
+    )
+    writeback_store.enqueue_moved(
+        session, [lead_id for lead_id, _c, _m in rejections], LeadState.REJECTED.value, now
     )
     return len(rejections)
 
@@ -617,12 +622,14 @@ def recover_in_flight(
     rows = [r for r in found if r.outcome is None and (r.batch_id is None or r.posted_at)]
     check_transition(LeadState.SENDING, LeadState.UNCERTAIN)
     for start in range(0, len(rows), 5000):
+        chunk = [r.id for r in rows[start : start + 5000]]
         session.execute(
             update(Lead)
-            .where(Lead.id.in_([r.id for r in rows[start : start + 5000]]))
+            .where(Lead.id.in_(chunk))
             .values(state=LeadState.UNCERTAIN.value, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+        writeback_store.enqueue_moved(session, chunk, LeadState.UNCERTAIN.value, now)
     if rows:
         params = [
             {

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from syncd.adapters import writeback_store
 from syncd.adapters.orm import Lead, LeadTransition, PollRun, SyncState
 from syncd.domain.rules import COUNTS_AS_SENT, AgentPhone
 from syncd.domain.states import REEVALUATED_ON_CHANGE
@@ -341,6 +342,7 @@ def insert_leads(session: Session, sync_name: str, leads: Sequence[NewLead], now
         added = _first_transitions(session, _LEADS.c.id > before, now)
         if added != len(leads):
             raise RuntimeError(f"{len(leads)} leads inserted but {added} found above id {before}")
+        writeback_store.enqueue_selected(session, sync_name, _LEADS.c.id > before, now)
         return
     rows = [
         {
@@ -360,7 +362,9 @@ def insert_leads(session: Session, sync_name: str, leads: Sequence[NewLead], now
         for lead in leads
     ]
     returned = session.execute(insert(_LEADS).returning(_LEADS.c.id), rows).all()
-    _first_transitions(session, _LEADS.c.id.in_([lead_id for (lead_id,) in returned]), now)
+    new_ids = _LEADS.c.id.in_([lead_id for (lead_id,) in returned])
+    _first_transitions(session, new_ids, now)
+    writeback_store.enqueue_selected(session, sync_name, new_ids, now)
 
 
 def _bind_processor(dialect: Dialect, column: str) -> Callable[[Any], Any]:
@@ -485,6 +489,9 @@ def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime)
                 for change in moved
             ],
         )
+        for state in sorted({change.state for change in moved}):
+            ids = [change.lead_id for change in moved if change.state == state]
+            writeback_store.enqueue_moved(session, ids, state, now)
     return int(result.rowcount)
 
 

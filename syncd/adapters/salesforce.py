@@ -238,6 +238,13 @@ class SalesforceSource:
     # ------------------------------------------------------------------ queries
 
     def _call(self, kind: str, run: Callable[[Salesforce], Any]) -> dict[str, Any]:
+        """One query call: :meth:`_request`, and the answer must hold a records list."""
+        result = self._request(kind, run)
+        if not isinstance(result, dict) or not isinstance(result.get("records"), list):
+            raise SalesforceUnavailable(f"{kind} answer has no records list")
+        return result
+
+    def _request(self, kind: str, run: Callable[[Salesforce], Any]) -> Any:
         """One REST call with the error mapping and one re-login on an expired session."""
         for attempt in (1, 2):
             if self._sf is None:
@@ -261,8 +268,6 @@ class SalesforceSource:
             except ValueError as exc:  # the body was not JSON
                 raise SalesforceUnavailable(f"{kind} answer is not valid JSON") from exc
             self._read_usage()
-            if not isinstance(result, dict) or not isinstance(result.get("records"), list):
-                raise SalesforceUnavailable(f"{kind} answer has no records list")
             return result
         raise AssertionError("unreachable")
 
@@ -321,6 +326,26 @@ class SalesforceSource:
                     break
                 result = pending.result()
         log.debug("salesforce query done", pages=pages, seconds=time.monotonic() - started)
+
+    def describe_fields(self, sobject: str) -> list[dict[str, Any]]:
+        """The object's fields from ``GET sobjects/{sobject}/describe``."""
+        result = self._request(
+            "describe",
+            lambda sf: sf.restful(f"sobjects/{sobject}/describe", timeout=self.config.timeout),
+        )
+        fields = result.get("fields") if isinstance(result, dict) else None
+        if not isinstance(fields, list):
+            raise SalesforceUnavailable(f"describe of {sobject} has no fields list")
+        return [field for field in fields if isinstance(field, dict)]
+
+    def update_collection(self, body: dict[str, Any]) -> Any:
+        """``PATCH composite/sobjects`` (sObject Collections update); the per-record results."""
+        return self._request(
+            "writeback",
+            lambda sf: sf.restful(
+                "composite/sobjects", method="PATCH", json=body, timeout=self.config.timeout
+            ),
+        )
 
     def api_usage(self) -> tuple[int, int] | None:
         """(used, max) daily API requests from the last Sforce-Limit-Info, if any."""
