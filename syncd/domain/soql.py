@@ -69,7 +69,15 @@ def query_fields(sync: SyncConfig) -> list[str]:
     if sync.rules.respect_do_not_call:
         fields.append(sync.rules.do_not_call_field)
     tail = {"id", sync.cursor_field.lower()}
-    return [*_dedupe(f for f in fields if f.lower() not in tail), "Id", sync.cursor_field]
+    # Fields syncd writes back are never read: each write would look like a change.
+    # (The config refuses a mapping that reads one; this keeps the query honest too.)
+    written = (
+        {name.lower() for name in sync.writeback.fields.names().values()}
+        if sync.writeback is not None
+        else set()
+    )
+    kept = (f for f in fields if f.lower() not in tail and f.split(".")[0].lower() not in written)
+    return [*_dedupe(kept), "Id", sync.cursor_field]
 
 
 def build_poll_query(sync: SyncConfig, window: PollWindow) -> str:
