@@ -194,9 +194,9 @@ from syncd.entrypoints.cli_sandbox import sandbox  # noqa: E402
 
 main.add_command(sandbox)
 
-from syncd.entrypoints.cli_operator import leads, requeue, status  # noqa: E402
+from syncd.entrypoints.cli_operator import leads, requeue, status, writeback  # noqa: E402
 
-for _operator_command in (status, leads, requeue):
+for _operator_command in (status, leads, requeue, writeback):
     main.add_command(_operator_command)
 
 from syncd.entrypoints.cli_run import run  # noqa: E402

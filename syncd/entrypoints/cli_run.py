@@ -248,9 +248,23 @@ def check_connections(config: Config) -> int:
     except SalesforceSourceError as exc:
         click.echo(f"salesforce: FAILED: {exc}", err=True)
         status = EXIT_FAILURE
+    if check_writeback(config) != EXIT_OK:
+        status = EXIT_FAILURE
     try:
         click.echo(check_simz_reachable(config.simz))
     except OSError as exc:
         click.echo(f"simz: FAILED: cannot connect to {config.simz.base_url}: {exc}", err=True)
         status = EXIT_FAILURE
     return status
+
+
+def check_writeback(config: Config) -> int:
+    """The write-back fields of every sync that has them: one line per problem."""
+    from syncd.services.writeback_check import check_writeback_fields
+
+    found = check_writeback_fields(config)
+    for line in found.ok:
+        click.echo(line)
+    for problem in found.problems:
+        click.echo(f"writeback: FAILED: {problem}", err=True)
+    return EXIT_FAILURE if found.problems else EXIT_OK

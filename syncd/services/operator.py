@@ -30,6 +30,7 @@ with a trailing ``Z``, ``null`` when unknown)::
                 "states": {"queued": n, "sending": n, ... all 8 states},
                 "leader": {"replica", "token", "acquired_at", "renewed_at", "expires_at",
                            "active": bool}|null,
+                "writeback": {"configured": bool, "pending", "done", "failed"}|null,
                 "agents": [{"agent", "configured": bool, "queued", "due", "waiting",
                             "sending", "paused": bool,
                             "last_batch": {"id", "created_at", "finished_at",
@@ -58,6 +59,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import operator_queries as q
+from syncd.adapters import writeback_store
 from syncd.adapters.orm import (
     Batch,
     Lead,
@@ -66,11 +68,12 @@ from syncd.adapters.orm import (
     Pause,
     PollRun,
     Replica,
+    WritebackAttempt,
     utcnow,
 )
 from syncd.adapters.outbox import SCOPE_AGENT, SCOPE_API_KEY, agent_pause_key
 from syncd.adapters.simz import key_fingerprint
-from syncd.config import Config
+from syncd.config import Config, SyncConfig
 from syncd.domain.states import REQUEUEABLE, LeadState, check_transition
 from syncd.logs import get_logger
 
@@ -230,6 +233,16 @@ class ReplicaView:
 
 
 @dataclass(frozen=True)
+class WritebackStatus:
+    """Write-back rows of one sync: waiting to be written, written, given up on."""
+
+    configured: bool
+    pending: int
+    done: int
+    failed: int
+
+
+@dataclass(frozen=True)
 class SyncStatus:
     name: str
     configured: bool
@@ -246,6 +259,7 @@ class SyncStatus:
     states: dict[str, int]
     agents: list[AgentStatus]
     leader: LeaderView | None = None
+    writeback: WritebackStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -313,6 +327,7 @@ def status(
         pauses = [PauseView.of(p, at) for p in q.all_pauses(session)]
         leaders = {name: LeaderView.of(row, at) for name, row in q.sync_leases(session).items()}
         replicas = [ReplicaView.of(row, at) for row in q.all_replicas(session)]
+        writebacks = writeback_store.counts(session)
 
     credential = key_fingerprint(config.simz.api_key.get_secret_value())
     configured = {sync.name: sync for sync in config.syncs}
@@ -368,6 +383,7 @@ def status(
                 states={state: counts.get((name, state), 0) for state in STATE_ORDER},
                 agents=agent_rows,
                 leader=leaders.get(name),
+                writeback=_writeback_status(name, sync_config, writebacks),
             )
         )
     uncertain = sum(s.states[LeadState.UNCERTAIN.value] for s in syncs)
@@ -378,6 +394,22 @@ def status(
         uncertain_total=uncertain,
         hint=UNCERTAIN_HINT.format(n=uncertain) if uncertain else None,
         replicas=replicas,
+    )
+
+
+def _writeback_status(
+    name: str, sync: SyncConfig | None, counts: dict[tuple[str, str], int]
+) -> WritebackStatus | None:
+    """The sync's write-back counts; None when it neither has write-back nor rows."""
+    configured = sync is not None and sync.writeback is not None
+    found = {status: n for (sync_name, status), n in counts.items() if sync_name == name}
+    if not configured and not found:
+        return None
+    return WritebackStatus(
+        configured=configured,
+        pending=found.get("pending", 0),
+        done=found.get("done", 0),
+        failed=found.get("failed", 0),
     )
 
 
@@ -395,6 +427,20 @@ class TransitionView:
     @classmethod
     def of(cls, row: LeadTransition) -> TransitionView:
         return cls(row.at, row.from_state, row.to_state, row.reason, row.batch_id)
+
+
+@dataclass(frozen=True)
+class WritebackAttemptView:
+    """One try at writing the lead's outcome to its Salesforce record."""
+
+    at: datetime
+    state: str
+    outcome: str
+    error: str | None
+
+    @classmethod
+    def of(cls, row: WritebackAttempt) -> WritebackAttemptView:
+        return cls(row.at, row.state, row.outcome, row.error)
 
 
 @dataclass(frozen=True)
@@ -418,6 +464,8 @@ class LeadView:
     error_message: str | None
     history: list[TransitionView] | None = None
     payload: dict[str, Any] | None = None
+    writeback: list[WritebackAttemptView] | None = None
+    writeback_status: str | None = None
 
     @classmethod
     def of(
@@ -425,6 +473,8 @@ class LeadView:
         lead: Lead,
         history: list[TransitionView] | None,
         with_payload: bool,
+        writeback: list[WritebackAttemptView] | None = None,
+        writeback_status: str | None = None,
     ) -> LeadView:
         return cls(
             id=lead.id,
@@ -444,6 +494,8 @@ class LeadView:
             error_message=lead.error_message,
             history=history,
             payload=dict(lead.payload) if with_payload else None,
+            writeback=writeback,
+            writeback_status=writeback_status,
         )
 
 
@@ -479,15 +531,27 @@ def list_leads(
     )
     with session_factory() as session:
         leads = q.find_leads(session, clauses, limit)
-        trails = q.transitions_of(session, [lead.id for lead in leads]) if history else {}
+        lead_ids = [lead.id for lead in leads]
+        trails = q.transitions_of(session, lead_ids) if history else {}
+        tries = writeback_store.attempts_of(session, lead_ids) if history else {}
+        rows = writeback_store.writebacks_of(session, lead_ids) if history else {}
         return [
             LeadView.of(
                 lead,
                 [TransitionView.of(t) for t in trails[lead.id]] if history else None,
                 payload,
+                [WritebackAttemptView.of(a) for a in tries[lead.id]] if history else None,
+                _writeback_line(rows.get(lead.id)),
             )
             for lead in leads
         ]
+
+
+def _writeback_line(row: Any) -> str | None:
+    """The lead's write-back row in a few words, e.g. ``pending (accepted, 2 attempts)``."""
+    if row is None:
+        return None
+    return f"{row.status} ({row.state}, {row.attempts} attempt{'s' if row.attempts != 1 else ''})"
 
 
 # --------------------------------------------------------------------------- requeue
@@ -649,3 +713,26 @@ def requeue(
         reason=reason,
     )
     return result
+
+
+# --------------------------------------------------------------------------- write-back retry
+
+
+def failed_writebacks(session_factory: sessionmaker[Session], sync: str) -> int:
+    """How many write-backs of ``sync`` have failed (what ``writeback retry`` would move)."""
+    with session_factory() as session:
+        return writeback_store.count_failed(session, sync)
+
+
+def retry_writebacks(
+    session_factory: sessionmaker[Session],
+    sync: str,
+    *,
+    actor: str,
+    now: Callable[[], datetime] = utcnow,
+) -> int:
+    """Move ``sync``'s failed write-backs back to pending, due now; returns how many."""
+    with session_factory.begin() as session:
+        moved = writeback_store.retry_failed(session, sync, now())
+    log.info("write-backs retried", sync=sync, rows=moved, actor=actor)
+    return moved
