@@ -283,6 +283,14 @@ class SalesforceEmulator:
         with self._lock:
             self._faults.clear()
 
+    def pending_faults(self) -> list[dict[str, Any]]:
+        """Injected faults not yet used up: kind, remaining, params."""
+        with self._lock:
+            return [
+                {"kind": f.kind, "remaining": f.remaining, "params": dict(f.params)}
+                for f in self._faults
+            ]
+
     def set_api_usage(self, used: int, max: int | None = None) -> None:
         """Set the numbers the ``Sforce-Limit-Info`` header reports."""
         with self._lock:
