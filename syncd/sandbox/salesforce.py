@@ -620,7 +620,7 @@ class SalesforceEmulator:
         try:
             self.store.patch(canonical, record_id, fields)
         except FieldUpdateError as exc:
-            if exc.code == "INVALID_CROSS_REFERENCE_KEY":
+            if exc.code in ("INVALID_CROSS_REFERENCE_KEY", "MALFORMED_ID"):
                 return _error(404, "NOT_FOUND", "The requested resource does not exist")
             return _json(
                 400, [{"message": exc.message, "errorCode": exc.code, "fields": exc.fields}]
