@@ -102,8 +102,11 @@ def _enqueue_statement(dialect: str, leads_selected: ColumnElement[bool]) -> Ins
         now,
     ).where(
         leads_selected,
-        _LEADS.c.sync_name.in_(bindparam("wb_syncs", expanding=True)),
-        _LEADS.c.state.in_(bindparam("wb_states", expanding=True)),
+        # lower() (names and states are lower case already) keeps the planner on the
+        # lead ids: on the bare columns SQLite walks ix_leads_claim through every lead
+        # of the sync instead, a cost that grows with the table.
+        func.lower(_LEADS.c.sync_name).in_(bindparam("wb_syncs", expanding=True)),
+        func.lower(_LEADS.c.state).in_(bindparam("wb_states", expanding=True)),
     )
     statement = _upsert(dialect)(_WRITEBACKS).from_select(
         [
@@ -256,49 +259,88 @@ _RECORD = (
         attempts=_WRITEBACKS.c.attempts + 1,
         next_attempt_at=bindparam("r_next", type_=_WRITEBACKS.c.next_attempt_at.type),
         last_error=bindparam("r_error"),
-        done_at=bindparam("r_done", type_=_WRITEBACKS.c.done_at.type),
+        done_at=None,
         updated_at=bindparam("r_now", type_=_WRITEBACKS.c.updated_at.type),
     )
+)
+_IDS = _WRITEBACKS.c.id.in_(bindparam("d_ids", expanding=True))
+#: The rows written, all at once: one UPDATE per generation (nearly always just 1).
+_RECORD_DONE = (
+    update(_WRITEBACKS)
+    .where(_IDS, _WRITEBACKS.c.generation == bindparam("d_gen"))
+    .values(
+        status=DONE,
+        attempts=_WRITEBACKS.c.attempts + 1,
+        next_attempt_at=None,
+        last_error=None,
+        done_at=bindparam("d_now", type_=_WRITEBACKS.c.done_at.type),
+        updated_at=bindparam("d_now", type_=_WRITEBACKS.c.updated_at.type),
+    )
+)
+#: Their attempts (the state that was sent, bound), built by the database from the rows.
+_ATTEMPTS_DONE = insert(_ATTEMPTS).from_select(
+    ["lead_id", "at", "state", "outcome", "error"],
+    select(
+        _WRITEBACKS.c.lead_id,
+        bindparam("d_now", type_=_ATTEMPTS.c.at.type),
+        bindparam("d_state", type_=_ATTEMPTS.c.state.type),
+        literal(DONE, _ATTEMPTS.c.outcome.type),
+        literal(None, _ATTEMPTS.c.error.type),
+    )
+    .where(_IDS)
+    .order_by(_WRITEBACKS.c.id),
 )
 
 
 def record(session: Session, results: Sequence[WritebackResult], now: datetime) -> int:
     """Store the outcome of one try and its attempts; returns how many rows it settled.
 
-    A row replaced by a newer outcome meanwhile (another ``generation``) is left
-    pending for its new state; its attempt is still recorded.
+    The records written (the usual case) cost a few set-based statements; the
+    others an executemany each. A row replaced by a newer outcome meanwhile
+    (another ``generation``) is left pending for its new state; the attempt of
+    what was sent is still recorded.
     """
     if not results:
         return 0
-    status = {DONE: DONE, FAILED: FAILED, RETRY: PENDING}
-    params = [
-        {
-            "r_id": r.row.id,
-            "r_gen": r.row.generation,
-            "r_status": status[r.outcome],
-            "r_next": r.retry_at if r.outcome == RETRY else None,
-            "r_error": r.error[:2000] if r.error else None,
-            "r_done": now if r.outcome == DONE else None,
-            "r_now": now,
-        }
-        for r in results
-    ]
     connection = session.connection()
-    result = connection.execute(_RECORD, params)
-    connection.execute(
-        insert(_ATTEMPTS),
-        [
+    settled = 0
+    done = [r for r in results if r.outcome == DONE]
+    for generation in sorted({r.row.generation for r in done}):
+        ids = [r.row.id for r in done if r.row.generation == generation]
+        result = connection.execute(_RECORD_DONE, {"d_ids": ids, "d_gen": generation, "d_now": now})
+        settled += int(result.rowcount)
+    for state in sorted({r.row.state for r in done}):
+        ids = [r.row.id for r in done if r.row.state == state]
+        connection.execute(_ATTEMPTS_DONE, {"d_ids": ids, "d_now": now, "d_state": state})
+    other = [r for r in results if r.outcome != DONE]
+    if other:
+        status = {FAILED: FAILED, RETRY: PENDING}
+        params = [
             {
-                "lead_id": r.row.lead_id,
-                "at": now,
-                "state": r.row.state,
-                "outcome": r.outcome,
-                "error": r.error[:2000] if r.error else None,
+                "r_id": r.row.id,
+                "r_gen": r.row.generation,
+                "r_status": status[r.outcome],
+                "r_next": r.retry_at if r.outcome == RETRY else None,
+                "r_error": r.error[:2000] if r.error else None,
+                "r_now": now,
             }
-            for r in results
-        ],
-    )
-    return int(result.rowcount)
+            for r in other
+        ]
+        settled += int(connection.execute(_RECORD, params).rowcount)
+        connection.execute(
+            insert(_ATTEMPTS),
+            [
+                {
+                    "lead_id": r.row.lead_id,
+                    "at": now,
+                    "state": r.row.state,
+                    "outcome": r.outcome,
+                    "error": r.error[:2000] if r.error else None,
+                }
+                for r in other
+            ],
+        )
+    return settled
 
 
 # --------------------------------------------------------------------------- operators
@@ -314,9 +356,16 @@ def counts(session: Session) -> dict[tuple[str, str], int]:
     return {(sync, status): int(count) for sync, status, count in rows}
 
 
-def pending_by_sync(session: Session) -> dict[str, int]:
-    """Sync -> pending write-backs (due or waiting for a retry)."""
-    return {sync: n for (sync, status), n in counts(session).items() if status == PENDING}
+def count_pending(session: Session, sync_name: str) -> int:
+    """Pending write-backs of a sync (due or waiting for a retry), read off the due index."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Writeback)
+            .where(Writeback.sync_name == sync_name, Writeback.status == PENDING)
+        )
+        or 0
+    )
 
 
 def attempts_of(session: Session, lead_ids: Sequence[int]) -> dict[int, list[WritebackAttempt]]:

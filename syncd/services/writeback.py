@@ -225,5 +225,5 @@ class Writer:
     def refresh_pending(self) -> None:
         """Set ``syncd_writeback_pending`` for this sync from the database."""
         with self.session_factory() as session:
-            pending = store.pending_by_sync(session).get(self.sync.name, 0)
+            pending = store.count_pending(session, self.sync.name)
         WRITEBACK_PENDING.labels(sync=self.sync.name).set(pending)

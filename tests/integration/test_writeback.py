@@ -23,6 +23,7 @@ from syncd.adapters.salesforce import SalesforceSource
 from syncd.config.models import SyncConfig
 from syncd.domain.states import LeadState
 from syncd.sandbox.salesforce import SalesforceEmulator
+from syncd.services.poll import poll_sync
 from syncd.services.writeback import Writer
 from tests.salesforce_fixtures import salesforce_config
 
@@ -443,3 +444,43 @@ class TestWriter:
             assert store.count_failed(session, "web") == 1
             assert store.retry_failed(session, "web", T0) == 1
             assert [d.lead_id for d in store.due(session, "web", T0)] == [row.lead_id]
+
+
+# --------------------------------------------------------------------------- intake
+
+
+class TestIntake:
+    def test_invalid_and_skipped_leads_are_queued_by_the_poll(
+        self, engine: Engine, emulator: SalesforceEmulator, source: SalesforceSource
+    ) -> None:
+        """A poll's new invalid and skipped leads get their write-back in the page's
+        transaction; queued ones none; a second poll of the same records adds nothing."""
+        sync = make_sync(states=["invalid", "skipped"], start_at="2020-01-01T00:00:00Z", lag="0s")
+        factory = make_session_factory(engine)
+        store.install(factory, [sync])
+        stamp = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        ok, bad, dnc = emulator.add_records(
+            [
+                {"sobject": "Lead", "Phone": "+14155550100", "SystemModstamp": stamp},
+                {"sobject": "Lead", "Phone": "not a number", "SystemModstamp": stamp},
+                {
+                    "sobject": "Lead",
+                    "Phone": "+14155550101",
+                    "DoNotCall": True,
+                    "SystemModstamp": stamp,
+                },
+            ]
+        )
+        first = poll_sync(factory, source, sync)
+        assert (first.status, first.new) == ("ok", 3)
+        with factory() as session:
+            rows = session.execute(
+                select(Lead.salesforce_id, Writeback.state, Writeback.generation).join(
+                    Writeback, Writeback.lead_id == Lead.id
+                )
+            ).all()
+        assert sorted(rows) == sorted([(bad, "invalid", 1), (dnc, "skipped", 1)])
+        second = poll_sync(factory, source, sync)
+        assert (second.status, second.unchanged, second.updated) == ("ok", 3, 0)
+        assert {r.generation for r in writebacks(factory).values()} == {1}
+        assert ok not in {sf for sf, _s, _g in rows}
