@@ -233,6 +233,15 @@ class TestFailures:
         assert again.stop() == 0, again.output()
 
 
+class TestOnce:
+    def test_once_writes_the_outcomes_back(self, harness: Harness) -> None:
+        ids = harness.salesforce.add_records(lead_records(3))
+        result = syncd(harness, "once")
+        assert result.returncode == 0, result.stderr
+        assert "sync web: write-back: 1 call(s), done 3, to retry 0, failed 0" in result.stdout
+        assert all(field(harness, sf, "SimZ_Status__c") == "accepted" for sf in ids)
+
+
 class TestCheckConnect:
     def test_good_fields_pass(self, harness: Harness) -> None:
         result = syncd(harness, "check-config", "--connect")
