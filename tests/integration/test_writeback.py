@@ -22,6 +22,7 @@ from syncd.adapters.orm import Lead, LeadTransition, Writeback, WritebackAttempt
 from syncd.adapters.salesforce import SalesforceSource
 from syncd.config.models import SyncConfig
 from syncd.domain.states import LeadState
+from syncd.metrics import REGISTRY
 from syncd.sandbox.salesforce import SalesforceEmulator
 from syncd.services.poll import poll_sync
 from syncd.services.writeback import Writer
@@ -401,6 +402,30 @@ class TestWriter:
         assert all(
             (emulator.get_record("Lead", s) or {}).get("SimZ_Status__c") == "accepted" for s in sf
         )
+
+    def test_an_expired_session_is_renewed_and_the_calls_counted(
+        self,
+        sessions: sessionmaker[Session],
+        emulator: SalesforceEmulator,
+        source: SalesforceSource,
+    ) -> None:
+        """INVALID_SESSION_ID: one fresh login and the call again; metrics count it all."""
+        sf = sf_leads(emulator, 2)
+        ids = add_leads(sessions, sf)
+        accept(sessions, claim_all(sessions), list(ids.values()))
+        source.describe_fields("Lead")
+        emulator.expire_sessions()
+
+        def sample(name: str, **labels: str) -> float:
+            return REGISTRY.get_sample_value(name, {"sync": "web", **labels}) or 0.0
+
+        done_before = sample("syncd_writeback_total", outcome="done")
+        calls_before = sample("syncd_writeback_api_calls_total", result="ok")
+        result = writer(sessions, source, _Clock(T0)).run()
+        assert (result.status, result.done) == ("ok", 2)
+        assert sample("syncd_writeback_total", outcome="done") == done_before + 2
+        assert sample("syncd_writeback_api_calls_total", result="ok") == calls_before + 1
+        assert sample("syncd_writeback_pending") == 0
 
     def test_a_bad_field_fails_the_record_with_its_error(
         self,
