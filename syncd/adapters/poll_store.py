@@ -342,7 +342,8 @@ def insert_leads(session: Session, sync_name: str, leads: Sequence[NewLead], now
         added = _first_transitions(session, _LEADS.c.id > before, now)
         if added != len(leads):
             raise RuntimeError(f"{len(leads)} leads inserted but {added} found above id {before}")
-        writeback_store.enqueue_selected(session, sync_name, _LEADS.c.id > before, now)
+        present = {lead.state for lead in leads}
+        writeback_store.enqueue_selected(session, sync_name, _LEADS.c.id > before, present, now)
         return
     rows = [
         {
@@ -364,7 +365,8 @@ def insert_leads(session: Session, sync_name: str, leads: Sequence[NewLead], now
     returned = session.execute(insert(_LEADS).returning(_LEADS.c.id), rows).all()
     new_ids = _LEADS.c.id.in_([lead_id for (lead_id,) in returned])
     _first_transitions(session, new_ids, now)
-    writeback_store.enqueue_selected(session, sync_name, new_ids, now)
+    present = {lead.state for lead in leads}
+    writeback_store.enqueue_selected(session, sync_name, new_ids, present, now)
 
 
 def _bind_processor(dialect: Dialect, column: str) -> Callable[[Any], Any]:

@@ -170,12 +170,20 @@ def enqueue_moved(session: Session, lead_ids: Sequence[int], state: str, now: da
 
 
 def enqueue_selected(
-    session: Session, sync_name: str, leads_selected: ColumnElement[bool], now: datetime
+    session: Session,
+    sync_name: str,
+    leads_selected: ColumnElement[bool],
+    present: Iterable[str],
+    now: datetime,
 ) -> int:
     """Queue write-backs for ``sync_name``'s leads matching ``leads_selected`` whose
-    state it writes back (the poll's new and re-evaluated leads)."""
+    state it writes back (the poll's new leads, whose states are ``present``).
+
+    No statement at all when the sync writes none of the ``present`` states back.
+    """
     registry = _registry(session)
-    states = registry.get(sync_name) if registry else None
+    written = registry.get(sync_name) if registry else None
+    states = written.intersection(present) if written else None
     if not states:
         return 0
     connection = session.connection()

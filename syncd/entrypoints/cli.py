@@ -114,15 +114,17 @@ def main(log_format: str | None, log_level: str | None) -> None:
 @click.option(
     "--connect",
     is_flag=True,
-    help="Also log in to Salesforce (one SELECT COUNT() per object) and open a "
-    "connection to SimZ (no lead is sent). Exits 1 if either fails.",
+    help="Also log in to Salesforce (one SELECT COUNT() per object), open a "
+    "connection to SimZ (no lead is sent) and check the write-back fields against the "
+    "object's describe. Exits 1 if any of it fails.",
 )
 @click.pass_context
 def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
     """Validate the configuration file and summarise its syncs.
 
     Exits 0 when the file is valid and 2 with one line per problem otherwise;
-    with --connect, 1 when Salesforce or SimZ cannot be reached.
+    with --connect, 1 when Salesforce or SimZ cannot be reached or a write-back
+    field is missing, not updateable or of the wrong type.
     """
     config = load_or_exit(config_path)
     setup(ctx, config)

@@ -509,3 +509,25 @@ class TestIntake:
         assert (second.status, second.unchanged, second.updated) == ("ok", 3, 0)
         assert {r.generation for r in writebacks(factory).values()} == {1}
         assert ok not in {sf for sf, _s, _g in rows}
+
+    def test_a_poll_runs_no_write_back_sql_when_the_intake_states_are_not_written(
+        self, engine: Engine, emulator: SalesforceEmulator, source: SalesforceSource
+    ) -> None:
+        """With the default states (delivery outcomes only) a poll page costs no extra SQL."""
+        sync = make_sync(start_at="2020-01-01T00:00:00Z", lag="0s")
+        factory = make_session_factory(engine)
+        store.install(factory, [sync])
+        stamp = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        emulator.add_records(
+            [
+                {"sobject": "Lead", "Phone": "+14155550100", "SystemModstamp": stamp},
+                {"sobject": "Lead", "Phone": "not a number", "SystemModstamp": stamp},
+            ]
+        )
+        statements = _Statements(engine)
+        try:
+            result = poll_sync(factory, source, sync)
+        finally:
+            statements.close()
+        assert (result.status, result.new, result.invalid) == ("ok", 2, 1)
+        assert statements.seen and not [sql for sql in statements.seen if "writebacks" in sql]
