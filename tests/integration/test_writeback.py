@@ -531,3 +531,47 @@ class TestIntake:
             statements.close()
         assert (result.status, result.new, result.invalid) == ("ok", 2, 1)
         assert statements.seen and not [sql for sql in statements.seen if "writebacks" in sql]
+
+
+# --------------------------------------------------------------------------- leadership
+
+
+class TestLeadership:
+    def test_only_the_leader_writes_back(
+        self, tmp_path: Any, emulator: SalesforceEmulator, simz_emulator: Any
+    ) -> None:
+        """A replica that does not hold the sync's lease sends nothing; the leader sends."""
+        from syncd.bootstrap import bootstrap
+        from syncd.config import Config
+
+        config = Config.model_validate(
+            {
+                "database": {"url": f"sqlite:///{tmp_path}/lead.db"},
+                "salesforce": {
+                    "auth": {
+                        "method": "password",
+                        "username": emulator.username,
+                        "password": emulator.password,
+                        "security_token": emulator.security_token,
+                    },
+                    "login_url": emulator.url,
+                    "ca_bundle": str(emulator.ca_file),
+                },
+                "simz": {"base_url": simz_emulator.url, "api_key": simz_emulator.api_key},
+                "syncs": [make_sync().model_dump(mode="json", exclude_none=True)],
+            }
+        )
+        runtime = bootstrap(config, replicas=True)
+        try:
+            sf = sf_leads(emulator, 1)
+            ids = add_leads(runtime.session_factory, sf)
+            accept(runtime.session_factory, claim_all(runtime.session_factory), list(ids.values()))
+            assert runtime.leadership is not None and not runtime.leadership.is_leader("web")
+            assert runtime.writeback(config.syncs[0]) is None
+            assert emulator.write_log() == []
+            leadership, runtime.leadership = runtime.leadership, None
+            result = runtime.writeback(config.syncs[0])
+            runtime.leadership = leadership
+            assert result is not None and result.done == 1
+        finally:
+            runtime.close()
