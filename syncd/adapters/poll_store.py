@@ -3,7 +3,9 @@
 Set-based on purpose: one page of up to 2,000 records costs one SELECT of the
 page's existing leads, one SELECT of recent phone numbers (each in chunks of
 at most 900 values), one executemany INSERT plus one INSERT ... SELECT of the
-first transitions (the audit trail), and one executemany UPDATE.
+first transitions (the audit trail), and one executemany UPDATE; and, only for a
+sync that writes invalid or skipped leads back, one INSERT ... SELECT of their
+write-backs (:mod:`syncd.adapters.writeback_store`).
 Every function takes the caller's :class:`Session`; the caller owns the
 transaction (one per page), so a page's leads and the watermark commit together.
 
