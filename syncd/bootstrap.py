@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters import migrate
+from syncd.adapters import migrate, writeback_store
 from syncd.adapters.db import is_sqlite, make_engine, make_session_factory
 from syncd.adapters.leases import SqliteRunLock
 from syncd.adapters.orm import utcnow
@@ -48,6 +48,7 @@ from syncd.services.leadership import Leadership
 from syncd.services.poll import PollResult, poll_sync
 from syncd.services.refetch import SalesforceUnreachable, resend_uncertain
 from syncd.services.state_metrics import refresh_state_metrics
+from syncd.services.writeback import WritebackPass, Writer
 
 log = get_logger("syncd.bootstrap")
 
@@ -76,6 +77,7 @@ class Runtime:
     #: Refused Salesforce logins, shared by every sync's source (one user, one lockout).
     login_backoff: LoginBackoff = field(default_factory=LoginBackoff)
     _sources: dict[str, SalesforceSource] = field(default_factory=dict)
+    _writers: dict[str, Writer] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def source(self, sync: str) -> SalesforceSource:
@@ -151,6 +153,45 @@ class Runtime:
             fence=fence,
         )
 
+    def writer(self, sync: SyncConfig) -> Writer:
+        """The sync's write-back sender, with a Salesforce session of its own.
+
+        Its own session because the write-back job runs in parallel with the
+        sync's poll and a source is not thread-safe; the API-usage guard reads
+        both sessions' last ``Sforce-Limit-Info``.
+        """
+        with self._lock:
+            writer = self._writers.get(sync.name)
+            if writer is None:
+                key = f"writeback:{sync.name}"
+                if key not in self._sources:
+                    self._sources[key] = self.source_factory()
+                if sync.name not in self._sources:
+                    self._sources[sync.name] = self.source_factory()
+                poll_source = self._sources[sync.name]
+                writer = Writer(
+                    self.session_factory,
+                    self._sources[key],
+                    sync,
+                    max_api_usage_percent=self.config.salesforce.max_api_usage_percent,
+                    usage=poll_source.api_usage,
+                    now=self.now,
+                )
+                self._writers[sync.name] = writer
+            return writer
+
+    def writeback(
+        self, sync: SyncConfig, stop: threading.Event | None = None
+    ) -> WritebackPass | None:
+        """One write-back pass of ``sync`` (the scheduler's job); only if we lead it."""
+        if sync.writeback is None:
+            return None
+        if self.leadership is not None:
+            if not self.leadership.is_leader(sync.name):
+                return None
+            stop = self.leadership.stop_event(sync.name, stop)
+        return self.writer(sync).run(stop)
+
     def refresh_metrics(self) -> None:
         """Refresh the gauges read from the database."""
         refresh_state_metrics(self.session_factory, self.config)
@@ -221,6 +262,8 @@ def bootstrap(
             if result.changed:
                 log.info("database migrated", from_revision=result.before, to_revision=result.after)
         session_factory = make_session_factory(engine)
+        # State changes of these syncs queue their write-backs in the same transaction.
+        writeback_store.install(session_factory, config.syncs)
         # Logs an error naming the count and the operator's next step when > 0.
         single = not replicas or is_sqlite(engine)
         recovered = recover_in_flight(session_factory, now=now) if recover and single else 0

@@ -81,7 +81,7 @@ SALESFORCE_API_USAGE = Gauge(
 )
 SALESFORCE_CALLS = Counter(
     "syncd_salesforce_calls_total",
-    "HTTP calls made to Salesforce, by kind (login, query, query_more, bulk).",
+    "HTTP calls made to Salesforce, by kind (login, query, query_more, bulk, describe, writeback).",
     ["kind"],
     registry=REGISTRY,
 )
@@ -138,5 +138,25 @@ LEASE_TAKEOVERS = Counter(
     "syncd_lease_takeovers_total",
     "Times this replica took a sync's lease over from another holder (or a past run).",
     ["sync"],
+    registry=REGISTRY,
+)
+
+# --- write-back (Salesforce) --------------------------------------------------------
+WRITEBACKS = Counter(
+    "syncd_writeback_total",
+    "Lead outcomes written back to Salesforce records, by outcome (done, retry, failed).",
+    ["sync", "outcome"],
+    registry=REGISTRY,
+)
+WRITEBACK_PENDING = Gauge(
+    "syncd_writeback_pending",
+    "Lead outcomes waiting to be written back to Salesforce.",
+    ["sync"],
+    registry=REGISTRY,
+)
+WRITEBACK_CALLS = Counter(
+    "syncd_writeback_api_calls_total",
+    "sObject Collections update calls made for write-back, by result (ok, error).",
+    ["sync", "result"],
     registry=REGISTRY,
 )

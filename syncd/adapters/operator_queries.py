@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from syncd.adapters import writeback_store
 from syncd.adapters.orm import (
     Batch,
     Lead,
@@ -281,6 +282,7 @@ def move_state(
                 for lead_id in ids
             ],
         )
+        writeback_store.enqueue_moved(session, ids, to_state, at)
     return len(ids)
 
 

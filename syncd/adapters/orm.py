@@ -304,3 +304,51 @@ class OperatorAction(Base):
     name: Mapped[str] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(String(500))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+WRITEBACK_STATUSES = ("pending", "done", "failed")
+
+
+class Writeback(Base):
+    """A lead's outcome waiting to be (or already) written back to its Salesforce record.
+
+    One row per lead: a later outcome of the same lead replaces the row's state
+    and makes it pending again, with ``generation`` one higher, so a send that was
+    under way for the older outcome cannot mark the newer one done.
+    """
+
+    __tablename__ = "writebacks"
+    __table_args__ = (
+        UniqueConstraint("lead_id"),
+        CheckConstraint("status IN ('pending', 'done', 'failed')", name="status"),
+        Index("ix_writebacks_due", "sync_name", "status", "next_attempt_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("leads.id", ondelete="CASCADE"))
+    sync_name: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16), comment="The lead state to write.")
+    status: Mapped[str] = mapped_column(String(16), comment="pending, done or failed.")
+    generation: Mapped[int] = mapped_column(
+        Integer, default=1, comment="+1 each time a newer outcome replaces the row."
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    done_at: Mapped[datetime | None]
+
+
+class WritebackAttempt(Base):
+    """One try at writing a lead's outcome to Salesforce, and what came of it."""
+
+    __tablename__ = "writeback_attempts"
+    __table_args__ = (Index("ix_writeback_attempts_lead", "lead_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("leads.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), comment="The lead state that was written.")
+    outcome: Mapped[str] = mapped_column(String(16), comment="done, retry or failed.")
+    error: Mapped[str | None] = mapped_column(Text)

@@ -4,7 +4,9 @@ Every function takes an open :class:`~sqlalchemy.orm.Session` inside the
 caller's unit of work (``with session_factory.begin() as session``); none
 commits. State changes are set-based (one ``UPDATE`` per target state, one
 executemany ``INSERT`` of transitions) so a batch costs a handful of
-statements, not one per lead. Every move passes
+statements, not one per lead (plus one ``INSERT ... SELECT`` of write-backs
+when a sync writes the target state back, see
+:mod:`syncd.adapters.writeback_store`). Every move passes
 :func:`syncd.domain.states.check_transition` and is guarded in SQL by the
 source state, so a lead changed behind our back makes the move fail loudly
 instead of silently overwriting it.
@@ -37,6 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from syncd.adapters import writeback_store
 from syncd.adapters.number_locks import try_lock_numbers
 from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause
 from syncd.domain.calling_hours import WAITING_FOR
@@ -425,6 +428,9 @@ def _skip_at_gate(session: Session, skips: Sequence[tuple[int, Verdict]], now: d
     if result.rowcount != len(skips):
         raise OutboxConflict(f"{len(skips) - result.rowcount} leads left queued mid-claim")
     _reasons(session, skips, LeadState.QUEUED.value, LeadState.SKIPPED.value, now)
+    writeback_store.enqueue_moved(
+        session, [lead_id for lead_id, _v in skips], LeadState.SKIPPED.value, now
+    )
 
 
 def _defer_at_gate(session: Session, waits: Sequence[tuple[int, Verdict]], now: datetime) -> None:
@@ -698,6 +704,7 @@ def move(
             "t_at": now,
         },
     )
+    writeback_store.enqueue_moved(session, ids, target.value, now)
     return moved
 
 
@@ -742,6 +749,9 @@ def reject(
         reason=reason,
         batch_id=batch_id,
         now=now,
+    )
+    writeback_store.enqueue_moved(
+        session, [lead_id for lead_id, _c, _m in rejections], LeadState.REJECTED.value, now
     )
     return len(rejections)
 
@@ -988,12 +998,14 @@ def _mark_uncertain(session: Session, rows: Sequence[Any], reason: str, now: dat
     """Leads that may have been posted become ``uncertain``, with their transitions."""
     check_transition(LeadState.SENDING, LeadState.UNCERTAIN)
     for start in range(0, len(rows), _RECOVERY_CHUNK):
+        chunk = [r.id for r in rows[start : start + _RECOVERY_CHUNK]]
         session.execute(
             update(Lead)
-            .where(Lead.id.in_([r.id for r in rows[start : start + _RECOVERY_CHUNK]]))
+            .where(Lead.id.in_(chunk))
             .values(state=LeadState.UNCERTAIN.value, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+        writeback_store.enqueue_moved(session, chunk, LeadState.UNCERTAIN.value, now)
     if rows:
         params = [
             {

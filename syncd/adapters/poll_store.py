@@ -5,7 +5,9 @@ page's existing leads, one SELECT of recent phone numbers (each in chunks of
 at most 900 values), one executemany INSERT plus one INSERT ... SELECT of the
 first transitions (the audit trail), one executemany UPDATE, and for records
 whose lead delivery already had, one executemany UPDATE plus one executemany
-INSERT of their audit notes (:func:`record_changes`).
+INSERT of their audit notes (:func:`record_changes`); and, only for a sync that
+writes invalid, skipped or held leads back, one INSERT ... SELECT of their
+write-backs (:mod:`syncd.adapters.writeback_store`).
 Every function takes the caller's :class:`Session`; the caller owns the
 transaction (one per page), so a page's leads and the watermark commit together.
 
@@ -41,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from syncd.adapters import writeback_store
 from syncd.adapters.orm import Lead, LeadTransition, PollRun, SyncState
 from syncd.domain.rules import HOLDS_NUMBER, AgentPhone
 from syncd.domain.states import REEVALUATED_ON_CHANGE, LeadState, check_transition
@@ -376,6 +379,8 @@ def insert_leads(session: Session, sync_name: str, leads: Sequence[NewLead], now
         added = _first_transitions(session, _LEADS.c.id > before, now)
         if added != len(leads):
             raise RuntimeError(f"{len(leads)} leads inserted but {added} found above id {before}")
+        present = {lead.state for lead in leads}
+        writeback_store.enqueue_selected(session, sync_name, _LEADS.c.id > before, present, now)
         return
     rows = [
         {
@@ -397,7 +402,10 @@ def insert_leads(session: Session, sync_name: str, leads: Sequence[NewLead], now
         for lead in leads
     ]
     returned = session.execute(insert(_LEADS).returning(_LEADS.c.id), rows).all()
-    _first_transitions(session, _LEADS.c.id.in_([lead_id for (lead_id,) in returned]), now)
+    new_ids = _LEADS.c.id.in_([lead_id for (lead_id,) in returned])
+    _first_transitions(session, new_ids, now)
+    present = {lead.state for lead in leads}
+    writeback_store.enqueue_selected(session, sync_name, new_ids, present, now)
 
 
 def _bind_processor(dialect: Dialect, column: str) -> Callable[[Any], Any]:
@@ -531,6 +539,9 @@ def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime)
                 for change in moved
             ],
         )
+        for state in sorted({change.state for change in moved}):
+            ids = [change.lead_id for change in moved if change.state == state]
+            writeback_store.enqueue_moved(session, ids, state, now)
     return int(result.rowcount)
 
 
@@ -682,4 +693,5 @@ def move_new_leads(
                 for lead_id in sorted(moved)
             ],
         )
+        writeback_store.enqueue_moved(session, moved, target, now)
     return len(moved)

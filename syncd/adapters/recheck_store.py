@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from syncd.adapters import writeback_store
 from syncd.adapters.orm import Lead, LeadTransition
 from syncd.domain.states import LeadState
 
@@ -175,4 +176,7 @@ def apply_outcomes(session: Session, moves: Sequence[Move], now: datetime) -> se
             for m in moves
         ],
     )
+    for target in sorted({m.target for m in moves}):
+        ids = [m.lead_id for m in moves if m.target == target]
+        writeback_store.enqueue_moved(session, ids, target, now)
     return {m.lead_id for m in moves}

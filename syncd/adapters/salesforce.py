@@ -526,6 +526,26 @@ class SalesforceSource:
                 SALESFORCE_API_USAGE.set(used / total)
         return response
 
+    def describe_fields(self, sobject: str) -> list[dict[str, Any]]:
+        """The object's fields from ``GET sobjects/{sobject}/describe``."""
+        result = self._attempt(
+            "describe",
+            lambda sf: sf.restful(f"sobjects/{sobject}/describe", timeout=self.config.timeout),
+        )
+        fields = result.get("fields") if isinstance(result, dict) else None
+        if not isinstance(fields, list):
+            raise SalesforceUnavailable(f"describe of {sobject} has no fields list")
+        return [field for field in fields if isinstance(field, dict)]
+
+    def update_collection(self, body: dict[str, Any]) -> Any:
+        """``PATCH composite/sobjects`` (sObject Collections update); the per-record results."""
+        return self._attempt(
+            "writeback",
+            lambda sf: sf.restful(
+                "composite/sobjects", method="PATCH", json=body, timeout=self.config.timeout
+            ),
+        )
+
     def api_usage(self) -> tuple[int, int] | None:
         """(used, max) daily API requests from the last Sforce-Limit-Info, if any."""
         return self._usage

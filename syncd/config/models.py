@@ -30,7 +30,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from syncd.config.types import Duration, FieldRefValue
+from syncd.config.types import Duration, FieldRef, FieldRefValue
 from syncd.domain.calling_hours import CallingHours, parse_days, parse_window, zone
 from syncd.domain.guard import GUARD_HISTORY
 
@@ -608,6 +608,66 @@ class CallingHoursConfig(_Model):
         return CallingHours(start, end, parse_days(self.days))
 
 
+#: Lead states a write-back may report (``held`` is the blast-radius guard's state).
+WRITEBACK_STATES = (
+    "accepted",
+    "rejected",
+    "uncertain",
+    "failed",
+    "skipped",
+    "invalid",
+    "held",
+)
+WritebackState = Literal[
+    "accepted", "rejected", "uncertain", "failed", "skipped", "invalid", "held"
+]
+
+
+class WritebackFieldsConfig(_Model):
+    """Fields of the synced object that receive a lead's outcome; any subset."""
+
+    status: str | None = Field(default=None, pattern=_FIELD.pattern)
+    """Text or picklist field that receives the lead's state (e.g. SimZ_Status__c)."""
+    batch_id: str | None = Field(default=None, pattern=_FIELD.pattern)
+    """Text field that receives the SimZ batchId, when SimZ returned one."""
+    sent_at: str | None = Field(default=None, pattern=_FIELD.pattern)
+    """Datetime field that receives the time the lead's batch was sent."""
+    error: str | None = Field(default=None, pattern=_FIELD.pattern)
+    """Text field that receives the rejection or failure (code: message), cut to its length."""
+
+    def names(self) -> dict[str, str]:
+        """Value kind -> field API name, for the fields that are set."""
+        found = {
+            "status": self.status,
+            "batch_id": self.batch_id,
+            "sent_at": self.sent_at,
+            "error": self.error,
+        }
+        return {kind: name for kind, name in found.items() if name is not None}
+
+
+class WritebackConfig(_Model):
+    """Write each lead's outcome back to its Salesforce record (sObject Collections update)."""
+
+    fields: WritebackFieldsConfig
+    """Which fields receive the outcome; at least one."""
+    states: list[WritebackState] = Field(
+        default=["accepted", "rejected", "uncertain", "failed"],
+        min_length=1,
+        description="Lead states whose outcome is written back.",
+    )
+
+    @model_validator(mode="after")
+    def _some_field(self) -> WritebackConfig:
+        names = list(self.fields.names().values())
+        if not names:
+            raise ValueError("set at least one of fields.status, batch_id, sent_at and error")
+        folded = [name.lower() for name in names]
+        if len(set(folded)) != len(folded):
+            raise ValueError("each write-back value needs its own field")
+        return self
+
+
 def _parse_start_at(value: Any) -> Any:
     if value is None or value == "now":
         return "now"
@@ -666,6 +726,8 @@ class SyncConfig(_Model):
     calling_hours: CallingHoursConfig | None = Field(
         default=None, description="Only deliver inside these local hours (off when absent)."
     )
+    writeback: WritebackConfig | None = None
+    """Write each lead's outcome back to its Salesforce record (off when absent)."""
 
     @field_validator("start_at", mode="before")
     @classmethod
@@ -696,6 +758,39 @@ class SyncConfig(_Model):
         if self.agent is not None and not self.agent.strip():
             raise ValueError("agent is empty")
         return self
+
+    @model_validator(mode="after")
+    def _writeback_not_read(self) -> SyncConfig:
+        if self.writeback is None:
+            return self
+        written = {name.lower(): name for name in self.writeback.fields.names().values()}
+        for label, path in self._read_paths():
+            head = path.split(".")[0].lower()
+            if head in written:
+                raise ValueError(
+                    f"{label} reads {path}, which write-back writes: a field syncd writes "
+                    "cannot also decide the lead (each write would look like a change)"
+                )
+        return self
+
+    def _read_paths(self) -> list[tuple[str, str]]:
+        """(where, field path) of every field the mapping, routing and rules read."""
+        mapping = self.mapping
+        refs: list[tuple[str, FieldRef | None]] = [
+            ("mapping.phoneNumber", mapping.phoneNumber),
+            ("mapping.firstName", mapping.firstName),
+            ("mapping.lastName", mapping.lastName),
+            ("mapping.email", mapping.email),
+            ("mapping.campaignType", mapping.campaignType),
+            *((f"mapping.customData.{key}", ref) for key, ref in mapping.customData.items()),
+        ]
+        if self.route is not None:
+            refs.append(("route.field", self.route.field))
+        paths = [(label, ref.path) for label, ref in refs if ref is not None and ref.path]
+        if self.rules.respect_do_not_call:
+            paths.append(("rules.do_not_call_field", self.rules.do_not_call_field))
+        paths.append(("cursor_field", self.cursor_field))
+        return paths
 
     @property
     def agents(self) -> list[str]:

@@ -281,6 +281,8 @@ def _default_text(field: FieldInfo, default: Any) -> str:
         return '`""`' if not default.get_secret_value() else "(secret)"
     if isinstance(default, float):
         return f"`{default:g}`"
+    if isinstance(default, list) and default:
+        return f"`[{', '.join(str(item) for item in default)}]`"
     if isinstance(default, dict | list):
         return "`{}`" if isinstance(default, dict) else "`[]`"
     if isinstance(default, str) and not default:

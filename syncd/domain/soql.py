@@ -72,7 +72,15 @@ def query_fields(sync: SyncConfig) -> list[str]:
     if sync.calling_hours is not None and sync.calling_hours.zone_field is not None:
         fields.append(sync.calling_hours.zone_field)
     tail = {"id", sync.cursor_field.lower()}
-    return [*_dedupe(f for f in fields if f.lower() not in tail), "Id", sync.cursor_field]
+    # Fields syncd writes back are never read: each write would look like a change.
+    # (The config refuses a mapping that reads one; this keeps the query honest too.)
+    written = (
+        {name.lower() for name in sync.writeback.fields.names().values()}
+        if sync.writeback is not None
+        else set()
+    )
+    kept = (f for f in fields if f.lower() not in tail and f.split(".")[0].lower() not in written)
+    return [*_dedupe(kept), "Id", sync.cursor_field]
 
 
 def _window_condition(sync: SyncConfig, window: PollWindow) -> str:

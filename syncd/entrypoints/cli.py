@@ -120,8 +120,9 @@ def main(log_format: str | None, log_level: str | None) -> None:
     "--connect",
     is_flag=True,
     help="Also reach the database (read-only; reports its schema revision), log in to "
-    "Salesforce and run each sync's poll query with LIMIT 1, and open a TLS connection to "
-    "SimZ (no lead is sent, so the API key is not checked). Exits 1 if any check fails.",
+    "Salesforce and run each sync's poll query with LIMIT 1, check the write-back fields "
+    "against the object's describe, and open a TLS connection to SimZ (no lead is sent, so "
+    "the API key is not checked). Exits 1 if any check fails.",
 )
 @click.pass_context
 def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
@@ -129,8 +130,8 @@ def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
 
     Exits 0 when the file is valid and 2 with one line per problem otherwise
     (files it names, such as ca_bundle, must exist). With --connect, one line per
-    check (database, Salesforce login, each sync's query, SimZ) and exit 1 if any
-    fails.
+    check (database, Salesforce login, each sync's query, write-back fields, SimZ)
+    and exit 1 if any fails.
     """
     config = load_or_exit(config_path)
     setup(ctx, config)
@@ -206,9 +207,16 @@ from syncd.entrypoints.cli_sandbox import sandbox  # noqa: E402
 
 main.add_command(sandbox)
 
-from syncd.entrypoints.cli_operator import discard, leads, release, requeue, status  # noqa: E402
+from syncd.entrypoints.cli_operator import (  # noqa: E402
+    discard,
+    leads,
+    release,
+    requeue,
+    status,
+    writeback,
+)
 
-for _operator_command in (status, leads, requeue, release, discard):
+for _operator_command in (status, leads, requeue, release, discard, writeback):
     main.add_command(_operator_command)
 
 from syncd.entrypoints.cli_pause import pause, resume  # noqa: E402

@@ -96,6 +96,9 @@ def _print_dry_run(result: PollResult) -> None:
 def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: bool) -> None:
     """Run one poll and one delivery pass for each enabled sync, then exit.
 
+    A sync with a writeback section then writes the outcomes pending for it
+    back to Salesforce (one pass; what is left goes out with the next run).
+
     Exits 1 if any poll or delivery failed, 0 otherwise. With --dry-run, nothing
     is written and nothing is sent: the output lists, per sync, the counts and
     each new or changed record's Salesforce Id, would-be state, agent and note,
@@ -176,6 +179,13 @@ def _run_once(
                 + ("".join(f"; {error}" for error in delivered.errors))
             )
             failed = failed or bool(delivered.errors)
+            written = runtime.writeback(sync)
+            if written is not None:
+                click.echo(
+                    f"sync {sync.name}: write-back: {written.calls} call(s), done "
+                    f"{written.done}, to retry {written.retry}, failed {written.failed}"
+                    + (f"; {written.error}" if written.error else "")
+                )
     finally:
         runtime.close()
     return failed

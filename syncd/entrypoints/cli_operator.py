@@ -1,4 +1,5 @@
-"""Operator commands: ``status``, ``leads``, ``requeue``, ``release`` and ``discard``.
+"""Operator commands: ``status``, ``leads``, ``requeue``, ``release``, ``discard`` and
+``writeback retry``.
 
 ``status`` and ``leads`` read only the database, never Salesforce or SimZ;
 ``requeue`` changes the database after fetching the selected records again from
@@ -60,7 +61,7 @@ def _setup(ctx: click.Context, config: Config) -> None:
 @contextmanager
 def database(config: Config) -> Iterator[sessionmaker[Session]]:
     """A session factory on a reachable database at the latest schema, or exit 1."""
-    from syncd.adapters import migrate
+    from syncd.adapters import migrate, writeback_store
     from syncd.adapters.db import make_session_factory
 
     url = make_url(config.database.url)
@@ -83,7 +84,10 @@ def database(config: Config) -> Iterator[sessionmaker[Session]]:
                 f"the database schema is at revision {current or 'none'}, not {head}; "
                 "run `syncd migrate` first"
             )
-        yield make_session_factory(engine)
+        session_factory = make_session_factory(engine)
+        # Operator moves (requeue's re-check, release, discard) queue write-backs too.
+        writeback_store.install(session_factory, config.syncs)
+        yield session_factory
     finally:
         engine.dispose()
 
@@ -193,6 +197,14 @@ def _render_status(report: ops.StatusReport) -> list[str]:
                 f"  leader         {leader.replica}  {state} {_when(leader.expires_at)}"
                 f"  (since {_when(leader.acquired_at)}, token {leader.token})"
             )
+        if sync.writeback is not None:
+            wb = sync.writeback
+            note = "" if wb.configured else "  (not configured any more)"
+            hint = f"  (syncd writeback retry --sync {sync.name})" if wb.failed else ""
+            out.append(
+                f"  write-back     pending {wb.pending}, failed {wb.failed}, done {wb.done}"
+                f"{note}{hint}"
+            )
         rows = []
         for agent in sync.agents:
             batch = agent.last_batch
@@ -301,7 +313,8 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     who and why) and the number of uncertain leads. Syncs found in the database
     but no longer in the configuration are listed too, marked so. With several
     replicas: which replica leads each sync (holds its lease, until when) and
-    every replica's last heartbeat.
+    every replica's last heartbeat. With write-back: outcomes pending, failed
+    and written.
 
     \b
     --json prints one object with ISO 8601 UTC times ("...Z"):
@@ -312,7 +325,8 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
        "agents": [{"agent",
        "configured", "queued", "due", "waiting", "sending", "paused",
        "last_batch"}], "leader": {"replica", "token", "acquired_at",
-       "renewed_at", "expires_at", "active"}|null, "delivery_paused"}],
+       "renewed_at", "expires_at", "active"}|null, "delivery_paused",
+       "writeback": {"configured", "pending", "done", "failed"}|null}],
        "pauses": [{"scope", "key", "reason", "http_status", "failures",
        "paused_until", "active"}], "uncertain_total", "hint", "replicas":
        [{"replica", "host", "pid", "started_at", "heartbeat_at", "expires_at",
@@ -336,6 +350,8 @@ def _lead_json(lead: ops.LeadView, history: bool, payload: bool) -> dict[str, An
     body: dict[str, Any] = to_jsonable(lead)
     if not history:
         body.pop("history")
+        body.pop("writeback")
+        body.pop("writeback_status")
     if not payload:
         body.pop("payload")
     return body
@@ -386,6 +402,13 @@ def _render_leads(leads: list[ops.LeadView], history: bool, payload: bool) -> li
                     f"  {_when(step.at)}  {step.from_state or 'new'} -> {step.to_state}  "
                     f"{step.reason}{batch}"
                 )
+            if lead.writeback_status is not None:
+                out.append(f"  write-back: {lead.writeback_status}")
+            for attempt in lead.writeback or []:
+                error = f"  {_short(attempt.error, 100)}" if attempt.error else ""
+                out.append(
+                    f"  {_when(attempt.at)}  write-back {attempt.state}: {attempt.outcome}{error}"
+                )
             if payload:
                 out.append(f"  payload: {json.dumps(lead.payload, sort_keys=True)}")
     return out
@@ -409,7 +432,11 @@ def _render_leads(leads: list[ops.LeadView], history: bool, payload: bool) -> li
 @click.option(
     "--limit", type=click.IntRange(min=1), default=100, show_default=True, help="At most N leads."
 )
-@click.option("--history", is_flag=True, help="Add each lead's state transitions (audit trail).")
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Add each lead's state transitions (audit trail) and write-back attempts.",
+)
 @click.option(
     "--show-payload",
     is_flag=True,
@@ -448,7 +475,8 @@ def leads(
     "agent", "state", "attempts", "next_attempt_at", "created_at", "updated_at",
     "sent_at", "batch_id", "simz_batch_id", "note", "error_code",
     "error_message", "waiting_for"}]}, plus "history": [{"at", "from_state", "to_state",
-    "reason", "batch_id"}] with --history and "payload" with --show-payload.
+    "reason", "batch_id"}], "writeback": [{"at", "state", "outcome", "error"}]
+    and "writeback_status" with --history, and "payload" with --show-payload.
     """
     config = load_or_exit(config_path, uses=DATABASE_ONLY)
     _setup(ctx, config)
@@ -756,3 +784,45 @@ def discard(
     for release.
     """
     _settle_held(ctx, config_path, sync, reason, yes, release=False)
+
+
+# --------------------------------------------------------------------------- writeback
+
+
+@click.group("writeback")
+def writeback() -> None:
+    """Write-back of lead outcomes to Salesforce records: repair failed writes."""
+
+
+@writeback.command("retry")
+@config_option
+@click.option("--sync", "sync", required=True, help="The sync whose failed write-backs to retry.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def writeback_retry(ctx: click.Context, config_path: Path, sync: str, yes: bool) -> None:
+    """Move a sync's failed write-backs back to pending; the daemon sends them again.
+
+    A write-back fails when Salesforce refuses the record for good (deleted,
+    a field the user may not edit, a value too long). Fix the cause first
+    (`syncd leads --history` shows each attempt's error), then retry. Only the
+    Salesforce records are written again; no lead is sent to SimZ.
+
+    It shows how many rows would move and asks for confirmation, unless --yes.
+    """
+    config = load_or_exit(config_path, uses=DATABASE_ONLY)
+    _setup(ctx, config)
+    with database(config) as session_factory:
+        count = _query(lambda: ops.failed_writebacks(session_factory, sync))
+        if count == 0:
+            echo(f"sync {sync}: no failed write-back; nothing to retry")
+            return
+        echo(f"about to retry {count} failed write-back(s) of sync {sync}")
+        if not yes:
+            try:
+                confirmed = click.confirm("Retry these write-backs?", default=False, err=True)
+            except click.Abort:
+                fail("no confirmation on stdin; rerun with --yes to retry without asking")
+            if not confirmed:
+                fail("not confirmed; nothing was retried")
+        moved = _query(lambda: ops.retry_writebacks(session_factory, sync, actor=_actor()))
+    echo(f"retried {moved} write-back(s) of sync {sync}: pending again")

@@ -174,6 +174,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         poll=runtime.poll_led,
         deliver=runtime.deliver,
         refresh=runtime.refresh_metrics,
+        writeback=runtime.writeback,
         stop=stop,
         tracker=tracker,
         now=runtime.now,

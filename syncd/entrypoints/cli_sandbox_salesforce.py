@@ -63,6 +63,14 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
     help="PEM public key or certificate to verify JWT bearer assertions with. "
     "Without it any well-formed, unexpired JWT with the right iss and sub is accepted.",
 )
+@click.option(
+    "--custom-field",
+    "custom_fields",
+    multiple=True,
+    metavar="OBJECT.FIELD:TYPE[:LENGTH][:readonly]",
+    help="Declare a field (repeatable), e.g. Lead.SimZ_Status__c:string:255. Types: string, "
+    "textarea, picklist, datetime, date, boolean, double; readonly: not updateable.",
+)
 def salesforce(
     host: str,
     port: int,
@@ -74,8 +82,9 @@ def salesforce(
     consumer_key: str,
     consumer_secret: str,
     jwt_public_key: Path | None,
+    custom_fields: tuple[str, ...],
 ) -> None:
-    """Serve a Salesforce org over HTTPS: logins, SOQL queries, record updates.
+    """Serve a Salesforce org over HTTPS: logins, SOQL queries, describe, record updates.
 
     Prints the base URL and the CA file to trust at start:
 
@@ -99,10 +108,15 @@ def salesforce(
       POST expire-sessions  every session becomes invalid
       POST inject           {"kind": "REQUEST_LIMIT_EXCEEDED", "count": 1}
                             kinds: INVALID_SESSION_ID REQUEST_LIMIT_EXCEEDED
-                            500 delay (with "seconds") malformed_json
+                            500 503 delay (with "seconds") malformed_json;
+                            "only": "/composite" limits it to those calls
       POST api-usage        {"used": 100, "max": 15000}
       GET  query-log        every SOQL query and page fetch
       GET  records/TYPE/ID  one record
+      POST fields           {"fields": ["Lead.SimZ_Status__c:string:255"]}
+      POST delete           {"sobject": "Lead", "id": "00Q..."}  (ENTITY_IS_DELETED)
+      POST lock-rows        {"ids": ["00Q..."], "count": 0}  (UNABLE_TO_LOCK_ROW once)
+      GET  write-log        every sObject Collections update
     """
     from syncd.entrypoints.cli_sandbox import _is_loopback, _wait_for_signal
     from syncd.sandbox.salesforce import SalesforceEmulator
@@ -124,9 +138,10 @@ def salesforce(
             consumer_key=consumer_key,
             consumer_secret=consumer_secret,
             jwt_public_key=jwt_public_key.read_bytes() if jwt_public_key else None,
+            custom_fields=custom_fields,
         )
     except RecordError as exc:
-        fail(f"{records_file}: {exc}")
+        fail(f"{records_file or '--custom-field'}: {exc}")
     try:
         url = emulator.start(host=host, port=port)
     except OSError as exc:

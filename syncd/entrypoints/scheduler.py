@@ -1,4 +1,4 @@
-"""The daemon's clock: one poll job and one deliver job per enabled sync.
+"""The daemon's clock: a poll, a deliver and (optionally) a write-back job per enabled sync.
 
 Why a ``BackgroundScheduler`` and not the ``BlockingScheduler``: Python runs
 signal handlers on the main thread only, between bytecodes. With the blocking
@@ -17,7 +17,7 @@ tested with fakes. Every job:
 
 * returns at once when ``stop`` is set (a late fire during shutdown does nothing);
 * clears and binds its own log context -- contextvars do not follow work into
-  the executor's threads -- ``sync``, ``job`` (poll, deliver, metrics), ``run_id``;
+  the executor's threads -- ``sync``, ``job`` (poll, deliver, writeback, metrics), ``run_id``;
 * catches every exception and logs it: a failing job never kills the daemon,
   it simply runs again at its next fire time.
 """
@@ -61,6 +61,8 @@ STATE_METRICS_EVERY = timedelta(seconds=15)
 PollJob = Callable[[SyncConfig, threading.Event], Any]
 #: A delivery pass for one sync.
 DeliverJob = Callable[[SyncConfig, threading.Event], Any]
+#: A write-back pass for one sync (only syncs with a writeback section get the job).
+WritebackJob = Callable[[SyncConfig, threading.Event], Any]
 #: Refresh the gauges that are read from the database.
 RefreshJob = Callable[[], Any]
 
@@ -208,6 +210,7 @@ class JobScheduler:
         poll: PollJob,
         deliver: DeliverJob,
         refresh: RefreshJob | None = None,
+        writeback: WritebackJob | None = None,
         stop: threading.Event,
         tracker: PollTracker | None = None,
         now: Callable[[], datetime] = _utcnow,
@@ -220,6 +223,7 @@ class JobScheduler:
         self._poll = poll
         self._deliver = deliver
         self._refresh = refresh
+        self._writeback = writeback
         self._now = now
         # APScheduler's own warnings (misfires, "maximum number of running instances")
         # are reported by our listeners instead, with the job's sync and kind.
@@ -228,7 +232,7 @@ class JobScheduler:
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
             logger=quiet,
-            executors={"default": ThreadPoolExecutor(max_workers=2 * len(self.syncs) + 1)},
+            executors={"default": ThreadPoolExecutor(max_workers=3 * len(self.syncs) + 1)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30},
             daemon=True,
         )
@@ -260,6 +264,16 @@ class JobScheduler:
                 next_run_time=first,
                 misfire_grace_time=misfire_grace(sync.delivery.every),
             )
+            if self._writeback is not None and sync.writeback is not None:
+                self._scheduler.add_job(
+                    self.run_writeback,
+                    IntervalTrigger(seconds=sync.delivery.every.total_seconds(), timezone=UTC),
+                    args=[sync],
+                    id=f"writeback:{sync.name}",
+                    name=f"write back {sync.name}",
+                    next_run_time=first,
+                    misfire_grace_time=misfire_grace(sync.delivery.every),
+                )
         if self._refresh is not None:
             self._scheduler.add_job(
                 self.run_refresh,
@@ -312,6 +326,16 @@ class JobScheduler:
                 self._deliver(sync, self.stop)
             except Exception:
                 log.exception("deliver job failed")
+
+    def run_writeback(self, sync: SyncConfig) -> None:
+        """One write-back pass of ``sync``."""
+        with self._job(f"writeback:{sync.name}", "writeback", sync.name) as go:
+            if not go or self._writeback is None:
+                return
+            try:
+                self._writeback(sync, self.stop)
+            except Exception:
+                log.exception("write-back job failed")
 
     def run_refresh(self) -> None:
         """Refresh the gauges read from the database."""

@@ -45,7 +45,7 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters.orm import Batch, Lead
+from syncd.adapters.orm import Batch, Lead, Writeback
 from syncd.config import Config, SyncConfig, load_config
 from syncd.domain.states import LeadState
 from syncd.sandbox.demo_data import demo_leads, demo_users, lead_record
@@ -65,6 +65,22 @@ START_BACK = timedelta(minutes=10)
 SEED_SPAN = timedelta(minutes=5)
 #: Records added while the daemon runs (each with its own fictional number).
 ADDED = 5
+#: Where the demo writes each lead's outcome back (custom fields of the emulated org).
+WRITEBACK_FIELDS = {
+    "status": "SimZ_Status__c",
+    "batch_id": "SimZ_Batch_Id__c",
+    "sent_at": "SimZ_Sent_At__c",
+    "error": "SimZ_Error__c",
+}
+WRITEBACK_STATES = ["accepted", "rejected", "uncertain", "failed", "invalid", "skipped"]
+CUSTOM_FIELDS = (
+    "Lead.SimZ_Status__c:picklist:40",
+    "Lead.SimZ_Batch_Id__c:string:255",
+    "Lead.SimZ_Sent_At__c:datetime",
+    "Lead.SimZ_Error__c:string:255",
+)
+#: How many written-back records the summary shows (one per state, as far as there are).
+WRITEBACK_EXAMPLES = 4
 #: Leads in a state the outbox still owns; the demo ends when there are none.
 OPEN_STATES = (LeadState.QUEUED.value, LeadState.SENDING.value)
 STATE_ORDER = tuple(state.value for state in LeadState)
@@ -97,6 +113,8 @@ class DemoSummary:
     simz_received: int = 0
     simz_received_twice: int = 0
     polls: int = 0
+    writebacks: dict[str, int] = field(default_factory=dict)
+    written: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def leads(self) -> int:
@@ -184,6 +202,7 @@ def demo_config_data(
                 # Above the most the demo seeds (2,000): the guard is not what it shows.
                 "guard": {"max_new_per_poll": 5000},
                 "options": {"priority": "normal", "enableAMD": True},
+                "writeback": {"fields": dict(WRITEBACK_FIELDS), "states": WRITEBACK_STATES},
             }
         ],
         "observability": {"listen": "127.0.0.1:0", "log_format": "auto", "log_level": "warning"},
@@ -276,7 +295,9 @@ class Demo:
     def _start_emulators(
         self, workdir: Path, stack: ExitStack
     ) -> tuple[SalesforceEmulator, SimzEmulator]:
-        salesforce = SalesforceEmulator(cert_dir=workdir / "salesforce-ca")
+        salesforce = SalesforceEmulator(
+            cert_dir=workdir / "salesforce-ca", custom_fields=CUSTOM_FIELDS
+        )
         salesforce.start()
         stack.callback(salesforce.stop)
         simz = SimzEmulator(api_key=API_KEY, agents=AGENTS.values())
@@ -343,12 +364,14 @@ class Demo:
             syncs,
             poll=poll,
             deliver=deliver,
+            writeback=runtime.writeback,
             refresh=runtime.refresh_metrics,
             stop=stop,
             now=runtime.now,
         )
         self.say(
-            "running the daemon (the scheduler and wiring of `syncd run`) until nothing is queued:"
+            "running the daemon (the scheduler and wiring of `syncd run`) until nothing is queued"
+            " and every outcome is written back to Salesforce:"
         )
         deadline = time.monotonic() + self.options.timeout
         idle = False
@@ -425,7 +448,10 @@ class Demo:
             open_leads = session.scalar(
                 select(func.count()).select_from(Lead).where(Lead.state.in_(OPEN_STATES))
             )
-        return stored == len(added) and open_leads == 0
+            unwritten = session.scalar(
+                select(func.count()).select_from(Writeback).where(Writeback.status == "pending")
+            )
+        return stored == len(added) and open_leads == 0 and unwritten == 0
 
     # ------------------------------------------------------------------ summary
 
@@ -468,13 +494,43 @@ class Demo:
                         .order_by(Lead.id)
                     )
                 )
+                summary.writebacks = dict(
+                    session.execute(
+                        select(Writeback.status, func.count()).group_by(Writeback.status)
+                    ).all()
+                )
+                written = session.execute(
+                    select(Lead.salesforce_id, Lead.state)
+                    .join(Writeback, Writeback.lead_id == Lead.id)
+                    .where(Writeback.status == "done")
+                    .order_by(Lead.id)
+                ).all()
         finally:
             engine.dispose()
+        summary.written = self._examples(written)
         if self._simz is not None:
             counts = self._simz.received_counts()
             summary.simz_received = len(counts)
             summary.simz_received_twice = sum(1 for n in counts.values() if n > 1)
         return summary
+
+    def _examples(self, written: Any) -> list[tuple[str, dict[str, Any]]]:
+        """A few written-back records, one per state first, with their SimZ_* fields."""
+        if self._salesforce is None:
+            return []
+        picked: list[str] = []
+        seen: set[str] = set()
+        for sf_id, state in written:
+            if state not in seen:
+                seen.add(state)
+                picked.append(sf_id)
+        picked = picked[:WRITEBACK_EXAMPLES]
+        examples = []
+        for sf_id in picked:
+            record = self._salesforce.get_record("Lead", sf_id) or {}
+            values = {name: record.get(name) for name in WRITEBACK_FIELDS.values()}
+            examples.append((sf_id, values))
+        return examples
 
 
 def describe_batch(row: Batch) -> str:
@@ -494,6 +550,12 @@ def describe_batch(row: Batch) -> str:
             "(never resent on their own)"
         )
     return f"{head}{status}: {outcome}"
+
+
+def _clip(value: Any, width: int = 24) -> str:
+    """A field value short enough for one summary line."""
+    text = "null" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def render_summary(summary: DemoSummary, prefix: str = "syncd") -> list[str]:
@@ -519,6 +581,12 @@ def render_summary(summary: DemoSummary, prefix: str = "syncd") -> list[str]:
             else f"{summary.simz_received_twice} MORE THAN ONCE"
         ),
     ]
+    if summary.writebacks:
+        counts = ", ".join(f"{status} {n}" for status, n in sorted(summary.writebacks.items()))
+        out += ["", f"outcomes written back to the Salesforce records ({counts}), e.g.:"]
+        for sf_id, values in summary.written:
+            shown = "  ".join(f"{name}={_clip(value)}" for name, value in values.items())
+            out.append(f"  {sf_id}  {shown}")
     config = summary.config_path
     if summary.uncertain_ids:
         first = summary.uncertain_ids[0]

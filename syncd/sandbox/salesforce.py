@@ -15,11 +15,23 @@ It answers what simple-salesforce 1.12 calls, the way Salesforce does:
   ``Sforce-Query-Options: batchSize=N`` header (clamped to 200..2000). A query
   is evaluated and sorted once; its result is kept per locator and pages are
   slices of it.
-* ``GET``/``PATCH /services/data/vXX.X/sobjects/{type}/{id}``.
 * ``GET /services/data/vXX.X/limits``: ``DailyApiRequests`` (``Max``, ``Remaining``).
 * A minimal Bulk API 2.0 query (:mod:`syncd.sandbox.sf_bulk`): ``POST jobs/query``,
   ``GET``/``DELETE jobs/query/{id}``, ``GET jobs/query/{id}/results`` (CSV pages
   chained by ``Sforce-Locator``).
+* ``GET``/``PATCH /services/data/vXX.X/sobjects/{type}/{id}``, and
+  ``GET .../sobjects/{type}/describe`` (name, type, length, updateable of every field).
+* ``PATCH /services/data/vXX.X/composite/sobjects``: the sObject Collections
+  update (``allOrNone`` false, at most 200 records), answered per record in
+  request order. Updates are checked as Salesforce checks them: unknown fields
+  (``INVALID_FIELD``), read-only ones (``INVALID_FIELD_FOR_INSERT_UPDATE``),
+  values too long (``STRING_TOO_LONG``) or of the wrong type
+  (``INVALID_TYPE_ON_FIELD_IN_RECORD``), deleted records (``ENTITY_IS_DELETED``),
+  locked rows (``UNABLE_TO_LOCK_ROW``, injected).
+
+Custom fields (``Lead.SimZ_Status__c:string:255``) are declared at start
+(``custom_fields``) or through the control API, with their type, length and
+whether the integration user may update them.
 
 Every REST answer carries ``Sforce-Limit-Info: api-usage=N/M`` and each REST
 call counts one. A missing, unknown or expired session gets 401
@@ -28,7 +40,8 @@ call counts one. A missing, unknown or expired session gets 401
 The control API under ``/__sandbox/`` (JSON, no authentication) mirrors the
 Python methods: ``POST records``, ``POST update``, ``POST expire-sessions``,
 ``POST inject``, ``POST api-usage``, ``GET query-log``, ``GET records/{type}/{id}``,
-``GET login-attempts``.
+``GET login-attempts``, ``POST fields``, ``POST delete``, ``POST lock-rows``,
+``GET write-log``.
 
 Injected faults (``inject(kind, count, **params)``) hit the next REST calls:
 ``REQUEST_LIMIT_EXCEEDED`` answers the daily limit (``TotalRequests``; set the
@@ -73,16 +86,25 @@ from syncd.sandbox.sf_soql import (
     compile_query,
     to_json_value,
 )
-from syncd.sandbox.sf_store import RecordError, RecordStore
+from syncd.sandbox.sf_store import (
+    DeclaredField,
+    FieldUpdateError,
+    RecordError,
+    RecordStore,
+    parse_field_spec,
+)
 
 FAULT_KINDS = (
     "INVALID_SESSION_ID",
     "REQUEST_LIMIT_EXCEEDED",
     "500",
+    "503",
     "delay",
     "malformed_json",
     "next_records_url",
 )
+#: Records one sObject Collections call may carry.
+COLLECTION_LIMIT = 200
 ORG_ID = "00D8d000000SyNcEAA"
 USER_ID = "0058d000000SyNcAAA"
 MAX_CURSORS = 200
@@ -100,6 +122,7 @@ _DATA_PATH = re.compile(r"^/services/data/v(?P<version>\d+\.\d)(?P<rest>/.*)?$")
 _PAGE_PATH = re.compile(r"^/(?P<kind>query|queryAll)/(?P<locator>01g[A-Za-z0-9]+)-(?P<offset>\d+)$")
 _BULK_PATH = re.compile(r"^/jobs/query(?:/(?P<job>750[A-Za-z0-9]+)(?P<results>/results)?)?/?$")
 _SOBJECT_PATH = re.compile(r"^/sobjects/(?P<type>[A-Za-z][A-Za-z0-9_]*)/(?P<id>[A-Za-z0-9]+)/?$")
+_DESCRIBE_PATH = re.compile(r"^/sobjects/(?P<type>[A-Za-z][A-Za-z0-9_]*)/describe/?$")
 
 
 @dataclass
@@ -147,6 +170,7 @@ class SalesforceEmulator:
         consumer_secret: str = "sandbox-consumer-secret",
         jwt_public_key: str | bytes | None = None,
         api_max: int = 15000,
+        custom_fields: Iterable[DeclaredField | str] = (),
     ) -> None:
         self.username = username
         self.password = password
@@ -155,6 +179,8 @@ class SalesforceEmulator:
         self.consumer_secret = consumer_secret
         self.jwt_public_key = jwt_public_key
         self.store = RecordStore()
+        for spec in custom_fields:
+            self.declare_field(spec)
         self.store.add(records)
         self._own_cert_dir = cert_dir is None
         self.cert_dir = Path(tempfile.mkdtemp(prefix="syncd-sf-")) if cert_dir is None else cert_dir
@@ -167,6 +193,9 @@ class SalesforceEmulator:
         self.bulk = BulkQueries()
         self._query_log: list[dict[str, Any]] = []
         self._login_attempts = 0
+        self._write_log: list[dict[str, Any]] = []
+        self._locked_ids: set[str] = set()
+        self._lock_next = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -233,13 +262,39 @@ class SalesforceEmulator:
         record = self.store.get(sobject, record_id)
         return None if record is None else _public(record)
 
+    def declare_field(self, spec: DeclaredField | str) -> DeclaredField:
+        """Add a field with describe metadata: ``Lead.SimZ_Status__c:string:255`` or a spec."""
+        field = parse_field_spec(spec) if isinstance(spec, str) else spec
+        self.store.declare_field(field)
+        return field
+
+    def delete_record(self, sobject: str, record_id: str) -> None:
+        """Delete a record (to the recycle bin): queries skip it, updates get ENTITY_IS_DELETED."""
+        self.store.delete(sobject, record_id)
+
+    def lock_rows(self, ids: Iterable[str] = (), count: int = 0) -> None:
+        """Answer UNABLE_TO_LOCK_ROW once for each of ``ids`` and for the next ``count``
+        records of sObject Collections updates."""
+        with self._lock:
+            self._locked_ids.update(ids)
+            self._lock_next += max(0, count)
+
+    def write_log(self) -> list[dict[str, Any]]:
+        """Every sObject Collections update: time, status, records, succeeded."""
+        with self._lock:
+            return [dict(entry) for entry in self._write_log]
+
     def expire_sessions(self) -> None:
         """Invalidate every session, as an org's session timeout would."""
         with self._lock:
             self._sessions.clear()
 
     def inject(self, kind: str, count: int = 1, **params: Any) -> None:
-        """Make the next ``count`` REST calls fail (or wait ``seconds`` for "delay")."""
+        """Make the next ``count`` REST calls fail (or wait ``seconds`` for "delay").
+
+        ``only="/composite"`` (a path prefix after ``/services/data/vXX.X``) limits the
+        fault to matching calls, e.g. the write-back's collections updates.
+        """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; use one of {', '.join(FAULT_KINDS)}")
         if count < 1:
@@ -250,6 +305,14 @@ class SalesforceEmulator:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def pending_faults(self) -> list[dict[str, Any]]:
+        """Injected faults not yet used up: kind, remaining, params."""
+        with self._lock:
+            return [
+                {"kind": f.kind, "remaining": f.remaining, "params": dict(f.params)}
+                for f in self._faults
+            ]
 
     def set_api_usage(self, used: int, max: int | None = None) -> None:
         """Set the numbers the ``Sforce-Limit-Info`` header reports."""
@@ -436,7 +499,7 @@ class SalesforceEmulator:
         session = self._session_of(headers)
         if session is None:
             return _json(401, INVALID_SESSION)
-        fault = self._take_fault()
+        fault = self._take_fault(rest)
         if fault is not None:
             if fault.kind == "delay":
                 time.sleep(float(fault.params.get("seconds", 1.0)))
@@ -448,6 +511,8 @@ class SalesforceEmulator:
                 return _json(403, LIMIT_EXCEEDED)
             elif fault.kind == "500":
                 return _error(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred.")
+            elif fault.kind == "503":
+                return _error(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable.")
         reply = self._route(method, version, rest, query, headers, body, session)
         if fault is not None and fault.kind == "malformed_json" and reply.status < 300:
             reply = _Reply(200, reply.body[: max(1, len(reply.body) // 2)] or b"{")
@@ -458,15 +523,17 @@ class SalesforceEmulator:
             reply = _json(200, payload)
         return reply
 
-    def _take_fault(self) -> _Fault | None:
+    def _take_fault(self, rest: str) -> _Fault | None:
         with self._lock:
-            if not self._faults:
-                return None
-            fault = self._faults[0]
-            fault.remaining -= 1
-            if fault.remaining <= 0:
-                self._faults.pop(0)
-            return fault
+            for index, fault in enumerate(self._faults):
+                only = fault.params.get("only")
+                if only is not None and not rest.startswith(str(only)):
+                    continue
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.pop(index)
+                return fault
+            return None
 
     def _route(
         self,
@@ -496,6 +563,13 @@ class SalesforceEmulator:
             return self._bulk(
                 method, version, bulk.group("job"), bool(bulk.group("results")), query, body
             )
+        if rest.rstrip("/") == "/composite/sobjects":
+            if method != "PATCH":
+                return _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed.")
+            return self._update_collection(body)
+        described = _DESCRIBE_PATH.match(rest)
+        if described is not None and method == "GET":
+            return self._describe(described.group("type"), version)
         sobject = _SOBJECT_PATH.match(rest)
         if sobject is not None:
             return self._sobject(method, sobject.group("type"), sobject.group("id"), body, version)
@@ -654,12 +728,91 @@ class SalesforceEmulator:
         if not isinstance(fields, dict):
             return _error(400, "JSON_PARSER_ERROR", "Expected a JSON object")
         try:
-            self.store.update(canonical, record_id, fields, allow_new_fields=False)
-        except KeyError:
-            return _error(404, "NOT_FOUND", "The requested resource does not exist")
-        except RecordError as exc:
-            return _error(400, "INVALID_FIELD", str(exc))
+            self.store.patch(canonical, record_id, fields)
+        except FieldUpdateError as exc:
+            if exc.code in ("INVALID_CROSS_REFERENCE_KEY", "MALFORMED_ID"):
+                return _error(404, "NOT_FOUND", "The requested resource does not exist")
+            return _json(
+                400, [{"message": exc.message, "errorCode": exc.code, "fields": exc.fields}]
+            )
         return _Reply(204, b"")
+
+    def _describe(self, sobject: str, version: str) -> _Reply:
+        canonical = self.store.object_name(sobject)
+        if canonical is None:
+            return _error(404, "NOT_FOUND", f"The requested resource does not exist: {sobject}")
+        return _json(
+            200,
+            {
+                "name": canonical,
+                "updateable": True,
+                "queryable": True,
+                "urls": {"describe": f"/services/data/v{version}/sobjects/{canonical}/describe"},
+                "fields": self.store.describe(canonical),
+            },
+        )
+
+    def _update_collection(self, body: bytes) -> _Reply:
+        """``PATCH composite/sobjects``: each record on its own (allOrNone false), in order."""
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            return _error(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
+        records = data.get("records") if isinstance(data, dict) else None
+        if not isinstance(records, list) or not records:
+            return _error(400, "INVALID_FIELD", "records: a non-empty list is required")
+        if len(records) > COLLECTION_LIMIT:
+            return _error(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                f"record limit reached. cannot submit more than {COLLECTION_LIMIT} records "
+                "into this call",
+            )
+        if data.get("allOrNone") not in (None, False):
+            return _error(400, "INVALID_FIELD", "allOrNone true is not emulated")
+        results = [self._update_one(record) for record in records]
+        with self._lock:
+            self._write_log.append(
+                {
+                    "time": datetime.now(UTC).isoformat(),
+                    "records": len(records),
+                    "succeeded": sum(1 for r in results if r["success"]),
+                }
+            )
+        return _json(200, results)
+
+    def _update_one(self, record: Any) -> dict[str, Any]:
+        if not isinstance(record, dict):
+            error = FieldUpdateError("JSON_PARSER_ERROR", "a record must be an object")
+            return {"success": False, "errors": [error.as_error()]}
+        record_id = record.get("id") or record.get("Id")
+        attributes = record.get("attributes")
+        sobject_name = attributes.get("type") if isinstance(attributes, dict) else None
+        fields = {k: v for k, v in record.items() if k not in ("attributes", "id", "Id")}
+        try:
+            canonical = self.store.object_name(str(sobject_name or ""))
+            if canonical is None:
+                raise FieldUpdateError(
+                    "INVALID_TYPE", f"sObject type '{sobject_name}' is not supported."
+                )
+            if self._take_lock(str(record_id)):
+                raise FieldUpdateError(
+                    "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record"
+                )
+            self.store.patch(canonical, str(record_id), fields)
+        except FieldUpdateError as exc:
+            return {"id": record_id, "success": False, "errors": [exc.as_error()]}
+        return {"id": record_id, "success": True, "errors": []}
+
+    def _take_lock(self, record_id: str) -> bool:
+        with self._lock:
+            if record_id in self._locked_ids:
+                self._locked_ids.discard(record_id)
+                return True
+            if self._lock_next > 0:
+                self._lock_next -= 1
+                return True
+            return False
 
     # ------------------------------------------------------------------ control API
 
@@ -691,6 +844,18 @@ class SalesforceEmulator:
                 return _json(200, {"attempts": self.login_attempts()})
             if method == "GET" and action == "query-log":
                 return _json(200, {"queries": self.query_log()})
+            if method == "GET" and action == "write-log":
+                return _json(200, {"writes": self.write_log()})
+            if method == "POST" and action == "fields":
+                specs = data.get("fields", [])
+                declared = [self.declare_field(str(spec)) for spec in specs]
+                return _json(200, {"declared": [f"{f.sobject}.{f.name}" for f in declared]})
+            if method == "POST" and action == "delete":
+                self.delete_record(data["sobject"], data["id"])
+                return _json(200, {"deleted": data["id"]})
+            if method == "POST" and action == "lock-rows":
+                self.lock_rows(data.get("ids", []), int(data.get("count", 0)))
+                return _json(200, {"locked": True})
             if method == "GET" and action.startswith("records/"):
                 _, sobject, record_id = ([*action.split("/"), "", ""])[:3]
                 found = self.get_record(sobject, record_id)

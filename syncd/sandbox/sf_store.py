@@ -19,7 +19,8 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -122,6 +123,77 @@ class RecordError(ValueError):
     """A record the emulator will not store (bad Id, unknown object, wrong value type)."""
 
 
+class FieldUpdateError(ValueError):
+    """An update Salesforce would refuse for one record, with its status code and fields."""
+
+    def __init__(self, code: str, message: str, fields: Sequence[str] = ()) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.fields = list(fields)
+
+    def as_error(self) -> dict[str, Any]:
+        """The error as a per-record result of the sObject Collections API lists it."""
+        return {"statusCode": self.code, "message": self.message, "fields": self.fields}
+
+
+#: Describe types a declared (custom) field may have, and the query engine's type for each.
+DECLARED_TYPES: dict[str, FieldType] = {
+    "string": "string",
+    "textarea": "string",
+    "picklist": "string",
+    "datetime": "datetime",
+    "date": "date",
+    "boolean": "boolean",
+    "double": "number",
+}
+#: Describe type of each query-engine type, for fields that were not declared.
+_DESCRIBE_TYPE = {"number": "double"}
+
+
+@dataclass(frozen=True)
+class DeclaredField:
+    """A field declared with its describe metadata (a custom field such as SimZ_Status__c)."""
+
+    sobject: str
+    name: str
+    type: str
+    length: int | None = None
+    updateable: bool = True
+    values: tuple[str, ...] = ()  # a restricted picklist's values; empty: any value
+
+
+def parse_field_spec(spec: str) -> DeclaredField:
+    """``Lead.SimZ_Status__c:string:255`` (``:readonly`` may follow) as a declared field.
+
+    Types: string, textarea, picklist (``picklist:255:a|b|c`` restricts the values),
+    datetime, date, boolean, double. A string-like field without a length gets 255.
+    """
+    head, _, rest = spec.partition(":")
+    sobject, dot, name = head.partition(".")
+    if not dot or not _NAME.match(sobject) or not _NAME.match(name):
+        raise RecordError(f"{spec!r}: expected Object.Field:type[:length][:readonly]")
+    parts = [part for part in rest.split(":") if part] if rest else ["string"]
+    kind = parts[0]
+    values: tuple[str, ...] = ()
+    if kind not in DECLARED_TYPES:
+        raise RecordError(f"{spec!r}: type must be one of {', '.join(DECLARED_TYPES)}")
+    length: int | None = None
+    updateable = True
+    for part in parts[1:]:
+        if part == "readonly":
+            updateable = False
+        elif part.isdigit() and int(part) > 0:
+            length = int(part)
+        elif kind == "picklist":
+            values = tuple(value for value in part.split("|") if value)
+        else:
+            raise RecordError(f"{spec!r}: {part!r} is neither a length nor readonly")
+    if length is None and DECLARED_TYPES[kind] == "string":
+        length = 255
+    return DeclaredField(sobject, name, kind, length, updateable, values)
+
+
 def now_ms() -> datetime:
     return truncate_ms(datetime.now(UTC))
 
@@ -174,6 +246,7 @@ class RecordStore:
         self._prefixes: dict[str, str] = {}  # key prefix -> sobject
         self._prefix_for: dict[str, str] = {}  # sobject -> key prefix
         self._counter = itertools.count(1)
+        self._declared: dict[str, dict[str, DeclaredField]] = {}  # sobject -> lower -> field
         for sobject in KEY_PREFIXES:
             self._ensure_object(sobject)
 
@@ -265,6 +338,116 @@ class RecordStore:
             changed["SystemModstamp"] = stamp
             self._put(changed)
             return changed
+
+    # ------------------------------------------------------------------ declared fields
+
+    def declare_field(self, field: DeclaredField) -> None:
+        """Add (or redefine) a field with its describe metadata, e.g. a custom field."""
+        with self.lock:
+            self._ensure_object(field.sobject)
+            sobject = self._names[field.sobject.lower()]
+            lower = field.name.lower()
+            if lower in _READ_LOWER:
+                raise RecordError(f"{field.name} is a standard field")
+            self._fields[sobject][lower] = FieldInfo(field.name, DECLARED_TYPES[field.type])
+            declared = DeclaredField(
+                sobject, field.name, field.type, field.length, field.updateable, field.values
+            )
+            self._declared.setdefault(sobject, {})[lower] = declared
+
+    def describe(self, sobject: str) -> list[dict[str, Any]]:
+        """Every field of the object as describe lists it (name, type, length, updateable)."""
+        with self.lock:
+            declared = self._declared.get(sobject, {})
+            out = []
+            for lower, info in self._fields.get(sobject, {}).items():
+                field = declared.get(lower)
+                kind = field.type if field else _DESCRIBE_TYPE.get(info.type, info.type)
+                length = field.length if field else (255 if info.type == "string" else 0)
+                updateable = field.updateable if field else lower not in _READ_LOWER
+                entry: dict[str, Any] = {
+                    "name": info.name,
+                    "type": kind,
+                    "length": length or 0,
+                    "updateable": updateable,
+                    "createable": updateable,
+                    "custom": info.name.endswith("__c"),
+                    "nillable": lower not in _READ_LOWER,
+                }
+                if field is not None and field.values:
+                    entry["picklistValues"] = [
+                        {"value": value, "label": value, "active": True} for value in field.values
+                    ]
+                if info.target is not None:
+                    entry["referenceTo"] = [info.target]
+                out.append(entry)
+            return out
+
+    def delete(self, sobject: str, record_id: str) -> None:
+        """Move a record to the recycle bin: ``IsDeleted`` true, gone from ``query``."""
+        with self.lock:
+            current = self.get(sobject, record_id)
+            if current is None:
+                raise KeyError(record_id)
+            self._put({**current, "IsDeleted": True, "SystemModstamp": now_ms()})
+
+    def patch(self, sobject: str, record_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """An API user's update: checked as Salesforce checks it, else :class:`FieldUpdateError`."""
+        with self.lock:
+            normalized = normalize_id(record_id) if isinstance(record_id, str) else None
+            if normalized is None:
+                raise FieldUpdateError("MALFORMED_ID", f"malformed id {record_id}", ["Id"])
+            current = self._by_id.get(normalized)
+            if current is None or current[TYPE_KEY] != sobject:
+                raise FieldUpdateError(
+                    "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["Id"]
+                )
+            if current.get("IsDeleted"):
+                raise FieldUpdateError("ENTITY_IS_DELETED", "entity is deleted")
+            for name, value in fields.items():
+                self._check_value(sobject, name, value)
+            try:
+                return self.update(sobject, normalized, fields, allow_new_fields=False)
+            except RecordError as exc:
+                raise FieldUpdateError("INVALID_TYPE_ON_FIELD_IN_RECORD", str(exc)) from exc
+
+    def _check_value(self, sobject: str, name: str, value: Any) -> None:
+        lower = name.lower()
+        info = self._fields[sobject].get(lower)
+        if info is None:
+            raise FieldUpdateError(
+                "INVALID_FIELD", f"No such column '{name}' on sobject of type {sobject}", [name]
+            )
+        field = self._declared.get(sobject, {}).get(lower)
+        if lower in _READ_LOWER or (field is not None and not field.updateable):
+            raise FieldUpdateError(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: {info.name}. Please check the security "
+                "settings of this field and verify that it is read/write for your profile "
+                "or permission set.",
+                [info.name],
+            )
+        if field is None or value is None:
+            return
+        if info.type == "string":
+            if not isinstance(value, str):
+                raise FieldUpdateError(
+                    "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                    f"{info.name}: value not of required type: {value!r}",
+                    [info.name],
+                )
+            if field.length is not None and len(value) > field.length:
+                raise FieldUpdateError(
+                    "STRING_TOO_LONG",
+                    f"{info.name}: data value too large: {value[:40]} (max length={field.length})",
+                    [info.name],
+                )
+            if field.values and value not in field.values:
+                raise FieldUpdateError(
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    f"{info.name}: bad value for restricted picklist field: {value}",
+                    [info.name],
+                )
 
     # ------------------------------------------------------------------ internals
 

@@ -6,6 +6,9 @@
   ``LIMIT 1``, which checks the object, every mapped field and relationship, the
   cursor field and the ``where`` condition; a refused query is shown with the
   position Salesforce names (``ERROR at Row:1:Column:12``) marked ``>>>``;
+* write-back: each object a sync writes outcomes back to is described, and every
+  configured field that is missing, not updateable or of the wrong type is one
+  failing line (:mod:`syncd.services.writeback_check`);
 * SimZ: a TCP connection and the TLS handshake only. SimZ has no endpoint that
   checks an API key without queueing a call, so the key is checked by the first
   delivery; the output says so.
@@ -178,6 +181,21 @@ def check_simz(config: Config) -> list[Check]:
     ]
 
 
+def check_writeback(config: Config) -> list[Check]:
+    """The write-back fields of every enabled sync that writes outcomes back."""
+    from syncd.services.writeback_check import check_writeback_fields
+
+    found = check_writeback_fields(config)
+    return [Check(True, line) for line in found.ok] + [
+        Check(False, f"writeback: FAILED: {problem}") for problem in found.problems
+    ]
+
+
 def check_connections(config: Config) -> list[Check]:
-    """Every check, in order: database, Salesforce, SimZ."""
-    return [check_database(config), *check_salesforce(config), *check_simz(config)]
+    """Every check, in order: database, Salesforce, write-back fields, SimZ."""
+    return [
+        check_database(config),
+        *check_salesforce(config),
+        *check_writeback(config),
+        *check_simz(config),
+    ]

@@ -38,6 +38,7 @@ with a trailing ``Z``, ``null`` when unknown)::
                 "leader": {"replica", "token", "acquired_at", "renewed_at", "expires_at",
                            "active": bool}|null,
                 "delivery_paused": bool,
+                "writeback": {"configured": bool, "pending", "done", "failed"}|null,
                 "agents": [{"agent", "configured": bool, "queued", "due", "waiting",
                             "sending", "paused": bool,
                             "last_batch": {"id", "created_at", "finished_at",
@@ -69,7 +70,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters import operator_pauses, recheck_store
+from syncd.adapters import operator_pauses, recheck_store, writeback_store
 from syncd.adapters import operator_queries as q
 from syncd.adapters.operator_pauses import SCOPE_SYNC
 from syncd.adapters.orm import (
@@ -80,6 +81,7 @@ from syncd.adapters.orm import (
     Pause,
     PollRun,
     Replica,
+    WritebackAttempt,
     utcnow,
 )
 from syncd.adapters.outbox import SCOPE_AGENT, SCOPE_API_KEY, agent_pause_key
@@ -247,6 +249,16 @@ class ReplicaView:
 
 
 @dataclass(frozen=True)
+class WritebackStatus:
+    """Write-back rows of one sync: waiting to be written, written, given up on."""
+
+    configured: bool
+    pending: int
+    done: int
+    failed: int
+
+
+@dataclass(frozen=True)
 class SyncStatus:
     name: str
     configured: bool
@@ -265,6 +277,7 @@ class SyncStatus:
     leader: LeaderView | None = None
     delivery_paused: bool = False
     waiting_for_calling_hours: int = 0
+    writeback: WritebackStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -360,6 +373,7 @@ def status(
             OperatorPauseView(*dataclasses.astuple(h)) for h in operator_pauses.all_holds(session)
         ]
         calling_hours = q.waiting_for_calling_hours(session, at)
+        writebacks = writeback_store.counts(session)
 
     credential = (
         None
@@ -424,6 +438,7 @@ def status(
                 leader=leaders.get(name),
                 delivery_paused=(SCOPE_SYNC, name) in held,
                 waiting_for_calling_hours=calling_hours.get(name, 0),
+                writeback=_writeback_status(name, sync_config, writebacks),
             )
         )
     uncertain = sum(s.states[LeadState.UNCERTAIN.value] for s in syncs)
@@ -435,6 +450,22 @@ def status(
         hint=UNCERTAIN_HINT.format(n=uncertain) if uncertain else None,
         replicas=replicas,
         operator_pauses=holds,
+    )
+
+
+def _writeback_status(
+    name: str, sync: SyncConfig | None, counts: dict[tuple[str, str], int]
+) -> WritebackStatus | None:
+    """The sync's write-back counts; None when it neither has write-back nor rows."""
+    configured = sync is not None and sync.writeback is not None
+    found = {status: n for (sync_name, status), n in counts.items() if sync_name == name}
+    if not configured and not found:
+        return None
+    return WritebackStatus(
+        configured=configured,
+        pending=found.get("pending", 0),
+        done=found.get("done", 0),
+        failed=found.get("failed", 0),
     )
 
 
@@ -452,6 +483,20 @@ class TransitionView:
     @classmethod
     def of(cls, row: LeadTransition) -> TransitionView:
         return cls(row.at, row.from_state, row.to_state, row.reason, row.batch_id)
+
+
+@dataclass(frozen=True)
+class WritebackAttemptView:
+    """One try at writing the lead's outcome to its Salesforce record."""
+
+    at: datetime
+    state: str
+    outcome: str
+    error: str | None
+
+    @classmethod
+    def of(cls, row: WritebackAttempt) -> WritebackAttemptView:
+        return cls(row.at, row.state, row.outcome, row.error)
 
 
 @dataclass(frozen=True)
@@ -476,6 +521,8 @@ class LeadView:
     history: list[TransitionView] | None = None
     payload: dict[str, Any] | None = None
     waiting_for: str | None = None
+    writeback: list[WritebackAttemptView] | None = None
+    writeback_status: str | None = None
 
     @classmethod
     def of(
@@ -483,6 +530,8 @@ class LeadView:
         lead: Lead,
         history: list[TransitionView] | None,
         with_payload: bool,
+        writeback: list[WritebackAttemptView] | None = None,
+        writeback_status: str | None = None,
     ) -> LeadView:
         return cls(
             id=lead.id,
@@ -503,6 +552,8 @@ class LeadView:
             history=history,
             payload=dict(lead.payload) if with_payload else None,
             waiting_for=lead.waiting_for if lead.state == LeadState.QUEUED.value else None,
+            writeback=writeback,
+            writeback_status=writeback_status,
         )
 
 
@@ -538,15 +589,27 @@ def list_leads(
     )
     with session_factory() as session:
         leads = q.find_leads(session, clauses, limit)
-        trails = q.transitions_of(session, [lead.id for lead in leads]) if history else {}
+        lead_ids = [lead.id for lead in leads]
+        trails = q.transitions_of(session, lead_ids) if history else {}
+        tries = writeback_store.attempts_of(session, lead_ids) if history else {}
+        rows = writeback_store.writebacks_of(session, lead_ids) if history else {}
         return [
             LeadView.of(
                 lead,
                 [TransitionView.of(t) for t in trails[lead.id]] if history else None,
                 payload,
+                [WritebackAttemptView.of(a) for a in tries[lead.id]] if history else None,
+                _writeback_line(rows.get(lead.id)),
             )
             for lead in leads
         ]
+
+
+def _writeback_line(row: Any) -> str | None:
+    """The lead's write-back row in a few words, e.g. ``pending (accepted, 2 attempts)``."""
+    if row is None:
+        return None
+    return f"{row.status} ({row.state}, {row.attempts} attempt{'s' if row.attempts != 1 else ''})"
 
 
 # --------------------------------------------------------------------------- requeue
@@ -827,3 +890,26 @@ def discard(
     )
     log.warning("held leads discarded", sync=sync, leads=result.leads, actor=actor, reason=reason)
     return result
+
+
+# --------------------------------------------------------------------------- write-back retry
+
+
+def failed_writebacks(session_factory: sessionmaker[Session], sync: str) -> int:
+    """How many write-backs of ``sync`` have failed (what ``writeback retry`` would move)."""
+    with session_factory() as session:
+        return writeback_store.count_failed(session, sync)
+
+
+def retry_writebacks(
+    session_factory: sessionmaker[Session],
+    sync: str,
+    *,
+    actor: str,
+    now: Callable[[], datetime] = utcnow,
+) -> int:
+    """Move ``sync``'s failed write-backs back to pending, due now; returns how many."""
+    with session_factory.begin() as session:
+        moved = writeback_store.retry_failed(session, sync, now())
+    log.info("write-backs retried", sync=sync, rows=moved, actor=actor)
+    return moved

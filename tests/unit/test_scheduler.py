@@ -117,6 +117,40 @@ class TestJobs:
         )
         assert scheduler.job_ids() == ["deliver:web", "metrics", "poll:web"]
 
+    def test_a_write_back_job_only_for_syncs_that_write_back(self, recorder: Recorder) -> None:
+        """A sync with a writeback section gets a writeback job; it runs with its own context."""
+        writing = SyncConfig.model_validate(
+            {
+                **make_sync("crm").model_dump(mode="json", exclude_none=True),
+                "writeback": {"fields": {"status": "SimZ_Status__c"}},
+            }
+        )
+
+        def writeback(sync: SyncConfig, stop: threading.Event) -> None:
+            recorder._note("writeback", sync.name)
+
+        scheduler = JobScheduler(
+            [make_sync("web"), writing],
+            poll=recorder.poll,
+            deliver=recorder.deliver,
+            writeback=writeback,
+            stop=threading.Event(),
+        )
+        assert scheduler.job_ids() == [
+            "deliver:crm",
+            "deliver:web",
+            "poll:crm",
+            "poll:web",
+            "writeback:crm",
+        ]
+        scheduler.start()
+        try:
+            recorder.wait_for("writeback", "crm")
+        finally:
+            scheduler.shutdown(5)
+        [context] = [c for kind, _s, c in recorder.calls if kind == "writeback"][:1]
+        assert context["job"] == "writeback" and context["sync"] == "crm"
+
     def test_first_runs_happen_at_start(self, started: JobScheduler, recorder: Recorder) -> None:
         """With hourly schedules, the first poll, delivery and metrics refresh still run at once."""
         for sync in ("web", "partner"):

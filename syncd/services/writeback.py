@@ -1,0 +1,229 @@
+"""The write-back use case: send a sync's pending outcomes to their Salesforce records.
+
+One pass takes the oldest due write-backs of the sync (at most 200, one sObject
+Collections call), builds each record's fields from its lead, PATCHes them with
+``allOrNone: false`` and records each record's outcome in one transaction:
+done; retry later with backoff (``UNABLE_TO_LOCK_ROW``, a 5xx, the API limit,
+a network error); or failed with Salesforce's error. It goes on until nothing
+is due, ``stop`` is set, or the org's API usage is above
+``salesforce.max_api_usage_percent``.
+
+A row stays pending until its outcome is committed, so a crash or a Salesforce
+outage loses nothing: the row is sent again (the PATCH sets the same values,
+so sending twice is harmless). Write-back runs in its own job with its own
+Salesforce session and short transactions, so it never holds up delivery.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncd.adapters import writeback_store as store
+from syncd.adapters.orm import utcnow
+from syncd.adapters.salesforce import SalesforceSourceError
+from syncd.config.models import SyncConfig
+from syncd.domain.backoff import BackoffPolicy, exponential
+from syncd.domain.writeback import (
+    DEFAULT_ERROR_LENGTH,
+    DONE,
+    FAILED,
+    RETRY,
+    classify_all,
+    collection_body,
+    error_length,
+    record_values,
+)
+from syncd.logs import get_logger
+from syncd.metrics import WRITEBACK_CALLS, WRITEBACK_PENDING, WRITEBACKS
+
+log = get_logger(__name__)
+
+#: Retry waits of a record: 2 s, doubling, at most 5 minutes (with jitter).
+RETRY_BACKOFF = BackoffPolicy(timedelta(seconds=2), timedelta(minutes=5))
+
+
+class WritebackTarget(Protocol):
+    """What write-back needs from Salesforce (:class:`SalesforceSource` has it)."""
+
+    def update_collection(self, body: dict[str, Any]) -> Any: ...
+
+    def describe_fields(self, sobject: str) -> list[dict[str, Any]]: ...
+
+    def api_usage(self) -> tuple[int, int] | None: ...
+
+
+@dataclass
+class WritebackPass:
+    """What one pass of one sync did."""
+
+    sync: str
+    status: str = "ok"  # ok, paused (API usage) or error (a whole call failed)
+    calls: int = 0
+    done: int = 0
+    retry: int = 0
+    failed: int = 0
+    error: str | None = None
+
+
+class Writer:
+    """Sends one sync's write-backs; build one per sync and process, call :meth:`run`."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        target: WritebackTarget,
+        sync: SyncConfig,
+        *,
+        max_api_usage_percent: int,
+        usage: Callable[[], tuple[int, int] | None] | None = None,
+        now: Callable[[], datetime] = utcnow,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if sync.writeback is None:
+            raise ValueError(f"sync {sync.name} has no writeback section")
+        self.session_factory = session_factory
+        self.target = target
+        self.sync = sync
+        self.fields = sync.writeback.fields
+        self.max_api_usage_percent = max_api_usage_percent
+        self.usage = usage
+        self.now = now
+        self.rng = rng
+        self.error_length: int | None = None if self.fields.error else DEFAULT_ERROR_LENGTH
+
+    def over_usage(self) -> str | None:
+        """Why the org's API usage forbids a call now, or None."""
+        readings = [self.target.api_usage()]
+        if self.usage is not None:
+            readings.append(self.usage())
+        for reading in readings:
+            if reading is None or reading[1] <= 0:
+                continue
+            used, limit = reading
+            if used * 100 > limit * self.max_api_usage_percent:
+                return (
+                    f"Salesforce API usage {used}/{limit} is above "
+                    f"{self.max_api_usage_percent}% of the daily limit"
+                )
+        return None
+
+    def run(self, stop: threading.Event | None = None) -> WritebackPass:
+        """Send due write-backs until none is due, ``stop`` is set or usage is too high."""
+        result = WritebackPass(self.sync.name)
+        try:
+            self._run(result, stop)
+        finally:
+            self.refresh_pending()
+        if result.calls:
+            log.info(
+                "write-back pass",
+                sync=self.sync.name,
+                calls=result.calls,
+                done=result.done,
+                retry=result.retry,
+                failed=result.failed,
+                status=result.status,
+            )
+        return result
+
+    def _run(self, result: WritebackPass, stop: threading.Event | None) -> None:
+        while stop is None or not stop.is_set():
+            now = self.now()
+            with self.session_factory.begin() as session:
+                rows = store.due(session, self.sync.name, now)
+            if not rows:
+                return
+            reason = self.over_usage()
+            if reason is not None:
+                result.status, result.error = "paused", reason
+                log.warning("write-back held back", sync=self.sync.name, reason=reason)
+                return
+            if self.error_length is None and not self._describe(result):
+                return
+            if not self._send(rows, result):
+                return
+
+    def _describe(self, result: WritebackPass) -> bool:
+        """Learn the error field's length; False (try again next pass) if Salesforce fails."""
+        try:
+            described = self.target.describe_fields(self.sync.object)
+        except SalesforceSourceError as exc:
+            result.status, result.error = "error", f"describe failed: {exc}"
+            log.warning("write-back: describe failed", sync=self.sync.name, error=str(exc))
+            return False
+        self.error_length = error_length(self.fields, described)
+        return True
+
+    def _send(self, rows: Sequence[store.DueWriteback], result: WritebackPass) -> bool:
+        """One collections call for ``rows``; False when the whole call failed."""
+        length = self.error_length or DEFAULT_ERROR_LENGTH
+        records = [
+            (
+                row.salesforce_id,
+                record_values(
+                    self.fields,
+                    state=row.state,
+                    simz_batch_id=row.simz_batch_id,
+                    sent_at=row.sent_at,
+                    error_code=row.error_code,
+                    error_message=row.error_message,
+                    error_length=length,
+                ),
+            )
+            for row in rows
+        ]
+        body = collection_body(self.sync.object, records)
+        result.calls += 1
+        whole_call_ok = True
+        try:
+            answer = self.target.update_collection(body)
+            outcomes = classify_all(answer, len(rows))
+            WRITEBACK_CALLS.labels(sync=self.sync.name, result="ok").inc()
+        except SalesforceSourceError as exc:
+            whole_call_ok = False
+            text = f"{type(exc).__name__}: {exc}"
+            outcomes = [(RETRY, text)] * len(rows)
+            result.status, result.error = "error", text
+            WRITEBACK_CALLS.labels(sync=self.sync.name, result="error").inc()
+            log.warning("write-back call failed", sync=self.sync.name, error=text, rows=len(rows))
+        now = self.now()
+        results = [
+            store.WritebackResult(
+                row,
+                outcome,
+                error,
+                now + self._wait(row.attempts + 1) if outcome == RETRY else None,
+            )
+            for row, (outcome, error) in zip(rows, outcomes, strict=True)
+        ]
+        with self.session_factory.begin() as session:
+            store.record(session, results, now)
+        for outcome, attr in ((DONE, "done"), (RETRY, "retry"), (FAILED, "failed")):
+            count = sum(1 for r in results if r.outcome == outcome)
+            if count:
+                setattr(result, attr, getattr(result, attr) + count)
+                WRITEBACKS.labels(sync=self.sync.name, outcome=outcome).inc(count)
+        for failed in (r for r in results if r.outcome == FAILED):
+            log.warning(
+                "write-back failed",
+                sync=self.sync.name,
+                salesforce_id=failed.row.salesforce_id,
+                error=failed.error,
+            )
+        return whole_call_ok
+
+    def _wait(self, failures: int) -> timedelta:
+        return exponential(failures, RETRY_BACKOFF) * (0.5 + self.rng() / 2)
+
+    def refresh_pending(self) -> None:
+        """Set ``syncd_writeback_pending`` for this sync from the database."""
+        with self.session_factory() as session:
+            pending = store.count_pending(session, self.sync.name)
+        WRITEBACK_PENDING.labels(sync=self.sync.name).set(pending)
