@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from syncd.entrypoints.cli import CONTEXT_SETTINGS, EXIT_FAILURE
+from syncd.entrypoints.cli_common import CONTEXT_SETTINGS, EXIT_FAILURE
 from syncd.entrypoints.cli_text import echo
 from syncd.logs import configure_logging
 

@@ -18,7 +18,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from syncd.config import Config, SyncConfig
-from syncd.entrypoints.cli import (
+from syncd.entrypoints.cli_common import (
     EXIT_FAILURE,
     config_option,
     describe_db_error,

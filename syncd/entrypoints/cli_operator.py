@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.config import Config
 from syncd.config.loader import DATABASE_ONLY
-from syncd.entrypoints.cli import (
+from syncd.entrypoints.cli_common import (
     config_option,
     describe_db_error,
     fail,
