@@ -49,33 +49,21 @@ from syncd.domain.soql import build_poll_query
 from syncd.domain.window import PollWindow
 from syncd.logs import configure_logging
 from syncd.sandbox.demo_data import bulk_leads, demo_users
+from syncd.sandbox.example import example_sync
 from syncd.services.poll import poll_sync
 
 INSTANCE = "https://bench.invalid"
 VERSION = "61.0"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
-SYNC = {
-    "name": "bench",
-    "object": "Lead",
-    "where": "LeadSource = 'Web' AND IsConverted = false",
-    "start_at": "2020-01-01T00:00:00Z",
-    "lag": "0s",
-    "agent": "agt_bench",
-    "mapping": {
-        "phoneNumber": "Phone",
-        "firstName": "FirstName",
-        "lastName": "LastName",
-        "email": "Email",
-        "campaignType": {"const": "web-inbound"},
-        "customData": {"company": "Company", "owner": "Owner.Email"},
-    },
-    "phone": {"default_region": "US"},
-    "rules": {"respect_do_not_call": True, "duplicate_phone_window": "24h"},
-    "options": {"priority": "normal", "enableAMD": True},
-    # A backfill of the whole org is the point here, not a blast to stop.
-    "guard": {"max_new_per_poll": None},
-}
+# A backfill of the whole org is the point here, not a blast to stop.
+SYNC = example_sync(
+    "bench",
+    start_at="2020-01-01T00:00:00Z",
+    lag="0s",
+    agent="agt_bench",
+    guard={"max_new_per_poll": None},
+)
 
 
 def salesforce_records(count: int) -> list[dict[str, Any]]:

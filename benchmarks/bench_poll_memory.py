@@ -71,6 +71,7 @@ def child(url: str, ca_file: str, db: str, page_size: int, trace: bool) -> dict[
     from syncd.adapters.salesforce import SalesforceSource
     from syncd.config.models import SalesforceConfig, SyncConfig
     from syncd.logs import configure_logging
+    from syncd.sandbox.example import example_sync
     from syncd.services.poll import poll_sync
 
     configure_logging(level="warning", fmt="json", stream=sys.stderr)
@@ -92,21 +93,14 @@ def child(url: str, ca_file: str, db: str, page_size: int, trace: bool) -> dict[
         )
     )
     sync = SyncConfig.model_validate(
-        {
-            "name": "bench",
-            "start_at": "2000-01-01T00:00:00Z",
-            "lag": "0s",
-            "agent": "agt_bench",
-            "mapping": {
-                "phoneNumber": "Phone",
-                "firstName": "FirstName",
-                "lastName": "LastName",
-                "email": "Email",
-                "customData": {"company": "Company", "owner": "OwnerId"},
-            },
-            # A backfill of the whole org is the point here, not a blast to stop.
-            "guard": {"max_new_per_poll": None},
-        }
+        # A backfill of the whole org is the point here, not a blast to stop.
+        example_sync(
+            "bench",
+            start_at="2000-01-01T00:00:00Z",
+            lag="0s",
+            agent="agt_bench",
+            guard={"max_new_per_poll": None},
+        )
     )
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if trace:

@@ -54,6 +54,7 @@ from typing import Any
 import yaml
 
 from syncd.sandbox.demo_data import bulk_leads, demo_users
+from syncd.sandbox.example import example_sync
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -268,29 +269,16 @@ def syncd_config(
             "requests_per_second": REQUESTS_PER_SECOND,
         },
         "syncs": [
-            {
-                "name": "bench",
-                "object": "Lead",
-                "where": "LeadSource = 'Web' AND IsConverted = false",
-                "schedule": {"every": every},
-                "delivery": {"every": "1s"},
-                "start_at": start_at,
-                "lag": "0s",
-                "agent": AGENT,
-                "mapping": {
-                    "phoneNumber": "Phone",
-                    "firstName": "FirstName",
-                    "lastName": "LastName",
-                    "email": "Email",
-                    "campaignType": {"const": "web-inbound"},
-                    "customData": {"company": "Company", "owner": "Owner.Email"},
-                },
-                "phone": {"default_region": "US"},
-                "rules": {"respect_do_not_call": True, "duplicate_phone_window": "24h"},
-                "options": {"priority": "normal", "enableAMD": True},
-                # A backfill of the whole org is the point here, not a blast to stop.
-                "guard": {"max_new_per_poll": None},
-            }
+            # A backfill of the whole org is the point here, not a blast to stop.
+            example_sync(
+                "bench",
+                schedule={"every": every},
+                delivery={"every": "1s"},
+                start_at=start_at,
+                lag="0s",
+                agent=AGENT,
+                guard={"max_new_per_poll": None},
+            )
         ],
         "observability": {"listen": "127.0.0.1:0", "log_format": "json", "log_level": "info"},
     }

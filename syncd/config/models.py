@@ -3,6 +3,12 @@
 Every model forbids unknown keys: a typo in the YAML is an error, never a
 silently ignored setting. ``config.example.yaml`` documents every option and
 ``syncd config-schema`` prints the JSON Schema generated from these classes.
+
+The domain reads its settings from these models (``SyncConfig``), so this
+module imports no infrastructure library at import time: the two checks that
+need one, a cron expression (APScheduler) and a database URL (SQLAlchemy), go
+through :func:`cron_trigger` and :func:`parse_database_url`, which import it
+when first called, that is when a configuration is validated.
 """
 
 from __future__ import annotations
@@ -11,11 +17,10 @@ import ipaddress
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import phonenumbers
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,16 +32,36 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from syncd.config.types import Duration, FieldRef, FieldRefValue
 from syncd.domain.calling_hours import CallingHours, parse_days, parse_window, zone
 from syncd.domain.guard import GUARD_HISTORY
 
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
+    from sqlalchemy.engine import URL
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _SOBJECT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def cron_trigger(cron: str, timezone: str) -> CronTrigger:
+    """APScheduler's trigger for a crontab (APScheduler is imported here, not by the module)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    return CronTrigger.from_crontab(cron, timezone=timezone)
+
+
+def parse_database_url(value: str) -> URL:
+    """SQLAlchemy's parse of a database URL, ValueError if malformed (SQLAlchemy imported here)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(value)
+    except ArgumentError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class _Model(BaseModel):
@@ -153,9 +178,9 @@ class DatabaseConfig(_Model):
                 "a SQLite URL needs three slashes: sqlite:///relative.db or sqlite:////abs.db"
             )
         try:
-            parsed = make_url(value)
+            parsed = parse_database_url(value)
             port = parsed.port  # parsing the port happens here, not in make_url
-        except (ArgumentError, ValueError):
+        except ValueError:
             raise ValueError(
                 "not a valid database URL (expected e.g. postgresql+psycopg://user@host:5432/db); "
                 "percent-encode special characters in the password"
@@ -177,7 +202,7 @@ class DatabaseConfig(_Model):
     @classmethod
     def _sqlite_file_beside_config(cls, value: str, info: ValidationInfo) -> str:
         """A relative SQLite file lives in the configuration file's folder."""
-        parsed = make_url(value)
+        parsed = parse_database_url(value)
         if parsed.get_backend_name() != "sqlite" or config_dir(info) is None:
             return value
         path = resolve_path(str(parsed.database), info)
@@ -414,7 +439,7 @@ class ScheduleConfig(_Model):
             raise ValueError("every must be at least 1s")
         if self.cron is not None:
             try:
-                CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+                cron_trigger(self.cron, self.timezone)
             except (ValueError, LookupError) as exc:
                 raise ValueError(f"invalid cron expression {self.cron!r}: {exc}") from None
         return self
@@ -425,7 +450,7 @@ class ScheduleConfig(_Model):
         if self.every is not None:
             return self.every
         assert self.cron is not None
-        trigger = CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+        trigger = cron_trigger(self.cron, self.timezone)
         now = datetime.now(UTC)
         first = trigger.get_next_fire_time(None, now)
         second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
@@ -917,5 +942,5 @@ class Config(_Model):
         walk(self)
         # The password as written in the URL (maybe percent-encoded) and as sent.
         found.append(urlsplit(self.database.url).password or "")
-        found.append(make_url(self.database.url).password or "")
+        found.append(parse_database_url(self.database.url).password or "")
         return [value for value in found if value]

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from syncd.config import Config, SyncConfig
 from syncd.domain.window import PollWindow, floor_second
 from syncd.entrypoints.backfill_progress import Progress
-from syncd.entrypoints.cli import (
+from syncd.entrypoints.cli_common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
     config_option,

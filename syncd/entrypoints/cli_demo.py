@@ -1,4 +1,4 @@
-"""``syncd demo``: the pipeline against the built-in emulators (``syncd.sandbox.demo``)."""
+"""``syncd demo``: the pipeline against the built-in emulators (``demo_runner``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from syncd.entrypoints.cli import CONTEXT_SETTINGS, EXIT_FAILURE
+from syncd.entrypoints.cli_common import CONTEXT_SETTINGS, EXIT_FAILURE
 from syncd.entrypoints.cli_text import echo
 from syncd.logs import configure_logging
 
@@ -57,7 +57,7 @@ def demo(ctx: click.Context, lead_count: int, keep: bool, quiet: bool, timeout: 
     The daemon's log lines go to stderr at warning level (change it with
     `syncd --log-level info demo`).
     """
-    from syncd.sandbox.demo import Demo, DemoOptions, command_prefix, render_summary
+    from syncd.entrypoints.demo_runner import Demo, DemoOptions, command_prefix, render_summary
 
     options: dict[str, Any] = ctx.find_root().params
     configure_logging(

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from syncd.config import Config, SyncConfig
 from syncd.entrypoints import sandbox_clock
-from syncd.entrypoints.cli import (
+from syncd.entrypoints.cli_common import (
     EXIT_FAILURE,
     config_option,
     describe_db_error,

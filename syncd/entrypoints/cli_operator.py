@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncd.config import Config
 from syncd.config.loader import DATABASE_ONLY
 from syncd.domain.calling_hours import WAITING_FOR as CALLING_HOURS
-from syncd.entrypoints.cli import (
+from syncd.entrypoints.cli_common import (
     config_option,
     describe_db_error,
     fail,

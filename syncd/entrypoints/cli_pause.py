@@ -13,7 +13,7 @@ import click
 
 from syncd.adapters.operator_pauses import SCOPE_AGENT, SCOPE_SYNC, Hold
 from syncd.config import Config
-from syncd.entrypoints.cli import EXIT_CONFIG, config_option, fail, load_or_exit
+from syncd.entrypoints.cli_common import EXIT_CONFIG, config_option, fail, load_or_exit
 from syncd.entrypoints.cli_operator import _actor, _query, _setup, _when, database
 from syncd.entrypoints.cli_text import echo
 from syncd.services import pausing

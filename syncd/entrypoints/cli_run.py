@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from syncd import __version__
 from syncd.config import Config
-from syncd.entrypoints.cli import (
+from syncd.entrypoints.cli_common import (
     EXIT_FAILURE,
     config_option,
     describe_db_error,

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from syncd.entrypoints.cli import CONTEXT_SETTINGS, fail
+from syncd.entrypoints.cli_common import CONTEXT_SETTINGS, fail
+from syncd.entrypoints.cli_sandbox_common import is_loopback, wait_for_signal
 from syncd.entrypoints.cli_text import echo
 
 
@@ -118,11 +119,10 @@ def salesforce(
       POST lock-rows        {"ids": ["00Q..."], "count": 0}  (UNABLE_TO_LOCK_ROW once)
       GET  write-log        every sObject Collections update
     """
-    from syncd.entrypoints.cli_sandbox import _is_loopback, _wait_for_signal
     from syncd.sandbox.salesforce import SalesforceEmulator
     from syncd.sandbox.sf_store import RecordError
 
-    if not _is_loopback(host):
+    if not is_loopback(host):
         echo(
             f"syncd: warning: listening on {host}; the control API has no authentication",
             err=True,
@@ -151,6 +151,6 @@ def salesforce(
         echo(f"CA certificate: {emulator.ca_file}")
         echo(f"control API on {url}/__sandbox/")
         echo(f"{emulator.store.count()} record(s) loaded")
-        _wait_for_signal()
+        wait_for_signal()
     finally:
         emulator.stop()

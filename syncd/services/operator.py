@@ -81,6 +81,7 @@ from syncd.adapters.orm import (
     Pause,
     PollRun,
     Replica,
+    SyncState,
     WritebackAttempt,
     utcnow,
 )
@@ -351,6 +352,125 @@ def _agent_paused(agent: str | None, credential: str | None, pauses: Sequence[Pa
     return any(p.active and (p.scope, p.key) in wanted for p in pauses)
 
 
+@dataclass(frozen=True)
+class _StatusRows:
+    """What ``status`` reads from the database, in one session."""
+
+    counts: dict[tuple[str, str], int]
+    backlog: list[q.AgentBacklog]
+    states: dict[str, SyncState]
+    polls: dict[str, PollRun]
+    ok_polls: dict[str, datetime]
+    batches: dict[tuple[str, str], Batch]
+    pauses: list[PauseView]
+    leaders: dict[str, LeaderView]
+    replicas: list[ReplicaView]
+    holds: list[OperatorPauseView]
+    calling_hours: dict[str, int]
+    writebacks: dict[tuple[str, str], int]
+
+
+def _read_status_rows(session_factory: sessionmaker[Session], at: datetime) -> _StatusRows:
+    """Every row ``status`` needs, read in one session."""
+    with session_factory() as session:
+        return _StatusRows(
+            counts=q.count_by_state(session),
+            backlog=q.backlog_by_agent(session, at),
+            states=q.sync_states(session),
+            polls=q.latest_poll_runs(session),
+            ok_polls=q.last_ok_polls(session),
+            batches=q.latest_batches(session),
+            pauses=[PauseView.of(p, at) for p in q.all_pauses(session)],
+            leaders={name: LeaderView.of(row, at) for name, row in q.sync_leases(session).items()},
+            replicas=[ReplicaView.of(row, at) for row in q.all_replicas(session)],
+            holds=[
+                OperatorPauseView(*dataclasses.astuple(h))
+                for h in operator_pauses.all_holds(session)
+            ],
+            calling_hours=q.waiting_for_calling_hours(session, at),
+            writebacks=writeback_store.counts(session),
+        )
+
+
+def _status_sync_names(configured: dict[str, SyncConfig], rows: _StatusRows) -> list[str]:
+    """The configured syncs in config order, then the ones only the database knows, sorted."""
+    in_db = {name for name, _ in rows.counts} | set(rows.states) | set(rows.polls)
+    in_db |= {s for s, _ in rows.batches}
+    in_db |= {b.sync for b in rows.backlog}
+    return list(configured) + sorted(in_db - set(configured))
+
+
+def _agent_statuses(
+    name: str,
+    sync_config: SyncConfig | None,
+    rows: _StatusRows,
+    credential: str | None,
+    held: set[tuple[str, str]],
+) -> list[AgentStatus]:
+    """One row per agent of a sync: configured, with a batch, or with leads queued."""
+    backlog_of = {b.agent: b for b in rows.backlog if b.sync == name}
+    agents: list[str | None] = list(sync_config.agents) if sync_config else []
+    for agent in [*sorted(a for s, a in rows.batches if s == name), *backlog_of]:
+        if agent not in agents and (agent is not None or backlog_of[None].queued):
+            agents.append(agent)
+    agent_rows = []
+    for agent in agents:
+        b = backlog_of.get(agent)
+        batch = rows.batches.get((name, agent)) if agent is not None else None
+        agent_rows.append(
+            AgentStatus(
+                agent=agent,
+                configured=sync_config is not None and agent in sync_config.agents,
+                queued=b.queued if b else 0,
+                due=b.due if b else 0,
+                waiting=(b.queued - b.due) if b else 0,
+                sending=b.sending if b else 0,
+                paused=_agent_paused(agent, credential, rows.pauses)
+                or (agent is not None and (SCOPE_AGENT, agent) in held)
+                or (SCOPE_SYNC, name) in held,
+                last_batch=BatchView.of(batch) if batch else None,
+            )
+        )
+    return agent_rows
+
+
+def _sync_status(
+    name: str,
+    sync_config: SyncConfig | None,
+    rows: _StatusRows,
+    agent_rows: list[AgentStatus],
+    held: set[tuple[str, str]],
+    at: datetime,
+) -> SyncStatus:
+    """One sync's status: its poll state, lead counts by state, agents and leader."""
+    row = rows.states.get(name)
+    configured_start: str | None = None
+    if sync_config is not None:
+        start = sync_config.start_at
+        configured_start = start if isinstance(start, str) else iso(start)
+    paused_until = row.paused_until if row else None
+    return SyncStatus(
+        name=name,
+        configured=sync_config is not None,
+        enabled=sync_config.enabled if sync_config else None,
+        start_at=row.start_at if row else None,
+        configured_start_at=configured_start,
+        watermark=row.watermark if row else None,
+        last_poll=PollView.of(rows.polls[name]) if name in rows.polls else None,
+        last_successful_poll_at=(row.last_poll_ok_at if row else None) or rows.ok_polls.get(name),
+        last_error=row.last_error if row else None,
+        paused=paused_until is not None and paused_until > at,
+        paused_until=paused_until,
+        pause_reason=row.pause_reason if row else None,
+        states={state: rows.counts.get((name, state), 0) for state in STATE_ORDER},
+        agents=agent_rows,
+        leader=rows.leaders.get(name),
+        delivery_paused=(SCOPE_SYNC, name) in held,
+        waiting_for_calling_hours=rows.calling_hours.get(name, 0),
+        writeback=_writeback_status(name, sync_config, rows.writebacks),
+    )
+
+
 def status(
     session_factory: sessionmaker[Session],
     config: Config,
@@ -359,97 +479,28 @@ def status(
 ) -> StatusReport:
     """Everything an operator needs at a glance, per sync and per agent."""
     at = now()
-    with session_factory() as session:
-        counts = q.count_by_state(session)
-        backlog = q.backlog_by_agent(session, at)
-        states = q.sync_states(session)
-        polls = q.latest_poll_runs(session)
-        ok_polls = q.last_ok_polls(session)
-        batches = q.latest_batches(session)
-        pauses = [PauseView.of(p, at) for p in q.all_pauses(session)]
-        leaders = {name: LeaderView.of(row, at) for name, row in q.sync_leases(session).items()}
-        replicas = [ReplicaView.of(row, at) for row in q.all_replicas(session)]
-        holds = [
-            OperatorPauseView(*dataclasses.astuple(h)) for h in operator_pauses.all_holds(session)
-        ]
-        calling_hours = q.waiting_for_calling_hours(session, at)
-        writebacks = writeback_store.counts(session)
-
+    rows = _read_status_rows(session_factory, at)
     credential = (
         None
         if "simz.api_key" in config.unresolved
         else key_fingerprint(config.simz.api_key.get_secret_value())
     )
     configured = {sync.name: sync for sync in config.syncs}
-    in_db = {name for name, _ in counts} | set(states) | set(polls) | {s for s, _ in batches}
-    in_db |= {b.sync for b in backlog}
-    held = {(h.scope, h.name) for h in holds}
-    names = list(configured) + sorted(in_db - set(configured))
-
+    held = {(h.scope, h.name) for h in rows.holds}
     syncs: list[SyncStatus] = []
-    for name in names:
+    for name in _status_sync_names(configured, rows):
         sync_config = configured.get(name)
-        row = states.get(name)
-        backlog_of = {b.agent: b for b in backlog if b.sync == name}
-        agents: list[str | None] = list(sync_config.agents) if sync_config else []
-        for agent in [*sorted(a for s, a in batches if s == name), *backlog_of]:
-            if agent not in agents and (agent is not None or backlog_of[None].queued):
-                agents.append(agent)
-        agent_rows = []
-        for agent in agents:
-            b = backlog_of.get(agent)
-            batch = batches.get((name, agent)) if agent is not None else None
-            agent_rows.append(
-                AgentStatus(
-                    agent=agent,
-                    configured=sync_config is not None and agent in sync_config.agents,
-                    queued=b.queued if b else 0,
-                    due=b.due if b else 0,
-                    waiting=(b.queued - b.due) if b else 0,
-                    sending=b.sending if b else 0,
-                    paused=_agent_paused(agent, credential, pauses)
-                    or (agent is not None and (SCOPE_AGENT, agent) in held)
-                    or (SCOPE_SYNC, name) in held,
-                    last_batch=BatchView.of(batch) if batch else None,
-                )
-            )
-        configured_start: str | None = None
-        if sync_config is not None:
-            start = sync_config.start_at
-            configured_start = start if isinstance(start, str) else iso(start)
-        paused_until = row.paused_until if row else None
-        syncs.append(
-            SyncStatus(
-                name=name,
-                configured=sync_config is not None,
-                enabled=sync_config.enabled if sync_config else None,
-                start_at=row.start_at if row else None,
-                configured_start_at=configured_start,
-                watermark=row.watermark if row else None,
-                last_poll=PollView.of(polls[name]) if name in polls else None,
-                last_successful_poll_at=(row.last_poll_ok_at if row else None)
-                or ok_polls.get(name),
-                last_error=row.last_error if row else None,
-                paused=paused_until is not None and paused_until > at,
-                paused_until=paused_until,
-                pause_reason=row.pause_reason if row else None,
-                states={state: counts.get((name, state), 0) for state in STATE_ORDER},
-                agents=agent_rows,
-                leader=leaders.get(name),
-                delivery_paused=(SCOPE_SYNC, name) in held,
-                waiting_for_calling_hours=calling_hours.get(name, 0),
-                writeback=_writeback_status(name, sync_config, writebacks),
-            )
-        )
+        agent_rows = _agent_statuses(name, sync_config, rows, credential, held)
+        syncs.append(_sync_status(name, sync_config, rows, agent_rows, held, at))
     uncertain = sum(s.states[LeadState.UNCERTAIN.value] for s in syncs)
     return StatusReport(
         generated_at=at,
         syncs=syncs,
-        pauses=pauses,
+        pauses=rows.pauses,
         uncertain_total=uncertain,
         hint=UNCERTAIN_HINT.format(n=uncertain) if uncertain else None,
-        replicas=replicas,
-        operator_pauses=holds,
+        replicas=rows.replicas,
+        operator_pauses=rows.holds,
     )
 
 

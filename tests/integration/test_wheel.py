@@ -96,6 +96,18 @@ class TestWheel:
             assert f"syncd/migrations/versions/{revision}" in names
         assert "syncd/entrypoints/cli.py" in names
 
+    def test_wheel_contains_every_module(self, wheel: Path) -> None:
+        """Every module and data file of the source package is in the wheel."""
+        names = set(zipfile.ZipFile(wheel).namelist())
+        package = REPO / "syncd"
+        sources = {
+            path.relative_to(REPO).as_posix()
+            for path in package.rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts
+        }
+        assert "syncd/sandbox/simz-openapi.yaml" in sources
+        assert sorted(sources - names) == []
+
     def test_imports_the_wheel_not_the_source_tree(self, venv: Path, tmp_path: Path) -> None:
         """In the new venv, syncd and its migrations come from the installed wheel."""
         out = run(

@@ -10,25 +10,13 @@ from typing import Any
 from syncd.config.models import SyncConfig
 from syncd.domain.mapping import Mapper, json_safe, normalise_phone, resolve
 from syncd.domain.states import LeadState
+from syncd.sandbox.example import example_sync
 
 STAMP = "2024-03-01T10:00:00.000+0000"
 
 
 def sync(**overrides: Any) -> SyncConfig:
-    base: dict[str, Any] = {
-        "name": "web",
-        "agent": "agt_1",
-        "mapping": {
-            "phoneNumber": "Phone",
-            "firstName": "FirstName",
-            "lastName": "LastName",
-            "email": "Email",
-            "campaignType": {"const": "web-inbound"},
-            "customData": {"owner": "Owner.Email", "company": "Company"},
-        },
-    }
-    base.update(overrides)
-    return SyncConfig.model_validate(base)
+    return SyncConfig.model_validate(example_sync("web", **{"agent": "agt_1", **overrides}))
 
 
 def record(**fields: Any) -> dict[str, Any]:

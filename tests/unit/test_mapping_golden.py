@@ -22,6 +22,7 @@ import pytest
 from syncd.config.models import SyncConfig
 from syncd.domain.mapping import Mapper, lead_digest, normalise_phone
 from syncd.domain.states import LeadState
+from syncd.sandbox.example import example_sync
 
 # (value, default region, E.164 or None)
 PHONES: list[tuple[Any, str, str | None]] = [
@@ -343,20 +344,7 @@ def varied_records(count: int, seed: int = 5) -> Iterator[dict[str, Any]]:
         yield record
 
 
-BENCH_SYNC = {
-    "name": "bench",
-    "agent": "agt_bench",
-    "mapping": {
-        "phoneNumber": "Phone",
-        "firstName": "FirstName",
-        "lastName": "LastName",
-        "email": "Email",
-        "campaignType": {"const": "web-inbound"},
-        "customData": {"company": "Company", "owner": "Owner.Email"},
-    },
-    "phone": {"default_region": "US"},
-    "rules": {"respect_do_not_call": True, "duplicate_phone_window": "24h"},
-}
+BENCH_SYNC = example_sync("bench", agent="agt_bench")
 ROUTED_SYNC = {
     "name": "routed",
     "route": {"field": "Country", "values": {"US": "agt_us", "GB": "agt_gb"}},

@@ -49,6 +49,7 @@ from syncd.adapters.orm import Batch, Lead, Writeback
 from syncd.config import Config, SyncConfig, load_config
 from syncd.domain.states import LeadState
 from syncd.sandbox.demo_data import demo_leads, demo_users, lead_record
+from syncd.sandbox.example import example_sync
 from syncd.sandbox.salesforce import SalesforceEmulator
 from syncd.sandbox.simz import SimzEmulator
 from syncd.services.poll import PollResult
@@ -179,31 +180,18 @@ def demo_config_data(
             "backoff": {"initial": "1s", "max": "5s", "multiplier": 2},
         },
         "syncs": [
-            {
-                "name": SYNC_NAME,
-                "object": "Lead",
-                "where": "LeadSource = 'Web' AND IsConverted = false",
-                "schedule": {"every": f"{POLL_EVERY}s"},
-                "delivery": {"every": f"{DELIVER_EVERY}s"},
-                "start_at": start_at.isoformat(timespec="seconds"),
-                "lookback": "10m",
-                "lag": "1s",
-                "route": {"field": "Country", "values": dict(AGENTS)},
-                "mapping": {
-                    "phoneNumber": "Phone",
-                    "firstName": "FirstName",
-                    "lastName": "LastName",
-                    "email": "Email",
-                    "campaignType": {"const": "web-inbound"},
-                    "customData": {"company": "Company", "owner": "Owner.Email"},
-                },
-                "phone": {"default_region": "US"},
-                "rules": {"respect_do_not_call": True, "duplicate_phone_window": "24h"},
+            example_sync(
+                SYNC_NAME,
+                schedule={"every": f"{POLL_EVERY}s"},
+                delivery={"every": f"{DELIVER_EVERY}s"},
+                start_at=start_at.isoformat(timespec="seconds"),
+                lookback="10m",
+                lag="1s",
+                route={"field": "Country", "values": dict(AGENTS)},
                 # Above the most the demo seeds (2,000): the guard is not what it shows.
-                "guard": {"max_new_per_poll": 5000},
-                "options": {"priority": "normal", "enableAMD": True},
-                "writeback": {"fields": dict(WRITEBACK_FIELDS), "states": WRITEBACK_STATES},
-            }
+                guard={"max_new_per_poll": 5000},
+                writeback={"fields": dict(WRITEBACK_FIELDS), "states": WRITEBACK_STATES},
+            )
         ],
         "observability": {"listen": "127.0.0.1:0", "log_format": "auto", "log_level": "warning"},
         "daemon": {"shutdown_grace": "10s"},

@@ -1,0 +1,88 @@
+"""What every ``syncd`` command shares: the config option, exit codes, loading and logging set-up.
+
+The command modules import these from here, and ``syncd.entrypoints.cli`` only
+assembles the commands into the ``syncd`` group, so no command module imports
+the group and the CLI has no import cycle.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from syncd.config import Config, ConfigError, load_config
+from syncd.entrypoints.cli_text import echo
+from syncd.logs import configure_logging
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SYNCD_CONFIG",
+    default="config.yaml",
+    show_default="$SYNCD_CONFIG or ./config.yaml",
+    help="The YAML configuration file.",
+)
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    echo(f"syncd: {message}", err=True)
+    sys.exit(code)
+
+
+def load_or_exit(path: Path, uses: frozenset[str] | None = None) -> Config:
+    """Load the configuration, or print its problems and exit 2.
+
+    ``uses``: the credential sections the command talks to (default: all); the
+    secrets of the others may be missing (see :func:`syncd.config.parse_config`).
+    """
+    try:
+        return load_config(path, uses=uses)
+    except ConfigError as exc:
+        for line in exc.lines:
+            echo(line, err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def setup(ctx: click.Context, config: Config | None = None) -> None:
+    """Configure logging from the global options and the configuration."""
+    options: dict[str, Any] = ctx.find_root().params
+    fmt = options.get("log_format") or (config.observability.log_format if config else "auto")
+    level = options.get("log_level") or (config.observability.log_level if config else "info")
+    configure_logging(level=level, fmt=fmt, secrets=config.secret_values() if config else ())
+
+
+def freeze_startup_objects() -> None:
+    """Move everything allocated so far (modules, config, engine) out of the GC's way.
+
+    For the long-running commands (``run``, ``once``), once wiring is done: the
+    ~120,000 objects of a started syncd otherwise get walked by every full
+    collection, which cost about 5 us per polled record. Frozen objects are still
+    freed by reference counting; only the cycle collector stops visiting them.
+    """
+    gc.freeze()
+
+
+def describe_db_error(exc: SQLAlchemyError) -> str:
+    """One line for a database error, without SQLAlchemy's multi-line background."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip()
+    return f"{type(cause).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def open_engine(config: Config) -> Engine:
+    from syncd.adapters.db import make_engine
+
+    return make_engine(config.database.url, pool_size=config.database.pool_size)
