@@ -112,6 +112,7 @@ class SalesforceSource:
         self._sf: Salesforce | None = None
         self._usage: tuple[int, int] | None = None
         self._logins = 0
+        self._session: tuple[str, str] | None = None
 
     # ------------------------------------------------------------------ login
 
@@ -224,6 +225,7 @@ class SalesforceSource:
         else:
             session_id, instance = self._client_credentials_login(auth)
         self._logins += 1
+        self._session = (session_id, instance.rstrip("/"))
         self._sf = Salesforce(
             instance_url=instance.rstrip("/"),
             session_id=session_id,
@@ -234,6 +236,17 @@ class SalesforceSource:
             object_pairs_hook=None,
         )
         log.debug("salesforce login", method=auth.method, logins=self._logins)
+
+    def session(self, *, renew: bool = False) -> tuple[str, str]:
+        """The session id and instance URL (for the Pub/Sub API); logs in if needed.
+
+        ``renew`` logs in again first: the Pub/Sub API refused the session.
+        """
+        if renew or self._session is None:
+            self._sf = None
+            self.login()
+        assert self._session is not None
+        return self._session
 
     # ------------------------------------------------------------------ queries
 

@@ -37,6 +37,20 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
     "--port", type=click.IntRange(0, 65535), default=8443, show_default=True, help="0: any free."
 )
 @click.option(
+    "--pubsub-port",
+    type=click.IntRange(0, 65535),
+    default=7443,
+    show_default=True,
+    help="Port of the Pub/Sub API (gRPC over TLS, same CA). 0: any free.",
+)
+@click.option(
+    "--keepalive",
+    type=click.FloatRange(min=0.1),
+    default=270.0,
+    show_default=True,
+    help="Seconds between keepalive responses on an idle Pub/Sub stream.",
+)
+@click.option(
     "--records",
     "records_file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -65,6 +79,8 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
 def salesforce(
     host: str,
     port: int,
+    pubsub_port: int,
+    keepalive: float,
     records_file: Path | None,
     cert_dir: Path,
     username: str,
@@ -74,20 +90,24 @@ def salesforce(
     consumer_secret: str,
     jwt_public_key: Path | None,
 ) -> None:
-    """Serve a Salesforce org over HTTPS: logins, SOQL queries, record updates.
+    """Serve a Salesforce org over HTTPS: logins, SOQL queries, record updates, change events.
 
-    Prints the base URL and the CA file to trust at start:
+    Prints the base URL, the Pub/Sub API address and the CA file to trust at start:
 
     \b
       Salesforce emulator on https://127.0.0.1:8443
+      Pub/Sub API (gRPC, TLS) on 127.0.0.1:7443
       CA certificate: /path/to/cert-dir/ca.pem
       control API on https://127.0.0.1:8443/__sandbox/
 
-    Use the URL as salesforce.login_url and the CA file as salesforce.ca_bundle
-    in a syncd config. Logins: SOAP (username, password + security token) and
-    OAuth2 (password, client_credentials, JWT bearer). Records missing Id,
-    CreatedDate, LastModifiedDate or SystemModstamp get them. A new CA is made
-    at every start.
+    Use the URL as salesforce.login_url, the Pub/Sub address as
+    salesforce.pubsub_url and the CA file as salesforce.ca_bundle in a syncd
+    config. Every record created, updated, deleted or undeleted publishes its
+    change event on /data/<Object>ChangeEvent and /data/ChangeEvents.
+
+    Logins: SOAP (username, password + security token) and OAuth2 (password,
+    client_credentials, JWT bearer). Records missing Id, CreatedDate,
+    LastModifiedDate or SystemModstamp get them. A new CA is made at every start.
 
     The control API (JSON, no authentication) lives under /__sandbox/:
 
@@ -102,6 +122,13 @@ def salesforce(
       POST api-usage        {"used": 100, "max": 15000}
       GET  query-log        every SOQL query and page fetch
       GET  records/TYPE/ID  one record
+      POST delete           {"sobject": "Lead", "id": "00Q..."}  (also undelete)
+      POST pubsub/fault     {"kind": "drop"}  kinds: drop UNAUTHENTICATED
+                            invalid_replay (with "count") expire_replay
+                            slow (with "seconds"; 0 ends it)
+      POST pubsub/gap       {"sobject": "Lead", "ids": [...], "change_type": "GAP_CREATE"}
+      POST pubsub/publish   {"topic": "/event/Lead_Ready__e", "fields": {"RecordId__c": ...}}
+      GET  pubsub/status    open streams, events, every Subscribe call
     """
     from syncd.entrypoints.cli_sandbox import _is_loopback, _wait_for_signal
     from syncd.sandbox.salesforce import SalesforceEmulator
@@ -123,15 +150,17 @@ def salesforce(
             consumer_key=consumer_key,
             consumer_secret=consumer_secret,
             jwt_public_key=jwt_public_key.read_bytes() if jwt_public_key else None,
+            keepalive=keepalive,
         )
     except RecordError as exc:
         fail(f"{records_file}: {exc}")
     try:
-        url = emulator.start(host=host, port=port)
+        url = emulator.start(host=host, port=port, pubsub_port=pubsub_port)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     try:
         click.echo(f"Salesforce emulator on {url}")
+        click.echo(f"Pub/Sub API (gRPC, TLS) on {emulator.pubsub_address}")
         click.echo(f"CA certificate: {emulator.ca_file}")
         click.echo(f"control API on {url}/__sandbox/")
         click.echo(f"{emulator.store.count()} record(s) loaded", nl=True)

@@ -266,6 +266,18 @@ class RecordStore:
             self._put(changed)
             return changed
 
+    def set_deleted(self, sobject: str, record_id: str, deleted: bool) -> dict[str, Any]:
+        """Move a record to the recycle bin (``IsDeleted``) or back, stamping it modified."""
+        with self.lock:
+            current = self.get(sobject, record_id)
+            if current is None:
+                raise KeyError(record_id)
+            stamp = now_ms()
+            changed = {**current, "IsDeleted": deleted}
+            changed["LastModifiedDate"] = changed["SystemModstamp"] = stamp
+            self._put(changed)
+            return changed
+
     # ------------------------------------------------------------------ internals
 
     def _ensure_object(self, sobject: str) -> None:
