@@ -7,6 +7,7 @@ Paging is Salesforce's own (``nextRecordsUrl``) over one ordered query.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -84,3 +85,24 @@ def build_poll_query(sync: SyncConfig, window: PollWindow) -> str:
         f"SELECT {', '.join(query_fields(sync))} FROM {sync.object} "
         f"WHERE {where} ORDER BY {cursor}, Id"
     )
+
+
+_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+
+
+def build_ids_query(sync: SyncConfig, record_ids: Iterable[str]) -> str:
+    """``SELECT <the poll's fields> FROM <object> WHERE Id IN (...) AND (<where>)``.
+
+    For records named by change events. Anything that is not a 15- or
+    18-character Id is refused (it would be pasted into SOQL).
+    """
+    ids = list(dict.fromkeys(record_ids))
+    bad = [value for value in ids if not _RECORD_ID.match(value)]
+    if bad:
+        raise ValueError(f"not a Salesforce Id: {bad[0]!r}")
+    if not ids:
+        raise ValueError("no record Ids to read")
+    where = f"Id IN ({', '.join(repr(value) for value in ids)})"
+    if sync.where and sync.where.strip():
+        where += f" AND ({sync.where.strip()})"
+    return f"SELECT {', '.join(query_fields(sync))} FROM {sync.object} WHERE {where}"
