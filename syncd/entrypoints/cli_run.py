@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -129,6 +130,7 @@ def _flush_and_exit(status: int) -> None:
 def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     """Run until ``stop`` is set (by a signal); return the exit status."""
     from syncd.bootstrap import bootstrap
+    from syncd.services.stream import StreamBoard, StreamSupervisor
 
     stop = stop or threading.Event()
     signals = SignalHandler(stop)
@@ -147,13 +149,19 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
 
     syncs = [sync for sync in config.syncs if sync.enabled]
     tracker = PollTracker(syncs, runtime.now)
+    board = StreamBoard(syncs, runtime.now)
     host, port = config.observability.host_port
     try:
         http: ProbeServer = serve(
             host,
             port,
             Readiness(
-                runtime.engine, tracker, runtime.now, credentials=runtime.credentials, stop=stop
+                runtime.engine,
+                tracker,
+                runtime.now,
+                credentials=runtime.credentials,
+                stop=stop,
+                streams=board.problems,
             ),
         )
     except OSError as exc:
@@ -174,10 +182,19 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         now=runtime.now,
     )
     scheduler.start()
+    streams = StreamSupervisor(
+        syncs,
+        lambda sync: runtime.stream_intake(sync, board=board, on_queued=scheduler.wake),
+        stop,
+        leading=runtime.leadership.is_leader if runtime.leadership is not None else None,
+        bound_stop=runtime.leadership.stop_event if runtime.leadership is not None else None,
+    )
+    streams.start()
     log.info(
         "syncd started",
         version=__version__,
         syncs=[sync.name for sync in syncs],
+        streamed=[sync.name for sync in syncs if sync.streamed],
         listen=http.address,
         pid=os.getpid(),
         replica=runtime.worker,
@@ -193,7 +210,12 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     grace = config.daemon.shutdown_grace.total_seconds()
     names = [signal.Signals(s).name for s in signals.received]
     log.info("stopping", signal=names[0] if names else None, grace_seconds=grace)
+    started = time.monotonic()
     report = scheduler.shutdown(grace)
+    # The streams saw ``stop`` too; what they had not committed comes again after a restart.
+    still_streaming = streams.join(max(1.0, grace - (time.monotonic() - started)))
+    if still_streaming:
+        log.warning("streams still stopping", still_running=still_streaming)
     http.close()
     if report.clean:
         runtime.close()

@@ -68,6 +68,8 @@ class Readiness:
       until an operator fixes the key);
     * ``poll:<sync>`` -- each enabled sync polled successfully within three poll
       intervals (:meth:`PollTracker.stale`);
+    * ``stream:<sync>`` -- each streamed sync's Pub/Sub stream, where this
+      replica leads the sync, has not been disconnected for more than two minutes;
     * ``shutdown`` -- fails once ``stop`` is set (a signal arrived).
 
     The SQL runs on a raw DBAPI connection, outside SQLAlchemy's transaction
@@ -82,7 +84,9 @@ class Readiness:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         credentials: list[str] | None = None,
         stop: threading.Event | None = None,
+        streams: Callable[[], dict[str, str | None]] | None = None,
     ) -> None:
+        self.streams = streams
         self.engine = engine
         self.stop = stop
         self.tracker = tracker
@@ -118,6 +122,12 @@ class Readiness:
                 report.fail(f"poll:{name}", stale[name])
             else:
                 report.ok(f"poll:{name}")
+        if self.streams is not None:
+            for name, problem in self.streams().items():
+                if problem is None:
+                    report.ok(f"stream:{name}")
+                else:
+                    report.fail(f"stream:{name}", problem)
         return report
 
     def _query_database(self) -> int:

@@ -127,11 +127,16 @@ class StreamBoard:
         with self._lock:
             return {name: StreamStatus(**vars(status)) for name, status in self._status.items()}
 
-    def problems(self) -> dict[str, str]:
-        """Streams that run here (this replica leads the sync) but have been down too long."""
+    def problems(self) -> dict[str, str | None]:
+        """Each streamed sync, with why it is unhealthy (None: healthy, or led elsewhere).
+
+        Unhealthy: the stream runs here (this replica leads the sync) and has been
+        disconnected for more than :data:`DISCONNECTED_ALLOWED`.
+        """
         now = self._now()
-        found = {}
+        found: dict[str, str | None] = {}
         for name, status in self.snapshot().items():
+            found[name] = None
             if not status.running or status.connected or status.since is None:
                 continue
             down = now - status.since
