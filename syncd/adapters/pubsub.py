@@ -191,6 +191,8 @@ class PubSubSubscriber:
             listener.on_connection(False, reason)
             if delivered or time.monotonic() - started > self.backoff.maximum:
                 self.backoff.reset()
+            if self._skip_replay and not delivered and code in _REPLAY_REFUSED:
+                continue  # the replay id was refused: subscribe at LATEST at once
             refused = code == grpc.StatusCode.UNAUTHENTICATED
             if refused and not refused_before:
                 refused_before = True  # log in again at once; back off if it repeats

@@ -79,6 +79,8 @@ DEFAULT_MAX_IDS = 200
 READ_CHUNK = 200
 #: Longest wait between attempts to handle a batch that failed (Salesforce or database down).
 RETRY_MAX = 60.0
+#: After a refused replay id, how long the new LATEST stream may take to answer first.
+REOPEN_SETTLE = 2.0
 #: Not ready when the leader's stream has been down this long.
 DISCONNECTED_ALLOWED = timedelta(minutes=2)
 
@@ -206,6 +208,9 @@ class StreamIntake:
         self._idle = threading.Condition()
         self._stop = threading.Event()
         self._held: _Events | _Keepalive | _Refused | None = None  # taken during a linger
+        # After a refused replay id: the LATEST stream is open / has sent something.
+        self._reopened = threading.Event()
+        self._heard = threading.Event()
 
     # ------------------------------------------------------- listener (subscriber thread)
 
@@ -221,15 +226,21 @@ class StreamIntake:
         return position.replay_id
 
     def on_events(self, events: list[ChangeEvent]) -> None:
+        self._heard.set()
         self._put(_Events(events))
 
     def on_keepalive(self, latest_replay_id: bytes) -> None:
+        self._heard.set()
         self._put(_Keepalive(latest_replay_id))
 
     def on_replay_refused(self, reason: str) -> None:
+        self._reopened.clear()
+        self._heard.clear()
         self._put(_Refused(reason))
 
     def on_connection(self, connected: bool, reason: str | None) -> None:
+        if connected:
+            self._reopened.set()
         STREAM_CONNECTED.labels(sync=self.sync.name).set(1 if connected else 0)
         self.board.update(self.sync.name, connected=connected, since=self.now())
         if connected:
@@ -440,6 +451,14 @@ class StreamIntake:
         )
         if self.reconcile is None:
             return
+        # Reconcile only once the LATEST stream is in place (its first answer, or a
+        # moment after it opened): a record committed before then is in the poll,
+        # one committed after is in the stream.
+        while not self._reopened.wait(0.2):
+            if stop.is_set():
+                return
+        self._heard.wait(REOPEN_SETTLE)
+        end = max(end, self.now() + timedelta(minutes=1))
         delay = 1.0
         while not stop.is_set():
             result = self.reconcile(start, end)
