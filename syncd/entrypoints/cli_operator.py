@@ -161,6 +161,17 @@ def _render_status(report: ops.StatusReport) -> list[str]:
         if sync.last_error:
             out.append(f"  last error     {_short(sync.last_error, 100)}")
         out.append("  leads          " + "  ".join(f"{s} {sync.states[s]}" for s in STATE_ORDER))
+        stream = sync.stream
+        if stream is not None:
+            replay = (
+                f"replay id from {_when(stream.replay_at)}"
+                if stream.replay_stored
+                else ("no replay id stored")
+            )
+            out.append(
+                f"  stream         {stream.mode} {stream.topic}  {replay}"
+                f"  last event {_when(stream.last_event_at)}  replay resets {stream.replay_resets}"
+            )
         leader = sync.leader
         if leader is None:
             out.append("  leader         none yet")

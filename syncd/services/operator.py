@@ -30,6 +30,9 @@ with a trailing ``Z``, ``null`` when unknown)::
                 "states": {"queued": n, "sending": n, ... all 8 states},
                 "leader": {"replica", "token", "acquired_at", "renewed_at", "expires_at",
                            "active": bool}|null,
+                "stream": {"mode": "stream"|"poll", "topic", "replay_stored": bool,
+                           "replay_at", "last_event_at", "replay_resets": n,
+                           "updated_at"}|null,
                 "agents": [{"agent", "configured": bool, "queued", "due", "waiting",
                             "sending", "paused": bool,
                             "last_batch": {"id", "created_at", "finished_at",
@@ -58,6 +61,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import operator_queries as q
+from syncd.adapters import stream_store
 from syncd.adapters.orm import (
     Batch,
     Lead,
@@ -70,7 +74,7 @@ from syncd.adapters.orm import (
 )
 from syncd.adapters.outbox import SCOPE_AGENT, SCOPE_API_KEY, agent_pause_key
 from syncd.adapters.simz import key_fingerprint
-from syncd.config import Config
+from syncd.config import Config, SyncConfig
 from syncd.domain.states import REQUEUEABLE, LeadState, check_transition
 from syncd.logs import get_logger
 
@@ -246,6 +250,20 @@ class SyncStatus:
     states: dict[str, int]
     agents: list[AgentStatus]
     leader: LeaderView | None = None
+    stream: StreamView | None = None
+
+
+@dataclass(frozen=True)
+class StreamView:
+    """A streamed sync's stored resume point (live connection state: /readyz, metrics)."""
+
+    mode: str
+    topic: str | None
+    replay_stored: bool
+    replay_at: datetime | None
+    last_event_at: datetime | None
+    replay_resets: int
+    updated_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -295,6 +313,22 @@ def _agent_paused(agent: str | None, credential: str, pauses: Sequence[PauseView
     return any(p.active and (p.scope, p.key) in wanted for p in pauses)
 
 
+def _stream_view(
+    sync: SyncConfig | None, position: stream_store.StreamPosition | None
+) -> StreamView | None:
+    if position is None and (sync is None or not sync.streamed):
+        return None
+    return StreamView(
+        mode="stream" if sync is not None and sync.streamed else "poll",
+        topic=position.topic if position else (sync.topic if sync else None),
+        replay_stored=position is not None and position.replay_id is not None,
+        replay_at=position.replay_at if position else None,
+        last_event_at=position.last_event_at if position else None,
+        replay_resets=position.replay_resets if position else 0,
+        updated_at=position.updated_at if position else None,
+    )
+
+
 def status(
     session_factory: sessionmaker[Session],
     config: Config,
@@ -313,6 +347,7 @@ def status(
         pauses = [PauseView.of(p, at) for p in q.all_pauses(session)]
         leaders = {name: LeaderView.of(row, at) for name, row in q.sync_leases(session).items()}
         replicas = [ReplicaView.of(row, at) for row in q.all_replicas(session)]
+        streams = stream_store.all_positions(session)
 
     credential = key_fingerprint(config.simz.api_key.get_secret_value())
     configured = {sync.name: sync for sync in config.syncs}
@@ -368,6 +403,7 @@ def status(
                 states={state: counts.get((name, state), 0) for state in STATE_ORDER},
                 agents=agent_rows,
                 leader=leaders.get(name),
+                stream=_stream_view(sync_config, streams.get(name)),
             )
         )
     uncertain = sum(s.states[LeadState.UNCERTAIN.value] for s in syncs)

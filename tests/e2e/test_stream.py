@@ -8,7 +8,10 @@ first record read by it puts the watermark at the present.
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Any
 import pytest
 
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Daemon, Harness, lead_records
+from tests.e2e.harness import Daemon, Harness, clean_env, lead_records
 
 BACK_DATED = "2021-06-01T00:00:00Z"
 
@@ -79,6 +82,17 @@ class TestStream:
         assert 'syncd_stream_connected{sync="web"} 1.0' in metrics
         assert daemon.stop() == 0, daemon.output()
         no_duplicates(harness)
+        status = subprocess.run(
+            [sys.executable, "-m", "syncd", "status", "-c", str(harness.config_path), "--json"],
+            cwd=harness.tmp,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        stream = json.loads(status.stdout)["syncs"][0]["stream"]
+        assert stream["mode"] == "stream" and stream["topic"] == "/data/LeadChangeEvent"
+        assert stream["replay_stored"] is True and stream["last_event_at"] is not None
 
     def test_events_while_down_arrive_after_restart(self, harness: Harness) -> None:
         """Events published while syncd was stopped come from the stored replay id."""
