@@ -233,3 +233,38 @@ class TestResume:
         wait_until(lambda: after in stream.leads(), "a lead after the reset")
         states = stream.leads()
         assert len(states) == 4
+
+
+class TestTopics:
+    def test_platform_event_names_the_record(
+        self, emulator: SalesforceEmulator, engine: Engine
+    ) -> None:
+        """On a platform event topic, the event's RecordId__c is the record read."""
+        sync = make_sync(source={"mode": "stream", "topic": "/event/Lead_Ready__e"})
+        [record_id] = emulator.add_records(lead_records(1))  # its CDC event is not on this topic
+        running = Stream(emulator, engine, sync).start()
+        try:
+            running.subscribed()
+            emulator.publish_platform_event("/event/Lead_Ready__e", {"RecordId__c": record_id})
+            wait_until(lambda: record_id in running.leads(), "the lead")
+        finally:
+            running.close()
+
+    def test_all_changes_topic_reads_only_the_sync_object(
+        self, emulator: SalesforceEmulator, engine: Engine
+    ) -> None:
+        """On /data/ChangeEvents, events of other objects are received and left alone."""
+        sync = make_sync(source={"mode": "stream", "topic": "/data/ChangeEvents"})
+        running = Stream(emulator, engine, sync).start()
+        try:
+            running.subscribed()
+            emulator.add_records(
+                [{"sobject": "Contact", "LastName": "Other", "Phone": "+12025550199"}]
+            )
+            [lead_id] = emulator.add_records(lead_records(1))
+            wait_until(lambda: lead_id in running.leads(), "the lead")
+            assert set(running.leads()) == {lead_id}
+            reads = [q["soql"] for q in emulator.query_log()]
+            assert all("FROM Lead" in soql for soql in reads)
+        finally:
+            running.close()
