@@ -184,6 +184,8 @@ class Runtime:
             board=board,
             on_queued=on_queued,
             now=self.now,
+            linger=sync.delivery.linger.total_seconds(),
+            max_api_usage_percent=salesforce.max_api_usage_percent,
         )
 
     def refresh_metrics(self) -> None:

@@ -79,6 +79,9 @@ DEFAULT_MAX_IDS = 200
 READ_CHUNK = 200
 #: Longest wait between attempts to handle a batch that failed (Salesforce or database down).
 RETRY_MAX = 60.0
+#: Linger while the org's daily API usage is above ``max_api_usage_percent``: fewer,
+#: larger reads (polling pauses then; the stream keeps going, more slowly).
+BUSY_LINGER = 5.0
 #: After a refused replay id, how long the new LATEST stream may take to answer first.
 REOPEN_SETTLE = 2.0
 #: Not ready when the leader's stream has been down this long.
@@ -191,6 +194,7 @@ class StreamIntake:
         now: Callable[[], datetime] = utcnow,
         linger: float = DEFAULT_LINGER,
         max_ids: int = DEFAULT_MAX_IDS,
+        max_api_usage_percent: int = 80,
     ) -> None:
         self.sessions = session_factory
         self.sync = sync
@@ -203,6 +207,8 @@ class StreamIntake:
         self.now = now
         self.linger = linger
         self.max_ids = max_ids
+        self.max_api_usage_percent = max_api_usage_percent
+        self._slowed = False
         self._inbox: queue.Queue[_Events | _Keepalive | _Refused] = queue.Queue()
         self._busy = 0  # items put and not yet fully handled
         self._idle = threading.Condition()
@@ -319,7 +325,7 @@ class StreamIntake:
         batch = _Batch()
         self._add(batch, first.events)
         taken = 1
-        deadline = time.monotonic() + self.linger
+        deadline = time.monotonic() + self._current_linger()
         while len(batch.read) + len(batch.deleted) < self.max_ids and not stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -334,6 +340,25 @@ class StreamIntake:
             self._add(batch, item.events)
             taken += 1
         return batch, taken
+
+    def _current_linger(self) -> float:
+        """The linger; :data:`BUSY_LINGER` while the org's API usage is above the limit."""
+        usage = self.reader.api_usage()
+        busy = bool(
+            usage and usage[1] > 0 and usage[0] * 100 > usage[1] * self.max_api_usage_percent
+        )
+        if busy != self._slowed:
+            self._slowed = busy
+            if busy:
+                log.warning(
+                    "stream reads slowed: Salesforce API usage is high",
+                    used=usage[0] if usage else None,
+                    limit=usage[1] if usage else None,
+                    linger_seconds=BUSY_LINGER,
+                )
+            else:
+                log.info("stream reads back to normal", linger_seconds=self.linger)
+        return max(self.linger, BUSY_LINGER) if busy else self.linger
 
     def _add(self, batch: _Batch, events: list[ChangeEvent]) -> None:
         wanted = self.sync.object.lower()

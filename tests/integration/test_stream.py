@@ -19,7 +19,7 @@ from syncd.adapters.salesforce import SalesforceSource
 from syncd.config.models import SyncConfig
 from syncd.sandbox.salesforce import SalesforceEmulator
 from syncd.services.poll import PollResult, poll_range, poll_sync
-from syncd.services.stream import StreamBoard, StreamIntake
+from syncd.services.stream import BUSY_LINGER, StreamBoard, StreamIntake
 from tests.e2e.harness import lead_records, wait_until
 from tests.salesforce_fixtures import salesforce_config
 
@@ -74,6 +74,7 @@ class Stream:
             board=self.board,
             on_queued=self.queued.append,
         )
+        self.intake = intake
         self.stop = threading.Event()
         self.thread = threading.Thread(target=intake.run, args=(self.stop,))
         self.thread.start()
@@ -200,6 +201,21 @@ class TestIntake:
         with stream.sessions() as session:
             count = len(session.scalars(select(Lead.id)).all())
         assert count == 1
+
+
+class TestApiUsage:
+    def test_high_usage_lengthens_the_linger(
+        self, emulator: SalesforceEmulator, stream: Stream
+    ) -> None:
+        """Above max_api_usage_percent the stream reads less often; below, as configured."""
+        emulator.set_api_usage(14_000, 15_000)
+        [first] = emulator.add_records(lead_records(1))
+        wait_until(lambda: first in stream.leads(), "the lead")
+        assert stream.intake._current_linger() == BUSY_LINGER
+        emulator.set_api_usage(100, 15_000)
+        [second] = emulator.add_records(lead_records(1, start=1))
+        wait_until(lambda: second in stream.leads(), "the second lead")
+        assert stream.intake._current_linger() == stream.intake.linger
 
 
 class TestResume:
