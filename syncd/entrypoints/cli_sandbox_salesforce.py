@@ -39,9 +39,9 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
 @click.option(
     "--pubsub-port",
     type=click.IntRange(0, 65535),
-    default=7443,
-    show_default=True,
-    help="Port of the Pub/Sub API (gRPC over TLS, same CA). 0: any free.",
+    default=None,
+    help="Port of the Pub/Sub API (gRPC over TLS, same CA). 0: any free. "
+    "Default: 7443, or any free port when --port is 0.",
 )
 @click.option(
     "--keepalive",
@@ -79,7 +79,7 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
 def salesforce(
     host: str,
     port: int,
-    pubsub_port: int,
+    pubsub_port: int | None,
     keepalive: float,
     records_file: Path | None,
     cert_dir: Path,
@@ -96,8 +96,8 @@ def salesforce(
 
     \b
       Salesforce emulator on https://127.0.0.1:8443
-      Pub/Sub API (gRPC, TLS) on 127.0.0.1:7443
       CA certificate: /path/to/cert-dir/ca.pem
+      Pub/Sub API (gRPC, TLS) on 127.0.0.1:7443
       control API on https://127.0.0.1:8443/__sandbox/
 
     Use the URL as salesforce.login_url, the Pub/Sub address as
@@ -155,13 +155,15 @@ def salesforce(
     except RecordError as exc:
         fail(f"{records_file}: {exc}")
     try:
+        if pubsub_port is None:
+            pubsub_port = 0 if port == 0 else 7443
         url = emulator.start(host=host, port=port, pubsub_port=pubsub_port)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     try:
         click.echo(f"Salesforce emulator on {url}")
-        click.echo(f"Pub/Sub API (gRPC, TLS) on {emulator.pubsub_address}")
         click.echo(f"CA certificate: {emulator.ca_file}")
+        click.echo(f"Pub/Sub API (gRPC, TLS) on {emulator.pubsub_address}")
         click.echo(f"control API on {url}/__sandbox/")
         click.echo(f"{emulator.store.count()} record(s) loaded", nl=True)
         _wait_for_signal()
