@@ -183,7 +183,11 @@ class PubSubSubscriber:
         refused_before = False
         while not stop.is_set():
             started = time.monotonic()
-            delivered, reason, code = self._connect_once(listener, stop)
+            try:
+                delivered, reason, code = self._connect_once(listener, stop)
+            except Exception as exc:  # the listener failed (e.g. its database): try again later
+                log.exception("pubsub stream failed", topic=self.topic)
+                delivered, reason, code = False, f"{type(exc).__name__}: {exc}", None
             if stop.is_set():
                 listener.on_connection(False, "stopping")
                 return

@@ -281,6 +281,8 @@ class StreamIntake:
         thread.start()
         try:
             while not stop.is_set():
+                if not thread.is_alive():
+                    raise RuntimeError("the stream's subscriber ended unexpectedly")
                 item, self._held = self._held, None
                 if item is None:
                     try:

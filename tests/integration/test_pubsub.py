@@ -267,6 +267,29 @@ class TestFaults:
             sf.stop()
 
 
+class TestListenerFailure:
+    def test_failing_listener_is_retried(self, emulator: SalesforceEmulator) -> None:
+        """A listener that fails (its database, say) costs a retry, not the subscriber thread."""
+        run = Running(emulator)
+        calls: list[int] = []
+        plain = run.listener.resume_from
+
+        def flaky() -> bytes | None:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("database unreachable")
+            return plain()
+
+        run.listener.resume_from = flaky  # type: ignore[method-assign]
+        run.start()
+        try:
+            subscribed(emulator)
+            assert len(calls) >= 2
+            assert run.thread.is_alive()
+        finally:
+            run.close()
+
+
 class TestAuthentication:
     def _call(self, emulator: SalesforceEmulator, metadata: tuple[tuple[str, str], ...]) -> None:
         channel = grpc.secure_channel(
