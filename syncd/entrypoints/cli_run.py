@@ -162,6 +162,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
                 credentials=runtime.credentials,
                 stop=stop,
                 streams=board.problems,
+                stream_state=board.details,
             ),
         )
     except OSError as exc:

@@ -40,6 +40,8 @@ class ReadyReport:
 
     checks: dict[str, str] = field(default_factory=dict)
     failing: dict[str, str] = field(default_factory=dict)
+    #: Per streamed sync: connected, last event age, replay lag, reconnects, gaps.
+    streams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -53,11 +55,14 @@ class ReadyReport:
         self.checks.setdefault(check, "ok")
 
     def body(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "status": "ready" if self.ready else "not ready",
             "checks": self.checks,
             "failing": [{"check": name, "reason": why} for name, why in self.failing.items()],
         }
+        if self.streams:
+            body["streams"] = self.streams
+        return body
 
 
 class Readiness:
@@ -85,8 +90,10 @@ class Readiness:
         credentials: list[str] | None = None,
         stop: threading.Event | None = None,
         streams: Callable[[], dict[str, str | None]] | None = None,
+        stream_state: Callable[[], dict[str, dict[str, Any]]] | None = None,
     ) -> None:
         self.streams = streams
+        self.stream_state = stream_state
         self.engine = engine
         self.stop = stop
         self.tracker = tracker
@@ -128,6 +135,8 @@ class Readiness:
                     report.ok(f"stream:{name}")
                 else:
                     report.fail(f"stream:{name}", problem)
+        if self.stream_state is not None:
+            report.streams = self.stream_state()
         return report
 
     def _query_database(self) -> int:

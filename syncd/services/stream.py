@@ -132,6 +132,31 @@ class StreamBoard:
         with self._lock:
             return {name: StreamStatus(**vars(status)) for name, status in self._status.items()}
 
+    def details(self) -> dict[str, dict[str, Any]]:
+        """What ``/readyz`` shows of each stream (ages in seconds, rounded)."""
+        now = self._now()
+
+        def age(at: datetime | None) -> float | None:
+            return None if at is None else round((now - at).total_seconds(), 3)
+
+        return {
+            name: {
+                "running": status.running,
+                "connected": status.connected,
+                "last_event_age_seconds": age(status.last_event_at),
+                "replay_lag_seconds": (
+                    None
+                    if status.replay_lag_seconds is None
+                    else round(status.replay_lag_seconds, 3)
+                ),
+                "reconnects": status.reconnects,
+                "gaps": status.gaps,
+                "replay_resets": status.replay_resets,
+                "last_error": status.last_error,
+            }
+            for name, status in self.snapshot().items()
+        }
+
     def problems(self) -> dict[str, str | None]:
         """Each streamed sync, with why it is unhealthy (None: healthy, or led elsewhere).
 

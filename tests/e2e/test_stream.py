@@ -78,6 +78,9 @@ class TestStream:
         assert daemon.find("stream batch", new=1) is not None
         status, body = daemon.get_json("/readyz")
         assert status == 200 and body["checks"]["stream:web"] == "ok", body
+        web = body["streams"]["web"]
+        assert web["connected"] is True and web["last_event_age_seconds"] is not None
+        assert web["replay_lag_seconds"] is not None and web["gaps"] == 0
         _, metrics = daemon.get("/metrics")
         assert 'syncd_stream_connected{sync="web"} 1.0' in metrics
         assert daemon.stop() == 0, daemon.output()

@@ -119,3 +119,16 @@ class TestBoard:
         """Only streamed syncs have a stream check."""
         board = StreamBoard([make_sync(source={"mode": "poll"})])
         assert board.problems() == {}
+
+    def test_details_for_readyz(self) -> None:
+        """The details give connection, ages and counters per streamed sync."""
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        board = StreamBoard([make_sync()], lambda: now)
+        board.update("web", running=True, connected=True, last_event_at=now - timedelta(seconds=2))
+        board.update("web", replay_lag_seconds=0.25)
+        board.bump("web", "gaps")
+        details = board.details()["web"]
+        assert details["connected"] is True
+        assert details["last_event_age_seconds"] == 2.0
+        assert details["replay_lag_seconds"] == 0.25
+        assert (details["gaps"], details["reconnects"]) == (1, 0)
