@@ -49,7 +49,8 @@ from syncd.services.poll import PollResult, poll_range, poll_sync
 from syncd.services.state_metrics import refresh_state_metrics
 
 if TYPE_CHECKING:  # the stream pulls in grpc: imported only by daemons that stream
-    from syncd.services.stream import StreamBoard, StreamIntake
+    from syncd.services.stream import StreamIntake
+    from syncd.services.stream_board import StreamBoard
 
 log = get_logger("syncd.bootstrap")
 

@@ -130,7 +130,8 @@ def _flush_and_exit(status: int) -> None:
 def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     """Run until ``stop`` is set (by a signal); return the exit status."""
     from syncd.bootstrap import bootstrap
-    from syncd.services.stream import StreamBoard, StreamSupervisor
+    from syncd.services.stream import StreamSupervisor
+    from syncd.services.stream_board import StreamBoard
 
     stop = stop or threading.Event()
     signals = SignalHandler(stop)

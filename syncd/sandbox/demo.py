@@ -380,7 +380,7 @@ class Demo:
 
     def _stream_step(self, runtime: Runtime, scheduler: JobScheduler) -> None:
         """Open the sync's stream, create one record, show it reaching SimZ at once."""
-        from syncd.services.stream import StreamBoard
+        from syncd.services.stream_board import StreamBoard
 
         salesforce, simz = self._salesforce, self._simz
         assert salesforce is not None and simz is not None
