@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest docs bench torture lock clean
+.PHONY: install demo test lint typecheck pytest docs bench torture lock clean proto
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +36,12 @@ docs: $(STAMP)
 	$(BIN)/python -m syncd.config.reference > docs/configuration.md
 
 # Throughput, CPU per lead, memory and idle cost against the emulators (10-15 min;
-# BENCH_ARGS=--quick for a 2-minute smoke run). PostgreSQL runs when
+# BENCH_ARGS=--quick for a 2-minute smoke run), then the latency of stream and poll
+# modes (benchmarks/latency.py: about 5 minutes, --quick about 3). PostgreSQL runs when
 # SYNCD_TEST_POSTGRES_URL is set. Results: benchmarks/results/<date>.json.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/latency.py $(BENCH_ARGS)
 
 # Crash torture: >= 50 SIGKILLs of `syncd run` under random faults (TORTURE_SEED, TORTURE_KILLS,
 # TORTURE_RECORDS override the defaults); `make test` runs a 5-kill version.
@@ -56,3 +58,11 @@ lock: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis dist build
+
+# Regenerate the Pub/Sub API modules from syncd/pubsub/pubsub_api.proto.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. \
+		--mypy_out=. --mypy_grpc_out=. \
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+		syncd/pubsub/pubsub_api.proto

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -45,10 +46,14 @@ from syncd.services.deliver import (
     recover_in_flight,
 )
 from syncd.services.leadership import Leadership
-from syncd.services.poll import PollResult, poll_sync
+from syncd.services.poll import PollResult, poll_range, poll_sync
 from syncd.services.refetch import SalesforceUnreachable, resend_uncertain
 from syncd.services.state_metrics import refresh_state_metrics
 from syncd.services.writeback import WritebackPass, Writer
+
+if TYPE_CHECKING:  # the stream pulls in grpc: imported only by daemons that stream
+    from syncd.services.stream import StreamIntake
+    from syncd.services.stream_board import StreamBoard
 
 log = get_logger("syncd.bootstrap")
 
@@ -191,6 +196,61 @@ class Runtime:
                 return None
             stop = self.leadership.stop_event(sync.name, stop)
         return self.writer(sync).run(stop)
+
+    def stream_intake(
+        self,
+        sync: SyncConfig,
+        *,
+        board: StreamBoard | None = None,
+        on_queued: Callable[[str], None] | None = None,
+    ) -> StreamIntake:
+        """The Pub/Sub intake of a streamed sync (``source.mode: stream``).
+
+        It has two Salesforce sources of its own: one whose session the gRPC
+        calls carry (the subscriber's thread logs in again with it), one for the
+        ``WHERE Id IN`` reads and the gap reconciliation (the intake's thread);
+        the sync's poll job keeps its own.
+        """
+        from syncd.adapters.pubsub import PubSubSubscriber
+        from syncd.services.stream import StreamIntake
+
+        auth = self.source(f"{sync.name}#pubsub")
+        reader = self.source(f"{sync.name}#stream")
+        salesforce = self.config.salesforce
+        subscriber = PubSubSubscriber(
+            salesforce.pubsub_url,
+            sync.topic,
+            lambda renew: auth.session(renew=renew),
+            ca_bundle=salesforce.ca_bundle,
+            keepalive_timeout=sync.source.keepalive_timeout.total_seconds(),
+            id_field=sync.source.id_field,
+            call_timeout=salesforce.timeout,
+        )
+
+        def reconcile(start: datetime, end: datetime) -> PollResult:
+            return poll_range(
+                self.session_factory,
+                reader,
+                sync,
+                start,
+                end,
+                now=self.now,
+                max_api_usage_percent=salesforce.max_api_usage_percent,
+                limit_pause=salesforce.limit_pause,
+            )
+
+        return StreamIntake(
+            self.session_factory,
+            sync,
+            subscriber,
+            reader,
+            reconcile=reconcile,
+            board=board,
+            on_queued=on_queued,
+            now=self.now,
+            linger=sync.delivery.linger.total_seconds(),
+            max_api_usage_percent=salesforce.max_api_usage_percent,
+        )
 
     def refresh_metrics(self) -> None:
         """Refresh the gauges read from the database."""

@@ -160,3 +160,48 @@ WRITEBACK_CALLS = Counter(
     ["sync", "result"],
     registry=REGISTRY,
 )
+
+# --- streaming (Pub/Sub API) ---------------------------------------------------------
+STREAM_CONNECTED = Gauge(
+    "syncd_stream_connected",
+    "1 while the sync's Pub/Sub stream is open on this replica, else 0.",
+    ["sync"],
+    registry=REGISTRY,
+)
+STREAM_LAST_EVENT = Gauge(
+    "syncd_stream_last_event_timestamp_seconds",
+    "Unix time the last change event of the sync was handled (its leads committed).",
+    ["sync"],
+    registry=REGISTRY,
+)
+STREAM_REPLAY_LAG = Gauge(
+    "syncd_stream_replay_lag_seconds",
+    "From the last handled event's commit in Salesforce to its replay id being stored.",
+    ["sync"],
+    registry=REGISTRY,
+)
+STREAM_EVENTS = Counter(
+    "syncd_stream_events_total",
+    "Change events received, by change type (CREATE, UPDATE, DELETE, GAP_CREATE, ...).",
+    ["sync", "change_type"],
+    registry=REGISTRY,
+)
+STREAM_RECONNECTS = Counter(
+    "syncd_stream_reconnects_total",
+    "Times the sync's Pub/Sub stream ended and was opened again.",
+    ["sync"],
+    registry=REGISTRY,
+)
+STREAM_GAPS = Counter(
+    "syncd_stream_gaps_total",
+    "Gap events (GAP_*): Salesforce could not send the change itself, so the record is read.",
+    ["sync"],
+    registry=REGISTRY,
+)
+STREAM_REPLAY_RESETS = Counter(
+    "syncd_stream_replay_resets_total",
+    "Times the stored replay id was refused (expired or invalid): the stream restarted at "
+    "LATEST and a reconciliation poll covered the gap.",
+    ["sync"],
+    registry=REGISTRY,
+)

@@ -63,6 +63,8 @@ SIMZ_FAULTS: dict[str, int] = {
     "reset": 2,
 }
 SALESFORCE_FAULTS = ("INVALID_SESSION_ID", "REQUEST_LIMIT_EXCEEDED", "500", "delay")
+#: Pub/Sub faults for the stream mode (``TORTURE_STREAM=1``).
+PUBSUB_FAULTS = ("drop", "UNAUTHENTICATED", "invalid_replay", "slow")
 SETTLED = {"accepted", "rejected", "uncertain", "invalid", "skipped", "failed"}
 READ_TIMEOUT = 1.5
 
@@ -76,6 +78,8 @@ class TortureSettings:
     run_min: float = 0.3
     run_max: float = 2.5
     drain_timeout: float = 180.0
+    #: The sync in stream mode: change events too, polls every 5 s, Pub/Sub faults.
+    stream: bool = False
 
     @classmethod
     def from_env(cls, **defaults: Any) -> TortureSettings:
@@ -87,6 +91,8 @@ class TortureSettings:
             settings.kills = int(os.environ["TORTURE_KILLS"])
         if os.environ.get("TORTURE_RECORDS"):
             settings.records = int(os.environ["TORTURE_RECORDS"])
+        if os.environ.get("TORTURE_STREAM"):
+            settings.stream = os.environ["TORTURE_STREAM"] not in ("0", "")
         return settings
 
 
@@ -103,6 +109,7 @@ class TortureReport:
     uncertain_batches: int = 0
     simz_faults: Counter[str] = field(default_factory=Counter)
     salesforce_faults: Counter[str] = field(default_factory=Counter)
+    pubsub_faults: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -120,6 +127,7 @@ class TortureReport:
             f"  received by SimZ={self.received} duplicates={self.duplicates}",
             f"  SimZ faults injected: {dict(sorted(self.simz_faults.items()))}",
             f"  Salesforce faults injected: {dict(sorted(self.salesforce_faults.items()))}",
+            f"  Pub/Sub faults injected: {dict(sorted(self.pubsub_faults.items()))}",
             f"  problems: {len(self.problems)}",
         ]
         lines.extend(f"    - {p}" for p in self.problems[:30])
@@ -178,6 +186,11 @@ class Torture:
                 "delivery": {"every": "300ms"},
                 # Any TORTURE_RECORDS may land in one poll; every record must settle.
                 "guard": {"max_new_per_poll": None},
+                **(
+                    {"source": {"mode": "stream", "reconcile_every": "5s"}}
+                    if settings.stream
+                    else {}
+                ),
             },
         )
 
@@ -239,6 +252,11 @@ class Torture:
             params = {"seconds": self.rng.uniform(0.2, 1.0)} if kind == "delay" else {}
             self.control.post("inject", {"kind": kind, "count": 1, **params})
             self.report.salesforce_faults[kind] += 1
+        if self.settings.stream and self.rng.random() < 0.6:
+            kind = self.rng.choice(PUBSUB_FAULTS)
+            params = {"seconds": self.rng.uniform(0.05, 0.3)} if kind == "slow" else {}
+            self.control.post("pubsub/fault", {"kind": kind, **params})
+            self.report.pubsub_faults[kind] += 1
 
     # ------------------------------------------------------------------ the run
 
@@ -273,6 +291,8 @@ class Torture:
         """No faults: run until every record has a settled lead, then stop with SIGTERM."""
         self.simz.clear_faults()
         self.harness.salesforce.clear_faults()
+        if self.settings.stream:
+            self.harness.salesforce.pubsub_fault("slow", seconds=0)
         daemon = self.harness.start()
 
         def idle() -> bool:

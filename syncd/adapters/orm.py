@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -352,3 +353,25 @@ class WritebackAttempt(Base):
     state: Mapped[str] = mapped_column(String(16), comment="The lead state that was written.")
     outcome: Mapped[str] = mapped_column(String(16), comment="done, retry or failed.")
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class StreamState(Base):
+    """Per streamed sync: where its Pub/Sub subscription resumes (see docs/streaming.md)."""
+
+    __tablename__ = "stream_state"
+
+    sync_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), comment="The topic the replay id belongs to.")
+    replay_id: Mapped[bytes | None] = mapped_column(
+        LargeBinary, comment="Opaque; stored only after the leads of its events are committed."
+    )
+    replay_at: Mapped[datetime | None] = mapped_column(
+        comment="Commit time of the last handled event, or when a keepalive's id was stored."
+    )
+    last_event_at: Mapped[datetime | None] = mapped_column(
+        comment="When the last change event was handled."
+    )
+    replay_resets: Mapped[int] = mapped_column(
+        Integer, default=0, comment="Times the stored replay id was refused (a gap reconciled)."
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

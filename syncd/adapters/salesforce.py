@@ -230,6 +230,7 @@ class SalesforceSource:
         self._last_size: int | None = None
         self._logins = 0
         self._daily_limit_hit = False
+        self._session: tuple[str, str] | None = None
 
     # ------------------------------------------------------------------ login
 
@@ -338,6 +339,7 @@ class SalesforceSource:
         else:
             session_id, instance = self._guarded_login()
         self._logins += 1
+        self._session = (session_id, instance.rstrip("/"))
         self._sf = Salesforce(
             instance_url=instance.rstrip("/"),
             session_id=session_id,
@@ -366,6 +368,17 @@ class SalesforceSource:
             raise
         self.login_backoff.succeeded()
         return found
+
+    def session(self, *, renew: bool = False) -> tuple[str, str]:
+        """The session id and instance URL (for the Pub/Sub API); logs in if needed.
+
+        ``renew`` logs in again first: the Pub/Sub API refused the session.
+        """
+        if renew or self._session is None:
+            self._sf = None
+            self.login()
+        assert self._session is not None
+        return self._session
 
     # ------------------------------------------------------------------ queries
 

@@ -316,6 +316,23 @@ class SalesforceConfig(_Model):
         default=timedelta(minutes=15),
         description="How long polling pauses after REQUEST_LIMIT_EXCEEDED or high API usage.",
     )
+    pubsub_url: str = Field(
+        default="api.pubsub.salesforce.com:7443",
+        description="host:port of the Pub/Sub API (gRPC over TLS) for syncs in stream mode.",
+    )
+
+    @field_validator("pubsub_url")
+    @classmethod
+    def _pubsub_url(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if (
+            not sep
+            or not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]", host)
+            or not port.isdigit()
+            or not 0 < int(port) < 65536
+        ):
+            raise ValueError(f"{value!r} is not host:port (e.g. api.pubsub.salesforce.com:7443)")
+        return value
 
     _ca_bundle_exists = field_validator("ca_bundle")(existing_file)
 
@@ -547,8 +564,77 @@ class OptionsConfig(_Model):
 
 class DeliveryScheduleConfig(_Model):
     every: Duration = Field(
-        default=timedelta(seconds=5), description="How often queued leads are delivered."
+        default=timedelta(seconds=5),
+        description="How often queued leads are delivered at the latest (the fallback tick).",
     )
+    linger: Duration = Field(
+        default=timedelta(milliseconds=100),
+        description="When leads are queued, delivery starts within this (to fill a batch) "
+        "instead of waiting for the next tick.",
+    )
+
+    @field_validator("linger")
+    @classmethod
+    def _linger(cls, value: timedelta) -> timedelta:
+        if value > timedelta(seconds=60):
+            raise ValueError("linger must be at most 60s (every is the fallback tick)")
+        return value
+
+
+_CDC_TOPIC = re.compile(r"^/data/(ChangeEvents|[A-Za-z][A-Za-z0-9_]*ChangeEvent)$")
+_EVENT_TOPIC = re.compile(r"^/event/[A-Za-z][A-Za-z0-9_]*__e$")
+
+
+def change_event_topic(sobject: str) -> str:
+    """The Change Data Capture topic of an object: ``Lead`` -> ``/data/LeadChangeEvent``."""
+    name = sobject[:-1] if sobject.endswith("__c") else sobject  # Foo__c -> Foo__ChangeEvent
+    return f"/data/{name}ChangeEvent"
+
+
+class SourceConfig(_Model):
+    """Where new records come from: polling alone, or the Pub/Sub stream plus a slow poll."""
+
+    mode: Literal["poll", "stream"] = Field(
+        default="poll",
+        description="poll: query on the schedule. stream: read change events as they happen "
+        "(Pub/Sub API) and poll every reconcile_every as the safety net.",
+    )
+    topic: str | None = Field(
+        default=None,
+        description="Pub/Sub topic (stream mode): default /data/<Object>ChangeEvent; "
+        "/data/ChangeEvents or a platform event such as /event/Lead_Ready__e also work.",
+    )
+    id_field: str = Field(
+        default="RecordId__c",
+        pattern=_FIELD.pattern,
+        description="For a platform event topic: the event field holding the record Id.",
+    )
+    reconcile_every: Duration = Field(
+        default=timedelta(minutes=10),
+        description="Stream mode: how often the regular poll runs as the safety net.",
+    )
+    keepalive_timeout: Duration = Field(
+        default=timedelta(seconds=300),
+        description="Stream mode: reconnect when nothing, not even a keepalive, arrived "
+        "for this long (the server sends one at least every 270s).",
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        if value is not None and not (_CDC_TOPIC.match(value) or _EVENT_TOPIC.match(value)):
+            raise ValueError(
+                f"{value!r} is not a Pub/Sub topic: use /data/<Object>ChangeEvent, "
+                "/data/ChangeEvents or /event/<Name>__e"
+            )
+        return value
+
+    @field_validator("reconcile_every", "keepalive_timeout")
+    @classmethod
+    def _at_least_a_second(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
 
 
 class GuardConfig(_Model):
@@ -723,6 +809,8 @@ class SyncConfig(_Model):
     """When to poll: every (an interval) or cron."""
     delivery: DeliveryScheduleConfig = DeliveryScheduleConfig()
     """When to deliver queued leads."""
+    source: SourceConfig = SourceConfig()
+    """Where new records come from: polling, or Change Data Capture events (stream)."""
     start_at: Literal["now"] | datetime = Field(
         default="now",
         description="'now' (default: never dial the org's history) or an ISO date to "
@@ -816,6 +904,23 @@ class SyncConfig(_Model):
             paths.append(("rules.do_not_call_field", self.rules.do_not_call_field))
         paths.append(("cursor_field", self.cursor_field))
         return paths
+
+    @property
+    def streamed(self) -> bool:
+        """True when change events feed this sync (``source.mode: stream``)."""
+        return self.source.mode == "stream"
+
+    @property
+    def topic(self) -> str:
+        """The Pub/Sub topic the stream reads (``source.topic`` or the object's CDC topic)."""
+        return self.source.topic or change_event_topic(self.object)
+
+    @property
+    def poll_interval(self) -> timedelta:
+        """How often the regular poll runs: the schedule, or ``reconcile_every`` when streamed."""
+        if self.streamed:
+            return self.source.reconcile_every
+        return self.schedule.nominal_interval
 
     @property
     def agents(self) -> list[str]:

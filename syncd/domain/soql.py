@@ -8,7 +8,7 @@ Paging is Salesforce's own (``nextRecordsUrl``) over one ordered query.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from syncd.config.models import SyncConfig
@@ -111,15 +111,17 @@ def build_count_query(sync: SyncConfig, window: PollWindow) -> str:
 SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 
 
-def build_ids_query(sync: SyncConfig, ids: Sequence[str], *, with_where: bool = True) -> str:
+def build_ids_query(sync: SyncConfig, record_ids: Iterable[str], *, with_where: bool = True) -> str:
     """``SELECT <the poll's fields> FROM <object> WHERE Id IN (...) [AND (<where>)]``.
 
-    The records of the given Ids as a poll would read them now; with
-    ``with_where`` only those the sync's ``where`` still matches. Every Id must be
-    a Salesforce Id (:data:`SALESFORCE_ID`); ValueError otherwise.
+    The records of the given Ids as a poll would read them now (for change
+    events, and for ``requeue``'s re-check); with ``with_where`` only those the
+    sync's ``where`` still matches. Ids are deduplicated; anything that is not a
+    15- or 18-character Id is refused with ValueError (it would be pasted into SOQL).
     """
+    ids = list(dict.fromkeys(record_ids))
     if not ids:
-        raise ValueError("no Id to query")
+        raise ValueError("no record Ids to read")
     bad = [value for value in ids if not SALESFORCE_ID.fullmatch(value)]
     if bad:
         raise ValueError(f"not a Salesforce Id: {bad[0]!r}")

@@ -188,6 +188,17 @@ def _render_status(report: ops.StatusReport) -> list[str]:
                 f"  calling hours  {sync.waiting_for_calling_hours} queued lead(s) "
                 "waiting for calling hours"
             )
+        stream = sync.stream
+        if stream is not None:
+            replay = (
+                f"replay id from {_when(stream.replay_at)}"
+                if stream.replay_stored
+                else ("no replay id stored")
+            )
+            out.append(
+                f"  stream         {stream.mode} {stream.topic}  {replay}"
+                f"  last event {_when(stream.last_event_at)}  replay resets {stream.replay_resets}"
+            )
         leader = sync.leader
         if leader is None:
             out.append("  leader         none yet")

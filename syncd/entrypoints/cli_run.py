@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -129,6 +130,8 @@ def _flush_and_exit(status: int) -> None:
 def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     """Run until ``stop`` is set (by a signal); return the exit status."""
     from syncd.bootstrap import bootstrap
+    from syncd.services.stream import StreamSupervisor
+    from syncd.services.stream_board import StreamBoard
 
     stop = stop or threading.Event()
     signals = SignalHandler(stop)
@@ -147,6 +150,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
 
     syncs = [sync for sync in config.syncs if sync.enabled]
     tracker = PollTracker(syncs, runtime.now)
+    board = StreamBoard(syncs, runtime.now)
     host, port = config.observability.host_port
     try:
         http: ProbeServer = serve(
@@ -159,6 +163,8 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
                 credentials=runtime.credentials,
                 stop=stop,
                 login_backoff=runtime.login_backoff,
+                streams=board.problems,
+                stream_state=board.details,
             ),
         )
     except OSError as exc:
@@ -180,10 +186,19 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         now=runtime.now,
     )
     scheduler.start()
+    streams = StreamSupervisor(
+        syncs,
+        lambda sync: runtime.stream_intake(sync, board=board, on_queued=scheduler.wake),
+        stop,
+        leading=runtime.leadership.is_leader if runtime.leadership is not None else None,
+        bound_stop=runtime.leadership.stop_event if runtime.leadership is not None else None,
+    )
+    streams.start()
     log.info(
         "syncd started",
         version=__version__,
         syncs=[sync.name for sync in syncs],
+        streamed=[sync.name for sync in syncs if sync.streamed],
         listen=http.address,
         pid=os.getpid(),
         replica=runtime.worker,
@@ -199,7 +214,12 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     grace = config.daemon.shutdown_grace.total_seconds()
     names = [signal.Signals(s).name for s in signals.received]
     log.info("stopping", signal=names[0] if names else None, grace_seconds=grace)
+    started = time.monotonic()
     report = scheduler.shutdown(grace)
+    # The streams saw ``stop`` too; what they had not committed comes again after a restart.
+    still_streaming = streams.join(max(1.0, grace - (time.monotonic() - started)))
+    if still_streaming:
+        log.warning("streams still stopping", still_running=still_streaming)
     http.close()
     if report.clean:
         runtime.close()

@@ -39,6 +39,20 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
     "--port", type=click.IntRange(0, 65535), default=8443, show_default=True, help="0: any free."
 )
 @click.option(
+    "--pubsub-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of the Pub/Sub API (gRPC over TLS, same CA). 0: any free. "
+    "Default: 7443, or any free port when --port is 0.",
+)
+@click.option(
+    "--keepalive",
+    type=click.FloatRange(min=0.1),
+    default=270.0,
+    show_default=True,
+    help="Seconds between keepalive responses on an idle Pub/Sub stream.",
+)
+@click.option(
     "--records",
     "records_file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -75,6 +89,8 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
 def salesforce(
     host: str,
     port: int,
+    pubsub_port: int | None,
+    keepalive: float,
     records_file: Path | None,
     cert_dir: Path,
     username: str,
@@ -85,20 +101,25 @@ def salesforce(
     jwt_public_key: Path | None,
     custom_fields: tuple[str, ...],
 ) -> None:
-    """Serve a Salesforce org over HTTPS: logins, SOQL queries, describe, record updates.
+    """Serve a Salesforce org over HTTPS: logins, SOQL queries, describe, record updates,
+    change events (Pub/Sub API).
 
-    Prints the base URL and the CA file to trust at start:
+    Prints the base URL, the Pub/Sub API address and the CA file to trust at start:
 
     \b
       Salesforce emulator on https://127.0.0.1:8443
       CA certificate: /path/to/cert-dir/ca.pem
+      Pub/Sub API (gRPC, TLS) on 127.0.0.1:7443
       control API on https://127.0.0.1:8443/__sandbox/
 
-    Use the URL as salesforce.login_url and the CA file as salesforce.ca_bundle
-    in a syncd config. Logins: SOAP (username, password + security token) and
-    OAuth2 (password, client_credentials, JWT bearer). Records missing Id,
-    CreatedDate, LastModifiedDate or SystemModstamp get them. A new CA is made
-    at every start.
+    Use the URL as salesforce.login_url, the Pub/Sub address as
+    salesforce.pubsub_url and the CA file as salesforce.ca_bundle in a syncd
+    config. Every record created, updated, deleted or undeleted publishes its
+    change event on /data/<Object>ChangeEvent and /data/ChangeEvents.
+
+    Logins: SOAP (username, password + security token) and OAuth2 (password,
+    client_credentials, JWT bearer). Records missing Id, CreatedDate,
+    LastModifiedDate or SystemModstamp get them. A new CA is made at every start.
 
     The control API (JSON, no authentication) lives under /__sandbox/:
 
@@ -115,9 +136,16 @@ def salesforce(
       GET  query-log        every SOQL query and page fetch
       GET  records/TYPE/ID  one record
       POST fields           {"fields": ["Lead.SimZ_Status__c:string:255"]}
-      POST delete           {"sobject": "Lead", "id": "00Q..."}  (ENTITY_IS_DELETED)
+      POST delete           {"sobject": "Lead", "id": "00Q..."}  (also undelete; updates
+                            then get ENTITY_IS_DELETED)
       POST lock-rows        {"ids": ["00Q..."], "count": 0}  (UNABLE_TO_LOCK_ROW once)
       GET  write-log        every sObject Collections update
+      POST pubsub/fault     {"kind": "drop"}  kinds: drop UNAUTHENTICATED
+                            invalid_replay (with "count") expire_replay
+                            slow (with "seconds"; 0 ends it)
+      POST pubsub/gap       {"sobject": "Lead", "ids": [...], "change_type": "GAP_CREATE"}
+      POST pubsub/publish   {"topic": "/event/Lead_Ready__e", "fields": {"RecordId__c": ...}}
+      GET  pubsub/status    open streams, events, every Subscribe call
     """
     from syncd.sandbox.salesforce import SalesforceEmulator
     from syncd.sandbox.sf_store import RecordError
@@ -139,16 +167,20 @@ def salesforce(
             consumer_secret=consumer_secret,
             jwt_public_key=jwt_public_key.read_bytes() if jwt_public_key else None,
             custom_fields=custom_fields,
+            keepalive=keepalive,
         )
     except RecordError as exc:
         fail(f"{records_file or '--custom-field'}: {exc}")
     try:
-        url = emulator.start(host=host, port=port)
+        if pubsub_port is None:
+            pubsub_port = 0 if port == 0 else 7443
+        url = emulator.start(host=host, port=port, pubsub_port=pubsub_port)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     try:
         echo(f"Salesforce emulator on {url}")
         echo(f"CA certificate: {emulator.ca_file}")
+        echo(f"Pub/Sub API (gRPC, TLS) on {emulator.pubsub_address}")
         echo(f"control API on {url}/__sandbox/")
         echo(f"{emulator.store.count()} record(s) loaded")
         wait_for_signal()

@@ -14,8 +14,12 @@ without any network beyond loopback:
 3. while it runs, a few more records are added (the next poll finds them) and
    two SimZ faults are injected -- a 429 with ``Retry-After: 1`` and one lost
    answer -- so that the retry and the ``uncertain`` state can be seen;
-4. once nothing is left queued or sending, it prints a summary read from the
-   database and the commands to explore what it left behind.
+4. once nothing is left queued or sending, it opens the Pub/Sub stream of the
+   sync (as ``source.mode: stream`` does), creates one more record and shows it
+   reaching SimZ within about a second: change event, read, queued, delivery
+   woken at once;
+5. it prints a summary read from the database and the commands to explore what
+   it left behind.
 
 Why the folder is kept by default: the summary ends with ``syncd status``,
 ``syncd leads`` and ``syncd requeue`` commands that point at its config file,
@@ -39,7 +43,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from sqlalchemy import func, select
@@ -53,6 +57,10 @@ from syncd.sandbox.example import example_sync
 from syncd.sandbox.salesforce import SalesforceEmulator
 from syncd.sandbox.simz import SimzEmulator
 from syncd.services.poll import PollResult
+
+if TYPE_CHECKING:
+    from syncd.bootstrap import Runtime
+    from syncd.entrypoints.scheduler import JobScheduler
 
 SYNC_NAME = "demo-leads"
 API_KEY = "demo-simz-key"
@@ -169,6 +177,7 @@ def demo_config_data(
             },
             "login_url": salesforce.url,
             "ca_bundle": str(salesforce.ca_file),
+            "pubsub_url": salesforce.pubsub_address,
             "timeout": 10,
         },
         "simz": {
@@ -370,6 +379,8 @@ class Demo:
                     idle = True
                     break
                 time.sleep(0.2)
+            if idle:
+                self._stream_step(runtime, scheduler)
         finally:
             report = scheduler.shutdown(config.daemon.shutdown_grace.total_seconds())
             self._after_deliver()  # a batch that finished during shutdown
@@ -379,6 +390,42 @@ class Demo:
         if not idle:
             self.say(f"  the outbox was not idle after {self.options.timeout:.0f} s; stopped")
         return idle
+
+    def _stream_step(self, runtime: Runtime, scheduler: JobScheduler) -> None:
+        """Open the sync's stream, create one record, show it reaching SimZ at once."""
+        from syncd.services.stream_board import StreamBoard
+
+        salesforce, simz = self._salesforce, self._simz
+        assert salesforce is not None and simz is not None
+        sync = runtime.config.sync(SYNC_NAME)
+        stop = threading.Event()
+        intake = runtime.stream_intake(sync, board=StreamBoard([]), on_queued=scheduler.wake)
+        thread = threading.Thread(target=intake.run, args=(stop,), name="demo-stream")
+        self.say()
+        self.say(f"opening the Pub/Sub stream ({sync.topic} on {salesforce.pubsub_address}):")
+        thread.start()
+        try:
+            if not _wait(lambda: salesforce.subscribe_log(), 15.0):
+                self.say("  the stream did not open; skipped")
+                return
+            [record_id] = salesforce.add_records(added_records(ADDED + 1)[ADDED:])
+            created = time.monotonic()
+            with self._lock:
+                self._added_ids.append(record_id)
+                self._added += 1
+            self.say(f"  + 1 new Lead record created in Salesforce: {record_id}")
+            if _wait(lambda: record_id in simz.received_counts(), 15.0):
+                seconds = time.monotonic() - created
+                self.say(
+                    f"  stream: it reached SimZ {seconds:.2f} s after it was created "
+                    "(change event -> record read -> queued -> delivery woken)"
+                )
+            else:
+                self.say("  stream: the record did not reach SimZ within 15 s")
+            _wait(self._idle, 15.0)
+        finally:
+            stop.set()
+            thread.join(15)
 
     # ------------------------------------------------------------------ progress
 
@@ -519,6 +566,15 @@ class Demo:
             values = {name: record.get(name) for name in WRITEBACK_FIELDS.values()}
             examples.append((sf_id, values))
         return examples
+
+
+def _wait(condition: Callable[[], Any], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def describe_batch(row: Batch) -> str:

@@ -51,6 +51,8 @@ class ReadyReport:
     checks: dict[str, str] = field(default_factory=dict)
     failing: dict[str, str] = field(default_factory=dict)
     paused: list[dict[str, str]] = field(default_factory=list)
+    #: Per streamed sync: connected, last event age, replay lag, reconnects, gaps.
+    streams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -64,12 +66,15 @@ class ReadyReport:
         self.checks.setdefault(check, "ok")
 
     def body(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "status": "ready" if self.ready else "not ready",
             "checks": self.checks,
             "failing": [{"check": name, "reason": why} for name, why in self.failing.items()],
             "paused": self.paused,
         }
+        if self.streams:
+            body["streams"] = self.streams
+        return body
 
 
 class Readiness:
@@ -82,6 +87,8 @@ class Readiness:
       intervals (:meth:`PollTracker.stale`);
     * ``salesforce_login`` -- logins are not held back after refusals (the
       reason names the last refusal and the next attempt);
+    * ``stream:<sync>`` -- each streamed sync's Pub/Sub stream, where this
+      replica leads the sync, has not been disconnected for more than two minutes;
     * ``shutdown`` -- fails once ``stop`` is set (a signal arrived);
     * ``held:<sync>`` -- fails while the blast-radius guard holds leads of a
       sync polled here (until ``syncd release`` or ``syncd discard``).
@@ -102,7 +109,11 @@ class Readiness:
         credentials: list[str] | None = None,
         stop: threading.Event | None = None,
         login_backoff: LoginBackoff | None = None,
+        streams: Callable[[], dict[str, str | None]] | None = None,
+        stream_state: Callable[[], dict[str, dict[str, Any]]] | None = None,
     ) -> None:
+        self.streams = streams
+        self.stream_state = stream_state
         self.engine = engine
         self.login_backoff = login_backoff
         self.stop = stop
@@ -152,6 +163,14 @@ class Readiness:
                     f"{held[name]} new leads held by the blast-radius guard: "
                     f"`syncd release --sync {name}` or `syncd discard --sync {name}`",
                 )
+        if self.streams is not None:
+            for name, problem in self.streams().items():
+                if problem is None:
+                    report.ok(f"stream:{name}")
+                else:
+                    report.fail(f"stream:{name}", problem)
+        if self.stream_state is not None:
+            report.streams = self.stream_state()
         return report
 
     def _query_database(self) -> tuple[int, list[dict[str, str]], dict[str, int]]:

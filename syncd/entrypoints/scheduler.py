@@ -24,6 +24,7 @@ tested with fakes. Every job:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -83,6 +84,13 @@ def poll_trigger(schedule: ScheduleConfig) -> BaseTrigger:
     return IntervalTrigger(seconds=schedule.every.total_seconds(), timezone=UTC)
 
 
+def sync_poll_trigger(sync: SyncConfig) -> BaseTrigger:
+    """The poll trigger of ``sync``: its schedule, or ``reconcile_every`` in stream mode."""
+    if sync.streamed:
+        return IntervalTrigger(seconds=sync.poll_interval.total_seconds(), timezone=UTC)
+    return poll_trigger(sync.schedule)
+
+
 def misfire_grace(interval: timedelta) -> int:
     """Seconds a late fire may still run: one interval, at least 1 s, at most 5 min.
 
@@ -137,7 +145,7 @@ class PollTracker:
         problems: dict[str, str] = {}
         snapshot = self.snapshot()
         for name, sync in self._syncs.items():
-            allowed = 3 * sync.schedule.nominal_interval
+            allowed = 3 * sync.poll_interval
             entry = snapshot.get(name, PollRecord())
             since = entry.last_ok or self.started_at
             age = now - since
@@ -225,6 +233,10 @@ class JobScheduler:
         self._refresh = refresh
         self._writeback = writeback
         self._now = now
+        # Delivery wake-ups (leads were queued): syncs woken while their delivery ran.
+        self._woken: set[str] = set()
+        self._wake_lock = threading.Lock()
+        self._linger = {sync.name: sync.delivery.linger for sync in self.syncs}
         # APScheduler's own warnings (misfires, "maximum number of running instances")
         # are reported by our listeners instead, with the job's sync and kind.
         quiet = logging.getLogger("syncd.scheduler.apscheduler")
@@ -248,12 +260,12 @@ class JobScheduler:
         for sync in self.syncs:
             self._scheduler.add_job(
                 self.run_poll,
-                poll_trigger(sync.schedule),
+                sync_poll_trigger(sync),
                 args=[sync],
                 id=f"poll:{sync.name}",
                 name=f"poll {sync.name}",
                 next_run_time=first,
-                misfire_grace_time=misfire_grace(sync.schedule.nominal_interval),
+                misfire_grace_time=misfire_grace(sync.poll_interval),
             )
             self._scheduler.add_job(
                 self.run_deliver,
@@ -312,20 +324,49 @@ class JobScheduler:
             try:
                 result = self._poll(sync, self.stop)
                 status = str(getattr(result, "status", "ok"))
+                if getattr(result, "queued", 0):
+                    self.wake(sync.name)
             except Exception:
                 log.exception("poll job failed")
             finally:
                 self.tracker.record(sync.name, status, self._now())
 
     def run_deliver(self, sync: SyncConfig) -> None:
-        """One delivery pass of ``sync``."""
+        """Delivery passes of ``sync``: one, and another while wake-ups came during it."""
         with self._job(f"deliver:{sync.name}", "deliver", sync.name) as go:
             if not go:
                 return
-            try:
-                self._deliver(sync, self.stop)
-            except Exception:
-                log.exception("deliver job failed")
+            while True:
+                with self._wake_lock:
+                    self._woken.discard(sync.name)
+                try:
+                    self._deliver(sync, self.stop)
+                except Exception:
+                    log.exception("deliver job failed")
+                    return
+                with self._wake_lock:
+                    again = sync.name in self._woken
+                if not again or self.stop.wait(self._linger[sync.name].total_seconds()):
+                    return
+
+    def wake(self, sync: str) -> None:
+        """Leads of ``sync`` were queued: deliver within ``delivery.linger``, not at the tick.
+
+        The fixed tick stays as the fallback; rate limits, pauses and the one POST
+        in flight per sync are the delivery's own and unchanged. A wake-up while
+        the delivery runs makes it go round once more when it is done.
+        """
+        if self.stop.is_set() or sync not in self._linger:
+            return
+        with self._wake_lock:
+            self._woken.add(sync)
+        job = self._scheduler.get_job(f"deliver:{sync}")
+        if job is None:
+            return
+        at = self._now() + self._linger[sync]
+        if job.next_run_time is None or job.next_run_time > at:
+            with contextlib.suppress(LookupError):  # removed at shutdown meanwhile
+                job.modify(next_run_time=at)
 
     def run_writeback(self, sync: SyncConfig) -> None:
         """One write-back pass of ``sync``."""

@@ -37,11 +37,17 @@ Every REST answer carries ``Sforce-Limit-Info: api-usage=N/M`` and each REST
 call counts one. A missing, unknown or expired session gets 401
 ``INVALID_SESSION_ID``.
 
+The Pub/Sub API (gRPC over TLS, same CA) is served on a second port
+(:mod:`syncd.sandbox.sf_pubsub`): every record created, updated, deleted or
+undeleted here publishes its change event (:mod:`syncd.sandbox.sf_events`).
+
 The control API under ``/__sandbox/`` (JSON, no authentication) mirrors the
-Python methods: ``POST records``, ``POST update``, ``POST expire-sessions``,
-``POST inject``, ``POST api-usage``, ``GET query-log``, ``GET records/{type}/{id}``,
-``GET login-attempts``, ``POST fields``, ``POST delete``, ``POST lock-rows``,
-``GET write-log``.
+Python methods: ``POST records``, ``POST update``, ``POST delete``,
+``POST undelete``, ``POST expire-sessions``, ``POST inject``, ``POST api-usage``,
+``GET query-log``, ``GET records/{type}/{id}``, ``GET login-attempts``,
+``POST fields``, ``POST lock-rows``, ``GET write-log``, and for the Pub/Sub API
+``POST pubsub/fault``, ``POST pubsub/gap``, ``POST pubsub/publish``,
+``GET pubsub/status``.
 
 Injected faults (``inject(kind, count, **params)``) hit the next REST calls:
 ``REQUEST_LIMIT_EXCEEDED`` answers the daily limit (``TotalRequests``; set the
@@ -74,10 +80,13 @@ from socket import socket
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import grpc
 import jwt
 
 from syncd.sandbox.sf_bulk import BulkError, BulkQueries, job_rows
 from syncd.sandbox.sf_certs import write_certificates
+from syncd.sandbox.sf_events import ALL_CHANGES, CHANGE_TYPES, EventBus, topic_entity
+from syncd.sandbox.sf_pubsub import PubSubServer, PubSubService, describe
 from syncd.sandbox.sf_soql import (
     TYPE_KEY,
     CompiledQuery,
@@ -105,6 +114,9 @@ FAULT_KINDS = (
 )
 #: Records one sObject Collections call may carry.
 COLLECTION_LIMIT = 200
+PUBSUB_FAULTS = ("drop", "UNAUTHENTICATED", "invalid_replay", "expire_replay", "slow")
+#: Seconds between keepalives of an idle stream (Salesforce: at most 270).
+KEEPALIVE_SECONDS = 270.0
 ORG_ID = "00D8d000000SyNcEAA"
 USER_ID = "0058d000000SyNcAAA"
 MAX_CURSORS = 200
@@ -171,6 +183,7 @@ class SalesforceEmulator:
         jwt_public_key: str | bytes | None = None,
         api_max: int = 15000,
         custom_fields: Iterable[DeclaredField | str] = (),
+        keepalive: float = KEEPALIVE_SECONDS,
     ) -> None:
         self.username = username
         self.password = password
@@ -200,12 +213,24 @@ class SalesforceEmulator:
         self._thread: threading.Thread | None = None
         self.url = ""
         self.ca_file = self.cert_dir / "ca.pem"
+        self.bus = EventBus()
+        self.pubsub = PubSubService(
+            self.bus, self._pubsub_auth, self._topic_schema, ORG_ID, keepalive
+        )
+        self._pubsub_server: PubSubServer | None = None
+        self.pubsub_address = ""
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve HTTPS on ``host:port`` (0 picks a free port); return the base URL."""
+    def start(self, host: str = "127.0.0.1", port: int = 0, pubsub_port: int = 0) -> str:
+        """Serve HTTPS on ``host:port`` and the Pub/Sub API on ``host:pubsub_port``.
+
+        0 picks a free port; returns the base URL (``pubsub_address`` has the other).
+        """
         files = write_certificates(self.cert_dir)
+        pubsub = PubSubServer(self.pubsub)
+        self.pubsub_address = pubsub.start(host, pubsub_port, files.cert_file, files.key_file)
+        self._pubsub_server = pubsub
         self.ca_file = files.ca_file
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -223,6 +248,9 @@ class SalesforceEmulator:
         return self.url
 
     def stop(self) -> None:
+        if self._pubsub_server is not None:
+            self._pubsub_server.stop()
+            self._pubsub_server = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -244,8 +272,38 @@ class SalesforceEmulator:
     # ------------------------------------------------------------------ control
 
     def add_records(self, records: Iterable[Mapping[str, Any]]) -> list[str]:
-        """Insert records (or update those whose Id exists); each names its ``sobject``."""
-        return self.store.add(records)
+        """Insert records (or update those whose Id exists); each names its ``sobject``.
+
+        Publishes a CREATE (or UPDATE) change event per record, one transaction.
+        """
+        batch = [dict(record) for record in records]
+        with self.store.lock:
+            existed = {
+                str(record["Id"])
+                for record in batch
+                if isinstance(record.get("Id"), str) and self.store.lookup(str(record["Id"]))
+            }
+            ids = self.store.add(batch)
+            created: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+            updated: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+            changed: dict[str, set[str]] = {}
+            for record_id, raw in zip(ids, batch, strict=True):
+                stored = self.store.lookup(record_id)
+                assert stored is not None
+                sobject = stored[TYPE_KEY]
+                if record_id in existed or raw.get("Id") in existed:
+                    values = {k: stored.get(k) for k in raw if k not in ("sobject", "Id")}
+                    updated.setdefault(sobject, []).append((record_id, values))
+                    changed.setdefault(sobject, set()).update(values)
+                else:
+                    created.setdefault(sobject, []).append((record_id, dict(stored)))
+            for sobject, group in created.items():
+                self.bus.publish_change(sobject, self.store.fields(sobject), "CREATE", group)
+            for sobject, group in updated.items():
+                self.bus.publish_change(
+                    sobject, self.store.fields(sobject), "UPDATE", group, changed=changed[sobject]
+                )
+        return ids
 
     def update_record(
         self,
@@ -254,9 +312,123 @@ class SalesforceEmulator:
         fields: Mapping[str, Any],
         system_modstamp: datetime | str | None = None,
     ) -> dict[str, Any]:
-        """Change a record as a user would; ``system_modstamp`` back-dates it (a late commit)."""
-        record = self.store.update(sobject, record_id, fields, system_modstamp)
+        """Change a record as a user would; ``system_modstamp`` back-dates it (a late commit).
+
+        Publishes an UPDATE change event with the changed fields.
+        """
+        with self.store.lock:
+            record = self.store.update(sobject, record_id, fields, system_modstamp)
+            self._publish_update(record, fields)
         return _public(record)
+
+    def _publish_update(self, record: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
+        sobject = record[TYPE_KEY]
+        infos = self.store.fields(sobject)
+        names = [infos[name.lower()].name for name in fields if name.lower() in infos]
+        values = {name: record.get(name) for name in names}
+        self.bus.publish_change(
+            sobject, infos, "UPDATE", [(record["Id"], values)], changed=[*names, "LastModifiedDate"]
+        )
+
+    def delete_record(self, sobject: str, record_id: str) -> dict[str, Any]:
+        """Move a record to the recycle bin (queries no longer see it, updates get
+        ENTITY_IS_DELETED); publishes DELETE."""
+        return self._set_deleted(sobject, record_id, True, "DELETE")
+
+    def undelete_record(self, sobject: str, record_id: str) -> dict[str, Any]:
+        """Bring a deleted record back; publishes UNDELETE with its fields."""
+        return self._set_deleted(sobject, record_id, False, "UNDELETE")
+
+    def _set_deleted(
+        self, sobject: str, record_id: str, deleted: bool, change: str
+    ) -> dict[str, Any]:
+        canonical = self.store.object_name(sobject) or sobject
+        with self.store.lock:
+            record = self.store.set_deleted(canonical, record_id, deleted)
+            self.bus.publish_change(
+                canonical, self.store.fields(canonical), change, [(record["Id"], dict(record))]
+            )
+        return _public(record)
+
+    # ------------------------------------------------------------------ Pub/Sub control
+
+    def publish_gap(self, sobject: str, record_ids: list[str], change_type: str) -> None:
+        """Publish a header-only gap event (GAP_CREATE, ..., GAP_OVERFLOW) for these Ids."""
+        if not change_type.startswith("GAP_") or change_type not in CHANGE_TYPES:
+            raise ValueError(f"{change_type!r} is not a gap change type")
+        canonical = self.store.object_name(sobject)
+        if canonical is None:
+            raise ValueError(f"unknown object {sobject!r}")
+        with self.store.lock:
+            fields = self.store.fields(canonical)
+            self.bus.publish_change(canonical, fields, change_type, [(i, {}) for i in record_ids])
+
+    def publish_platform_event(self, topic: str, fields: Mapping[str, Any]) -> None:
+        """Publish a platform event (``/event/<Name>__e``) with a ``RecordId__c``."""
+        if not topic.startswith("/event/") or not topic.endswith("__e"):
+            raise ValueError(f"{topic!r} is not a platform event topic")
+        self.bus.publish_platform(topic, fields)
+
+    def pubsub_fault(self, kind: str, **params: Any) -> int:
+        """Make the Pub/Sub API misbehave; returns the streams or subscribes affected.
+
+        ``drop``: end every open stream (UNAVAILABLE). ``UNAUTHENTICATED``: expire
+        every session and end every open stream with UNAUTHENTICATED.
+        ``invalid_replay`` (``count``): the next CUSTOM subscribes fail as corrupted.
+        ``expire_replay``: every replay id handed out so far is past retention.
+        ``slow`` (``seconds``): wait that long before every response (0 clears it).
+        """
+        if kind == "drop":
+            return self.pubsub.end_streams(grpc.StatusCode.UNAVAILABLE, "connection reset")
+        if kind == "UNAUTHENTICATED":
+            self.expire_sessions()
+            return self.pubsub.end_streams(
+                grpc.StatusCode.UNAUTHENTICATED, "Session expired or invalid"
+            )
+        if kind == "invalid_replay":
+            count = int(params.get("count", 1))
+            with self.bus.cond:
+                self.pubsub.faults.invalid_replay += count
+            return count
+        if kind == "expire_replay":
+            self.bus.expire()
+            return 0
+        if kind == "slow":
+            with self.bus.cond:
+                self.pubsub.faults.delay_seconds = max(0.0, float(params.get("seconds", 1.0)))
+            return self.pubsub.open_streams()
+        raise ValueError(f"unknown Pub/Sub fault {kind!r}; use one of {', '.join(PUBSUB_FAULTS)}")
+
+    def pubsub_status(self) -> dict[str, Any]:
+        """Open streams, events published, and every Subscribe call seen so far."""
+        return {
+            "address": self.pubsub_address,
+            "open_streams": self.pubsub.open_streams(),
+            "events": self.bus.count(),
+            "subscribes": [describe(record) for record in self.pubsub.subscribe_log()],
+        }
+
+    def subscribe_log(self) -> list[dict[str, Any]]:
+        """Every Subscribe call so far: topic, replay preset and outcome."""
+        return [describe(record) for record in self.pubsub.subscribe_log()]
+
+    def _pubsub_auth(self, token: str, instance: str, tenant: str) -> bool:
+        with self._lock:
+            known = token in self._sessions
+        # An org id matches in its 15- or 18-character form (the suffix only encodes case).
+        return known and instance.rstrip("/") == self.url and tenant[:15] == ORG_ID[:15]
+
+    def _topic_schema(self, topic: str) -> str | None:
+        if topic.startswith("/event/") and topic.endswith("__e"):
+            from syncd.sandbox.sf_events import platform_event_schema
+
+            return self.bus.register_schema(platform_event_schema(topic))
+        entity = "Lead" if topic == ALL_CHANGES else topic_entity(topic)
+        canonical = self.store.object_name(entity) if entity else None
+        if canonical is None:
+            return None
+        with self.store.lock:
+            return self.bus.change_schema_id(canonical, self.store.fields(canonical))
 
     def get_record(self, sobject: str, record_id: str) -> dict[str, Any] | None:
         record = self.store.get(sobject, record_id)
@@ -267,10 +439,6 @@ class SalesforceEmulator:
         field = parse_field_spec(spec) if isinstance(spec, str) else spec
         self.store.declare_field(field)
         return field
-
-    def delete_record(self, sobject: str, record_id: str) -> None:
-        """Delete a record (to the recycle bin): queries skip it, updates get ENTITY_IS_DELETED."""
-        self.store.delete(sobject, record_id)
 
     def lock_rows(self, ids: Iterable[str] = (), count: int = 0) -> None:
         """Answer UNABLE_TO_LOCK_ROW once for each of ``ids`` and for the next ``count``
@@ -728,7 +896,9 @@ class SalesforceEmulator:
         if not isinstance(fields, dict):
             return _error(400, "JSON_PARSER_ERROR", "Expected a JSON object")
         try:
-            self.store.patch(canonical, record_id, fields)
+            with self.store.lock:
+                record = self.store.patch(canonical, record_id, fields)
+                self._publish_update(record, fields)
         except FieldUpdateError as exc:
             if exc.code in ("INVALID_CROSS_REFERENCE_KEY", "MALFORMED_ID"):
                 return _error(404, "NOT_FOUND", "The requested resource does not exist")
@@ -799,7 +969,9 @@ class SalesforceEmulator:
                 raise FieldUpdateError(
                     "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record"
                 )
-            self.store.patch(canonical, str(record_id), fields)
+            with self.store.lock:
+                updated = self.store.patch(canonical, str(record_id), fields)
+                self._publish_update(updated, fields)
         except FieldUpdateError as exc:
             return {"id": record_id, "success": False, "errors": [exc.as_error()]}
         return {"id": record_id, "success": True, "errors": []}
@@ -830,6 +1002,21 @@ class SalesforceEmulator:
                     data["sobject"], data["id"], data.get("fields", {}), data.get("SystemModstamp")
                 )
                 return _json(200, record)
+            if method == "POST" and action in ("delete", "undelete"):
+                change = self.delete_record if action == "delete" else self.undelete_record
+                return _json(200, change(data["sobject"], data["id"]))
+            if method == "POST" and action == "pubsub/fault":
+                params = {k: v for k, v in data.items() if k != "kind"}
+                return _json(200, {"affected": self.pubsub_fault(str(data["kind"]), **params)})
+            if method == "POST" and action == "pubsub/gap":
+                ids = [str(i) for i in data["ids"]]
+                self.publish_gap(data["sobject"], ids, str(data.get("change_type", "GAP_UPDATE")))
+                return _json(200, {"published": len(ids)})
+            if method == "POST" and action == "pubsub/publish":
+                self.publish_platform_event(str(data["topic"]), data.get("fields", {}))
+                return _json(200, {"published": 1})
+            if method == "GET" and action == "pubsub/status":
+                return _json(200, self.pubsub_status())
             if method == "POST" and action == "expire-sessions":
                 self.expire_sessions()
                 return _json(200, {"expired": True})
@@ -850,9 +1037,6 @@ class SalesforceEmulator:
                 specs = data.get("fields", [])
                 declared = [self.declare_field(str(spec)) for spec in specs]
                 return _json(200, {"declared": [f"{f.sobject}.{f.name}" for f in declared]})
-            if method == "POST" and action == "delete":
-                self.delete_record(data["sobject"], data["id"])
-                return _json(200, {"deleted": data["id"]})
             if method == "POST" and action == "lock-rows":
                 self.lock_rows(data.get("ids", []), int(data.get("count", 0)))
                 return _json(200, {"locked": True})

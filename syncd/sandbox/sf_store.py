@@ -385,11 +385,7 @@ class RecordStore:
 
     def delete(self, sobject: str, record_id: str) -> None:
         """Move a record to the recycle bin: ``IsDeleted`` true, gone from ``query``."""
-        with self.lock:
-            current = self.get(sobject, record_id)
-            if current is None:
-                raise KeyError(record_id)
-            self._put({**current, "IsDeleted": True, "SystemModstamp": now_ms()})
+        self.set_deleted(sobject, record_id, True)
 
     def patch(self, sobject: str, record_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """An API user's update: checked as Salesforce checks it, else :class:`FieldUpdateError`."""
@@ -448,6 +444,18 @@ class RecordStore:
                     f"{info.name}: bad value for restricted picklist field: {value}",
                     [info.name],
                 )
+
+    def set_deleted(self, sobject: str, record_id: str, deleted: bool) -> dict[str, Any]:
+        """Move a record to the recycle bin (``IsDeleted``) or back, stamping it modified."""
+        with self.lock:
+            current = self.get(sobject, record_id)
+            if current is None:
+                raise KeyError(record_id)
+            stamp = now_ms()
+            changed = {**current, "IsDeleted": deleted}
+            changed["LastModifiedDate"] = changed["SystemModstamp"] = stamp
+            self._put(changed)
+            return changed
 
     # ------------------------------------------------------------------ internals
 

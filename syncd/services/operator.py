@@ -39,6 +39,9 @@ with a trailing ``Z``, ``null`` when unknown)::
                            "active": bool}|null,
                 "delivery_paused": bool,
                 "writeback": {"configured": bool, "pending", "done", "failed"}|null,
+                "stream": {"mode": "stream"|"poll", "topic", "replay_stored": bool,
+                           "replay_at", "last_event_at", "replay_resets": n,
+                           "updated_at"}|null,
                 "agents": [{"agent", "configured": bool, "queued", "due", "waiting",
                             "sending", "paused": bool,
                             "last_batch": {"id", "created_at", "finished_at",
@@ -70,7 +73,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters import operator_pauses, recheck_store, writeback_store
+from syncd.adapters import operator_pauses, recheck_store, stream_store, writeback_store
 from syncd.adapters import operator_queries as q
 from syncd.adapters.operator_pauses import SCOPE_SYNC
 from syncd.adapters.orm import (
@@ -279,6 +282,7 @@ class SyncStatus:
     delivery_paused: bool = False
     waiting_for_calling_hours: int = 0
     writeback: WritebackStatus | None = None
+    stream: StreamView | None = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,19 @@ class OperatorPauseView:
     reason: str
     paused_by: str
     paused_at: datetime
+
+
+@dataclass(frozen=True)
+class StreamView:
+    """A streamed sync's stored resume point (live connection state: /readyz, metrics)."""
+
+    mode: str
+    topic: str | None
+    replay_stored: bool
+    replay_at: datetime | None
+    last_event_at: datetime | None
+    replay_resets: int
+    updated_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -368,6 +385,7 @@ class _StatusRows:
     holds: list[OperatorPauseView]
     calling_hours: dict[str, int]
     writebacks: dict[tuple[str, str], int]
+    streams: dict[str, stream_store.StreamPosition]
 
 
 def _read_status_rows(session_factory: sessionmaker[Session], at: datetime) -> _StatusRows:
@@ -389,6 +407,7 @@ def _read_status_rows(session_factory: sessionmaker[Session], at: datetime) -> _
             ],
             calling_hours=q.waiting_for_calling_hours(session, at),
             writebacks=writeback_store.counts(session),
+            streams=stream_store.all_positions(session),
         )
 
 
@@ -468,6 +487,23 @@ def _sync_status(
         delivery_paused=(SCOPE_SYNC, name) in held,
         waiting_for_calling_hours=rows.calling_hours.get(name, 0),
         writeback=_writeback_status(name, sync_config, rows.writebacks),
+        stream=_stream_view(sync_config, rows.streams.get(name)),
+    )
+
+
+def _stream_view(
+    sync: SyncConfig | None, position: stream_store.StreamPosition | None
+) -> StreamView | None:
+    if position is None and (sync is None or not sync.streamed):
+        return None
+    return StreamView(
+        mode="stream" if sync is not None and sync.streamed else "poll",
+        topic=position.topic if position else (sync.topic if sync else None),
+        replay_stored=position is not None and position.replay_id is not None,
+        replay_at=position.replay_at if position else None,
+        last_event_at=position.last_event_at if position else None,
+        replay_resets=position.replay_resets if position else 0,
+        updated_at=position.updated_at if position else None,
     )
 
 

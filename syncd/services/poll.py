@@ -345,6 +345,9 @@ class _Poller:
         self.holding: bool | None = None  # decided at the first page
         self.new_ids: list[str] | None = []  # this poll's new leads ready to call, while few
         self.complete = False
+        # Set by the stream's entry points (end of module): a given window (and then
+        # ``advances_watermark`` False: the poll watermark stays where polls left it).
+        self.fixed_window: PollWindow | None = None
 
     def configured_start(self) -> datetime:
         start = self.sync.start_at
@@ -367,7 +370,7 @@ class _Poller:
             self.result.error = state.pause_reason
             self.record_run(None)
             return self.result
-        window = plan_window(
+        window = self.fixed_window or plan_window(
             start_at=state.start_at,
             watermark=state.watermark,
             lookback=self.sync.lookback,
@@ -907,3 +910,69 @@ def backfill_sync(
         if value and not dry_run:
             RECORDS_POLLED.labels(sync=sync.name, result=name).inc(value)
     return result
+
+
+# --------------------------------------------------------------------------- for the stream
+
+
+def apply_records(
+    session_factory: sessionmaker[Session],
+    sync: SyncConfig,
+    records: list[dict[str, Any]],
+    *,
+    now: Callable[[], datetime] = utcnow,
+) -> PollResult:
+    """Run records read outside a poll (the stream's reads) through a poll's page work.
+
+    The same mapping, rules and outbox writes as one page of a poll, in one
+    transaction; the poll watermark stays where polls left it. Raises what the
+    page raises (database errors) for the caller to retry.
+    """
+    poller = _Poller(
+        session_factory, _NO_SOURCE, sync, now, False, None, 100, timedelta(minutes=15)
+    )
+    poller.advances_watermark = False
+    at = now()
+    poller.apply(records, PollWindow(at, at))
+    return poller.result
+
+
+def poll_range(
+    session_factory: sessionmaker[Session],
+    source: RecordSource,
+    sync: SyncConfig,
+    start: datetime,
+    end: datetime,
+    *,
+    now: Callable[[], datetime] = utcnow,
+    stop: threading.Event | None = None,
+    max_api_usage_percent: int = 80,
+    limit_pause: timedelta = timedelta(minutes=15),
+) -> PollResult:
+    """A reconciliation poll of the cursor range ``[start, end)``; the watermark stays.
+
+    Like :func:`poll_sync` (a poll_runs row, pauses, never raises), but over a
+    given window: the stream uses it to recover the events it could not replay.
+    """
+    started = time.monotonic()
+    poller = _Poller(
+        session_factory, source, sync, now, False, stop, max_api_usage_percent, limit_pause
+    )
+    poller.fixed_window = PollWindow(start, max(start, end))
+    poller.advances_watermark = False
+    result = poller.run()
+    result.duration_seconds = time.monotonic() - started
+    return result
+
+
+class _NoSource:
+    """The source of :func:`apply_records`: records arrive already read."""
+
+    def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
+        return iter(())
+
+    def api_usage(self) -> tuple[int, int] | None:
+        return None
+
+
+_NO_SOURCE = _NoSource()

@@ -254,6 +254,7 @@ class Harness:
                 },
                 "login_url": self.salesforce.url,
                 "ca_bundle": str(self.salesforce.ca_file),
+                "pubsub_url": self.salesforce.pubsub_address,
             },
             "simz": simz,
             "syncs": [sync],

@@ -36,6 +36,8 @@ STATES = (
     "held",
 )
 ADDED_DURING_RUN = 5
+#: The record created once the stream is open, at the end of the run.
+STREAMED_DURING_RUN = 1
 
 
 @dataclass
@@ -144,7 +146,7 @@ class TestDemoSummary:
         """Every record ends in a final state; invalid and skipped are exactly the seeded ones."""
         states = demo_run.states()
         invalid, skipped = expected_held_back(200)
-        assert sum(states.values()) == 200 + ADDED_DURING_RUN
+        assert sum(states.values()) == 200 + ADDED_DURING_RUN + STREAMED_DURING_RUN
         assert states["queued"] == 0 and states["sending"] == 0
         assert states["invalid"] == invalid
         assert states["skipped"] == skipped
@@ -167,6 +169,13 @@ class TestDemoSummary:
         )
         assert "start_at: now" in demo_run.stdout
         assert "none of them twice" in demo_run.stdout
+
+    def test_streamed_record_reaches_simz(self, demo_run: DemoRun) -> None:
+        """The record created once the stream is open is reported as reaching SimZ."""
+        assert "opening the Pub/Sub stream (/data/LeadChangeEvent" in demo_run.stdout
+        assert re.search(
+            r"stream: it reached SimZ \d+\.\d\d s after it was created", demo_run.stdout
+        )
 
     def test_prints_the_commands_to_explore(self, demo_run: DemoRun) -> None:
         """The summary names the kept config in status, leads and requeue commands."""
@@ -231,6 +240,6 @@ class TestDemoOptions:
         run = run_demo(tmp_path, "--no-keep", "--quiet", "--leads", "30")
         assert run.result.returncode == 0, run.stdout + run.result.stderr
         assert "poll 1" not in run.stdout
-        assert f"({30 + ADDED_DURING_RUN} records" in run.stdout
+        assert f"({30 + ADDED_DURING_RUN + STREAMED_DURING_RUN} records" in run.stdout
         assert "folder was removed" in run.stdout
         assert os.listdir(run.tmp) == []

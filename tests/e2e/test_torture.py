@@ -29,3 +29,14 @@ class TestCrashTorture:
         assert report.duplicates == 0
         assert report.problems == [], report.summary()
         assert sum(report.leads_by_state.values()) == settings.records
+
+    def test_stream_mode_guarantees_hold(self, tmp_path: Path, simz_emulator: SimzEmulator) -> None:
+        """The same checks with the sync in stream mode, under Pub/Sub faults too."""
+        settings = TortureSettings.from_env(kills=3, records=200)
+        settings.stream = True
+        report = run_torture(tmp_path, simz_emulator, settings)
+        print("\n" + report.summary())
+        assert report.kills == settings.kills
+        assert report.duplicates == 0
+        assert report.problems == [], report.summary()
+        assert sum(report.leads_by_state.values()) == settings.records

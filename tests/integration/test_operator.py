@@ -198,9 +198,10 @@ class TestStatus:
             "name", "configured", "enabled", "start_at", "configured_start_at", "watermark",
             "last_poll", "last_successful_poll_at", "last_error", "paused", "paused_until",
             "pause_reason", "states", "agents", "leader", "delivery_paused",
-            "waiting_for_calling_hours", "writeback",
+            "waiting_for_calling_hours", "writeback", "stream",
         }  # fmt: skip
         assert web["writeback"] is None  # no write-back configured, no rows
+        assert web["stream"] is None  # a polled sync with no stream state
         assert web["configured_start_at"] == "now"
         assert body["syncs"][1]["configured_start_at"] == "2024-01-01T00:00:00.000Z"
         assert web["agents"][0]["last_batch"]["simz_batch_id"] == "simz-b-1"

@@ -476,6 +476,8 @@ class TestCli:
             assert process.stdout is not None
             url = process.stdout.readline().split(" on ")[-1].strip()
             ca_file = process.stdout.readline().split(": ", 1)[-1].strip()
+            pubsub = process.stdout.readline().split(" on ")[-1].strip()
+            assert pubsub.startswith("127.0.0.1:") and not pubsub.endswith(":0")
             assert url.startswith("https://127.0.0.1:")
             assert Path(ca_file) == tmp_path / "certs" / "ca.pem"
             session = requests.Session()

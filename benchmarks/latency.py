@@ -1,0 +1,249 @@
+"""Latency from a new Salesforce record to SimZ: stream mode against poll mode.
+
+For each mode a fresh ``syncd run`` (a subprocess, SQLite) runs against the
+Salesforce emulator (HTTPS and the Pub/Sub API over gRPC/TLS) and the SimZ
+emulator, both in this process. Records are created at a steady rate; for each
+one the latency is the time from the create call returning to the SimZ
+emulator receiving the lead. Salesforce REST API calls (queries, logins are
+not counted) are measured over the run and scaled to an hour.
+
+Modes (delivery at its defaults: a 5 s tick, woken within 100 ms when leads
+are queued):
+
+* ``stream``   -- ``source.mode: stream`` (reconcile poll every 10 min);
+* ``poll``     -- polling with the defaults (every 60 s, lag 15 s);
+* ``poll-5s``  -- polling every 5 s (lag 15 s).
+
+Targets: stream p99 <= 1.5 s and p50 <= 0.5 s; poll p99 <= every + lag + 1.5 s.
+
+Usage::
+
+    .venv/bin/python benchmarks/latency.py            # 20 records/s for 60 s per mode
+    .venv/bin/python benchmarks/latency.py --quick    # 10 records/s for 15 s per mode
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from syncd.sandbox.salesforce import SalesforceEmulator
+from syncd.sandbox.simz import SimzEmulator
+
+API_KEY = "latency-key"
+AGENT = "agt_latency"
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    source: dict[str, Any]
+    every: float  # the poll interval, seconds
+    lag: float
+
+    @property
+    def target(self) -> list[tuple[str, str, float]]:
+        """(what, percentile key, limit in seconds)."""
+        if self.source.get("mode") == "stream":
+            return [("p99", "p99", 1.5), ("p50", "p50", 0.5)]
+        return [("p99", "p99", self.every + self.lag + 1.5)]
+
+
+MODES = [
+    Mode("stream", {"mode": "stream"}, 600.0, 15.0),
+    Mode("poll", {"mode": "poll"}, 60.0, 15.0),
+    Mode("poll-5s", {"mode": "poll"}, 5.0, 15.0),
+]
+
+
+@dataclass
+class Outcome:
+    mode: Mode
+    latencies: list[float]
+    created: int
+    api_calls_per_hour: float
+    lost: int
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return math.inf
+        index = min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))
+        return ordered[index]
+
+    def line(self) -> str:
+        return (
+            f"latency: mode={self.mode.name} p50={self.percentile(0.50):.2f}s "
+            f"p95={self.percentile(0.95):.2f}s p99={self.percentile(0.99):.2f}s "
+            f"max={self.percentile(1.0):.2f}s api_calls_per_hour={round(self.api_calls_per_hour)}"
+        )
+
+
+def lead(n: int) -> dict[str, Any]:
+    """A valid Lead with its own fictional US number."""
+    area = 201 + (n // 100) % 700
+    if area % 100 == 11 or area // 10 % 10 == 9:  # N11 and N9X are not area codes
+        area = 303
+    return {
+        "sobject": "Lead",
+        "FirstName": f"Lat{n}",
+        "LastName": "Bench",
+        "Company": "Acme",
+        "Phone": f"+1 {area} 555 {n % 10000:04d}",
+    }
+
+
+def config(tmp: Path, sf: SalesforceEmulator, simz: SimzEmulator, mode: Mode) -> Path:
+    sync: dict[str, Any] = {
+        "name": "latency",
+        "object": "Lead",
+        "schedule": {"every": f"{int(mode.every)}s"},
+        "start_at": "now",
+        "agent": AGENT,
+        "source": mode.source,
+        "mapping": {"phoneNumber": "Phone", "firstName": "FirstName", "lastName": "LastName"},
+        "rules": {"duplicate_phone_window": "0s"},
+    }
+    document = {
+        "database": {"url": f"sqlite:///{tmp / 'syncd.db'}"},
+        "salesforce": {
+            "auth": {
+                "method": "password",
+                "username": sf.username,
+                "password": sf.password,
+                "security_token": sf.security_token,
+            },
+            "login_url": sf.url,
+            "ca_bundle": str(sf.ca_file),
+            "pubsub_url": sf.pubsub_address,
+        },
+        "simz": {"base_url": simz.url, "api_key": API_KEY},
+        "syncs": [sync],
+        "observability": {"listen": "127.0.0.1:0", "log_format": "json", "log_level": "info"},
+        "daemon": {"shutdown_grace": "10s"},
+    }
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
+    return path
+
+
+def wait_for_log(log: Path, event: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"syncd exited with {process.returncode}: {log.read_text()[-2000:]}")
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                if json.loads(line).get("event") == event:
+                    return
+            except ValueError:
+                continue
+        time.sleep(0.1)
+    raise RuntimeError(f"no {event!r} within {timeout:.0f}s: {log.read_text()[-2000:]}")
+
+
+def measure(mode: Mode, rate: float, seconds: float, offset: int) -> Outcome:
+    """One mode: a fresh daemon, records at ``rate`` per second for ``seconds``."""
+    with tempfile.TemporaryDirectory(prefix=f"syncd-latency-{mode.name}-") as folder:
+        tmp = Path(folder)
+        sf = SalesforceEmulator(cert_dir=tmp / "sf-certs")
+        sf.start()
+        simz = SimzEmulator(api_key=API_KEY, agents=[AGENT])
+        simz.start()
+        log = tmp / "syncd.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCD_", "SF_", "SIMZ_"))}
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "syncd", "run", "-c", str(config(tmp, sf, simz, mode))],
+                cwd=tmp,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_log(log, "syncd started", process, 60)
+            if mode.source.get("mode") == "stream":
+                wait_for_log(log, "stream connected", process, 60)
+            time.sleep(1.0)  # the first poll (at start) is done: its calls are not counted
+            calls_before, _ = sf.api_usage()
+            created: dict[str, float] = {}
+            started = time.monotonic()
+            count = int(rate * seconds)
+            for n in range(count):
+                due = started + n / rate
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                [record_id] = sf.add_records([lead(offset + n)])
+                created[record_id] = time.time()
+            patience = mode.every + mode.lag + 30.0
+            deadline = time.monotonic() + patience
+            while time.monotonic() < deadline:
+                if set(created) <= set(simz.received_counts()):
+                    break
+                time.sleep(0.2)
+            elapsed = time.monotonic() - started
+            calls_after, _ = sf.api_usage()
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            simz.stop()
+            sf.stop()
+        first_seen: dict[str, float] = {}
+        for entry in simz.received():
+            sf_id = entry.get("salesforceId")
+            if sf_id in created and sf_id not in first_seen:
+                first_seen[sf_id] = datetime.fromisoformat(entry["receivedAt"]).timestamp()
+        latencies = [first_seen[i] - created[i] for i in created if i in first_seen]
+        per_hour = (calls_after - calls_before) * 3600.0 / elapsed
+        return Outcome(mode, latencies, len(created), per_hour, len(created) - len(first_seen))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="10 records/s for 15 s per mode")
+    parser.add_argument("--rate", type=float, default=None, help="records per second")
+    parser.add_argument("--seconds", type=float, default=None, help="creation time per mode")
+    parser.add_argument("--modes", default=",".join(m.name for m in MODES))
+    args, _unknown = parser.parse_known_args(argv)  # `make bench` passes run.py's options too
+    rate = args.rate or (10.0 if args.quick else 20.0)
+    seconds = args.seconds or (15.0 if args.quick else 60.0)
+    wanted = [m for m in MODES if m.name in args.modes.split(",")]
+    outcomes = []
+    for number, mode in enumerate(wanted):
+        outcome = measure(mode, rate, seconds, offset=number * 10_000)
+        outcomes.append(outcome)
+        print(outcome.line(), flush=True)
+        if outcome.lost:
+            print(f"latency: mode={mode.name} LOST {outcome.lost} of {outcome.created}")
+    missed = 0
+    for outcome in outcomes:
+        for label, key, limit in outcome.mode.target:
+            value = outcome.percentile({"p50": 0.5, "p99": 0.99}[key])
+            verdict = "PASS" if value <= limit and not outcome.lost else "MISS"
+            missed += verdict == "MISS"
+            print(
+                f"target: mode={outcome.mode.name} {label} <= {limit:g}s: {verdict} ({value:.2f}s)"
+            )
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
