@@ -1,6 +1,6 @@
 """The floor syncd is compared with: read with simple-salesforce, POST with httpx, nothing else.
 
-DESIGN section 10: the same records read with ``query_all_iter`` and the same
+docs/performance.md#how-it-is-measured: the same records read with ``query_all_iter`` and the same
 batches POSTed with httpx, no database, no mapping beyond picking fields. It
 runs in its own process (``benchmarks/run.py`` starts it) so its wall time,
 CPU seconds and peak RSS are measured exactly like syncd's.

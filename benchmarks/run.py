@@ -1,4 +1,6 @@
-"""syncd benchmarks: throughput, cost per lead, memory, idle cost and API calls (DESIGN section 10).
+"""syncd benchmarks: throughput, cost per lead, memory, idle cost and API calls.
+
+Method: docs/performance.md#how-it-is-measured.
 
 Every program measured runs in its own process: the Salesforce and SimZ
 emulators (``syncd sandbox salesforce|simz``), syncd itself (``syncd once`` /
@@ -67,7 +69,7 @@ REQUESTS_PER_SECOND = 1000
 PAGE_SIZE = 2000
 TICK = os.sysconf("SC_CLK_TCK")
 
-# Targets (README "Performance").
+# Targets (docs/performance.md#targets).
 TARGET_LEADS_PER_S = 5000
 TARGET_RATIO = 2.0
 TARGET_RSS_MB = 150
@@ -797,7 +799,8 @@ def table(results: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Benchmark syncd against the emulators and a bare loop (DESIGN section 10)."
+        description="Benchmark syncd against the emulators and a bare loop "
+        "(method: docs/performance.md#how-it-is-measured)."
     )
     parser.add_argument(
         "--quick", action="store_true", help="1 run, 10,000 records only, 15 s idle"

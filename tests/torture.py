@@ -6,7 +6,7 @@ emulator's HTTPS control API (some of them later changed), random SimZ and
 Salesforce faults are switched on between kills, and the daemon is killed
 with SIGKILL at a random moment of each run and started again. At the end
 the faults are cleared, the daemon drains until idle and stops with SIGTERM,
-and :func:`check` proves the guarantees of DESIGN section 2 from the SimZ
+and :func:`check` proves the guarantees of docs/design.md#guarantees from the SimZ
 emulator's record and the database:
 
 * **never twice**: no ``salesforceId`` was received by SimZ more than once;

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models for the tables of DESIGN section 7.
+"""SQLAlchemy 2 models for the tables of docs/design.md#storage.
 
 Times are stored in UTC and always come back timezone-aware, on SQLite too.
 Migrations in ``migrations/`` must match these models; a test runs Alembic's

@@ -1,6 +1,6 @@
 """Build the body of one SimZ request from stored lead payloads and sync options.
 
-Pure code. The spec allows ``null`` for optional fields, but DESIGN section 5
+Pure code. The spec allows ``null`` for optional fields, but docs/design.md#requests
 asks for absent fields to be left out, and empty strings are sent as absent:
 nothing here ever emits ``null`` or ``""`` for an optional field.
 """

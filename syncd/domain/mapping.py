@@ -1,4 +1,4 @@
-"""Turn one Salesforce record into one SimZ lead (DESIGN section 6).
+"""Turn one Salesforce record into one SimZ lead (docs/design.md#mapping-and-safety-rules).
 
 Pure code: a :class:`Mapper` is built once per sync from its configuration and
 maps plain record dicts (as Salesforce's REST API returns them) to

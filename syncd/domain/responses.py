@@ -1,4 +1,4 @@
-"""Classify a SimZ answer into what happens to the leads of a batch (DESIGN section 5).
+"""Classify a SimZ answer into what happens to the leads of a batch (docs/design.md#simz-answers).
 
 Pure code: status code and body bytes in, a :class:`Classified` decision out.
 The delivery service applies the decision to the database; nothing here knows

@@ -1,4 +1,4 @@
-"""Safety rules that hold a mapped lead back (DESIGN section 6).
+"""Safety rules that hold a mapped lead back (docs/design.md#mapping-and-safety-rules).
 
 Pure code. The caller gathers the inputs (the mapped leads of one page, and
 which agent/number pairs were sent or queued recently) and these functions

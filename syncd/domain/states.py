@@ -1,4 +1,4 @@
-"""Lead states and the transitions allowed between them (DESIGN section 4).
+"""Lead states and the transitions allowed between them (docs/design.md#lead-states).
 
 Pure code: no I/O. Every state change in the database goes through
 :func:`check_transition`, so an illegal move (say ``accepted`` back to

@@ -1,4 +1,4 @@
-"""Plan the time window of one poll (DESIGN section 3).
+"""Plan the time window of one poll (docs/design.md#polling-salesforce).
 
 Pure code. The window is ``[from, to)`` on the cursor field: ``from`` starts a
 lookback behind the watermark so rows committed late with an older timestamp

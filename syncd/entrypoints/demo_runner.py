@@ -27,7 +27,7 @@ and they are only useful while that folder exists. ``--no-keep`` removes it.
 
 The seeded records are stamped a few minutes in the past and the demo's sync
 starts ten minutes back, so its first poll finds them. A real sync defaults to
-``start_at: now`` (DESIGN section 2.4) and never dials an org's history.
+``start_at: now`` (docs/design.md#safe-first-start) and never dials an org's history.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Deliver queued leads to SimZ: claim, POST, record, crash-safe (DESIGN sections 2, 4, 5).
+"""Deliver queued leads to SimZ: claim, POST, record, crash-safe.
+
+The rules: docs/design.md#guarantees, #lead-states and #simz-answers.
 
 The order of events for one batch is the whole safety argument:
 

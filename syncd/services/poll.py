@@ -1,4 +1,6 @@
-"""The poll use case: Salesforce records in, leads in the outbox (DESIGN sections 3, 6).
+"""The poll use case: Salesforce records in, leads in the outbox.
+
+The rules: docs/design.md#polling-salesforce and #mapping-and-safety-rules.
 
 One poll of one sync: plan the window from the saved watermark, run the
 query, and for every page in ONE transaction upsert the page's leads and move

@@ -1,7 +1,7 @@
 """End-to-end: ``syncd demo`` in a subprocess, its summary, and the database it leaves.
 
 The expected ``invalid`` and ``skipped`` counts are worked out here from the
-seeded records with ``phonenumbers`` and the rules as DESIGN section 6 states
+seeded records with ``phonenumbers`` and the rules as docs/design.md#mapping-and-safety-rules states
 them (an unusable phone is invalid; DoNotCall is skipped; a number already
 queued for the same agent is skipped), independently of syncd's own code.
 """

@@ -4,7 +4,7 @@ Every row runs through the real ``syncd run`` subprocess against both
 emulators and asserts what the operator can see: the lead's state and audit
 trail (``syncd leads --json --history``), the log event (the daemon's JSON
 lines, matched by batch id), the metric (``/metrics``, as a delta over the
-row) and readiness (``/readyz``). README "Fault matrix" is this table.
+row) and readiness (``/readyz``). docs/fault-matrix.md is this table.
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ SIMZ_ROWS = [
 
 class TestSimzAnswers:
     def test_each_answer_end_to_end(self, harness: Harness) -> None:
-        """Each SimZ answer of DESIGN section 5 gives its lead state, log, metric, readiness."""
+        """Each SimZ answer (docs/design.md#simz-answers): its lead state, log, metric, /readyz."""
         daemon = harness.start()
         harness.wait_until(lambda: harness.successful_polls() >= 1, "a first poll")
         seen: list[str] = []

@@ -1,6 +1,6 @@
 """Delivery over real HTTP against the SimZ emulator, on SQLite and PostgreSQL.
 
-One test (at least) per row of DESIGN section 5, asserting the leads' states,
+One test (at least) per row of docs/design.md#simz-answers, asserting the leads' states,
 the batch rows and the pauses; plus crash recovery, stop handling and the
 "uncertain is never resent" promise.
 """

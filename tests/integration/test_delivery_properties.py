@@ -3,7 +3,7 @@
 A hypothesis state machine drives the real delivery engine against the SimZ
 emulator over HTTP, with a SQLite file. Whatever SimZ answers and wherever
 the process dies, SimZ must never receive a Salesforce Id twice, and every
-lead must end in exactly one state of DESIGN section 4 that agrees with what
+lead must end in exactly one state of docs/design.md#lead-states that agrees with what
 SimZ actually received.
 """
 

@@ -1,6 +1,6 @@
 """Property tests for polling: random records, late commits, updates and poll timings.
 
-The property (DESIGN section 3, guarantees 1, 2 and 5): every record a poll
+The property (docs/design.md#polling-salesforce, guarantees 1, 2 and 5): every record a poll
 window returns ends up as exactly one lead, queued once (one transition),
 carrying the data of the last version read; and every record whose final
 cursor value is at most ``lag + lookback`` behind its commit is seen.

@@ -1,4 +1,4 @@
-"""Classifying SimZ answers: every row of DESIGN section 5 as plain values."""
+"""Classifying SimZ answers: every row of docs/design.md#simz-answers as plain values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The lead state machine of DESIGN section 4."""
+"""The lead state machine of docs/design.md#lead-states."""
 
 import pytest
 
