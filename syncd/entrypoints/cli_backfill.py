@@ -32,7 +32,7 @@ from syncd.entrypoints.cli_common import (
     setup,
 )
 from syncd.entrypoints.cli_operator import IsoTime, _actor
-from syncd.entrypoints.cli_text import echo
+from syncd.entrypoints.cli_text import echo, secho
 from syncd.logs import get_logger
 
 if TYPE_CHECKING:
@@ -127,8 +127,33 @@ def _report(
         f"{result.pages} page(s), {result.fetched} record(s): new {result.new} "
         f"({verb} {result.queued}, skipped {result.skipped}, invalid {result.invalid}), "
         f"known {result.unchanged}, updated {result.updated}"
+        + (
+            f"; HELD {result.held} by the blast-radius guard (syncd release --sync {result.sync})"
+            if result.held
+            else ""
+        )
         + (f"; {result.error}" if result.error else "")
     )
+
+
+def _confirm_release(sync: SyncConfig, total: int | None) -> None:
+    """Ask before a backfill may queue more than the guard allows; exit 1 without a yes."""
+    many = f"up to {total}" if total is not None else "an unknown number of"
+    secho(
+        f"WARNING: --release queues every new lead of this backfill ({many} record(s)); "
+        "SimZ will call each of them once.",
+        err=True,
+        fg="red",
+        bold=True,
+    )
+    try:
+        confirmed = click.confirm(
+            f"Backfill sync {sync.name} without the blast-radius guard?", default=False, err=True
+        )
+    except click.Abort:
+        fail("no confirmation on stdin; rerun with --yes to release without asking")
+    if not confirmed:
+        fail("not confirmed; nothing was read")
 
 
 def _reader(runtime: Runtime, config: Config, sync: SyncConfig, total: int | None) -> RecordSource:
@@ -181,6 +206,13 @@ def _stop_on_signals(stop: threading.Event) -> None:
     "--reason", default=DEFAULT_REASON, show_default=True, help="Why, for the audit trail."
 )
 @click.option("--by", "actor", default=None, metavar="NAME", help="Who (default: your OS user).")
+@click.option(
+    "--release",
+    is_flag=True,
+    help="Queue every new lead even above the sync's blast-radius guard (asks for "
+    "confirmation; without it, a backfill over the limit holds its leads for `syncd release`).",
+)
+@click.option("--yes", "-y", is_flag=True, help="With --release: do not ask for confirmation.")
 @click.pass_context
 def backfill(
     ctx: click.Context,
@@ -191,6 +223,8 @@ def backfill(
     dry_run: bool,
     reason: str,
     actor: str | None,
+    release: bool,
+    yes: bool,
 ) -> None:
     """Read a past range of a sync's records and queue the new ones, once each.
 
@@ -206,6 +240,11 @@ def backfill(
     otherwise one log line per page. Ctrl-C stops after the current page.
     Exits 1 if Salesforce or the database failed, or Salesforce's API limits
     stopped it (polling is not paused by a backfill).
+
+    The sync's blast-radius guard applies: a backfill that finds more new
+    leads than the sync's limit holds them all (`syncd release` or `syncd
+    discard` settles them). --release queues them instead, after a
+    confirmation (--yes skips it).
     """
     from syncd.bootstrap import bootstrap
     from syncd.services.poll import backfill_sync
@@ -229,8 +268,10 @@ def backfill(
             f"{total if total is not None else 'unknown number of'} record(s)",
             err=True,
         )
+        if release and not dry_run and not yes:
+            _confirm_release(sync, total)
         if not dry_run:
-            _audit(runtime, sync, window, who, reason)
+            _audit(runtime, sync, window, who, reason + (" (--release)" if release else ""))
         _stop_on_signals(stop)
         progress = Progress(sync.name, total, sys.stderr.isatty())
         result = backfill_sync(
@@ -243,6 +284,7 @@ def backfill(
             stop=stop,
             max_api_usage_percent=config.salesforce.max_api_usage_percent,
             on_page=progress,
+            guarded=not release,
         )
         progress.done()
     except SQLAlchemyError as exc:

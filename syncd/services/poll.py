@@ -845,16 +845,19 @@ class _Backfill(_Poller):
         *args: Any,
         window: PollWindow,
         on_page: Callable[[PollResult], None] | None,
+        guarded: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.window = window
         self.on_page = on_page
+        self.guarded = guarded
 
     def run(self) -> PollResult:
         self.result.window_from, self.result.window_to = self.window.start, self.window.end
-        # The blast-radius guard applies to a backfill as to a poll.
-        self.limit = self.result.limit = self.guard_limit()
+        # The blast-radius guard applies to a backfill as to a poll, unless the
+        # operator confirmed ``syncd backfill --release``.
+        self.limit = self.result.limit = self.guard_limit() if self.guarded else None
         if self.limit is None:
             self.new_ids = None
         self.read_safely(self.window)
@@ -883,8 +886,13 @@ def backfill_sync(
     stop: threading.Event | None = None,
     max_api_usage_percent: int = 80,
     on_page: Callable[[PollResult], None] | None = None,
+    guarded: bool = True,
 ) -> PollResult:
     """Read ``window`` of ``sync`` through the poll path, without moving its watermark.
+
+    The sync's blast-radius guard holds the new leads of a backfill that finds more
+    than its limit, as for a poll; ``guarded=False`` (an operator's confirmed
+    ``--release``) queues them all.
 
     Each page commits on its own, so a backfill stopped or killed part way can
     simply be run again: records already read are known and skipped. Status
@@ -904,6 +912,7 @@ def backfill_sync(
         timedelta(0),
         window=window,
         on_page=on_page,
+        guarded=guarded,
     )
     result = backfill.run()
     result.duration_seconds = time.monotonic() - started

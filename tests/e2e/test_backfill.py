@@ -186,6 +186,59 @@ class TestBulk:
         assert daemon.stop() == 0, daemon.output()
 
 
+class TestGuard:
+    @pytest.fixture
+    def guarded(self, harness: Harness) -> Harness:
+        config = harness.config(sync={"start_at": START_AT, "guard": {"max_new_per_poll": 20}})
+        config["salesforce"]["page_size"] = 200
+        harness.write_config(**config)
+        return harness
+
+    def test_backfill_over_the_limit_holds_then_release_sends_each_once(
+        self, guarded: Harness
+    ) -> None:
+        """More new leads than the guard allows: all held, nothing sent; release sends each once."""
+        guarded.salesforce.add_records(old_records(50))
+        daemon = guarded.start()
+        line = summary(backfill(guarded, "--since", "2023-01-01", "--until", START_AT))
+        assert "HELD 50 by the blast-radius guard" in line
+        polls = guarded.successful_polls()
+        guarded.wait_until(lambda: guarded.successful_polls() >= polls + 2, "two more polls")
+        assert guarded.count_state("held") == 50
+        assert guarded.simz.received_counts() == {}
+        released = subprocess.run(
+            [*command(guarded)[:3], "release", "-c", str(guarded.config_path), "--sync=web", "-y"],
+            cwd=guarded.tmp,
+            env=clean_env(USER="opuser"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert released.returncode == 0, released.stderr
+        all_sent_once(guarded, 50)
+        assert daemon.stop() == 0, daemon.output()
+
+    def test_release_flag_asks_then_queues_above_the_limit(self, guarded: Harness) -> None:
+        """--release without a yes on stdin refuses and reads nothing; with --yes all go once."""
+        guarded.salesforce.add_records(old_records(50))
+        daemon = guarded.start()
+        refused = backfill(guarded, "--since", "2023-01-01", "--until", START_AT, "--release")
+        assert refused.returncode == 1
+        assert "rerun with --yes" in refused.stderr and "Traceback" not in refused.stderr
+        assert guarded.lead_states() == {}
+        line = summary(
+            backfill(guarded, "--since", "2023-01-01", "--until", START_AT, "--release", "--yes")
+        )
+        assert "new 50 (queued 50," in line and "HELD" not in line
+        all_sent_once(guarded, 50)
+        assert (
+            guarded.query("SELECT reason FROM operator_actions ORDER BY id")[-1][0]
+            == "backfill (--release)"
+        )
+        assert daemon.stop() == 0, daemon.output()
+
+
 class TestRefusals:
     def test_empty_range_and_unknown_sync(self, harness: Harness) -> None:
         """An empty range or an unknown sync is one line and exit 2."""

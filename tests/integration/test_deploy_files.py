@@ -247,6 +247,9 @@ class TestRulesAndDashboard:
             "SyncdPollErrors",
             "SyncdNoLeader",
             "SyncdQueueOld",
+            "SyncdHeldLeads",
+            "SyncdStreamDisconnected",
+            "SyncdWritebackFailures",
         ):
             assert rules[name]["labels"]["severity"] in ("info", "warning", "critical")
             assert rules[name]["annotations"]["summary"]
