@@ -13,6 +13,7 @@ import click
 
 from syncd.adapters.operator_pauses import SCOPE_AGENT, SCOPE_SYNC, Hold
 from syncd.config import Config
+from syncd.config.loader import DATABASE_ONLY
 from syncd.entrypoints.cli_common import EXIT_CONFIG, config_option, fail, load_or_exit
 from syncd.entrypoints.cli_operator import _actor, _query, _setup, _when, database
 from syncd.entrypoints.cli_text import echo
@@ -96,7 +97,7 @@ def pause(
       syncd pause --agent agt_7 --reason "agent on holiday"
     """
     scope, name = _target(sync, agent)
-    config = load_or_exit(config_path)
+    config = load_or_exit(config_path, uses=DATABASE_ONLY)
     _setup(ctx, config)
     _known(config, scope, name)
     if not reason.strip():
@@ -139,7 +140,7 @@ def resume(
     configuration can still be resumed, to clear a leftover pause.
     """
     scope, name = _target(sync, agent)
-    config = load_or_exit(config_path)
+    config = load_or_exit(config_path, uses=DATABASE_ONLY)
     _setup(ctx, config)
     who = (actor or _actor()).strip() or "unknown"
     with database(config) as session_factory:
