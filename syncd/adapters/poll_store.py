@@ -8,6 +8,8 @@ whose lead delivery already had, one executemany UPDATE plus one executemany
 INSERT of their audit notes (:func:`record_changes`); and, only for a sync that
 writes invalid, skipped or held leads back, one INSERT ... SELECT of their
 write-backs (:mod:`syncd.adapters.writeback_store`).
+The page's values (:class:`NewLead`, :class:`LeadChange`, :class:`RecordChange`)
+are the domain's (:mod:`syncd.domain.page_plan`); this module turns them into rows.
 Every function takes the caller's :class:`Session`; the caller owns the
 transaction (one per page), so a page's leads and the watermark commit together.
 
@@ -45,6 +47,7 @@ from sqlalchemy.orm import Session
 
 from syncd.adapters import writeback_store
 from syncd.adapters.orm import Lead, LeadTransition, PollRun, SyncState
+from syncd.domain.page_plan import ExistingLead, LeadChange, NewLead, RecordChange
 from syncd.domain.rules import HOLDS_NUMBER, AgentPhone
 from syncd.domain.states import REEVALUATED_ON_CHANGE, LeadState, check_transition
 
@@ -180,13 +183,6 @@ def finish_poll_run(session: Session, run_id: int, **values: Any) -> None:
 # --------------------------------------------------------------------------- leads
 
 
-@dataclass(frozen=True)
-class ExistingLead:
-    id: int
-    state: str
-    record_hash: str
-
-
 def existing_leads(
     session: Session, sync_name: str, salesforce_ids: Sequence[str], *, lock: bool
 ) -> dict[str, ExistingLead]:
@@ -283,55 +279,6 @@ def refresh_statistics(session: Session) -> bool:
     session.execute(text("ANALYZE leads"))
     session.execute(text("ANALYZE lead_transitions"))
     return True
-
-
-@dataclass(frozen=True)
-class NewLead:
-    salesforce_id: str
-    agent_id: str | None
-    state: str
-    payload: dict[str, Any]
-    phone_e164: str | None
-    record_cursor: datetime
-    record_hash: str
-    note: str | None
-    do_not_call: bool = False
-    time_zone: str | None = None
-
-
-@dataclass(frozen=True)
-class LeadChange:
-    lead_id: int
-    from_state: str
-    agent_id: str | None
-    state: str
-    payload: dict[str, Any]
-    phone_e164: str | None
-    record_cursor: datetime
-    record_hash: str
-    note: str | None
-    do_not_call: bool = False
-    time_zone: str | None = None
-
-
-@dataclass(frozen=True)
-class RecordChange:
-    """A changed record whose lead delivery already had: stored, never resent by the poll.
-
-    ``payload`` is None for a lead that was sent or may have been (``sending``,
-    ``accepted``, ``uncertain``): its payload, number and agent stay what was sent,
-    since the duplicate-phone rule must keep seeing the number that was called.
-    """
-
-    lead_id: int
-    state: str
-    record_cursor: datetime
-    record_hash: str
-    do_not_call: bool
-    reason: str
-    agent_id: str | None = None
-    payload: dict[str, Any] | None = None
-    phone_e164: str | None = None
 
 
 #: The columns insert_leads writes, in the order of its SQLite rows.

@@ -5,7 +5,8 @@ Every command that reads the configuration takes ``-c/--config`` (default
 line per problem to stderr and exits with status 2, never a traceback.
 
 This module only assembles the group: each command lives in its own
-``cli_*`` module, and what they share lives in ``cli_common``.
+``cli_*`` module, and what they share lives in ``cli_common`` (the operator
+commands also share ``cli_operator_common``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from syncd.entrypoints.cli_backfill import backfill
 from syncd.entrypoints.cli_common import CONTEXT_SETTINGS
 from syncd.entrypoints.cli_config import check_config, config_schema
 from syncd.entrypoints.cli_demo import demo
+from syncd.entrypoints.cli_held import discard, release
+from syncd.entrypoints.cli_leads import leads
 from syncd.entrypoints.cli_migrate import migrate
 from syncd.entrypoints.cli_once import once
-from syncd.entrypoints.cli_operator import discard, leads, release, requeue, status, writeback
 from syncd.entrypoints.cli_pause import pause, resume
+from syncd.entrypoints.cli_requeue import requeue
 from syncd.entrypoints.cli_run import run
 from syncd.entrypoints.cli_sandbox import sandbox
+from syncd.entrypoints.cli_status import status
+from syncd.entrypoints.cli_writeback import writeback
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)

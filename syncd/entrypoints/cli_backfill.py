@@ -31,7 +31,7 @@ from syncd.entrypoints.cli_common import (
     load_or_exit,
     setup,
 )
-from syncd.entrypoints.cli_operator import IsoTime, _actor
+from syncd.entrypoints.cli_operator_common import IsoTime, current_user
 from syncd.entrypoints.cli_text import echo, secho
 from syncd.logs import get_logger
 
@@ -261,7 +261,7 @@ def backfill(
     stop = threading.Event()
     try:
         window = _window(runtime, sync, since, until)
-        who = (actor or _actor()).strip() or "unknown"
+        who = (actor or current_user()).strip() or "unknown"
         total = _count(runtime, sync, window)
         echo(
             f"backfill {sync.name}{' (dry run)' if dry_run else ''}: {_range(window)}, "

@@ -15,7 +15,7 @@ from syncd.adapters.operator_pauses import SCOPE_AGENT, SCOPE_SYNC, Hold
 from syncd.config import Config
 from syncd.config.loader import DATABASE_ONLY
 from syncd.entrypoints.cli_common import EXIT_CONFIG, config_option, fail, load_or_exit
-from syncd.entrypoints.cli_operator import _actor, _query, _setup, _when, database
+from syncd.entrypoints.cli_operator_common import current_user, database, query, setup_logging, when
 from syncd.entrypoints.cli_text import echo
 from syncd.services import pausing
 
@@ -58,7 +58,7 @@ def _known(config: Config, scope: str, name: str) -> None:
 
 def _describe(hold: Hold) -> str:
     return (
-        f"{hold.scope} {hold.name} paused since {_when(hold.paused_at)} by {hold.paused_by}: "
+        f"{hold.scope} {hold.name} paused since {when(hold.paused_at)} by {hold.paused_by}: "
         f"{hold.reason}"
     )
 
@@ -98,13 +98,13 @@ def pause(
     """
     scope, name = _target(sync, agent)
     config = load_or_exit(config_path, uses=DATABASE_ONLY)
-    _setup(ctx, config)
+    setup_logging(ctx, config)
     _known(config, scope, name)
     if not reason.strip():
         fail("--reason must say why", EXIT_CONFIG)
-    who = (actor or _actor()).strip() or "unknown"
+    who = (actor or current_user()).strip() or "unknown"
     with database(config) as session_factory:
-        outcome = _query(
+        outcome = query(
             lambda: pausing.pause(session_factory, scope=scope, name=name, reason=reason, actor=who)
         )
     if outcome.created:
@@ -141,10 +141,10 @@ def resume(
     """
     scope, name = _target(sync, agent)
     config = load_or_exit(config_path, uses=DATABASE_ONLY)
-    _setup(ctx, config)
-    who = (actor or _actor()).strip() or "unknown"
+    setup_logging(ctx, config)
+    who = (actor or current_user()).strip() or "unknown"
     with database(config) as session_factory:
-        lifted = _query(
+        lifted = query(
             lambda: pausing.resume(
                 session_factory,
                 scope=scope,

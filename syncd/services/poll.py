@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -45,12 +45,19 @@ from syncd.adapters.number_locks import lock_numbers
 from syncd.adapters.orm import utcnow
 from syncd.adapters.salesforce import SalesforceLimitExceeded, SalesforceSourceError
 from syncd.config.models import SyncConfig
-from syncd.config.types import format_duration
 from syncd.domain.guard import GUARD_HISTORY, over_limit, poll_limit
 from syncd.domain.mapping import MappedLead, Mapper
-from syncd.domain.rules import AgentPhone, decide, do_not_call_note
+from syncd.domain.page_plan import (
+    ExistingLead,
+    PagePlan,
+    pairs_to_lock,
+    phones_to_check,
+    plan_page,
+    reevaluated_ids,
+)
+from syncd.domain.rules import AgentPhone
 from syncd.domain.soql import build_poll_query
-from syncd.domain.states import REEVALUATED_ON_CHANGE, LeadState, check_transition
+from syncd.domain.states import LeadState
 from syncd.domain.window import PollWindow, plan_window
 from syncd.logs import get_logger
 from syncd.metrics import (
@@ -66,7 +73,6 @@ log = get_logger(__name__)
 
 PollStatus = Literal["ok", "paused", "error"]
 HELD_NOTE = "held by the blast-radius guard"
-_REEVALUATED = frozenset(state.value for state in REEVALUATED_ON_CHANGE)
 _QUEUED = LeadState.QUEUED.value
 _HELD = LeadState.HELD.value
 #: Dry runs keep at most this many preview rows (the counts stay exact).
@@ -128,186 +134,6 @@ class PollResult:
         return self.status != "error"
 
 
-# --------------------------------------------------------------------------- page planning
-
-
-@dataclass
-class PagePlan:
-    """What one page turns into: rows to insert, rows to update, and counts."""
-
-    inserts: list[store.NewLead] = field(default_factory=list)
-    changes: list[store.LeadChange] = field(default_factory=list)
-    recorded: list[store.RecordChange] = field(default_factory=list)
-    unchanged: int = 0
-    watermark: datetime | None = None
-    #: Records whose cursor lies at or after the window's end (they leave the watermark alone).
-    beyond_window: int = 0
-    #: New or changed records whose DoNotCall value was not recognised.
-    unrecognised: list[str] = field(default_factory=list)
-    decided: list[tuple[MappedLead, LeadState, str | None, Literal["new", "updated"]]] = field(
-        default_factory=list
-    )
-
-
-def plan_page(
-    mapped: Sequence[MappedLead],
-    existing: dict[str, store.ExistingLead],
-    recent: set[AgentPhone],
-    sync: SyncConfig,
-    window_start: datetime,
-    window_end: datetime | None = None,
-) -> PagePlan:
-    """Decide, without I/O, what a page of mapped records does to the outbox.
-
-    A cursor at or after ``window_end`` (a record stamped in the future) is
-    processed like any other record but does not move the watermark: it would
-    otherwise carry the watermark past every record written from now on.
-    """
-    plan = PagePlan()
-    latest: dict[str, MappedLead] = {}
-    for lead in mapped:  # one Id twice in a page: the later read wins
-        if lead.salesforce_id:
-            latest[lead.salesforce_id] = lead
-        if lead.cursor is None:
-            continue
-        if window_end is not None and lead.cursor >= window_end:
-            plan.beyond_window += 1
-        elif plan.watermark is None or lead.cursor > plan.watermark:
-            plan.watermark = lead.cursor
-    candidates: list[MappedLead] = []
-    for lead in latest.values():
-        found = existing.get(lead.salesforce_id)
-        if found is not None and found.record_hash == lead.digest:
-            plan.unchanged += 1  # a re-read
-            continue
-        if lead.do_not_call_unrecognised is not None:
-            plan.unrecognised.append(lead.salesforce_id)
-        if found is not None and found.state not in _REEVALUATED:
-            # Delivery has it: keep the change (and the DoNotCall flag the gate and
-            # requeue read), never send it again from here.
-            plan.recorded.append(record_change(found, lead, lead.cursor or window_start, sync))
-            continue
-        candidates.append(lead)
-    window = sync.rules.duplicate_phone_window
-    decisions = decide(
-        candidates,
-        recent=recent,
-        respect_do_not_call=sync.rules.respect_do_not_call,
-        duplicate_window_label=format_duration(window) if window > timedelta(0) else None,
-    )
-    allowed: set[str] = set()  # new-lead states already checked (the check depends on them only)
-    for lead, decision in zip(candidates, decisions, strict=True):
-        cursor = lead.cursor or window_start
-        found = existing.get(lead.salesforce_id)
-        state = decision.state.value
-        if found is None:
-            if state not in allowed:
-                check_transition(None, state)
-                allowed.add(state)
-            plan.inserts.append(
-                store.NewLead(
-                    lead.salesforce_id,
-                    lead.agent_id,
-                    state,
-                    lead.payload,
-                    lead.phone_e164,
-                    cursor,
-                    lead.digest,
-                    decision.note,
-                    lead.do_not_call,
-                    lead.time_zone,
-                )
-            )
-            plan.decided.append((lead, decision.state, decision.note, "new"))
-        else:
-            note = decision.note
-            if found.state == LeadState.HELD.value and state == LeadState.QUEUED.value:
-                state = found.state  # a change never releases a held lead
-            if state != found.state:
-                check_transition(found.state, state)
-            plan.changes.append(
-                store.LeadChange(
-                    found.id,
-                    found.state,
-                    lead.agent_id,
-                    state,
-                    lead.payload,
-                    lead.phone_e164,
-                    cursor,
-                    lead.digest,
-                    note,
-                    lead.do_not_call,
-                    lead.time_zone,
-                )
-            )
-            plan.decided.append((lead, LeadState(state), note, "updated"))
-    return plan
-
-
-#: States whose payload, number and agent are what was (or may have been) sent.
-_SENT_PAYLOAD = frozenset(
-    {LeadState.SENDING.value, LeadState.ACCEPTED.value, LeadState.UNCERTAIN.value}
-)
-
-
-def record_change(
-    found: store.ExistingLead, lead: MappedLead, cursor: datetime, sync: SyncConfig
-) -> store.RecordChange:
-    """What a changed record does to a lead delivery already has: stored, with a note."""
-    reason = f"polled: record changed while {found.state}; stored, not sent again by the poll"
-    if sync.rules.respect_do_not_call and lead.do_not_call:
-        reason += f"; {do_not_call_note(lead)}"
-    keep_sent = found.state in _SENT_PAYLOAD
-    return store.RecordChange(
-        found.id,
-        found.state,
-        cursor,
-        lead.digest,
-        lead.do_not_call,
-        reason,
-        agent_id=None if keep_sent else lead.agent_id,
-        payload=None if keep_sent else lead.payload,
-        phone_e164=None if keep_sent else lead.phone_e164,
-    )
-
-
-def _pairs_to_lock(
-    mapped: Sequence[MappedLead], existing: dict[str, store.ExistingLead]
-) -> set[AgentPhone]:
-    """(agent, number) of the leads this page may queue: new or changed, not yet sent."""
-    pairs: set[AgentPhone] = set()
-    for lead in mapped:
-        if not (lead.phone_e164 and lead.agent_id and lead.state is LeadState.QUEUED):
-            continue
-        found = existing.get(lead.salesforce_id)
-        if found is None or (found.state in _REEVALUATED and found.record_hash != lead.digest):
-            pairs.add((lead.agent_id, lead.phone_e164))
-    return pairs
-
-
-def _reevaluated_ids(
-    mapped: Sequence[MappedLead], existing: dict[str, store.ExistingLead]
-) -> set[int]:
-    """Leads this page evaluates again (changed, not yet sent): they must not block themselves.
-
-    An unchanged lead read again still holds its number, like any other.
-    """
-    digests = {lead.salesforce_id: lead.digest for lead in mapped}
-    return {
-        found.id
-        for sf_id, found in existing.items()
-        if found.state in _REEVALUATED and found.record_hash != digests.get(sf_id)
-    }
-
-
-def _phones_to_check(mapped: Sequence[MappedLead]) -> set[str]:
-    return {
-        lead.phone_e164
-        for lead in mapped
-        if lead.phone_e164 and lead.state is LeadState.QUEUED and lead.agent_id
-    }
-
-
 # --------------------------------------------------------------------------- the use case
 
 
@@ -338,7 +164,7 @@ class _Poller:
         self.result = PollResult(sync=sync.name)
         self.run_id: int | None = None
         # Dry runs write nothing, so earlier pages' outcomes are remembered here.
-        self.seen: dict[str, store.ExistingLead] = {}
+        self.seen: dict[str, ExistingLead] = {}
         self.taken: set[AgentPhone] = set()
         self.analyze_at = ANALYZE_AFTER_NEW
         self.beyond_window = 0
@@ -527,14 +353,14 @@ class _Poller:
             if lock:
                 # Held until the page commits: no other sync or replica checks and
                 # queues one of these numbers for the same agent meanwhile.
-                lock_numbers(session, _pairs_to_lock(mapped, existing))
-            phones = _phones_to_check(mapped)
+                lock_numbers(session, pairs_to_lock(mapped, existing))
+            phones = phones_to_check(mapped)
             if phones:
                 recent = store.recent_phones(
                     session,
                     phones,
                     self.now() - duplicate_window,
-                    _reevaluated_ids(mapped, existing),
+                    reevaluated_ids(mapped, existing),
                     agents={lead.agent_id for lead in mapped if lead.agent_id},
                 )
             recent |= self.taken
@@ -686,7 +512,7 @@ class _Poller:
 
     def remember(self, plan: PagePlan) -> None:
         for lead, state, _note, _change in plan.decided:
-            self.seen[lead.salesforce_id] = store.ExistingLead(-1, state.value, lead.digest)
+            self.seen[lead.salesforce_id] = ExistingLead(-1, state.value, lead.digest)
             if state is LeadState.QUEUED and lead.agent_id and lead.phone_e164:
                 self.taken.add((lead.agent_id, lead.phone_e164))
 

@@ -10,7 +10,8 @@ import structlog
 
 from syncd.adapters.salesforce import SalesforceSource
 from syncd.domain.mapping import Mapper
-from syncd.services.poll import CONCURRENT_LIMIT_PAUSE, plan_page, poll_sync
+from syncd.domain.page_plan import plan_page
+from syncd.services.poll import CONCURRENT_LIMIT_PAUSE, poll_sync
 from tests.integration.test_poll import T0, Harness, harness, lead_record, make_sync, phone
 
 __all__ = ["harness"]

@@ -1,0 +1,279 @@
+"""``syncd status``: each sync's polling, leads, delivery backlog and pauses, from the database."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from syncd.config.loader import DATABASE_ONLY
+from syncd.entrypoints.cli_common import config_option, load_or_exit
+from syncd.entrypoints.cli_operator_common import (
+    database,
+    query,
+    setup_logging,
+    short,
+    table,
+    when,
+)
+from syncd.entrypoints.cli_text import echo_json, echo_lines
+from syncd.services import operator as ops
+from syncd.services.operator import HELD, STATE_ORDER
+
+
+def _render_status(report: ops.StatusReport) -> list[str]:
+    """The status report as text: a block per sync, then pauses, replicas and the hint."""
+    out: list[str] = [f"syncd status at {when(report.generated_at)}"]
+    for sync in report.syncs:
+        out += _sync_block(sync)
+    out += _delivery_pauses(report.pauses)
+    out += _operator_pauses(report.operator_pauses)
+    out += _replicas(report.replicas)
+    out += ["", f"uncertain leads: {report.uncertain_total}"]
+    if report.hint:
+        out.append(f"  {report.hint}")
+    return out
+
+
+def _sync_block(sync: ops.SyncStatus) -> list[str]:
+    """One sync: header, polling, leads, stream, leader, write-back, then its agents."""
+    return [
+        "",
+        _sync_header(sync),
+        *_poll_lines(sync),
+        *_lead_lines(sync),
+        *_stream_line(sync.stream),
+        _leader_line(sync.leader),
+        *_writeback_line(sync),
+        *_agents_table(sync.agents),
+    ]
+
+
+def _sync_header(sync: ops.SyncStatus) -> str:
+    if not sync.configured:
+        flag = "NOT IN CONFIG (only in the database)"
+    elif not sync.enabled:
+        flag = "disabled"
+    else:
+        flag = "enabled"
+    return f"sync {sync.name}  [{flag}]"
+
+
+def _poll_lines(sync: ops.SyncStatus) -> list[str]:
+    """Last poll, last ok poll, watermark, start_at, polling pause, operator pause, last error."""
+    out = [_last_poll_line(sync.last_poll)]
+    out.append(f"  last ok poll   {when(sync.last_successful_poll_at)}")
+    out.append(f"  watermark      {when(sync.watermark)}")
+    configured = f" (config: {sync.configured_start_at})" if sync.configured_start_at else ""
+    out.append(f"  start_at       {when(sync.start_at)}{configured}")
+    if sync.paused:
+        out.append(
+            f"  polling        PAUSED until {when(sync.paused_until)}: {short(sync.pause_reason)}"
+        )
+    else:
+        out.append("  polling        not paused")
+    if sync.delivery_paused:
+        out.append("  delivery       PAUSED by an operator (syncd resume --sync to resume)")
+    if sync.last_error:
+        out.append(f"  last error     {short(sync.last_error, 100)}")
+    return out
+
+
+def _last_poll_line(poll: ops.PollView | None) -> str:
+    if poll is None:
+        return "  last poll      never"
+    return (
+        f"  last poll      {when(poll.started_at)}  {poll.status}  fetched {poll.fetched}"
+        f", new {poll.new}, updated {poll.updated}, unchanged {poll.unchanged}"
+        f", invalid {poll.invalid}, skipped {poll.skipped}"
+        + (f"  error: {short(poll.error)}" if poll.error else "")
+    )
+
+
+def _lead_lines(sync: ops.SyncStatus) -> list[str]:
+    """Leads per state, the held ones with what settles them, those waiting for calling hours."""
+    out = ["  leads          " + "  ".join(f"{s} {sync.states[s]}" for s in STATE_ORDER)]
+    held = sync.states.get(HELD, 0)
+    if held:
+        out.append(
+            f"  HELD           {held} new lead(s) held by the blast-radius guard: "
+            f"check `syncd leads --state held --sync {sync.name}`, then "
+            f"`syncd release --sync {sync.name}` or `syncd discard --sync {sync.name}`"
+        )
+    if sync.waiting_for_calling_hours:
+        out.append(
+            f"  calling hours  {sync.waiting_for_calling_hours} queued lead(s) "
+            "waiting for calling hours"
+        )
+    return out
+
+
+def _stream_line(stream: ops.StreamView | None) -> list[str]:
+    if stream is None:
+        return []
+    replay = (
+        f"replay id from {when(stream.replay_at)}"
+        if stream.replay_stored
+        else "no replay id stored"
+    )
+    return [
+        f"  stream         {stream.mode} {stream.topic}  {replay}"
+        f"  last event {when(stream.last_event_at)}  replay resets {stream.replay_resets}"
+    ]
+
+
+def _leader_line(leader: ops.LeaderView | None) -> str:
+    if leader is None:
+        return "  leader         none yet"
+    state = "lease until" if leader.active else "LEASE EXPIRED at"
+    return (
+        f"  leader         {leader.replica}  {state} {when(leader.expires_at)}"
+        f"  (since {when(leader.acquired_at)}, token {leader.token})"
+    )
+
+
+def _writeback_line(sync: ops.SyncStatus) -> list[str]:
+    wb = sync.writeback
+    if wb is None:
+        return []
+    note = "" if wb.configured else "  (not configured any more)"
+    hint = f"  (syncd writeback retry --sync {sync.name})" if wb.failed else ""
+    counts = f"pending {wb.pending}, failed {wb.failed}, done {wb.done}"
+    return [f"  write-back     {counts}{note}{hint}"]
+
+
+_AGENT_HEADERS = [
+    "AGENT",
+    "QUEUED",
+    "DUE",
+    "WAITING",
+    "SENDING",
+    "PAUSED",
+    "LAST BATCH",
+    "HTTP",
+    "OUTCOME",
+    "SIMZ BATCH",
+]
+
+
+def _agents_table(agents: Sequence[ops.AgentStatus]) -> list[str]:
+    """A row per agent: backlog, pause and the last batch; nothing without agents."""
+    rows = []
+    for agent in agents:
+        batch = agent.last_batch
+        name = agent.agent or "(no agent)"
+        if not agent.configured:
+            name += " (not in config)"
+        rows.append(
+            [
+                name,
+                agent.queued,
+                agent.due,
+                agent.waiting,
+                agent.sending,
+                "PAUSED" if agent.paused else "",
+                when(batch.created_at) if batch else None,
+                batch.http_status if batch else None,
+                batch.outcome if batch else None,
+                batch.simz_batch_id if batch else None,
+            ]
+        )
+    return table(_AGENT_HEADERS, rows, indent="  ") if rows else []
+
+
+def _delivery_pauses(pauses: Sequence[ops.PauseView]) -> list[str]:
+    out = ["", "delivery pauses"]
+    if not pauses:
+        return [*out, "  none"]
+    return out + table(
+        ["SCOPE", "KEY", "UNTIL", "ACTIVE", "HTTP", "REASON"],
+        [
+            [
+                p.scope,
+                p.key,
+                when(p.paused_until),
+                "yes" if p.active else "expired",
+                p.http_status,
+                short(p.reason),
+            ]
+            for p in pauses
+        ],
+        indent="  ",
+    )
+
+
+def _operator_pauses(holds: Sequence[ops.OperatorPauseView]) -> list[str]:
+    out = ["", "operator pauses (syncd pause; lifted only by syncd resume)"]
+    if not holds:
+        return [*out, "  none"]
+    return out + table(
+        ["SCOPE", "NAME", "SINCE", "BY", "REASON"],
+        [[h.scope, h.name, when(h.paused_at), h.paused_by, short(h.reason)] for h in holds],
+        indent="  ",
+    )
+
+
+def _replicas(replicas: Sequence[ops.ReplicaView]) -> list[str]:
+    if not replicas:
+        return []
+    rows = [
+        [
+            r.replica,
+            r.host,
+            r.pid,
+            when(r.started_at),
+            when(r.heartbeat_at),
+            "yes" if r.alive else "no (heartbeat expired)",
+        ]
+        for r in replicas
+    ]
+    headers = ["REPLICA", "HOST", "PID", "STARTED", "HEARTBEAT", "ALIVE"]
+    return ["", "replicas", *table(headers, rows, indent="  ")]
+
+
+@click.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (version 1).")
+@click.pass_context
+def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
+    """Show each sync's leader, polling, lead counts, delivery backlog and pauses.
+
+    Per sync: enabled, last poll (time, status, counts), last successful poll,
+    watermark, start_at, polling pause, and the number of leads in each of the
+    9 states (held ones with the commands that settle them), and how many
+    queued leads wait for their calling hours. Per agent: queued leads (due
+    now / waiting for a retry time), leads being sent, and the last batch
+    (time, HTTP status, outcome, SimZ batchId). Then the delivery pauses (API
+    key or agent, from SimZ's answers), the operator pauses (`syncd pause`, with
+    who and why) and the number of uncertain leads. Syncs found in the database
+    but no longer in the configuration are listed too, marked so. With several
+    replicas: which replica leads each sync (holds its lease, until when) and
+    every replica's last heartbeat. With write-back: outcomes pending, failed
+    and written.
+
+    \b
+    --json prints one object with ISO 8601 UTC times ("...Z"):
+      {"version": 1, "generated_at", "syncs": [{"name", "configured", "enabled",
+       "start_at", "configured_start_at", "watermark", "last_poll",
+       "last_successful_poll_at", "last_error", "paused", "paused_until",
+       "pause_reason", "states": {state: count}, "waiting_for_calling_hours",
+       "agents": [{"agent",
+       "configured", "queued", "due", "waiting", "sending", "paused",
+       "last_batch"}], "leader": {"replica", "token", "acquired_at",
+       "renewed_at", "expires_at", "active"}|null, "delivery_paused",
+       "writeback": {"configured", "pending", "done", "failed"}|null}],
+       "pauses": [{"scope", "key", "reason", "http_status", "failures",
+       "paused_until", "active"}], "uncertain_total", "hint", "replicas":
+       [{"replica", "host", "pid", "started_at", "heartbeat_at", "expires_at",
+       "alive"}], "operator_pauses": [{"scope", "name", "reason", "paused_by",
+       "paused_at"}]}
+    """
+    config = load_or_exit(config_path, uses=DATABASE_ONLY)
+    setup_logging(ctx, config)
+    with database(config) as session_factory:
+        report = query(lambda: ops.status(session_factory, config))
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        echo_lines(_render_status(report))

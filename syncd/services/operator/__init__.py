@@ -1,0 +1,96 @@
+"""Operator use cases: what is going on (status), what happened to a lead (leads), the
+one manual repair syncd allows (requeue), and settling held leads and failed write-backs.
+
+``status`` and ``leads`` read only the database, so they work while the daemon
+runs and while Salesforce or SimZ are down. ``requeue`` fetches the selected
+records again from Salesforce first and refuses, changing nothing, when
+Salesforce cannot be reached (:mod:`syncd.services.operator.requeueing` states
+its rules). One module per concern; callers import from this package.
+"""
+
+from __future__ import annotations
+
+from syncd.services.operator.common import HELD, REQUEUE_STATES, STATE_ORDER, iso, to_jsonable
+from syncd.services.operator.held_leads import (
+    DISCARD_NOTE,
+    DISCARD_REASON,
+    RELEASE_REASON,
+    HeldResult,
+    count_held,
+    discard,
+    release,
+)
+from syncd.services.operator.lead_listing import (
+    LeadView,
+    TransitionView,
+    WritebackAttemptView,
+    list_leads,
+)
+from syncd.services.operator.requeueing import (
+    DEFAULT_REASON,
+    HeldLead,
+    RequeueCount,
+    RequeuePreview,
+    RequeueRefused,
+    RequeueResult,
+    preview_requeue,
+    requeue,
+)
+from syncd.services.operator.status_report import (
+    UNCERTAIN_HINT,
+    AgentStatus,
+    BatchView,
+    LeaderView,
+    OperatorPauseView,
+    PauseView,
+    PollView,
+    ReplicaView,
+    StatusReport,
+    StreamView,
+    SyncStatus,
+    WritebackStatus,
+    status,
+)
+from syncd.services.operator.writeback_retry import failed_writebacks, retry_writebacks
+
+__all__ = [
+    "DEFAULT_REASON",
+    "DISCARD_NOTE",
+    "DISCARD_REASON",
+    "HELD",
+    "RELEASE_REASON",
+    "REQUEUE_STATES",
+    "STATE_ORDER",
+    "UNCERTAIN_HINT",
+    "AgentStatus",
+    "BatchView",
+    "HeldLead",
+    "HeldResult",
+    "LeadView",
+    "LeaderView",
+    "OperatorPauseView",
+    "PauseView",
+    "PollView",
+    "ReplicaView",
+    "RequeueCount",
+    "RequeuePreview",
+    "RequeueRefused",
+    "RequeueResult",
+    "StatusReport",
+    "StreamView",
+    "SyncStatus",
+    "TransitionView",
+    "WritebackAttemptView",
+    "WritebackStatus",
+    "count_held",
+    "discard",
+    "failed_writebacks",
+    "iso",
+    "list_leads",
+    "preview_requeue",
+    "release",
+    "requeue",
+    "retry_writebacks",
+    "status",
+    "to_jsonable",
+]
