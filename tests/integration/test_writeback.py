@@ -250,7 +250,17 @@ class TestQueue:
             assert outbox.recover_in_flight(session, T0, "crashed") == 1
         assert writebacks(sessions)[lead_id].state == "uncertain"
         with sessions.begin() as session:
-            outbox.requeue_uncertain(session, "web", T0, "resend")
+            # As an operator's requeue moves it (after its re-check of the record).
+            outbox.move(
+                session,
+                [lead_id],
+                source=LeadState.UNCERTAIN,
+                target=LeadState.QUEUED,
+                reason="resend",
+                batch_id=None,
+                now=T0,
+                values={"next_attempt_at": None},
+            )
         claim = claim_all(sessions)
         accept(sessions, claim, [lead_id])
         row = writebacks(sessions)[lead_id]
@@ -290,7 +300,17 @@ class TestQueue:
         with sessions.begin() as session:
             [old] = store.due(session, "web", T0)
         with sessions.begin() as session:
-            outbox.requeue_uncertain(session, "web", T0, "resend")
+            # As an operator's requeue moves it (after its re-check of the record).
+            outbox.move(
+                session,
+                list(ids.values()),
+                source=LeadState.UNCERTAIN,
+                target=LeadState.QUEUED,
+                reason="resend",
+                batch_id=None,
+                now=T0,
+                values={"next_attempt_at": None},
+            )
         accept(sessions, claim_all(sessions), list(ids.values()))
         with sessions.begin() as session:
             assert store.record(session, [store.WritebackResult(old, "done")], T0) == 0
