@@ -9,7 +9,6 @@ transaction, so every replica honours a pause at its next claim.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -123,25 +122,3 @@ def record_action(
             detail=detail,
         )
     )
-
-
-@dataclass(frozen=True)
-class ActionRow:
-    at: datetime
-    actor: str
-    action: str
-    scope: str
-    name: str
-    reason: str
-    detail: str | None
-
-
-def recent_actions(session: Session, limit: int = 20) -> Sequence[ActionRow]:
-    """The latest operator actions, newest first."""
-    c = _ACTIONS.c
-    rows = session.connection().execute(
-        select(c.at, c.actor, c.action, c.scope, c.name, c.reason, c.detail)
-        .order_by(c.id.desc())
-        .limit(limit)
-    )
-    return [ActionRow(*row) for row in rows]

@@ -508,6 +508,7 @@ def _record_statement(with_payload: bool) -> Any:
             agent_id=bindparam("b_agent"),
             payload=bindparam("b_payload"),
             phone_e164=bindparam("b_phone"),
+            time_zone=bindparam("b_tz"),
         )
     return (
         update(_LEADS)
@@ -546,6 +547,7 @@ def record_changes(session: Session, changes: Sequence[RecordChange], now: datet
                         "b_agent": change.agent_id,
                         "b_payload": change.payload,
                         "b_phone": change.phone_e164,
+                        "b_tz": change.time_zone,
                     }
                     if with_payload
                     else {}

@@ -29,13 +29,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import fastavro
 import grpc
 
+from syncd.domain.backoff import BackoffPolicy, equal_jitter
 from syncd.logs import get_logger
 from syncd.pubsub import pubsub_api_pb2 as pb
 from syncd.pubsub import pubsub_api_pb2_grpc as pb_grpc
@@ -98,7 +99,7 @@ def org_id_of(session_id: str) -> str:
 
 @dataclass
 class Backoff:
-    """Exponential backoff with full jitter between ``initial`` and ``maximum`` seconds."""
+    """Reconnect delays: exponential from ``initial`` to ``maximum`` seconds, equal jitter."""
 
     initial: float = 1.0
     maximum: float = 60.0
@@ -107,8 +108,8 @@ class Backoff:
 
     def next_delay(self) -> float:
         self.failures += 1
-        ceiling = min(self.maximum, self.initial * 2 ** min(self.failures - 1, 30))
-        return float(ceiling / 2 + self.rng() * ceiling / 2)
+        policy = BackoffPolicy(timedelta(seconds=self.initial), timedelta(seconds=self.maximum))
+        return equal_jitter(self.failures, policy, self.rng).total_seconds()
 
     def reset(self) -> None:
         self.failures = 0

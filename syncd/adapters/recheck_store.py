@@ -90,6 +90,7 @@ class Move:
     record_hash: str | None
     record_cursor: datetime | None
     do_not_call: bool | None
+    time_zone: str | None = None
 
 
 def _statement(with_record: bool, queued: bool) -> Any:
@@ -106,6 +107,7 @@ def _statement(with_record: bool, queued: bool) -> Any:
             record_hash=bindparam("b_hash"),
             record_cursor=bindparam("b_cursor", type_=_LEADS.c.record_cursor.type),
             do_not_call=bindparam("b_dnc", type_=_LEADS.c.do_not_call.type),
+            time_zone=bindparam("b_tz"),
         )
     if queued:
         values.update(attempts=0, next_attempt_at=None, error_code=None, error_message=None)
@@ -132,6 +134,7 @@ def _params(move: Move, now: datetime) -> dict[str, Any]:
             b_hash=move.record_hash,
             b_cursor=move.record_cursor,
             b_dnc=bool(move.do_not_call),
+            b_tz=move.time_zone,
         )
     return params
 

@@ -48,6 +48,7 @@ from syncd.config.models import (
     SalesforceConfig,
     SessionAuth,
 )
+from syncd.domain.backoff import BackoffPolicy, exponential
 from syncd.logs import get_logger
 from syncd.metrics import SALESFORCE_API_USAGE, SALESFORCE_CALLS
 
@@ -62,6 +63,7 @@ _DAILY_LIMIT = re.compile(r"TotalRequests", re.I)
 LOGIN_BACKOFF_FIRST = timedelta(minutes=1)
 #: The longest wait between two logins after refusals.
 LOGIN_BACKOFF_MAX = timedelta(minutes=30)
+_LOGIN_POLICY = BackoffPolicy(LOGIN_BACKOFF_FIRST, LOGIN_BACKOFF_MAX)
 
 
 class SalesforceSourceError(Exception):
@@ -153,7 +155,7 @@ class LoginBackoff:
     def refused(self, reason: str, now: datetime) -> None:
         with self._lock:
             self.refusals += 1
-            delay = min(LOGIN_BACKOFF_FIRST * 2 ** min(self.refusals - 1, 20), LOGIN_BACKOFF_MAX)
+            delay = exponential(self.refusals, _LOGIN_POLICY)
             self.next_attempt = now + delay
             self.reason = reason
             message = self._describe()
@@ -529,14 +531,8 @@ class SalesforceSource:
                 **kwargs,
             )
 
+        # The session's response hook (:meth:`_note_usage`) has read Sforce-Limit-Info.
         response: requests.Response = self._attempt("bulk", run)
-        limit_info = response.headers.get("Sforce-Limit-Info", "")
-        usage = re.search(r"api-usage=(\d+)/(\d+)", limit_info)
-        if usage is not None:
-            used, total = int(usage.group(1)), int(usage.group(2))
-            self._usage = (used, total)
-            if total:
-                SALESFORCE_API_USAGE.set(used / total)
         return response
 
     def describe_fields(self, sobject: str) -> list[dict[str, Any]]:

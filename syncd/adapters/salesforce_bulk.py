@@ -85,8 +85,10 @@ class BulkQuerySource:
     def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
         """Create the job, wait for it, yield its result pages; the job is deleted after."""
         body = json.dumps({"operation": "query", "query": without_order_by(soql)})
-        job = self.source.bulk_request("POST", "query", data=body).json()
-        job_id = str(job["id"])
+        job = self._json("POST", "query", data=body)
+        if not isinstance(job.get("id"), str) or not job["id"]:
+            raise SalesforceUnavailable("bulk query job answer has no job id")
+        job_id = job["id"]
         log.info("bulk query job created", job=job_id)
         try:
             self._wait(job_id)
@@ -108,7 +110,7 @@ class BulkQuerySource:
     def _wait(self, job_id: str) -> None:
         deadline = time.monotonic() + self.timeout
         while True:
-            state = self.source.bulk_request("GET", f"query/{job_id}").json()
+            state = self._json("GET", f"query/{job_id}")
             status = state.get("state")
             if status == _DONE:
                 return
@@ -119,6 +121,17 @@ class BulkQuerySource:
             if time.monotonic() > deadline:
                 raise SalesforceUnavailable(f"bulk query job {job_id} not done in time ({status})")
             self.sleep(self.poll_interval)
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """A Bulk API call answering a JSON object; anything else is Salesforce unavailable."""
+        response = self.source.bulk_request(method, path, **kwargs)
+        try:
+            answer = response.json()
+        except ValueError as exc:  # an HTML error page, a cut answer
+            raise SalesforceUnavailable(f"bulk {path} answer is not valid JSON") from exc
+        if not isinstance(answer, dict):
+            raise SalesforceUnavailable(f"bulk {path} answer is not a JSON object")
+        return answer
 
     def _delete(self, job_id: str) -> None:
         try:

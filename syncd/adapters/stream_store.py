@@ -17,8 +17,9 @@ from syncd.adapters.orm import Lead, LeadTransition, StreamState
 from syncd.domain.states import LeadState, check_transition
 
 DELETED_NOTE = "record deleted in Salesforce"
-#: Leads a DELETE event may still stop: not claimed by delivery, not skipped already.
-_STOPPABLE = (LeadState.QUEUED.value, LeadState.INVALID.value)
+#: Leads a DELETE event may still stop: not claimed by delivery, not skipped already. A
+#: ``held`` lead is never claimed, but ``syncd release`` would queue it: it stops too.
+_STOPPABLE = (LeadState.QUEUED.value, LeadState.INVALID.value, LeadState.HELD.value)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,15 @@ def full_jitter(failures: int, policy: BackoffPolicy, rng: Callable[[], float]) 
     return exponential(failures, policy) * rng()
 
 
+def equal_jitter(failures: int, policy: BackoffPolicy, rng: Callable[[], float]) -> timedelta:
+    """A delay drawn uniformly from [cap/2, cap), cap = exponential(failures).
+
+    For a single client retrying one connection (a stream, a write-back call):
+    it never retries at once, yet two replicas still drift apart.
+    """
+    return exponential(failures, policy) * (0.5 + rng() / 2)
+
+
 #: Longest delta-seconds taken literally (a year); longer is read as this before any cap.
 _SECONDS_CEILING = 365 * 24 * 3600
 

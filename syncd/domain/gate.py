@@ -90,7 +90,10 @@ DO_NOT_CALL_RULE = "do_not_call"
 DUPLICATE_RULE = "duplicate_phone"
 GATE_DO_NOT_CALL_NOTE = "send gate: DoNotCall is set on the record's latest known state"
 
-#: Rival states that block a number whatever their age.
+#: Rival states that block a number whatever their age (with ``queued`` ones claimed
+#: earlier). A ``held`` lead holds its number at intake but not here: it is not about to
+#: be called, and once released it is queued and judged at its own claim against
+#: whatever was sent meanwhile.
 _IN_FLIGHT = frozenset({LeadState.SENDING, LeadState.UNCERTAIN})
 
 

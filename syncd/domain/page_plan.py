@@ -89,7 +89,7 @@ class RecordChange:
     """A changed record whose lead delivery already had: stored, never resent by the poll.
 
     ``payload`` is None for a lead that was sent or may have been (``sending``,
-    ``accepted``, ``uncertain``): its payload, number and agent stay what was sent,
+    ``accepted``, ``uncertain``): its payload, number, agent and zone stay what was sent,
     since the duplicate-phone rule must keep seeing the number that was called.
     """
 
@@ -102,6 +102,7 @@ class RecordChange:
     agent_id: str | None = None
     payload: dict[str, Any] | None = None
     phone_e164: str | None = None
+    time_zone: str | None = None
 
 
 @dataclass
@@ -226,20 +227,25 @@ def decide_candidates(
             plan.decided.append((lead, LeadState(change.state), change.note, "updated"))
 
 
-def new_lead(lead: MappedLead, decision: Decision, cursor: datetime) -> NewLead:
-    """The lead a record read for the first time becomes."""
-    return NewLead(
-        salesforce_id=lead.salesforce_id,
+def _lead_data(lead: MappedLead, state: str, note: str | None, cursor: datetime) -> LeadData:
+    """The :class:`LeadData` a mapped record gives its lead, in ``state``."""
+    return LeadData(
         agent_id=lead.agent_id,
-        state=decision.state.value,
+        state=state,
         payload=lead.payload,
         phone_e164=lead.phone_e164,
         record_cursor=cursor,
         record_hash=lead.digest,
-        note=decision.note,
+        note=note,
         do_not_call=lead.do_not_call,
         time_zone=lead.time_zone,
     )
+
+
+def new_lead(lead: MappedLead, decision: Decision, cursor: datetime) -> NewLead:
+    """The lead a record read for the first time becomes."""
+    data = _lead_data(lead, decision.state.value, decision.note, cursor)
+    return NewLead(salesforce_id=lead.salesforce_id, **vars(data))
 
 
 def lead_change(
@@ -251,19 +257,8 @@ def lead_change(
         state = found.state  # a change never releases a held lead
     if state != found.state:
         check_transition(found.state, state)
-    return LeadChange(
-        lead_id=found.id,
-        from_state=found.state,
-        agent_id=lead.agent_id,
-        state=state,
-        payload=lead.payload,
-        phone_e164=lead.phone_e164,
-        record_cursor=cursor,
-        record_hash=lead.digest,
-        note=decision.note,
-        do_not_call=lead.do_not_call,
-        time_zone=lead.time_zone,
-    )
+    data = _lead_data(lead, state, decision.note, cursor)
+    return LeadChange(lead_id=found.id, from_state=found.state, **vars(data))
 
 
 def record_change(
@@ -284,6 +279,7 @@ def record_change(
         agent_id=None if keep_sent else lead.agent_id,
         payload=None if keep_sent else lead.payload,
         phone_e164=None if keep_sent else lead.phone_e164,
+        time_zone=None if keep_sent else lead.time_zone,
     )
 
 

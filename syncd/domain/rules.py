@@ -24,10 +24,8 @@ DO_NOT_CALL_UNRECOGNISED_NOTE = (
 #: is called if an operator releases it.
 HOLDS_NUMBER = frozenset({LeadState.QUEUED, LeadState.SENDING, LeadState.UNCERTAIN, LeadState.HELD})
 
-#: States of another lead that make a number "recently sent" to its agent: those
-#: above, and ``accepted`` within the window. A lead SimZ rejected does not count:
-#: nobody will call it.
-COUNTS_AS_SENT = HOLDS_NUMBER | {LeadState.ACCEPTED}
+#: Besides those, an ``accepted`` lead holds its number within the duplicate-phone
+#: window. A lead SimZ rejected does not: nobody will call it.
 
 AgentPhone = tuple[str, str]
 

@@ -29,9 +29,10 @@ from syncd.entrypoints.cli_common import (
     describe_db_error,
     fail,
     load_or_exit,
+    runtime_or_exit,
     setup,
 )
-from syncd.entrypoints.cli_operator_common import IsoTime, current_user
+from syncd.entrypoints.cli_operator_common import IsoTime, confirm_or_exit, current_user
 from syncd.entrypoints.cli_text import echo, secho
 from syncd.logs import get_logger
 
@@ -146,14 +147,7 @@ def _confirm_release(sync: SyncConfig, total: int | None) -> None:
         fg="red",
         bold=True,
     )
-    try:
-        confirmed = click.confirm(
-            f"Backfill sync {sync.name} without the blast-radius guard?", default=False, err=True
-        )
-    except click.Abort:
-        fail("no confirmation on stdin; rerun with --yes to release without asking")
-    if not confirmed:
-        fail("not confirmed; nothing was read")
+    confirm_or_exit(f"Backfill sync {sync.name} without the blast-radius guard?", "release", "read")
 
 
 def _reader(runtime: Runtime, config: Config, sync: SyncConfig, total: int | None) -> RecordSource:
@@ -246,51 +240,45 @@ def backfill(
     discard` settles them). --release queues them instead, after a
     confirmation (--yes skips it).
     """
-    from syncd.bootstrap import bootstrap
     from syncd.services.poll import backfill_sync
 
     config = load_or_exit(config_path)
     setup(ctx, config)
     sync = _sync(config, sync_name)
-    try:
-        runtime = bootstrap(config, recover=False)
-    except SQLAlchemyError as exc:
-        fail(f"cannot open the database: {describe_db_error(exc)}")
-    except OSError as exc:
-        fail(f"cannot open the database: {exc}")
     stop = threading.Event()
-    try:
-        window = _window(runtime, sync, since, until)
-        who = (actor or current_user()).strip() or "unknown"
-        total = _count(runtime, sync, window)
-        echo(
-            f"backfill {sync.name}{' (dry run)' if dry_run else ''}: {_range(window)}, "
-            f"{total if total is not None else 'unknown number of'} record(s)",
-            err=True,
-        )
-        if release and not dry_run and not yes:
-            _confirm_release(sync, total)
-        if not dry_run:
-            _audit(runtime, sync, window, who, reason + (" (--release)" if release else ""))
-        _stop_on_signals(stop)
-        progress = Progress(sync.name, total, sys.stderr.isatty())
-        result = backfill_sync(
-            runtime.session_factory,
-            _reader(runtime, config, sync, total),
-            sync,
-            window,
-            now=runtime.now,
-            dry_run=dry_run,
-            stop=stop,
-            max_api_usage_percent=config.salesforce.max_api_usage_percent,
-            on_page=progress,
-            guarded=not release,
-        )
-        progress.done()
-    except SQLAlchemyError as exc:
-        fail(f"database error: {describe_db_error(exc)}")
-    finally:
-        runtime.close()
+    with runtime_or_exit(config, dry_run=dry_run) as runtime:
+        try:
+            window = _window(runtime, sync, since, until)
+            who = (actor or current_user()).strip() or "unknown"
+            total = _count(runtime, sync, window)
+            echo(
+                f"backfill {sync.name}{' (dry run)' if dry_run else ''}: {_range(window)}, "
+                f"{total if total is not None else 'unknown number of'} record(s)",
+                err=True,
+            )
+            if release and not dry_run and not yes:
+                _confirm_release(sync, total)
+            if not dry_run:
+                _audit(runtime, sync, window, who, reason + (" (--release)" if release else ""))
+            _stop_on_signals(stop)
+            progress = Progress(sync.name, total, sys.stderr.isatty())
+            result = backfill_sync(
+                runtime.session_factory,
+                _reader(runtime, config, sync, total),
+                sync,
+                window,
+                now=runtime.now,
+                dry_run=dry_run,
+                stop=stop,
+                max_api_usage_percent=config.salesforce.max_api_usage_percent,
+                on_page=progress,
+                guarded=not release,
+            )
+            progress.done()
+        except SQLAlchemyError as exc:
+            fail(f"database error: {describe_db_error(exc)}")
+        finally:
+            runtime.close()
     _report(result, window, dry_run=dry_run, stopped=stop.is_set(), actor=who)
     if result.status != "ok" or stop.is_set():
         ctx.exit(EXIT_FAILURE)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from sqlalchemy import Engine
@@ -19,6 +22,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from syncd.config import Config, ConfigError, load_config
 from syncd.entrypoints.cli_text import echo
 from syncd.logs import configure_logging
+
+if TYPE_CHECKING:
+    from syncd.bootstrap import Runtime
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -86,3 +92,37 @@ def open_engine(config: Config) -> Engine:
     from syncd.adapters.db import make_engine
 
     return make_engine(config.database.url, pool_size=config.database.pool_size)
+
+
+@contextmanager
+def runtime_or_exit(
+    config: Config, *, dry_run: bool, now: Callable[[], datetime] | None = None
+) -> Iterator[Runtime]:
+    """The wired runtime of a command that polls (``once``, ``backfill``), or exit 1.
+
+    No recovery of ``sending`` leads: a daemon may be delivering them right now. A
+    dry run reads the database read-only (or a throwaway one when there is none
+    yet) and never migrates it, so it writes nothing; the throwaway is removed when
+    the block ends. The caller closes the runtime.
+    """
+    from syncd.adapters.dry_run_db import DryRunDatabaseError, dry_run_engine
+    from syncd.adapters.orm import utcnow
+    from syncd.bootstrap import bootstrap
+
+    with ExitStack() as stack:
+        try:
+            engine = stack.enter_context(dry_run_engine(config.database.url)) if dry_run else None
+            runtime = bootstrap(
+                config,
+                recover=False,
+                apply_migrations=not dry_run,
+                engine=engine,
+                now=now or utcnow,
+            )
+        except DryRunDatabaseError as exc:
+            fail(str(exc))
+        except SQLAlchemyError as exc:
+            fail(f"cannot open the database: {describe_db_error(exc)}")
+        except OSError as exc:
+            fail(f"cannot open the database: {exc}")
+        yield runtime

@@ -11,23 +11,21 @@ phone numbers or names), like the logs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from syncd.config import Config, SyncConfig
 from syncd.entrypoints import sandbox_clock
 from syncd.entrypoints.cli_common import (
     EXIT_FAILURE,
     config_option,
-    describe_db_error,
     fail,
     freeze_startup_objects,
     load_or_exit,
+    runtime_or_exit,
     setup,
 )
 from syncd.entrypoints.cli_text import echo
@@ -104,9 +102,6 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
     each new or changed record's Salesforce Id, would-be state, agent and note,
     and how many new leads the blast-radius guard would hold.
     """
-    from syncd.adapters.dry_run_db import DryRunDatabaseError, dry_run_engine
-    from syncd.bootstrap import bootstrap
-
     config = load_or_exit(config_path)
     setup(ctx, config)
     syncs = _selected(config, sync_name)
@@ -114,22 +109,8 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
         now = sandbox_clock.clock(config)
     except sandbox_clock.ClockRefused as exc:
         fail(str(exc), 2)
-    with ExitStack() as stack:
-        try:
-            # A dry run reads the database read-only (or a throwaway one if there is
-            # none yet) and never migrates it.
-            engine = stack.enter_context(dry_run_engine(config.database.url)) if dry_run else None
-            # No recovery of ``sending`` leads here: a daemon may be delivering them right now.
-            runtime = bootstrap(
-                config, recover=False, apply_migrations=not dry_run, engine=engine, now=now
-            )
-            freeze_startup_objects()
-        except DryRunDatabaseError as exc:
-            fail(str(exc))
-        except SQLAlchemyError as exc:
-            fail(f"cannot open the database: {describe_db_error(exc)}")
-        except OSError as exc:
-            fail(f"cannot open the database: {exc}")
+    with runtime_or_exit(config, dry_run=dry_run, now=now) as runtime:
+        freeze_startup_objects()
         failed = _run_once(config, runtime, syncs, dry_run, now)
     if failed:
         ctx.exit(EXIT_FAILURE)

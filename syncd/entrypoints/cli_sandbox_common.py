@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import threading
 from types import FrameType
@@ -19,13 +18,3 @@ def wait_for_signal() -> None:
     signal.signal(signal.SIGTERM, handle)
     while not stop.wait(0.5):
         pass
-
-
-def is_loopback(host: str) -> bool:
-    """True if ``host`` is ``localhost`` or a loopback IP address."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
+from syncd.config.models import is_loopback_host
 from syncd.entrypoints.cli_common import CONTEXT_SETTINGS, fail
-from syncd.entrypoints.cli_sandbox_common import is_loopback, wait_for_signal
+from syncd.entrypoints.cli_sandbox_common import wait_for_signal
 from syncd.entrypoints.cli_text import echo
 
 
@@ -150,7 +151,7 @@ def salesforce(
     from syncd.sandbox.salesforce import SalesforceEmulator
     from syncd.sandbox.sf_store import RecordError
 
-    if not is_loopback(host):
+    if not is_loopback_host(host):
         echo(
             f"syncd: warning: listening on {host}; the control API has no authentication",
             err=True,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from syncd.config.models import is_loopback_host
 from syncd.entrypoints.cli_common import CONTEXT_SETTINGS, fail
-from syncd.entrypoints.cli_sandbox_common import is_loopback, wait_for_signal
+from syncd.entrypoints.cli_sandbox_common import wait_for_signal
 from syncd.entrypoints.cli_text import echo
 
 
@@ -66,7 +67,7 @@ def simz(host: str, port: int, api_key: str, credits: int | None, agents: tuple[
     """
     from syncd.sandbox.simz import SimzEmulator
 
-    if not is_loopback(host):
+    if not is_loopback_host(host):
         echo(
             f"syncd: warning: listening on {host}; the control API has no authentication",
             err=True,

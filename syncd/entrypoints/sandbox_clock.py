@@ -9,7 +9,6 @@ variable can never shift a production daemon's idea of the time.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from syncd.adapters.orm import utcnow
 from syncd.config import Config
+from syncd.config.models import is_loopback_host
 
 VARIABLE = "SYNCD_TEST_NOW"
 
@@ -25,23 +25,13 @@ class ClockRefused(ValueError):
     """The variable is set but may not be used here, or cannot be read."""
 
 
-def _loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def clock(config: Config) -> Callable[[], datetime]:
     """The real UTC clock, or the test clock when ``SYNCD_TEST_NOW`` is set and allowed."""
     value = os.environ.get(VARIABLE)
     if not value:
         return utcnow
-    if not _loopback(config.simz.base_url.host):
+    host = config.simz.base_url.host
+    if host is None or not is_loopback_host(host):
         raise ClockRefused(
             f"{VARIABLE} is set, but SimZ is not on a loopback address: "
             "the test clock only runs against the sandbox"

@@ -45,6 +45,7 @@ from syncd.adapters.number_locks import lock_numbers
 from syncd.adapters.orm import utcnow
 from syncd.adapters.salesforce import SalesforceLimitExceeded, SalesforceSourceError
 from syncd.config.models import SyncConfig
+from syncd.domain.api_usage import usage_over_limit
 from syncd.domain.guard import GUARD_HISTORY, over_limit, poll_limit
 from syncd.domain.mapping import MappedLead, Mapper
 from syncd.domain.page_plan import (
@@ -265,16 +266,7 @@ class _Poller:
             )
 
     def over_usage(self) -> str | None:
-        usage = self.source.api_usage()
-        if usage is None or usage[1] <= 0:
-            return None
-        used, limit = usage
-        if used * 100 > limit * self.max_api_usage_percent:
-            return (
-                f"Salesforce API usage {used}/{limit} is above "
-                f"{self.max_api_usage_percent}% of the daily limit"
-            )
-        return None
+        return usage_over_limit(self.source.api_usage(), self.max_api_usage_percent)
 
     def read(self, window: PollWindow) -> None:
         soql = build_poll_query(self.sync, window)

@@ -244,6 +244,7 @@ def _apply(
                 o.mapped.digest if o.mapped else None,
                 o.mapped.cursor if o.mapped else None,
                 o.mapped.do_not_call if o.mapped else None,
+                o.mapped.time_zone if o.mapped else None,
             )
             for o in outcomes
         ],

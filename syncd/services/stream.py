@@ -45,6 +45,7 @@ from syncd.adapters.orm import utcnow
 from syncd.adapters.pubsub import ChangeEvent, PubSubSubscriber
 from syncd.adapters.salesforce import SalesforceSourceError
 from syncd.config.models import SyncConfig
+from syncd.domain.api_usage import usage_over_limit
 from syncd.domain.soql import build_ids_query
 from syncd.logs import bind_context, get_logger
 from syncd.metrics import (
@@ -291,9 +292,7 @@ class StreamIntake:
     def _current_linger(self) -> float:
         """The linger; :data:`BUSY_LINGER` while the org's API usage is above the limit."""
         usage = self.reader.api_usage()
-        busy = bool(
-            usage and usage[1] > 0 and usage[0] * 100 > usage[1] * self.max_api_usage_percent
-        )
+        busy = usage_over_limit(usage, self.max_api_usage_percent) is not None
         if busy != self._slowed:
             self._slowed = busy
             if busy:

@@ -29,7 +29,8 @@ from syncd.adapters import writeback_store as store
 from syncd.adapters.orm import utcnow
 from syncd.adapters.salesforce import SalesforceSourceError
 from syncd.config.models import SyncConfig
-from syncd.domain.backoff import BackoffPolicy, exponential
+from syncd.domain.api_usage import usage_over_limit
+from syncd.domain.backoff import BackoffPolicy, equal_jitter
 from syncd.domain.writeback import (
     DEFAULT_ERROR_LENGTH,
     DONE,
@@ -104,14 +105,9 @@ class Writer:
         if self.usage is not None:
             readings.append(self.usage())
         for reading in readings:
-            if reading is None or reading[1] <= 0:
-                continue
-            used, limit = reading
-            if used * 100 > limit * self.max_api_usage_percent:
-                return (
-                    f"Salesforce API usage {used}/{limit} is above "
-                    f"{self.max_api_usage_percent}% of the daily limit"
-                )
+            reason = usage_over_limit(reading, self.max_api_usage_percent)
+            if reason is not None:
+                return reason
         return None
 
     def run(self, stop: threading.Event | None = None) -> WritebackPass:
@@ -220,7 +216,7 @@ class Writer:
         return whole_call_ok
 
     def _wait(self, failures: int) -> timedelta:
-        return exponential(failures, RETRY_BACKOFF) * (0.5 + self.rng() / 2)
+        return equal_jitter(failures, RETRY_BACKOFF, self.rng)
 
     def refresh_pending(self) -> None:
         """Set ``syncd_writeback_pending`` for this sync from the database."""

@@ -239,6 +239,16 @@ class TestGuard:
         assert daemon.stop() == 0, daemon.output()
 
 
+class TestDryRunWritesNothing:
+    def test_dry_run_without_a_database_creates_none(self, harness: Harness) -> None:
+        """A dry run reads a throwaway database where there is none: no file is left behind."""
+        harness.salesforce.add_records(old_records(5))
+        dry = summary(backfill(harness, "--since", "2023-01-01", "--until", START_AT, "--dry-run"))
+        assert "new 5 (would queue 5," in dry
+        assert not harness.db_path.exists()
+        assert not harness.db_path.parent.exists() or not any(harness.db_path.parent.iterdir())
+
+
 class TestRefusals:
     def test_empty_range_and_unknown_sync(self, harness: Harness) -> None:
         """An empty range or an unknown sync is one line and exit 2."""

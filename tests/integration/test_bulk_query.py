@@ -15,7 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncd.adapters.db import make_engine, make_session_factory
 from syncd.adapters.migrate import upgrade
 from syncd.adapters.orm import Lead
-from syncd.adapters.salesforce import SalesforceQueryError, SalesforceSource
+from syncd.adapters.salesforce import (
+    SalesforceQueryError,
+    SalesforceSource,
+    SalesforceUnavailable,
+)
 from syncd.adapters.salesforce_bulk import BulkQuerySource, records_from_csv, without_order_by
 from syncd.domain.soql import build_poll_query
 from syncd.domain.window import PollWindow
@@ -144,6 +148,16 @@ class TestClient:
         assert [len(page) for page in pages] == [200, 200, 30]
         assert len({r["Id"] for page in pages for r in page}) == 430
         assert salesforce_emulator.bulk._jobs == {}
+
+    def test_an_unreadable_job_answer_is_salesforce_unavailable(
+        self, source: SalesforceSource, salesforce_emulator: SalesforceEmulator
+    ) -> None:
+        """A cut JSON answer to the job creation is a source error, not a crash."""
+        salesforce_emulator.add_records(records(3))
+        source.login()
+        salesforce_emulator.inject("malformed_json", count=1)
+        with pytest.raises(SalesforceUnavailable, match="not valid JSON"):
+            list(bulk(source).query_pages(build_poll_query(make_sync(), WINDOW)))
 
 
 def leads_of(factory: sessionmaker[Session]) -> dict[str, tuple[Any, ...]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from syncd.adapters import stream_store
 from syncd.adapters.db import make_session_factory
@@ -175,6 +175,18 @@ class TestIntake:
         assert "stream: record deleted in Salesforce" in reasons
         emulator.undelete_record("Lead", record_id)
         wait_until(lambda: stream.leads()[record_id][0] == "queued", "queued again")
+
+    def test_delete_skips_a_held_lead(self, emulator: SalesforceEmulator, stream: Stream) -> None:
+        """A held lead whose record is deleted is skipped: a later release cannot queue it."""
+        [record_id] = emulator.add_records(lead_records(1))
+        wait_until(lambda: stream.leads().get(record_id, ("",))[0] == "queued", "queued")
+        with stream.sessions.begin() as session:
+            session.execute(
+                update(Lead).where(Lead.salesforce_id == record_id).values(state="held")
+            )
+        emulator.delete_record("Lead", record_id)
+        wait_until(lambda: stream.leads()[record_id][0] == "skipped", "skipped")
+        assert stream.leads()[record_id][1] == "record deleted in Salesforce"
 
     def test_gap_event_reads_the_record(self, emulator: SalesforceEmulator, engine: Engine) -> None:
         """A record known only through a gap event is read and queued."""

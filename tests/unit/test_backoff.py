@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from syncd.domain.backoff import BackoffPolicy, exponential, full_jitter, parse_retry_after
+from syncd.domain.backoff import (
+    BackoffPolicy,
+    equal_jitter,
+    exponential,
+    full_jitter,
+    parse_retry_after,
+)
 
 POLICY = BackoffPolicy(timedelta(seconds=5), timedelta(minutes=1), 2.0)
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -85,3 +91,12 @@ class TestHostileRetryAfter:
         """An HTTP date in year 9999 is capped like a huge number."""
         value = "Fri, 31 Dec 9999 23:59:59 GMT"
         assert parse_retry_after(value, NOW, maximum=timedelta(hours=1)) == timedelta(hours=1)
+
+
+class TestEqualJitter:
+    def test_half_fixed_half_drawn(self) -> None:
+        """equal_jitter lies in [cap/2, cap): never at once, never past the cap."""
+        policy = BackoffPolicy(timedelta(seconds=2), timedelta(minutes=5))
+        assert equal_jitter(3, policy, lambda: 0.0) == timedelta(seconds=4)
+        assert equal_jitter(3, policy, lambda: 0.999) < timedelta(seconds=8)
+        assert equal_jitter(30, policy, lambda: 0.5) == timedelta(minutes=5) * 0.75

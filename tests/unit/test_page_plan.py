@@ -191,6 +191,15 @@ class TestChangedAfterDelivery:
         )
         assert recorded.state == state and result.changes == []
 
+    def test_unsent_lead_recorded_with_the_new_zone(self) -> None:
+        """A failed lead's record whose zone field changed stores the new zone: a requeue
+        must wait for calling hours in the zone the record names now."""
+        read = lead("00Q1", "d2", time_zone="America/Los_Angeles")
+        failed = plan([read], {"00Q1": ExistingLead(7, "failed", "d1")}).recorded[0]
+        assert failed.time_zone == "America/Los_Angeles"
+        sent = plan([read], {"00Q1": ExistingLead(7, "accepted", "d1")}).recorded[0]
+        assert sent.time_zone is None  # what was sent is kept
+
     def test_do_not_call_is_noted_in_the_reason(self) -> None:
         """DoNotCall set on a sent lead's record is kept, and said in the audit note."""
         result = plan(
