@@ -160,6 +160,12 @@ WRITEBACK_CALLS = Counter(
     ["sync", "result"],
     registry=REGISTRY,
 )
+WRITEBACK_WAITED = Counter(
+    "syncd_writeback_waited_seconds_total",
+    "Seconds write-back waited for a delivery pass of this process to finish sending.",
+    ["sync"],
+    registry=REGISTRY,
+)
 
 # --- streaming (Pub/Sub API) ---------------------------------------------------------
 STREAM_CONNECTED = Gauge(

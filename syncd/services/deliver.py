@@ -42,6 +42,7 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -61,6 +62,7 @@ from syncd.domain.outcome import Limits, Reply, plan_outcome
 from syncd.domain.responses import Action, Classified, classify, maybe_sent, nothing_sent
 from syncd.domain.states import LeadState
 from syncd.logs import get_logger
+from syncd.services import delivery_activity
 from syncd.services.call_window import closed_hours
 from syncd.services.delivery_report import DeliveryReport
 from syncd.services.delivery_report import DeliveryResult as DeliveryResult
@@ -146,14 +148,28 @@ def deliver_sync(
     worker: str | None = None,
     rng: Callable[[], float] = random.random,
     fence: Callable[[Session], bool] | None = None,
+    activity: delivery_activity.DeliveryActivity | None = None,
 ) -> DeliveryResult:
     """Claim and send batches for every agent of ``sync`` until nothing is due or ``stop``.
 
     ``fence`` (several replicas, :mod:`syncd.services.leadership`) runs inside each
     claim's transaction; when it says False this replica no longer leads the sync
-    and claims nothing more (so it sends nothing more).
+    and claims nothing more (so it sends nothing more). While leads are being
+    sent the pass marks ``activity`` (the process's by default), and write-back
+    gives way to it (:mod:`syncd.services.delivery_activity`).
     """
-    return _Delivery(session_factory, client, sync, simz, now, stop, worker, rng, fence).run()
+    return _Delivery(
+        session_factory,
+        client,
+        sync,
+        simz,
+        now,
+        stop,
+        worker,
+        rng,
+        fence,
+        activity or delivery_activity.PROCESS,
+    ).run()
 
 
 class _Delivery:
@@ -167,9 +183,11 @@ class _Delivery:
         stop: threading.Event | None,
         worker: str | None,
         rng: Callable[[], float],
-        fence: Callable[[Session], bool] | None = None,
+        fence: Callable[[Session], bool] | None,
+        activity: delivery_activity.DeliveryActivity,
     ) -> None:
         self.sessions = session_factory
+        self.activity = activity
         self.client = client
         self.sync = sync
         self.simz = simz
@@ -203,7 +221,10 @@ class _Delivery:
         with self.sessions.begin() as session:
             agents = outbox.queued_agents(session, self.sync.name)
         # One thread POSTs while this one records the last answer and claims ahead.
-        with ThreadPoolExecutor(1, thread_name_prefix=f"simz-{self.sync.name}") as sender:
+        with (
+            self.activity.sending() if agents else nullcontext(),
+            ThreadPoolExecutor(1, thread_name_prefix=f"simz-{self.sync.name}") as sender,
+        ):
             for agent in agents:
                 step = self._agent(agent, sender)
                 if step in (_Next.STOP_KEY, _Next.STOPPED):

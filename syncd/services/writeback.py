@@ -11,13 +11,16 @@ is due, ``stop`` is set, or the org's API usage is above
 A row stays pending until its outcome is committed, so a crash or a Salesforce
 outage loses nothing: the row is sent again (the PATCH sets the same values,
 so sending twice is harmless). Write-back runs in its own job with its own
-Salesforce session and short transactions, so it never holds up delivery.
+Salesforce session and short transactions, and it gives way to delivery: while
+a delivery pass of this process is sending, it waits, and past 30 s of one pass
+it takes a tenth of the time (:mod:`syncd.services.delivery_activity`).
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,7 +45,8 @@ from syncd.domain.writeback import (
     record_values,
 )
 from syncd.logs import get_logger
-from syncd.metrics import WRITEBACK_CALLS, WRITEBACK_PENDING, WRITEBACKS
+from syncd.metrics import WRITEBACK_CALLS, WRITEBACK_PENDING, WRITEBACK_WAITED, WRITEBACKS
+from syncd.services.delivery_activity import PROCESS, DeliveryActivity, GiveWay
 
 log = get_logger(__name__)
 
@@ -86,6 +90,7 @@ class Writer:
         usage: Callable[[], tuple[int, int] | None] | None = None,
         now: Callable[[], datetime] = utcnow,
         rng: Callable[[], float] = random.random,
+        activity: DeliveryActivity = PROCESS,
     ) -> None:
         if sync.writeback is None:
             raise ValueError(f"sync {sync.name} has no writeback section")
@@ -98,6 +103,7 @@ class Writer:
         self.now = now
         self.rng = rng
         self.error_length: int | None = None if self.fields.error else DEFAULT_ERROR_LENGTH
+        self.give_way = GiveWay(activity)
 
     def over_usage(self) -> str | None:
         """Why the org's API usage forbids a call now, or None."""
@@ -131,6 +137,9 @@ class Writer:
 
     def _run(self, result: WritebackPass, stop: threading.Event | None) -> None:
         while stop is None or not stop.is_set():
+            self._give_way(stop)
+            if stop is not None and stop.is_set():
+                return
             now = self.now()
             with self.session_factory.begin() as session:
                 rows = store.due(session, self.sync.name, now)
@@ -143,8 +152,19 @@ class Writer:
                 return
             if self.error_length is None and not self._describe(result):
                 return
-            if not self._send(rows, result):
+            started = time.monotonic()
+            sent = self._send(rows, result)
+            self.give_way.record_call(time.monotonic() - started)
+            if not sent:
                 return
+
+    def _give_way(self, stop: threading.Event | None) -> None:
+        """Wait while this process is delivering (see :mod:`~syncd.services.delivery_activity`)."""
+        before = self.give_way.waited
+        self.give_way.before_call(stop)
+        waited = self.give_way.waited - before
+        if waited > 0:
+            WRITEBACK_WAITED.labels(sync=self.sync.name).inc(waited)
 
     def _describe(self, result: WritebackPass) -> bool:
         """Learn the error field's length; False (try again next pass) if Salesforce fails."""

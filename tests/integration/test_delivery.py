@@ -27,6 +27,7 @@ from syncd.adapters.simz import SimzClient, key_fingerprint
 from syncd.config.models import SimzConfig, SyncConfig
 from syncd.sandbox.simz import SimzEmulator
 from syncd.services.deliver import DeliveryResult, deliver_sync, recover_in_flight
+from syncd.services.delivery_activity import DeliveryActivity
 from tests.integration.delivery_rows import (
     T0,
     batches,
@@ -127,6 +128,29 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+class TestMarksItsActivity:
+    def test_a_pass_marks_the_activity_while_it_sends_and_clears_it_after(
+        self, make_harness: Callable[..., Harness], sessions: sessionmaker[Session]
+    ) -> None:
+        """Write-back gives way to what this marks (syncd/services/delivery_activity.py)."""
+        harness = make_harness()
+        activity = DeliveryActivity()
+        seen: list[float | None] = []
+        submit = harness.client.submit
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            seen.append(activity.busy_for())
+            return submit(*args, **kwargs)
+
+        harness.client.submit = watched  # type: ignore[method-assign]
+        insert_leads(sessions, range(25))
+        assert harness.run(activity=activity).accepted == 25
+        assert len(seen) == 3 and all(busy is not None for busy in seen)
+        assert activity.busy_for() is None
+        assert harness.run(activity=activity).batches == 0
+        assert len(seen) == 3
 
 
 class TestAccepted:

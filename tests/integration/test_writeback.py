@@ -6,7 +6,10 @@ Real databases (SQLite file and PostgreSQL) and real HTTPS to the emulator.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +27,7 @@ from syncd.config.models import SyncConfig
 from syncd.domain.states import LeadState
 from syncd.metrics import REGISTRY
 from syncd.sandbox.salesforce import SalesforceEmulator
+from syncd.services.delivery_activity import DeliveryActivity, GiveWay
 from syncd.services.poll import poll_sync
 from syncd.services.writeback import Writer
 from tests.salesforce_fixtures import salesforce_config
@@ -489,6 +493,113 @@ class TestWriter:
             assert store.count_failed(session, "web") == 1
             assert store.retry_failed(session, "web", T0) == 1
             assert [d.lead_id for d in store.due(session, "web", T0)] == [row.lead_id]
+
+
+class _Watched:
+    """The source, noting for each collections call whether delivery was sending."""
+
+    def __init__(self, source: SalesforceSource, activity: DeliveryActivity) -> None:
+        self.source = source
+        self.activity = activity
+        #: (delivery busy during the call, call start, call end) per call.
+        self.calls: list[tuple[bool, float, float]] = []
+
+    def update_collection(self, body: dict[str, Any]) -> Any:
+        started = time.monotonic()
+        busy = self.activity.busy_for() is not None
+        answer = self.source.update_collection(body)
+        self.calls.append((busy, started, time.monotonic()))
+        return answer
+
+    def describe_fields(self, sobject: str) -> list[dict[str, Any]]:
+        return self.source.describe_fields(sobject)
+
+    def api_usage(self) -> tuple[int, int] | None:
+        return self.source.api_usage()
+
+
+class TestGivesWayToDelivery:
+    """While a delivery pass of the process is sending, write-back makes no call."""
+
+    def _writer(
+        self,
+        sessions: sessionmaker[Session],
+        emulator: SalesforceEmulator,
+        source: SalesforceSource,
+        activity: DeliveryActivity,
+        **give_way: float,
+    ) -> tuple[Writer, _Watched]:
+        sf = sf_leads(emulator, 450)
+        ids = add_leads(sessions, sf)
+        accept(sessions, claim_all(sessions), list(ids.values()))
+        watched = _Watched(source, activity)
+        found = Writer(
+            sessions,
+            watched,
+            make_sync(),
+            max_api_usage_percent=80,
+            now=_Clock(T0),
+            activity=activity,
+        )
+        found.give_way = GiveWay(activity, **give_way)
+        return found, watched
+
+    def test_it_waits_for_the_pass_then_sends_everything(
+        self,
+        sessions: sessionmaker[Session],
+        emulator: SalesforceEmulator,
+        source: SalesforceSource,
+    ) -> None:
+        activity = DeliveryActivity()
+        found, watched = self._writer(sessions, emulator, source, activity)
+        results: list[Any] = []
+        with activity.sending():
+            thread = threading.Thread(target=lambda: results.append(found.run()))
+            thread.start()
+            thread.join(0.5)
+            assert thread.is_alive(), "the writer did not wait for delivery"
+        thread.join(30)
+        [result] = results
+        assert (result.calls, result.done) == (3, 450)
+        assert [busy for busy, _s, _e in watched.calls] == [False, False, False]
+        assert found.give_way.waited > 0
+        waited = REGISTRY.get_sample_value("syncd_writeback_waited_seconds_total", {"sync": "web"})
+        assert waited is not None and waited > 0
+
+    def test_a_long_pass_gets_paced_calls_not_starvation(
+        self,
+        sessions: sessionmaker[Session],
+        emulator: SalesforceEmulator,
+        source: SalesforceSource,
+    ) -> None:
+        """Past the limit the writer sends, pausing at least as long as each call (share 1/2)."""
+        activity = DeliveryActivity()
+        found, watched = self._writer(sessions, emulator, source, activity, limit=0.1, share=0.5)
+        with activity.sending():
+            result = found.run()
+        assert (result.calls, result.done) == (3, 450)
+        assert all(busy for busy, _s, _e in watched.calls)
+        for (_b, start, end), (_b2, next_start, _e2) in itertools.pairwise(watched.calls):
+            assert next_start - end >= end - start, "write-back took more than its share"
+
+    def test_stop_while_waiting_leaves_every_row_pending(
+        self,
+        sessions: sessionmaker[Session],
+        emulator: SalesforceEmulator,
+        source: SalesforceSource,
+    ) -> None:
+        """Shutdown while write-back waits for delivery: it returns, having sent nothing."""
+        activity = DeliveryActivity()
+        found, watched = self._writer(sessions, emulator, source, activity)
+        stop = threading.Event()
+        with activity.sending():
+            timer = threading.Timer(0.3, stop.set)
+            timer.start()
+            result = found.run(stop)
+            timer.join()
+            assert activity.busy_for() is not None, "returned on stop, not at the pass's end"
+        assert (result.calls, watched.calls) == (0, [])
+        assert {r.status for r in writebacks(sessions).values()} == {"pending"}
 
 
 # --------------------------------------------------------------------------- intake
