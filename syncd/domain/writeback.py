@@ -8,6 +8,7 @@ describe.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +42,7 @@ ALLOWED_TYPES: dict[str, frozenset[str]] = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def salesforce_datetime(value: datetime) -> str:
     """Salesforce's JSON datetime in UTC, e.g. ``2024-01-31T12:00:00.000+0000``."""
     if value.tzinfo is None:

@@ -203,3 +203,13 @@ class TestDescribe:
         fields = WritebackFieldsConfig.model_validate(FIELDS)
         assert error_length(fields, self.DESCRIBED) == 131
         assert error_length(fields, []) == 255
+
+
+def test_the_due_query_selects_the_row_fields_in_order() -> None:
+    """``due`` builds its rows positionally: the query's columns must match the dataclass."""
+    import dataclasses
+
+    from syncd.adapters.writeback_store import _DUE, DueWriteback
+
+    columns = [column.name for column in _DUE.selected_columns]
+    assert columns == [field.name for field in dataclasses.fields(DueWriteback)]
