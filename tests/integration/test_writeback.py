@@ -10,7 +10,7 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -518,20 +518,20 @@ class _Watched:
         return self.source.api_usage()
 
 
-class TestGivesWayToDelivery:
-    """While a delivery pass of the process is sending, write-back makes no call."""
+_GiveWayWriter = Callable[..., tuple[Writer, _Watched, DeliveryActivity]]
 
-    def _writer(
-        self,
-        sessions: sessionmaker[Session],
-        emulator: SalesforceEmulator,
-        source: SalesforceSource,
-        activity: DeliveryActivity,
-        **give_way: float,
-    ) -> tuple[Writer, _Watched]:
-        sf = sf_leads(emulator, 450)
-        ids = add_leads(sessions, sf)
-        accept(sessions, claim_all(sessions), list(ids.values()))
+
+@pytest.fixture
+def give_way_writer(
+    sessions: sessionmaker[Session], emulator: SalesforceEmulator, source: SalesforceSource
+) -> _GiveWayWriter:
+    """450 accepted leads and a builder of their writer, with its own delivery activity."""
+    sf = sf_leads(emulator, 450)
+    ids = add_leads(sessions, sf)
+    accept(sessions, claim_all(sessions), list(ids.values()))
+
+    def build(**give_way: float) -> tuple[Writer, _Watched, DeliveryActivity]:
+        activity = DeliveryActivity()
         watched = _Watched(source, activity)
         found = Writer(
             sessions,
@@ -542,16 +542,18 @@ class TestGivesWayToDelivery:
             activity=activity,
         )
         found.give_way = GiveWay(activity, **give_way)
-        return found, watched
+        return found, watched, activity
+
+    return build
+
+
+class TestGivesWayToDelivery:
+    """While a delivery pass of the process is sending, write-back makes no call."""
 
     def test_it_waits_for_the_pass_then_sends_everything(
-        self,
-        sessions: sessionmaker[Session],
-        emulator: SalesforceEmulator,
-        source: SalesforceSource,
+        self, give_way_writer: _GiveWayWriter
     ) -> None:
-        activity = DeliveryActivity()
-        found, watched = self._writer(sessions, emulator, source, activity)
+        found, watched, activity = give_way_writer()
         results: list[Any] = []
         with activity.sending():
             thread = threading.Thread(target=lambda: results.append(found.run()))
@@ -567,14 +569,10 @@ class TestGivesWayToDelivery:
         assert waited is not None and waited > 0
 
     def test_a_long_pass_gets_paced_calls_not_starvation(
-        self,
-        sessions: sessionmaker[Session],
-        emulator: SalesforceEmulator,
-        source: SalesforceSource,
+        self, give_way_writer: _GiveWayWriter
     ) -> None:
         """Past the limit the writer sends, pausing at least as long as each call (share 1/2)."""
-        activity = DeliveryActivity()
-        found, watched = self._writer(sessions, emulator, source, activity, limit=0.1, share=0.5)
+        found, watched, activity = give_way_writer(limit=0.1, share=0.5)
         with activity.sending():
             result = found.run()
         assert (result.calls, result.done) == (3, 450)
@@ -583,14 +581,10 @@ class TestGivesWayToDelivery:
             assert next_start - end >= end - start, "write-back took more than its share"
 
     def test_stop_while_waiting_leaves_every_row_pending(
-        self,
-        sessions: sessionmaker[Session],
-        emulator: SalesforceEmulator,
-        source: SalesforceSource,
+        self, give_way_writer: _GiveWayWriter, sessions: sessionmaker[Session]
     ) -> None:
         """Shutdown while write-back waits for delivery: it returns, having sent nothing."""
-        activity = DeliveryActivity()
-        found, watched = self._writer(sessions, emulator, source, activity)
+        found, watched, activity = give_way_writer()
         stop = threading.Event()
         with activity.sending():
             timer = threading.Timer(0.3, stop.set)
