@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import operator_pauses as store
@@ -60,21 +61,30 @@ def pause(
     """
     _check(scope, name, reason, actor)
     at = now()
-    with session_factory.begin() as session:
-        existing = store.find(session, scope, name)
-        if existing is not None:
-            return PauseOutcome(existing, created=False)
-        hold = Hold(scope, name, reason.strip()[:500], actor.strip()[:255], at)
-        store.add(session, hold)
-        store.record_action(
-            session,
-            at=at,
-            actor=hold.paused_by,
-            action="pause",
-            scope=scope,
-            name=name,
-            reason=hold.reason,
-        )
+    hold = Hold(scope, name, reason.strip()[:500], actor.strip()[:255], at)
+    try:
+        with session_factory.begin() as session:
+            existing = store.find(session, scope, name)
+            if existing is not None:
+                return PauseOutcome(existing, created=False)
+            store.add(session, hold)
+            store.record_action(
+                session,
+                at=at,
+                actor=hold.paused_by,
+                action="pause",
+                scope=scope,
+                name=name,
+                reason=hold.reason,
+            )
+    except IntegrityError:
+        # Another operator's pause of the same target committed between our read
+        # and our insert: theirs is in force, ours was rolled back whole.
+        with session_factory.begin() as session:
+            existing = store.find(session, scope, name)
+        if existing is None:
+            raise
+        return PauseOutcome(existing, created=False)
     log.warning(
         "delivery paused by an operator",
         scope=scope,

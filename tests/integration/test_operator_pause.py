@@ -7,6 +7,7 @@ pause and resume is in the audit trail.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -156,6 +157,53 @@ class TestAuditTrail:
             ("pause", "sync", "web", "ops", "campaign change"),
             ("resume", "sync", "web", "ops2", "done"),
         ]
+
+    def test_two_pauses_at_once_keep_one_and_neither_fails(
+        self, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Both read "not paused" before either inserts: the second gets the first's pause.
+
+        PostgreSQL only: SQLite's writers are serialised (BEGIN IMMEDIATE), so the
+        second read waits for the first commit and sees its pause.
+        """
+        if sessions.kw["bind"].dialect.name == "sqlite":
+            pytest.skip("SQLite serialises writers: two pauses cannot both read first")
+        both_read = threading.Barrier(2, timeout=10)
+        waited: set[str] = set()
+        find = pausing.store.find
+
+        def find_then_wait(session: Session, scope: str, name: str) -> pausing.Hold | None:
+            found = find(session, scope, name)
+            me = threading.current_thread().name
+            if me.startswith("pause-") and me not in waited:
+                waited.add(me)
+                both_read.wait()
+            return found
+
+        monkeypatch.setattr(pausing.store, "find", find_then_wait)
+        outcomes: dict[str, pausing.PauseOutcome] = {}
+        errors: list[BaseException] = []
+
+        def run(actor: str) -> None:
+            try:
+                outcomes[actor] = pausing.pause(
+                    sessions, scope="sync", name="web", reason=actor, actor=actor, now=lambda: NOW
+                )
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(a,), name=f"pause-{a}") for a in "ab"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        assert sorted(o.created for o in outcomes.values()) == [False, True]
+        [winner] = [actor for actor, o in outcomes.items() if o.created]
+        assert {o.hold.paused_by for o in outcomes.values()} == {winner}
+        with sessions() as session:
+            actions = session.scalars(select(OperatorAction.actor)).all()
+        assert actions == [winner]
 
     @pytest.mark.parametrize(
         ("scope", "name", "reason", "actor"),
