@@ -21,6 +21,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,6 +30,9 @@ from syncd.adapters.orm import utcnow
 from syncd.config import Config, SyncConfig
 from syncd.domain.soql import build_poll_query
 from syncd.domain.window import PollWindow, floor_second
+
+if TYPE_CHECKING:
+    from syncd.adapters.salesforce import SalesforceSource
 
 #: Where Salesforce says a query went wrong, e.g. ``ERROR at Row:1:Column:12``.
 _POSITION = re.compile(r"ERROR at Row:(\d+):Column:(\d+)")
@@ -74,41 +78,36 @@ def check_query(sync: SyncConfig) -> str:
     return build_poll_query(sync, PollWindow(end - timedelta(hours=1), end)) + " LIMIT 1"
 
 
-def check_salesforce(config: Config) -> list[Check]:
-    """Log in, then run each enabled sync's poll query with ``LIMIT 1``."""
-    from syncd.adapters.salesforce import (
-        SalesforceQueryError,
-        SalesforceSource,
-        SalesforceSourceError,
-    )
+def check_salesforce(config: Config, source: SalesforceSource) -> list[Check]:
+    """Log in with ``source``, then run each enabled sync's poll query with ``LIMIT 1``.
 
-    source = SalesforceSource(config.salesforce)
+    The first check is the login's; when it failed, it is the only one.
+    """
+    from syncd.adapters.salesforce import SalesforceQueryError, SalesforceSourceError
+
     try:
+        source.login()
+    except (SalesforceSourceError, OSError, ValueError) as exc:
+        return [Check(False, f"salesforce: FAILED: login: {_one_line(str(exc))}")]
+    checks = [Check(True, "salesforce: ok (logged in)")]
+    for sync in config.syncs:
+        if not sync.enabled:
+            continue
+        soql = check_query(sync)
+        pages = source.query_pages(soql)
         try:
-            source.login()
-        except (SalesforceSourceError, OSError, ValueError) as exc:
-            return [Check(False, f"salesforce: FAILED: login: {_one_line(str(exc))}")]
-        checks = [Check(True, "salesforce: ok (logged in)")]
-        for sync in config.syncs:
-            if not sync.enabled:
-                continue
-            soql = check_query(sync)
-            pages = source.query_pages(soql)
-            try:
-                next(pages, None)
-                checks.append(Check(True, f"salesforce: sync {sync.name}: ok (poll query runs)"))
-            except SalesforceQueryError as exc:
-                problem = describe_query_error(soql, str(exc))
-                checks.append(Check(False, f"salesforce: sync {sync.name}: FAILED: {problem}"))
-            except SalesforceSourceError as exc:
-                text = f"salesforce: sync {sync.name}: FAILED: {_one_line(str(exc))}"
-                checks.append(Check(False, text))
-            finally:
-                if isinstance(pages, Generator):
-                    pages.close()  # stops its read-ahead thread
-        return checks
-    finally:
-        source.close()
+            next(pages, None)
+            checks.append(Check(True, f"salesforce: sync {sync.name}: ok (poll query runs)"))
+        except SalesforceQueryError as exc:
+            problem = describe_query_error(soql, str(exc))
+            checks.append(Check(False, f"salesforce: sync {sync.name}: FAILED: {problem}"))
+        except SalesforceSourceError as exc:
+            text = f"salesforce: sync {sync.name}: FAILED: {_one_line(str(exc))}"
+            checks.append(Check(False, text))
+        finally:
+            if isinstance(pages, Generator):
+                pages.close()  # stops its read-ahead thread
+    return checks
 
 
 def check_database(config: Config) -> Check:
@@ -181,21 +180,34 @@ def check_simz(config: Config) -> list[Check]:
     ]
 
 
-def check_writeback(config: Config) -> list[Check]:
+def check_writeback(config: Config, source: SalesforceSource) -> list[Check]:
     """The write-back fields of every enabled sync that writes outcomes back."""
     from syncd.services.writeback_check import check_writeback_fields
 
-    found = check_writeback_fields(config)
+    found = check_writeback_fields(config, source)
     return [Check(True, line) for line in found.ok] + [
         Check(False, f"writeback: FAILED: {problem}") for problem in found.problems
     ]
 
 
 def check_connections(config: Config) -> list[Check]:
-    """Every check, in order: database, Salesforce, write-back fields, SimZ."""
-    return [
-        check_database(config),
-        *check_salesforce(config),
-        *check_writeback(config),
-        *check_simz(config),
-    ]
+    """Every check, in order: database, Salesforce, write-back fields, SimZ.
+
+    Salesforce and write-back share one login; after a refused login the
+    write-back fields are not checked (another refused login would only bring
+    the user closer to a lockout).
+    """
+    from syncd.adapters.salesforce import SalesforceSource
+
+    checks = [check_database(config)]
+    source = SalesforceSource(config.salesforce)
+    try:
+        salesforce = check_salesforce(config, source)
+        checks += salesforce
+        if salesforce[0].ok:
+            checks += check_writeback(config, source)
+        elif any(s.enabled and s.writeback is not None for s in config.syncs):
+            checks.append(Check(False, "writeback: not checked: the Salesforce login failed"))
+    finally:
+        source.close()
+    return [*checks, *check_simz(config)]

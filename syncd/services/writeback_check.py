@@ -23,28 +23,25 @@ class WritebackCheck:
     problems: list[str] = field(default_factory=list)
 
 
-def check_writeback_fields(config: Config) -> WritebackCheck:
-    """Describe every object an enabled sync writes back to and check the fields."""
+def check_writeback_fields(config: Config, source: SalesforceSource) -> WritebackCheck:
+    """Describe every object an enabled sync writes back to and check the fields.
+
+    ``source`` is the caller's (logged in already, or it logs in on first use).
+    """
     check = WritebackCheck()
-    syncs = [s for s in config.syncs if s.enabled and s.writeback is not None]
-    if not syncs:
-        return check
-    source = SalesforceSource(config.salesforce)
     described: dict[str, list[dict[str, object]]] = {}
-    try:
-        for sync in syncs:
-            assert sync.writeback is not None
-            try:
-                if sync.object not in described:
-                    described[sync.object] = source.describe_fields(sync.object)
-            except SalesforceSourceError as exc:
-                check.problems.append(f"sync {sync.name}: cannot describe {sync.object}: {exc}")
-                continue
-            found = field_problems(sync.object, sync.writeback.fields, described[sync.object])
-            check.problems += [f"sync {sync.name}: {problem}" for problem in found]
-            if not found:
-                names = ", ".join(sync.writeback.fields.names().values())
-                check.ok.append(f"writeback: ok (sync {sync.name}: {sync.object} {names})")
-    finally:
-        source.close()
+    for sync in config.syncs:
+        if not sync.enabled or sync.writeback is None:
+            continue
+        try:
+            if sync.object not in described:
+                described[sync.object] = source.describe_fields(sync.object)
+        except SalesforceSourceError as exc:
+            check.problems.append(f"sync {sync.name}: cannot describe {sync.object}: {exc}")
+            continue
+        found = field_problems(sync.object, sync.writeback.fields, described[sync.object])
+        check.problems += [f"sync {sync.name}: {problem}" for problem in found]
+        if not found:
+            names = ", ".join(sync.writeback.fields.names().values())
+            check.ok.append(f"writeback: ok (sync {sync.name}: {sync.object} {names})")
     return check

@@ -244,9 +244,23 @@ class TestOnce:
 
 class TestCheckConnect:
     def test_good_fields_pass(self, harness: Harness) -> None:
+        """One login serves the poll queries and the describe."""
+        before = harness.salesforce.login_attempts()
         result = syncd(harness, "check-config", "--connect")
         assert result.returncode == 0, result.stderr
         assert "writeback: ok (sync web: Lead SimZ_Status__c" in result.stdout
+        assert harness.salesforce.login_attempts() == before + 1
+
+    def test_a_refused_login_is_not_tried_again_for_the_fields(self, harness: Harness) -> None:
+        config = harness.config(sync={"writeback": {"fields": FIELDS}})
+        config["salesforce"]["auth"]["password"] = "not-the-password"
+        harness.write_config(**config)
+        before = harness.salesforce.login_attempts()
+        result = syncd(harness, "check-config", "--connect")
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        assert "writeback: not checked: the Salesforce login failed" in result.stderr
+        assert harness.salesforce.login_attempts() == before + 1
 
     def test_a_bad_field_name_is_refused(self, harness: Harness) -> None:
         harness.salesforce.declare_field("Lead.SimZ_Readonly__c:string:255:readonly")
