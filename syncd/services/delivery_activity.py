@@ -8,12 +8,15 @@ alongside a pass with a backlog slowed that pass by 13 to 26 %
 seconds; a lead's call should not. So:
 
 * while no delivery pass of this process is sending, write-back sends freely;
-* while one is, write-back waits until it ends;
+* while one is, write-back watches the process's CPU for :data:`PROBE`: below
+  :data:`CPU_BOUND` the pass is waiting (for SimZ, or for its rate limit, as
+  it mostly does in production), and write-back sends; otherwise it watches
+  again, until the pass ends;
 * once one has been sending for :data:`YIELD_LIMIT` without a break (a long
-  backlog), write-back sends again, one call at a time, each followed by a wait
-  of ``(1 - SHARE) / SHARE`` times as long as the call took. It then takes at
-  most a :data:`SHARE` of the time while delivery stays busy, and the records
-  are still updated during a long burst.
+  backlog) and the CPU stays busy, write-back sends again, one call at a time,
+  each followed by a wait of ``(1 - SHARE) / SHARE`` times as long as the call
+  took. It then takes at most a :data:`SHARE` of the time while delivery stays
+  busy, and the records are still updated during a long burst.
 
 Nothing is lost while write-back waits: its rows are in the durable queue
 (:mod:`syncd.adapters.writeback_store`), and it catches up when the pass ends.
@@ -30,6 +33,11 @@ from contextlib import contextmanager
 
 #: Seconds of continuous delivery after which write-back sends again (paced).
 YIELD_LIMIT = 30.0
+#: Seconds the writer watches a sending pass before deciding.
+PROBE = 0.5
+#: Process CPU (in cores) below which a sending pass is waiting, not working (for
+#: SimZ, or its rate limit): write-back's CPU then costs delivery nothing.
+CPU_BOUND = 0.5
 #: Write-back's share of the time while delivery stays busy past the limit.
 SHARE = 0.1
 #: How often a waiting writer looks at its stop event (seconds).
@@ -89,32 +97,57 @@ class GiveWay:
     """One writer's manners: call :meth:`before_call` before each write-back call.
 
     :meth:`record_call` tells it how long the last call took, for the pacing
-    past ``limit``. The seconds it waited are added to ``waited``.
+    past ``limit``. The seconds it waited are added to ``waited``. ``cpu`` is
+    the process's CPU clock (seconds), read to tell a pass that works from one
+    that waits.
     """
 
     def __init__(
-        self, activity: DeliveryActivity, *, limit: float = YIELD_LIMIT, share: float = SHARE
+        self,
+        activity: DeliveryActivity,
+        *,
+        limit: float = YIELD_LIMIT,
+        share: float = SHARE,
+        cpu: Callable[[], float] = time.process_time,
+        probe: float = PROBE,
+        cpu_bound: float = CPU_BOUND,
     ) -> None:
         if not 0 < share <= 1:
             raise ValueError("share must be in (0, 1]")
         self.activity = activity
         self.limit = limit
         self.share = share
+        self.cpu = cpu
+        self.probe = probe
+        self.cpu_bound = cpu_bound
         self.last_call = 0.0
         self.waited = 0.0
 
     def before_call(self, stop: threading.Event | None = None) -> None:
         """Return when write-back may make its next call (or ``stop`` is set)."""
-        busy = self.activity.busy_for()
-        if busy is None:
+        if self.activity.busy_for() is None:
             return
         started = self.activity.clock()
-        if busy < self.limit and self.activity.wait_idle(self.limit - busy, stop):
-            self.waited += self.activity.clock() - started
-            return
-        if self.activity.busy_for() is not None and not _stopped(stop):
+        try:
+            while True:
+                busy = self.activity.busy_for()
+                if busy is None or _stopped(stop):
+                    return
+                if busy >= self.limit:
+                    break
+                if self._pass_ends_or_cpu_is_free(min(self.probe, self.limit - busy), stop):
+                    return
             self.activity.wait_idle(pause_after(self.last_call, self.share), stop)
-        self.waited += self.activity.clock() - started
+        finally:
+            self.waited += self.activity.clock() - started
+
+    def _pass_ends_or_cpu_is_free(self, seconds: float, stop: threading.Event | None) -> bool:
+        """Wait ``seconds`` for the pass to end; else, whether the process used little CPU."""
+        cpu, wall = self.cpu(), self.activity.clock()
+        if self.activity.wait_idle(seconds, stop) or _stopped(stop):
+            return True
+        elapsed = self.activity.clock() - wall
+        return elapsed > 0 and (self.cpu() - cpu) / elapsed < self.cpu_bound
 
     def record_call(self, seconds: float) -> None:
         self.last_call = seconds

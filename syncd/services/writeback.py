@@ -12,8 +12,9 @@ A row stays pending until its outcome is committed, so a crash or a Salesforce
 outage loses nothing: the row is sent again (the PATCH sets the same values,
 so sending twice is harmless). Write-back runs in its own job with its own
 Salesforce session and short transactions, and it gives way to delivery: while
-a delivery pass of this process is sending, it waits, and past 30 s of one pass
-it takes a tenth of the time (:mod:`syncd.services.delivery_activity`).
+a delivery pass of this process is sending and the process is using the CPU,
+it waits, and past 30 s of one such pass it takes a tenth of the time
+(:mod:`syncd.services.delivery_activity`).
 """
 
 from __future__ import annotations

@@ -530,7 +530,7 @@ def give_way_writer(
     ids = add_leads(sessions, sf)
     accept(sessions, claim_all(sessions), list(ids.values()))
 
-    def build(**give_way: float) -> tuple[Writer, _Watched, DeliveryActivity]:
+    def build(**give_way: Any) -> tuple[Writer, _Watched, DeliveryActivity]:
         activity = DeliveryActivity()
         watched = _Watched(source, activity)
         found = Writer(
@@ -541,7 +541,8 @@ def give_way_writer(
             now=_Clock(T0),
             activity=activity,
         )
-        found.give_way = GiveWay(activity, **give_way)
+        # The pass is simulated: by default its process uses a full core (faked).
+        found.give_way = GiveWay(activity, **{"cpu": time.monotonic, **give_way})
         return found, watched, activity
 
     return build
@@ -567,6 +568,17 @@ class TestGivesWayToDelivery:
         assert found.give_way.waited > 0
         waited = REGISTRY.get_sample_value("syncd_writeback_waited_seconds_total", {"sync": "web"})
         assert waited is not None and waited > 0
+
+    def test_a_pass_waiting_for_simz_does_not_hold_it(
+        self, give_way_writer: _GiveWayWriter
+    ) -> None:
+        """The process's CPU idle while the pass sends (rate limit, network): it goes on."""
+        found, watched, activity = give_way_writer(cpu=lambda: 1.0, probe=0.05)
+        with activity.sending():
+            result = found.run()
+        assert (result.calls, result.done) == (3, 450)
+        assert all(busy for busy, _s, _e in watched.calls)
+        assert found.give_way.waited < 10, "waited for the pass instead of a look at the CPU"
 
     def test_a_long_pass_gets_paced_calls_not_starvation(
         self, give_way_writer: _GiveWayWriter

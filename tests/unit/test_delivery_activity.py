@@ -7,6 +7,7 @@ tests/integration/test_writeback.py (TestGivesWayToDelivery).
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -84,9 +85,10 @@ class TestGiveWay:
         way.before_call()
         assert way.waited == 0.0
 
-    def test_waits_for_a_pass_within_the_limit(self) -> None:
+    def test_waits_for_a_working_pass_within_the_limit(self) -> None:
+        """A pass using the CPU (here: a full core, faked) holds write-back until it ends."""
         activity = DeliveryActivity()
-        way = GiveWay(activity, limit=30)
+        way = GiveWay(activity, limit=30, cpu=time.monotonic, probe=0.05)
         returned = threading.Event()
         with activity.sending():
             thread = threading.Thread(target=lambda: (way.before_call(), returned.set()))
@@ -96,10 +98,19 @@ class TestGiveWay:
         thread.join(10)
         assert way.waited > 0
 
+    def test_a_waiting_pass_does_not_hold_write_back(self) -> None:
+        """A pass that waits for SimZ (the process's CPU does not move) lets it go after a look."""
+        activity = DeliveryActivity()
+        way = GiveWay(activity, limit=30, cpu=lambda: 7.0, probe=0.05)
+        with activity.sending():
+            way.before_call()
+            assert activity.busy_for() is not None
+        assert 0.05 <= way.waited < 30
+
     def test_past_the_limit_it_goes_on_paced(self) -> None:
         """A pass longer than the limit does not starve write-back: it goes after a pause."""
         activity = DeliveryActivity()
-        way = GiveWay(activity, limit=0.05, share=0.5)
+        way = GiveWay(activity, limit=0.05, share=0.5, cpu=time.monotonic)
         way.record_call(0.1)
         with activity.sending():
             way.before_call()  # waits out the limit, then pauses as long as the last call
