@@ -486,9 +486,7 @@ def update_leads(session: Session, changes: Sequence[LeadChange], now: datetime)
                 for change in moved
             ],
         )
-        for state in sorted({change.state for change in moved}):
-            ids = [change.lead_id for change in moved if change.state == state]
-            writeback_store.enqueue_moved(session, ids, state, now)
+        writeback_store.enqueue_by_state(session, [(c.lead_id, c.state) for c in moved], now)
     return int(result.rowcount)
 
 

@@ -179,7 +179,5 @@ def apply_outcomes(session: Session, moves: Sequence[Move], now: datetime) -> se
             for m in moves
         ],
     )
-    for target in sorted({m.target for m in moves}):
-        ids = [m.lead_id for m in moves if m.target == target]
-        writeback_store.enqueue_moved(session, ids, target, now)
+    writeback_store.enqueue_by_state(session, [(m.lead_id, m.target) for m in moves], now)
     return {m.lead_id for m in moves}

@@ -190,6 +190,15 @@ def enqueue_moved(session: Session, lead_ids: Sequence[int], state: str, now: da
     return int(result.rowcount)
 
 
+def enqueue_by_state(session: Session, moved: Iterable[tuple[int, str]], now: datetime) -> None:
+    """:func:`enqueue_moved` for (lead id, new state) pairs of several states at once."""
+    by_state: dict[str, list[int]] = {}
+    for lead_id, state in moved:
+        by_state.setdefault(state, []).append(lead_id)
+    for state, ids in sorted(by_state.items()):
+        enqueue_moved(session, ids, state, now)
+
+
 def enqueue_selected(
     session: Session,
     sync_name: str,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, insert, select
+from sqlalchemy import Engine, event, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import outbox
@@ -285,6 +285,27 @@ class TestQueue:
         assert [(d.state, d.error_code, d.error_message) for d in due] == [
             ("rejected", "INVALID_PHONE", "not a number")
         ]
+
+    def test_moves_to_several_states_are_queued_by_state(self, engine: Engine) -> None:
+        """The poll's and the re-check's moves (several target states at once): one pending
+        row per lead in a written state, none for a state the sync does not write back."""
+        factory = make_session_factory(engine)
+        store.install(factory, [make_sync(states=["skipped", "failed"])])
+        ids = list(add_leads(factory, [f"00Q00000000000{n}AAA" for n in range(1, 5)]).values())
+        with factory.begin() as session:
+            session.execute(update(Lead).where(Lead.id.in_(ids[:2])).values(state="skipped"))
+            session.execute(update(Lead).where(Lead.id == ids[2]).values(state="failed"))
+            store.enqueue_by_state(
+                session,
+                [(ids[0], "skipped"), (ids[2], "failed"), (ids[1], "skipped"), (ids[3], "queued")],
+                T0,
+            )
+        rows = writebacks(factory)
+        assert {lead: (r.state, r.status) for lead, r in rows.items()} == {
+            ids[0]: ("skipped", "pending"),
+            ids[1]: ("skipped", "pending"),
+            ids[2]: ("failed", "pending"),
+        }
 
     def test_states_not_listed_are_not_queued(self, engine: Engine) -> None:
         factory = make_session_factory(engine)
