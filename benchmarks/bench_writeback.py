@@ -202,31 +202,41 @@ def pending(factory: sessionmaker[Session]) -> int:
         )
 
 
+def claim(session: Session, limit: int) -> outbox.Claim:
+    """Claim the next ``limit`` queued leads of the benchmark's sync."""
+    found = outbox.claim(
+        session,
+        sync_name="bench",
+        agent_id=AGENT,
+        credential="k",
+        limit=limit,
+        now=T0,
+        worker=None,
+    )
+    assert found is not None
+    return found
+
+
+def accept(session: Session, claimed: outbox.Claim) -> None:
+    """The accept move of a claimed batch (with write-back on, it queues the write-backs)."""
+    outbox.move(
+        session,
+        [lead.id for lead in claimed.leads],
+        source=LeadState.SENDING,
+        target=LeadState.ACCEPTED,
+        reason="accepted",
+        batch_id=claimed.batch_id,
+        now=T0,
+    )
+
+
 def calls_per_thousand(work: Path, org: Org) -> dict[str, Any]:
     """1,000 accepted leads, then the writer drains them; the emulator counts the calls."""
     sync = sync_config()
     factory = fresh_database(work, "calls.db", org, 1000)
     store.install(factory, [sync])
     with factory.begin() as session:
-        claim = outbox.claim(
-            session,
-            sync_name="bench",
-            agent_id=AGENT,
-            credential="k",
-            limit=1000,
-            now=T0,
-            worker=None,
-        )
-        assert claim is not None
-        outbox.move(
-            session,
-            [lead.id for lead in claim.leads],
-            source=LeadState.SENDING,
-            target=LeadState.ACCEPTED,
-            reason="accepted",
-            batch_id=claim.batch_id,
-            now=T0,
-        )
+        accept(session, claim(session, 1000))
     before = org.writes()
     source = SalesforceSource(org.config)
     try:
@@ -258,27 +268,10 @@ def move_cost(work: Path, org: Org, batches: int) -> dict[str, Any]:
         on = number % 2 == 1
         sessions = factory if on else plain
         with sessions.begin() as session:
-            claim = outbox.claim(
-                session,
-                sync_name="bench",
-                agent_id=AGENT,
-                credential="k",
-                limit=100,
-                now=T0,
-                worker=None,
-            )
-        assert claim is not None
+            claimed = claim(session, 100)
         started = time.perf_counter()
         with sessions.begin() as session:
-            outbox.move(
-                session,
-                [lead.id for lead in claim.leads],
-                source=LeadState.SENDING,
-                target=LeadState.ACCEPTED,
-                reason="accepted",
-                batch_id=claim.batch_id,
-                now=T0,
-            )
+            accept(session, claimed)
         timings[on].append(time.perf_counter() - started)
     off = statistics.median(timings[False]) * 1000
     on = statistics.median(timings[True]) * 1000
