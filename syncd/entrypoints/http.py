@@ -283,8 +283,14 @@ class ProbeServer:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
+        # backlog: connections accepted per wake-up of the listening socket. With
+        # asyncio's default (100), bursts of a flood piled up past a 256-descriptor
+        # limit before the oldest pending ones were dropped.
         server = await asyncio.start_server(
-            self._connection, sock=self._sock, limit=MAX_REQUEST_HEAD
+            self._connection,
+            sock=self._sock,
+            limit=MAX_REQUEST_HEAD,
+            backlog=MAX_PENDING_CONNECTIONS,
         )
         self._ready.set()
         async with server:
