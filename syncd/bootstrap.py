@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import migrate, writeback_store
+from syncd.adapters.canonical_source import CanonicalSource
 from syncd.adapters.db import is_sqlite, make_engine, make_session_factory
 from syncd.adapters.leases import SqliteRunLock
 from syncd.adapters.orm import utcnow
@@ -65,7 +66,8 @@ class Runtime:
     Each sync gets its own :class:`SalesforceSource` because the polls of
     different syncs run in parallel threads and a source holds one login
     session that it renews on ``INVALID_SESSION_ID``; the SimZ client is shared,
-    since its rate limit is per API key, not per sync.
+    since its rate limit is per API key, not per sync. Records are read through
+    :meth:`reader`, which hands them over in one canonical form.
     """
 
     config: Config
@@ -82,6 +84,7 @@ class Runtime:
     #: Refused Salesforce logins, shared by every sync's source (one user, one lockout).
     login_backoff: LoginBackoff = field(default_factory=LoginBackoff)
     _sources: dict[str, SalesforceSource] = field(default_factory=dict)
+    _readers: dict[str, CanonicalSource] = field(default_factory=dict)
     _writers: dict[str, Writer] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,6 +93,18 @@ class Runtime:
             if sync not in self._sources:
                 self._sources[sync] = self.source_factory()
             return self._sources[sync]
+
+    def reader(self, sync: SyncConfig, name: str | None = None) -> CanonicalSource:
+        """``sync``'s records in canonical form, read through ``source(name or sync.name)``.
+
+        One per source, so each source describes the sync's fields once.
+        """
+        key = name or sync.name
+        source = self.source(key)
+        with self._lock:
+            if key not in self._readers:
+                self._readers[key] = CanonicalSource(source, source.describe_fields, sync)
+            return self._readers[key]
 
     @property
     def credentials(self) -> list[str]:
@@ -113,7 +128,7 @@ class Runtime:
         """One poll of ``sync``; then, with ``simz.resend_uncertain``, its uncertain leads."""
         result = poll_sync(
             self.session_factory,
-            self.source(sync.name),
+            self.reader(sync),
             sync,
             now=self.now,
             stop=stop,
@@ -131,7 +146,7 @@ class Runtime:
         uncertain until the next poll.
         """
         try:
-            resend_uncertain(self.session_factory, self.source(sync.name), sync, now=self.now)
+            resend_uncertain(self.session_factory, self.reader(sync), sync, now=self.now)
         except (SalesforceUnreachable, SQLAlchemyError) as exc:
             log.warning(
                 "uncertain leads not resent: cannot fetch their records again",
@@ -215,7 +230,7 @@ class Runtime:
         from syncd.services.stream import StreamIntake
 
         auth = self.source(f"{sync.name}#pubsub")
-        reader = self.source(f"{sync.name}#stream")
+        reader = self.reader(sync, f"{sync.name}#stream")
         salesforce = self.config.salesforce
         subscriber = PubSubSubscriber(
             salesforce.pubsub_url,
@@ -267,6 +282,7 @@ class Runtime:
         with self._lock:
             sources = list(self._sources.values())
             self._sources.clear()
+            self._readers.clear()
         closables: list[SalesforceSource | SimzClient] = [*sources, self.client]
         for closable in closables:
             try:

@@ -8,10 +8,11 @@ maps them the same way. Bulk API 2.0 refuses ORDER BY, so the query's is
 dropped: pages come in no particular order, which a backfill does not need.
 
 CSV carries text only: an empty value is read as null, a ``Rel.Field`` column
-becomes a nested ``{"Rel": {"Field": ...}}``, and numbers and booleans stay
-strings ("42", "true"). Mapping reads text fields and the Do-Not-Call flag the
-same either way; a number or boolean mapped into ``customData`` is sent as a
-string when read through Bulk.
+becomes a nested ``{"Rel": {"Field": ...}}``, and numbers, booleans and
+datetimes stay text as Bulk writes them ("42", "true", "...Z"). Readers wrap
+this source in a :class:`~syncd.adapters.canonical_source.CanonicalSource`,
+which types them as the REST API does, so a record read either way maps to the
+same lead (docs/design.md#one-canonical-form-of-a-record).
 """
 
 from __future__ import annotations

@@ -151,15 +151,21 @@ def _confirm_release(sync: SyncConfig, total: int | None) -> None:
 
 
 def _reader(runtime: Runtime, config: Config, sync: SyncConfig, total: int | None) -> RecordSource:
-    """REST pages, or a Bulk API 2.0 query job above ``salesforce.bulk_query_above``."""
+    """REST pages, or a Bulk API 2.0 query job above ``salesforce.bulk_query_above``.
+
+    Either way the records come in one canonical form, so a record read both ways
+    maps to the same lead.
+    """
+    from syncd.adapters.canonical_source import CanonicalSource
     from syncd.adapters.salesforce_bulk import BulkQuerySource
 
-    source = runtime.source(sync.name)
     above = config.salesforce.bulk_query_above
     if total is None or not above or total <= above:
-        return source
+        return runtime.reader(sync)
     echo(f"backfill {sync.name}: {total} > {above} records: using Bulk API 2.0", err=True)
-    return BulkQuerySource(source, page_size=config.salesforce.page_size)
+    source = runtime.source(sync.name)
+    bulk = BulkQuerySource(source, page_size=config.salesforce.page_size)
+    return CanonicalSource(bulk, source.describe_fields, sync)
 
 
 def _count(runtime: Runtime, sync: SyncConfig, window: PollWindow) -> int | None:

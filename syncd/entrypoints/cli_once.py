@@ -132,7 +132,7 @@ def _run_once(
             if dry_run:
                 result = poll_sync(
                     runtime.session_factory,
-                    runtime.source(sync.name),
+                    runtime.reader(sync),
                     sync,
                     dry_run=True,
                     now=now,

@@ -212,14 +212,18 @@ def _requeue(
     reason: str,
 ) -> ops.RequeueResult:
     """Run the requeue with a Salesforce source; refusals become messages and exit codes."""
+    from syncd.adapters.canonical_source import CanonicalSource
     from syncd.adapters.salesforce import SalesforceSource
 
     source = SalesforceSource(config.salesforce)
+    readers = {
+        sync.name: CanonicalSource(source, source.describe_fields, sync) for sync in config.syncs
+    }
     try:
         return query(
             lambda: ops.requeue(
                 session_factory,
-                sources=lambda _name: source,
+                sources=readers.__getitem__,
                 syncs={item.name: item for item in config.syncs},
                 sync=selection.sync,
                 states=selection.state_list,

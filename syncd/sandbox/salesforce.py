@@ -20,7 +20,8 @@ It answers what simple-salesforce 1.12 calls, the way Salesforce does:
   ``GET``/``DELETE jobs/query/{id}``, ``GET jobs/query/{id}/results`` (CSV pages
   chained by ``Sforce-Locator``).
 * ``GET``/``PATCH /services/data/vXX.X/sobjects/{type}/{id}``, and
-  ``GET .../sobjects/{type}/describe`` (name, type, length, updateable of every field).
+  ``GET .../sobjects/{type}/describe`` (name, type, length, updateable of every field;
+  ``referenceTo`` and ``relationshipName`` of a lookup).
 * ``PATCH /services/data/vXX.X/composite/sobjects``: the sObject Collections
   update (``allOrNone`` false, at most 200 records), answered per record in
   request order. Updates are checked as Salesforce checks them: unknown fields

@@ -6,7 +6,8 @@ BY, LIMIT, OFFSET or COUNT(), which Bulk API 2.0 refuses) and answers
 and ``JobComplete`` afterwards, so a client has to poll. ``GET
 jobs/query/{id}/results`` serves CSV pages of ``maxRecords`` rows with the
 ``Sforce-Locator`` of the next page (``null`` on the last) and
-``Sforce-NumberOfRecords``; ``DELETE`` forgets the job.
+``Sforce-NumberOfRecords``; ``DELETE`` forgets the job. Values are written as
+Bulk writes them: text, empty for null, datetimes ending in ``Z``.
 """
 
 from __future__ import annotations
@@ -67,12 +68,17 @@ class _Job:
         return body
 
 
-def csv_value(value: Any) -> str:
-    """A JSON field value as Bulk API 2.0 writes it in CSV: null is empty."""
+def csv_value(value: Any, kind: str = "string") -> str:
+    """A JSON field value as Bulk API 2.0 writes it in CSV: null is empty.
+
+    A datetime (``kind``) ends in ``Z`` where the REST API's JSON has ``+0000``.
+    """
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if kind == "datetime" and isinstance(value, str) and value.endswith("+0000"):
+        return value[:-5] + "Z"
     return str(value)
 
 
@@ -166,5 +172,5 @@ def job_rows(
     rows = []
     for record in records:
         projected = project(record)
-        rows.append([csv_value(flatten(projected, path.names)) for path in paths])
+        rows.append([csv_value(flatten(projected, path.names), path.field.type) for path in paths])
     return header, rows

@@ -469,6 +469,11 @@ def _relationship_field(name: str) -> str:
     return name[:-3] + "__c" if name.lower().endswith("__r") else name + "Id"
 
 
+def relationship_name(field: str) -> str:
+    """A reference field's relationship name: ``OwnerId`` -> ``Owner``, ``X__c`` -> ``X__r``."""
+    return field[:-3] + "__r" if field.endswith("__c") else field[:-2]
+
+
 def bind_path(catalog: Catalog, sobject: str, path: str) -> BoundPath:
     """Resolve ``Owner.Email`` on ``Lead`` to canonical names and a getter."""
     parts = path.split(".")
@@ -487,7 +492,7 @@ def bind_path(catalog: Catalog, sobject: str, path: str) -> BoundPath:
                 "to use a custom relationship, be sure to append the '__r' after the custom "
                 "relationship name.",
             )
-        names.append(ref.name[:-3] + "__r" if ref.name.endswith("__c") else ref.name[:-2])
+        names.append(relationship_name(ref.name))
         objects.append(current)
         references.append(ref.name)
         current = ref.target

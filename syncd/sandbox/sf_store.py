@@ -31,6 +31,7 @@ from syncd.sandbox.sf_soql import (
     Record,
     id_suffix,
     normalize_id,
+    relationship_name,
     truncate_ms,
 )
 
@@ -380,6 +381,7 @@ class RecordStore:
                     ]
                 if info.target is not None:
                     entry["referenceTo"] = [info.target]
+                    entry["relationshipName"] = relationship_name(info.name)
                 out.append(entry)
             return out
 

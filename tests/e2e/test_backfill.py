@@ -186,6 +186,54 @@ class TestBulk:
         assert daemon.stop() == 0, daemon.output()
 
 
+class TestBulkOverKnownRecords:
+    def test_records_a_rest_poll_read_are_unchanged_to_a_bulk_backfill(
+        self, harness: Harness
+    ) -> None:
+        """Booleans, numbers, dates, a lookup and empty fields read through Bulk: 0 transitions."""
+        [owner] = harness.salesforce.add_records(
+            [{"sobject": "User", "Username": "owner@example.com", "Email": "owner@example.com"}]
+        )
+        typed = [
+            {
+                **record,
+                "DoNotCall": n % 4 == 0,  # some leads skipped: they are evaluated again on change
+                "Hot__c": None if n % 5 == 4 else n % 2 == 0,
+                "Score__c": None if n % 5 == 4 else [42, 12.5, 1.5e7][n % 3],
+                "Birth__c": None if n % 5 == 4 else "1990-02-01",
+                "Visit__c": None if n % 5 == 4 else "2026-12-01T10:00:00.250Z",
+                "OwnerId": None if n % 5 == 4 else owner,
+            }
+            for n, record in enumerate(lead_records(12))
+        ]
+        harness.salesforce.add_records(typed)
+        mapping = harness.config()["syncs"][0]["mapping"]
+        mapping["customData"].update(
+            hot="Hot__c", score="Score__c", birth="Birth__c", visit="Visit__c", owner="Owner.Email"
+        )
+        config = harness.config(sync={"start_at": START_AT, "mapping": mapping})
+        config["salesforce"].update(page_size=200, bulk_query_above=1)
+        harness.write_config(**config)
+        once = subprocess.run(
+            [sys.executable, "-m", "syncd", "once", "-c", str(harness.config_path)],
+            cwd=harness.tmp,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert once.returncode == 0, once.stdout + once.stderr
+        assert set(harness.lead_states().values()) == {"accepted", "skipped"}
+        transitions = harness.query("SELECT COUNT(*) FROM lead_transitions")
+
+        result = backfill(harness, "--since", START_AT, "--until", "2100-01-01T00:00:00Z")
+        assert "12 > 1 records: using Bulk API 2.0" in result.stderr
+        line = summary(result)
+        assert harness.query("SELECT COUNT(*) FROM lead_transitions") == transitions
+        assert "new 0 " in line and "known 12" in line and "updated 0" in line
+
+
 class TestGuard:
     @pytest.fixture
     def guarded(self, harness: Harness) -> Harness:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncd.adapters.canonical_source import CanonicalSource
 from syncd.adapters.db import make_engine, make_session_factory
 from syncd.adapters.migrate import upgrade
 from syncd.adapters.orm import Lead
@@ -21,6 +22,7 @@ from syncd.adapters.salesforce import (
     SalesforceUnavailable,
 )
 from syncd.adapters.salesforce_bulk import BulkQuerySource, records_from_csv, without_order_by
+from syncd.domain.mapping import Mapper
 from syncd.domain.soql import build_poll_query
 from syncd.domain.window import PollWindow
 from syncd.sandbox.salesforce import SalesforceEmulator
@@ -208,3 +210,99 @@ class TestParity:
         assert len(rest) == 260 and rest == via_bulk
         states = {state for state, *_ in rest.values()}
         assert states == {"queued", "skipped", "invalid"}  # the data exercises every path
+
+
+def typed_records(owner: str, count: int) -> list[dict[str, Any]]:
+    """Leads whose mapped fields are booleans, numbers, dates, datetimes, a lookup, or empty."""
+    out = []
+    for n in range(count):
+        empty = n % 4 == 3
+        out.append(
+            {
+                "sobject": "Lead",
+                "LastName": f"Person {n}",
+                "Phone": f"+1202555{n:04d}",
+                "SystemModstamp": (STAMP + timedelta(seconds=n)).isoformat(),
+                "DoNotCall": n % 5 == 0,
+                "Hot__c": None if empty else n % 2 == 0,
+                "Score__c": None if empty else [42, 12.5, 1234567.0][n % 3],
+                "Birth__c": None if empty else f"19{70 + n % 30}-02-0{1 + n % 9}",
+                "Visit__c": None if empty else f"2026-12-01T10:00:{n % 60:02d}.250Z",
+                "OwnerId": None if empty else owner,
+            }
+        )
+    return out
+
+
+def typed_sync() -> Any:
+    return make_sync(
+        mapping={
+            "phoneNumber": "Phone",
+            "lastName": "LastName",
+            "campaignType": "Score__c",
+            "customData": {
+                "hot": "Hot__c",
+                "score": "Score__c",
+                "birth": "Birth__c",
+                "visit": "Visit__c",
+                "owner": "Owner.Email",
+                "dnc": "DoNotCall",
+            },
+        },
+        rules={"respect_do_not_call": False},
+    )
+
+
+class TestCanonicalForm:
+    @pytest.fixture
+    def typed(self, salesforce_emulator: SalesforceEmulator) -> Any:
+        [owner] = salesforce_emulator.add_records(
+            [{"sobject": "User", "Username": "owner@example.com", "Email": "owner@example.com"}]
+        )
+        salesforce_emulator.add_records(typed_records(owner, 24))
+        return typed_sync()
+
+    def test_rest_and_bulk_map_to_identical_payloads_and_digests(
+        self, source: SalesforceSource, typed: Any
+    ) -> None:
+        """The same records read through REST and Bulk give byte-identical payloads and digests."""
+        soql = build_poll_query(typed, WINDOW)
+        readers = {
+            "rest": CanonicalSource(source, source.describe_fields, typed),
+            "bulk": CanonicalSource(bulk(source), source.describe_fields, typed),
+        }
+        mapper = Mapper(typed)
+        mapped: dict[str, dict[str, tuple[bytes, str]]] = {}
+        for name, reader in readers.items():
+            leads = [mapper.map(r) for page in reader.query_pages(soql) for r in page]
+            mapped[name] = {
+                lead.salesforce_id: (
+                    json.dumps(lead.payload, sort_keys=True).encode(),
+                    lead.digest,
+                )
+                for lead in leads
+            }
+        assert len(mapped["rest"]) == 24 and mapped["bulk"] == mapped["rest"]
+        custom = [json.loads(body)["customData"] for body, _digest in mapped["rest"].values()]
+        assert {type(c["hot"]) for c in custom if "hot" in c} == {bool}
+        assert {type(c["score"]) for c in custom if "score" in c} == {float}
+        assert any(c.get("visit") == "2026-12-01T10:00:00.250+0000" for c in custom)
+        assert any(c.get("owner") == "owner@example.com" for c in custom)
+        assert any("owner" not in c and "hot" not in c for c in custom)  # the empty ones
+
+    def test_rest_reads_are_unchanged_by_the_canonical_form(
+        self, source: SalesforceSource, typed: Any
+    ) -> None:
+        """Leads already stored from REST reads keep their digests: REST values stay as read."""
+        soql = build_poll_query(typed, WINDOW)
+        reader = CanonicalSource(source, source.describe_fields, typed)
+        raw = [r for page in source.query_pages(soql) for r in page]
+        canonical = [r for page in reader.query_pages(soql) for r in page]
+
+        def whole_doubles_as_salesforce_writes_them(record: dict[str, Any]) -> dict[str, Any]:
+            # The emulator writes a whole double as 42 where Salesforce writes 42.0.
+            score = record.get("Score__c")
+            return {**record, "Score__c": float(score) if score is not None else None}
+
+        expected = [whole_doubles_as_salesforce_writes_them(r) for r in raw]
+        assert json.dumps(canonical) == json.dumps(expected)  # types too: 42.0 is not 42
