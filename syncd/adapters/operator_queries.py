@@ -11,10 +11,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
-from syncd.adapters import writeback_store
+from syncd.adapters import ledger
 from syncd.adapters.orm import (
     Batch,
     Lead,
@@ -27,6 +36,9 @@ from syncd.adapters.orm import (
 )
 from syncd.domain.calling_hours import WAITING_FOR as CALLING_HOURS
 from syncd.domain.states import LeadState
+
+_LEADS: Table = Lead.__table__  # type: ignore[assignment]
+_TRANSITIONS: Table = LeadTransition.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -192,98 +204,48 @@ def states_of_ids(
     return [(sf_id, name, state) for sf_id, name, state in session.execute(query)]
 
 
-def move_to_queued(
+def resolve_uncertain(
     session: Session,
-    clauses: Sequence[ColumnElement[bool]],
-    from_state: str,
+    sync: str,
+    salesforce_ids: Sequence[str],
     *,
     reason: str,
     at: datetime,
-) -> int:
-    """Move matching leads in ``from_state`` back to ``queued`` and record each move.
+) -> list[str]:
+    """Mark the named ``uncertain`` leads of ``sync`` ``accepted``, with their audit trail and
+    write-back; returns the Salesforce Ids that moved, in the order given.
 
-    The UPDATE repeats the state condition, so a lead whose state changed since
-    it was counted is left alone; RETURNING tells exactly which leads moved, and
-    only those get a transition row.
+    For ``syncd resolve``: SimZ confirmed it has these leads, so they must never
+    be sent again. The UPDATE repeats ``state = 'uncertain'``, so a lead that is
+    in any other state (or changed since the operator looked) is left alone, and
+    RETURNING names exactly the leads that moved. ``sent_at`` is kept, or set to
+    ``at`` when the lead has none, so the duplicate-phone window counts from
+    there. The error of the lost answer is cleared: an accepted lead has none,
+    and write-back must not report one. Each moved lead gets one
+    ``uncertain -> accepted`` transition naming its batch, and a write-back row
+    when its sync writes ``accepted`` back, through :func:`syncd.adapters.ledger.move_where`.
+    Set-based (one statement of each kind, whatever the number of leads); runs in
+    the caller's transaction.
     """
-    moved = session.execute(
-        update(Lead)
-        .where(*clauses, Lead.state == from_state)
-        .values(
-            state=LeadState.QUEUED.value,
-            attempts=0,
-            next_attempt_at=None,
-            error_code=None,
-            error_message=None,
-            updated_at=at,
-        )
-        .returning(Lead.id)
-        .execution_options(synchronize_session=False)
+    ids = list(dict.fromkeys(salesforce_ids))
+    if not ids:
+        return []
+    moved = ledger.move_where(
+        session,
+        [Lead.sync_name == sync, Lead.salesforce_id.in_(ids)],
+        source=LeadState.UNCERTAIN,
+        target=LeadState.ACCEPTED,
+        reason=reason,
+        now=at,
+        values={
+            "sent_at": func.coalesce(Lead.sent_at, literal(at, _LEADS.c.sent_at.type)),
+            "next_attempt_at": None,
+            "error_code": None,
+            "error_message": None,
+        },
     )
-    ids = [row[0] for row in moved]
-    if ids:
-        session.execute(
-            insert(LeadTransition),
-            [
-                {
-                    "lead_id": lead_id,
-                    "from_state": from_state,
-                    "to_state": LeadState.QUEUED.value,
-                    "reason": reason,
-                    "batch_id": None,
-                    "at": at,
-                }
-                for lead_id in ids
-            ],
-        )
-    return len(ids)
-
-
-def move_state(
-    session: Session,
-    clauses: Sequence[ColumnElement[bool]],
-    from_state: str,
-    to_state: str,
-    *,
-    reason: str,
-    at: datetime,
-    note: str | None = None,
-) -> int:
-    """Move matching leads from ``from_state`` to ``to_state`` and record each move.
-
-    As :func:`move_to_queued`: the UPDATE repeats the state condition and only
-    the leads RETURNING names get a transition row.
-    """
-    values: dict[str, object] = {"state": to_state, "updated_at": at}
-    if note is not None:
-        values["note"] = note
-    if to_state == LeadState.QUEUED.value:
-        values["next_attempt_at"] = None
-    moved = session.execute(
-        update(Lead)
-        .where(*clauses, Lead.state == from_state)
-        .values(values)
-        .returning(Lead.id)
-        .execution_options(synchronize_session=False)
-    )
-    ids = sorted(row[0] for row in moved)
-    if ids:
-        session.execute(
-            insert(LeadTransition),
-            [
-                {
-                    "lead_id": lead_id,
-                    "from_state": from_state,
-                    "to_state": to_state,
-                    "reason": reason[:500],
-                    "batch_id": None,
-                    "at": at,
-                }
-                for lead_id in ids
-            ],
-        )
-        writeback_store.enqueue_moved(session, ids, to_state, at)
-    return len(ids)
+    done = set(moved.values())
+    return [sf_id for sf_id in ids if sf_id in done]
 
 
 def waiting_for_calling_hours(session: Session, now: datetime) -> dict[str, int]:

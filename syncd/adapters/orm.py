@@ -134,6 +134,15 @@ class Lead(Base):
         server_default=false(),
         comment="DoNotCall as read from the record's latest known state.",
     )
+    record_stamp: Mapped[datetime | None] = mapped_column(
+        comment="SystemModstamp of the newest read applied; an older read is ignored."
+    )
+    deleted_at: Mapped[datetime | None] = mapped_column(
+        comment="When the record was found deleted in Salesforce; never sent while set."
+    )
+    discarded_at: Mapped[datetime | None] = mapped_column(
+        comment="When an operator discarded the lead: final until an operator restores it."
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     time_zone: Mapped[str | None] = mapped_column(
@@ -194,6 +203,18 @@ class LeadTransition(Base):
     reason: Mapped[str] = mapped_column(String(500))
     batch_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("batches.id"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IntakeAdmission(Base):
+    """Leads one intake made sendable without an operator, for the guard's rolling window."""
+
+    __tablename__ = "intake_admissions"
+    __table_args__ = (Index("ix_intake_admissions_sync_at", "sync_name", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sync_name: Mapped[str] = mapped_column(String(63))
+    at: Mapped[datetime]
+    leads: Mapped[int] = mapped_column(Integer)
 
 
 class PollRun(Base):

@@ -14,17 +14,14 @@ instead of silently overwriting it.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    Insert,
     Select,
     Table,
-    Update,
     and_,
     bindparam,
     delete,
@@ -39,14 +36,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from syncd.adapters import writeback_store
+from syncd.adapters import ledger
 from syncd.adapters.number_locks import try_lock_numbers
 from syncd.adapters.orm import Batch, Lead, LeadTransition, Pause
 from syncd.domain.calling_hours import WAITING_FOR
 from syncd.domain.gate import Action, Candidate, GateRules, Rival, Verdict, judge
 from syncd.domain.outcome import (
-    ERROR_CODE_CHARS,
-    ERROR_MESSAGE_CHARS,
     REASON_CHARS,
     Move,
     OutcomePlan,
@@ -55,7 +50,7 @@ from syncd.domain.outcome import (
 from syncd.domain.outcome import SCOPE_AGENT as SCOPE_AGENT
 from syncd.domain.outcome import SCOPE_API_KEY as SCOPE_API_KEY
 from syncd.domain.outcome import agent_pause_key as agent_pause_key
-from syncd.domain.states import LeadState, check_transition
+from syncd.domain.states import LeadState
 from syncd.logs import get_logger
 from syncd.metrics import GATE_SKIPPED
 
@@ -75,8 +70,8 @@ _DEFAULT_RULES = GateRules()
 _GATE_ROUNDS = 20
 
 
-class OutboxConflict(RuntimeError):
-    """A lead was not in the state delivery expected: a bug, never papered over."""
+#: A lead was not in the state delivery expected: a bug, never papered over.
+OutboxConflict = ledger.LedgerConflict
 
 
 @dataclass(frozen=True)
@@ -174,6 +169,8 @@ def _due_queries() -> tuple[Select[Any], Select[Any]]:
         leads.phone_e164,
         leads.do_not_call,
         leads.time_zone,
+        leads.deleted_at,
+        leads.discarded_at,
     ).where(
         leads.sync_name == bindparam("sync_name"),
         leads.agent_id == bindparam("agent_id"),
@@ -322,7 +319,9 @@ def _gate_round(
         pairs = {(agent_id, row.phone_e164) for row in rows if row.phone_e164}
         held = try_lock_numbers(session, pairs)
         rows = [r for r in rows if not r.phone_e164 or (agent_id, r.phone_e164) in held]
-    candidates = [Candidate(r.id, agent_id, r.phone_e164, bool(r.do_not_call)) for r in rows]
+    candidates = [
+        Candidate(r.id, agent_id, r.phone_e164, bool(r.do_not_call), _stopped(r)) for r in rows
+    ]
     rivals: list[Rival] = []
     if rules.checks_numbers:
         phones = sorted({c.phone_e164 for c in candidates if c.phone_e164})
@@ -345,6 +344,15 @@ def _gate_round(
         or any(opens > now for opens in closed.values())
     )
     return sendable, progressed
+
+
+def _stopped(row: Any) -> str | None:
+    """Why a decision that sticks stops a due lead: its record deleted, or discarded."""
+    if row.deleted_at is not None:
+        return "record deleted in Salesforce"
+    if row.discarded_at is not None:
+        return "discarded by an operator"
+    return None
 
 
 _RIVAL_STATES = [LeadState.QUEUED.value, LeadState.SENDING.value, LeadState.UNCERTAIN.value]
@@ -375,16 +383,6 @@ def _rivals(session: Session, agent_id: str, phones: Sequence[str], since: datet
     return [Rival(r.id, r.phone_e164, LeadState(r.state), r.sent_at) for r in rows]
 
 
-_GATE_SKIP = (
-    update(_LEADS)
-    .where(_LEADS.c.id == bindparam("b_id"), _LEADS.c.state == LeadState.QUEUED.value)
-    .values(
-        state=LeadState.SKIPPED.value,
-        note=bindparam("b_note"),
-        next_attempt_at=None,
-        updated_at=bindparam("b_now", type_=_LEADS.c.updated_at.type),
-    )
-)
 _GATE_WAIT = (
     update(_LEADS)
     .where(_LEADS.c.id == bindparam("b_id"), _LEADS.c.state == LeadState.QUEUED.value)
@@ -417,19 +415,20 @@ _DEFER = (
 
 
 def _skip_at_gate(session: Session, skips: Sequence[tuple[int, Verdict]], now: datetime) -> None:
-    """``queued`` -> ``skipped`` with each lead's own reason (executemany), and the trail."""
-    if not skips:
-        return
-    check_transition(LeadState.QUEUED, LeadState.SKIPPED)
-    result = session.connection().execute(
-        _GATE_SKIP,
-        [{"b_id": lead_id, "b_note": verdict.note, "b_now": now} for lead_id, verdict in skips],
-    )
-    if result.rowcount != len(skips):
-        raise OutboxConflict(f"{len(skips) - result.rowcount} leads left queued mid-claim")
-    _reasons(session, skips, LeadState.QUEUED.value, LeadState.SKIPPED.value, now)
-    writeback_store.enqueue_moved(
-        session, [lead_id for lead_id, _v in skips], LeadState.SKIPPED.value, now
+    """``queued`` -> ``skipped`` with each lead's own reason, through the ledger."""
+    ledger.move_each(
+        session,
+        [
+            ledger.Step(
+                lead_id,
+                LeadState.QUEUED.value,
+                LeadState.SKIPPED.value,
+                _why(verdict),
+                {"note": verdict.note, "next_attempt_at": None},
+            )
+            for lead_id, verdict in skips
+        ],
+        now,
     )
 
 
@@ -441,30 +440,12 @@ def _defer_at_gate(session: Session, waits: Sequence[tuple[int, Verdict]], now: 
         _GATE_WAIT,
         [{"b_id": lead_id, "b_until": verdict.until, "b_now": now} for lead_id, verdict in waits],
     )
-    _reasons(session, waits, LeadState.QUEUED.value, LeadState.QUEUED.value, now)
+    queued = LeadState.QUEUED.value
+    ledger.note(session, [(lead_id, queued, _why(verdict)) for lead_id, verdict in waits], now)
 
 
-def _reasons(
-    session: Session,
-    verdicts: Sequence[tuple[int, Verdict]],
-    source: str,
-    target: str,
-    now: datetime,
-) -> None:
-    session.connection().execute(
-        insert(_TRANSITIONS),
-        [
-            {
-                "lead_id": lead_id,
-                "from_state": source,
-                "to_state": target,
-                "reason": (verdict.note or verdict.rule or "send gate")[:500],
-                "batch_id": None,
-                "at": now,
-            }
-            for lead_id, verdict in verdicts
-        ],
-    )
+def _why(verdict: Verdict) -> str:
+    return verdict.note or verdict.rule or "send gate"
 
 
 def _count_gate(sync_name: str, verdicts: Sequence[Verdict]) -> None:
@@ -593,167 +574,9 @@ def close_batch(
 # --------------------------------------------------------------------------- state moves
 
 
-def _transitions(
-    session: Session,
-    rows: Iterable[tuple[int, str | None]],
-    *,
-    target: LeadState,
-    reason: str,
-    batch_id: int | None,
-    now: datetime,
-) -> None:
-    params = [
-        {
-            "lead_id": lead_id,
-            "from_state": source,
-            "to_state": target.value,
-            "reason": bounded(reason, REASON_CHARS),
-            "batch_id": batch_id,
-            "at": now,
-        }
-        for lead_id, source in rows
-    ]
-    if params:
-        session.execute(insert(_TRANSITIONS), params)
-
-
-@functools.lru_cache(maxsize=64)
-def _move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Update:
-    """``UPDATE leads ... WHERE id IN :ids AND state = :source``, built once per shape.
-
-    Every value is a bound parameter (``v_<column>``) and the ids one expanding
-    parameter: building the statement per batch with 100 literal ids cost more
-    than the SQL itself (each id coerced and keyed for the statement cache).
-    """
-    values: dict[str, Any] = {
-        "state": bindparam("target"),
-        "updated_at": bindparam("now", type_=_LEADS.c.updated_at.type),
-    }
-    for name in value_names:
-        values[name] = bindparam(f"v_{name}", type_=_LEADS.c[name].type)
-    if count_attempt:
-        values["attempts"] = _LEADS.c.attempts + 1
-    return (
-        update(_LEADS)
-        .where(_LEADS.c.id.in_(bindparam("ids", expanding=True)))
-        .where(_LEADS.c.state == bindparam("source"))
-        .values(values)
-    )
-
-
-def _transitions_statement() -> Insert:
-    """One audit row per moved lead, built by the database (``INSERT ... SELECT``)."""
-    columns = _TRANSITIONS.c
-    return insert(_TRANSITIONS).from_select(
-        ["lead_id", "from_state", "to_state", "reason", "batch_id", "at"],
-        select(
-            _LEADS.c.id,
-            bindparam("t_from", type_=columns.from_state.type),
-            bindparam("t_to", type_=columns.to_state.type),
-            bindparam("t_reason", type_=columns.reason.type),
-            bindparam("t_batch", type_=columns.batch_id.type),
-            bindparam("t_at", type_=columns.at.type),
-        )
-        .where(_LEADS.c.id.in_(bindparam("ids", expanding=True)))
-        .order_by(_LEADS.c.id),
-    )
-
-
-_MOVE_TRANSITIONS = _transitions_statement()
-
-
-def move(
-    session: Session,
-    lead_ids: Sequence[int],
-    *,
-    source: LeadState,
-    target: LeadState,
-    reason: str,
-    batch_id: int | None,
-    now: datetime,
-    values: Mapping[str, Any] | None = None,
-    count_attempt: bool = False,
-) -> int:
-    """Move leads from ``source`` to ``target`` in one UPDATE and record the transitions."""
-    if not lead_ids:
-        return 0
-    check_transition(source, target)
-    extra = dict(values or {})
-    names = tuple(sorted(extra))
-    ids = list(lead_ids)
-    params: dict[str, Any] = {
-        "ids": ids,
-        "source": source.value,
-        "target": target.value,
-        "now": now,
-    }
-    params.update((f"v_{name}", extra[name]) for name in names)
-    connection = session.connection()
-    result = connection.execute(_move_statement(names, count_attempt), params)
-    moved: int = result.rowcount
-    if moved != len(ids):
-        raise OutboxConflict(f"{len(ids) - moved} of {len(ids)} leads were not {source.value}")
-    connection.execute(
-        _MOVE_TRANSITIONS,
-        {
-            "ids": ids,
-            "t_from": source.value,
-            "t_to": target.value,
-            "t_reason": bounded(reason, REASON_CHARS),
-            "t_batch": batch_id,
-            "t_at": now,
-        },
-    )
-    writeback_store.enqueue_moved(session, ids, target.value, now)
-    return moved
-
-
-def reject(
-    session: Session,
-    rejections: Sequence[tuple[int, str | None, str | None]],
-    *,
-    reason: str,
-    batch_id: int,
-    now: datetime,
-    simz_batch_id: str | None = None,
-) -> int:
-    """``sending`` -> ``rejected`` keeping each lead's own code and message (executemany)."""
-    if not rejections:
-        return 0
-    check_transition(LeadState.SENDING, LeadState.REJECTED)
-    statement = (
-        update(Lead)
-        .where(Lead.id == bindparam("lead_id"), Lead.state == LeadState.SENDING.value)
-        .values(
-            state=LeadState.REJECTED.value,
-            error_code=bindparam("code"),
-            error_message=bindparam("message"),
-            simz_batch_id=simz_batch_id,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    params = [
-        {
-            "lead_id": lead_id,
-            "code": bounded(code or None, ERROR_CODE_CHARS),
-            "message": bounded(message, ERROR_MESSAGE_CHARS),
-        }
-        for lead_id, code, message in rejections
-    ]
-    session.connection().execute(statement, params)
-    _transitions(
-        session,
-        ((lead_id, LeadState.SENDING.value) for lead_id, _c, _m in rejections),
-        target=LeadState.REJECTED,
-        reason=reason,
-        batch_id=batch_id,
-        now=now,
-    )
-    writeback_store.enqueue_moved(
-        session, [lead_id for lead_id, _c, _m in rejections], LeadState.REJECTED.value, now
-    )
-    return len(rejections)
+#: One ledger writes lead states (docs/design.md#one-ledger); delivery's moves go through it.
+move = ledger.move
+reject = ledger.reject
 
 
 # --------------------------------------------------------------------------- pauses
@@ -931,15 +754,13 @@ def recover_in_flight(
     _requeue_unsent(session, split, _SPLIT_UNSENT, now)
     _requeue_unsent(session, ahead, _AHEAD_UNSENT, now)
     _close_batches(session, {r.batch_id for r in ahead}, "abandoned", now)
-    _mark_uncertain(session, maybe_posted, reason, now)
+    ledger.mark_uncertain(session, [(r.id, r.batch_id) for r in maybe_posted], reason, now)
     _interrupt_open_batches(session, sync_name, now)
     return len(maybe_posted)
 
 
 _SPLIT_UNSENT = "part of a split batch that was never sent (SimZ had queued nothing)"
 _AHEAD_UNSENT = "claimed ahead and never sent (the process stopped first)"
-#: Leads per UPDATE when marking many leads uncertain (bounded statement size).
-_RECOVERY_CHUNK = 5000
 
 
 def _stranded_leads(session: Session, sync_name: str | None) -> Sequence[Any]:
@@ -992,33 +813,6 @@ def _close_batches(session: Session, batch_ids: set[int], outcome: str, now: dat
             .values(outcome=outcome, finished_at=now)
             .execution_options(synchronize_session=False)
         )
-
-
-def _mark_uncertain(session: Session, rows: Sequence[Any], reason: str, now: datetime) -> None:
-    """Leads that may have been posted become ``uncertain``, with their transitions."""
-    check_transition(LeadState.SENDING, LeadState.UNCERTAIN)
-    for start in range(0, len(rows), _RECOVERY_CHUNK):
-        chunk = [r.id for r in rows[start : start + _RECOVERY_CHUNK]]
-        session.execute(
-            update(Lead)
-            .where(Lead.id.in_(chunk))
-            .values(state=LeadState.UNCERTAIN.value, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        writeback_store.enqueue_moved(session, chunk, LeadState.UNCERTAIN.value, now)
-    if rows:
-        params = [
-            {
-                "lead_id": r.id,
-                "from_state": LeadState.SENDING.value,
-                "to_state": LeadState.UNCERTAIN.value,
-                "reason": reason,
-                "batch_id": r.batch_id,
-                "at": now,
-            }
-            for r in rows
-        ]
-        session.execute(insert(LeadTransition), params)
 
 
 def _interrupt_open_batches(session: Session, sync_name: str | None, now: datetime) -> None:

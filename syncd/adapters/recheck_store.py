@@ -1,8 +1,8 @@
 """SQL for re-checking leads before they are sent again (:mod:`syncd.services.refetch`).
 
-Every function takes the caller's :class:`Session`; none commits. The moves are
-set-based (one executemany UPDATE per shape, one executemany INSERT of the
-audit trail) and guarded by the state the caller read under lock.
+Every function takes the caller's :class:`Session`; none commits. The moves go
+through :mod:`syncd.adapters.ledger` (one executemany UPDATE per shape, one
+executemany INSERT of the audit trail), guarded by the state the caller read under lock.
 """
 
 from __future__ import annotations
@@ -12,19 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
-from syncd.adapters import writeback_store
-from syncd.adapters.orm import Lead, LeadTransition
-from syncd.domain.states import LeadState
+from syncd.adapters import ledger
+from syncd.adapters.orm import Lead
 
 _LEADS: Table = Lead.__table__  # type: ignore[assignment]
-_TRANSITIONS: Table = LeadTransition.__table__  # type: ignore[assignment]
 _CHUNK = 900
 
 
-class RecheckConflict(RuntimeError):
+class RecheckConflict(ledger.LedgerConflict):
     """A lead locked for the re-check was not in the state read: a bug, never papered over."""
 
 
@@ -62,16 +60,26 @@ def select_leads(
     return sorted(found, key=lambda lead: lead.lead_id)
 
 
-def current_states(session: Session, lead_ids: Sequence[int]) -> dict[int, str]:
-    """The leads' states now, locked until commit (PostgreSQL; SQLite has one writer)."""
-    states: dict[int, str] = {}
+@dataclass(frozen=True)
+class Current:
+    """A lead as it is now, under lock: its state and the stamp of the newest read applied."""
+
+    state: str
+    stamp: datetime | None
+
+
+def current_states(session: Session, lead_ids: Sequence[int]) -> dict[int, Current]:
+    """The leads as they are now, locked until commit (PostgreSQL; SQLite has one writer)."""
+    states: dict[int, Current] = {}
     for start in range(0, len(lead_ids), _CHUNK):
-        query = select(Lead.id, Lead.state).where(
+        query = select(Lead.id, Lead.state, Lead.record_stamp).where(
             Lead.id.in_(list(lead_ids[start : start + _CHUNK]))
         )
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update()
-        states.update((lead_id, state) for lead_id, state in session.execute(query))
+        states.update(
+            (row.id, Current(row.state, row.record_stamp)) for row in session.execute(query)
+        )
     return states
 
 
@@ -91,93 +99,38 @@ class Move:
     record_cursor: datetime | None
     do_not_call: bool | None
     time_zone: str | None = None
+    record_stamp: datetime | None = None
 
-
-def _statement(with_record: bool, queued: bool) -> Any:
-    values: dict[str, Any] = {
-        "state": bindparam("b_target"),
-        "note": bindparam("b_note"),
-        "updated_at": bindparam("b_now", type_=_LEADS.c.updated_at.type),
-    }
-    if with_record:
-        values.update(
-            payload=bindparam("b_payload", type_=_LEADS.c.payload.type),
-            agent_id=bindparam("b_agent"),
-            phone_e164=bindparam("b_phone"),
-            record_hash=bindparam("b_hash"),
-            record_cursor=bindparam("b_cursor", type_=_LEADS.c.record_cursor.type),
-            do_not_call=bindparam("b_dnc", type_=_LEADS.c.do_not_call.type),
-            time_zone=bindparam("b_tz"),
-        )
-    if queued:
-        values.update(attempts=0, next_attempt_at=None, error_code=None, error_message=None)
-    return (
-        update(_LEADS)
-        .where(_LEADS.c.id == bindparam("b_id"), _LEADS.c.state == bindparam("b_source"))
-        .values(values)
-    )
-
-
-def _params(move: Move, now: datetime) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "b_id": move.lead_id,
-        "b_source": move.source,
-        "b_target": move.target,
-        "b_note": move.note,
-        "b_now": now,
-    }
-    if move.payload is not None:
-        params.update(
-            b_payload=move.payload,
-            b_agent=move.agent_id,
-            b_phone=move.phone_e164,
-            b_hash=move.record_hash,
-            b_cursor=move.record_cursor,
-            b_dnc=bool(move.do_not_call),
-            b_tz=move.time_zone,
-        )
-    return params
+    def values(self) -> dict[str, Any]:
+        """The lead's columns this move sets besides its state."""
+        values: dict[str, Any] = {"note": self.note}
+        if self.payload is not None and self.record_cursor is not None:
+            values.update(
+                payload=self.payload,
+                agent_id=self.agent_id,
+                phone_e164=self.phone_e164,
+                record_hash=self.record_hash,
+                record_cursor=self.record_cursor,
+                do_not_call=bool(self.do_not_call),
+                time_zone=self.time_zone,
+                deleted_at=None,
+            )
+            if self.record_stamp is not None:
+                values["record_stamp"] = self.record_stamp
+        return values
 
 
 def apply_outcomes(session: Session, moves: Sequence[Move], now: datetime) -> set[int]:
-    """Write the moves and their audit trail; returns the ids of the leads moved (all of them).
+    """Write the moves and their audit trail through the ledger; the ids moved (all of them).
 
     Raises :class:`RecheckConflict` when a lead was not in the state read (the
     caller locked them, so this is a bug; the transaction rolls back).
     """
     if not moves:
         return set()
-    connection = session.connection()
-    for with_record in (False, True):
-        for queued in (False, True):
-            group = [
-                m
-                for m in moves
-                if (m.payload is not None and m.record_cursor is not None) is with_record
-                and (m.target == LeadState.QUEUED.value) is queued
-            ]
-            if not group:
-                continue
-            result = connection.execute(
-                _statement(with_record, queued), [_params(m, now) for m in group]
-            )
-            if result.rowcount != len(group):
-                raise RecheckConflict(
-                    f"{len(group) - result.rowcount} leads left their state during the re-check"
-                )
-    connection.execute(
-        insert(_TRANSITIONS),
-        [
-            {
-                "lead_id": m.lead_id,
-                "from_state": m.source,
-                "to_state": m.target,
-                "reason": m.reason[:500],
-                "batch_id": None,
-                "at": now,
-            }
-            for m in moves
-        ],
-    )
-    writeback_store.enqueue_by_state(session, [(m.lead_id, m.target) for m in moves], now)
+    steps = [ledger.Step(m.lead_id, m.source, m.target, m.reason, m.values()) for m in moves]
+    try:
+        ledger.move_each(session, steps, now, reset_attempts=True)
+    except ledger.LedgerConflict as exc:
+        raise RecheckConflict(str(exc)) from exc
     return {m.lead_id for m in moves}

@@ -1,4 +1,6 @@
-"""SQLAlchemy access for streaming: the stored replay id, and leads whose record was deleted.
+"""SQLAlchemy access for streaming: the stored replay id of each streamed sync.
+
+Deletions are stored on leads by :func:`syncd.adapters.ledger.mark_deleted`.
 
 Every function takes the caller's :class:`Session`; the caller owns the
 transaction.
@@ -6,20 +8,13 @@ transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from syncd.adapters.orm import Lead, LeadTransition, StreamState
-from syncd.domain.states import LeadState, check_transition
-
-DELETED_NOTE = "record deleted in Salesforce"
-#: Leads a DELETE event may still stop: not claimed by delivery, not skipped already. A
-#: ``held`` lead is never claimed, but ``syncd release`` would queue it: it stops too.
-_STOPPABLE = (LeadState.QUEUED.value, LeadState.INVALID.value, LeadState.HELD.value)
+from syncd.adapters.orm import StreamState
 
 
 @dataclass(frozen=True)
@@ -89,50 +84,3 @@ def forget_replay(session: Session, sync_name: str, topic: str, now: datetime) -
     row.replay_id = None
     row.replay_resets = (row.replay_resets or 0) + 1
     row.updated_at = now
-
-
-def skip_deleted(
-    session: Session, sync_name: str, salesforce_ids: Sequence[str], now: datetime
-) -> int:
-    """Leads of deleted records not yet claimed by delivery become ``skipped``; how many.
-
-    Their digest is cleared, so if the record comes back (undelete) the next
-    read evaluates it again instead of taking it for an unchanged re-read.
-    A lead delivery has claimed already is left alone (it may be on the wire).
-    """
-    if not salesforce_ids:
-        return 0
-    target = LeadState.SKIPPED.value
-    rows = session.execute(
-        select(Lead.id, Lead.state).where(
-            Lead.sync_name == sync_name,
-            Lead.salesforce_id.in_(list(salesforce_ids)),
-            Lead.state.in_(_STOPPABLE),
-        )
-    ).all()
-    moved = []
-    for lead_id, state in rows:
-        check_transition(state, target)
-        result = session.execute(
-            update(Lead)
-            .where(Lead.id == lead_id, Lead.state.in_(_STOPPABLE))
-            .values(state=target, note=DELETED_NOTE, record_hash="", updated_at=now)
-        )
-        if result.rowcount:  # type: ignore[attr-defined]
-            moved.append((lead_id, state))
-    if moved:
-        session.execute(
-            insert(LeadTransition),
-            [
-                {
-                    "lead_id": lead_id,
-                    "from_state": state,
-                    "to_state": target,
-                    "reason": f"stream: {DELETED_NOTE}",
-                    "batch_id": None,
-                    "at": now,
-                }
-                for lead_id, state in moved
-            ],
-        )
-    return len(moved)

@@ -663,6 +663,11 @@ class GuardConfig(_Model):
         ge=1,
         description="max_factor never holds a poll of this many new leads or fewer.",
     )
+    stream_window: Duration = Field(
+        default=timedelta(minutes=10),
+        description="Streamed syncs: max_new_per_poll applies per rolling window of this "
+        "length; past it, further leads are held.",
+    )
 
 
 class TimezoneField(_Model):

@@ -57,6 +57,9 @@ class Candidate:
     agent_id: str
     phone_e164: str | None
     do_not_call: bool
+    #: The record was deleted in Salesforce (or the lead discarded by an operator):
+    #: a decision that sticks, whatever brought the lead back to ``queued``.
+    stopped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class GateRules:
 
 
 DO_NOT_CALL_RULE = "do_not_call"
+STOPPED_RULE = "stopped"
 DUPLICATE_RULE = "duplicate_phone"
 GATE_DO_NOT_CALL_NOTE = "send gate: DoNotCall is set on the record's latest known state"
 
@@ -119,6 +123,7 @@ def judge(
 ) -> list[Verdict]:
     """One verdict per candidate, in the order given (claim order: ascending id).
 
+    * a lead whose record was deleted, or that an operator discarded, is skipped;
     * DoNotCall on the stored record state skips the lead (unless the sync opted out);
     * a further rule (``rules.extra``) may skip it or make it wait;
     * with the number rule on, a rival that is ``sending`` or ``uncertain``, or was
@@ -158,6 +163,8 @@ def _one(
     window: str,
     ahead: set[int],
 ) -> Verdict:
+    if candidate.stopped is not None:
+        return Verdict.skip(STOPPED_RULE, f"send gate: {candidate.stopped}")
     if rules.respect_do_not_call and candidate.do_not_call:
         return Verdict.skip(DO_NOT_CALL_RULE, GATE_DO_NOT_CALL_NOTE)
     for rule in rules.extra:

@@ -29,7 +29,7 @@ import phonenumbers
 
 from syncd.config.models import SyncConfig
 from syncd.config.types import FieldRef
-from syncd.domain.soql import parse_datetime
+from syncd.domain.soql import STAMP_FIELD, parse_datetime
 from syncd.domain.states import LeadState
 
 # LeadInput's ``email`` has ``format: email``: an ASCII RFC 5321 mailbox (dot-atom
@@ -228,6 +228,8 @@ class MappedLead:
     #: A DoNotCall value that was not recognised (so ``do_not_call`` is True), else None.
     do_not_call_unrecognised: str | None = None
     time_zone: str | None = None  # the record's zone field (calling hours), when configured
+    #: The record's SystemModstamp: which of two reads of it is newer (None: not read).
+    stamp: datetime | None = None
 
 
 class Mapper:
@@ -249,6 +251,7 @@ class Mapper:
         self._dnc_field = sync.rules.do_not_call_field if sync.rules.respect_do_not_call else None
         self._callable = frozenset(sync.rules.do_not_call_callable_values)
         self._cursor_parts = sync.cursor_field.split(".")
+        self._stamp_is_cursor = sync.cursor_field.lower() == STAMP_FIELD.lower()
         self._dnc_parts = self._dnc_field.split(".") if self._dnc_field is not None else None
         hours = sync.calling_hours
         zone_field = hours.zone_field if hours is not None else None
@@ -298,17 +301,8 @@ class Mapper:
         """Map one record; never raises on bad values (they become notes)."""
         mapping = self.sync.mapping
         sf_id = str(_resolve(record, _ID) or "")
-        raw_cursor = _resolve(record, self._cursor_parts)
-        cursor: datetime | None
-        if isinstance(raw_cursor, datetime):
-            cursor = raw_cursor
-        elif isinstance(raw_cursor, str):
-            try:
-                cursor = parse_datetime(raw_cursor)
-            except ValueError:
-                cursor = None
-        else:
-            cursor = None
+        cursor = read_datetime(_resolve(record, self._cursor_parts))
+        stamp = cursor if self._stamp_is_cursor else read_datetime(record.get(STAMP_FIELD))
 
         problems: list[str] = []
         notes: list[str] = []
@@ -375,7 +369,20 @@ class Mapper:
             digest=digest,
             do_not_call_unrecognised=unrecognised,
             time_zone=time_zone,
+            stamp=stamp,
         )
+
+
+def read_datetime(value: Any) -> datetime | None:
+    """A datetime field's value as read (REST text, or already parsed), else None."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_datetime(value)
+        except ValueError:
+            return None
+    return None
 
 
 def lead_digest(

@@ -34,6 +34,8 @@ from syncd.domain.states import REEVALUATED_ON_CHANGE, LeadState, check_transiti
 
 _REEVALUATED = frozenset(state.value for state in REEVALUATED_ON_CHANGE)
 _QUEUED = LeadState.QUEUED.value
+#: A change from these to ``queued`` makes a lead sendable: the blast-radius guard counts it.
+_REVIVED_FROM = frozenset({LeadState.INVALID.value, LeadState.SKIPPED.value})
 _HELD = LeadState.HELD.value
 #: States whose payload, number and agent are what was (or may have been) sent.
 _SENT_PAYLOAD = frozenset(
@@ -47,11 +49,37 @@ Decided = tuple[MappedLead, LeadState, str | None, Change]
 
 @dataclass(frozen=True)
 class ExistingLead:
-    """The stored lead of a record read before: its id, state and the record's digest."""
+    """The stored lead of a record read before: its id, state and the record's digest.
+
+    ``stamp`` is the SystemModstamp of the newest read applied to it; ``discarded``
+    says an operator discarded it (final: a change of its record never revives it).
+    """
 
     id: int
     state: str
     record_hash: str
+    stamp: datetime | None = None
+    discarded: bool = False
+
+
+def is_stale(read: datetime | None, stored: datetime | None) -> bool:
+    """True when a read is older than the one already applied: the ledger ignores it.
+
+    The newest read wins, whatever path made it (poll, stream, backfill, re-fetch)
+    and whichever commits last (docs/design.md#the-newest-read-wins). A read of
+    the same stamp applies (the same version of the record, perhaps a new mapping).
+    """
+    return read is not None and stored is not None and read < stored
+
+
+@dataclass(frozen=True)
+class StaleRead:
+    """A read older than the lead's stored one: ignored, with a note on the lead."""
+
+    lead_id: int
+    state: str
+    read_stamp: datetime
+    stored_stamp: datetime
 
 
 @dataclass(frozen=True)
@@ -67,6 +95,7 @@ class LeadData:
     note: str | None
     do_not_call: bool = False
     time_zone: str | None = None
+    record_stamp: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +111,7 @@ class LeadChange(LeadData):
 
     lead_id: int
     from_state: str
+    salesforce_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,6 +133,7 @@ class RecordChange:
     payload: dict[str, Any] | None = None
     phone_e164: str | None = None
     time_zone: str | None = None
+    record_stamp: datetime | None = None
 
 
 @dataclass
@@ -119,6 +150,14 @@ class PagePlan:
     #: New or changed records whose DoNotCall value was not recognised.
     unrecognised: list[str] = field(default_factory=list)
     decided: list[Decided] = field(default_factory=list)
+    #: Reads older than the lead's stored one: ignored (docs/design.md#the-newest-read-wins).
+    stale: list[StaleRead] = field(default_factory=list)
+    #: Unchanged re-reads with a newer stamp: (lead id, stamp), so older reads stay older.
+    restamped: list[tuple[int, datetime]] = field(default_factory=list)
+
+    def revived(self) -> list[LeadChange]:
+        """Changes that make a lead sendable again without an operator: the guard counts them."""
+        return [c for c in self.changes if c.state == _QUEUED and c.from_state in _REVIVED_FROM]
 
 
 def plan_page(
@@ -180,18 +219,29 @@ def sort_reads(
     candidates: list[MappedLead] = []
     for lead in reads:
         found = existing.get(lead.salesforce_id)
+        if found is not None and is_stale(lead.stamp, found.stamp):
+            assert lead.stamp is not None and found.stamp is not None  # is_stale says so
+            plan.stale.append(StaleRead(found.id, found.state, lead.stamp, found.stamp))
+            continue
         if found is not None and found.record_hash == lead.digest:
             plan.unchanged += 1  # a re-read
+            if lead.stamp is not None and (found.stamp is None or lead.stamp > found.stamp):
+                plan.restamped.append((found.id, lead.stamp))
             continue
         if lead.do_not_call_unrecognised is not None:
             plan.unrecognised.append(lead.salesforce_id)
-        if found is not None and found.state not in _REEVALUATED:
-            # Delivery has it: keep the change (and the DoNotCall flag the gate and
-            # requeue read), never send it again from here.
+        if found is not None and not reevaluated(found):
+            # Delivery has it, or an operator discarded it: keep the change (and the
+            # DoNotCall flag the gate and requeue read), never send it from here.
             plan.recorded.append(record_change(found, lead, lead.cursor or window_start, sync))
             continue
         candidates.append(lead)
     return candidates
+
+
+def reevaluated(found: ExistingLead) -> bool:
+    """Whether a change of the record is evaluated again (not sent yet, not discarded)."""
+    return found.state in _REEVALUATED and not found.discarded
 
 
 def decide_candidates(
@@ -239,6 +289,7 @@ def _lead_data(lead: MappedLead, state: str, note: str | None, cursor: datetime)
         note=note,
         do_not_call=lead.do_not_call,
         time_zone=lead.time_zone,
+        record_stamp=lead.stamp,
     )
 
 
@@ -258,14 +309,22 @@ def lead_change(
     if state != found.state:
         check_transition(found.state, state)
     data = _lead_data(lead, state, decision.note, cursor)
-    return LeadChange(lead_id=found.id, from_state=found.state, **vars(data))
+    return LeadChange(
+        lead_id=found.id, from_state=found.state, salesforce_id=lead.salesforce_id, **vars(data)
+    )
 
 
 def record_change(
     found: ExistingLead, lead: MappedLead, cursor: datetime, sync: SyncConfig
 ) -> RecordChange:
-    """What a changed record does to a lead delivery already has: stored, with a note."""
-    reason = f"polled: record changed while {found.state}; stored, not sent again by the poll"
+    """What a changed record does to a lead delivery already has: stored, with a note.
+
+    A discarded lead is treated alike: an operator's discard is final.
+    """
+    if found.discarded:
+        reason = "polled: record changed; stored, the lead stays discarded by an operator"
+    else:
+        reason = f"polled: record changed while {found.state}; stored, not sent again by the poll"
     if sync.rules.respect_do_not_call and lead.do_not_call:
         reason += f"; {do_not_call_note(lead)}"
     keep_sent = found.state in _SENT_PAYLOAD
@@ -280,6 +339,7 @@ def record_change(
         payload=None if keep_sent else lead.payload,
         phone_e164=None if keep_sent else lead.phone_e164,
         time_zone=None if keep_sent else lead.time_zone,
+        record_stamp=lead.stamp,
     )
 
 
@@ -295,7 +355,7 @@ def pairs_to_lock(
         if not (lead.phone_e164 and lead.agent_id and lead.state is LeadState.QUEUED):
             continue
         found = existing.get(lead.salesforce_id)
-        if found is None or (found.state in _REEVALUATED and found.record_hash != lead.digest):
+        if found is None or (reevaluated(found) and found.record_hash != lead.digest):
             pairs.add((lead.agent_id, lead.phone_e164))
     return pairs
 
@@ -309,7 +369,7 @@ def reevaluated_ids(mapped: Sequence[MappedLead], existing: Mapping[str, Existin
     return {
         found.id
         for sf_id, found in existing.items()
-        if found.state in _REEVALUATED and found.record_hash != digests.get(sf_id)
+        if reevaluated(found) and found.record_hash != digests.get(sf_id)
     }
 
 

@@ -52,8 +52,13 @@ def _paths(refs: Iterable[FieldRef | None]) -> list[str]:
     return [ref.path for ref in refs if ref is not None and ref.path is not None]
 
 
+#: The record's own modification stamp: every read carries it, whatever the cursor, so
+#: the ledger can tell the newer of two reads (docs/design.md#the-newest-read-wins).
+STAMP_FIELD = "SystemModstamp"
+
+
 def query_fields(sync: SyncConfig) -> list[str]:
-    """Every field the mapping, routing and rules read, then ``Id`` and the cursor."""
+    """Every field the mapping, routing and rules read, then ``Id``, the cursor and the stamp."""
     mapping = sync.mapping
     fields = _paths(
         [
@@ -71,7 +76,7 @@ def query_fields(sync: SyncConfig) -> list[str]:
         fields.append(sync.rules.do_not_call_field)
     if sync.calling_hours is not None and sync.calling_hours.zone_field is not None:
         fields.append(sync.calling_hours.zone_field)
-    tail = {"id", sync.cursor_field.lower()}
+    tail = {"id", sync.cursor_field.lower(), STAMP_FIELD.lower()}
     # Fields syncd writes back are never read: each write would look like a change.
     # (The config refuses a mapping that reads one; this keeps the query honest too.)
     written = (
@@ -80,7 +85,8 @@ def query_fields(sync: SyncConfig) -> list[str]:
         else set()
     )
     kept = (f for f in fields if f.lower() not in tail and f.split(".")[0].lower() not in written)
-    return [*_dedupe(kept), "Id", sync.cursor_field]
+    stamp = [] if sync.cursor_field.lower() == STAMP_FIELD.lower() else [STAMP_FIELD]
+    return [*_dedupe(kept), "Id", sync.cursor_field, *stamp]
 
 
 def _window_condition(sync: SyncConfig, window: PollWindow) -> str:

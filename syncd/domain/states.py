@@ -54,15 +54,19 @@ ALLOWED: dict[LeadState | None, frozenset[LeadState]] = {
     # its own poll when that ends under the limit; a changed record may make it
     # invalid or skipped, never queued.
     S.HELD: frozenset({S.QUEUED, S.SKIPPED, S.INVALID}),
-    S.INVALID: frozenset({S.QUEUED, S.SKIPPED}),
-    S.SKIPPED: frozenset({S.QUEUED, S.INVALID}),
+    # A changed record re-evaluates them; -> held when the blast-radius guard holds the
+    # read that would make them sendable (docs/design.md#the-guard-counts-every-lead).
+    S.INVALID: frozenset({S.QUEUED, S.SKIPPED, S.HELD}),
+    S.SKIPPED: frozenset({S.QUEUED, S.INVALID, S.HELD}),
     # The answer to a batch decides; back to queued only when SimZ said nothing was queued.
     S.SENDING: frozenset({S.ACCEPTED, S.REJECTED, S.UNCERTAIN, S.QUEUED, S.FAILED}),
     S.ACCEPTED: frozenset(),
     # Operator requeue only (and resend_uncertain, the documented opt-in), after the
     # record is fetched again: back to queued, or held back by the rules it now fails.
     S.REJECTED: _RECHECKED,
-    S.UNCERTAIN: _RECHECKED,
+    # Also -> accepted: operator only (``syncd resolve --as accepted``), when SimZ
+    # confirmed it has the lead; it is never sent again.
+    S.UNCERTAIN: _RECHECKED | {S.ACCEPTED},
     S.FAILED: _RECHECKED,
 }
 

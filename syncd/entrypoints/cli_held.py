@@ -92,8 +92,8 @@ def discard(
     """Never send the leads the blast-radius guard held: move them to skipped.
 
     Every held lead of the sync moves in one transaction, with an audit-trail
-    entry (reason and $USER). A discarded lead is evaluated again only if its
-    Salesforce record changes later, like any skipped lead. Confirmation as
+    entry (reason and $USER). The discard is final: a later change of the
+    Salesforce record is stored on the lead but never sends it. Confirmation as
     for release.
     """
     _settle_held(ctx, config_path, sync, reason, yes, release=False)

@@ -40,6 +40,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncd.adapters import ledger
 from syncd.adapters import poll_store as store
 from syncd.adapters.number_locks import lock_numbers
 from syncd.adapters.orm import utcnow
@@ -177,6 +178,10 @@ class _Poller:
         # Set by the stream's entry points (end of module): a given window (and then
         # ``advances_watermark`` False: the poll watermark stays where polls left it).
         self.fixed_window: PollWindow | None = None
+        # The stream's guard: a rolling window of this length (see limit_window).
+        self.window_guard: timedelta | None = None
+        #: Who reads, for the audit trail of reads the ledger ignores as older.
+        self.actor = "poll"
 
     def configured_start(self) -> datetime:
         start = self.sync.start_at
@@ -307,15 +312,22 @@ class _Poller:
             with self.session_factory() as session:
                 plan = self.plan(session, mapped, ids, window, lock=False)
             self.result.eligible += sum(1 for new in plan.inserts if new.state == _QUEUED)
+            self.result.eligible += len(plan.revived())
             self.remember(plan)
         else:
             with self.session_factory.begin() as session:
                 plan = self.plan(session, mapped, ids, window, lock=True)
                 now = self.now()
+                if self.window_guard is not None:
+                    self.limit_window(session, now)
                 self.guard_page(session, plan, now)
-                store.insert_leads(session, self.sync.name, plan.inserts, now)
-                store.update_leads(session, plan.changes, now)
-                store.record_changes(session, plan.recorded, now)
+                ledger.insert_new(session, self.sync.name, plan.inserts, now)
+                ledger.apply_reads(session, plan.changes, now)
+                ledger.record_reads(session, plan.recorded, now)
+                ledger.restamp(session, plan.restamped)
+                ledger.note_stale(session, plan.stale, now, self.actor)
+                if self.window_guard is not None and not self.holding and self.result.eligible:
+                    store.record_admission(session, self.sync.name, self.result.eligible, now)
                 if plan.watermark is not None and self.advances_watermark:
                     store.advance_watermark(session, self.sync.name, plan.watermark, now)
         self.count(plan)
@@ -399,6 +411,23 @@ class _Poller:
             )
         return hold
 
+    def limit_window(self, session: Session, now: datetime) -> None:
+        """The stream's guard: this page may queue what the rolling window has left.
+
+        Stream intake has no poll to count over, so ``guard.max_new_per_poll``
+        applies per ``guard.stream_window``: the leads each intake made sendable
+        are stored (``intake_admissions``), and a page that would take the
+        window's total over the limit holds all of its leads ready to call.
+        """
+        assert self.window_guard is not None
+        limit = self.sync.guard.max_new_per_poll
+        if limit is None:
+            self.limit = None
+            return
+        admitted = store.admitted_since(session, self.sync.name, now - self.window_guard)
+        self.limit = self.result.limit = max(0, limit - admitted)
+        self.holding = None
+
     def guard_page(self, session: Session, plan: PagePlan, now: datetime) -> None:
         """Hold the page's new leads when the poll holds, in the page's transaction.
 
@@ -410,30 +439,51 @@ class _Poller:
         earlier new leads from ``queued`` to ``held`` in its own transaction
         and says so in an error if delivery had already claimed some.
         """
+        revived = {change.salesforce_id for change in plan.revived()}
         fresh = [new.salesforce_id for new in plan.inserts if new.state == _QUEUED]
+        fresh += sorted(revived)
+        if self.window_guard is not None and self.holding is None:
+            self.holding = over_limit(len(fresh), self.limit)
+            if self.holding:
+                self.result.held += len(fresh)
+                log.error(
+                    "stream intake held by the blast-radius guard",
+                    sync=self.sync.name,
+                    leads=len(fresh),
+                    left_in_window=self.limit,
+                    window=str(self.window_guard),
+                    hint=f"check `syncd leads --state held --sync {self.sync.name}`, then "
+                    f"`syncd release` or `syncd discard`",
+                )
         self.result.eligible += len(fresh)
         crossing = not self.holding and over_limit(self.result.eligible, self.limit)
         if self.holding or crossing:
             plan.inserts = [
                 replace(new, state=_HELD) if new.state == _QUEUED else new for new in plan.inserts
             ]
+            plan.changes = [
+                replace(change, state=_HELD) if change.salesforce_id in revived else change
+                for change in plan.changes
+            ]
             plan.decided = [
                 (lead, LeadState.HELD, note, change)
-                if change == "new" and state is LeadState.QUEUED
+                if state is LeadState.QUEUED and (change == "new" or lead.salesforce_id in revived)
                 else (lead, state, note, change)
                 for lead, state, note, change in plan.decided
             ]
         if crossing:
             self.holding = True
             earlier = self.new_ids or []
-            moved = store.move_new_leads(
-                session,
-                self.sync.name,
-                earlier,
-                source=_QUEUED,
-                target=_HELD,
-                reason=f"{HELD_NOTE}: the poll crossed its limit of {self.limit}",
-                now=now,
+            moved = len(
+                ledger.move_by_salesforce_id(
+                    session,
+                    self.sync.name,
+                    earlier,
+                    source=_QUEUED,
+                    target=_HELD,
+                    reason=f"{HELD_NOTE}: the poll crossed its limit of {self.limit}",
+                    now=now,
+                )
             )
             self.result.queued -= moved
             if moved < len(earlier):
@@ -486,15 +536,17 @@ class _Poller:
             return
         try:
             with self.session_factory.begin() as session:
-                released = store.move_new_leads(
-                    session,
-                    self.sync.name,
-                    self.new_ids,
-                    source=_HELD,
-                    target=_QUEUED,
-                    reason=f"released by its poll: {result.eligible} new leads, "
-                    f"within the limit of {self.limit}",
-                    now=self.now(),
+                released = len(
+                    ledger.move_by_salesforce_id(
+                        session,
+                        self.sync.name,
+                        self.new_ids,
+                        source=_HELD,
+                        target=_QUEUED,
+                        reason=f"released by its poll: {result.eligible} new leads, "
+                        f"within the limit of {self.limit}",
+                        now=self.now(),
+                    )
                 )
         except SQLAlchemyError as exc:
             result.held = len(self.new_ids)
@@ -504,7 +556,7 @@ class _Poller:
 
     def remember(self, plan: PagePlan) -> None:
         for lead, state, _note, _change in plan.decided:
-            self.seen[lead.salesforce_id] = ExistingLead(-1, state.value, lead.digest)
+            self.seen[lead.salesforce_id] = ExistingLead(-1, state.value, lead.digest, lead.stamp)
             if state is LeadState.QUEUED and lead.agent_id and lead.phone_e164:
                 self.taken.add((lead.agent_id, lead.phone_e164))
 
@@ -670,6 +722,7 @@ class _Backfill(_Poller):
         self.window = window
         self.on_page = on_page
         self.guarded = guarded
+        self.actor = "backfill"
 
     def run(self) -> PollResult:
         self.result.window_from, self.result.window_to = self.window.start, self.window.end
@@ -754,13 +807,16 @@ def apply_records(
     """Run records read outside a poll (the stream's reads) through a poll's page work.
 
     The same mapping, rules and outbox writes as one page of a poll, in one
-    transaction; the poll watermark stays where polls left it. Raises what the
-    page raises (database errors) for the caller to retry.
+    transaction; the poll watermark stays where polls left it. The blast-radius
+    guard counts over a rolling ``guard.stream_window`` (:meth:`_Poller.limit_window`).
+    Raises what the page raises (database errors) for the caller to retry.
     """
     poller = _Poller(
         session_factory, _NO_SOURCE, sync, now, False, None, 100, timedelta(minutes=15)
     )
     poller.advances_watermark = False
+    poller.actor = "stream"
+    poller.window_guard = sync.guard.stream_window
     at = now()
     poller.apply(records, PollWindow(at, at))
     return poller.result

@@ -37,9 +37,10 @@ from syncd.adapters.poll_store import recent_phones
 from syncd.adapters.salesforce import SalesforceSourceError
 from syncd.config.models import SyncConfig
 from syncd.config.types import format_duration
-from syncd.domain.mapping import MappedLead, Mapper
+from syncd.domain.mapping import MappedLead, Mapper, read_datetime
+from syncd.domain.page_plan import is_stale
 from syncd.domain.rules import AgentPhone, decide
-from syncd.domain.soql import SALESFORCE_ID, build_ids_query
+from syncd.domain.soql import SALESFORCE_ID, STAMP_FIELD, build_ids_query
 from syncd.domain.states import LeadState, check_transition
 from syncd.logs import get_logger
 
@@ -205,7 +206,7 @@ def _apply(
 ) -> None:
     """Decide and move one sync's leads inside the caller's transaction."""
     current = store.current_states(session, [lead.lead_id for lead in selected])
-    still = [lead for lead in selected if current.get(lead.lead_id) == lead.state]
+    still = [lead for lead in selected if _unchanged(current.get(lead.lead_id), lead, fetched)]
     result.changed_meanwhile += len(selected) - len(still)
     mapper = Mapper(sync)
     recent: set[AgentPhone] = set()
@@ -245,6 +246,7 @@ def _apply(
                 o.mapped.cursor if o.mapped else None,
                 o.mapped.do_not_call if o.mapped else None,
                 o.mapped.time_zone if o.mapped else None,
+                o.mapped.stamp if o.mapped else None,
             )
             for o in outcomes
         ],
@@ -258,6 +260,21 @@ def _apply(
         result.moved[key] = result.moved.get(key, 0) + 1
         if outcome.target is not LeadState.QUEUED:
             result.held.append(outcome)
+
+
+def _unchanged(now: store.Current | None, lead: store.Selected, fetched: Fetched) -> bool:
+    """Whether the lead is as it was chosen: same state, and no read newer than the fetch.
+
+    A change stored while the records were being fetched (the stream or a poll
+    read the record after this fetch, say with DoNotCall set) wins over the
+    older fetch: the lead is left alone and counted as changed meanwhile
+    (docs/design.md#the-newest-read-wins).
+    """
+    if now is None or now.state != lead.state:
+        return False
+    record = fetched.records.get(lead.salesforce_id)
+    stamp = read_datetime(record.get(STAMP_FIELD)) if record is not None else None
+    return not is_stale(stamp, now.stamp)
 
 
 def _trail(reason: str, outcome: Outcome) -> str:

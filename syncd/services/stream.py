@@ -17,9 +17,11 @@ changes nothing (leads are unique per sync and Salesforce Id). Events are never
 trusted for field values: a CREATE of a record that no longer matches ``where``
 reads nothing, and an UPDATE is read whole.
 
-DELETE events: a lead not yet claimed by delivery (``queued``/``invalid``)
-becomes ``skipped`` ("record deleted in Salesforce"), so it is never dialled;
-a lead already sent or in flight is left alone.
+DELETE and GAP_DELETE events: the deletion is stored on the lead whatever its
+state (:func:`syncd.adapters.ledger.mark_deleted`). A lead not yet claimed by
+delivery (``queued``/``invalid``/``held``) becomes ``skipped`` ("record deleted
+in Salesforce"); a lead in flight keeps its state, and should it come back to
+``queued`` (nothing was sent after all) the send gate skips it. Never dialled.
 
 When the stored replay id is refused (past the 72-hour retention, or
 corrupted), the subscriber starts at LATEST and :class:`StreamIntake` runs a
@@ -40,7 +42,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters import stream_store
+from syncd.adapters import ledger, stream_store
 from syncd.adapters.orm import utcnow
 from syncd.adapters.pubsub import ChangeEvent, PubSubSubscriber
 from syncd.adapters.salesforce import SalesforceSourceError
@@ -70,11 +72,13 @@ READ_TYPES = frozenset(
         "UNDELETE",
         "GAP_CREATE",
         "GAP_UPDATE",
-        "GAP_DELETE",
         "GAP_UNDELETE",
         "GAP_OVERFLOW",
     }
 )
+#: Change types that delete their records: a GAP_DELETE is a deletion Salesforce could not
+#: describe in detail (made outside the application server), never a read.
+DELETE_TYPES = frozenset({"DELETE", "GAP_DELETE"})
 DEFAULT_LINGER = 0.1
 DEFAULT_MAX_IDS = 200
 #: Ids per ``WHERE Id IN (...)`` query (keeps the SOQL well under its length limit).
@@ -121,7 +125,8 @@ class _Batch:
 
     events: list[ChangeEvent] = field(default_factory=list)
     read: dict[str, None] = field(default_factory=dict)  # ordered set
-    deleted: dict[str, None] = field(default_factory=dict)
+    #: Record Id -> when it was deleted (the event's commit time).
+    deleted: dict[str, datetime | None] = field(default_factory=dict)
 
 
 class StreamIntake:
@@ -321,8 +326,9 @@ class StreamIntake:
                 self.board.bump(self.sync.name, "gaps")
                 log.info("stream gap event", change_type=change, records=len(event.record_ids))
             for record_id in event.record_ids:
-                if change == "DELETE":
-                    batch.deleted[record_id] = None
+                if change in DELETE_TYPES:
+                    batch.deleted[record_id] = event.commit_at
+                    batch.read.pop(record_id, None)  # deleted since: nothing left to read
                 elif change is None or change in READ_TYPES:
                     batch.read[record_id] = None
 
@@ -348,8 +354,13 @@ class StreamIntake:
         skipped = 0
         if batch.deleted:
             with self.sessions.begin() as session:
-                skipped = stream_store.skip_deleted(
-                    session, self.sync.name, list(batch.deleted), self.now()
+                now = self.now()
+                skipped = ledger.mark_deleted(
+                    session,
+                    self.sync.name,
+                    {sf_id: at or now for sf_id, at in batch.deleted.items()},
+                    actor="stream",
+                    now=now,
                 )
         fetched, queued, new = 0, 0, 0
         ids = list(batch.read)

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -156,8 +155,9 @@ def test_resend_uncertain_fetches_again_in_the_poll_job(
 ) -> None:
     """resend_uncertain: the daemon's poll re-fetches uncertain leads; DoNotCall ones stay unsent.
 
-    The DoNotCall change is stamped behind the lookback, so no poll ever reads it:
-    only the re-fetch sees it.
+    The DoNotCall change is made while the batch is in flight. Whether a poll
+    stores it first or only the re-fetch reads it, the re-fetch applies the
+    record as it is now (the same stamp or newer) and skips the lead.
     """
     with Harness(tmp_path, simz_emulator) as harness:
         simz = harness.config()["simz"]
@@ -169,10 +169,7 @@ def test_resend_uncertain_fetches_again_in_the_poll_job(
         harness.simz.inject("delay", seconds=6)  # answered after the read timeout: uncertain
         harness.start()
         wait_until(lambda: db.state(blocked) == "sending", "the batch in flight")
-        behind = datetime.now(UTC) - timedelta(hours=1)
-        harness.salesforce.update_record(
-            "Lead", blocked, {"DoNotCall": True}, system_modstamp=behind
-        )
+        harness.salesforce.update_record("Lead", blocked, {"DoNotCall": True})
         wait_until(lambda: db.state(kept) == "accepted", "the kept lead resent and accepted")
         wait_until(lambda: db.state(blocked) == "skipped", "the DoNotCall lead skipped")
         lead = db.lead(blocked)

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncd.adapters import ledger
 from syncd.adapters.db import make_session_factory
-from syncd.adapters.operator_queries import lead_filter, move_to_queued
+from syncd.adapters.operator_queries import lead_filter
 from syncd.adapters.orm import Lead, LeadTransition
 from syncd.adapters.salesforce import SalesforceSource
 from syncd.adapters.simz import key_fingerprint
@@ -418,10 +419,15 @@ class TestRequeue:
         self.seed(sessions)
         with sessions.begin() as s:
             # The lead is failed (as if it changed since a preview that saw it uncertain).
-            moved = move_to_queued(
-                s, lead_filter(salesforce_ids=[sf_id(2)]), "uncertain", reason="x", at=T0
+            moved = ledger.move_where(
+                s,
+                lead_filter(salesforce_ids=[sf_id(2)]),
+                source="uncertain",
+                target="queued",
+                reason="x",
+                now=T0,
             )
-        assert moved == 0
+        assert moved == {}
         assert states_of(sessions)[("web", sf_id(2))] == "failed"
         with sessions() as s:
             trail = s.scalars(select(LeadTransition).where(LeadTransition.reason == "x")).all()

@@ -107,6 +107,9 @@ class Model:
     """The test's side: what the org holds and how late each final version was."""
 
     final_delay: dict[str, timedelta] = field(default_factory=dict)
+    #: Each record's latest SystemModstamp: Salesforce stamps a record's versions in order
+    #: (a save holds the record's lock until it commits), however late each commits.
+    last_stamp: dict[str, datetime] = field(default_factory=dict)
     counter: int = 0
 
 
@@ -128,12 +131,15 @@ def play(
                 model.counter += 1
                 sf_id = add(model.counter, stamp)
                 model.final_delay[sf_id] = now - stamp
+                model.last_stamp[sf_id] = stamp
         elif kind == "update" and ids():
             existing = sorted(ids())
             sf_id = existing[number % len(existing)]
             model.counter += 1
+            stamp = max(stamp, model.last_stamp[sf_id] + timedelta(milliseconds=1))
             update(sf_id, f"v{model.counter}", stamp)
             model.final_delay[sf_id] = now - stamp
+            model.last_stamp[sf_id] = stamp
         elif kind == "poll":
             assert poll(now).status == "ok"
     assert poll(now + timedelta(hours=2)).status == "ok"  # a late final catch-up poll

@@ -229,28 +229,45 @@ class TestDoNotCallAfterRequeue:
         [received] = [r for r in pipeline.simz.received() if r["accepted"]]
         assert received["lead"]["lastName"] == "New"
 
-    def test_resend_uncertain_after_the_lookback_skips_do_not_call(
+    def test_resend_uncertain_skips_a_do_not_call_the_poll_has_not_seen(
         self, pipeline: Pipeline
     ) -> None:
-        """resend_uncertain re-fetches: a change that fell behind the lookback still counts."""
+        """resend_uncertain re-fetches: a change no poll has read yet still counts."""
         sf_id = pipeline.add(Phone="+12025550104")
         keep = pipeline.add(Phone="+12025550105")
         pipeline.poll()
         pipeline.simz.inject("lost_response")
         pipeline.deliver()
         assert {pipeline.lead(sf_id).state, pipeline.lead(keep).state} == {"uncertain"}
-        # DoNotCall is set with a stamp the poll has moved past (behind the lookback).
-        pipeline.org.update_record(
-            "Lead", sf_id, {"DoNotCall": True}, system_modstamp=T0 - timedelta(hours=1)
-        )
-        pipeline.poll()
-        assert pipeline.lead(sf_id).do_not_call is False  # the poll never saw the change
+        pipeline.change(sf_id, DoNotCall=True)  # no poll in between
+        assert pipeline.lead(sf_id).do_not_call is False
         result = pipeline.resend()
         assert (result.count(LeadState.QUEUED), result.count(LeadState.SKIPPED)) == (1, 1)
         pipeline.deliver()
         assert pipeline.lead(sf_id).state == "skipped"
         assert pipeline.lead(keep).state == "accepted"
         assert pipeline.simz.received_counts() == {sf_id: 1, keep: 2}
+
+    def test_resend_uncertain_never_acts_on_a_fetch_older_than_the_stored_read(
+        self, pipeline: Pipeline
+    ) -> None:
+        """A fetched record stamped before the read already stored is not the newest truth:
+        the lead is left as it is (changed meanwhile), never sent on the older data."""
+        sf_id = pipeline.add(Phone="+12025550106")
+        pipeline.poll()
+        pipeline.simz.inject("lost_response")
+        pipeline.deliver()
+        assert pipeline.lead(sf_id).state == "uncertain"
+        received = pipeline.accepted()  # SimZ took it; the answer was lost
+        pipeline.org.update_record(
+            "Lead", sf_id, {"LastName": "Older"}, system_modstamp=T0 - timedelta(hours=1)
+        )
+        result = pipeline.resend()
+        assert (result.count(LeadState.QUEUED), result.changed_meanwhile) == (0, 1)
+        pipeline.deliver()
+        assert pipeline.lead(sf_id).state == "uncertain"
+        assert pipeline.accepted() == received
+        assert pipeline.simz.received_counts() == {sf_id: 1}
 
     def test_delivery_alone_never_resends_uncertain(
         self,

@@ -14,6 +14,8 @@ from syncd.domain.page_plan import (
     LeadChange,
     NewLead,
     RecordChange,
+    StaleRead,
+    is_stale,
     plan_page,
 )
 from syncd.domain.rules import DO_NOT_CALL_NOTE
@@ -125,6 +127,7 @@ class TestChangedNotYetSent:
                 record_cursor=T0 + timedelta(minutes=1),
                 record_hash="d2",
                 note=None,
+                salesforce_id="00Q1",
             )
         ]
         assert result.decided == [(read, LeadState.QUEUED, None, "updated")]
@@ -296,3 +299,63 @@ class TestDoNotCallUnrecognised:
         read = lead("00Q1", "d1", do_not_call=True, do_not_call_unrecognised="Maybe")
         result = plan([read], {"00Q1": ExistingLead(7, "skipped", "d1")})
         assert (result.unrecognised, result.unchanged) == ([], 1)
+
+
+class TestTheNewestReadWins:
+    """docs/design.md#the-newest-read-wins: an older read never overwrites a newer one."""
+
+    def test_a_read_older_than_the_stored_one_is_ignored_and_noted(self) -> None:
+        """A DoNotCall-skipped lead is not revived by a Bulk snapshot taken before the opt-out."""
+        stored = T0 + timedelta(minutes=5)
+        read = lead("00Q1", "d-old", stamp=T0 + timedelta(minutes=2))
+        result = plan([read], {"00Q1": ExistingLead(7, "skipped", "d-dnc", stored)})
+        assert result.stale == [StaleRead(7, "skipped", T0 + timedelta(minutes=2), stored)]
+        assert (result.changes, result.inserts, result.recorded) == ([], [], [])
+
+    def test_a_read_of_the_same_stamp_or_newer_applies(self) -> None:
+        stored = T0 + timedelta(minutes=5)
+        for stamp in (stored, stored + timedelta(seconds=1)):
+            read = lead("00Q1", "d2", stamp=stamp)
+            result = plan([read], {"00Q1": ExistingLead(7, "skipped", "d1", stored)})
+            assert [c.state for c in result.changes] == ["queued"]
+            assert result.changes[0].record_stamp == stamp
+            assert result.stale == []
+
+    def test_an_unchanged_newer_read_moves_the_stamp_without_a_change(self) -> None:
+        read = lead("00Q1", "d1", stamp=T0 + timedelta(minutes=9))
+        result = plan([read], {"00Q1": ExistingLead(7, "queued", "d1", T0)})
+        assert result.unchanged == 1
+        assert result.restamped == [(7, T0 + timedelta(minutes=9))]
+        assert result.changes == []
+
+    def test_without_a_stamp_on_either_side_nothing_is_ordered(self) -> None:
+        assert not is_stale(None, T0)
+        assert not is_stale(T0, None)
+        assert is_stale(T0, T0 + timedelta(microseconds=1))
+
+
+class TestDiscardIsFinal:
+    def test_a_changed_record_of_a_discarded_lead_is_stored_not_revived(self) -> None:
+        read = lead("00Q1", "d2", stamp=T0 + timedelta(minutes=3))
+        found = ExistingLead(7, "skipped", "d1", T0, discarded=True)
+        result = plan([read], {"00Q1": found})
+        assert result.changes == [] and result.inserts == []
+        assert [(r.lead_id, r.state) for r in result.recorded] == [(7, "skipped")]
+        assert "stays discarded" in result.recorded[0].reason
+        assert result.revived() == []
+
+
+class TestRevivedLeadsCount:
+    def test_invalid_or_skipped_to_queued_is_revived_queued_to_queued_is_not(self) -> None:
+        reads = [
+            lead("00Q1", "d2", phone="+14155550101"),
+            lead("00Q2", "d2", phone="+14155550102"),
+            lead("00Q3", "d2", phone="+14155550103"),
+        ]
+        existing = {
+            "00Q1": ExistingLead(1, "invalid", "d1"),
+            "00Q2": ExistingLead(2, "skipped", "d1"),
+            "00Q3": ExistingLead(3, "queued", "d1"),
+        }
+        result = plan(reads, existing)
+        assert sorted(c.salesforce_id for c in result.revived()) == ["00Q1", "00Q2"]

@@ -8,9 +8,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncd.adapters import ledger
 from syncd.adapters import operator_queries as q
 from syncd.adapters.orm import utcnow
-from syncd.domain.states import LeadState, check_transition
+from syncd.domain.states import LeadState
 from syncd.services.operator.common import HELD, log
 
 RELEASE_REASON = "operator release"
@@ -43,20 +44,24 @@ def _settle_held(
     now: Callable[[], datetime],
     note: str | None,
 ) -> HeldResult:
-    check_transition(LeadState.HELD, target)
-    trail = f"{reason} (by {actor or 'unknown'})"[:500]
+    trail = f"{reason} (by {actor or 'unknown'})"
     at = now()
+    values: dict[str, object] = {}
+    if target is LeadState.QUEUED:
+        values["next_attempt_at"] = None
+    else:
+        values.update(note=note, discarded_at=at)  # final: docs/design.md#decisions-stick
     with session_factory.begin() as session:
-        moved = q.move_state(
+        moved = ledger.move_where(
             session,
             q.lead_filter(sync=sync),
-            HELD,
-            target.value,
+            source=HELD,
+            target=target,
             reason=trail,
-            at=at,
-            note=note,
+            now=at,
+            values=values,
         )
-    return HeldResult(sync, moved, reason, actor, at)
+    return HeldResult(sync, len(moved), reason, actor, at)
 
 
 def release(
@@ -88,8 +93,8 @@ def discard(
 ) -> HeldResult:
     """Move every held lead of ``sync`` to ``skipped``, in one transaction: never sent.
 
-    A discarded lead's record is evaluated again when it changes in Salesforce,
-    like any skipped lead.
+    The discard is final: a later change of the record is stored on the lead but
+    never makes it sendable again (docs/design.md#decisions-stick).
     """
     reason = (reason or DISCARD_REASON).strip() or DISCARD_REASON
     result = _settle_held(
