@@ -24,6 +24,7 @@ from syncd.entrypoints.cli_migrate import migrate
 from syncd.entrypoints.cli_once import once
 from syncd.entrypoints.cli_pause import pause, resume
 from syncd.entrypoints.cli_requeue import requeue
+from syncd.entrypoints.cli_resolve import resolve
 from syncd.entrypoints.cli_run import run
 from syncd.entrypoints.cli_sandbox import sandbox
 from syncd.entrypoints.cli_status import status
@@ -59,6 +60,7 @@ for _command in (
     status,
     leads,
     requeue,
+    resolve,
     release,
     discard,
     writeback,

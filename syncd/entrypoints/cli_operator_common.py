@@ -1,12 +1,13 @@
 """What the operator commands share: the database they open, logging, times, tables, confirmation.
 
-The operator commands (``status``, ``leads``, ``requeue``, ``release``,
-``discard``, ``writeback retry``, ``pause``, ``resume``, ``backfill``) each live
-in their own ``cli_*`` module. ``status`` and ``leads`` read only the database,
-never Salesforce or SimZ; ``requeue`` changes the database after fetching the
-selected records again from Salesforce; ``release`` and ``discard`` change only
-the database. ``status``, ``leads``, ``release``, ``discard`` and ``requeue
---dry-run`` (which reads only the database) load the configuration without the
+The operator commands (``status``, ``leads``, ``requeue``, ``resolve``,
+``release``, ``discard``, ``writeback retry``, ``pause``, ``resume``,
+``backfill``) each live in their own ``cli_*`` module. ``status`` and ``leads``
+read only the database, never Salesforce or SimZ; ``requeue`` changes the
+database after fetching the selected records again from Salesforce;
+``resolve``, ``release`` and ``discard`` change only the database. ``status``,
+``leads``, ``resolve``, ``release``, ``discard`` and ``requeue --dry-run``
+(which reads only the database) load the configuration without the
 Salesforce and SimZ secrets (unset ones are left unresolved; the database
 section is checked as usual). They never migrate: a database that is not at the
 latest schema gets "run syncd migrate" and exit 1, an unreachable one a single
@@ -77,7 +78,7 @@ def database(config: Config) -> Iterator[sessionmaker[Session]]:
                 "run `syncd migrate` first"
             )
         session_factory = make_session_factory(engine)
-        # Operator moves (requeue's re-check, release, discard) queue write-backs too.
+        # Operator moves (requeue's re-check, resolve, release, discard) queue write-backs too.
         writeback_store.install(session_factory, config.syncs)
         yield session_factory
     finally:

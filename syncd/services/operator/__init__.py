@@ -1,5 +1,6 @@
 """Operator use cases: what is going on (status), what happened to a lead (leads), the
-one manual repair syncd allows (requeue), and settling held leads and failed write-backs.
+one manual resend syncd allows (requeue), recording what SimZ confirmed about an
+uncertain lead (resolve), and settling held leads and failed write-backs.
 
 ``status`` and ``leads`` read only the database, so they work while the daemon
 runs and while Salesforce or SimZ are down. ``requeue`` fetches the selected
@@ -36,6 +37,14 @@ from syncd.services.operator.requeueing import (
     preview_requeue,
     requeue,
 )
+from syncd.services.operator.resolving import (
+    RESOLVE_REASON,
+    RESOLVE_TARGETS,
+    ResolvePreview,
+    ResolveResult,
+    preview_resolve,
+    resolve,
+)
 from syncd.services.operator.status_report import (
     UNCERTAIN_HINT,
     AgentStatus,
@@ -60,6 +69,8 @@ __all__ = [
     "HELD",
     "RELEASE_REASON",
     "REQUEUE_STATES",
+    "RESOLVE_REASON",
+    "RESOLVE_TARGETS",
     "STATE_ORDER",
     "UNCERTAIN_HINT",
     "AgentStatus",
@@ -76,6 +87,8 @@ __all__ = [
     "RequeuePreview",
     "RequeueRefused",
     "RequeueResult",
+    "ResolvePreview",
+    "ResolveResult",
     "StatusReport",
     "StreamView",
     "SyncStatus",
@@ -88,8 +101,10 @@ __all__ = [
     "iso",
     "list_leads",
     "preview_requeue",
+    "preview_resolve",
     "release",
     "requeue",
+    "resolve",
     "retry_writebacks",
     "status",
     "to_jsonable",

@@ -71,7 +71,8 @@ from syncd.services.operator.common import STATE_ORDER, iso, to_jsonable
 
 UNCERTAIN_HINT = (
     "{n} uncertain lead(s) need an operator: inspect them with "
-    "`syncd leads --state uncertain`, then `syncd requeue --state uncertain` only for "
+    "`syncd leads --state uncertain` and ask SimZ; `syncd resolve --sync NAME --id ID "
+    "--as accepted` those SimZ has, and `syncd requeue --state uncertain` only for "
     "those SimZ did not take (a requeue may make SimZ call a person twice)."
 )
 
