@@ -2,13 +2,11 @@
 
 Every function takes an open :class:`~sqlalchemy.orm.Session` inside the
 caller's unit of work (``with session_factory.begin() as session``); none
-commits. State changes are set-based (one ``UPDATE`` per target state, one
-executemany ``INSERT`` of transitions) so a batch costs a handful of
-statements, not one per lead (plus one ``INSERT ... SELECT`` of write-backs
-when a sync writes the target state back, see
-:mod:`syncd.adapters.writeback_store`). Every move passes
-:func:`syncd.domain.states.check_transition` and is guarded in SQL by the
-source state, so a lead changed behind our back makes the move fail loudly
+commits. Every state change goes through :mod:`syncd.adapters.ledger`:
+set-based (one ``UPDATE`` per target state and one ``INSERT ... SELECT`` of
+transitions), so a batch costs a handful of statements, not one per lead;
+checked by :func:`syncd.domain.states.check_transition` and guarded in SQL by
+the source state, so a lead changed behind our back makes the move fail loudly
 instead of silently overwriting it.
 """
 

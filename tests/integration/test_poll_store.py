@@ -252,6 +252,7 @@ def test_sqlite_lookups_find_what_sqlalchemy_found(tmp_path: Path) -> None:
                     record_cursor=NOW,
                     record_hash=f"{n:064x}",
                     note=None,
+                    record_stamp=None if n % 3 else NOW - timedelta(microseconds=n),
                 )
                 for n in range(number * 700, number * 700 + 2300)
             ]

@@ -1,4 +1,4 @@
-"""Fitness test: only syncd/adapters/ledger.py writes a lead's state or its audit trail.
+"""Fitness test: only syncd/adapters/ledger/ writes a lead's state or its audit trail.
 
 Five paths change one lead; when each wrote ``leads.state`` and
 ``lead_transitions`` on its own they drifted apart (docs/design.md#one-ledger).
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "syncd"
-LEDGER = PACKAGE / "adapters" / "ledger.py"
+LEDGER = PACKAGE / "adapters" / "ledger"
 #: Names a module may give the leads and transitions tables (the ORM classes and Core tables).
 LEAD_TABLES = {"Lead", "_LEADS", "LeadTransition", "_TRANSITIONS"}
 RAW_SQL = re.compile(
@@ -31,7 +31,7 @@ def modules() -> list[Path]:
     return sorted(
         path
         for path in PACKAGE.rglob("*.py")
-        if path != LEDGER and "sandbox" not in path.relative_to(PACKAGE).parts
+        if LEDGER not in path.parents and "sandbox" not in path.relative_to(PACKAGE).parts
     )
 
 
@@ -161,4 +161,5 @@ class TestTheCheckCanFail:
 
     def test_the_ledger_itself_writes_states(self) -> None:
         """Guards against a detector that finds nothing anywhere."""
-        assert violations(LEDGER.read_text()) != []
+        found = [violations(path.read_text()) for path in sorted(LEDGER.glob("*.py"))]
+        assert sum(len(each) for each in found) >= 5

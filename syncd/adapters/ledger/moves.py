@@ -1,0 +1,361 @@
+"""Moves between states: set-based, guarded by the state the caller read, audited."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Update,
+    bindparam,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from syncd.adapters import writeback_store
+from syncd.adapters.ledger.common import (
+    LEADS,
+    TRANSITIONS,
+    LedgerConflict,
+    chunks,
+    trail,
+)
+from syncd.adapters.orm import Lead
+from syncd.domain.outcome import ERROR_CODE_CHARS, ERROR_MESSAGE_CHARS, REASON_CHARS, bounded
+from syncd.domain.states import LeadState, check_transition
+
+# --------------------------------------------------------------------------- moves
+
+
+@functools.lru_cache(maxsize=64)
+def _move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Update:
+    """``UPDATE leads ... WHERE id IN :ids AND state = :source``, built once per shape.
+
+    Every value is a bound parameter (``v_<column>``) and the ids one expanding
+    parameter: building the statement per batch with 100 literal ids cost more
+    than the SQL itself (each id coerced and keyed for the statement cache).
+    """
+    values: dict[str, Any] = {
+        "state": bindparam("target"),
+        "updated_at": bindparam("now", type_=LEADS.c.updated_at.type),
+    }
+    for name in value_names:
+        values[name] = bindparam(f"v_{name}", type_=LEADS.c[name].type)
+    if count_attempt:
+        values["attempts"] = LEADS.c.attempts + 1
+    return (
+        update(LEADS)
+        .where(LEADS.c.id.in_(bindparam("ids", expanding=True)))
+        .where(LEADS.c.state == bindparam("source"))
+        .values(values)
+    )
+
+
+def _transitions_statement() -> Insert:
+    """One audit row per moved lead, built by the database (``INSERT ... SELECT``)."""
+    columns = TRANSITIONS.c
+    return insert(TRANSITIONS).from_select(
+        ["lead_id", "from_state", "to_state", "reason", "batch_id", "at"],
+        select(
+            LEADS.c.id,
+            bindparam("t_from", type_=columns.from_state.type),
+            bindparam("t_to", type_=columns.to_state.type),
+            bindparam("t_reason", type_=columns.reason.type),
+            bindparam("t_batch", type_=columns.batch_id.type),
+            bindparam("t_at", type_=columns.at.type),
+        )
+        .where(LEADS.c.id.in_(bindparam("ids", expanding=True)))
+        .order_by(LEADS.c.id),
+    )
+
+
+_MOVETRANSITIONS = _transitions_statement()
+
+
+def move(
+    session: Session,
+    lead_ids: Sequence[int],
+    *,
+    source: LeadState | str,
+    target: LeadState | str,
+    reason: str,
+    now: datetime,
+    batch_id: int | None = None,
+    values: Mapping[str, Any] | None = None,
+    count_attempt: bool = False,
+) -> int:
+    """Move every one of ``lead_ids`` from ``source`` to ``target``, or raise.
+
+    One UPDATE guarded by ``source`` and one ``INSERT ... SELECT`` of the audit
+    rows. A lead that was not in ``source`` raises :class:`LedgerConflict` (the
+    caller read or locked them: it is a bug, and the transaction rolls back).
+    """
+    if not lead_ids:
+        return 0
+    goal = check_transition(source, target)
+    start = LeadState(source)
+    extra = dict(values or {})
+    names = tuple(sorted(extra))
+    ids = list(lead_ids)
+    params: dict[str, Any] = {"ids": ids, "source": start.value, "target": goal.value, "now": now}
+    params.update((f"v_{name}", extra[name]) for name in names)
+    connection = session.connection()
+    moved: int = connection.execute(_move_statement(names, count_attempt), params).rowcount
+    if moved != len(ids):
+        raise LedgerConflict(f"{len(ids) - moved} of {len(ids)} leads were not {start.value}")
+    connection.execute(
+        _MOVETRANSITIONS,
+        {
+            "ids": ids,
+            "t_from": start.value,
+            "t_to": goal.value,
+            "t_reason": bounded(reason, REASON_CHARS),
+            "t_batch": batch_id,
+            "t_at": now,
+        },
+    )
+    writeback_store.enqueue_moved(session, ids, goal.value, now)
+    return moved
+
+
+def move_where(
+    session: Session,
+    clauses: Sequence[ColumnElement[bool]],
+    *,
+    source: LeadState | str,
+    target: LeadState | str,
+    reason: str,
+    now: datetime,
+    values: Mapping[str, Any] | None = None,
+) -> dict[int, str]:
+    """Move the leads matching ``clauses`` that are in ``source`` now; id -> Salesforce Id.
+
+    For moves that take whatever is there (operator commands, the guard): the
+    UPDATE repeats the state, RETURNING says exactly which leads moved, and only
+    those get an audit row (``INSERT ... SELECT``, naming each lead's batch) and
+    a write-back. ``values`` may hold SQL expressions (say, ``coalesce``).
+    """
+    goal = check_transition(source, target)
+    start = LeadState(source)
+    result = session.execute(
+        update(Lead)
+        .where(*clauses, Lead.state == start.value)
+        .values({"state": goal.value, "updated_at": now, **(values or {})})
+        .returning(Lead.id, Lead.salesforce_id)
+        .execution_options(synchronize_session=False)
+    )
+    moved = dict(sorted((lead_id, sf_id) for lead_id, sf_id in result))
+    ids = list(moved)
+    for chunk in chunks(ids):
+        session.connection().execute(
+            _WHERETRANSITIONS,
+            {
+                "ids": list(chunk),
+                "t_from": start.value,
+                "t_to": goal.value,
+                "t_reason": bounded(reason, REASON_CHARS),
+                "t_at": now,
+            },
+        )
+    if ids:
+        writeback_store.enqueue_moved(session, ids, goal.value, now)
+    return moved
+
+
+def _where_transitions_statement() -> Insert:
+    """Audit rows of leads moved where they were, each naming the lead's current batch."""
+    columns = TRANSITIONS.c
+    return insert(TRANSITIONS).from_select(
+        ["lead_id", "from_state", "to_state", "reason", "batch_id", "at"],
+        select(
+            LEADS.c.id,
+            bindparam("t_from", type_=columns.from_state.type),
+            bindparam("t_to", type_=columns.to_state.type),
+            bindparam("t_reason", type_=columns.reason.type),
+            LEADS.c.batch_id,
+            bindparam("t_at", type_=columns.at.type),
+        )
+        .where(LEADS.c.id.in_(bindparam("ids", expanding=True)))
+        .order_by(LEADS.c.id),
+    )
+
+
+_WHERETRANSITIONS = _where_transitions_statement()
+
+
+def move_by_salesforce_id(
+    session: Session,
+    sync_name: str,
+    salesforce_ids: Sequence[str],
+    *,
+    source: LeadState | str,
+    target: LeadState | str,
+    reason: str,
+    now: datetime,
+    values: Mapping[str, Any] | None = None,
+) -> list[int]:
+    """:func:`move_where` for the named records of one sync (in chunks); the ids moved."""
+    moved: list[int] = []
+    for chunk in chunks(list(salesforce_ids)):
+        moved += move_where(
+            session,
+            [Lead.sync_name == sync_name, Lead.salesforce_id.in_(list(chunk))],
+            source=source,
+            target=target,
+            reason=reason,
+            now=now,
+            values=values,
+        )
+    return sorted(moved)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One lead's own move (its own reason and values), for :func:`move_each`."""
+
+    lead_id: int
+    source: str
+    target: str
+    reason: str
+    values: Mapping[str, Any]
+
+
+def move_each(
+    session: Session,
+    steps: Sequence[Step],
+    now: datetime,
+    *,
+    batch_id: int | None = None,
+    reset_attempts: bool = False,
+) -> None:
+    """Moves whose leads each carry their own reason and values, or raise.
+
+    One executemany UPDATE per shape (the same value columns), guarded by each
+    lead's source state; one executemany INSERT of the audit rows. A lead not in
+    its source state raises :class:`LedgerConflict`. ``reset_attempts`` starts
+    the attempts of leads moved to ``queued`` afresh (a re-check sends again).
+    """
+    if not steps:
+        return
+    for step in steps:
+        check_transition(step.source, step.target)
+    shapes: dict[tuple[tuple[str, ...], bool], list[Step]] = {}
+    for step in steps:
+        queued = reset_attempts and step.target == LeadState.QUEUED.value
+        shapes.setdefault((tuple(sorted(step.values)), queued), []).append(step)
+    connection = session.connection()
+    for (names, queued), group in shapes.items():
+        result = connection.execute(
+            _each_statement(names, queued),
+            [
+                {
+                    "b_id": s.lead_id,
+                    "b_source": s.source,
+                    "b_target": s.target,
+                    "b_now": now,
+                    **{f"v_{name}": s.values[name] for name in names},
+                }
+                for s in group
+            ],
+        )
+        if result.rowcount != len(group):
+            raise LedgerConflict(f"{len(group) - result.rowcount} leads left their state")
+    trail(session, ((s.lead_id, s.source, s.target, s.reason) for s in steps), now, batch_id)
+    writeback_store.enqueue_by_state(session, [(s.lead_id, s.target) for s in steps], now)
+
+
+@functools.lru_cache(maxsize=64)
+def _each_statement(names: tuple[str, ...], reset_attempts: bool) -> Update:
+    values: dict[str, Any] = {
+        "state": bindparam("b_target"),
+        "updated_at": bindparam("b_now", type_=LEADS.c.updated_at.type),
+    }
+    for name in names:
+        values[name] = bindparam(f"v_{name}", type_=LEADS.c[name].type)
+    if reset_attempts:
+        values.update(attempts=0, next_attempt_at=None, error_code=None, error_message=None)
+    return (
+        update(LEADS)
+        .where(LEADS.c.id == bindparam("b_id"), LEADS.c.state == bindparam("b_source"))
+        .values(values)
+    )
+
+
+def reject(
+    session: Session,
+    rejections: Sequence[tuple[int, str | None, str | None]],
+    *,
+    reason: str,
+    batch_id: int,
+    now: datetime,
+    simz_batch_id: str | None = None,
+) -> int:
+    """``sending`` -> ``rejected`` keeping each lead's own code and message (executemany)."""
+    move_each(
+        session,
+        [
+            Step(
+                lead_id,
+                LeadState.SENDING.value,
+                LeadState.REJECTED.value,
+                reason,
+                {
+                    "error_code": bounded(code or None, ERROR_CODE_CHARS),
+                    "error_message": bounded(message, ERROR_MESSAGE_CHARS),
+                    "simz_batch_id": simz_batch_id,
+                },
+            )
+            for lead_id, code, message in rejections
+        ],
+        now,
+        batch_id=batch_id,
+    )
+    return len(rejections)
+
+
+def note(session: Session, notes: Sequence[tuple[int, str, str]], now: datetime) -> None:
+    """Audit notes ``(lead_id, state, reason)`` on leads that keep their state."""
+    trail(session, ((lead_id, state, state, reason) for lead_id, state, reason in notes), now)
+
+
+#: Leads per UPDATE when marking many leads uncertain (bounded statement size).
+_RECOVERYCHUNK = 5000
+
+
+def mark_uncertain(
+    session: Session, rows: Sequence[tuple[int, int | None]], reason: str, now: datetime
+) -> None:
+    """``sending`` leads ``(id, batch_id)`` that may have been posted become ``uncertain``."""
+    check_transition(LeadState.SENDING, LeadState.UNCERTAIN)
+    target = LeadState.UNCERTAIN.value
+    for start in range(0, len(rows), _RECOVERYCHUNK):
+        chunk = [lead_id for lead_id, _batch in rows[start : start + _RECOVERYCHUNK]]
+        result = session.execute(
+            update(Lead)
+            .where(Lead.id.in_(chunk), Lead.state == LeadState.SENDING.value)
+            .values(state=target, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != len(chunk):  # type: ignore[attr-defined]
+            raise LedgerConflict("leads left sending during recovery")
+        writeback_store.enqueue_moved(session, chunk, target, now)
+    if rows:
+        params = [
+            {
+                "lead_id": lead_id,
+                "from_state": LeadState.SENDING.value,
+                "to_state": target,
+                "reason": bounded(reason, REASON_CHARS),
+                "batch_id": batch_id,
+                "at": now,
+            }
+            for lead_id, batch_id in rows
+        ]
+        session.connection().execute(insert(TRANSITIONS), params)
