@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 from syncd.config import load_config
 from syncd.config.loader import load_yaml, substitute
 from tests.e2e.harness import clean_env
+from tests.e2e.harness import run_syncd as harness_cli
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.yaml"
@@ -39,15 +39,7 @@ def run_syncd(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the real CLI (``python -m syncd``) in a subprocess and capture its output."""
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args],
-        cwd=cwd,
-        env=clean_env() if env is None else env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return harness_cli(*args, cwd=cwd, env=env)
 
 
 def base_config() -> dict[str, Any]:
@@ -517,7 +509,9 @@ def command_paths() -> list[list[str]]:
     found: list[list[str]] = []
 
     def walk(group: click.Group, prefix: list[str]) -> None:
-        for name, command in sorted(group.commands.items()):
+        context = click.Context(group)
+        for name in sorted(group.list_commands(context)):
+            command = group.get_command(context, name)
             found.append([*prefix, name])
             if isinstance(command, click.Group):
                 walk(command, [*prefix, name])
