@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest docs bench torture lock clean proto
+.PHONY: install demo test check lint typecheck pytest docs bench torture lock clean proto
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The inner loop (under a minute): lint, types and every test that starts no
+# subprocess and no daemon (tests/README.md), in CHECK_WORKERS processes: the
+# fast tier mostly waits on loopback I/O, so more workers than cores pays.
+# `make test` runs everything, serially, as CI does.
+CHECK_WORKERS ?= 4
+check: lint typecheck
+	$(BIN)/python -m pytest -q -m "not slow" -n $(CHECK_WORKERS) $(PYTEST_ARGS)
 
 # Regenerate docs/configuration.md from the config models (a test fails when it is stale).
 docs: $(STAMP)

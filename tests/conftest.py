@@ -1,8 +1,16 @@
-"""Shared fixtures: real databases (a SQLite file, and PostgreSQL when configured)."""
+"""Shared fixtures (real databases: a SQLite file, and PostgreSQL when configured) and the tiers.
+
+Two tiers (tests/README.md): ``make check`` runs every test that starts no
+subprocess and no daemon (``-m "not slow"``); ``make test`` runs everything.
+Which tests are slow is decided here, in one place: every test under
+``tests/e2e/`` (the CLI in a subprocess), and the few elsewhere named in
+:data:`SLOW_ELSEWHERE`.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +28,38 @@ POSTGRES_SKIP_REASON = (
     "set SYNCD_TEST_POSTGRES_URL=postgresql+psycopg://user@host:5432/db to run PostgreSQL tests"
 )
 needs_postgres = pytest.mark.skipif(not POSTGRES_URL, reason=POSTGRES_SKIP_REASON)
+
+
+#: Tests outside tests/e2e/ that start a subprocess (node id prefixes): the slow tier.
+SLOW_ELSEWHERE = (
+    "tests/integration/test_wheel.py",
+    "tests/integration/test_deploy_files.py::TestKubernetes::test_overlay_builds_two_replicas",
+    "tests/integration/test_http_hostile.py::TestSlowClients::test_healthz_answers_under_slowloris",
+    "tests/integration/test_salesforce_emulator.py::TestCli",
+    "tests/integration/test_salesforce_emulator_writes.py::TestControlAndCli::test_cli_refuses",
+    "tests/integration/test_simz_emulator.py::TestCli",
+    "tests/integration/test_simz_emulator.py::TestViolationGuard::test_the_fixture_fails_unmarked",
+    "tests/unit/test_domain_imports.py",
+    "tests/unit/test_pubsub_generated.py",
+    "tests/unit/test_cli_lazy.py::test_help_loads_no_command_module",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow tier: tests/e2e/ by folder, the rest by :data:`SLOW_ELSEWHERE`."""
+    for item in items:
+        if item.nodeid.startswith(("tests/e2e/", *SLOW_ELSEWHERE)):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated to the latest schema per session, copied by :func:`engine`."""
+    path = tmp_path_factory.mktemp("template") / "syncd.db"
+    template = make_engine(f"sqlite:///{path}")
+    upgrade(template)
+    template.dispose()
+    return path
 
 
 @pytest.fixture
@@ -53,9 +93,13 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    """A migrated database on each backend."""
+def engine(db_url: str, migrated_sqlite: Path) -> Iterator[Engine]:
+    """A migrated database on each backend (SQLite: a copy of the session's migrated file)."""
+    if db_url.startswith("sqlite:///"):
+        target = Path(db_url.removeprefix("sqlite:///"))
+        if not target.exists():
+            shutil.copyfile(migrated_sqlite, target)
     eng = make_engine(db_url)
-    upgrade(eng)
+    upgrade(eng)  # already at head: a version check
     yield eng
     eng.dispose()

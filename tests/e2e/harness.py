@@ -29,6 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,48 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_syncd(
+    *args: str,
+    cwd: Path,
+    config: Path | None = None,
+    stdin: str = "",
+    user: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 180,
+) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess: ``python -m syncd ARGS [-c CONFIG]``, output captured.
+
+    The one way e2e tests run a one-shot command. ``stdin`` is closed after its
+    text (empty: no TTY and no answer, as in a script); ``user`` sets ``$USER``
+    (the audit trail's actor); ``env`` replaces :func:`clean_env`'s environment.
+    """
+    environment = clean_env() if env is None else dict(env)
+    if user is not None:
+        environment["USER"] = user
+    command = [sys.executable, "-m", "syncd", *args]
+    if config is not None:
+        command += ["-c", str(config)]
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env=environment,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def lead_records(count: int, start: int = 0, **fields: Any) -> list[dict[str, Any]]:
-    """Valid Lead records, each with its own fictional US number (up to 700 of them)."""
+    """Valid Lead records, each with its own fictional US number (up to 700 of them).
+
+    Stamped two seconds ago unless ``SystemModstamp`` is given: a poll's window
+    ends at the last whole second, so a record stamped in the current second is
+    read only by the next poll, and a one-shot ``syncd once`` started at once
+    (the CLI starts in well under a second) would not see it yet.
+    """
+    stamp = (datetime.now(UTC) - timedelta(seconds=2)).isoformat()
     return [
         {
             "sobject": "Lead",
@@ -78,6 +119,7 @@ def lead_records(count: int, start: int = 0, **fields: Any) -> list[dict[str, An
             # 555-01xx lines are reserved for fiction; the area code makes each number unique.
             "Phone": f"+1 {202 + n // 100} 555 01{n % 100:02d}",
             "Company": "Acme",
+            "SystemModstamp": stamp,
             **fields,
         }
         for n in range(start, start + count)
@@ -269,6 +311,12 @@ class Harness:
         path.write_text(yaml.safe_dump(self.config(**overrides), sort_keys=False), "utf-8")
         self.config_path = path
         return path
+
+    def cli(
+        self, *args: str, stdin: str = "", user: str = "opuser"
+    ) -> subprocess.CompletedProcess[str]:
+        """:func:`run_syncd` on this harness's configuration, in its folder."""
+        return run_syncd(*args, cwd=self.tmp, config=self.config_path, stdin=stdin, user=user)
 
     # ------------------------------------------------------------------ daemon
 

@@ -7,9 +7,7 @@ on are written directly into that file beforehand.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from syncd.adapters.db import make_engine, make_session_factory
 from syncd.adapters.migrate import upgrade
 from syncd.adapters.orm import Lead, LeadTransition
 from syncd.sandbox.salesforce import SalesforceEmulator
+from tests.e2e.harness import run_syncd as shared_run_syncd
 from tests.integration.operator_rows import add_batch, add_lead, config_dict, sf_id
 
 
@@ -29,18 +28,7 @@ def run_syncd(
     *args: str, cwd: Path, stdin: str | None = None, user: str = "opuser"
 ) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess; ``stdin=None`` gives it an empty, closed stdin."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCD_", "SF_", "SIMZ_"))}
-    env["USER"] = user
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args],
-        cwd=cwd,
-        env=env,
-        input=stdin if stdin is not None else "",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return shared_run_syncd(*args, cwd=cwd, stdin=stdin or "", user=user)
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess[str], code: int = 1) -> None:

@@ -15,27 +15,19 @@ must not be called, or must not be called yet, used to be called
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Harness, clean_env, lead_records
+from tests.e2e.harness import Harness, lead_records
 from tests.e2e.test_stream import back_dated, start_streaming, stream_sync
 
 
 def syncd(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "syncd", *args, "-c", str(harness.config_path)],
-        cwd=harness.tmp,
-        env=clean_env(USER="opuser"),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = harness.cli(*args)
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     return result
 
@@ -72,8 +64,11 @@ class TestDiscardIsFinal:
         assert discard.returncode == 0, discard.stderr
         assert states_of(harness, ids) == ["skipped"]
 
+        edited = datetime.now(UTC) - timedelta(seconds=2)  # inside the next poll's window
         for sf_id in ids:
-            harness.salesforce.update_record("Lead", sf_id, {"Company": "Acme Inc."})
+            harness.salesforce.update_record(
+                "Lead", sf_id, {"Company": "Acme Inc."}, system_modstamp=edited
+            )
         once(harness)
         assert states_of(harness, ids) == ["skipped"]
         assert sent(harness, ids) == {}
@@ -88,8 +83,11 @@ class TestTheGuardCountsEveryLead:
         ids = harness.salesforce.add_records(lead_records(5, Phone=None))
         once(harness)
         assert states_of(harness, ids) == ["invalid"]
+        edited = datetime.now(UTC) - timedelta(seconds=1)  # after the first read, in the window
         for n, sf_id in enumerate(ids):
-            harness.salesforce.update_record("Lead", sf_id, {"Phone": f"+1 202 555 01{n:02d}"})
+            harness.salesforce.update_record(
+                "Lead", sf_id, {"Phone": f"+1 202 555 01{n:02d}"}, system_modstamp=edited
+            )
         result = once(harness)
         assert states_of(harness, ids) == ["held"], result.stdout
         assert sent(harness, ids) == {}
@@ -142,9 +140,34 @@ class TestDeletionsStick:
         )
         assert deleted_at is not None
 
-    def test_delete_while_claimed_ahead_then_503_is_never_sent(self, harness: Harness) -> None:
-        """DELETE while the lead is claimed ahead; its batch is answered 503 (nothing queued),
-        the lead goes back to queued, and the send gate skips it: never dialled."""
+    def test_an_undeleted_record_is_evaluated_again_and_sent_once(self, harness: Harness) -> None:
+        """DELETE then UNDELETE while delivery is paused: the lead comes back and is sent once."""
+        harness.write_config(sync=stream_sync())
+        daemon = start_streaming(harness)
+        paused = syncd(harness, "pause", "--sync", "web", "--reason", "maintenance")
+        assert paused.returncode == 0, paused.stderr
+        [sf_id] = harness.salesforce.add_records(back_dated(1, 0))
+        harness.wait_until(lambda: harness.lead_states().get(sf_id) == "queued", "queued")
+        harness.salesforce.delete_record("Lead", sf_id)
+        harness.wait_until(lambda: harness.lead_states().get(sf_id) == "skipped", "skipped")
+        harness.salesforce.undelete_record("Lead", sf_id)
+        harness.wait_until(lambda: harness.lead_states().get(sf_id) == "queued", "queued again")
+        resumed = syncd(harness, "resume", "--sync", "web", "--reason", "done")
+        assert resumed.returncode == 0, resumed.stderr
+        harness.wait_until(lambda: sent(harness, [sf_id]), "the lead sent")
+        assert daemon.stop() == 0, daemon.output()
+        assert sent(harness, [sf_id]) == {sf_id: 1}
+        [(deleted_at,)] = harness.query(
+            "SELECT deleted_at FROM leads WHERE salesforce_id = ?", [sf_id]
+        )
+        assert deleted_at is None
+
+    @pytest.mark.parametrize("change", ["DELETE", "GAP_DELETE"])
+    def test_delete_while_claimed_ahead_then_503_is_never_sent(
+        self, harness: Harness, change: str
+    ) -> None:
+        """A deletion while the lead is claimed ahead; its batch is answered 503 (nothing
+        queued), the lead goes back to queued, and the send gate skips it: never dialled."""
         harness.write_config(sync=stream_sync(), simz={"batch_size": 1})
         daemon = start_streaming(harness)
         harness.simz.inject("delay", seconds=6)  # the first batch's answer waits ...
@@ -153,7 +176,12 @@ class TestDeletionsStick:
         harness.wait_until(
             lambda: harness.lead_states().get(second) == "sending", "the second claimed ahead"
         )
-        harness.salesforce.delete_record("Lead", second)  # stored while it is in flight
+        if change == "DELETE":  # stored while the lead is in flight
+            harness.salesforce.delete_record("Lead", second)
+        else:  # deleted outside the application server: Salesforce sends a gap
+            with harness.salesforce.store.lock:
+                harness.salesforce.store.set_deleted("Lead", second, True)
+            harness.salesforce.publish_gap("Lead", [second], "GAP_DELETE")
         harness.wait_until(
             lambda: harness.lead_states().get(second) in ("skipped", "accepted"),
             "the second lead settled",

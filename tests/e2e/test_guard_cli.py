@@ -19,21 +19,18 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Harness, clean_env, lead_records
+from tests.e2e.harness import Harness, clean_env, lead_records, run_syncd
 
 
 def syncd(
     harness: Harness, *args: str, stdin: str = "", **env: str
 ) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "syncd", *args, "-c", str(harness.config_path)],
+    result = run_syncd(
+        *args,
         cwd=harness.tmp,
+        config=harness.config_path,
+        stdin=stdin,
         env=clean_env(USER="opuser", **env),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
     )
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     return result

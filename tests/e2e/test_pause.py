@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Daemon, Harness, clean_env, lead_records
+from tests.e2e.harness import Daemon, Harness, lead_records
 
 
 @pytest.fixture
@@ -28,15 +27,7 @@ def harness(tmp_path: Path, simz_emulator: SimzEmulator) -> Iterator[Harness]:
 
 def syncd(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
     """The real CLI on the daemon's configuration, as user "opuser"."""
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args, "-c", str(harness.config_path)],
-        cwd=harness.tmp,
-        env=clean_env(USER="opuser"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return harness.cli(*args)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

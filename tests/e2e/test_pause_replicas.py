@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Harness, clean_env, wait_until
+from tests.e2e.harness import Harness, run_syncd, wait_until
 from tests.e2e.test_replicas import WAIT, Cluster
 
 
@@ -26,14 +24,7 @@ def cluster(tmp_path: Path, simz_emulator: SimzEmulator, postgres_url: str) -> I
 
 
 def syncd(config: Path, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "syncd", *args, "-c", str(config)],
-        env=clean_env(USER="opuser"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_syncd(*args, cwd=config.parent, config=config, user="opuser")
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

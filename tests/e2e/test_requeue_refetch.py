@@ -69,15 +69,7 @@ def db(db_url: str) -> Iterator[Db]:
 
 
 def syncd(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args, "-c", str(harness.config_path)],
-        cwd=harness.tmp,
-        env=clean_env(USER="alice"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return harness.cli(*args, user="alice")
 
 
 def fail_leads(harness: Harness, db: Db, count: int) -> list[str]:

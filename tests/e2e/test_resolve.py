@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ from syncd.adapters.db import make_engine, make_session_factory
 from syncd.adapters.migrate import upgrade
 from syncd.adapters.orm import Lead, LeadTransition, OperatorAction
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Daemon, Harness, clean_env, lead_records
+from tests.e2e import harness as e2e
+from tests.e2e.harness import Daemon, Harness, lead_records
 from tests.integration.operator_rows import add_batch, add_lead, config_dict, sf_id
 
 REASON = "SimZ support, ticket 42: lead is in the campaign"
@@ -35,16 +35,7 @@ def run_syncd(
     cwd: Path, config: Path, *args: str, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
     """The real CLI as user alice; an empty ``stdin`` is closed at once (no TTY, no answer)."""
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args, "-c", str(config)],
-        cwd=cwd,
-        env=clean_env(USER="alice"),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return e2e.run_syncd(*args, cwd=cwd, config=config, stdin=stdin, user="alice")
 
 
 def uncertain_gauge(daemon: Daemon) -> float | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from syncd.domain.soql import parse_datetime
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Harness, clean_env, lead_records
+from tests.e2e.harness import Harness, lead_records
 
 FIELDS = {
     "status": "SimZ_Status__c",
@@ -47,15 +46,7 @@ def harness(tmp_path: Path, simz_emulator: SimzEmulator) -> Iterator[Harness]:
 
 def syncd(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
     """Run one syncd command against the harness's config."""
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args, "-c", str(harness.config_path)],
-        cwd=harness.tmp,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return harness.cli(*args)
 
 
 def writeback_rows(harness: Harness) -> dict[str, tuple[str, str, str | None]]:
