@@ -42,11 +42,17 @@ def select_leads(
     sync: str | None = None,
     states: Iterable[str],
     salesforce_ids: Sequence[str] | None = None,
+    discarded: bool = False,
 ) -> list[Selected]:
-    """The leads in ``states`` (of ``sync``, with one of ``salesforce_ids``), oldest first."""
+    """The leads in ``states`` (of ``sync``, with one of ``salesforce_ids``), oldest first.
+
+    ``discarded``: only the leads an operator discarded (``syncd restore``).
+    """
     query = select(Lead.id, Lead.sync_name, Lead.salesforce_id, Lead.state).where(
         Lead.state.in_(sorted(states))
     )
+    if discarded:
+        query = query.where(Lead.discarded_at.is_not(None))
     if sync is not None:
         query = query.where(Lead.sync_name == sync)
     found: list[Selected] = []
@@ -100,10 +106,14 @@ class Move:
     do_not_call: bool | None
     time_zone: str | None = None
     record_stamp: datetime | None = None
+    #: ``syncd restore``: the operator's discard is lifted by this move.
+    restores: bool = False
 
     def values(self) -> dict[str, Any]:
         """The lead's columns this move sets besides its state."""
         values: dict[str, Any] = {"note": self.note}
+        if self.restores:
+            values["discarded_at"] = None
         if self.payload is not None and self.record_cursor is not None:
             values.update(
                 payload=self.payload,

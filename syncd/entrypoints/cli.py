@@ -84,6 +84,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "resolve",
         "Record that SimZ has uncertain leads: move them to accepted.",
     ),
+    "restore": (
+        "cli_restore",
+        "restore",
+        "Bring back leads an operator discarded: re-check them, then hold them for release.",
+    ),
     "resume": (
         "cli_pause",
         "resume",

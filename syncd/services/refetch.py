@@ -24,6 +24,7 @@ changes nothing, and a lead is queued at most once per requeue.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -52,6 +53,7 @@ ID_CHUNK = 200
 NOT_FOUND_NOTE = "record not found in Salesforce (deleted, or not readable by this user)"
 UNMATCHED_NOTE = "record no longer matched by the sync's where"
 BAD_ID_NOTE = "not a Salesforce Id; the record cannot be fetched"
+RESTORED_NOTE = "restored by an operator; held until `syncd release`"
 
 
 class RecordSource(Protocol):
@@ -171,11 +173,16 @@ def recheck(
     *,
     reason: str,
     now: Callable[[], datetime],
+    restore: bool = False,
 ) -> RecheckResult:
     """Fetch, re-apply the rules and move ``leads``; see the module docstring.
 
     Every lead's sync must be in ``syncs`` (ValueError otherwise, before any
     fetch). Raises :class:`SalesforceUnreachable` before any change.
+
+    ``restore`` (``syncd restore``, for discarded leads): the discard is lifted,
+    and a lead whose record passes every rule goes to ``held``, never straight to
+    ``queued``: the blast-radius guard holds it until ``syncd release``.
     """
     by_sync: dict[str, list[store.Selected]] = {}
     for lead in leads:
@@ -191,7 +198,7 @@ def recheck(
     with session_factory.begin() as session:
         at = now()
         for name, selected in sorted(by_sync.items()):
-            _apply(session, syncs[name], selected, fetched[name], reason, at, result)
+            _apply(session, syncs[name], selected, fetched[name], reason, at, result, restore)
     return result
 
 
@@ -203,6 +210,7 @@ def _apply(
     reason: str,
     at: datetime,
     result: RecheckResult,
+    restore: bool = False,
 ) -> None:
     """Decide and move one sync's leads inside the caller's transaction."""
     current = store.current_states(session, [lead.lead_id for lead in selected])
@@ -228,8 +236,16 @@ def _apply(
                 agents={agent for agent, _phone in pairs},
             )
     outcomes = decide_outcomes(still, fetched, mapper, sync, recent)
+    if restore:
+        outcomes = [
+            dataclasses.replace(o, target=LeadState.HELD, note=RESTORED_NOTE)
+            if o.target is LeadState.QUEUED
+            else o
+            for o in outcomes
+        ]
     for outcome in outcomes:
-        check_transition(outcome.lead.state, outcome.target)
+        if outcome.target.value != outcome.lead.state:
+            check_transition(outcome.lead.state, outcome.target)
     moved = store.apply_outcomes(
         session,
         [
@@ -247,6 +263,7 @@ def _apply(
                 o.mapped.do_not_call if o.mapped else None,
                 o.mapped.time_zone if o.mapped else None,
                 o.mapped.stamp if o.mapped else None,
+                restores=restore,
             )
             for o in outcomes
         ],

@@ -75,6 +75,33 @@ class TestDiscardIsFinal:
         trail = syncd(harness, "leads", "--id", ids[0], "--history")
         assert "stays discarded" in trail.stdout, trail.stdout
 
+    def test_restore_rechecks_then_holds_and_release_sends_once(self, harness: Harness) -> None:
+        """Only `syncd restore` brings a discarded lead back: re-fetched, re-checked, held."""
+        harness.write_config(sync={"guard": {"max_new_per_poll": 2}})
+        ids = harness.salesforce.add_records(lead_records(4))
+        assert "HELD 4" in once(harness).stdout
+        assert syncd(harness, "discard", "--sync", "web", "--yes").returncode == 0
+        opted_out = datetime.now(UTC) - timedelta(seconds=1)
+        harness.salesforce.update_record(
+            "Lead", ids[0], {"DoNotCall": True}, system_modstamp=opted_out
+        )
+        refused = syncd(harness, "restore", "--sync", "web")  # no answer on stdin
+        assert refused.returncode == 1 and states_of(harness, ids) == ["skipped"]
+
+        restored = syncd(harness, "restore", "--sync", "web", "--yes", "--reason", "false alarm")
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        assert "3 held" in restored.stdout, restored.stdout
+        states = harness.lead_states()
+        assert states[ids[0]] == "skipped"  # DoNotCall now: the re-check keeps it back
+        assert [states[sf_id] for sf_id in ids[1:]] == ["held"] * 3
+        assert sent(harness, ids) == {}  # restoring dials nobody
+
+        assert syncd(harness, "release", "--sync", "web", "--yes").returncode == 0
+        once(harness)
+        assert sent(harness, ids) == {sf_id: 1 for sf_id in ids[1:]}
+        trail = syncd(harness, "leads", "--id", ids[1], "--history")
+        assert "false alarm (by opuser)" in trail.stdout, trail.stdout
+
 
 class TestTheGuardCountsEveryLead:
     def test_invalid_leads_made_callable_by_a_mass_update_are_held(self, harness: Harness) -> None:

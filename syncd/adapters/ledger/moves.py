@@ -245,7 +245,8 @@ def move_each(
     if not steps:
         return
     for step in steps:
-        check_transition(step.source, step.target)
+        if step.source != step.target:  # a lead that stays gets new values and a note
+            check_transition(step.source, step.target)
     shapes: dict[tuple[tuple[str, ...], bool], list[Step]] = {}
     for step in steps:
         queued = reset_attempts and step.target == LeadState.QUEUED.value

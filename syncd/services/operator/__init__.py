@@ -45,6 +45,13 @@ from syncd.services.operator.resolving import (
     preview_resolve,
     resolve,
 )
+from syncd.services.operator.restoring import (
+    RESTORE_REASON,
+    RestoredLead,
+    RestoreResult,
+    discarded,
+    restore,
+)
 from syncd.services.operator.status_report import (
     UNCERTAIN_HINT,
     AgentStatus,
@@ -71,6 +78,7 @@ __all__ = [
     "REQUEUE_STATES",
     "RESOLVE_REASON",
     "RESOLVE_TARGETS",
+    "RESTORE_REASON",
     "STATE_ORDER",
     "UNCERTAIN_HINT",
     "AgentStatus",
@@ -89,6 +97,8 @@ __all__ = [
     "RequeueResult",
     "ResolvePreview",
     "ResolveResult",
+    "RestoreResult",
+    "RestoredLead",
     "StatusReport",
     "StreamView",
     "SyncStatus",
@@ -97,6 +107,7 @@ __all__ = [
     "WritebackStatus",
     "count_held",
     "discard",
+    "discarded",
     "failed_writebacks",
     "iso",
     "list_leads",
@@ -105,6 +116,7 @@ __all__ = [
     "release",
     "requeue",
     "resolve",
+    "restore",
     "retry_writebacks",
     "status",
     "to_jsonable",
