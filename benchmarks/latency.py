@@ -116,6 +116,10 @@ def config(tmp: Path, sf: SalesforceEmulator, simz: SimzEmulator, mode: Mode) ->
         "source": mode.source,
         "mapping": {"phoneNumber": "Phone", "firstName": "FirstName", "lastName": "LastName"},
         "rules": {"duplicate_phone_window": "0s"},
+        # 20 new records a second for a minute is a mass import to the blast-radius
+        # guard (1,000 per 10-minute window by default for a stream): latency, not
+        # the guard, is measured here.
+        "guard": {"max_new_per_poll": None},
     }
     document = {
         "database": {"url": f"sqlite:///{tmp / 'syncd.db'}"},
