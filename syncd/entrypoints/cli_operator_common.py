@@ -36,6 +36,7 @@ from syncd.entrypoints.cli_common import describe_db_error, fail, open_engine
 from syncd.entrypoints.cli_text import printable
 from syncd.logs import configure_logging
 from syncd.services.operator import iso
+from syncd.services.refetch import RecordSource
 
 T = TypeVar("T")
 
@@ -83,6 +84,26 @@ def database(config: Config) -> Iterator[sessionmaker[Session]]:
         yield session_factory
     finally:
         engine.dispose()
+
+
+@contextmanager
+def record_readers(config: Config) -> Iterator[Callable[[str], RecordSource]]:
+    """Sync name -> its records read again from Salesforce, in canonical form.
+
+    For the commands that fetch records before they change a lead (``requeue``,
+    ``restore``): one Salesforce login, closed when the block ends.
+    """
+    from syncd.adapters.canonical_source import CanonicalSource
+    from syncd.adapters.salesforce import SalesforceSource
+
+    source = SalesforceSource(config.salesforce)
+    readers = {
+        sync.name: CanonicalSource(source, source.describe_fields, sync) for sync in config.syncs
+    }
+    try:
+        yield readers.__getitem__
+    finally:
+        source.close()
 
 
 def query(action: Callable[[], T]) -> T:

@@ -19,6 +19,7 @@ from syncd.entrypoints.cli_operator_common import (
     current_user,
     database,
     query,
+    record_readers,
     setup_logging,
 )
 from syncd.entrypoints.cli_text import echo, echo_lines, secho
@@ -212,26 +213,20 @@ def _requeue(
     reason: str,
 ) -> ops.RequeueResult:
     """Run the requeue with a Salesforce source; refusals become messages and exit codes."""
-    from syncd.adapters.canonical_source import CanonicalSource
-    from syncd.adapters.salesforce import SalesforceSource
-
-    source = SalesforceSource(config.salesforce)
-    readers = {
-        sync.name: CanonicalSource(source, source.describe_fields, sync) for sync in config.syncs
-    }
     try:
-        return query(
-            lambda: ops.requeue(
-                session_factory,
-                sources=readers.__getitem__,
-                syncs={item.name: item for item in config.syncs},
-                sync=selection.sync,
-                states=selection.state_list,
-                salesforce_ids=selection.id_list,
-                reason=reason,
-                actor=current_user(),
+        with record_readers(config) as readers:
+            return query(
+                lambda: ops.requeue(
+                    session_factory,
+                    sources=readers,
+                    syncs={item.name: item for item in config.syncs},
+                    sync=selection.sync,
+                    states=selection.state_list,
+                    salesforce_ids=selection.id_list,
+                    reason=reason,
+                    actor=current_user(),
+                )
             )
-        )
     except ops.RequeueRefused as exc:
         _refused(exc.problems)
     except SalesforceUnreachable as exc:
@@ -240,5 +235,3 @@ def _requeue(
             f"({exc}); nothing was changed",
             EXIT_SALESFORCE_UNREACHABLE,
         )
-    finally:
-        source.close()

@@ -15,6 +15,7 @@ from syncd.entrypoints.cli_operator_common import (
     current_user,
     database,
     query,
+    record_readers,
     setup_logging,
 )
 from syncd.entrypoints.cli_requeue import EXIT_SALESFORCE_UNREACHABLE, HELD_SHOWN
@@ -100,33 +101,25 @@ def _restore(
     reason: str,
 ) -> ops.RestoreResult:
     """Run the restore with a Salesforce source; an unreachable Salesforce exits 3."""
-    from syncd.adapters.canonical_source import CanonicalSource
-    from syncd.adapters.salesforce import SalesforceSource
-
-    source = SalesforceSource(config.salesforce)
-    readers = {
-        item.name: CanonicalSource(source, source.describe_fields, item) for item in config.syncs
-    }
     try:
-        return query(
-            lambda: ops.restore(
-                session_factory,
-                sources=readers.__getitem__,
-                syncs={item.name: item for item in config.syncs},
-                sync=sync,
-                salesforce_ids=ids,
-                reason=reason,
-                actor=current_user(),
+        with record_readers(config) as readers:
+            return query(
+                lambda: ops.restore(
+                    session_factory,
+                    sources=readers,
+                    syncs={item.name: item for item in config.syncs},
+                    sync=sync,
+                    salesforce_ids=ids,
+                    reason=reason,
+                    actor=current_user(),
+                )
             )
-        )
     except SalesforceUnreachable as exc:
         fail(
             "cannot restore: the records could not be fetched again from Salesforce "
             f"({exc}); nothing was changed",
             EXIT_SALESFORCE_UNREACHABLE,
         )
-    finally:
-        source.close()
 
 
 def _report(result: ops.RestoreResult) -> None:

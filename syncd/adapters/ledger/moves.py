@@ -58,8 +58,12 @@ def _move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Update
     )
 
 
-def _transitions_statement() -> Insert:
-    """One audit row per moved lead, built by the database (``INSERT ... SELECT``)."""
+def _transitions_statement(batch: Any) -> Insert:
+    """One audit row per moved lead, built by the database (``INSERT ... SELECT``).
+
+    ``batch`` is what each row names as its batch: a bound parameter, or the
+    lead's own ``batch_id`` column.
+    """
     columns = TRANSITIONS.c
     return insert(TRANSITIONS).from_select(
         ["lead_id", "from_state", "to_state", "reason", "batch_id", "at"],
@@ -68,7 +72,7 @@ def _transitions_statement() -> Insert:
             bindparam("t_from", type_=columns.from_state.type),
             bindparam("t_to", type_=columns.to_state.type),
             bindparam("t_reason", type_=columns.reason.type),
-            bindparam("t_batch", type_=columns.batch_id.type),
+            batch,
             bindparam("t_at", type_=columns.at.type),
         )
         .where(LEADS.c.id.in_(bindparam("ids", expanding=True)))
@@ -76,7 +80,9 @@ def _transitions_statement() -> Insert:
     )
 
 
-_MOVETRANSITIONS = _transitions_statement()
+_MOVE_TRANSITIONS = _transitions_statement(bindparam("t_batch", type_=TRANSITIONS.c.batch_id.type))
+#: For moves of leads where they are: each row names the lead's current batch.
+_WHERE_TRANSITIONS = _transitions_statement(LEADS.c.batch_id)
 
 
 def move(
@@ -111,7 +117,7 @@ def move(
     if moved != len(ids):
         raise LedgerConflict(f"{len(ids) - moved} of {len(ids)} leads were not {start.value}")
     connection.execute(
-        _MOVETRANSITIONS,
+        _MOVE_TRANSITIONS,
         {
             "ids": ids,
             "t_from": start.value,
@@ -155,7 +161,7 @@ def move_where(
     ids = list(moved)
     for chunk in chunks(ids):
         session.connection().execute(
-            _WHERETRANSITIONS,
+            _WHERE_TRANSITIONS,
             {
                 "ids": list(chunk),
                 "t_from": start.value,
@@ -167,27 +173,6 @@ def move_where(
     if ids:
         writeback_store.enqueue_moved(session, ids, goal.value, now)
     return moved
-
-
-def _where_transitions_statement() -> Insert:
-    """Audit rows of leads moved where they were, each naming the lead's current batch."""
-    columns = TRANSITIONS.c
-    return insert(TRANSITIONS).from_select(
-        ["lead_id", "from_state", "to_state", "reason", "batch_id", "at"],
-        select(
-            LEADS.c.id,
-            bindparam("t_from", type_=columns.from_state.type),
-            bindparam("t_to", type_=columns.to_state.type),
-            bindparam("t_reason", type_=columns.reason.type),
-            LEADS.c.batch_id,
-            bindparam("t_at", type_=columns.at.type),
-        )
-        .where(LEADS.c.id.in_(bindparam("ids", expanding=True)))
-        .order_by(LEADS.c.id),
-    )
-
-
-_WHERETRANSITIONS = _where_transitions_statement()
 
 
 def move_by_salesforce_id(
@@ -327,7 +312,7 @@ def note(session: Session, notes: Sequence[tuple[int, str, str]], now: datetime)
 
 
 #: Leads per UPDATE when marking many leads uncertain (bounded statement size).
-_RECOVERYCHUNK = 5000
+_RECOVERY_CHUNK = 5000
 
 
 def mark_uncertain(
@@ -336,8 +321,8 @@ def mark_uncertain(
     """``sending`` leads ``(id, batch_id)`` that may have been posted become ``uncertain``."""
     check_transition(LeadState.SENDING, LeadState.UNCERTAIN)
     target = LeadState.UNCERTAIN.value
-    for start in range(0, len(rows), _RECOVERYCHUNK):
-        chunk = [lead_id for lead_id, _batch in rows[start : start + _RECOVERYCHUNK]]
+    for start in range(0, len(rows), _RECOVERY_CHUNK):
+        chunk = [lead_id for lead_id, _batch in rows[start : start + _RECOVERY_CHUNK]]
         result = session.execute(
             update(Lead)
             .where(Lead.id.in_(chunk), Lead.state == LeadState.SENDING.value)
