@@ -347,7 +347,7 @@ def _gate_round(
 def _stopped(row: Any) -> str | None:
     """Why a decision that sticks stops a due lead: its record deleted, or discarded."""
     if row.deleted_at is not None:
-        return "record deleted in Salesforce"
+        return ledger.DELETED_NOTE
     if row.discarded_at is not None:
         return "discarded by an operator"
     return None
@@ -752,7 +752,7 @@ def recover_in_flight(
     _requeue_unsent(session, split, _SPLIT_UNSENT, now)
     _requeue_unsent(session, ahead, _AHEAD_UNSENT, now)
     _close_batches(session, {r.batch_id for r in ahead}, "abandoned", now)
-    ledger.mark_uncertain(session, [(r.id, r.batch_id) for r in maybe_posted], reason, now)
+    ledger.mark_uncertain(session, [r.id for r in maybe_posted], reason, now)
     _interrupt_open_batches(session, sync_name, now)
     return len(maybe_posted)
 

@@ -30,10 +30,9 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from syncd.adapters.ledger import bind_processor
+from syncd.adapters.ledger import bind_processor, result_processor
 from syncd.adapters.orm import IntakeAdmission, Lead, PollRun, SyncState
 from syncd.domain.page_plan import ExistingLead
 from syncd.domain.rules import HOLDS_NUMBER, AgentPhone
@@ -177,7 +176,7 @@ def existing_leads(
     """
     found: dict[str, ExistingLead] = {}
     dialect = session.get_bind().dialect
-    stamp = _result_processor(dialect, "record_stamp")
+    stamp = result_processor(dialect, "record_stamp")
     if dialect.name == "sqlite":
         # The same query straight to the driver: SQLAlchemy's expansion of the IN list
         # cost several times the lookup itself. Nothing to lock on SQLite.
@@ -194,7 +193,7 @@ def existing_leads(
         if lock:
             query = query.with_for_update()
         for row in session.execute(query):
-            found[row[1]] = _existing(row, _unchanged)
+            found[row[1]] = _existing(row)
     return found
 
 
@@ -208,21 +207,15 @@ _EXISTING = (
 )
 
 
-def _existing(row: Sequence[Any], stamp: Callable[[Any], Any]) -> ExistingLead:
-    """An :class:`ExistingLead` from a row of the :data:`_EXISTING` columns."""
+def _existing(row: Sequence[Any], stamp: Callable[[Any], Any] | None = None) -> ExistingLead:
+    """An :class:`ExistingLead` from a row of the :data:`_EXISTING` columns.
+
+    ``stamp`` converts a raw driver value (SQLite's text) to the aware datetime.
+    """
     lead_id, _sf_id, state, digest, stored_stamp, discarded_at = row
-    return ExistingLead(lead_id, state, digest, stamp(stored_stamp), discarded_at is not None)
-
-
-def _result_processor(dialect: Dialect, column: str) -> Callable[[Any], Any]:
-    """What SQLAlchemy applies to a value of ``leads.<column>`` read on this dialect."""
-    column_type = _LEADS.c[column].type
-    processor = column_type.dialect_impl(dialect).result_processor(dialect, None)
-    return processor if processor is not None else _unchanged
-
-
-def _unchanged(value: Any) -> Any:
-    return value
+    if stamp is not None:
+        stored_stamp = stamp(stored_stamp)
+    return ExistingLead(lead_id, state, digest, stored_stamp, discarded_at is not None)
 
 
 def recent_phones(

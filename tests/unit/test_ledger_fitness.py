@@ -20,7 +20,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "syncd"
 LEDGER = PACKAGE / "adapters" / "ledger"
 #: Names a module may give the leads and transitions tables (the ORM classes and Core tables).
-LEAD_TABLES = {"Lead", "_LEADS", "LeadTransition", "_TRANSITIONS"}
+LEAD_TABLES = {"Lead", "_LEADS", "LEADS", "LeadTransition", "_TRANSITIONS", "TRANSITIONS"}
 RAW_SQL = re.compile(
     r"insert\s+into\s+(leads|lead_transitions)\b|update\s+leads\s+set\b[^;]*\bstate\s*=",
     re.IGNORECASE | re.DOTALL,
@@ -138,6 +138,8 @@ class TestTheCheckCanFail:
             "session.execute(insert(LeadTransition), rows)",
             "insert(_TRANSITIONS).from_select(cols, query)",
             "insert(LeadTransition.__table__)",
+            "update(LEADS).where(c).values(state=s)",
+            "insert(TRANSITIONS).from_select(cols, query)",
             "session.execute(insert(Lead).returning(Lead.id), rows)",
             "conn.exec_driver_sql('INSERT INTO leads (state) VALUES (?)', rows)",
             "text('UPDATE leads SET note = :n, state = :s WHERE id = :i')",
@@ -160,6 +162,7 @@ class TestTheCheckCanFail:
         assert violations(code) == []
 
     def test_the_ledger_itself_writes_states(self) -> None:
-        """Guards against a detector that finds nothing anywhere."""
-        found = [violations(path.read_text()) for path in sorted(LEDGER.glob("*.py"))]
-        assert sum(len(each) for each in found) >= 5
+        """Guards against a detector that finds nothing anywhere: each writing part of the
+        ledger (new leads, reads, moves) is found writing states or audit rows."""
+        for name in ("new_leads.py", "reads.py", "moves.py"):
+            assert violations((LEDGER / name).read_text()) != [], name

@@ -21,7 +21,7 @@ writes ``leads.state`` or a transition row. Every function takes the caller's
 :class:`Session` and never commits: the caller owns the transaction.
 """
 
-from syncd.adapters.ledger.common import LedgerConflict, bind_processor
+from syncd.adapters.ledger.common import LedgerConflict, bind_processor, result_processor
 from syncd.adapters.ledger.moves import (
     Step,
     mark_uncertain,
@@ -60,4 +60,5 @@ __all__ = [
     "record_reads",
     "reject",
     "restamp",
+    "result_processor",
 ]

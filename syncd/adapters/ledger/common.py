@@ -56,5 +56,12 @@ def bind_processor(dialect: Dialect, column: str) -> Callable[[Any], Any]:
     return processor if processor is not None else _unchanged
 
 
+def result_processor(dialect: Dialect, column: str) -> Callable[[Any], Any]:
+    """What SQLAlchemy applies to a value of ``leads.<column>`` read on this dialect."""
+    column_type = LEADS.c[column].type
+    processor = column_type.dialect_impl(dialect).result_processor(dialect, None)
+    return processor if processor is not None else _unchanged
+
+
 def _unchanged(value: Any) -> Any:
     return value

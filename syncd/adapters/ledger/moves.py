@@ -315,33 +315,18 @@ def note(session: Session, notes: Sequence[tuple[int, str, str]], now: datetime)
 _RECOVERY_CHUNK = 5000
 
 
-def mark_uncertain(
-    session: Session, rows: Sequence[tuple[int, int | None]], reason: str, now: datetime
-) -> None:
-    """``sending`` leads ``(id, batch_id)`` that may have been posted become ``uncertain``."""
-    check_transition(LeadState.SENDING, LeadState.UNCERTAIN)
-    target = LeadState.UNCERTAIN.value
-    for start in range(0, len(rows), _RECOVERY_CHUNK):
-        chunk = [lead_id for lead_id, _batch in rows[start : start + _RECOVERY_CHUNK]]
-        result = session.execute(
-            update(Lead)
-            .where(Lead.id.in_(chunk), Lead.state == LeadState.SENDING.value)
-            .values(state=target, updated_at=now)
-            .execution_options(synchronize_session=False)
+def mark_uncertain(session: Session, lead_ids: Sequence[int], reason: str, now: datetime) -> None:
+    """``sending`` leads that may have been posted become ``uncertain`` (recovery).
+
+    :func:`move_where` per chunk: a lead whose answer was recorded meanwhile (it
+    left ``sending``) keeps that answer; each moved lead's audit row names its batch.
+    """
+    for start in range(0, len(lead_ids), _RECOVERY_CHUNK):
+        move_where(
+            session,
+            [Lead.id.in_(list(lead_ids[start : start + _RECOVERY_CHUNK]))],
+            source=LeadState.SENDING,
+            target=LeadState.UNCERTAIN,
+            reason=reason,
+            now=now,
         )
-        if result.rowcount != len(chunk):  # type: ignore[attr-defined]
-            raise LedgerConflict("leads left sending during recovery")
-        writeback_store.enqueue_moved(session, chunk, target, now)
-    if rows:
-        params = [
-            {
-                "lead_id": lead_id,
-                "from_state": LeadState.SENDING.value,
-                "to_state": target,
-                "reason": bounded(reason, REASON_CHARS),
-                "batch_id": batch_id,
-                "at": now,
-            }
-            for lead_id, batch_id in rows
-        ]
-        session.connection().execute(insert(TRANSITIONS), params)
