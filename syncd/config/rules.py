@@ -1,0 +1,129 @@
+"""What holds a sync's leads back: the safety rules, the blast-radius guard, calling hours."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from syncd.config.base import FIELD_NAME, StrictModel
+from syncd.config.types import Duration
+from syncd.domain.calling_hours import CallingHours, parse_days, parse_window, zone
+from syncd.domain.guard import GUARD_HISTORY
+
+#: DoNotCall text values that mean "may be called" unless the sync names its own.
+DEFAULT_CALLABLE_VALUES = ("false", "0", "no", "n")
+
+
+class RulesConfig(StrictModel):
+    respect_do_not_call: bool = Field(
+        default=True, description="Skip records whose DoNotCall field is true."
+    )
+    do_not_call_field: str = Field(default="DoNotCall", pattern=FIELD_NAME.pattern)
+    """The field that says do not call: a checkbox, or text whose callable values are listed
+    in do_not_call_callable_values."""
+    do_not_call_callable_values: list[str] = Field(
+        default_factory=lambda: sorted(DEFAULT_CALLABLE_VALUES),
+        description="For a DoNotCall field that is not a checkbox: the values that mean "
+        "'may be called' (compared case-insensitively after trimming; an empty or null field "
+        "is always callable). Any other value skips the lead.",
+    )
+
+    @field_validator("do_not_call_callable_values")
+    @classmethod
+    def _fold_callable(cls, values: list[str]) -> list[str]:
+        return sorted({value.strip().lower() for value in values})
+
+    duplicate_phone_window: Duration = Field(
+        default=timedelta(hours=24),
+        description="Do not send the same number to the same agent twice within this window "
+        "(0 turns the rule off).",
+    )
+
+
+class GuardConfig(StrictModel):
+    """The blast-radius guard: a poll with more new leads than this holds them all."""
+
+    max_new_per_poll: int | None = Field(
+        default=1000,
+        ge=1,
+        description="Hold a poll's new leads when it finds more than this many ready to call "
+        "(null: no fixed limit).",
+    )
+    max_factor: float | None = Field(
+        default=None,
+        gt=1,
+        description="Also hold when a poll finds more than this times the trailing average "
+        "of new leads per poll (null: off).",
+    )
+    min_history: int = Field(
+        default=5,
+        ge=1,
+        le=GUARD_HISTORY,
+        description="Completed polls needed before max_factor applies.",
+    )
+    factor_floor: int = Field(
+        default=100,
+        ge=1,
+        description="max_factor never holds a poll of this many new leads or fewer.",
+    )
+    stream_window: Duration = Field(
+        default=timedelta(minutes=10),
+        description="Streamed syncs: max_new_per_poll applies per rolling window of this "
+        "length; past it, further leads are held.",
+    )
+
+
+class TimezoneField(StrictModel):
+    field: str = Field(pattern=FIELD_NAME.pattern, description="Record field with an IANA zone.")
+
+
+class CallingHoursConfig(StrictModel):
+    """Deliver a lead only inside this window of its local time (off when absent)."""
+
+    window: str = Field(description="Local time of day, e.g. 08:00-21:00 (end exclusive).")
+    days: str = Field(default="mon-sun", description="e.g. mon-sun, mon-fri, mon-fri,sat.")
+    timezone: Literal["from_phone"] | str | TimezoneField = Field(
+        default="from_phone",
+        description="from_phone, an IANA zone (e.g. America/New_York), or {field: Name}: "
+        "a record field holding an IANA zone (the phone's zones when it is empty or unknown).",
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_window(value)
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: str) -> str:
+        parse_days(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | TimezoneField) -> str | TimezoneField:
+        if isinstance(value, str) and value != "from_phone" and zone(value) is None:
+            raise ValueError(f"{value!r} is neither from_phone nor an IANA time zone")
+        return value
+
+    @property
+    def fixed_zone(self) -> str | None:
+        """The one IANA zone every lead is called in, or None to take it from the phone."""
+        return (
+            self.timezone
+            if isinstance(self.timezone, str) and self.timezone != "from_phone"
+            else None
+        )
+
+    @property
+    def zone_field(self) -> str | None:
+        """The record field that names each lead's zone, or None."""
+        return self.timezone.field if isinstance(self.timezone, TimezoneField) else None
+
+    @property
+    def hours(self) -> CallingHours:
+        start, end = parse_window(self.window)
+        return CallingHours(start, end, parse_days(self.days))
