@@ -113,11 +113,6 @@ class Redactor:
 _redactor = Redactor()
 
 
-def add_secrets(secrets: Iterable[str]) -> None:
-    """Tell the redactor about secret values (the config's, once it is loaded)."""
-    _redactor.set_secrets(secrets)
-
-
 def _escape_controls(_l: WrappedLogger, _n: str, event_dict: EventDict) -> EventDict:
     """Show control characters in string values as escapes (console rendering only)."""
     for key, value in event_dict.items():

@@ -112,55 +112,75 @@ def acquire(
     another holder has it. The caller commits.
     """
     if token is not None:
-        now = db_now(session)
-        renewed = session.execute(
-            update(Lease)
-            .where(
-                Lease.name == name,
-                Lease.holder == holder,
-                Lease.token == token,
-                Lease.expires_at > now,
-            )
-            .values(renewed_at=now, expires_at=now + ttl)
-            .execution_options(synchronize_session=False)
-        )
-        if renewed.rowcount != 1:  # type: ignore[attr-defined]
-            return None
-        row = session.get(Lease, name, populate_existing=True)
-        assert row is not None
-        return Grant(LeaseRow.of(row), new=False, previous_holder=None, db_now=now)
-
+        return _renew(session, name, holder, ttl, token)
     current = session.scalars(
         select(Lease).where(Lease.name == name).with_for_update()
     ).one_or_none()
     # Read the clock after the row lock: a wait for a claim to commit counts.
     now = db_now(session)
     if current is None:
-        statement = _upsert(session, Lease)
-        # RETURNING tells whether the row was inserted (rowcount is -1 here on psycopg).
-        inserted = session.execute(
-            statement.values(  # type: ignore[attr-defined]
-                name=name,
-                holder=holder,
-                token=1,
-                acquired_at=now,
-                renewed_at=now,
-                expires_at=now + ttl,
-            )
-            .on_conflict_do_nothing(index_elements=[Lease.name])
-            .returning(Lease.name)
-        ).first()
-        if inserted is None:
-            return None  # another replica inserted it first
-        row = session.get(Lease, name, populate_existing=True)
-        assert row is not None
-        return Grant(LeaseRow.of(row), new=True, previous_holder=None, db_now=now)
+        return _insert(session, name, holder, ttl, now)
     if not force and current.expires_at > now:
         return None
-    previous = current.holder
+    return _take_over(session, current, holder, ttl, now)
+
+
+def _granted(
+    session: Session, name: str, now: datetime, *, new: bool, previous: str | None
+) -> Grant:
+    row = session.get(Lease, name, populate_existing=True)
+    assert row is not None
+    return Grant(LeaseRow.of(row), new=new, previous_holder=previous, db_now=now)
+
+
+def _renew(session: Session, name: str, holder: str, ttl: timedelta, token: int) -> Grant | None:
+    now = db_now(session)
+    renewed = session.execute(
+        update(Lease)
+        .where(
+            Lease.name == name,
+            Lease.holder == holder,
+            Lease.token == token,
+            Lease.expires_at > now,
+        )
+        .values(renewed_at=now, expires_at=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    if renewed.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return _granted(session, name, now, new=False, previous=None)
+
+
+def _insert(
+    session: Session, name: str, holder: str, ttl: timedelta, now: datetime
+) -> Grant | None:
+    statement = _upsert(session, Lease)
+    # RETURNING tells whether the row was inserted (rowcount is -1 here on psycopg).
+    inserted = session.execute(
+        statement.values(  # type: ignore[attr-defined]
+            name=name,
+            holder=holder,
+            token=1,
+            acquired_at=now,
+            renewed_at=now,
+            expires_at=now + ttl,
+        )
+        .on_conflict_do_nothing(index_elements=[Lease.name])
+        .returning(Lease.name)
+    ).first()
+    if inserted is None:
+        return None  # another replica inserted it first
+    return _granted(session, name, now, new=True, previous=None)
+
+
+def _take_over(
+    session: Session, current: Lease, holder: str, ttl: timedelta, now: datetime
+) -> Grant | None:
+    """Take an expired (or, with ``force``, any) lease; the token moves on (fencing)."""
+    previous = current.holder  # read before the refresh below reloads the row
     taken = session.execute(
         update(Lease)
-        .where(Lease.name == name, Lease.token == current.token)
+        .where(Lease.name == current.name, Lease.token == current.token)
         .values(
             holder=holder,
             token=current.token + 1,
@@ -172,9 +192,7 @@ def acquire(
     )
     if taken.rowcount != 1:  # type: ignore[attr-defined]
         return None
-    row = session.get(Lease, name, populate_existing=True)
-    assert row is not None
-    return Grant(LeaseRow.of(row), new=True, previous_holder=previous, db_now=now)
+    return _granted(session, current.name, now, new=True, previous=previous)
 
 
 def holds(session: Session, name: str, holder: str, token: int) -> bool:
@@ -201,10 +219,6 @@ def release(session: Session, name: str, holder: str, token: int) -> bool:
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-
-def all_leases(session: Session) -> list[LeaseRow]:
-    return [LeaseRow.of(row) for row in session.scalars(select(Lease).order_by(Lease.name))]
 
 
 # --------------------------------------------------------------------------- replicas
@@ -236,13 +250,6 @@ def heartbeat(
 def forget_replica(session: Session, replica: str) -> None:
     """A clean stop removes the replica's row."""
     session.execute(delete(Replica).where(Replica.id == replica))
-
-
-def prune_replicas(session: Session, older_than: timedelta) -> int:
-    """Drop rows of replicas presumed dead for longer than ``older_than``."""
-    now = db_now(session)
-    result = session.execute(delete(Replica).where(Replica.expires_at < now - older_than))
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- sqlite

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from apscheduler.events import (
@@ -66,10 +66,6 @@ DeliverJob = Callable[[SyncConfig, threading.Event], Any]
 WritebackJob = Callable[[SyncConfig, threading.Event], Any]
 #: Refresh the gauges that are read from the database.
 RefreshJob = Callable[[], Any]
-
-
-class HasStatus(Protocol):
-    status: str
 
 
 def _utcnow() -> datetime:

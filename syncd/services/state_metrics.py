@@ -15,8 +15,9 @@ backlog drained) is set to 0 rather than left at its last value.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import Gauge
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,48 +72,76 @@ def refresh_state_metrics(
 
     syncs = [sync.name for sync in config.syncs]
     syncs += sorted({name for name, _ in counts} - set(syncs))
-
-    leads: dict[tuple[str, ...], float] = {}
-    uncertain: dict[tuple[str, ...], float] = {}
-    held: dict[tuple[str, ...], float] = {}
-    for name in syncs:
-        held[(name,)] = float(counts.get((name, LeadState.HELD.value), 0))
-        for state in LeadState:
-            leads[(name, state.value)] = float(counts.get((name, state.value), 0))
-        uncertain[(name,)] = float(counts.get((name, LeadState.UNCERTAIN.value), 0))
-
-    queued: dict[tuple[str, ...], float] = {}
-    for sync in config.syncs:
-        for agent in sync.agents:
-            queued[(sync.name, agent)] = 0.0
-    for row in backlog:
-        key = (row.sync, row.agent or NO_AGENT)
-        queued[key] = queued.get(key, 0.0) + row.queued
-
-    age: dict[tuple[str, ...], float] = {key: 0.0 for key in queued}
-    for (sync_name, agent_id), first in oldest.items():
-        age[(sync_name, agent_id or NO_AGENT)] = max(0.0, (at - first).total_seconds())
-
-    paused: dict[tuple[str, ...], float] = {}
-    for sync in config.syncs:
-        row_state = sync_states.get(sync.name)
-        until = row_state.paused_until if row_state else None
-        paused[("polling", sync.name)] = 1.0 if until is not None and until > at else 0.0
-    # Delivery pauses come from the process's pause board (it stays 1 across a
-    # renewal); the table only adds pauses opened elsewhere and drops deleted ones.
-    board = board_for(session_factory)
-    board.reconcile(((p.scope, p.key, p.paused_until) for p in pauses), at)
-    still_open = set(board.keys())
-    for pause in pauses:
-        paused[(pause.scope, pause.key)] = 0.0
-    for key in still_open:
-        paused[key] = 1.0
-    for hold in holds:
-        paused[(OPERATOR_SCOPE_PREFIX + hold.scope, hold.name)] = 1.0
-
+    leads, uncertain, held = _by_state(syncs, counts)
+    queued, age = _backlog(config, backlog, oldest, at)
+    paused = _paused(session_factory, config, sync_states, pauses, holds, at)
     _apply(LEADS_BY_STATE, ("sync", "state"), leads)
     _apply(UNCERTAIN_LEADS, ("sync",), uncertain)
     _apply(HELD_LEADS, ("sync",), held)
     _apply(BACKLOG, ("sync", "agent"), queued)
     _apply(OLDEST_QUEUED, ("sync", "agent"), age)
     _apply(PAUSED, ("scope", "name"), paused)
+
+
+_Values = dict[tuple[str, ...], float]
+
+
+def _by_state(syncs: list[str], counts: Mapping[tuple[str, str], int]) -> tuple[_Values, ...]:
+    """Leads by (sync, state), uncertain and held leads by sync: every state of every sync."""
+    leads: _Values = {}
+    uncertain: _Values = {}
+    held: _Values = {}
+    for name in syncs:
+        held[(name,)] = float(counts.get((name, LeadState.HELD.value), 0))
+        for state in LeadState:
+            leads[(name, state.value)] = float(counts.get((name, state.value), 0))
+        uncertain[(name,)] = float(counts.get((name, LeadState.UNCERTAIN.value), 0))
+    return leads, uncertain, held
+
+
+def _backlog(
+    config: Config,
+    backlog: Iterable[Any],
+    oldest: Mapping[tuple[str, str | None], datetime],
+    at: datetime,
+) -> tuple[_Values, _Values]:
+    """Queued leads and the age of the oldest, by (sync, agent): every configured agent."""
+    queued: _Values = {}
+    for sync in config.syncs:
+        for agent in sync.agents:
+            queued[(sync.name, agent)] = 0.0
+    for row in backlog:
+        key = (row.sync, row.agent or NO_AGENT)
+        queued[key] = queued.get(key, 0.0) + row.queued
+    age: _Values = {key: 0.0 for key in queued}
+    for (sync_name, agent_id), first in oldest.items():
+        age[(sync_name, agent_id or NO_AGENT)] = max(0.0, (at - first).total_seconds())
+    return queued, age
+
+
+def _paused(
+    session_factory: sessionmaker[Session],
+    config: Config,
+    sync_states: Mapping[str, Any],
+    pauses: Iterable[Any],
+    holds: Iterable[Any],
+    at: datetime,
+) -> _Values:
+    """``syncd_paused``: polling pauses, SimZ delivery pauses and operator pauses."""
+    paused: _Values = {}
+    for sync in config.syncs:
+        row_state = sync_states.get(sync.name)
+        until = row_state.paused_until if row_state else None
+        paused[("polling", sync.name)] = 1.0 if until is not None and until > at else 0.0
+    # Delivery pauses come from the process's pause board (it stays 1 across a
+    # renewal); the table only adds pauses opened elsewhere and drops deleted ones.
+    pauses = list(pauses)
+    board = board_for(session_factory)
+    board.reconcile(((p.scope, p.key, p.paused_until) for p in pauses), at)
+    for pause in pauses:
+        paused[(pause.scope, pause.key)] = 0.0
+    for key in set(board.keys()):
+        paused[key] = 1.0
+    for hold in holds:
+        paused[(OPERATOR_SCOPE_PREFIX + hold.scope, hold.name)] = 1.0
+    return paused

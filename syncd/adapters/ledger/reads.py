@@ -253,8 +253,54 @@ def mark_deleted(
     to the deletion's time (a read from before the deletion, committed later, is
     older and ignored). A lead that delivery has keeps its state, with a note.
     """
-    if not deletions:
+    found = _deleted_leads(session, sync_name, deletions)
+    if not found:
         return 0
+    target = LeadState.SKIPPED.value
+    stopping = [lead_id for lead_id, state, _at in found if state in _STOPPABLE]
+    for _lead_id, state, _at in found:
+        if state in _STOPPABLE:
+            check_transition(state, target)  # a lead delivery has keeps its state
+    moves = [
+        (lead_id, state, target if state in _STOPPABLE else state, at)
+        for lead_id, state, at in found
+    ]
+    params = [
+        {
+            "b_id": lead_id,
+            "b_state": state,
+            "b_target": to,
+            "b_deleted": deleted_at,
+            "b_stamp": deleted_at,
+            "b_now": now,
+        }
+        for lead_id, state, to, deleted_at in moves
+    ]
+    result = session.connection().execute(_MARK_DELETED, params)
+    if result.rowcount != len(params):
+        raise LedgerConflict(f"{len(params) - result.rowcount} leads changed during a deletion")
+    trail(
+        session,
+        (
+            (
+                lead_id,
+                state,
+                to,
+                f"{actor}: {DELETED_NOTE}"
+                + ("" if state in _STOPPABLE else f"; stored, never sent while {state}"),
+            )
+            for lead_id, state, to, _at in moves
+        ),
+        now,
+    )
+    writeback_store.enqueue_moved(session, stopping, target, now)
+    return len(stopping)
+
+
+def _deleted_leads(
+    session: Session, sync_name: str, deletions: Mapping[str, datetime]
+) -> list[tuple[int, str, datetime]]:
+    """(lead id, state, deleted at) of every lead of these records, locked on PostgreSQL."""
     found: list[tuple[int, str, datetime]] = []
     for chunk in chunks(list(deletions)):
         query = select(LEADS.c.id, LEADS.c.state, LEADS.c.salesforce_id).where(
@@ -265,55 +311,28 @@ def mark_deleted(
         found += [
             (row.id, row.state, deletions[row.salesforce_id]) for row in session.execute(query)
         ]
-    if not found:
-        return 0
-    target = LeadState.SKIPPED.value
-    stopping = [(lead_id, state) for lead_id, state, _at in found if state in _STOPPABLE]
-    for _lead_id, state in stopping:
-        check_transition(state, target)
-    stamp = bindparam("b_stamp", type_=LEADS.c.record_stamp.type)
-    statement = (
-        update(LEADS)
-        .where(LEADS.c.id == bindparam("b_id"), LEADS.c.state == bindparam("b_state"))
-        .values(
-            state=bindparam("b_target"),
-            note=case((LEADS.c.state.in_(_STOPPABLE), DELETED_NOTE), else_=LEADS.c.note),
-            deleted_at=bindparam("b_deleted", type_=LEADS.c.deleted_at.type),
-            record_hash="",
-            record_stamp=case(
-                (or_(LEADS.c.record_stamp.is_(None), LEADS.c.record_stamp < stamp), stamp),
-                else_=LEADS.c.record_stamp,
-            ),
-            updated_at=bindparam("b_now", type_=LEADS.c.updated_at.type),
-        )
-    )
-    params = [
-        {
-            "b_id": lead_id,
-            "b_state": state,
-            "b_target": target if state in _STOPPABLE else state,
-            "b_deleted": deleted_at,
-            "b_stamp": deleted_at,
-            "b_now": now,
-        }
-        for lead_id, state, deleted_at in found
-    ]
-    result = session.connection().execute(statement, params)
-    if result.rowcount != len(params):
-        raise LedgerConflict(f"{len(params) - result.rowcount} leads changed during a deletion")
-    trail(
-        session,
-        (
+    return found
+
+
+_DELETION_STAMP = bindparam("b_stamp", type_=LEADS.c.record_stamp.type)
+#: One lead's deletion, guarded by the state it was read in: a stoppable lead becomes
+#: skipped with the deletion note; every lead gets deleted_at, a cleared digest and a
+#: stamp no older than the deletion.
+_MARK_DELETED = (
+    update(LEADS)
+    .where(LEADS.c.id == bindparam("b_id"), LEADS.c.state == bindparam("b_state"))
+    .values(
+        state=bindparam("b_target"),
+        note=case((LEADS.c.state.in_(_STOPPABLE), DELETED_NOTE), else_=LEADS.c.note),
+        deleted_at=bindparam("b_deleted", type_=LEADS.c.deleted_at.type),
+        record_hash="",
+        record_stamp=case(
             (
-                lead_id,
-                state,
-                target if state in _STOPPABLE else state,
-                f"{actor}: {DELETED_NOTE}"
-                + ("" if state in _STOPPABLE else f"; stored, never sent while {state}"),
-            )
-            for lead_id, state, _at in found
+                or_(LEADS.c.record_stamp.is_(None), LEADS.c.record_stamp < _DELETION_STAMP),
+                _DELETION_STAMP,
+            ),
+            else_=LEADS.c.record_stamp,
         ),
-        now,
+        updated_at=bindparam("b_now", type_=LEADS.c.updated_at.type),
     )
-    writeback_store.enqueue_moved(session, [lead_id for lead_id, _s in stopping], target, now)
-    return len(stopping)
+)

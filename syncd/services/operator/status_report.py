@@ -53,6 +53,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import operator_pauses, stream_store, writeback_store
 from syncd.adapters import operator_queries as q
+from syncd.adapters.operator_pauses import SCOPE_AGENT as OPERATOR_AGENT
 from syncd.adapters.operator_pauses import SCOPE_SYNC
 from syncd.adapters.orm import (
     Batch,
@@ -371,29 +372,50 @@ def _agent_statuses(
 ) -> list[AgentStatus]:
     """One row per agent of a sync: configured, with a batch, or with leads queued."""
     backlog_of = {b.agent: b for b in rows.backlog if b.sync == name}
-    agents: list[str | None] = list(sync_config.agents) if sync_config else []
+    configured = list(sync_config.agents) if sync_config else []
+    return [
+        _agent_status(
+            agent,
+            configured=agent in configured,
+            backlog=backlog_of.get(agent),
+            batch=rows.batches.get((name, agent)) if agent is not None else None,
+            paused=_agent_paused(agent, credential, rows.pauses)
+            or (agent is not None and (OPERATOR_AGENT, agent) in held)
+            or (SCOPE_SYNC, name) in held,
+        )
+        for agent in _status_agents(name, configured, rows, backlog_of)
+    ]
+
+
+def _status_agents(
+    name: str, configured: list[str], rows: _StatusRows, backlog_of: dict[str | None, Any]
+) -> list[str | None]:
+    """The configured agents, then those with a batch or leads queued (None: no agent)."""
+    agents: list[str | None] = list(configured)
     for agent in [*sorted(a for s, a in rows.batches if s == name), *backlog_of]:
         if agent not in agents and (agent is not None or backlog_of[None].queued):
             agents.append(agent)
-    agent_rows = []
-    for agent in agents:
-        b = backlog_of.get(agent)
-        batch = rows.batches.get((name, agent)) if agent is not None else None
-        agent_rows.append(
-            AgentStatus(
-                agent=agent,
-                configured=sync_config is not None and agent in sync_config.agents,
-                queued=b.queued if b else 0,
-                due=b.due if b else 0,
-                waiting=(b.queued - b.due) if b else 0,
-                sending=b.sending if b else 0,
-                paused=_agent_paused(agent, credential, rows.pauses)
-                or (agent is not None and (SCOPE_AGENT, agent) in held)
-                or (SCOPE_SYNC, name) in held,
-                last_batch=BatchView.of(batch) if batch else None,
-            )
-        )
-    return agent_rows
+    return agents
+
+
+def _agent_status(
+    agent: str | None,
+    *,
+    configured: bool,
+    backlog: q.AgentBacklog | None,
+    batch: Batch | None,
+    paused: bool,
+) -> AgentStatus:
+    return AgentStatus(
+        agent=agent,
+        configured=configured,
+        queued=backlog.queued if backlog else 0,
+        due=backlog.due if backlog else 0,
+        waiting=(backlog.queued - backlog.due) if backlog else 0,
+        sending=backlog.sending if backlog else 0,
+        paused=paused,
+        last_batch=BatchView.of(batch) if batch else None,
+    )
 
 
 def _sync_status(
