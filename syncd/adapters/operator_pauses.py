@@ -17,16 +17,16 @@ from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import OperatorAction, OperatorPause
 
-SCOPE_SYNC = "sync"
-SCOPE_AGENT = "agent"
-SCOPES = (SCOPE_SYNC, SCOPE_AGENT)
+OPERATOR_SYNC = "sync"
+OPERATOR_AGENT = "agent"
+SCOPES = (OPERATOR_SYNC, OPERATOR_AGENT)
 
 _PAUSES: Table = OperatorPause.__table__  # type: ignore[assignment]
 _ACTIONS: Table = OperatorAction.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
-class Hold:
+class Pause:
     """One operator pause: what it stops, why, who set it and when."""
 
     scope: str
@@ -45,47 +45,47 @@ _COLUMNS = (
 )
 
 
-_HOLDING = select(*_COLUMNS).where(
+_PAUSES_OF = select(*_COLUMNS).where(
     or_(
-        (_PAUSES.c.scope == SCOPE_SYNC) & (_PAUSES.c.name == bindparam("sync")),
-        (_PAUSES.c.scope == SCOPE_AGENT) & (_PAUSES.c.name == bindparam("agent")),
+        (_PAUSES.c.scope == OPERATOR_SYNC) & (_PAUSES.c.name == bindparam("sync")),
+        (_PAUSES.c.scope == OPERATOR_AGENT) & (_PAUSES.c.name == bindparam("agent")),
     )
 )
 
 
-def holding(session: Session, sync_name: str, agent_id: str) -> list[Hold]:
+def pauses_of(session: Session, sync_name: str, agent_id: str) -> list[Pause]:
     """The operator pauses that stop delivery of ``sync_name`` to ``agent_id`` now."""
-    rows = session.connection().execute(_HOLDING, {"sync": sync_name, "agent": agent_id})
-    return [Hold(*row) for row in rows]
+    rows = session.connection().execute(_PAUSES_OF, {"sync": sync_name, "agent": agent_id})
+    return [Pause(*row) for row in rows]
 
 
-def all_holds(session: Session) -> list[Hold]:
+def all_pauses(session: Session) -> list[Pause]:
     """Every operator pause, oldest first."""
     rows = session.connection().execute(
         select(*_COLUMNS).order_by(_PAUSES.c.paused_at, _PAUSES.c.scope, _PAUSES.c.name)
     )
-    return [Hold(*row) for row in rows]
+    return [Pause(*row) for row in rows]
 
 
-def find(session: Session, scope: str, name: str) -> Hold | None:
+def find(session: Session, scope: str, name: str) -> Pause | None:
     """The pause of this scope and name, if set."""
     row = (
         session.connection()
         .execute(select(*_COLUMNS).where(_PAUSES.c.scope == scope, _PAUSES.c.name == name))
         .first()
     )
-    return Hold(*row) if row is not None else None
+    return Pause(*row) if row is not None else None
 
 
-def add(session: Session, hold: Hold) -> None:
+def add(session: Session, pause: Pause) -> None:
     """Insert the pause; the caller has checked that it does not exist yet."""
     session.connection().execute(
         insert(_PAUSES).values(
-            scope=hold.scope,
-            name=hold.name,
-            reason=hold.reason[:500],
-            paused_by=hold.paused_by[:255],
-            paused_at=hold.paused_at,
+            scope=pause.scope,
+            name=pause.name,
+            reason=pause.reason[:500],
+            paused_by=pause.paused_by[:255],
+            paused_at=pause.paused_at,
         )
     )
 

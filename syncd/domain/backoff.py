@@ -22,17 +22,33 @@ class BackoffPolicy:
     multiplier: float = 2.0
 
 
+def capped_exponential(attempt: int, base: float, cap: float, multiplier: float = 2.0) -> float:
+    """Seconds to wait before retry ``attempt``: base * multiplier^(attempt-1), at most cap.
+
+    No jitter: for one client retrying alone (a stream's connection, a batch of
+    its own), where nobody else knocks at the same time. Never overflows: the
+    growth stops at ``cap``.
+    """
+    if attempt <= 1:
+        return min(base, cap)
+    seconds = base
+    for _ in range(attempt - 1):
+        seconds *= multiplier
+        if seconds >= cap:
+            return cap
+    return seconds
+
+
 def exponential(failures: int, policy: BackoffPolicy) -> timedelta:
     """The cap after ``failures`` failures: initial * multiplier^(failures-1), at most maximum."""
     if failures <= 1:
         return min(policy.initial, policy.maximum)
-    seconds = policy.initial.total_seconds()
-    limit = policy.maximum.total_seconds()
-    for _ in range(failures - 1):
-        seconds *= policy.multiplier
-        if seconds >= limit:
-            return policy.maximum
-    return timedelta(seconds=seconds)
+    seconds = capped_exponential(
+        failures, policy.initial.total_seconds(), policy.maximum.total_seconds(), policy.multiplier
+    )
+    return (
+        policy.maximum if seconds >= policy.maximum.total_seconds() else timedelta(seconds=seconds)
+    )
 
 
 def full_jitter(failures: int, policy: BackoffPolicy, rng: Callable[[], float]) -> timedelta:

@@ -1,4 +1,6 @@
-"""The send gate: the rules checked again when delivery claims a lead (docs/design.md, rules).
+"""The send gate: the rules checked again when delivery claims a lead.
+
+The design: docs/design.md#the-send-gate.
 
 Pure code. A lead is queued under the rules as they stood when its record was
 polled; by the time delivery claims it, the record may have become DoNotCall,
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from syncd.config.types import format_duration
+from syncd.domain.durations import format_duration
 from syncd.domain.states import LeadState
 
 
@@ -35,6 +37,9 @@ class Verdict:
     rule: str | None = None
     note: str | None = None
     until: datetime | None = None
+    #: What ``leads.waiting_for`` shows while the lead waits (WAIT only). A wait that
+    #: says so there needs no audit note; one that does not is noted and counted.
+    waiting_for: str | None = None
 
     @classmethod
     def skip(cls, rule: str, note: str) -> Verdict:

@@ -1,4 +1,4 @@
-"""Plan what a classified SimZ answer does to a batch (docs/design.md, section 5).
+"""Plan what a classified SimZ answer does to a batch (docs/design.md#simz-answers).
 
 Pure code: a :class:`~syncd.domain.responses.Classified` decision, the batch's
 leads (ids and attempts used), the limits (attempt budget, backoff policy, a
@@ -208,6 +208,8 @@ class OutcomePlan:
     failure_reason: str | None = None
     #: Odd things about the answer worth a warning (counts that disagree, bad indexes).
     warnings: tuple[str, ...] = ()
+    #: The batch row was closed before (a split part's parent, closed ``split``): leave it.
+    keep_batch_row: bool = False
 
     @property
     def outcome(self) -> str:
@@ -355,7 +357,7 @@ def _retry_wait(facts: _Facts, failures: int) -> timedelta:
             facts.reply.retry_after, facts.now, maximum=max(policy.maximum, RETRY_AFTER_CAP)
         )
     if wait is None:
-        wait = backoff.exponential(failures, policy) * facts.limits.jitter
+        wait = backoff.full_jitter(failures, policy, lambda: facts.limits.jitter)
     return wait
 
 
@@ -444,4 +446,34 @@ def _uncertain(facts: _Facts) -> OutcomePlan:
             ),
         ),
         error=decision.reason,
+    )
+
+
+def plan_unrecorded(decision: Classified, leads: Sequence[BatchLead]) -> OutcomePlan:
+    """Recording ``decision`` failed (database trouble): the POST happened, so at best
+    ``uncertain`` now; never sent again (docs/design.md#unknown-is-explicit)."""
+    reason = f"answer could not be recorded ({decision.reason})"
+    ids = tuple(lead.id for lead in leads)
+    return OutcomePlan(
+        batch=BatchRow("uncertain", None, reason),
+        step=Step.STOP_KEY,
+        counts=Counts(uncertain=len(ids)),
+        moves=(Move(ids, LeadState.UNCERTAIN, reason),),
+        error=reason,
+    )
+
+
+def plan_abandoned(
+    leads: Sequence[BatchLead], reason: str, *, split_part: bool = False
+) -> OutcomePlan:
+    """Nothing of the batch was sent: its leads back to ``queued`` as they were, no
+    attempt used; its batch row closed ``abandoned``, unless it is a ``split_part``
+    whose parent batch row is closed already (docs/design.md#split-batches)."""
+    ids = tuple(lead.id for lead in leads)
+    return OutcomePlan(
+        batch=BatchRow("abandoned", None, None),
+        step=Step.NEXT_AGENT,
+        counts=Counts(requeued=len(ids)),
+        moves=(Move(ids, LeadState.QUEUED, reason, clear_batch=True),),
+        keep_batch_row=split_part,
     )

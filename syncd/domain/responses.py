@@ -107,38 +107,58 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None, dict[str, Any]]:
     )
 
 
-def classify_ok(body: bytes, lead_count: int) -> Classified:
-    """A 200: who was accepted and who was rejected, or ``uncertain`` if unreadable."""
-    try:
-        data = _json_object(body)
-        batch_id = _optional_str(data, "batchId")
-        success = data.get("success")
-        if success is not None and not isinstance(success, bool):
-            raise UnreadableBody("success is not a boolean")
-        counts: dict[str, int | None] = {}
-        for name in ("accepted", "rejected"):
-            value = data.get(name)
-            if value is not None and not _is_int(value):
-                raise UnreadableBody(f"{name} is not an integer")
-            counts[name] = value
-        errors = data.get("errors")
-        if errors is None:
-            errors = []
-        if not isinstance(errors, list):
-            raise UnreadableBody("errors is not an array")
-        parsed: list[Rejection] = []
-        for item in errors:
-            if not isinstance(item, dict) or not _is_int(item.get("index")):
-                raise UnreadableBody("an errors[] entry has no integer index")
-            parsed.append(
-                Rejection(
-                    item["index"], _optional_str(item, "code"), _optional_str(item, "message")
-                )
-            )
-    except UnreadableBody as exc:
-        return Classified(Action.UNCERTAIN, f"200 with an unreadable body: {exc}", status=200)
+@dataclass(frozen=True)
+class _OkBody:
+    """A 200's body, read as the spec promises it."""
 
-    warnings: list[str] = []
+    batch_id: str | None
+    success: bool | None
+    accepted: int | None
+    rejected: int | None
+    errors: tuple[Rejection, ...]
+
+
+def _optional_int(data: dict[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value is not None and not _is_int(value):
+        raise UnreadableBody(f"{name} is not an integer")
+    return value
+
+
+def _errors(data: dict[str, Any]) -> tuple[Rejection, ...]:
+    """``errors[]`` as given (absent: none); every entry needs an integer index."""
+    errors = data.get("errors")
+    if errors is None:
+        errors = []
+    if not isinstance(errors, list):
+        raise UnreadableBody("errors is not an array")
+    parsed: list[Rejection] = []
+    for item in errors:
+        if not isinstance(item, dict) or not _is_int(item.get("index")):
+            raise UnreadableBody("an errors[] entry has no integer index")
+        parsed.append(
+            Rejection(item["index"], _optional_str(item, "code"), _optional_str(item, "message"))
+        )
+    return tuple(parsed)
+
+
+def _read_ok(body: bytes) -> _OkBody:
+    """The fields of a 200's body; :class:`UnreadableBody` if one has the wrong type."""
+    data = _json_object(body)
+    batch_id = _optional_str(data, "batchId")
+    success = data.get("success")
+    if success is not None and not isinstance(success, bool):
+        raise UnreadableBody("success is not a boolean")
+    accepted = _optional_int(data, "accepted")
+    rejected = _optional_int(data, "rejected")
+    return _OkBody(batch_id, success, accepted, rejected, _errors(data))
+
+
+def _by_index(
+    parsed: tuple[Rejection, ...], lead_count: int, warnings: list[str]
+) -> dict[int, Rejection]:
+    """The rejections by index in the batch; an index out of range or named twice is
+    left out with a warning."""
     rejections: dict[int, Rejection] = {}
     for rejection in parsed:
         if not 0 <= rejection.index < lead_count:
@@ -149,32 +169,48 @@ def classify_ok(body: bytes, lead_count: int) -> Classified:
             warnings.append(f"errors[] names index {rejection.index} more than once")
         else:
             rejections[rejection.index] = rejection
-    if success is False and not rejections:
+    return rejections
+
+
+def _count_warnings(read: _OkBody, rejected: int, lead_count: int) -> list[str]:
+    """The counts SimZ reported that disagree with its ``errors[]``."""
+    warnings: list[str] = []
+    accepted_count = lead_count - rejected
+    if read.accepted is not None and read.accepted != accepted_count:
+        warnings.append(
+            f"SimZ reported accepted={read.accepted} but errors[] leaves {accepted_count}"
+        )
+    if read.rejected is not None and read.rejected != rejected:
+        warnings.append(f"SimZ reported rejected={read.rejected} but errors[] names {rejected}")
+    return warnings
+
+
+def classify_ok(body: bytes, lead_count: int) -> Classified:
+    """A 200: who was accepted and who was rejected, or ``uncertain`` if unreadable."""
+    try:
+        read = _read_ok(body)
+    except UnreadableBody as exc:
+        return Classified(Action.UNCERTAIN, f"200 with an unreadable body: {exc}", status=200)
+    warnings: list[str] = []
+    rejections = _by_index(read.errors, lead_count, warnings)
+    if read.success is False and not rejections:
         return Classified(
             Action.UNCERTAIN,
             "200 with success=false and no usable errors[]: outcome unknown",
             status=200,
-            simz_batch_id=batch_id,
+            simz_batch_id=read.batch_id,
             warnings=tuple(warnings),
         )
-    accepted_count = lead_count - len(rejections)
-    if counts["accepted"] is not None and counts["accepted"] != accepted_count:
-        warnings.append(
-            f"SimZ reported accepted={counts['accepted']} but errors[] leaves {accepted_count}"
-        )
-    if counts["rejected"] is not None and counts["rejected"] != len(rejections):
-        warnings.append(
-            f"SimZ reported rejected={counts['rejected']} but errors[] names {len(rejections)}"
-        )
+    warnings.extend(_count_warnings(read, len(rejections), lead_count))
     return Classified(
         Action.RECORD,
         "accepted by SimZ",
         status=200,
-        simz_batch_id=batch_id,
+        simz_batch_id=read.batch_id,
         rejections=rejections,
         warnings=tuple(warnings),
-        reported_accepted=counts["accepted"],
-        reported_rejected=counts["rejected"],
+        reported_accepted=read.accepted,
+        reported_rejected=read.rejected,
     )
 
 

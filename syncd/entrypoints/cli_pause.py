@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from syncd.adapters.operator_pauses import SCOPE_AGENT, SCOPE_SYNC, Hold
+from syncd.adapters.operator_pauses import OPERATOR_AGENT, OPERATOR_SYNC, Pause
 from syncd.config import Config
 from syncd.config.loader import DATABASE_ONLY
 from syncd.entrypoints.cli_common import EXIT_CONFIG, config_option, fail, load_or_exit
@@ -39,12 +39,12 @@ _by_option = click.option(
 def _target(sync: str | None, agent: str | None) -> tuple[str, str]:
     if (sync is None) == (agent is None):
         fail("give exactly one of --sync NAME or --agent ID", EXIT_CONFIG)
-    return (SCOPE_SYNC, str(sync)) if sync is not None else (SCOPE_AGENT, str(agent))
+    return (OPERATOR_SYNC, str(sync)) if sync is not None else (OPERATOR_AGENT, str(agent))
 
 
 def _known(config: Config, scope: str, name: str) -> None:
     """Refuse to pause a sync or agent the configuration does not have (a typo pauses nothing)."""
-    if scope == SCOPE_SYNC:
+    if scope == OPERATOR_SYNC:
         known = [sync.name for sync in config.syncs]
     else:
         known = sorted({agent for sync in config.syncs for agent in sync.agents})
@@ -56,10 +56,10 @@ def _known(config: Config, scope: str, name: str) -> None:
         )
 
 
-def _describe(hold: Hold) -> str:
+def _describe(pause: Pause) -> str:
     return (
-        f"{hold.scope} {hold.name} paused since {when(hold.paused_at)} by {hold.paused_by}: "
-        f"{hold.reason}"
+        f"{pause.scope} {pause.name} paused since {when(pause.paused_at)} by {pause.paused_by}: "
+        f"{pause.reason}"
     )
 
 
@@ -108,9 +108,9 @@ def pause(
             lambda: pausing.pause(session_factory, scope=scope, name=name, reason=reason, actor=who)
         )
     if outcome.created:
-        echo(f"paused: {_describe(outcome.hold)}")
+        echo(f"paused: {_describe(outcome.pause)}")
     else:
-        echo(f"already paused, left as it was: {_describe(outcome.hold)}")
+        echo(f"already paused, left as it was: {_describe(outcome.pause)}")
 
 
 @click.command()

@@ -58,9 +58,15 @@ from syncd.config.models import SimzConfig, SyncConfig
 from syncd.domain import backoff
 from syncd.domain.batching import request_body
 from syncd.domain.gate import GateRules
-from syncd.domain.outcome import Limits, Reply, plan_outcome
+from syncd.domain.outcome import (
+    Limits,
+    OutcomePlan,
+    Reply,
+    plan_abandoned,
+    plan_outcome,
+    plan_unrecorded,
+)
 from syncd.domain.responses import Action, Classified, classify, maybe_sent, nothing_sent
-from syncd.domain.states import LeadState
 from syncd.logs import get_logger
 from syncd.services import delivery_activity
 from syncd.services.call_window import closed_hours
@@ -259,10 +265,10 @@ class _Delivery:
             if self.fence is not None and not self.fence(session):
                 self.log.warning("lease not held: delivery stops claiming", agent=agent)
                 return _Next.STOPPED
-            holds = operator_pauses.holding(session, self.sync.name, agent)
-            pauses = outbox.active_pauses(session, self.credential, agent, current)
+            pauses = operator_pauses.pauses_of(session, self.sync.name, agent)
+            simz_pauses = outbox.active_pauses(session, self.credential, agent, current)
             claim = None
-            if not pauses and not holds:
+            if not simz_pauses and not pauses:
                 claim = outbox.claim(
                     session,
                     sync_name=self.sync.name,
@@ -275,27 +281,27 @@ class _Delivery:
                     rules=self.rules,
                     closed_hours=closed_hours(self.sync.calling_hours, current),
                 )
-        if holds:
-            return self._held(agent, holds)
         if pauses:
-            key_level = self.report.still_paused(agent, pauses)
+            return self._paused(agent, pauses)
+        if simz_pauses:
+            key_level = self.report.still_paused(agent, simz_pauses)
             return _Next.STOP_KEY if key_level else _Next.NEXT_AGENT
         self.unpaused.add(agent)
         return claim if claim is not None else _Next.NEXT_AGENT
 
-    def _held(self, agent: str, holds: list[operator_pauses.Hold]) -> _Next:
+    def _paused(self, agent: str, pauses: list[operator_pauses.Pause]) -> _Next:
         """An operator paused this sync or this agent: send nothing of it this cycle."""
         self.result.paused = True
-        for hold in holds:
+        for pause in pauses:
             self.log.debug(
                 "delivery paused by an operator",
                 agent=agent,
-                scope=hold.scope,
-                name=hold.name,
-                reason=hold.reason,
-                paused_by=hold.paused_by,
+                scope=pause.scope,
+                name=pause.name,
+                reason=pause.reason,
+                paused_by=pause.paused_by,
             )
-        sync_level = any(hold.scope == operator_pauses.SCOPE_SYNC for hold in holds)
+        sync_level = any(pause.scope == operator_pauses.OPERATOR_SYNC for pause in pauses)
         return _Next.STOP_KEY if sync_level else _Next.NEXT_AGENT
 
     # ------------------------------------------------------------------ one batch
@@ -408,22 +414,10 @@ class _Delivery:
         self.log.exception(
             "could not record a SimZ answer", agent=claim.agent_id, batch=claim.batch_id
         )
-        reason = f"answer could not be recorded ({decision.reason})"
+        plan = plan_unrecorded(decision, claim.leads)
         try:
             with self.sessions.begin() as session:
-                current = self.now()
-                outbox.move(
-                    session,
-                    [lead.id for lead in claim.leads],
-                    source=LeadState.SENDING,
-                    target=LeadState.UNCERTAIN,
-                    reason=reason,
-                    batch_id=claim.batch_id,
-                    now=current,
-                )
-                outbox.close_batch(
-                    session, claim.batch_id, outcome="uncertain", now=current, excerpt=reason
-                )
+                self._apply(session, plan, claim.batch_id, claim.agent_id)
         except Exception:
             self.log.exception("leads left sending until restart", batch=claim.batch_id)
 
@@ -450,22 +444,30 @@ class _Delivery:
         with self.sessions.begin() as session:
             current = self.now()
             for item in items:
-                outbox.move(
-                    session,
-                    [lead.id for lead in item.leads],
-                    source=LeadState.SENDING,
-                    target=LeadState.QUEUED,
-                    reason=reason,
-                    batch_id=item.batch_id,
-                    now=current,
-                    values={"batch_id": None},
-                )
-                if isinstance(item, Claim):  # a part's parent is closed already (split)
-                    outbox.close_batch(session, item.batch_id, outcome="abandoned", now=current)
+                plan = plan_abandoned(item.leads, reason, split_part=isinstance(item, _Part))
+                self._apply(session, plan, item.batch_id, item.agent_id, current)
         for item in items:
             self.report.abandoned(
                 item.agent_id, item.batch_id, len(item.leads), reason, part=isinstance(item, _Part)
             )
+
+    def _apply(
+        self,
+        session: Session,
+        plan: OutcomePlan,
+        batch_id: int,
+        agent_id: str,
+        current: datetime | None = None,
+    ) -> outbox.Applied:
+        """Carry out a plan that releases no batch claimed ahead."""
+        return outbox.apply_plan(
+            session,
+            plan,
+            batch_id=batch_id,
+            credential=self.credential,
+            agent_id=agent_id,
+            now=current if current is not None else self.now(),
+        )
 
     def _record(
         self,

@@ -18,8 +18,8 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters import operator_pauses as store
-from syncd.adapters.operator_pauses import SCOPES, Hold
+from syncd.adapters import operator_pauses
+from syncd.adapters.operator_pauses import SCOPES, Pause
 from syncd.adapters.orm import utcnow
 from syncd.logs import get_logger
 
@@ -28,9 +28,9 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True)
 class PauseOutcome:
-    """``hold`` is the pause now in force; ``created`` is False if it was already there."""
+    """``pause`` is the pause now in force; ``created`` is False if it was already there."""
 
-    hold: Hold
+    pause: Pause
     created: bool
 
 
@@ -61,27 +61,27 @@ def pause(
     """
     _check(scope, name, reason, actor)
     at = now()
-    hold = Hold(scope, name, reason.strip()[:500], actor.strip()[:255], at)
+    pause = Pause(scope, name, reason.strip()[:500], actor.strip()[:255], at)
     try:
         with session_factory.begin() as session:
-            existing = store.find(session, scope, name)
+            existing = operator_pauses.find(session, scope, name)
             if existing is not None:
                 return PauseOutcome(existing, created=False)
-            store.add(session, hold)
-            store.record_action(
+            operator_pauses.add(session, pause)
+            operator_pauses.record_action(
                 session,
                 at=at,
-                actor=hold.paused_by,
+                actor=pause.paused_by,
                 action="pause",
                 scope=scope,
                 name=name,
-                reason=hold.reason,
+                reason=pause.reason,
             )
     except IntegrityError:
         # Another operator's pause of the same target committed between our read
         # and our insert: theirs is in force, ours was rolled back whole.
         with session_factory.begin() as session:
-            existing = store.find(session, scope, name)
+            existing = operator_pauses.find(session, scope, name)
         if existing is None:
             raise
         return PauseOutcome(existing, created=False)
@@ -89,10 +89,10 @@ def pause(
         "delivery paused by an operator",
         scope=scope,
         name=name,
-        reason=hold.reason,
-        actor=hold.paused_by,
+        reason=pause.reason,
+        actor=pause.paused_by,
     )
-    return PauseOutcome(hold, created=True)
+    return PauseOutcome(pause, created=True)
 
 
 def resume(
@@ -103,16 +103,16 @@ def resume(
     reason: str,
     actor: str,
     now: Callable[[], datetime] = utcnow,
-) -> Hold | None:
+) -> Pause | None:
     """Lift the operator pause of a sync or an agent; the lifted pause, or None if none was set."""
     _check(scope, name, reason, actor)
     at = now()
     with session_factory.begin() as session:
-        existing = store.find(session, scope, name)
+        existing = operator_pauses.find(session, scope, name)
         if existing is None:
             return None
-        store.remove(session, scope, name)
-        store.record_action(
+        operator_pauses.remove(session, scope, name)
+        operator_pauses.record_action(
             session,
             at=at,
             actor=actor.strip(),
@@ -134,7 +134,7 @@ def resume(
     return existing
 
 
-def holds(session_factory: sessionmaker[Session]) -> list[Hold]:
+def all_pauses(session_factory: sessionmaker[Session]) -> list[Pause]:
     """Every operator pause in force."""
     with session_factory() as session:
-        return store.all_holds(session)
+        return operator_pauses.all_pauses(session)

@@ -11,23 +11,22 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email.utils import format_datetime
 from typing import Any
 
 import pytest
 import structlog
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import outbox
-from syncd.adapters.db import make_session_factory
 from syncd.adapters.orm import Batch, Lead
 from syncd.adapters.simz import SimzClient, key_fingerprint
 from syncd.config.models import SimzConfig, SyncConfig
 from syncd.sandbox.simz import SimzEmulator
 from syncd.services.deliver import DeliveryResult, deliver_sync, recover_in_flight
 from syncd.services.delivery_activity import DeliveryActivity
+from tests.clock import Clock
 from tests.integration.delivery_rows import (
     T0,
     batches,
@@ -43,24 +42,6 @@ from tests.integration.delivery_rows import (
 from tests.simz_fixtures import SimzFactory, simz_config_for
 
 BACKOFF = {"initial": "10s", "max": "10m", "multiplier": 2}
-
-
-class Clock:
-    """A settable clock for ``now``."""
-
-    def __init__(self, start: datetime) -> None:
-        self.value = start
-
-    def __call__(self) -> datetime:
-        return self.value
-
-    def advance(self, **delta: float) -> None:
-        self.value += timedelta(**delta)
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
 
 
 @pytest.fixture
@@ -700,7 +681,7 @@ class TestCrashAndStop:
         def broken(*_args: Any, **_kwargs: Any) -> int:
             raise RuntimeError("database went away")
 
-        monkeypatch.setattr(outbox, "clear_pauses", broken)
+        monkeypatch.setattr(outbox.outcomes, "clear_pauses", broken)
         with pytest.raises(RuntimeError):
             harness.run()
         assert set(states(sessions).values()) == {"uncertain"}

@@ -19,12 +19,12 @@ from syncd.domain.outcome import TRUNCATED
 from syncd.metrics import REGISTRY
 from syncd.sandbox.simz import SimzEmulator
 from syncd.services.state_metrics import refresh_state_metrics
+from tests.clock import Clock
 from tests.integration.delivery_rows import batches, insert_leads, lead, pauses, states
 from tests.integration.operator_rows import make_config
-from tests.integration.test_delivery import Clock, Harness
+from tests.integration.test_delivery import Harness
 from tests.integration.test_delivery import clock as clock
 from tests.integration.test_delivery import make_harness as make_harness
-from tests.integration.test_delivery import sessions as sessions
 from tests.simz_fixtures import SimzFactory
 
 

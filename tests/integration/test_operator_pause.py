@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters.db import make_session_factory
 from syncd.adapters.orm import OperatorAction
 from syncd.adapters.simz import SimzClient
 from syncd.config.models import SimzConfig
@@ -26,11 +25,6 @@ from tests.integration.delivery_rows import T0, insert_leads, make_sync, states
 from tests.simz_fixtures import simz_config_for
 
 NOW = T0 + timedelta(minutes=1)
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
 
 
 @pytest.fixture
@@ -122,7 +116,7 @@ class TestPauseAgent:
         assert simz_emulator.received_counts() == {i: 1 for i in flowing}
         assert {states(sessions)[i] for i in held} == {"queued"}
         # A successful SimZ answer (which clears SimZ-driven pauses) leaves it in force.
-        assert [h.name for h in pausing.holds(sessions)] == ["agt_1"]
+        assert [h.name for h in pausing.all_pauses(sessions)] == ["agt_1"]
 
         resume(sessions, "agent", "agt_1")
         deliver(sessions, client, simz)
@@ -140,7 +134,7 @@ class TestAuditTrail:
             sessions, scope="sync", name="web", reason="other", actor="x", now=lambda: NOW
         )
         assert first.created and not again.created
-        assert again.hold.reason == "campaign change" and again.hold.paused_by == "ops"
+        assert again.pause.reason == "campaign change" and again.pause.paused_by == "ops"
         assert resume(sessions, "sync", "web") is not None
         assert resume(sessions, "sync", "web") is None
         with sessions() as session:
@@ -172,7 +166,7 @@ class TestAuditTrail:
         waited: set[str] = set()
         find = pausing.store.find
 
-        def find_then_wait(session: Session, scope: str, name: str) -> pausing.Hold | None:
+        def find_then_wait(session: Session, scope: str, name: str) -> pausing.Pause | None:
             found = find(session, scope, name)
             me = threading.current_thread().name
             if me.startswith("pause-") and me not in waited:
@@ -200,7 +194,7 @@ class TestAuditTrail:
         assert errors == []
         assert sorted(o.created for o in outcomes.values()) == [False, True]
         [winner] = [actor for actor, o in outcomes.items() if o.created]
-        assert {o.hold.paused_by for o in outcomes.values()} == {winner}
+        assert {o.pause.paused_by for o in outcomes.values()} == {winner}
         with sessions() as session:
             actions = session.scalars(select(OperatorAction.actor)).all()
         assert actions == [winner]
@@ -215,4 +209,4 @@ class TestAuditTrail:
         """An empty reason or name, or an unknown scope, is a ValueError and stores nothing."""
         with pytest.raises(ValueError):
             pausing.pause(sessions, scope=scope, name=name, reason=reason, actor=actor)
-        assert pausing.holds(sessions) == []
+        assert pausing.all_pauses(sessions) == []

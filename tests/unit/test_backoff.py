@@ -8,6 +8,7 @@ import pytest
 
 from syncd.domain.backoff import (
     BackoffPolicy,
+    capped_exponential,
     equal_jitter,
     exponential,
     full_jitter,
@@ -33,6 +34,34 @@ class TestExponential:
     def test_huge_failure_count(self) -> None:
         """A very large failure count neither overflows nor exceeds the maximum."""
         assert exponential(10_000, POLICY) == timedelta(minutes=1)
+
+
+class TestCappedExponential:
+    def test_doubles_from_the_base_then_caps(self) -> None:
+        """Seconds, no jitter: base, base*2, ... until the cap, then the cap."""
+        assert [capped_exponential(n, 0.5, 8.0) for n in range(1, 8)] == [
+            0.5,
+            1.0,
+            2.0,
+            4.0,
+            8.0,
+            8.0,
+            8.0,
+        ]
+
+    def test_multiplier_and_a_base_above_the_cap(self) -> None:
+        assert capped_exponential(3, 1.0, 100.0, multiplier=3.0) == 9.0
+        assert capped_exponential(1, 10.0, 5.0) == 5.0
+        assert capped_exponential(0, 1.0, 5.0) == 1.0
+
+    def test_huge_attempt(self) -> None:
+        """A very large attempt number neither overflows nor exceeds the cap."""
+        assert capped_exponential(10_000, 1.0, 60.0) == 60.0
+
+    def test_agrees_with_the_policy_form(self) -> None:
+        assert [capped_exponential(n, 5.0, 60.0) for n in range(1, 7)] == [
+            exponential(n, POLICY).total_seconds() for n in range(1, 7)
+        ]
 
 
 class TestFullJitter:

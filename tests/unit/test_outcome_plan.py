@@ -21,7 +21,9 @@ from syncd.domain.outcome import (
     Reply,
     Step,
     bounded,
+    plan_abandoned,
     plan_outcome,
+    plan_unrecorded,
 )
 from syncd.domain.responses import classify, maybe_sent, nothing_sent
 from syncd.domain.states import LeadState
@@ -353,3 +355,41 @@ class TestPlainValues:
         assert bounded("abc", 100) == "abc"
         cut = bounded("x" * 200, 100)
         assert cut is not None and len(cut) == 100 and cut.endswith(TRUNCATED)
+
+
+class TestNoAnswerRecorded:
+    def test_unrecorded_answer_makes_the_batch_uncertain(self) -> None:
+        """The POST happened: the leads become uncertain, the reason on the batch row."""
+        batch = leads(2)
+        result = plan_unrecorded(classify(200, b"{}", 2), batch)
+        reason = "answer could not be recorded (accepted by SimZ)"
+        assert (result.batch.outcome, result.batch.http_status, result.batch.excerpt) == (
+            "uncertain",
+            None,
+            reason,
+        )
+        [move] = result.moves
+        assert (move.lead_ids, move.target, move.reason) == (
+            (100, 101),
+            LeadState.UNCERTAIN,
+            reason,
+        )
+        assert not (move.clear_batch or move.count_attempt or move.set_error)
+        assert result.counts == Counts(uncertain=2) and not result.keep_batch_row
+
+    def test_abandoned_batch_goes_back_to_the_queue(self) -> None:
+        """Nothing sent: queued again with no attempt used, the batch row closed abandoned."""
+        result = plan_abandoned(leads(3), "stop requested")
+        [move] = result.moves
+        assert (move.target, move.reason, move.clear_batch) == (
+            LeadState.QUEUED,
+            "stop requested",
+            True,
+        )
+        assert not (move.count_attempt or move.set_error) and move.next_attempt_at is None
+        assert (result.batch.outcome, result.batch.excerpt) == ("abandoned", None)
+        assert result.counts == Counts(requeued=3) and not result.keep_batch_row
+
+    def test_an_abandoned_split_part_keeps_its_parent_row(self) -> None:
+        """The parent batch row is closed split already: it is left as it is."""
+        assert plan_abandoned(leads(1), "paused", split_part=True).keep_batch_row

@@ -138,7 +138,7 @@ def resolve(
                 at=at,
                 actor=who,
                 action=RESOLVE_ACTION,
-                scope=operator_pauses.SCOPE_SYNC,
+                scope=operator_pauses.OPERATOR_SYNC,
                 name=sync,
                 reason=reason,
                 detail=f"uncertain -> {goal.value}: {', '.join(resolved)}",

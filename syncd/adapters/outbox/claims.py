@@ -1,0 +1,221 @@
+"""Claims: due leads to ``sending`` under a new batch row, split parts, release, close.
+
+Claiming ahead (docs/design.md#claim-ahead-release-after-the-answer): a batch
+claimed while another is in flight has no ``posted_at`` until
+:func:`mark_posted` releases it, so recovery knows it was never sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.orm import Session
+
+from syncd.adapters.orm import Lead
+from syncd.adapters.outbox.common import BATCHES, Claim, ClaimedLead, OutboxConflict, move
+from syncd.adapters.outbox.send_gate import ClosedHours, gate_round
+from syncd.domain.gate import GateRules
+from syncd.domain.states import LeadState
+
+#: The gate's rules when a caller names none: DoNotCall only.
+_DEFAULT_RULES = GateRules()
+#: Claim rounds at most: each round that finds nothing to send has skipped or deferred
+#: at least one lead, so the next one looks at others.
+_GATE_ROUNDS = 20
+
+#: A Core INSERT ... RETURNING: no ORM object, flush or identity map per batch.
+_NEW_BATCH = insert(BATCHES).returning(BATCHES.c.id)
+
+
+def _new_batch(
+    session: Session,
+    *,
+    sync_name: str,
+    agent_id: str,
+    credential: str,
+    lead_count: int,
+    now: datetime,
+    worker: str | None,
+    posted: bool,
+) -> int:
+    batch_id: int = (
+        session.connection()
+        .execute(
+            _NEW_BATCH,
+            {
+                "sync_name": sync_name,
+                "agent_id": agent_id,
+                "api_key_id": credential,
+                "lead_count": lead_count,
+                "created_at": now,
+                "posted_at": now if posted else None,
+                "worker": worker,
+            },
+        )
+        .scalar_one()
+    )
+    return batch_id
+
+
+def claim(
+    session: Session,
+    *,
+    sync_name: str,
+    agent_id: str,
+    credential: str,
+    limit: int,
+    now: datetime,
+    worker: str | None,
+    posted: bool = True,
+    rules: GateRules = _DEFAULT_RULES,
+    closed_hours: ClosedHours | None = None,
+) -> Claim | None:
+    """Move up to ``limit`` due leads that pass the send gate to ``sending`` under a new batch.
+
+    The gate (:func:`syncd.domain.gate.judge`) runs in this same transaction: a
+    lead it skips becomes ``skipped`` with the reason in its note and audit trail,
+    one it defers stays queued until the time it names. On PostgreSQL a lead whose
+    (agent, number) lock another transaction holds is left queued for the next
+    claim (see :mod:`syncd.adapters.number_locks`).
+
+    ``posted=False`` claims a batch *ahead*, while another is in flight: it must
+    not be sent before :func:`mark_posted` commits; until then recovery knows it
+    was never sent and puts its leads back in the queue.
+
+    ``closed_hours`` (a sync with calling hours) is asked about every due lead
+    before the gate; those it names wait for their opening, and the claim looks
+    again for others (:mod:`syncd.adapters.outbox.send_gate`).
+    """
+    leads: tuple[ClaimedLead, ...] = ()
+    for _round in range(_GATE_ROUNDS):
+        sendable, progressed = gate_round(
+            session, sync_name, agent_id, limit, now, rules, closed_hours
+        )
+        if sendable or not progressed:
+            leads = sendable
+            break
+    if not leads:
+        return None
+    batch_id = _new_batch(
+        session,
+        sync_name=sync_name,
+        agent_id=agent_id,
+        credential=credential,
+        lead_count=len(leads),
+        now=now,
+        worker=worker,
+        posted=posted,
+    )
+    move(
+        session,
+        [lead.id for lead in leads],
+        source=LeadState.QUEUED,
+        target=LeadState.SENDING,
+        reason="claimed into a batch",
+        batch_id=batch_id,
+        now=now,
+        values={"batch_id": batch_id, "sent_at": now, "waiting_for": None},
+    )
+    return Claim(batch_id, sync_name, agent_id, leads)
+
+
+def rebatch(
+    session: Session,
+    parent: Claim,
+    leads: Sequence[ClaimedLead],
+    *,
+    credential: str,
+    now: datetime,
+    worker: str | None,
+) -> Claim:
+    """A new in-flight batch row for part of a split batch; its leads stay ``sending``."""
+    batch_id = _new_batch(
+        session,
+        sync_name=parent.sync_name,
+        agent_id=parent.agent_id,
+        credential=credential,
+        lead_count=len(leads),
+        now=now,
+        worker=worker,
+        posted=True,
+    )
+    ids = [lead.id for lead in leads]
+    result = session.execute(
+        update(Lead)
+        .where(Lead.id.in_(ids), Lead.state == LeadState.SENDING.value)
+        .values(batch_id=batch_id, sent_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != len(ids):  # type: ignore[attr-defined]
+        raise OutboxConflict(f"{len(ids) - result.rowcount} leads left sending mid-split")  # type: ignore[attr-defined]
+    return Claim(batch_id, parent.sync_name, parent.agent_id, tuple(leads))
+
+
+_MARK_POSTED = (
+    update(BATCHES)
+    .where(
+        BATCHES.c.id == bindparam("batch"),
+        BATCHES.c.outcome.is_(None),
+        BATCHES.c.posted_at.is_(None),
+    )
+    .values(posted_at=bindparam("now", type_=BATCHES.c.posted_at.type))
+)
+
+
+def mark_posted(session: Session, batch_id: int, now: datetime) -> None:
+    """Release a batch claimed ahead for sending; commit before its POST starts."""
+    result = session.connection().execute(_MARK_POSTED, {"batch": batch_id, "now": now})
+    if result.rowcount != 1:
+        raise OutboxConflict(f"batch {batch_id} is not an open batch waiting to be posted")
+
+
+_CLOSE_BATCH = (
+    update(BATCHES)
+    .where(BATCHES.c.id == bindparam("batch"))
+    .values(
+        {
+            name: bindparam(f"v_{name}", type_=BATCHES.c[name].type)
+            for name in (
+                "outcome",
+                "finished_at",
+                "http_status",
+                "simz_batch_id",
+                "accepted",
+                "rejected",
+                "duration_seconds",
+                "response_excerpt",
+            )
+        }
+    )
+)
+
+
+def close_batch(
+    session: Session,
+    batch_id: int,
+    *,
+    outcome: str,
+    now: datetime,
+    http_status: int | None = None,
+    simz_batch_id: str | None = None,
+    accepted: int | None = None,
+    rejected: int | None = None,
+    duration: float | None = None,
+    excerpt: str | None = None,
+) -> None:
+    session.connection().execute(
+        _CLOSE_BATCH,
+        {
+            "batch": batch_id,
+            "v_outcome": outcome,
+            "v_finished_at": now,
+            "v_http_status": http_status,
+            "v_simz_batch_id": simz_batch_id,
+            "v_accepted": accepted,
+            "v_rejected": rejected,
+            "v_duration_seconds": duration,
+            "v_response_excerpt": excerpt,
+        },
+    )

@@ -1,0 +1,114 @@
+"""Carry out the plan of a SimZ answer (:func:`syncd.domain.outcome.plan_outcome`).
+
+The plan is plain data decided without I/O; this writes it in the caller's
+transaction (docs/design.md#one-transaction-per-page-and-per-batch-outcome):
+the state moves, the rejections, the pauses, the batch row and the release of
+a batch claimed ahead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from syncd.adapters.outbox.claims import close_batch, mark_posted
+from syncd.adapters.outbox.common import move, reject
+from syncd.adapters.outbox.pauses import ActivePause, clear_pauses, pause
+from syncd.domain.outcome import Move, OutcomePlan
+from syncd.domain.states import LeadState
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What carrying out a plan did beyond the plan itself."""
+
+    #: The pause opened or extended, as stored (failures counted, end computed).
+    pause: ActivePause | None = None
+    #: How many pauses a success ended.
+    cleared: int = 0
+
+
+def _move_values(step: Move) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if step.clear_batch:
+        values["batch_id"] = None
+    if step.set_error:
+        values["error_code"] = step.error_code
+        values["error_message"] = step.error_message
+    if step.next_attempt_at is not None:
+        values["next_attempt_at"] = step.next_attempt_at
+    if step.target is LeadState.ACCEPTED:
+        values["simz_batch_id"] = step.simz_batch_id
+    return values
+
+
+def _close_planned(session: Session, batch_id: int, plan: OutcomePlan, now: datetime) -> None:
+    row = plan.batch
+    close_batch(
+        session,
+        batch_id,
+        outcome=row.outcome,
+        now=now,
+        http_status=row.http_status,
+        simz_batch_id=row.simz_batch_id,
+        accepted=row.accepted,
+        rejected=row.rejected,
+        duration=row.duration,
+        excerpt=row.excerpt,
+    )
+
+
+def apply_plan(
+    session: Session,
+    plan: OutcomePlan,
+    *,
+    batch_id: int,
+    credential: str,
+    agent_id: str,
+    now: datetime,
+    release: int | None = None,
+) -> Applied:
+    """Carry out ``plan`` (the answer to batch ``batch_id``) in the caller's transaction.
+
+    ``release``: a batch claimed ahead, released for sending in the same transaction.
+    """
+    for step in plan.moves:
+        move(
+            session,
+            step.lead_ids,
+            source=LeadState.SENDING,
+            target=step.target,
+            reason=step.reason,
+            batch_id=batch_id,
+            now=now,
+            values=_move_values(step),
+            count_attempt=step.count_attempt,
+        )
+    reject(
+        session,
+        [(r.lead_id, r.code, r.message) for r in plan.rejections],
+        reason=plan.rejection_reason,
+        batch_id=batch_id,
+        now=now,
+        simz_batch_id=plan.rejection_batch_id,
+    )
+    cleared = clear_pauses(session, credential, agent_id) if plan.clear_pauses else 0
+    opened = None
+    if plan.pause is not None:
+        opened = pause(
+            session,
+            scope=plan.pause.scope,
+            key=plan.pause.key,
+            reason=plan.pause.reason,
+            http_status=plan.pause.http_status,
+            now=now,
+            until=plan.pause.ends,
+        )
+    if not plan.keep_batch_row:
+        _close_planned(session, batch_id, plan, now)
+    if release is not None:
+        mark_posted(session, release, now)
+    return Applied(opened, cleared)

@@ -1,0 +1,188 @@
+"""The send gate's SQL: what one claim round reads and writes around its pure decision.
+
+In the claim's own transaction (docs/design.md#the-send-gate) a round reads the
+due leads, asks the sync's calling hours about them, tries the per-number
+locks (:mod:`syncd.adapters.number_locks`) and reads the rivals; the decision
+is :func:`syncd.domain.gate_round.plan_round`; then the skipped leads become
+``skipped`` with the reason in their note and audit trail, and every lead
+that waits (calling hours or a gate rule) stays queued, due again at the time
+its verdict names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from syncd.adapters import ledger
+from syncd.adapters.number_locks import try_lock_numbers
+from syncd.adapters.outbox.common import LEADS, ClaimedLead
+from syncd.adapters.outbox.due import due_leads
+from syncd.domain.gate import Action, Candidate, GateRules, Rival, Verdict
+from syncd.domain.gate_round import RoundPlan, numbers_to_lock, plan_round
+from syncd.domain.states import LeadState
+from syncd.logs import get_logger
+from syncd.metrics import GATE_SKIPPED
+
+log = get_logger(__name__)
+
+#: Given (lead id, phone, record's zone field) of due leads: the ids whose calling hours
+#: are closed now, each with the time its window opens (see :func:`gate_round`).
+ClosedHours = Callable[[Sequence[tuple[int, str | None, str | None]]], Mapping[int, datetime]]
+
+
+def gate_round(
+    session: Session,
+    sync_name: str,
+    agent_id: str,
+    limit: int,
+    now: datetime,
+    rules: GateRules,
+    closed_hours: ClosedHours | None = None,
+) -> tuple[tuple[ClaimedLead, ...], bool]:
+    """The due leads that pass the gate now, and whether any was skipped or deferred.
+
+    ``closed_hours`` (a sync with calling hours) is asked about every due lead
+    before the gate: the leads it names wait for their opening. With the number
+    rule on, only the numbers of the others are locked and their rivals read.
+    """
+    params = {"sync_name": sync_name, "agent_id": agent_id, "now": now, "limit": limit}
+    rows = due_leads(session, params, limit)
+    if not rows:
+        return (), False
+    due = [Candidate(r.id, agent_id, r.phone_e164, bool(r.do_not_call), _stopped(r)) for r in rows]
+    openings: Mapping[int, datetime] = {}
+    if closed_hours is not None:
+        openings = closed_hours([(row.id, row.phone_e164, row.time_zone) for row in rows])
+    locked: set[tuple[str, str]] = set()
+    rivals: list[Rival] = []
+    if rules.checks_numbers:
+        locked = try_lock_numbers(session, numbers_to_lock(due, openings))
+        phones = sorted({phone for _agent, phone in locked})
+        rivals = _rivals(session, agent_id, phones, now - rules.duplicate_window)
+    plan = plan_round(due, openings, locked, rivals, rules, now)
+    _apply(session, sync_name, plan, now)
+    by_id = {row.id: row for row in rows}
+    sendable = tuple(
+        ClaimedLead(row.id, row.salesforce_id, row.payload, row.attempts)
+        for row in (by_id[lead_id] for lead_id in plan.send)
+    )
+    return sendable, plan.progressed
+
+
+def _stopped(row: Any) -> str | None:
+    """Why a decision that sticks stops a due lead: its record deleted, or discarded."""
+    if row.deleted_at is not None:
+        return ledger.DELETED_NOTE
+    if row.discarded_at is not None:
+        return "discarded by an operator"
+    return None
+
+
+_RIVAL_STATES = [LeadState.QUEUED.value, LeadState.SENDING.value, LeadState.UNCERTAIN.value]
+#: Other leads of the agent holding one of the numbers: queued or in flight whatever
+#: their age, accepted within the window; read through ix_leads_phone (agent, phone).
+_RIVALS = select(LEADS.c.id, LEADS.c.phone_e164, LEADS.c.state, LEADS.c.sent_at).where(
+    LEADS.c.agent_id == bindparam("agent_id"),
+    LEADS.c.phone_e164.in_(bindparam("phones", expanding=True)),
+    or_(
+        LEADS.c.state.in_(_RIVAL_STATES),
+        and_(
+            LEADS.c.state == LeadState.ACCEPTED.value,
+            or_(
+                LEADS.c.sent_at.is_(None),
+                LEADS.c.sent_at >= bindparam("since", type_=LEADS.c.sent_at.type),
+            ),
+        ),
+    ),
+)
+
+
+def _rivals(session: Session, agent_id: str, phones: Sequence[str], since: datetime) -> list[Rival]:
+    if not phones:
+        return []
+    rows = session.connection().execute(
+        _RIVALS, {"agent_id": agent_id, "phones": list(phones), "since": since}
+    )
+    return [Rival(r.id, r.phone_e164, LeadState(r.state), r.sent_at) for r in rows]
+
+
+def _apply(session: Session, sync_name: str, plan: RoundPlan, now: datetime) -> None:
+    """Write the round's skips and waits; note and count those the plan says to."""
+    _skip(session, plan.skip, now)
+    _defer(session, plan.wait, now)
+    queued = LeadState.QUEUED.value
+    notes = [(lead_id, queued, _why(v)) for lead_id, v in plan.noted if v.action is Action.WAIT]
+    if notes:
+        ledger.note(session, notes, now)
+    _count(sync_name, [verdict for _id, verdict in plan.noted])
+
+
+def _skip(session: Session, skips: Sequence[tuple[int, Verdict]], now: datetime) -> None:
+    """``queued`` -> ``skipped`` with each lead's own reason, through the ledger."""
+    ledger.move_each(
+        session,
+        [
+            ledger.Step(
+                lead_id,
+                LeadState.QUEUED.value,
+                LeadState.SKIPPED.value,
+                _why(verdict),
+                {"note": verdict.note, "next_attempt_at": None},
+            )
+            for lead_id, verdict in skips
+        ],
+        now,
+    )
+
+
+#: Every deferral at the claim: the lead stays queued, due again at ``until``, no
+#: attempt counted. ``waiting_for`` is set when the verdict names it (calling hours)
+#: and left as it is otherwise.
+_DEFER = (
+    update(LEADS)
+    .where(LEADS.c.id == bindparam("b_id"), LEADS.c.state == LeadState.QUEUED.value)
+    .values(
+        next_attempt_at=bindparam("b_until", type_=LEADS.c.next_attempt_at.type),
+        waiting_for=func.coalesce(
+            bindparam("b_waiting_for", type_=LEADS.c.waiting_for.type), LEADS.c.waiting_for
+        ),
+        updated_at=bindparam("b_now", type_=LEADS.c.updated_at.type),
+    )
+)
+
+
+def _defer(session: Session, waits: Sequence[tuple[int, Verdict]], now: datetime) -> None:
+    """Leave waiting leads queued, due again at the time their verdict names.
+
+    ``next_attempt_at`` becomes that time, so the due-retry query picks the lead up
+    then; ``waiting_for`` tells operators why it waits.
+    """
+    if waits:
+        session.connection().execute(
+            _DEFER,
+            [
+                {"b_id": lead_id, "b_until": v.until, "b_waiting_for": v.waiting_for, "b_now": now}
+                for lead_id, v in waits
+            ],
+        )
+
+
+def _why(verdict: Verdict) -> str:
+    return verdict.note or verdict.rule or "send gate"
+
+
+def _count(sync_name: str, verdicts: Sequence[Verdict]) -> None:
+    for verdict in verdicts:
+        GATE_SKIPPED.labels(sync=sync_name, rule=verdict.rule or "other").inc()
+        log.warning(
+            "send gate held a lead back",
+            sync=sync_name,
+            rule=verdict.rule,
+            action=verdict.action.value,
+            note=verdict.note,
+        )
