@@ -173,7 +173,7 @@ def main() -> None:
     sync = SyncConfig.model_validate(SYNC)
     pages = json_pages(salesforce_records(n), args.page_size)
     window = PollWindow(T0 - timedelta(days=1), T0 + timedelta(days=1))
-    soql = build_poll_query(sync, window)
+    soql = build_poll_query(sync.query_spec, window)
     decoded = [
         record for page in make_source(pages, args.page_size).query_pages(soql) for record in page
     ]
@@ -184,7 +184,7 @@ def main() -> None:
             pass
 
     def map_all() -> None:
-        mapper = Mapper(sync)
+        mapper = Mapper(sync.mapping_spec)
         for record in decoded:
             mapper.map(record)
 

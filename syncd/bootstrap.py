@@ -18,8 +18,6 @@ recovers a sync's in-flight leads when it takes that sync's lease over.
 
 from __future__ import annotations
 
-import socket
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +36,6 @@ from syncd.adapters.orm import utcnow
 from syncd.adapters.salesforce import LoginBackoff, SalesforceSource
 from syncd.adapters.simz import SimzClient, key_fingerprint
 from syncd.config import Config, SyncConfig
-from syncd.config.models import SimzConfig
 from syncd.logs import get_logger
 from syncd.services.deliver import (
     DeliveryResult,
@@ -47,9 +44,10 @@ from syncd.services.deliver import (
     recover_in_flight,
 )
 from syncd.services.leadership import Leadership
-from syncd.services.poll import PollResult, poll_range, poll_sync
+from syncd.services.poll import PollResult, poll_sync
 from syncd.services.refetch import SalesforceUnreachable, resend_uncertain
 from syncd.services.state_metrics import refresh_state_metrics
+from syncd.services.stream_poll import poll_range
 from syncd.services.writeback import WritebackPass, Writer
 
 if TYPE_CHECKING:  # the stream pulls in grpc: imported only by daemons that stream
@@ -264,6 +262,7 @@ class Runtime:
             on_queued=on_queued,
             now=self.now,
             linger=sync.delivery.linger.total_seconds(),
+            max_linger=sync.source.max_linger.total_seconds(),
             max_api_usage_percent=salesforce.max_api_usage_percent,
         )
 
@@ -323,26 +322,12 @@ def bootstrap(
     :class:`~syncd.adapters.leases.AnotherReplicaRunning`) for the caller to
     report; nothing is left open when it raises.
     """
-    run_lock = SqliteRunLock.for_url(config.database.url) if replicas else None
-    if run_lock is not None:
-        run_lock.acquire()
+    engine, run_lock = _open_engine(config, engine, replicas)
     try:
-        engine = engine or make_engine(config.database.url, pool_size=config.database.pool_size)
-    except BaseException:
-        if run_lock is not None:
-            run_lock.release()
-        raise
-    try:
-        if apply_migrations:
-            result = migrate.upgrade(engine)
-            if result.changed:
-                log.info("database migrated", from_revision=result.before, to_revision=result.after)
-        session_factory = make_session_factory(engine)
-        # State changes of these syncs queue their write-backs in the same transaction.
-        writeback_store.install(session_factory, config.syncs)
-        # Logs an error naming the count and the operator's next step when > 0.
         single = not replicas or is_sqlite(engine)
-        recovered = recover_in_flight(session_factory, now=now) if recover and single else 0
+        session_factory, recovered = _prepare(
+            engine, config, apply_migrations=apply_migrations, recover=recover and single, now=now
+        )
         simz = client or SimzClient(config.simz)
     except BaseException:
         engine.dispose()
@@ -375,19 +360,38 @@ def bootstrap(
     )
 
 
-def check_simz_reachable(config: SimzConfig) -> str:
-    """Open a TCP (and, for https, TLS) connection to SimZ's host and close it.
+def _open_engine(
+    config: Config, engine: Engine | None, replicas: bool
+) -> tuple[Engine, SqliteRunLock | None]:
+    """Take ``syncd run``'s file lock (SQLite), then open the engine; on error no lock is held."""
+    run_lock = SqliteRunLock.for_url(config.database.url) if replicas else None
+    if run_lock is not None:
+        run_lock.acquire()
+    try:
+        opened = engine or make_engine(config.database.url, pool_size=config.database.pool_size)
+    except BaseException:
+        if run_lock is not None:
+            run_lock.release()
+        raise
+    return opened, run_lock
 
-    Sends no HTTP request at all: the API has no harmless endpoint, and a POST
-    would queue calls to real people. Raises ``OSError`` (refused, DNS, TLS).
-    """
-    url = config.base_url
-    host = url.host or ""
-    port = url.port or (443 if url.scheme == "https" else 80)
-    timeout = config.timeout.connect
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        if url.scheme == "https":
-            context = ssl.create_default_context(cafile=config.ca_bundle)
-            with context.wrap_socket(sock, server_hostname=host):
-                pass
-    return f"simz: ok ({url.scheme}://{host}:{port} accepts connections; no lead was sent)"
+
+def _prepare(
+    engine: Engine,
+    config: Config,
+    *,
+    apply_migrations: bool,
+    recover: bool,
+    now: Callable[[], datetime],
+) -> tuple[sessionmaker[Session], int]:
+    """Migrate, install the write-back queueing, recover in-flight leads: the session factory."""
+    if apply_migrations:
+        result = migrate.upgrade(engine)
+        if result.changed:
+            log.info("database migrated", from_revision=result.before, to_revision=result.after)
+    session_factory = make_session_factory(engine)
+    # State changes of these syncs queue their write-backs in the same transaction.
+    writeback_store.install(session_factory, config.syncs)
+    # Logs an error naming the count and the operator's next step when > 0.
+    recovered = recover_in_flight(session_factory, now=now) if recover else 0
+    return session_factory, recovered

@@ -98,7 +98,7 @@ class CanonicalSource:
         self.pages = pages
         self._typer = FieldTyper(describe)
         self._sobject = sync.object
-        self._paths = query_fields(sync)
+        self._paths = query_fields(sync.query_spec)
         self._types: FieldTypes | None = None
 
     def field_types(self) -> FieldTypes:

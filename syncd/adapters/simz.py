@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -281,3 +283,21 @@ class _Exchange(threading.Thread):
             raise MaybeSent(f"{type(error).__name__}: {error}") from error
         assert self._result is not None
         return self._result
+
+
+def check_simz_reachable(config: SimzConfig) -> str:
+    """Open a TCP (and, for https, TLS) connection to SimZ's host and close it.
+
+    Sends no HTTP request at all: the API has no harmless endpoint, and a POST
+    would queue calls to real people. Raises ``OSError`` (refused, DNS, TLS).
+    """
+    url = config.base_url
+    host = url.host or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    timeout = config.timeout.connect
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        if url.scheme == "https":
+            context = ssl.create_default_context(cafile=config.ca_bundle)
+            with context.wrap_socket(sock, server_hostname=host):
+                pass
+    return f"simz: ok ({url.scheme}://{host}:{port} accepts connections; no lead was sent)"

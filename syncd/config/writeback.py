@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from syncd.config.base import FIELD_NAME, StrictModel
+from syncd.domain.writeback import WritebackFields
 
 #: Lead states a write-back may report (``held`` is the blast-radius guard's state).
 WRITEBACK_STATES = (
@@ -44,6 +45,11 @@ class WritebackFieldsConfig(StrictModel):
             "error": self.error,
         }
         return {kind: name for kind, name in found.items() if name is not None}
+
+    @property
+    def spec(self) -> WritebackFields:
+        """The fields as the domain's write-back functions take them."""
+        return WritebackFields(self.status, self.batch_id, self.sent_at, self.error)
 
 
 class WritebackConfig(StrictModel):

@@ -1,6 +1,6 @@
 """Turn one Salesforce record into one SimZ lead (docs/design.md#mapping-and-safety-rules).
 
-Pure code: a :class:`Mapper` is built once per sync from its configuration and
+Pure code: a :class:`Mapper` is built once per sync from its :class:`MappingSpec` and
 maps plain record dicts (as Salesforce's REST API returns them) to
 :class:`MappedLead` values. It decides everything that depends on the record
 alone: the request body, the agent, whether the lead is ``invalid``, the
@@ -27,8 +27,7 @@ from typing import Any
 
 import phonenumbers
 
-from syncd.config.models import SyncConfig
-from syncd.config.types import FieldRef
+from syncd.domain.fields import FieldRef
 from syncd.domain.soql import STAMP_FIELD, parse_datetime
 from syncd.domain.states import LeadState
 
@@ -232,35 +231,66 @@ class MappedLead:
     stamp: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Route:
+    """Pick the agent by a field's value; ``default`` takes the values not listed."""
+
+    field: FieldRef
+    values: Mapping[str, str]
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class MappingSpec:
+    """What the :class:`Mapper` of one sync reads, and where each SimZ lead field comes from.
+
+    Exactly one of ``agent`` and ``route`` is set. ``do_not_call_field`` is None
+    when the sync does not respect DoNotCall; ``zone_field`` names the record
+    field with the lead's time zone (calling hours), if any.
+    """
+
+    phone: FieldRef
+    cursor_field: str
+    region: str = "US"
+    first_name: FieldRef | None = None
+    last_name: FieldRef | None = None
+    email: FieldRef | None = None
+    campaign_type: FieldRef | None = None
+    custom: tuple[tuple[str, FieldRef], ...] = ()
+    agent: str | None = None
+    route: Route | None = None
+    do_not_call_field: str | None = None
+    callable_values: frozenset[str] = frozenset()
+    zone_field: str | None = None
+
+
 class Mapper:
     """Maps records of one sync; build it once and call :meth:`map` per record."""
 
-    def __init__(self, sync: SyncConfig) -> None:
-        self.sync = sync
-        self._region = sync.phone.default_region
-        mapping = sync.mapping
+    def __init__(self, spec: MappingSpec) -> None:
+        self.spec = spec
+        self._region = spec.region
         self._texts: list[tuple[str, FieldRef]] = [
             (name, ref)
             for name, ref in (
-                ("firstName", mapping.firstName),
-                ("lastName", mapping.lastName),
-                ("campaignType", mapping.campaignType),
+                ("firstName", spec.first_name),
+                ("lastName", spec.last_name),
+                ("campaignType", spec.campaign_type),
             )
             if ref is not None
         ]
-        self._dnc_field = sync.rules.do_not_call_field if sync.rules.respect_do_not_call else None
-        self._callable = frozenset(sync.rules.do_not_call_callable_values)
-        self._cursor_parts = sync.cursor_field.split(".")
-        self._stamp_is_cursor = sync.cursor_field.lower() == STAMP_FIELD.lower()
+        self._dnc_field = spec.do_not_call_field
+        self._callable = spec.callable_values
+        self._cursor_parts = spec.cursor_field.split(".")
+        self._stamp_is_cursor = spec.cursor_field.lower() == STAMP_FIELD.lower()
         self._dnc_parts = self._dnc_field.split(".") if self._dnc_field is not None else None
-        hours = sync.calling_hours
-        zone_field = hours.zone_field if hours is not None else None
+        zone_field = spec.zone_field
         self._zone_parts = zone_field.split(".") if zone_field is not None else None
         # Every path the mapping and routing read, split once instead of per record.
-        refs = [mapping.phoneNumber, mapping.email, *mapping.customData.values()]
+        refs = [spec.phone, spec.email, *(ref for _key, ref in spec.custom)]
         refs += [ref for _name, ref in self._texts]
-        if sync.route is not None:
-            refs.append(sync.route.field)
+        if spec.route is not None:
+            refs.append(spec.route.field)
         self._parts: dict[str, list[str]] = {
             ref.path: ref.path.split(".")
             for ref in refs
@@ -273,7 +303,7 @@ class Mapper:
         ]
         self._custom_fields = [
             (key, self._split(ref), _custom_value(ref.const) if ref.path is None else None)
-            for key, ref in mapping.customData.items()
+            for key, ref in spec.custom
         ]
 
     def _split(self, ref: FieldRef) -> list[str] | None:
@@ -284,9 +314,9 @@ class Mapper:
 
     def _route(self, record: Mapping[str, Any]) -> tuple[str | None, str | None]:
         """The agent id, or None and the note that says why there is none."""
-        if self.sync.agent is not None:
-            return self.sync.agent, None
-        route = self.sync.route
+        if self.spec.agent is not None:
+            return self.spec.agent, None
+        route = self.spec.route
         assert route is not None
         raw = self._value(record, route.field)
         key = _text(raw)
@@ -297,31 +327,29 @@ class Mapper:
         label = route.field.path if route.field.path is not None else "const"
         return None, f"no route for {label}={key if key is not None else 'null'}"
 
-    def map(self, record: Mapping[str, Any]) -> MappedLead:
-        """Map one record; never raises on bad values (they become notes)."""
-        mapping = self.sync.mapping
-        sf_id = str(_resolve(record, _ID) or "")
-        cursor = read_datetime(_resolve(record, self._cursor_parts))
-        stamp = cursor if self._stamp_is_cursor else read_datetime(record.get(STAMP_FIELD))
-
-        problems: list[str] = []
-        notes: list[str] = []
-        raw_phone = self._value(record, mapping.phoneNumber)
+    def _phone(self, record: Mapping[str, Any], problems: list[str]) -> str | None:
+        """The record's number in E.164; why there is none goes to ``problems``."""
+        raw_phone = self._value(record, self.spec.phone)
         phone = normalise_phone(raw_phone, self._region)
         if phone is None:
-            where = mapping.phoneNumber.path or "const"
+            where = self.spec.phone.path or "const"
             if _text(raw_phone) is None:
                 problems.append(f"no phone number in {where}")
             else:
                 problems.append(f"phone number in {where} is not a valid number")
+        return phone
 
+    def _payload(
+        self, record: Mapping[str, Any], phone: str | None, sf_id: str, notes: list[str]
+    ) -> dict[str, Any]:
+        """The SimZ lead's fields, in the order they are sent; notes on values left out."""
         payload: dict[str, Any] = {"phoneNumber": phone, "salesforceId": sf_id}
         for name, parts, const_text in self._text_fields:
             text = const_text if parts is None else _text(_resolve(record, parts))
             if text is not None:
                 payload[name] = text
-        if mapping.email is not None:
-            email = _text(self._value(record, mapping.email))
+        if self.spec.email is not None:
+            email = _text(self._value(record, self.spec.email))
             if email is not None:
                 if _EMAIL.match(email):
                     payload["email"] = email
@@ -335,6 +363,24 @@ class Mapper:
             custom[key] = value
         if custom:
             payload["customData"] = custom
+        return payload
+
+    def _time_zone(self, record: Mapping[str, Any]) -> str | None:
+        """The record's zone field (calling hours), cut to 64 characters, or None."""
+        time_zone = _text(_resolve(record, self._zone_parts)) if self._zone_parts else None
+        return time_zone[:64] if time_zone is not None else None
+
+    def map(self, record: Mapping[str, Any]) -> MappedLead:
+        """Map one record; never raises on bad values (they become notes)."""
+        spec = self.spec
+        sf_id = str(_resolve(record, _ID) or "")
+        cursor = read_datetime(_resolve(record, self._cursor_parts))
+        stamp = cursor if self._stamp_is_cursor else read_datetime(record.get(STAMP_FIELD))
+
+        problems: list[str] = []
+        notes: list[str] = []
+        phone = self._phone(record, problems)
+        payload = self._payload(record, phone, sf_id, notes)
 
         agent, route_problem = self._route(record)
         if route_problem:
@@ -342,7 +388,7 @@ class Mapper:
         if not sf_id:
             problems.append("record has no Id")
         if cursor is None:
-            problems.append(f"record has no readable {self.sync.cursor_field}")
+            problems.append(f"record has no readable {spec.cursor_field}")
 
         do_not_call, unrecognised = (
             read_do_not_call(_resolve(record, self._dnc_parts), self._callable)
@@ -353,9 +399,7 @@ class Mapper:
         state = LeadState.INVALID if problems else LeadState.QUEUED
         if phone is None:
             del payload["phoneNumber"]
-        time_zone = _text(_resolve(record, self._zone_parts)) if self._zone_parts else None
-        if time_zone is not None:
-            time_zone = time_zone[:64]
+        time_zone = self._time_zone(record)
         digest = lead_digest(agent, payload, state, note, do_not_call, time_zone)
         return MappedLead(
             salesforce_id=sf_id,

@@ -22,14 +22,12 @@ not sent) with an audit-trail note. A change never releases a ``held`` lead.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Literal
 
-from syncd.config.models import SyncConfig
-from syncd.config.types import format_duration
 from syncd.domain.mapping import MappedLead
-from syncd.domain.rules import AgentPhone, Decision, decide, do_not_call_note
+from syncd.domain.rules import AgentPhone, Decision, IntakeRules, decide, do_not_call_note
 from syncd.domain.states import REEVALUATED_ON_CHANGE, LeadState, check_transition
 
 _REEVALUATED = frozenset(state.value for state in REEVALUATED_ON_CHANGE)
@@ -137,6 +135,22 @@ class RecordChange:
 
 
 @dataclass
+class _Draft:
+    """A page's plan while it is being decided (see :class:`PagePlan` for the fields)."""
+
+    inserts: list[NewLead] = field(default_factory=list)
+    changes: list[LeadChange] = field(default_factory=list)
+    recorded: list[RecordChange] = field(default_factory=list)
+    unchanged: int = 0
+    watermark: datetime | None = None
+    beyond_window: int = 0
+    unrecognised: list[str] = field(default_factory=list)
+    decided: list[Decided] = field(default_factory=list)
+    stale: list[StaleRead] = field(default_factory=list)
+    restamped: list[tuple[int, datetime]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class PagePlan:
     """What one page turns into: rows to insert, rows to update, and counts."""
 
@@ -154,31 +168,67 @@ class PagePlan:
     stale: list[StaleRead] = field(default_factory=list)
     #: Unchanged re-reads with a newer stamp: (lead id, stamp), so older reads stay older.
     restamped: list[tuple[int, datetime]] = field(default_factory=list)
+    #: Salesforce Ids of the leads this page makes sendable (new ones ready to call, then
+    #: the revived ones), as decided before any hold: what the blast-radius guard counts.
+    sendable: tuple[str, ...] = ()
 
     def revived(self) -> list[LeadChange]:
         """Changes that make a lead sendable again without an operator: the guard counts them."""
         return [c for c in self.changes if c.state == _QUEUED and c.from_state in _REVIVED_FROM]
+
+    def held(self) -> PagePlan:
+        """This plan with its new leads ready to call and its revived leads ``held`` instead."""
+        revived = {change.salesforce_id for change in self.revived()}
+        return replace(
+            self,
+            inserts=[
+                replace(new, state=_HELD) if new.state == _QUEUED else new for new in self.inserts
+            ],
+            changes=[
+                replace(change, state=_HELD) if change.salesforce_id in revived else change
+                for change in self.changes
+            ],
+            decided=[
+                (lead, LeadState.HELD, note, change)
+                if state is LeadState.QUEUED and (change == "new" or lead.salesforce_id in revived)
+                else (lead, state, note, change)
+                for lead, state, note, change in self.decided
+            ],
+        )
+
+
+def _freeze(draft: _Draft) -> PagePlan:
+    """The decided page, with the Ids the guard counts."""
+    plan = PagePlan(**vars(draft))
+    fresh = [new.salesforce_id for new in plan.inserts if new.state == _QUEUED]
+    fresh += sorted({change.salesforce_id for change in plan.revived()})
+    return replace(plan, sendable=tuple(fresh))
 
 
 def plan_page(
     mapped: Sequence[MappedLead],
     existing: Mapping[str, ExistingLead],
     recent: set[AgentPhone],
-    sync: SyncConfig,
+    rules: IntakeRules,
     window_start: datetime,
     window_end: datetime | None = None,
+    *,
+    hold: bool = False,
 ) -> PagePlan:
     """Decide, without I/O, what a page of mapped records does to the outbox.
 
     A cursor at or after ``window_end`` (a record stamped in the future) is
     processed like any other record but does not move the watermark: it would
     otherwise carry the watermark past every record written from now on.
+    ``hold`` (the blast-radius guard holds this poll) puts the leads the page
+    makes sendable in ``held`` instead of ``queued``.
     """
-    plan = PagePlan()
-    latest, plan.watermark, plan.beyond_window = latest_reads(mapped, window_end)
-    candidates = sort_reads(latest.values(), existing, sync, window_start, plan)
-    decide_candidates(candidates, existing, recent, sync, window_start, plan)
-    return plan
+    draft = _Draft()
+    latest, draft.watermark, draft.beyond_window = latest_reads(mapped, window_end)
+    candidates = sort_reads(latest.values(), existing, rules, window_start, draft)
+    decide_candidates(candidates, existing, recent, rules, window_start, draft)
+    plan = _freeze(draft)
+    return plan.held() if hold else plan
 
 
 def latest_reads(
@@ -207,9 +257,9 @@ def latest_reads(
 def sort_reads(
     reads: Iterable[MappedLead],
     existing: Mapping[str, ExistingLead],
-    sync: SyncConfig,
+    rules: IntakeRules,
     window_start: datetime,
-    plan: PagePlan,
+    plan: _Draft,
 ) -> list[MappedLead]:
     """Count the re-reads and record the changes of leads delivery had; return the rest.
 
@@ -233,7 +283,7 @@ def sort_reads(
         if found is not None and not reevaluated(found):
             # Delivery has it, or an operator discarded it: keep the change (and the
             # DoNotCall flag the gate and requeue read), never send it from here.
-            plan.recorded.append(record_change(found, lead, lead.cursor or window_start, sync))
+            plan.recorded.append(record_change(found, lead, lead.cursor or window_start, rules))
             continue
         candidates.append(lead)
     return candidates
@@ -248,17 +298,16 @@ def decide_candidates(
     candidates: list[MappedLead],
     existing: Mapping[str, ExistingLead],
     recent: set[AgentPhone],
-    sync: SyncConfig,
+    rules: IntakeRules,
     window_start: datetime,
-    plan: PagePlan,
+    plan: _Draft,
 ) -> None:
     """Apply the rules to the candidates, in page order: new leads and changes into ``plan``."""
-    window = sync.rules.duplicate_phone_window
     decisions = decide(
         candidates,
         recent=recent,
-        respect_do_not_call=sync.rules.respect_do_not_call,
-        duplicate_window_label=format_duration(window) if window > timedelta(0) else None,
+        respect_do_not_call=rules.respect_do_not_call,
+        duplicate_window_label=rules.window_label,
     )
     allowed: set[str] = set()  # new-lead states already checked (the check depends on them only)
     for lead, decision in zip(candidates, decisions, strict=True):
@@ -315,7 +364,7 @@ def lead_change(
 
 
 def record_change(
-    found: ExistingLead, lead: MappedLead, cursor: datetime, sync: SyncConfig
+    found: ExistingLead, lead: MappedLead, cursor: datetime, rules: IntakeRules
 ) -> RecordChange:
     """What a changed record does to a lead delivery already has: stored, with a note.
 
@@ -325,7 +374,7 @@ def record_change(
         reason = "polled: record changed; stored, the lead stays discarded by an operator"
     else:
         reason = f"polled: record changed while {found.state}; stored, not sent again by the poll"
-    if sync.rules.respect_do_not_call and lead.do_not_call:
+    if rules.respect_do_not_call and lead.do_not_call:
         reason += f"; {do_not_call_note(lead)}"
     keep_sent = found.state in _SENT_PAYLOAD
     return RecordChange(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Set
 from dataclasses import dataclass
+from datetime import timedelta
 
+from syncd.domain.durations import format_duration
 from syncd.domain.mapping import MappedLead
 from syncd.domain.states import LeadState
 
@@ -41,6 +43,26 @@ def do_not_call_note(lead: MappedLead) -> str:
     if value is None:
         return DO_NOT_CALL_NOTE
     return DO_NOT_CALL_UNRECOGNISED_NOTE.format(value=value)
+
+
+@dataclass(frozen=True)
+class IntakeRules:
+    """The sync's rules a read record goes through: DoNotCall and the duplicate-phone window.
+
+    A ``duplicate_window`` of zero turns the number rule off.
+    """
+
+    respect_do_not_call: bool = True
+    duplicate_window: timedelta = timedelta(hours=24)
+
+    @property
+    def checks_numbers(self) -> bool:
+        return self.duplicate_window > timedelta(0)
+
+    @property
+    def window_label(self) -> str | None:
+        """The window as the duplicate-phone note states it, or None when the rule is off."""
+        return format_duration(self.duplicate_window) if self.checks_numbers else None
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from syncd.config.models import SyncConfig
-from syncd.config.types import FieldRef
 from syncd.domain.window import PollWindow
 
 
@@ -48,76 +47,76 @@ def _dedupe(fields: Iterable[str]) -> list[str]:
     return kept
 
 
-def _paths(refs: Iterable[FieldRef | None]) -> list[str]:
-    return [ref.path for ref in refs if ref is not None and ref.path is not None]
-
-
 #: The record's own modification stamp: every read carries it, whatever the cursor, so
 #: the ledger can tell the newer of two reads (docs/design.md#the-newest-read-wins).
 STAMP_FIELD = "SystemModstamp"
 
 
-def query_fields(sync: SyncConfig) -> list[str]:
+@dataclass(frozen=True)
+class QuerySpec:
+    """What the poll query of one sync reads: its object, fields, cursor and condition.
+
+    ``read_fields`` are the paths the mapping, routing and rules read, in that
+    order; ``written`` the fields write-back writes (folded to lower case),
+    which the query never reads.
+    """
+
+    object: str
+    cursor_field: str
+    read_fields: tuple[str, ...]
+    where: str | None = None
+    written: frozenset[str] = frozenset()
+
+    @property
+    def condition(self) -> str | None:
+        """The sync's own ``where``, trimmed, or None when it has none."""
+        return self.where.strip() if self.where and self.where.strip() else None
+
+
+def query_fields(spec: QuerySpec) -> list[str]:
     """Every field the mapping, routing and rules read, then ``Id``, the cursor and the stamp."""
-    mapping = sync.mapping
-    fields = _paths(
-        [
-            mapping.phoneNumber,
-            mapping.firstName,
-            mapping.lastName,
-            mapping.email,
-            mapping.campaignType,
-            *mapping.customData.values(),
-        ]
-    )
-    if sync.route is not None:
-        fields += _paths([sync.route.field])
-    if sync.rules.respect_do_not_call:
-        fields.append(sync.rules.do_not_call_field)
-    if sync.calling_hours is not None and sync.calling_hours.zone_field is not None:
-        fields.append(sync.calling_hours.zone_field)
-    tail = {"id", sync.cursor_field.lower(), STAMP_FIELD.lower()}
+    cursor = spec.cursor_field
+    tail = {"id", cursor.lower(), STAMP_FIELD.lower()}
     # Fields syncd writes back are never read: each write would look like a change.
     # (The config refuses a mapping that reads one; this keeps the query honest too.)
-    written = (
-        {name.lower() for name in sync.writeback.fields.names().values()}
-        if sync.writeback is not None
-        else set()
+    kept = (
+        f
+        for f in spec.read_fields
+        if f.lower() not in tail and f.split(".")[0].lower() not in spec.written
     )
-    kept = (f for f in fields if f.lower() not in tail and f.split(".")[0].lower() not in written)
-    stamp = [] if sync.cursor_field.lower() == STAMP_FIELD.lower() else [STAMP_FIELD]
-    return [*_dedupe(kept), "Id", sync.cursor_field, *stamp]
+    stamp = [] if cursor.lower() == STAMP_FIELD.lower() else [STAMP_FIELD]
+    return [*_dedupe(kept), "Id", cursor, *stamp]
 
 
-def _window_condition(sync: SyncConfig, window: PollWindow) -> str:
+def _window_condition(spec: QuerySpec, window: PollWindow) -> str:
     """``<cursor> >= from AND <cursor> < to``, and the sync's own ``where`` if it has one."""
-    cursor = sync.cursor_field
+    cursor = spec.cursor_field
     where = (
         f"{cursor} >= {format_datetime(window.start)} AND {cursor} < {format_datetime(window.end)}"
     )
-    if sync.where and sync.where.strip():
-        where += f" AND ({sync.where.strip()})"
+    if spec.condition is not None:
+        where += f" AND ({spec.condition})"
     return where
 
 
-def build_poll_query(sync: SyncConfig, window: PollWindow) -> str:
+def build_poll_query(spec: QuerySpec, window: PollWindow) -> str:
     """``SELECT ... FROM <object> WHERE <cursor> >= from AND <cursor> < to ... ORDER BY``."""
     return (
-        f"SELECT {', '.join(query_fields(sync))} FROM {sync.object} "
-        f"WHERE {_window_condition(sync, window)} ORDER BY {sync.cursor_field}, Id"
+        f"SELECT {', '.join(query_fields(spec))} FROM {spec.object} "
+        f"WHERE {_window_condition(spec, window)} ORDER BY {spec.cursor_field}, Id"
     )
 
 
-def build_count_query(sync: SyncConfig, window: PollWindow) -> str:
+def build_count_query(spec: QuerySpec, window: PollWindow) -> str:
     """``SELECT COUNT() FROM <object> WHERE ...``: how many records the poll query reads."""
-    return f"SELECT COUNT() FROM {sync.object} WHERE {_window_condition(sync, window)}"
+    return f"SELECT COUNT() FROM {spec.object} WHERE {_window_condition(spec, window)}"
 
 
 #: A Salesforce record Id: 15 or 18 letters and digits (nothing to escape).
 SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 
 
-def build_ids_query(sync: SyncConfig, record_ids: Iterable[str], *, with_where: bool = True) -> str:
+def build_ids_query(spec: QuerySpec, record_ids: Iterable[str], *, with_where: bool = True) -> str:
     """``SELECT <the poll's fields> FROM <object> WHERE Id IN (...) [AND (<where>)]``.
 
     The records of the given Ids as a poll would read them now (for change
@@ -133,6 +132,6 @@ def build_ids_query(sync: SyncConfig, record_ids: Iterable[str], *, with_where: 
         raise ValueError(f"not a Salesforce Id: {bad[0]!r}")
     quoted = ", ".join(f"'{value}'" for value in ids)
     where = f"Id IN ({quoted})"
-    if with_where and sync.where and sync.where.strip():
-        where += f" AND ({sync.where.strip()})"
-    return f"SELECT {', '.join(query_fields(sync))} FROM {sync.object} WHERE {where} ORDER BY Id"
+    if with_where and spec.condition is not None:
+        where += f" AND ({spec.condition})"
+    return f"SELECT {', '.join(query_fields(spec))} FROM {spec.object} WHERE {where} ORDER BY Id"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -47,3 +48,37 @@ def plan_window(
     if end <= start:
         return None
     return PollWindow(start=start, end=end)
+
+
+@dataclass(frozen=True)
+class CursorPolicy:
+    """How a sync reads its records over time: the cursor field and the window's bounds.
+
+    ``start_at`` is where the first poll starts (``"now"``: never read the
+    org's history); ``lookback`` re-reads behind the watermark, ``lag`` keeps
+    the window's end behind the present.
+    """
+
+    field: str
+    start_at: Literal["now"] | datetime
+    lookback: timedelta
+    lag: timedelta
+
+    def window(
+        self, start_at: datetime, watermark: datetime | None, now: datetime
+    ) -> PollWindow | None:
+        """The window to read now (see :func:`plan_window`) from the sync's stored start."""
+        return plan_window(
+            start_at=start_at, watermark=watermark, lookback=self.lookback, lag=self.lag, now=now
+        )
+
+    def resume_from(
+        self, start_at: datetime | None, watermark: datetime | None, now: datetime
+    ) -> datetime:
+        """Where the regular poll's window begins now (before its rounding to seconds).
+
+        A backfill reads up to here by default, so the two do not read the same records.
+        """
+        if start_at is None or watermark is None:
+            return now - self.lag
+        return max(start_at, watermark - self.lookback)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from syncd.config.models import WritebackFieldsConfig
 
 DONE = "done"
 RETRY = "retry"
@@ -42,6 +41,26 @@ ALLOWED_TYPES: dict[str, frozenset[str]] = {
 }
 
 
+@dataclass(frozen=True)
+class WritebackFields:
+    """Fields of the synced object that receive a lead's outcome; any subset."""
+
+    status: str | None = None
+    batch_id: str | None = None
+    sent_at: str | None = None
+    error: str | None = None
+
+    def names(self) -> dict[str, str]:
+        """Value kind -> field API name, for the fields that are set."""
+        found = {
+            "status": self.status,
+            "batch_id": self.batch_id,
+            "sent_at": self.sent_at,
+            "error": self.error,
+        }
+        return {kind: name for kind, name in found.items() if name is not None}
+
+
 @functools.lru_cache(maxsize=256)
 def salesforce_datetime(value: datetime) -> str:
     """Salesforce's JSON datetime in UTC, e.g. ``2024-01-31T12:00:00.000+0000``."""
@@ -60,7 +79,7 @@ def error_text(code: str | None, message: str | None, length: int) -> str | None
 
 
 def record_values(
-    fields: WritebackFieldsConfig,
+    fields: WritebackFields,
     *,
     state: str,
     simz_batch_id: str | None,
@@ -129,7 +148,7 @@ def classify_all(results: Any, count: int) -> list[tuple[str, str | None]]:
 
 
 def field_problems(
-    sobject: str, fields: WritebackFieldsConfig, described: Sequence[Mapping[str, Any]]
+    sobject: str, fields: WritebackFields, described: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     """One line per configured field that is missing, not updateable or of the wrong type."""
     by_name = {str(f.get("name", "")).lower(): f for f in described}
@@ -154,7 +173,7 @@ def field_problems(
     return problems
 
 
-def error_length(fields: WritebackFieldsConfig, described: Sequence[Mapping[str, Any]]) -> int:
+def error_length(fields: WritebackFields, described: Sequence[Mapping[str, Any]]) -> int:
     """The length of the configured error field from describe, else the default."""
     if fields.error is None:
         return DEFAULT_ERROR_LENGTH

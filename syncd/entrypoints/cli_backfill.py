@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -20,7 +21,6 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from syncd.config import Config, SyncConfig
-from syncd.domain.window import PollWindow, floor_second
 from syncd.entrypoints.backfill_progress import Progress
 from syncd.entrypoints.cli_common import (
     EXIT_CONFIG,
@@ -38,10 +38,12 @@ from syncd.logs import get_logger
 
 if TYPE_CHECKING:
     from syncd.bootstrap import Runtime
-    from syncd.services.poll import PollResult, RecordSource
+    from syncd.services.backfill import BackfillPlan
+    from syncd.services.poll import PollResult
 
 log = get_logger("syncd.backfill")
 
+#: Why, when the operator does not say (the service's default as well).
 DEFAULT_REASON = "backfill"
 
 
@@ -53,54 +55,8 @@ def _sync(config: Config, name: str) -> SyncConfig:
         fail(f"no sync named {name!r} in the configuration (syncs: {names})", EXIT_CONFIG)
 
 
-def _default_until(runtime: Runtime, sync: SyncConfig) -> datetime:
-    """Where the regular poll's own window begins (so the two do not read the same records)."""
-    from syncd.adapters import poll_store
-
-    with runtime.session_factory() as session:
-        state = poll_store.get_state(session, sync.name)
-    if state is None or state.watermark is None:
-        return runtime.now() - sync.lag
-    return max(state.start_at, state.watermark - sync.lookback)
-
-
-def _range(window: PollWindow) -> str:
-    return f"{window.start.isoformat()} .. {window.end.isoformat()}"
-
-
-def _window(
-    runtime: Runtime, sync: SyncConfig, since: datetime, until: datetime | None
-) -> PollWindow:
-    """``[since, until)`` in whole seconds, or exit 2 when it is empty."""
-    start = floor_second(since)
-    end = floor_second(until or _default_until(runtime, sync))
-    if end <= start:
-        fail(
-            f"nothing to backfill: --since {start.isoformat()} is not before {end.isoformat()}",
-            EXIT_CONFIG,
-        )
-    return PollWindow(start, end)
-
-
-def _audit(runtime: Runtime, sync: SyncConfig, window: PollWindow, who: str, reason: str) -> None:
-    """One ``operator_actions`` row, written before the first page (a killed run is listed too)."""
-    from syncd.adapters import operator_pauses
-
-    with runtime.session_factory.begin() as session:
-        operator_pauses.record_action(
-            session,
-            at=runtime.now(),
-            actor=who,
-            action="backfill",
-            scope=operator_pauses.SCOPE_SYNC,
-            name=sync.name,
-            reason=reason.strip() or DEFAULT_REASON,
-            detail=_range(window),
-        )
-
-
 def _report(
-    result: PollResult, window: PollWindow, *, dry_run: bool, stopped: bool, actor: str
+    result: PollResult, plan: BackfillPlan, *, dry_run: bool, stopped: bool, actor: str
 ) -> None:
     """The closing log line and the summary on stdout."""
     log.info(
@@ -108,8 +64,8 @@ def _report(
         sync=result.sync,
         status=result.status,
         dry_run=dry_run,
-        since=window.start.isoformat(),
-        until=window.end.isoformat(),
+        since=plan.window.start.isoformat(),
+        until=plan.window.end.isoformat(),
         pages=result.pages,
         fetched=result.fetched,
         new=result.new,
@@ -150,42 +106,60 @@ def _confirm_release(sync: SyncConfig, total: int | None) -> None:
     confirm_or_exit(f"Backfill sync {sync.name} without the blast-radius guard?", "release", "read")
 
 
-def _reader(runtime: Runtime, config: Config, sync: SyncConfig, total: int | None) -> RecordSource:
-    """REST pages, or a Bulk API 2.0 query job above ``salesforce.bulk_query_above``.
-
-    Either way the records come in one canonical form, so a record read both ways
-    maps to the same lead.
-    """
-    from syncd.adapters.canonical_source import CanonicalSource
-    from syncd.adapters.salesforce_bulk import BulkQuerySource
-
-    above = config.salesforce.bulk_query_above
-    if total is None or not above or total <= above:
-        return runtime.reader(sync)
-    echo(f"backfill {sync.name}: {total} > {above} records: using Bulk API 2.0", err=True)
-    source = runtime.source(sync.name)
-    bulk = BulkQuerySource(source, page_size=config.salesforce.page_size)
-    return CanonicalSource(bulk, source.describe_fields, sync)
-
-
-def _count(runtime: Runtime, sync: SyncConfig, window: PollWindow) -> int | None:
-    """Records in the window (``SELECT COUNT()``), or None if Salesforce would not say."""
-    from syncd.adapters.salesforce import SalesforceSourceError
-    from syncd.domain.soql import build_count_query
-
-    try:
-        return runtime.source(sync.name).count(build_count_query(sync, window))
-    except SalesforceSourceError as exc:
-        log.warning("cannot count the records to backfill", sync=sync.name, error=str(exc))
-        return None
-
-
 def _stop_on_signals(stop: threading.Event) -> None:
     def handle(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, handle)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The command's options that shape the backfill."""
+
+    since: datetime
+    until: datetime | None
+    dry_run: bool
+    reason: str
+    who: str
+    release: bool
+    yes: bool
+
+
+def _run(
+    runtime: Runtime, config: Config, sync: SyncConfig, options: _Options, stop: threading.Event
+) -> tuple[BackfillPlan, PollResult]:
+    """Plan the backfill, say what it reads, ask before ``--release``, then run it."""
+    from syncd.services import backfill as service
+
+    salesforce = config.salesforce
+    plan = service.plan_backfill(runtime, sync, salesforce, options.since, options.until)
+    echo(
+        f"backfill {sync.name}{' (dry run)' if options.dry_run else ''}: {plan.range}, "
+        f"{plan.total if plan.total is not None else 'unknown number of'} record(s)",
+        err=True,
+    )
+    if options.release and not options.dry_run and not options.yes:
+        _confirm_release(sync, plan.total)
+    _stop_on_signals(stop)
+    progress = Progress(sync.name, plan.total, sys.stderr.isatty())
+    if plan.bulk:
+        above = salesforce.bulk_query_above
+        echo(f"backfill {sync.name}: {plan.total} > {above} records: using Bulk API 2.0", err=True)
+    result = service.run_backfill(
+        runtime,
+        plan,
+        salesforce,
+        who=options.who,
+        reason=options.reason,
+        dry_run=options.dry_run,
+        release=options.release,
+        stop=stop,
+        on_page=progress,
+    )
+    progress.done()
+    return plan, result
 
 
 @click.command()
@@ -246,7 +220,7 @@ def backfill(
     discard` settles them). --release queues them instead, after a
     confirmation (--yes skips it).
     """
-    from syncd.services.poll import backfill_sync
+    from syncd.services.backfill import NothingToBackfill
 
     config = load_or_exit(config_path)
     setup(ctx, config)
@@ -254,37 +228,15 @@ def backfill(
     stop = threading.Event()
     with runtime_or_exit(config, dry_run=dry_run) as runtime:
         try:
-            window = _window(runtime, sync, since, until)
             who = (actor or current_user()).strip() or "unknown"
-            total = _count(runtime, sync, window)
-            echo(
-                f"backfill {sync.name}{' (dry run)' if dry_run else ''}: {_range(window)}, "
-                f"{total if total is not None else 'unknown number of'} record(s)",
-                err=True,
-            )
-            if release and not dry_run and not yes:
-                _confirm_release(sync, total)
-            if not dry_run:
-                _audit(runtime, sync, window, who, reason + (" (--release)" if release else ""))
-            _stop_on_signals(stop)
-            progress = Progress(sync.name, total, sys.stderr.isatty())
-            result = backfill_sync(
-                runtime.session_factory,
-                _reader(runtime, config, sync, total),
-                sync,
-                window,
-                now=runtime.now,
-                dry_run=dry_run,
-                stop=stop,
-                max_api_usage_percent=config.salesforce.max_api_usage_percent,
-                on_page=progress,
-                guarded=not release,
-            )
-            progress.done()
+            options = _Options(since, until, dry_run, reason, who, release, yes)
+            plan, result = _run(runtime, config, sync, options, stop)
+        except NothingToBackfill as exc:
+            fail(str(exc), EXIT_CONFIG)
         except SQLAlchemyError as exc:
             fail(f"database error: {describe_db_error(exc)}")
         finally:
             runtime.close()
-    _report(result, window, dry_run=dry_run, stopped=stop.is_set(), actor=who)
+    _report(result, plan, dry_run=dry_run, stopped=stop.is_set(), actor=who)
     if result.status != "ok" or stop.is_set():
         ctx.exit(EXIT_FAILURE)

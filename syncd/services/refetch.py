@@ -25,25 +25,23 @@ changes nothing, and a lead is queued at most once per requeue.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters import recheck_store as store
-from syncd.adapters.number_locks import lock_numbers
-from syncd.adapters.poll_store import recent_phones
+from syncd.adapters import recheck_store
 from syncd.adapters.salesforce import SalesforceSourceError
 from syncd.config.models import SyncConfig
-from syncd.config.types import format_duration
 from syncd.domain.mapping import MappedLead, Mapper, read_datetime
 from syncd.domain.page_plan import is_stale
 from syncd.domain.rules import AgentPhone, decide
 from syncd.domain.soql import SALESFORCE_ID, STAMP_FIELD, build_ids_query
 from syncd.domain.states import LeadState, check_transition
 from syncd.logs import get_logger
+from syncd.services.duplicate_phones import numbers_taken
 
 log = get_logger(__name__)
 
@@ -76,7 +74,7 @@ class Fetched:
 class Outcome:
     """Where one re-checked lead goes, and why."""
 
-    lead: store.Selected
+    lead: recheck_store.Selected
     target: LeadState
     note: str | None
     mapped: MappedLead | None
@@ -116,7 +114,9 @@ def _query(
 ) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), ID_CHUNK):
-        soql = build_ids_query(sync, ids[start : start + ID_CHUNK], with_where=with_where)
+        soql = build_ids_query(
+            sync.query_spec, ids[start : start + ID_CHUNK], with_where=with_where
+        )
         for page in source.query_pages(soql):
             for record in page:
                 found[_id_of(record, ids)] = record
@@ -132,7 +132,7 @@ def _id_of(record: Mapping[str, Any], asked: Sequence[str]) -> str:
 
 
 def decide_outcomes(
-    leads: Sequence[store.Selected],
+    leads: Sequence[recheck_store.Selected],
     fetched: Fetched,
     mapper: Mapper,
     sync: SyncConfig,
@@ -140,7 +140,7 @@ def decide_outcomes(
 ) -> list[Outcome]:
     """Without I/O: where each lead goes once its record was fetched again."""
     outcomes: list[Outcome] = []
-    found: list[tuple[store.Selected, MappedLead]] = []
+    found: list[tuple[recheck_store.Selected, MappedLead]] = []
     for lead in leads:
         record = fetched.records.get(lead.salesforce_id)
         if record is None:
@@ -153,12 +153,12 @@ def decide_outcomes(
             outcomes.append(Outcome(lead, LeadState.SKIPPED, note, None))
         else:
             found.append((lead, mapper.map(record)))
-    window = sync.rules.duplicate_phone_window
+    rules = sync.intake_rules
     decisions = decide(
         [mapped for _lead, mapped in found],
         recent=recent,
-        respect_do_not_call=sync.rules.respect_do_not_call,
-        duplicate_window_label=format_duration(window) if window > timedelta(0) else None,
+        respect_do_not_call=rules.respect_do_not_call,
+        duplicate_window_label=rules.window_label,
     )
     for (lead, mapped), decision in zip(found, decisions, strict=True):
         outcomes.append(Outcome(lead, decision.state, decision.note, mapped))
@@ -169,7 +169,7 @@ def recheck(
     session_factory: sessionmaker[Session],
     sources: Callable[[str], RecordSource],
     syncs: Mapping[str, SyncConfig],
-    leads: Iterable[store.Selected],
+    leads: Iterable[recheck_store.Selected],
     *,
     reason: str,
     now: Callable[[], datetime],
@@ -184,7 +184,7 @@ def recheck(
     and a lead whose record passes every rule goes to ``held``, never straight to
     ``queued``: the blast-radius guard holds it until ``syncd release``.
     """
-    by_sync: dict[str, list[store.Selected]] = {}
+    by_sync: dict[str, list[recheck_store.Selected]] = {}
     for lead in leads:
         by_sync.setdefault(lead.sync_name, []).append(lead)
     unknown = sorted(name for name in by_sync if name not in syncs)
@@ -205,7 +205,7 @@ def recheck(
 def _apply(
     session: Session,
     sync: SyncConfig,
-    selected: list[store.Selected],
+    selected: list[recheck_store.Selected],
     fetched: Fetched,
     reason: str,
     at: datetime,
@@ -213,28 +213,11 @@ def _apply(
     restore: bool = False,
 ) -> None:
     """Decide and move one sync's leads inside the caller's transaction."""
-    current = store.current_states(session, [lead.lead_id for lead in selected])
+    current = recheck_store.current_states(session, [lead.lead_id for lead in selected])
     still = [lead for lead in selected if _unchanged(current.get(lead.lead_id), lead, fetched)]
     result.changed_meanwhile += len(selected) - len(still)
-    mapper = Mapper(sync)
-    recent: set[AgentPhone] = set()
-    window = sync.rules.duplicate_phone_window
-    if window > timedelta(0):
-        mapped = [mapper.map(r) for r in fetched.records.values()]
-        pairs = {
-            (m.agent_id, m.phone_e164)
-            for m in mapped
-            if m.agent_id and m.phone_e164 and m.state is LeadState.QUEUED
-        }
-        lock_numbers(session, pairs)
-        if pairs:
-            recent = recent_phones(
-                session,
-                {phone for _agent, phone in pairs},
-                at - window,
-                {lead.lead_id for lead in still},
-                agents={agent for agent, _phone in pairs},
-            )
+    mapper = Mapper(sync.mapping_spec)
+    recent = _numbers_taken(session, sync, mapper, fetched, still, at)
     outcomes = decide_outcomes(still, fetched, mapper, sync, recent)
     if restore:
         outcomes = [
@@ -246,40 +229,78 @@ def _apply(
     for outcome in outcomes:
         if outcome.target.value != outcome.lead.state:
             check_transition(outcome.lead.state, outcome.target)
-    moved = store.apply_outcomes(
+    moves = [_move(o, reason, restore) for o in outcomes]
+    moved = recheck_store.apply_outcomes(session, moves, at)
+    _count(result, sync.name, outcomes, moved)
+
+
+def _numbers_taken(
+    session: Session,
+    sync: SyncConfig,
+    mapper: Mapper,
+    fetched: Fetched,
+    still: Sequence[recheck_store.Selected],
+    at: datetime,
+) -> set[AgentPhone]:
+    """The numbers other leads hold for the agents the fetched records would be queued for."""
+    rules = sync.intake_rules
+    if not rules.checks_numbers:
+        return set()
+    mapped = [mapper.map(r) for r in fetched.records.values()]
+    pairs = {
+        (m.agent_id, m.phone_e164)
+        for m in mapped
+        if m.agent_id and m.phone_e164 and m.state is LeadState.QUEUED
+    }
+    return numbers_taken(
         session,
-        [
-            store.Move(
-                o.lead.lead_id,
-                o.lead.state,
-                o.target.value,
-                _trail(reason, o),
-                o.note,
-                o.mapped.payload if o.mapped else None,
-                o.mapped.agent_id if o.mapped else None,
-                o.mapped.phone_e164 if o.mapped else None,
-                o.mapped.digest if o.mapped else None,
-                o.mapped.cursor if o.mapped else None,
-                o.mapped.do_not_call if o.mapped else None,
-                o.mapped.time_zone if o.mapped else None,
-                o.mapped.stamp if o.mapped else None,
-                restores=restore,
-            )
-            for o in outcomes
-        ],
-        at,
+        rules,
+        lambda: at,
+        phones={phone for _agent, phone in pairs},
+        agents={agent for agent, _phone in pairs},
+        exclude_ids={lead.lead_id for lead in still},
+        lock=pairs,
     )
+
+
+def _move(outcome: Outcome, reason: str, restore: bool) -> recheck_store.Move:
+    """The ledger's move of one re-checked lead, with the record's new values when found."""
+    mapped = outcome.mapped
+    return recheck_store.Move(
+        outcome.lead.lead_id,
+        outcome.lead.state,
+        outcome.target.value,
+        _trail(reason, outcome),
+        outcome.note,
+        mapped.payload if mapped else None,
+        mapped.agent_id if mapped else None,
+        mapped.phone_e164 if mapped else None,
+        mapped.digest if mapped else None,
+        mapped.cursor if mapped else None,
+        mapped.do_not_call if mapped else None,
+        mapped.time_zone if mapped else None,
+        mapped.stamp if mapped else None,
+        restores=restore,
+    )
+
+
+def _count(
+    result: RecheckResult, sync_name: str, outcomes: Sequence[Outcome], moved: Collection[int]
+) -> None:
+    """Add the moves to ``result``; a lead not moved was changed meanwhile."""
     for outcome in outcomes:
         if outcome.lead.lead_id not in moved:
             result.changed_meanwhile += 1
             continue
-        key = (sync.name, outcome.lead.state, outcome.target.value)
+        key = (sync_name, outcome.lead.state, outcome.target.value)
         result.moved[key] = result.moved.get(key, 0) + 1
         if outcome.target is not LeadState.QUEUED:
             result.held.append(outcome)
 
 
-def _unchanged(now: store.Current | None, lead: store.Selected, fetched: Fetched) -> bool:
+def _unchanged(
+    now: recheck_store.Current | None, lead: recheck_store.Selected, fetched: Fetched
+) -> bool:
     """Whether the lead is as it was chosen: same state, and no read newer than the fetch.
 
     A change stored while the records were being fetched (the stream or a poll
@@ -314,7 +335,9 @@ def resend_uncertain(
     them uncertain until the next poll.
     """
     with session_factory() as session:
-        leads = store.select_leads(session, sync=sync.name, states=[LeadState.UNCERTAIN.value])
+        leads = recheck_store.select_leads(
+            session, sync=sync.name, states=[LeadState.UNCERTAIN.value]
+        )
     if not leads:
         return RecheckResult()
     result = recheck(

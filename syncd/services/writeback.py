@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters import writeback_store as store
+from syncd.adapters import writeback_store
 from syncd.adapters.orm import utcnow
 from syncd.adapters.salesforce import SalesforceSourceError
 from syncd.config.models import SyncConfig
@@ -98,7 +98,7 @@ class Writer:
         self.session_factory = session_factory
         self.target = target
         self.sync = sync
-        self.fields = sync.writeback.fields
+        self.fields = sync.writeback.fields.spec
         self.max_api_usage_percent = max_api_usage_percent
         self.usage = usage
         self.now = now
@@ -143,7 +143,7 @@ class Writer:
                 return
             now = self.now()
             with self.session_factory.begin() as session:
-                rows = store.due(session, self.sync.name, now)
+                rows = writeback_store.due(session, self.sync.name, now)
             if not rows:
                 return
             reason = self.over_usage()
@@ -178,7 +178,7 @@ class Writer:
         self.error_length = error_length(self.fields, described)
         return True
 
-    def _send(self, rows: Sequence[store.DueWriteback], result: WritebackPass) -> bool:
+    def _send(self, rows: Sequence[writeback_store.DueWriteback], result: WritebackPass) -> bool:
         """One collections call for ``rows``; False when the whole call failed."""
         length = self.error_length or DEFAULT_ERROR_LENGTH
         records = [
@@ -212,7 +212,7 @@ class Writer:
             log.warning("write-back call failed", sync=self.sync.name, error=text, rows=len(rows))
         now = self.now()
         results = [
-            store.WritebackResult(
+            writeback_store.WritebackResult(
                 row,
                 outcome,
                 error,
@@ -221,7 +221,7 @@ class Writer:
             for row, (outcome, error) in zip(rows, outcomes, strict=True)
         ]
         with self.session_factory.begin() as session:
-            store.record(session, results, now)
+            writeback_store.record(session, results, now)
         for outcome, attr in ((DONE, "done"), (RETRY, "retry"), (FAILED, "failed")):
             count = sum(1 for r in results if r.outcome == outcome)
             if count:
@@ -242,5 +242,5 @@ class Writer:
     def refresh_pending(self) -> None:
         """Set ``syncd_writeback_pending`` for this sync from the database."""
         with self.session_factory() as session:
-            pending = store.count_pending(session, self.sync.name)
+            pending = writeback_store.count_pending(session, self.sync.name)
         WRITEBACK_PENDING.labels(sync=self.sync.name).set(pending)

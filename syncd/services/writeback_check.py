@@ -39,7 +39,7 @@ def check_writeback_fields(config: Config, source: SalesforceSource) -> Writebac
         except SalesforceSourceError as exc:
             check.problems.append(f"sync {sync.name}: cannot describe {sync.object}: {exc}")
             continue
-        found = field_problems(sync.object, sync.writeback.fields, described[sync.object])
+        found = field_problems(sync.object, sync.writeback.fields.spec, described[sync.object])
         check.problems += [f"sync {sync.name}: {problem}" for problem in found]
         if not found:
             names = ", ".join(sync.writeback.fields.names().values())

@@ -16,7 +16,8 @@ from syncd.adapters.salesforce import SalesforceSource
 from syncd.domain.soql import build_count_query
 from syncd.domain.window import PollWindow
 from syncd.sandbox.salesforce import SalesforceEmulator
-from syncd.services.poll import PollResult, backfill_sync
+from syncd.services.backfill import backfill_sync
+from syncd.services.poll import PollResult
 from tests.integration.test_poll import T0, Harness, make_sync
 from tests.salesforce_fixtures import salesforce_config
 
@@ -92,5 +93,5 @@ class TestBackfill:
         """SELECT COUNT() over the window gives the number of records the backfill reads."""
         harness.add(7, BEFORE)
         harness.add(2, T0 + timedelta(minutes=1), start=50)
-        assert harness.source.count(build_count_query(harness.sync, RANGE)) == 7
+        assert harness.source.count(build_count_query(harness.sync.query_spec, RANGE)) == 7
         assert run(harness).fetched == 7

@@ -26,7 +26,8 @@ from syncd.domain.mapping import Mapper
 from syncd.domain.soql import build_poll_query
 from syncd.domain.window import PollWindow
 from syncd.sandbox.salesforce import SalesforceEmulator
-from syncd.services.poll import RecordSource, backfill_sync
+from syncd.services.backfill import backfill_sync
+from syncd.services.poll import RecordSource
 from tests.integration.test_poll import T0, make_sync
 from tests.salesforce_fixtures import salesforce_config
 
@@ -137,7 +138,7 @@ class TestClient:
 
     def test_order_by_is_dropped(self) -> None:
         """The poll query's ORDER BY is removed, the rest kept."""
-        soql = build_poll_query(make_sync(where="LeadSource = 'Web'"), WINDOW)
+        soql = build_poll_query(make_sync(where="LeadSource = 'Web'").query_spec, WINDOW)
         stripped = without_order_by(soql)
         assert "ORDER BY" not in stripped and stripped.endswith("AND (LeadSource = 'Web')")
 
@@ -146,7 +147,7 @@ class TestClient:
     ) -> None:
         """query_pages yields every record once, in pages of page_size, and deletes the job."""
         salesforce_emulator.add_records(records(430))
-        pages = list(bulk(source).query_pages(build_poll_query(make_sync(), WINDOW)))
+        pages = list(bulk(source).query_pages(build_poll_query(make_sync().query_spec, WINDOW)))
         assert [len(page) for page in pages] == [200, 200, 30]
         assert len({r["Id"] for page in pages for r in page}) == 430
         assert salesforce_emulator.bulk._jobs == {}
@@ -159,7 +160,7 @@ class TestClient:
         source.login()
         salesforce_emulator.inject("malformed_json", count=1)
         with pytest.raises(SalesforceUnavailable, match="not valid JSON"):
-            list(bulk(source).query_pages(build_poll_query(make_sync(), WINDOW)))
+            list(bulk(source).query_pages(build_poll_query(make_sync().query_spec, WINDOW)))
 
 
 def leads_of(factory: sessionmaker[Session]) -> dict[str, tuple[Any, ...]]:
@@ -266,12 +267,12 @@ class TestCanonicalForm:
         self, source: SalesforceSource, typed: Any
     ) -> None:
         """The same records read through REST and Bulk give byte-identical payloads and digests."""
-        soql = build_poll_query(typed, WINDOW)
+        soql = build_poll_query(typed.query_spec, WINDOW)
         readers = {
             "rest": CanonicalSource(source, source.describe_fields, typed),
             "bulk": CanonicalSource(bulk(source), source.describe_fields, typed),
         }
-        mapper = Mapper(typed)
+        mapper = Mapper(typed.mapping_spec)
         mapped: dict[str, dict[str, tuple[bytes, str]]] = {}
         for name, reader in readers.items():
             leads = [mapper.map(r) for page in reader.query_pages(soql) for r in page]
@@ -294,7 +295,7 @@ class TestCanonicalForm:
         self, source: SalesforceSource, typed: Any
     ) -> None:
         """Leads already stored from REST reads keep their digests: REST values stay as read."""
-        soql = build_poll_query(typed, WINDOW)
+        soql = build_poll_query(typed.query_spec, WINDOW)
         reader = CanonicalSource(source, source.describe_fields, typed)
         raw = [r for page in source.query_pages(soql) for r in page]
         canonical = [r for page in reader.query_pages(soql) for r in page]

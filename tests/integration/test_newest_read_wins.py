@@ -24,8 +24,10 @@ from syncd.adapters.salesforce_bulk import BulkQuerySource
 from syncd.domain.soql import build_ids_query
 from syncd.domain.window import PollWindow
 from syncd.sandbox.salesforce import SalesforceEmulator
-from syncd.services.poll import PollResult, apply_records, backfill_sync
+from syncd.services.backfill import backfill_sync
+from syncd.services.poll import PollResult
 from syncd.services.refetch import recheck
+from syncd.services.stream_poll import apply_records
 from tests.integration.test_poll import T0, Harness, make_sync
 from tests.salesforce_fixtures import salesforce_config
 
@@ -62,7 +64,7 @@ def stream_read(harness: Harness, sf_id: str) -> PollResult:
     """What the stream does for an UPDATE event: read the record by Id, apply it."""
     records = [
         record
-        for page in harness.source.query_pages(build_ids_query(harness.sync, [sf_id]))
+        for page in harness.source.query_pages(build_ids_query(harness.sync.query_spec, [sf_id]))
         for record in page
     ]
     return apply_records(harness.factory, harness.sync, records, now=lambda: T0)

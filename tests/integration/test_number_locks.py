@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import number_locks, outbox, poll_store
@@ -54,11 +54,6 @@ def make_sync(name: str, source: str) -> SyncConfig:
 
 
 SYNCS = (make_sync("web", "Web"), make_sync("partner", "Partner"))
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
 
 
 @pytest.fixture
@@ -146,7 +141,9 @@ def test_without_the_lock_the_race_is_real(
     upgrade(engine)
     try:
         sessions = make_session_factory(engine)
-        monkeypatch.setattr("syncd.services.poll.lock_numbers", lambda _session, _pairs: 0)
+        monkeypatch.setattr(
+            "syncd.services.duplicate_phones.lock_numbers", lambda _session, _pairs: 0
+        )
         poll_both(org, sessions)
         assert sorted(state for state, _note in lead_states(sessions).values()) == [
             "queued",

@@ -69,7 +69,7 @@ class TestFutureStamp:
     def test_plan_page(self) -> None:
         """Pure: a cursor at or after the window's end is counted, not taken as the watermark."""
         sync = make_sync()
-        mapper = Mapper(sync)
+        mapper = Mapper(sync.mapping_spec)
         records = [
             {**lead_record(1, T0 + timedelta(seconds=5), Phone=phone(1)), "Id": "00Q1"},
             {**lead_record(2, FUTURE, Phone=phone(2)), "Id": "00Q2"},
@@ -77,7 +77,7 @@ class TestFutureStamp:
         ]
         mapped = [mapper.map(r) for r in records]
         end = T0 + timedelta(minutes=1)
-        plan = plan_page(mapped, {}, set(), sync, T0, end)
+        plan = plan_page(mapped, {}, set(), sync.intake_rules, T0, end)
         assert plan.watermark == T0 + timedelta(seconds=5)
         assert plan.beyond_window == 2
         assert len(plan.inserts) == 3

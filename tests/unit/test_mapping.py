@@ -58,7 +58,7 @@ class TestResolve:
 class TestPayload:
     def test_full_lead(self) -> None:
         """A good record becomes a queued lead with every mapped field."""
-        lead = Mapper(sync()).map(record())
+        lead = Mapper(sync().mapping_spec).map(record())
         assert lead.state is LeadState.QUEUED
         assert lead.agent_id == "agt_1"
         assert lead.cursor == datetime(2024, 3, 1, 10, tzinfo=UTC)
@@ -82,13 +82,15 @@ class TestPayload:
                 "customData": {"source": {"const": "web"}, "flag": {"const": True}},
             }
         )
-        lead = Mapper(cfg).map(record())
+        lead = Mapper(cfg.mapping_spec).map(record())
         assert lead.payload["campaignType"] == "42"
         assert lead.payload["customData"] == {"source": "web", "flag": True}
 
     def test_empty_strings_absent(self) -> None:
         """Empty or blank strings are left out, never sent as ""."""
-        lead = Mapper(sync()).map(record(FirstName="", LastName="   ", Email="", Company=""))
+        lead = Mapper(sync().mapping_spec).map(
+            record(FirstName="", LastName="   ", Email="", Company="")
+        )
         assert "firstName" not in lead.payload
         assert "lastName" not in lead.payload
         assert "email" not in lead.payload
@@ -97,20 +99,20 @@ class TestPayload:
 
     def test_null_relationship_left_out(self) -> None:
         """customData from a null relationship is left out, and the lead still goes."""
-        lead = Mapper(sync()).map(record(Owner=None))
+        lead = Mapper(sync().mapping_spec).map(record(Owner=None))
         assert lead.state is LeadState.QUEUED
         assert lead.payload["customData"] == {"company": "Engines"}
 
     def test_bad_email_dropped_with_note(self) -> None:
         """An email that is not an email address is left out with a note; the lead still goes."""
-        lead = Mapper(sync()).map(record(Email="not-an-email"))
+        lead = Mapper(sync().mapping_spec).map(record(Email="not-an-email"))
         assert lead.state is LeadState.QUEUED
         assert "email" not in lead.payload
         assert lead.note == "email left out: not an email address"
 
     def test_non_ascii_email_left_out(self) -> None:
         """A non-ASCII address is not a spec ``email`` (SimZ would 400 the batch): left out."""
-        lead = Mapper(sync()).map(record(Email="jürgen.1@example.com"))
+        lead = Mapper(sync().mapping_spec).map(record(Email="jürgen.1@example.com"))
         assert lead.state is LeadState.QUEUED
         assert "email" not in lead.payload
 
@@ -128,7 +130,7 @@ class TestPayload:
             W=Decimal("3"),
             N={"attributes": {"type": "X"}, "at": datetime(2024, 1, 2, tzinfo=UTC), "l": [1.5]},
         )
-        lead = Mapper(cfg).map(rec)
+        lead = Mapper(cfg.mapping_spec).map(rec)
         custom = lead.payload["customData"]
         assert custom == {
             "when": "2024-01-02",
@@ -156,7 +158,7 @@ class TestPhone:
 
     def test_bad_phone_invalid(self) -> None:
         """An unusable number makes the lead invalid, without the number in the note."""
-        lead = Mapper(sync()).map(record(Phone="12345"))
+        lead = Mapper(sync().mapping_spec).map(record(Phone="12345"))
         assert lead.state is LeadState.INVALID
         assert lead.note == "phone number in Phone is not a valid number"
         assert "phoneNumber" not in lead.payload
@@ -164,13 +166,13 @@ class TestPhone:
 
     def test_missing_phone_invalid(self) -> None:
         """No phone at all makes the lead invalid with a clear note."""
-        lead = Mapper(sync()).map(record(Phone=None))
+        lead = Mapper(sync().mapping_spec).map(record(Phone=None))
         assert lead.state is LeadState.INVALID
         assert lead.note == "no phone number in Phone"
 
     def test_garbage_phone(self) -> None:
         """Letters in the phone field are invalid, not an exception."""
-        assert Mapper(sync()).map(record(Phone="call me")).state is LeadState.INVALID
+        assert Mapper(sync().mapping_spec).map(record(Phone="call me")).state is LeadState.INVALID
 
 
 class TestRouting:
@@ -182,22 +184,28 @@ class TestRouting:
 
     def test_route_by_value(self) -> None:
         """The field's value picks the agent."""
-        assert Mapper(self.route_sync(None)).map(record(Country="GB")).agent_id == "agt_gb"
+        assert (
+            Mapper(self.route_sync(None).mapping_spec).map(record(Country="GB")).agent_id
+            == "agt_gb"
+        )
 
     def test_route_default(self) -> None:
         """A value not listed goes to the default agent."""
-        assert Mapper(self.route_sync("agt_x")).map(record(Country="FR")).agent_id == "agt_x"
+        assert (
+            Mapper(self.route_sync("agt_x").mapping_spec).map(record(Country="FR")).agent_id
+            == "agt_x"
+        )
 
     def test_no_route(self) -> None:
         """Without a default, an unlisted value makes the lead invalid with a clear note."""
-        lead = Mapper(self.route_sync(None)).map(record(Country="FR"))
+        lead = Mapper(self.route_sync(None).mapping_spec).map(record(Country="FR"))
         assert lead.state is LeadState.INVALID
         assert lead.agent_id is None
         assert lead.note == "no route for Country=FR"
 
     def test_no_route_null(self) -> None:
         """A null routing value is named null in the note."""
-        lead = Mapper(self.route_sync(None)).map(record(Country=None))
+        lead = Mapper(self.route_sync(None).mapping_spec).map(record(Country=None))
         assert lead.note == "no route for Country=null"
 
 
@@ -206,16 +214,19 @@ class TestDigest:
         """The same record gives the same digest; key order does not matter."""
         rec = record()
         again = dict(reversed(list(rec.items())))
-        assert Mapper(sync()).map(rec).digest == Mapper(sync()).map(again).digest
+        assert (
+            Mapper(sync().mapping_spec).map(rec).digest
+            == Mapper(sync().mapping_spec).map(again).digest
+        )
 
     def test_changes_with_data(self) -> None:
         """A change to any mapped value changes the digest."""
-        mapper = Mapper(sync())
+        mapper = Mapper(sync().mapping_spec)
         assert mapper.map(record()).digest != mapper.map(record(Company="Other")).digest
         assert mapper.map(record()).digest != mapper.map(record(DoNotCall=True)).digest
 
     def test_ignores_unmapped_and_cursor(self) -> None:
         """A new SystemModstamp or an unmapped field alone is not a change."""
-        mapper = Mapper(sync())
+        mapper = Mapper(sync().mapping_spec)
         bumped = record(SystemModstamp="2024-03-02T10:00:00.000+0000", Title="CEO")
         assert mapper.map(record()).digest == mapper.map(bumped).digest

@@ -361,7 +361,7 @@ ROUTED_SYNC = {
 
 def mapped_fingerprint(sync: dict[str, Any], count: int) -> str:
     """One SHA-256 over every field of every mapped lead, payload JSON in stored key order."""
-    mapper = Mapper(SyncConfig.model_validate(sync))
+    mapper = Mapper(SyncConfig.model_validate(sync).mapping_spec)
     digest = hashlib.sha256()
     for record in varied_records(count):
         lead = mapper.map(record)

@@ -58,7 +58,7 @@ def plan(
     recent: set[tuple[str, str]] | None = None,
     sync: SyncConfig = SYNC,
 ) -> Any:
-    return plan_page(mapped, existing or {}, recent or set(), sync, T0, END)
+    return plan_page(mapped, existing or {}, recent or set(), sync.intake_rules, T0, END)
 
 
 class TestReRead:

@@ -17,7 +17,7 @@ SYNC = SyncConfig.model_validate(
 def lead(n: int, phone: str = "+14155550123", **fields: Any) -> MappedLead:
     rec = {"Id": f"00Q{n:015d}", "SystemModstamp": "2024-01-01T00:00:00.000+0000"}
     rec.update({"Phone": phone, **fields})
-    return Mapper(SYNC).map(rec)
+    return Mapper(SYNC.mapping_spec).map(rec)
 
 
 def run(leads: list[MappedLead], **kwargs: Any) -> list[tuple[LeadState, str | None]]:

@@ -39,7 +39,7 @@ def sync(**overrides: Any) -> SyncConfig:
 class TestQuery:
     def test_shape(self) -> None:
         """The query selects mapped and rule fields, Id and the cursor, ordered by cursor, Id."""
-        soql = build_poll_query(sync(), WINDOW)
+        soql = build_poll_query(sync().query_spec, WINDOW)
         assert soql == (
             "SELECT Phone, FirstName, Email, Owner.Email, DoNotCall, Id, SystemModstamp "
             "FROM Lead WHERE SystemModstamp >= 2024-01-01T00:00:00Z "
@@ -48,12 +48,12 @@ class TestQuery:
 
     def test_user_where_parenthesised(self) -> None:
         """The user's condition is ANDed in parentheses, so its OR cannot widen the window."""
-        soql = build_poll_query(sync(where="A = 1 OR B = 2"), WINDOW)
+        soql = build_poll_query(sync(where="A = 1 OR B = 2").query_spec, WINDOW)
         assert "< 2024-01-02T03:04:05Z AND (A = 1 OR B = 2) ORDER BY" in soql
 
     def test_count_query_has_the_same_condition(self) -> None:
         """The COUNT() query reads the poll query's window and the user's condition."""
-        soql = build_count_query(sync(where="A = 1 OR B = 2"), WINDOW)
+        soql = build_count_query(sync(where="A = 1 OR B = 2").query_spec, WINDOW)
         assert soql == (
             "SELECT COUNT() FROM Lead WHERE SystemModstamp >= 2024-01-01T00:00:00Z "
             "AND SystemModstamp < 2024-01-02T03:04:05Z AND (A = 1 OR B = 2)"
@@ -61,11 +61,11 @@ class TestQuery:
 
     def test_never_limit(self) -> None:
         """The query pages with nextRecordsUrl, never with LIMIT."""
-        assert "LIMIT" not in build_poll_query(sync(), WINDOW).upper()
+        assert "LIMIT" not in build_poll_query(sync().query_spec, WINDOW).upper()
 
     def test_fields_deduplicated_case_insensitively(self) -> None:
         """A field named twice in different cases is selected once."""
-        fields = query_fields(sync())
+        fields = query_fields(sync().query_spec)
         assert [f.lower() for f in fields].count("phone") == 1
         assert [f.lower() for f in fields].count("id") == 1
 
@@ -77,11 +77,11 @@ class TestQuery:
             cursor_field="LastModifiedDate",
             rules={"respect_do_not_call": False},
         )
-        fields = query_fields(cfg)
+        fields = query_fields(cfg.query_spec)
         assert "Country" in fields and "DoNotCall" not in fields
         # Every read carries SystemModstamp too, whatever the cursor: the ledger orders reads by it.
         assert fields[-2:] == ["LastModifiedDate", "SystemModstamp"]
-        assert "ORDER BY LastModifiedDate, Id" in build_poll_query(cfg, WINDOW)
+        assert "ORDER BY LastModifiedDate, Id" in build_poll_query(cfg.query_spec, WINDOW)
 
 
 class TestDatetimes:

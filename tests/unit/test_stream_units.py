@@ -30,7 +30,7 @@ def make_sync(**overrides: Any) -> SyncConfig:
 class TestIdsQuery:
     def test_fields_ids_and_where(self) -> None:
         """The poll's fields, the Ids (deduplicated) and the sync's where, ANDed."""
-        soql = build_ids_query(make_sync(where="LeadSource = 'Web'"), [ID1, ID2, ID1])
+        soql = build_ids_query(make_sync(where="LeadSource = 'Web'").query_spec, [ID1, ID2, ID1])
         assert soql == (
             "SELECT Phone, LastName, DoNotCall, Id, SystemModstamp FROM Lead "
             f"WHERE Id IN ('{ID1}', '{ID2}') AND (LeadSource = 'Web') ORDER BY Id"
@@ -40,12 +40,12 @@ class TestIdsQuery:
     def test_refuses_what_is_not_an_id(self, bad: str) -> None:
         """Only 15- or 18-character alphanumeric Ids reach the SOQL."""
         with pytest.raises(ValueError, match="not a Salesforce Id"):
-            build_ids_query(make_sync(), [bad])
+            build_ids_query(make_sync().query_spec, [bad])
 
     def test_refuses_no_ids(self) -> None:
         """An empty Id list is a bug, not a query of everything."""
         with pytest.raises(ValueError):
-            build_ids_query(make_sync(), [])
+            build_ids_query(make_sync().query_spec, [])
 
 
 class TestDecode:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from syncd.domain.window import PollWindow, plan_window
+from syncd.domain.window import CursorPolicy, PollWindow, plan_window
 
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 LOOKBACK = timedelta(minutes=10)
@@ -57,3 +57,23 @@ class TestPlanWindow:
         assert window.start == T0 + timedelta(hours=1)
         assert window.start <= wm
         assert window.end.microsecond == 0
+
+
+class TestCursorPolicy:
+    POLICY = CursorPolicy("SystemModstamp", "now", LOOKBACK, LAG)
+
+    def test_window_is_plan_window(self) -> None:
+        now = T0 + timedelta(hours=1)
+        assert self.POLICY.window(T0, None, now) == plan_window(
+            start_at=T0, watermark=None, lookback=LOOKBACK, lag=LAG, now=now
+        )
+
+    def test_resume_from_the_watermark_less_lookback(self) -> None:
+        watermark = T0 + timedelta(hours=2)
+        assert self.POLICY.resume_from(T0, watermark, T0) == watermark - LOOKBACK
+        assert self.POLICY.resume_from(watermark, watermark, T0) == watermark
+
+    def test_resume_from_now_less_lag_before_the_first_page(self) -> None:
+        now = T0 + timedelta(hours=1)
+        assert self.POLICY.resume_from(T0, None, now) == now - LAG
+        assert self.POLICY.resume_from(None, None, now) == now - LAG

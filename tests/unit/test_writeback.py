@@ -78,11 +78,13 @@ class TestConfig:
 
 class TestPollNeverReadsWrittenFields:
     def test_query_fields_leave_written_fields_out(self) -> None:
-        assert not {f.lower() for f in query_fields(sync())} & {v.lower() for v in FIELDS.values()}
+        assert not {f.lower() for f in query_fields(sync().query_spec)} & {
+            v.lower() for v in FIELDS.values()
+        }
 
     def test_digest_ignores_written_fields_and_the_modstamp(self) -> None:
         """A record after a write-back (new values, new SystemModstamp) has the same digest."""
-        mapper = Mapper(sync())
+        mapper = Mapper(sync().mapping_spec)
         record = {
             "Id": "00Q000000000001AAA",
             "Phone": "+14155550100",
@@ -101,7 +103,7 @@ class TestPollNeverReadsWrittenFields:
 class TestValues:
     def test_record_values(self) -> None:
         values = record_values(
-            WritebackFieldsConfig.model_validate(FIELDS),
+            WritebackFieldsConfig.model_validate(FIELDS).spec,
             state="rejected",
             simz_batch_id="sb_1",
             sent_at=datetime(2026, 1, 5, 9, 0, 1, 234000, tzinfo=UTC),
@@ -117,7 +119,7 @@ class TestValues:
         }
 
     def test_only_configured_fields_and_nulls_clear(self) -> None:
-        fields = WritebackFieldsConfig.model_validate({"status": "S__c", "error": "E__c"})
+        fields = WritebackFieldsConfig.model_validate({"status": "S__c", "error": "E__c"}).spec
         values = record_values(
             fields,
             state="accepted",
@@ -186,7 +188,7 @@ class TestDescribe:
     ]
 
     def test_problems_one_line_each(self) -> None:
-        fields = WritebackFieldsConfig.model_validate({**FIELDS, "status": "SimZ_Statu__c"})
+        fields = WritebackFieldsConfig.model_validate({**FIELDS, "status": "SimZ_Statu__c"}).spec
         assert field_problems("Lead", fields, self.DESCRIBED) == [
             "writeback.fields.status: Lead.SimZ_Statu__c does not exist",
             "writeback.fields.batch_id: Lead.SimZ_Batch_Id__c is a double field; "
@@ -196,11 +198,11 @@ class TestDescribe:
         ]
 
     def test_names_compare_case_insensitively(self) -> None:
-        fields = WritebackFieldsConfig.model_validate({"status": "simz_status__C"})
+        fields = WritebackFieldsConfig.model_validate({"status": "simz_status__C"}).spec
         assert field_problems("Lead", fields, self.DESCRIBED) == []
 
     def test_error_length(self) -> None:
-        fields = WritebackFieldsConfig.model_validate(FIELDS)
+        fields = WritebackFieldsConfig.model_validate(FIELDS).spec
         assert error_length(fields, self.DESCRIBED) == 131
         assert error_length(fields, []) == 255
 
