@@ -211,3 +211,25 @@ STREAM_REPLAY_RESETS = Counter(
     ["sync"],
     registry=REGISTRY,
 )
+STREAM_STALLED = Gauge(
+    "syncd_stream_stalled",
+    "1 while the sync's stream runs here but does not advance: events or keepalives arrive "
+    "and no replay id was stored for 5 minutes, or the same batch failed 5 times in a row.",
+    ["sync"],
+    registry=REGISTRY,
+)
+STREAM_DROPPED = Counter(
+    "syncd_stream_dropped_events_total",
+    "Change events (or the part of one) syncd could not use and let go, by reason: "
+    "bad_id (names no record: not a Salesforce Id), bad_header (a header field unreadable "
+    "or out of range left nothing to do), undecodable (the payload does not fit its schema).",
+    ["sync", "reason"],
+    registry=REGISTRY,
+)
+STREAM_LINGER = Gauge(
+    "syncd_stream_linger_seconds",
+    "The stream's current batch window: delivery.linger when events are sparse, growing "
+    "up to source.max_linger while they keep arriving (one Salesforce query per window).",
+    ["sync"],
+    registry=REGISTRY,
+)

@@ -16,13 +16,20 @@
 * **watchdog** -- when nothing, not even a keepalive, arrived for
   ``keepalive_timeout`` the stream is cancelled and opened again;
 * **decoding** -- payloads are Avro binary in the schema the event names,
-  fetched once with ``GetSchema`` and cached by schema id.
+  fetched once with ``GetSchema`` and cached by schema id. Only the header is
+  kept (Ids, change type, entity, commit time): syncd reads every record whole,
+  so the field values are dropped at once unless ``keep_values`` asks for them.
+  A payload or header field that cannot be read never ends the stream: the
+  field is read as absent and named in the event's ``flaws`` (the listener
+  decides whether the event is still of use).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import math
 import queue
 import random
 import threading
@@ -48,6 +55,12 @@ MAX_REQUESTED = 100
 _ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 #: Status codes that mean "this replay id cannot be resumed from".
 _REPLAY_REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
+#: Commit times (epoch milliseconds) outside 2000-01-01 .. 3000-01-01 are read as unknown:
+#: no Salesforce commit is older, and a later one would put a reconciliation in the future.
+_EARLIEST_MS = 946_684_800_000
+_LATEST_MS = 32_503_680_000_000
+#: The flaw of an event whose payload could not be decoded at all.
+UNDECODABLE = "payload undecodable"
 
 
 class PubSubError(Exception):
@@ -56,7 +69,12 @@ class PubSubError(Exception):
 
 @dataclass(frozen=True)
 class ChangeEvent:
-    """One decoded event: which records changed and how (``change_type`` None: platform)."""
+    """One decoded event: which records changed and how (``change_type`` None: platform).
+
+    ``record_ids`` are the values as sent (not checked: a wildcard, a placeholder or
+    anything else may be among them). ``flaws`` names the header fields that could
+    not be read and were taken as absent (:data:`UNDECODABLE`: the whole payload).
+    """
 
     replay_id: bytes
     record_ids: tuple[str, ...]
@@ -64,6 +82,7 @@ class ChangeEvent:
     entity: str | None
     commit_at: datetime | None
     values: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    flaws: tuple[str, ...] = field(default=(), compare=False)
 
 
 class StreamListener(Protocol):
@@ -77,6 +96,9 @@ class StreamListener(Protocol):
 
     def on_keepalive(self, latest_replay_id: bytes) -> None:
         """Nothing new; the topic's latest replay id."""
+
+    def on_latest(self) -> None:
+        """The next subscribe starts at LATEST: what was published before it is not sent."""
 
     def on_replay_refused(self, reason: str) -> None:
         """The stored replay id cannot be resumed from; the stream restarts at LATEST."""
@@ -151,6 +173,7 @@ class PubSubSubscriber:
         backoff: Backoff | None = None,
         id_field: str = "RecordId__c",
         call_timeout: float = 30.0,
+        keep_values: bool = False,
     ) -> None:
         self.address = address
         self.topic = topic
@@ -160,6 +183,7 @@ class PubSubSubscriber:
         self.backoff = backoff or Backoff()
         self.id_field = id_field
         self.call_timeout = call_timeout
+        self.keep_values = keep_values
         self._schemas: dict[str, Any] = {}
         self._flow: _Flow | None = None
         self._lock = threading.Lock()
@@ -235,15 +259,9 @@ class PubSubSubscriber:
             )
             if not topic.can_subscribe:
                 return False, f"no permission to subscribe to {self.topic}", None
-            replay = None if self._skip_replay else listener.resume_from()
+            first = self._first_request(listener)
             if stop.is_set():
                 return False, "stopping", None
-            first = pb.FetchRequest(
-                topic_name=self.topic,
-                replay_preset=pb.CUSTOM if replay else pb.LATEST,
-                replay_id=replay or b"",
-                num_requested=MAX_REQUESTED,
-            )
             flow = _Flow(first)
             with self._lock:
                 self._flow = flow
@@ -265,16 +283,7 @@ class PubSubSubscriber:
                         listener.on_keepalive(response.latest_replay_id)
                 return delivered, "the server ended the stream", None
             finally:
-                watchdog.finish()
-                flow.close()
-                with self._lock:
-                    self._flow = None
-                if watchdog.expired:
-                    log.warning(
-                        "pubsub stream silent; reconnecting",
-                        topic=self.topic,
-                        silent_seconds=self.keepalive_timeout,
-                    )
+                self._ended(watchdog, flow)
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.Call) else None
             detail = exc.details() if isinstance(exc, grpc.Call) else str(exc)
@@ -283,6 +292,30 @@ class PubSubSubscriber:
             return delivered, str(exc), None
         finally:
             channel.close()
+
+    def _ended(self, watchdog: _Watchdog, flow: _Flow) -> None:
+        watchdog.finish()
+        flow.close()
+        with self._lock:
+            self._flow = None
+        if watchdog.expired:
+            log.warning(
+                "pubsub stream silent; reconnecting",
+                topic=self.topic,
+                silent_seconds=self.keepalive_timeout,
+            )
+
+    def _first_request(self, listener: StreamListener) -> pb.FetchRequest:
+        """Start after the committed replay id (CUSTOM), or at LATEST, telling the listener."""
+        replay = None if self._skip_replay else listener.resume_from()
+        if not replay:
+            listener.on_latest()
+        return pb.FetchRequest(
+            topic_name=self.topic,
+            replay_preset=pb.CUSTOM if replay else pb.LATEST,
+            replay_id=replay or b"",
+            num_requested=MAX_REQUESTED,
+        )
 
     def _failed(
         self,
@@ -330,41 +363,88 @@ class PubSubSubscriber:
     def _decode(
         self, stub: pb_grpc.PubSubStub, metadata: Any, event: pb.ConsumerEvent
     ) -> ChangeEvent:
-        schema = self._schema(stub, metadata, event.event.schema_id)
+        try:
+            schema = self._schema(stub, metadata, event.event.schema_id)
+        except PubSubError as exc:  # a schema that is not Avro: its events cannot be read
+            return self._undecodable(event, exc)
         try:
             values = fastavro.schemaless_reader(io.BytesIO(event.event.payload), schema)
         except Exception as exc:  # a payload that does not fit its schema
-            log.error("pubsub event undecodable", topic=self.topic, error=repr(exc)[:200])
-            return ChangeEvent(event.replay_id, (), None, None, None)
-        return decode_event(event.replay_id, values, self.id_field)
+            return self._undecodable(event, exc)
+        return decode_event(event.replay_id, values, self.id_field, keep_values=self.keep_values)
+
+    def _undecodable(self, event: pb.ConsumerEvent, exc: Exception) -> ChangeEvent:
+        log.error("pubsub event undecodable", topic=self.topic, error=repr(exc)[:200])
+        return ChangeEvent(event.replay_id, (), None, None, None, flaws=(UNDECODABLE,))
 
 
-def decode_event(replay_id: bytes, values: Any, id_field: str) -> ChangeEvent:
-    """A change event from its decoded Avro record (or a platform event with ``id_field``)."""
+def decode_event(
+    replay_id: bytes, values: Any, id_field: str, *, keep_values: bool = True
+) -> ChangeEvent:
+    """A change event from its decoded Avro record (or a platform event with ``id_field``).
+
+    Never raises: a field of the wrong type or out of range is read as absent and
+    named in ``flaws``; the values are kept only with ``keep_values``.
+    """
+    try:
+        event = _read_event(replay_id, values, id_field)
+    except Exception as exc:  # nothing an event carries may end the stream
+        return ChangeEvent(replay_id, (), None, None, None, flaws=(f"unreadable: {exc!r}"[:200],))
+    if keep_values and isinstance(values, dict):
+        return dataclasses.replace(event, values=values)
+    return event
+
+
+def _read_event(replay_id: bytes, values: Any, id_field: str) -> ChangeEvent:
     if not isinstance(values, dict):
-        return ChangeEvent(replay_id, (), None, None, None)
+        return ChangeEvent(replay_id, (), None, None, None, flaws=(UNDECODABLE,))
+    flaws: list[str] = []
     header = values.get("ChangeEventHeader")
     if isinstance(header, dict):
-        stamp = header.get("commitTimestamp")
-        commit = (
-            datetime.fromtimestamp(stamp / 1000, UTC) if isinstance(stamp, int | float) else None
-        )
-        ids = tuple(str(i) for i in header.get("recordIds") or () if i)
-        change = header.get("changeType")
-        entity = header.get("entityName")
-        return ChangeEvent(
-            replay_id,
-            ids,
-            str(change) if change else None,
-            str(entity) if entity else None,
-            commit,
-            values,
-        )
-    record_id = values.get(id_field)
-    created = values.get("CreatedDate")
-    commit = datetime.fromtimestamp(created / 1000, UTC) if isinstance(created, int) else None
-    ids = (str(record_id),) if record_id else ()
-    return ChangeEvent(replay_id, ids, None, None, commit, values)
+        commit = _commit_time(header.get("commitTimestamp"), "commitTimestamp", flaws)
+        ids = _ids(header.get("recordIds"), flaws)
+        change = _text(header.get("changeType"), "changeType", flaws)
+        entity = _text(header.get("entityName"), "entityName", flaws)
+        return ChangeEvent(replay_id, ids, change, entity, commit, flaws=tuple(flaws))
+    commit = _commit_time(values.get("CreatedDate"), "CreatedDate", flaws)
+    record_id = _text(values.get(id_field), id_field, flaws)
+    ids = (record_id,) if record_id else ()
+    return ChangeEvent(replay_id, ids, None, None, commit, flaws=tuple(flaws))
+
+
+def _commit_time(stamp: Any, name: str, flaws: list[str]) -> datetime | None:
+    """Epoch milliseconds as a UTC time; None (and a flaw) when not a plausible one."""
+    if stamp is None:
+        return None
+    plausible = (
+        isinstance(stamp, int | float)
+        and not isinstance(stamp, bool)
+        and math.isfinite(stamp)
+        and _EARLIEST_MS <= stamp <= _LATEST_MS
+    )
+    if not plausible:
+        flaws.append(f"{name} out of range: {stamp!r}"[:120])
+        return None
+    return datetime.fromtimestamp(stamp / 1000, UTC)
+
+
+def _ids(raw: Any, flaws: list[str]) -> tuple[str, ...]:
+    """``recordIds`` as text; anything but a list of strings is read as no Ids."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list | tuple) or not all(isinstance(i, str) for i in raw):
+        flaws.append(f"recordIds unreadable: {raw!r}"[:120])
+        return ()
+    return tuple(i for i in raw if i)
+
+
+def _text(raw: Any, name: str, flaws: list[str]) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        flaws.append(f"{name} is not text: {raw!r}"[:120])
+        return None
+    return raw
 
 
 def _json(text: str) -> Any:

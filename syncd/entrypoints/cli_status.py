@@ -118,7 +118,7 @@ def _stream_line(stream: ops.StreamView | None) -> list[str]:
         else "no replay id stored"
     )
     return [
-        f"  stream         {stream.mode} {stream.topic}  {replay}"
+        f"  stream         {stream.mode} {stream.topic}  {stream.state or ''}  {replay}"
         f"  last event {when(stream.last_event_at)}  replay resets {stream.replay_resets}"
     ]
 

@@ -6,6 +6,12 @@ becomes a Change Data Capture event on ``/data/<Object>ChangeEvent`` and on
 explicitly. Events keep the values they were published with and are encoded to
 Avro binary only when delivered.
 
+Odd events, for tests of what a subscriber must survive: :meth:`EventBus.publish_header`
+publishes a header-only change event with any header values (a wildcard or a
+placeholder Id, a value that is no Id, a commit time out of range), and a
+platform event may carry any ``CreatedDate``. A float where Salesforce sends a
+long (NaN, 1e20) gets a schema typing that field ``double``.
+
 Replay ids are opaque to clients: 12 bytes, a per-bus epoch and a sequence
 number shared by all topics (so the ids of one topic are not contiguous). An id
 with another epoch or length is "corrupted"; an id older than the retention
@@ -85,7 +91,12 @@ def _avro_type(info: FieldInfo) -> Any:
     return "string"
 
 
-def _header_schema() -> dict[str, Any]:
+def _long_or_double(value: Any) -> str:
+    """The Avro type of an epoch-milliseconds field: ``double`` for a float (odd events)."""
+    return "double" if isinstance(value, float) else "long"
+
+
+def _header_schema(commit_type: str = "long") -> dict[str, Any]:
     strings = {"type": "array", "items": "string"}
     return {
         "type": "record",
@@ -106,7 +117,7 @@ def _header_schema() -> dict[str, Any]:
             {"name": "changeOrigin", "type": "string"},
             {"name": "transactionKey", "type": "string"},
             {"name": "sequenceNumber", "type": "int"},
-            {"name": "commitTimestamp", "type": "long"},
+            {"name": "commitTimestamp", "type": commit_type},
             {"name": "commitNumber", "type": "long"},
             {"name": "commitUser", "type": "string"},
             {"name": "nulledFields", "type": strings},
@@ -116,7 +127,9 @@ def _header_schema() -> dict[str, Any]:
     }
 
 
-def change_event_schema(sobject: str, fields: Iterable[FieldInfo]) -> dict[str, Any]:
+def change_event_schema(
+    sobject: str, fields: Iterable[FieldInfo], commit_type: str = "long"
+) -> dict[str, Any]:
     """The Avro schema of ``<Object>ChangeEvent``: the header, then every field, nullable.
 
     ``FirstName``/``LastName``/``Salutation`` arrive nested in the compound ``Name``
@@ -125,7 +138,8 @@ def change_event_schema(sobject: str, fields: Iterable[FieldInfo]) -> dict[str, 
     infos = sorted(fields, key=lambda info: info.name)
     names = {info.name for info in infos}
     compound = "LastName" in names
-    out: list[dict[str, Any]] = [{"name": "ChangeEventHeader", "type": _header_schema()}]
+    header = _header_schema(commit_type)
+    out: list[dict[str, Any]] = [{"name": "ChangeEventHeader", "type": header}]
     if compound:
         parts = [
             {"name": part, "type": ["null", "string"], "default": None} for part in _NAME_PARTS
@@ -153,14 +167,14 @@ def change_event_schema(sobject: str, fields: Iterable[FieldInfo]) -> dict[str, 
     }
 
 
-def platform_event_schema(topic: str) -> dict[str, Any]:
+def platform_event_schema(topic: str, created_type: str = "long") -> dict[str, Any]:
     """A platform event: CreatedDate, CreatedById and a nullable ``RecordId__c``."""
     return {
         "type": "record",
         "name": topic.removeprefix("/event/"),
         "namespace": "com.sforce.eventbus",
         "fields": [
-            {"name": "CreatedDate", "type": "long"},
+            {"name": "CreatedDate", "type": created_type},
             {"name": "CreatedById", "type": "string"},
             {"name": "RecordId__c", "type": ["null", "string"], "default": None},
         ],
@@ -294,23 +308,67 @@ class EventBus:
         published = []
         for number, (ids, values) in enumerate(groups, start=1):
             body = self._change_body(sobject, fields, values, change_type)
-            body["ChangeEventHeader"] = {
-                "entityName": sobject,
-                "recordIds": ids,
-                "changeType": change_type,
-                "changeOrigin": "com/salesforce/api/rest/61.0",
-                "transactionKey": transaction,
-                "sequenceNumber": number,
-                "commitTimestamp": commit_ms,
-                "commitNumber": next(self._commit),
-                "commitUser": USER_ID,
-                "nulledFields": [],
-                "diffFields": [],
-                "changedFields": changed_fields if change_type == "UPDATE" else [],
-            }
+            body["ChangeEventHeader"] = self._header(
+                sobject, ids, change_type, transaction, number, commit_ms
+            )
+            if change_type == "UPDATE":
+                body["ChangeEventHeader"]["changedFields"] = changed_fields
             topics = (entity_topic(sobject), ALL_CHANGES)
             published.append(self._append(topics, schema_id, body))
         return published
+
+    def publish_header(
+        self,
+        sobject: str,
+        fields: Mapping[str, FieldInfo],
+        change_type: str,
+        header: Mapping[str, Any],
+    ) -> Event:
+        """One header-only change event whose header has ``header``'s values over the usual.
+
+        For odd events: ``recordIds`` with a wildcard (``00Q*``), the placeholder
+        ``000000000000000AAA`` or a value that is no Id; a ``commitTimestamp`` out
+        of range (a float, e.g. NaN, is sent in a schema typing it ``double``).
+        """
+        if change_type not in CHANGE_TYPES:
+            raise ValueError(f"unknown change type {change_type!r}")
+        commit_type = _long_or_double(header.get("commitTimestamp"))
+        if commit_type == "long":
+            schema_id = self.change_schema_id(sobject, fields)
+        else:
+            schema_id = self.register_schema(
+                change_event_schema(sobject, fields.values(), commit_type)
+            )
+        values = self._header(
+            sobject, [], change_type, uuid.uuid4().hex[:20], 1, int(time.time() * 1000)
+        )
+        values.update(header)
+        body = {"ChangeEventHeader": values}
+        return self._append((entity_topic(sobject), ALL_CHANGES), schema_id, body)
+
+    def _header(
+        self,
+        sobject: str,
+        ids: list[str],
+        change_type: str,
+        transaction: str,
+        number: int,
+        commit_ms: int,
+    ) -> dict[str, Any]:
+        return {
+            "entityName": sobject,
+            "recordIds": ids,
+            "changeType": change_type,
+            "changeOrigin": "com/salesforce/api/rest/61.0",
+            "transactionKey": transaction,
+            "sequenceNumber": number,
+            "commitTimestamp": commit_ms,
+            "commitNumber": next(self._commit),
+            "commitUser": USER_ID,
+            "nulledFields": [],
+            "diffFields": [],
+            "changedFields": [],
+        }
 
     def _change_body(
         self,
@@ -338,9 +396,11 @@ class EventBus:
         return body
 
     def publish_platform(self, topic: str, values: Mapping[str, Any]) -> Event:
-        schema_id = self.register_schema(platform_event_schema(topic))
+        """A platform event with ``RecordId__c`` (any text) and, if given, ``CreatedDate``."""
+        created = values.get("CreatedDate", int(time.time() * 1000))
+        schema_id = self.register_schema(platform_event_schema(topic, _long_or_double(created)))
         body = {
-            "CreatedDate": int(time.time() * 1000),
+            "CreatedDate": created,
             "CreatedById": USER_ID,
             "RecordId__c": values.get("RecordId__c"),
         }

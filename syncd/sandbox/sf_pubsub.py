@@ -15,8 +15,9 @@
 
 Faults for tests (:class:`PubSubFaults`): end every open stream (``UNAVAILABLE``,
 or ``UNAUTHENTICATED`` after the sessions were expired), make the next CUSTOM
-subscribes fail as if their replay id were corrupted, and slow every response
-down (a slow link, for flow-control and latency tests).
+subscribes fail as if their replay id were corrupted, make the next subscribes
+of any kind fail with ``UNAVAILABLE`` (an outage while events are published),
+and slow every response down (a slow link, for flow-control and latency tests).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class PubSubFaults:
     """What the next subscribes and the open streams should suffer."""
 
     invalid_replay: int = 0
+    #: The next subscribes fail with UNAVAILABLE before they start (set under the bus's cond).
+    unavailable: int = 0
     delay_seconds: float = 0.0
 
 
@@ -187,6 +190,12 @@ class PubSubService(pb_grpc.PubSubServicer):
         if self.topic_schema(topic) is None:
             self._record(topic, preset, "topic not found")
             context.abort(grpc.StatusCode.NOT_FOUND, f"topic not found: {topic}")
+        with self.bus.cond:
+            unavailable = self.faults.unavailable > 0
+            self.faults.unavailable = max(0, self.faults.unavailable - 1)
+        if unavailable:
+            self._record(topic, preset, "unavailable")
+            context.abort(grpc.StatusCode.UNAVAILABLE, "service unavailable")
         try:
             position = self._start(first)
         except ReplayError as exc:

@@ -13,6 +13,24 @@ from syncd.config.models import SyncConfig
 
 #: Not ready when the leader's stream has been down this long.
 DISCONNECTED_ALLOWED = timedelta(minutes=2)
+#: A running stream stores a replay id at least every keepalive (270 s): one that stored
+#: none for this long is not advancing (stuck, or disconnected).
+STORED_WITHIN = timedelta(minutes=10)
+
+
+def stored_state(updated_at: datetime | None, led_since: datetime | None, now: datetime) -> str:
+    """A stream's state as the database shows it (``syncd status``, no live connection).
+
+    ``advancing``: a replica leads the sync (``led_since``: when it took it) and a
+    replay id was stored within :data:`STORED_WITHIN`; ``stalled``: it leads the
+    sync and stored none for longer (connected but stuck, or disconnected: the
+    daemon's ``syncd_stream_stalled`` and ``/readyz`` tell which); ``not running``:
+    no replica leads the sync.
+    """
+    if led_since is None:
+        return "not running"
+    last = max(updated_at, led_since) if updated_at is not None else led_since
+    return "advancing" if now - last <= STORED_WITHIN else "stalled"
 
 
 @dataclass
@@ -29,6 +47,12 @@ class StreamStatus:
     gaps: int = 0
     replay_resets: int = 0
     last_error: str | None = None
+    #: Why the stream is not advancing although it runs (None: it advances).
+    stalled: str | None = None
+    #: Events (or the part of one) let go because they named no usable record.
+    dropped: int = 0
+    #: Reconciliation polls the stream ran (LATEST starts, wildcards, GAP_OVERFLOW).
+    reconciles: int = 0
 
 
 class StreamBoard:
@@ -75,6 +99,10 @@ class StreamBoard:
                 "gaps": status.gaps,
                 "replay_resets": status.replay_resets,
                 "last_error": status.last_error,
+                "stalled": status.stalled is not None,
+                "stalled_reason": status.stalled,
+                "dropped": status.dropped,
+                "reconciles": status.reconciles,
             }
             for name, status in self.snapshot().items()
         }

@@ -59,6 +59,10 @@ def start_streaming(harness: Harness) -> Daemon:
     return daemon
 
 
+def daemon_lines(daemon: Daemon, event: str) -> list[dict[str, Any]]:
+    return [line for line in daemon.logs() if line.get("event") == event]
+
+
 def sent_once(harness: Harness, ids: list[str]) -> bool:
     counts = harness.simz.received_counts()
     return all(counts.get(record_id) == 1 for record_id in ids)
@@ -76,7 +80,7 @@ class TestStream:
         ids = harness.salesforce.add_records(back_dated(1, 0))
         harness.wait_until(lambda: sent_once(harness, ids), "the streamed lead sent")
         assert daemon.find("stream batch", new=1) is not None
-        status, body = daemon.get_json("/readyz")
+        status, body = daemon.get_json("/status.json")
         assert status == 200 and body["checks"]["stream:web"] == "ok", body
         web = body["streams"]["web"]
         assert web["connected"] is True and web["last_event_age_seconds"] is not None
@@ -96,6 +100,7 @@ class TestStream:
         stream = json.loads(status.stdout)["syncs"][0]["stream"]
         assert stream["mode"] == "stream" and stream["topic"] == "/data/LeadChangeEvent"
         assert stream["replay_stored"] is True and stream["last_event_at"] is not None
+        assert stream["state"] == "not running"  # stopped: no replica leads the sync
 
     def test_events_while_down_arrive_after_restart(self, harness: Harness) -> None:
         """Events published while syncd was stopped come from the stored replay id."""
@@ -135,6 +140,8 @@ class TestStream:
         daemon = start_streaming(harness)
         harness.salesforce.pubsub_fault("UNAUTHENTICATED")
         daemon.wait_log("pubsub session refused; logging in again")
+        # Back-dated, its event is the only way in: publish it once the new stream is open.
+        harness.wait_until(lambda: len(daemon_lines(daemon, "stream connected")) >= 2, "reopened")
         ids = harness.salesforce.add_records(back_dated(1, 0))
         harness.wait_until(lambda: sent_once(harness, ids), "the lead after the new login")
         assert daemon.stop() == 0, daemon.output()

@@ -7,13 +7,10 @@ The metric names they use are checked against a running daemon in
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from syncd.config import load_config, parse_config
 from syncd.config.types import parse_duration
@@ -25,6 +22,7 @@ from tests.integration.deploy_files import (
     deploy_files,
     dockerfile_user,
     kubernetes_documents,
+    kustomize,
     metric_names,
     rule_expressions,
     yaml_documents,
@@ -50,10 +48,8 @@ def container() -> dict[str, Any]:
 
 
 def config_text(folder: Path) -> str:
-    """config.yaml of the ConfigMap in ``folder`` (a patch in the overlay)."""
-    docs = yaml_documents(folder / "configmap.yaml")
-    text: str = docs[0]["data"]["config.yaml"]
-    return text
+    """The config.yaml the configMapGenerator of ``folder`` makes into syncd-config."""
+    return (folder / "config.yaml").read_text("utf-8")
 
 
 def load_configmap(folder: Path, tmp_path: Path) -> Any:
@@ -73,17 +69,6 @@ def load_configmap(folder: Path, tmp_path: Path) -> Any:
     return load_config(path, env={})
 
 
-def kustomize(folder: Path) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (with kustomize) is not installed")
-    result = subprocess.run(
-        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
 class TestParse:
     @pytest.mark.parametrize("path", deploy_files(), ids=lambda p: str(p.name))
     def test_every_file_parses(self, path: Path) -> None:
@@ -98,7 +83,8 @@ class TestParse:
         for relative in (
             "kubernetes/base/kustomization.yaml",
             "kubernetes/base/deployment.yaml",
-            "kubernetes/base/configmap.yaml",
+            "kubernetes/base/config.yaml",
+            "kubernetes/overlays/postgresql/config.yaml",
             "kubernetes/base/pdb.yaml",
             "kubernetes/overlays/postgresql/kustomization.yaml",
             "prometheus/rules.yaml",
@@ -149,6 +135,16 @@ class TestKubernetes:
         assert "persistentVolumeClaim" in volumes[mounts[str(database.parent)]]
         assert deployment()["spec"]["strategy"]["type"] == "Recreate"  # one SQLite writer
 
+    def test_migrations_run_in_an_init_container(self) -> None:
+        """`syncd migrate` runs first, with the daemon's image, config, secrets and mounts."""
+        [init] = pod_spec()["initContainers"]
+        daemon = container()
+        assert (init["args"], daemon["args"]) == (["migrate"], ["run"])
+        assert init["image"] == daemon["image"]
+        assert init["env"] == daemon["env"]
+        assert init["volumeMounts"] == daemon["volumeMounts"]
+        assert init["securityContext"] == daemon["securityContext"]
+
     def test_grace_period_exceeds_shutdown_grace(self, tmp_path: Path) -> None:
         """Kubernetes waits longer than syncd's own shutdown_grace before SIGKILL."""
         grace = load_configmap(BASE, tmp_path).daemon.shutdown_grace.total_seconds()
@@ -180,8 +176,8 @@ class TestKubernetes:
             "minAvailable": 1,
             "selector": spec["selector"],
         }
-        config_map = built[("ConfigMap", "syncd-config")]["data"]["config.yaml"]
-        assert "${file:/etc/syncd/secrets/database-url}" in config_map
+        [config_map] = [d for d in built.values() if d["kind"] == "ConfigMap"]
+        assert "${file:/etc/syncd/secrets/database-url}" in config_map["data"]["config.yaml"]
         assert load_configmap(OVERLAY, tmp_path).database.url.startswith("postgresql+psycopg://")
 
 
@@ -249,6 +245,7 @@ class TestRulesAndDashboard:
             "SyncdQueueOld",
             "SyncdHeldLeads",
             "SyncdStreamDisconnected",
+            "SyncdStreamStalled",
             "SyncdWritebackFailures",
         ):
             assert rules[name]["labels"]["severity"] in ("info", "warning", "critical")

@@ -38,6 +38,7 @@ class Listener:
     keepalives: list[bytes] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     connections: list[tuple[bool, str | None]] = field(default_factory=list)
+    latest_starts: int = 0
 
     def resume_from(self) -> bytes | None:
         return self.stored
@@ -50,6 +51,9 @@ class Listener:
 
     def on_keepalive(self, latest_replay_id: bytes) -> None:
         self.keepalives.append(latest_replay_id)
+
+    def on_latest(self) -> None:
+        self.latest_starts += 1
 
     def on_replay_refused(self, reason: str) -> None:
         self.refused.append(reason)
@@ -123,7 +127,7 @@ def subscribed(emulator: SalesforceEmulator, count: int = 1) -> None:
 
 @pytest.fixture
 def running(emulator: SalesforceEmulator) -> Iterator[Running]:
-    run = Running(emulator).start()
+    run = Running(emulator, keep_values=True).start()
     subscribed(emulator)
     yield run
     run.close()
@@ -162,6 +166,18 @@ class TestEvents:
         wait_until(lambda: running.listener.ids("GAP_UPDATE") == ids, "the gap event")
         gap = next(e for e in running.listener.events if e.change_type == "GAP_UPDATE")
         assert gap.values["Phone"] is None
+
+    def test_values_are_dropped_by_default(self, emulator: SalesforceEmulator) -> None:
+        """Without keep_values only the header is kept: syncd reads records whole."""
+        run = Running(emulator).start()
+        try:
+            subscribed(emulator)
+            [record_id] = emulator.add_records(lead_records(1))
+            wait_until(lambda: run.listener.ids() == [record_id], "the event")
+            assert run.listener.events[0].values == {}
+            assert run.listener.latest_starts == 1
+        finally:
+            run.close()
 
     def test_keepalive(self, emulator: SalesforceEmulator, running: Running) -> None:
         """An idle stream gets keepalives carrying the latest replay id."""

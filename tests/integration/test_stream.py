@@ -18,10 +18,15 @@ from syncd.adapters.pubsub import Backoff, PubSubSubscriber
 from syncd.adapters.salesforce import SalesforceSource
 from syncd.config.models import SyncConfig
 from syncd.sandbox.salesforce import SalesforceEmulator
-from syncd.services.poll import PollResult, poll_range, poll_sync
-from syncd.services.stream import BUSY_LINGER, StreamBoard, StreamIntake
+from syncd.services.poll import PollResult, poll_sync
+from syncd.services.stream import BUSY_LINGER, StreamBoard, StreamIntake, StreamStatus
+from syncd.services.stream_poll import poll_range
+from syncd.services.stream_stall import StallWatch
 from tests.e2e.harness import lead_records, wait_until
 from tests.salesforce_fixtures import salesforce_config
+
+#: A SystemModstamp long before any poll window: such a record reaches syncd by an event only.
+BACK_DATED = "2021-06-01T00:00:00Z"
 
 
 def make_sync(**overrides: Any) -> SyncConfig:
@@ -52,8 +57,12 @@ class Stream:
         self.board = StreamBoard([sync])
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
+        self.stall: StallWatch | None = None
+        #: The batch window: (delivery.linger, source.max_linger); None: a fixed window.
+        self.window: tuple[float, float | None] = (0.1, None)
 
-    def start(self) -> Stream:
+    def build(self) -> StreamIntake:
+        """A new intake (with its own subscriber) for this sync, not started."""
         subscriber = PubSubSubscriber(
             self.emulator.pubsub_address,
             self.sync.topic,
@@ -65,7 +74,7 @@ class Stream:
         def reconcile(start: datetime, end: datetime) -> PollResult:
             return poll_range(self.sessions, self.reader, self.sync, start, end)
 
-        intake = StreamIntake(
+        self.intake = StreamIntake(
             self.sessions,
             self.sync,
             subscriber,
@@ -73,8 +82,14 @@ class Stream:
             reconcile=reconcile,
             board=self.board,
             on_queued=self.queued.append,
+            stall=self.stall,
+            linger=self.window[0],
+            max_linger=self.window[1],
         )
-        self.intake = intake
+        return self.intake
+
+    def start(self) -> Stream:
+        intake = self.build()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=intake.run, args=(self.stop,))
         self.thread.start()
@@ -92,6 +107,7 @@ class Stream:
         self.reader.close()
 
     def subscribed(self, count: int = 1) -> None:
+        """``count`` subscriptions so far; after a LATEST one, its gap poll done too."""
         wait_until(
             lambda: (
                 sum(1 for s in self.emulator.subscribe_log() if s["outcome"] == "subscribed")
@@ -99,6 +115,11 @@ class Stream:
             ),
             f"{count} subscription(s)",
         )
+        if self.emulator.subscribe_log()[-1]["preset"] == "LATEST":
+            wait_until(lambda: self.status().reconciles >= 1, "the LATEST start's gap poll")
+
+    def status(self) -> StreamStatus:
+        return self.board.snapshot()[self.sync.name]
 
     def leads(self) -> dict[str, tuple[str, str | None]]:
         with self.sessions() as session:
@@ -190,7 +211,8 @@ class TestIntake:
 
     def test_gap_event_reads_the_record(self, emulator: SalesforceEmulator, engine: Engine) -> None:
         """A record known only through a gap event is read and queued."""
-        ids = emulator.add_records(lead_records(2))  # before the stream: no events for it
+        # Before the stream, and back-dated: no event, no poll reads them.
+        ids = emulator.add_records(lead_records(2, SystemModstamp=BACK_DATED))
         running = Stream(emulator, engine, make_sync()).start()
         try:
             running.subscribed()
@@ -223,11 +245,11 @@ class TestApiUsage:
         emulator.set_api_usage(14_000, 15_000)
         [first] = emulator.add_records(lead_records(1))
         wait_until(lambda: first in stream.leads(), "the lead")
-        assert stream.intake._current_linger() == BUSY_LINGER
+        assert stream.intake._current_linger(0.1) == BUSY_LINGER
         emulator.set_api_usage(100, 15_000)
         [second] = emulator.add_records(lead_records(1, start=1))
         wait_until(lambda: second in stream.leads(), "the second lead")
-        assert stream.intake._current_linger() == stream.intake.linger
+        assert stream.intake._current_linger(0.1) == 0.1
 
 
 class TestResume:

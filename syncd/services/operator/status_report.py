@@ -19,7 +19,8 @@ with a trailing ``Z``, ``null`` when unknown)::
                 "writeback": {"configured": bool, "pending", "done", "failed"}|null,
                 "stream": {"mode": "stream"|"poll", "topic", "replay_stored": bool,
                            "replay_at", "last_event_at", "replay_resets": n,
-                           "updated_at"}|null,
+                           "updated_at", "state": "advancing"|"stalled"|"not running"|null}
+                          |null,
                 "agents": [{"agent", "configured": bool, "queued", "due", "waiting",
                             "sending", "paused": bool,
                             "last_batch": {"id", "created_at", "finished_at",
@@ -53,8 +54,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import operator_pauses, stream_store, writeback_store
 from syncd.adapters import operator_queries as q
-from syncd.adapters.operator_pauses import SCOPE_AGENT as OPERATOR_AGENT
-from syncd.adapters.operator_pauses import SCOPE_SYNC
+from syncd.adapters.operator_pauses import OPERATOR_AGENT, OPERATOR_SYNC
 from syncd.adapters.orm import (
     Batch,
     Lease,
@@ -69,6 +69,7 @@ from syncd.adapters.simz import key_fingerprint
 from syncd.config import Config, SyncConfig
 from syncd.domain.states import LeadState
 from syncd.services.operator.common import STATE_ORDER, iso, to_jsonable
+from syncd.services.stream_board import stored_state
 
 UNCERTAIN_HINT = (
     "{n} uncertain lead(s) need an operator: inspect them with "
@@ -242,7 +243,7 @@ class OperatorPauseView:
 
 @dataclass(frozen=True)
 class StreamView:
-    """A streamed sync's stored resume point (live connection state: /readyz, metrics)."""
+    """A streamed sync's stored resume point (live connection state: /status.json, metrics)."""
 
     mode: str
     topic: str | None
@@ -251,6 +252,8 @@ class StreamView:
     last_event_at: datetime | None
     replay_resets: int
     updated_at: datetime | None
+    #: See :func:`syncd.services.stream_board.stored_state` (None: a polled sync).
+    state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -326,7 +329,7 @@ class _StatusRows:
     pauses: list[PauseView]
     leaders: dict[str, LeaderView]
     replicas: list[ReplicaView]
-    holds: list[OperatorPauseView]
+    operator_pauses: list[OperatorPauseView]
     calling_hours: dict[str, int]
     writebacks: dict[tuple[str, str], int]
     streams: dict[str, stream_store.StreamPosition]
@@ -345,9 +348,9 @@ def _read_status_rows(session_factory: sessionmaker[Session], at: datetime) -> _
             pauses=[PauseView.of(p, at) for p in q.all_pauses(session)],
             leaders={name: LeaderView.of(row, at) for name, row in q.sync_leases(session).items()},
             replicas=[ReplicaView.of(row, at) for row in q.all_replicas(session)],
-            holds=[
+            operator_pauses=[
                 OperatorPauseView(*dataclasses.astuple(h))
-                for h in operator_pauses.all_holds(session)
+                for h in operator_pauses.all_pauses(session)
             ],
             calling_hours=q.waiting_for_calling_hours(session, at),
             writebacks=writeback_store.counts(session),
@@ -381,7 +384,7 @@ def _agent_statuses(
             batch=rows.batches.get((name, agent)) if agent is not None else None,
             paused=_agent_paused(agent, credential, rows.pauses)
             or (agent is not None and (OPERATOR_AGENT, agent) in held)
-            or (SCOPE_SYNC, name) in held,
+            or (OPERATOR_SYNC, name) in held,
         )
         for agent in _status_agents(name, configured, rows, backlog_of)
     ]
@@ -449,18 +452,24 @@ def _sync_status(
         states={state: rows.counts.get((name, state), 0) for state in STATE_ORDER},
         agents=agent_rows,
         leader=rows.leaders.get(name),
-        delivery_paused=(SCOPE_SYNC, name) in held,
+        delivery_paused=(OPERATOR_SYNC, name) in held,
         waiting_for_calling_hours=rows.calling_hours.get(name, 0),
         writeback=_writeback_status(name, sync_config, rows.writebacks),
-        stream=_stream_view(sync_config, rows.streams.get(name)),
+        stream=_stream_view(sync_config, rows.streams.get(name), rows.leaders.get(name), at),
     )
 
 
 def _stream_view(
-    sync: SyncConfig | None, position: stream_store.StreamPosition | None
+    sync: SyncConfig | None,
+    position: stream_store.StreamPosition | None,
+    leader: LeaderView | None,
+    at: datetime,
 ) -> StreamView | None:
     if position is None and (sync is None or not sync.streamed):
         return None
+    streamed = sync is not None and sync.streamed
+    led_since = leader.acquired_at if leader is not None and leader.active else None
+    updated = position.updated_at if position else None
     return StreamView(
         mode="stream" if sync is not None and sync.streamed else "poll",
         topic=position.topic if position else (sync.topic if sync else None),
@@ -469,6 +478,7 @@ def _stream_view(
         last_event_at=position.last_event_at if position else None,
         replay_resets=position.replay_resets if position else 0,
         updated_at=position.updated_at if position else None,
+        state=stored_state(updated, led_since, at) if streamed else None,
     )
 
 
@@ -487,7 +497,7 @@ def status(
         else key_fingerprint(config.simz.api_key.get_secret_value())
     )
     configured = {sync.name: sync for sync in config.syncs}
-    held = {(h.scope, h.name) for h in rows.holds}
+    held = {(h.scope, h.name) for h in rows.operator_pauses}
     syncs: list[SyncStatus] = []
     for name in _status_sync_names(configured, rows):
         sync_config = configured.get(name)
@@ -501,7 +511,7 @@ def status(
         uncertain_total=uncertain,
         hint=UNCERTAIN_HINT.format(n=uncertain) if uncertain else None,
         replicas=rows.replicas,
-        operator_pauses=rows.holds,
+        operator_pauses=rows.operator_pauses,
     )
 
 
