@@ -103,6 +103,25 @@ class SourceConfig(StrictModel):
         description="Stream mode: reconnect when nothing, not even a keepalive, arrived "
         "for this long (the server sends one at least every 270s).",
     )
+    max_linger: Duration = Field(
+        default=timedelta(seconds=1),
+        description="Stream mode: while change events keep arriving, the batch window grows "
+        "from delivery.linger up to this (one Salesforce query per window), and shrinks back "
+        "when they thin out. Bounds the added latency; at most 60s.",
+    )
+    failover_within: Duration = Field(
+        default=timedelta(seconds=30),
+        description="Stream mode, several replicas: when the replica running the stream "
+        "dies, another resumes it within this long. Sets the sync's lease (daemon.lease_ttl "
+        "applies only if shorter). At least 10s.",
+    )
+
+    @field_validator("max_linger")
+    @classmethod
+    def _max_linger(cls, value: timedelta) -> timedelta:
+        if value > timedelta(seconds=60):
+            raise ValueError("max_linger must be at most 60s")
+        return value
 
     @field_validator("topic")
     @classmethod
@@ -119,4 +138,12 @@ class SourceConfig(StrictModel):
     def _at_least_a_second(cls, value: timedelta) -> timedelta:
         if value < timedelta(seconds=1):
             raise ValueError("must be at least 1s")
+        return value
+
+    @field_validator("failover_within")
+    @classmethod
+    def _failover_within(cls, value: timedelta) -> timedelta:
+        # Below 10s the lease would be renewed more than once a second.
+        if value < timedelta(seconds=10):
+            raise ValueError("must be at least 10s")
         return value

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from syncd.config import Config
+from syncd.config import Config, SyncConfig
 from syncd.config.types import format_duration
 from syncd.entrypoints.cli_common import EXIT_FAILURE, config_option, load_or_exit, setup
 from syncd.entrypoints.cli_text import echo, echo_json
+
+
+def intake_summary(sync: SyncConfig) -> str:
+    """How new records come in: the stream and its safety-net poll, or the poll's schedule.
+
+    A streamed sync's schedule is not used (its poll runs every ``reconcile_every``),
+    so showing it would misstate how often Salesforce is queried.
+    """
+    if sync.streamed:
+        return (
+            f"stream {sync.topic} (reconcile every {format_duration(sync.source.reconcile_every)})"
+        )
+    if sync.schedule.every is not None:
+        return f"poll every {format_duration(sync.schedule.every)}"
+    return f"poll cron '{sync.schedule.cron}' ({sync.schedule.timezone})"
 
 
 @click.command("check-config")
@@ -20,7 +36,8 @@ from syncd.entrypoints.cli_text import echo, echo_json
     is_flag=True,
     help="Also reach the database (read-only; reports its schema revision), log in to "
     "Salesforce and run each sync's poll query with LIMIT 1, check the write-back fields "
-    "against the object's describe, and open a TLS connection to SimZ (no lead is sent, so "
+    "against the object's describe, call GetTopic and GetSchema of each streamed sync's "
+    "topic on the Pub/Sub API, and open a TLS connection to SimZ (no lead is sent, so "
     "the API key is not checked). Exits 1 if any check fails.",
 )
 @click.pass_context
@@ -28,28 +45,32 @@ def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
     """Validate the configuration file and summarise its syncs.
 
     Exits 0 when the file is valid and 2 with one line per problem otherwise
-    (files it names, such as ca_bundle, must exist). With --connect, one line per
-    check (database, Salesforce login, each sync's query, write-back fields, SimZ)
+    (files it names, such as ca_bundle, must exist). A risky but valid setting
+    (a sync that sends US numbers without calling_hours) is a "warning:" line on
+    stderr and leaves the exit status alone. With --connect, one line per
+    check (database, Salesforce login, each sync's query, write-back fields, each
+    streamed sync's Pub/Sub topic, SimZ)
     and exit 1 if any fails.
     """
     config = load_or_exit(config_path)
     setup(ctx, config)
     echo(f"{config_path}: ok, {len(config.syncs)} sync(s)")
     for sync in config.syncs:
-        schedule = (
-            f"every {format_duration(sync.schedule.every)}"
-            if sync.schedule.every is not None
-            else f"cron '{sync.schedule.cron}' ({sync.schedule.timezone})"
-        )
         start = "now" if sync.start_at == "now" else sync.start_at.isoformat()
         echo(
             f"  {sync.name}{'' if sync.enabled else ' (disabled)'}: {sync.object} -> "
-            f"{', '.join(sync.agents)}; poll {schedule}; start_at {start}; "
+            f"{', '.join(sync.agents)}; {intake_summary(sync)}; start_at {start}; "
             f"lookback {format_duration(sync.lookback)}"
         )
+    for sync in config.syncs:
+        for warning in sync.safety_warnings():
+            echo(f"warning: {warning}", err=True)
     if connect:
         from syncd.services.connect_check import check_connections
 
+        # gRPC's core would add a line of its own to a failed TLS handshake (read when
+        # grpc is first imported, which the Pub/Sub check does); the check's line says it.
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
         checks = check_connections(config)
         for check in checks:
             echo(check.text, err=not check.ok)

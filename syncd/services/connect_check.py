@@ -9,6 +9,9 @@
 * write-back: each object a sync writes outcomes back to is described, and every
   configured field that is missing, not updateable or of the wrong type is one
   failing line (:mod:`syncd.services.writeback_check`);
+* the Pub/Sub API, for syncs in stream mode: ``GetTopic`` and ``GetSchema`` of
+  each topic with the login's session, over TLS trusted as the daemon trusts it
+  (:mod:`syncd.services.stream_check`);
 * SimZ: a TCP connection and the TLS handshake only. SimZ has no endpoint that
   checks an API key without queueing a call, so the key is checked by the first
   delivery; the output says so.
@@ -75,7 +78,7 @@ def describe_query_error(soql: str, error: str) -> str:
 def check_query(sync: SyncConfig) -> str:
     """The sync's poll query over the last hour, limited to one record."""
     end = floor_second(utcnow())
-    return build_poll_query(sync, PollWindow(end - timedelta(hours=1), end)) + " LIMIT 1"
+    return build_poll_query(sync.query_spec, PollWindow(end - timedelta(hours=1), end)) + " LIMIT 1"
 
 
 def check_salesforce(config: Config, source: SalesforceSource) -> list[Check]:
@@ -157,7 +160,7 @@ def check_database(config: Config) -> Check:
 
 def check_simz(config: Config) -> list[Check]:
     """Connect (TCP and TLS) to SimZ's host; say plainly that the API key is not checked."""
-    from syncd.bootstrap import check_simz_reachable
+    from syncd.adapters.simz import check_simz_reachable
 
     try:
         line = check_simz_reachable(config.simz)
@@ -190,12 +193,19 @@ def check_writeback(config: Config, source: SalesforceSource) -> list[Check]:
     ]
 
 
-def check_connections(config: Config) -> list[Check]:
-    """Every check, in order: database, Salesforce, write-back fields, SimZ.
+def check_pubsub(config: Config, source: SalesforceSource) -> list[Check]:
+    """``GetTopic`` and ``GetSchema`` of each streamed sync, with ``source``'s session."""
+    from syncd.services.stream_check import check_streams
 
-    Salesforce and write-back share one login; after a refused login the
-    write-back fields are not checked (another refused login would only bring
-    the user closer to a lockout).
+    return check_streams(config, lambda: source.session())
+
+
+def check_connections(config: Config) -> list[Check]:
+    """Every check, in order: database, Salesforce, write-back fields, Pub/Sub, SimZ.
+
+    Salesforce, write-back and the Pub/Sub API share one login; after a refused
+    login neither write-back fields nor Pub/Sub topics are checked (another
+    refused login would only bring the user closer to a lockout).
     """
     from syncd.adapters.salesforce import SalesforceSource
 
@@ -206,8 +216,12 @@ def check_connections(config: Config) -> list[Check]:
         checks += salesforce
         if salesforce[0].ok:
             checks += check_writeback(config, source)
-        elif any(s.enabled and s.writeback is not None for s in config.syncs):
-            checks.append(Check(False, "writeback: not checked: the Salesforce login failed"))
+            checks += check_pubsub(config, source)
+        else:
+            if any(s.enabled and s.writeback is not None for s in config.syncs):
+                checks.append(Check(False, "writeback: not checked: the Salesforce login failed"))
+            if any(s.enabled and s.streamed for s in config.syncs):
+                checks.append(Check(False, "pubsub: not checked: the Salesforce login failed"))
     finally:
         source.close()
     return [*checks, *check_simz(config)]

@@ -6,7 +6,8 @@ enabled sync, exactly one of them -- the holder of the lease ``sync:<name>``
 skip those jobs at once and keep trying to take the lease over.
 
 Timing, with ``ttl`` the lease's time to live (``daemon.lease_ttl``, by default
-two poll intervals and at least 10s):
+two poll intervals and at least 10s; for a sync in stream mode, derived from
+``source.failover_within``, see below):
 
 * every replica runs one round every ``ttl / 4``: the holder renews
   (``expires_at = db now + ttl``), the others try to acquire;
@@ -19,6 +20,14 @@ two poll intervals and at least 10s):
   within one more round: the **takeover bound** is ``ttl + ttl / 4``
   (:func:`takeover_bound`). Between the holder's local deadline and the
   expiry there is ``ttl / 2`` for a POST already on the wire to finish.
+
+A streamed sync promises more: a new leader's stream is open again within
+``source.failover_within`` (30s) of the old leader's death. Its lease is the
+longest whose takeover bound, plus :data:`STREAM_RESUME_ALLOWANCE` for the heir
+to log in and subscribe, fits in it: ``ttl = (failover_within - 5s) / 1.25``,
+20s by default (:func:`stream_lease_ttl`, :func:`stream_failover_bound`). The
+heir resumes after the replay id the old leader stored, so events published
+meanwhile come then.
 
 Delivery is *led*, not shared: only the holder delivers a sync's leads. That
 makes recovery exact: whoever acquires a lease anew (token + 1) turns the
@@ -63,6 +72,9 @@ MIN_DEFAULT_TTL = timedelta(seconds=10)
 ROUNDS_PER_TTL = 4
 #: Share of the ttl the holder trusts its lease after a renewal started.
 LOCAL_SHARE = 0.5
+#: Time an heir takes from holding a streamed sync's lease to its stream being open:
+#: noticing the lease (every 0.5s), a Salesforce login, GetTopic and Subscribe.
+STREAM_RESUME_ALLOWANCE = timedelta(seconds=5)
 TAKEOVER_REASON = "lease taken over: the batch's replica died or lost its lease while in flight"
 
 
@@ -72,10 +84,26 @@ def default_replica_id() -> str:
 
 
 def lease_ttl(daemon: DaemonConfig, sync: SyncConfig) -> timedelta:
-    """``daemon.lease_ttl``, or two poll intervals of ``sync`` (at least 10s)."""
+    """The lease of ``sync``: see the module docstring.
+
+    A poll's lease is ``daemon.lease_ttl``, or two poll intervals (at least 10s):
+    a takeover within a poll or two is as good as the poll itself. A stream
+    brings records within a second, so its lease comes from
+    ``source.failover_within`` (:func:`stream_lease_ttl`); ``daemon.lease_ttl``
+    only shortens it, never breaks that promise.
+    """
+    if sync.streamed:
+        derived = stream_lease_ttl(sync.source.failover_within)
+        return derived if daemon.lease_ttl is None else min(daemon.lease_ttl, derived)
     if daemon.lease_ttl is not None:
         return daemon.lease_ttl
     return max(2 * sync.schedule.nominal_interval, MIN_DEFAULT_TTL)
+
+
+def stream_lease_ttl(failover_within: timedelta) -> timedelta:
+    """The longest lease whose :func:`stream_failover_bound` is ``failover_within``."""
+    rounds = 1 + 1 / ROUNDS_PER_TTL
+    return (failover_within - STREAM_RESUME_ALLOWANCE) / rounds
 
 
 def renew_every(ttl: timedelta) -> timedelta:
@@ -85,6 +113,11 @@ def renew_every(ttl: timedelta) -> timedelta:
 def takeover_bound(ttl: timedelta) -> timedelta:
     """Longest time from a holder's last renewal to another replica holding the lease."""
     return ttl + renew_every(ttl)
+
+
+def stream_failover_bound(ttl: timedelta) -> timedelta:
+    """Longest time from a stream leader's death to its heir's stream being open again."""
+    return takeover_bound(ttl) + STREAM_RESUME_ALLOWANCE
 
 
 class LeaseBoundStop(threading.Event):
