@@ -1,7 +1,18 @@
-"""Run the Alembic migrations shipped inside the package."""
+"""Run the Alembic migrations shipped inside the package, one process at a time.
+
+Replicas start together (a Deployment's pods, their init containers, a
+``docker compose up``), and each migrates. Two Alembic runs on an empty
+PostgreSQL database both try to create the same tables and one fails on the
+catalog's unique index, so every upgrade and downgrade runs under a lock held
+by the database for the connection Alembic uses (:func:`migration_lock`): the
+second process waits, then reads the revision the first one left and finds
+nothing to do.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +20,10 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
+
+#: The PostgreSQL advisory lock key every syncd takes around a migration ("syncdmig").
+MIGRATION_LOCK_KEY = 0x73796E63646D6967
 
 
 def migrations_dir() -> Path:
@@ -25,17 +39,24 @@ def migrations_dir() -> Path:
     )
 
 
-def alembic_config(engine: Engine) -> AlembicConfig:
+def alembic_config(engine: Engine, connection: Connection | None = None) -> AlembicConfig:
+    """Alembic's settings; with ``connection``, migrations/env.py runs on that connection."""
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.attributes["engine"] = engine
+    if connection is not None:
+        cfg.attributes["connection"] = connection
     cfg.attributes["configure_logging"] = False
     return cfg
 
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return _revision(connection)
+
+
+def _revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
 
 
 def head_revision(engine: Engine) -> str | None:
@@ -58,13 +79,58 @@ class MigrationResult:
         return self.before != self.after
 
 
+@contextmanager
+def migration_lock(connection: Connection) -> Iterator[None]:
+    """Hold the database's migration lock on ``connection`` for the ``with`` body.
+
+    PostgreSQL: a session-level ``pg_advisory_lock`` on :data:`MIGRATION_LOCK_KEY`,
+    waited for without a time limit (another process is migrating; its changes
+    are committed before it unlocks) and released afterwards, even when the
+    migration failed; a process that dies loses it with its connection.
+
+    SQLite takes no extra lock here: syncd's engine begins every transaction
+    with ``BEGIN IMMEDIATE`` (:mod:`syncd.adapters.db`), and the revision is
+    read and the migrations run in the one transaction of ``connection``, so a
+    second process queues on SQLite's write lock (its busy timeout) and then
+    reads the revision the first one committed.
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    connection.commit()
+    try:
+        yield
+    finally:
+        _unlock(connection)
+
+
+def _unlock(connection: Connection) -> None:
+    try:
+        connection.rollback()  # a failed migration leaves its transaction aborted
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        connection.commit()
+    except Exception:
+        # Never hand a connection that may still hold the lock back to the pool.
+        connection.invalidate()
+        raise
+
+
 def upgrade(engine: Engine, revision: str = "head") -> MigrationResult:
-    before = current_revision(engine)
-    command.upgrade(alembic_config(engine), revision)
-    return MigrationResult(before, current_revision(engine))
+    """Upgrade to ``revision`` under :func:`migration_lock`; an up-to-date database is unchanged."""
+    with engine.connect() as connection, migration_lock(connection):
+        before = _revision(connection)
+        command.upgrade(alembic_config(engine, connection), revision)
+        after = _revision(connection)
+        connection.commit()
+    return MigrationResult(before, after)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> MigrationResult:
-    before = current_revision(engine)
-    command.downgrade(alembic_config(engine), revision)
-    return MigrationResult(before, current_revision(engine))
+    """Downgrade to ``revision`` under :func:`migration_lock`."""
+    with engine.connect() as connection, migration_lock(connection):
+        before = _revision(connection)
+        command.downgrade(alembic_config(engine, connection), revision)
+        after = _revision(connection)
+        connection.commit()
+    return MigrationResult(before, after)

@@ -26,7 +26,9 @@ from syncd.logs import get_logger
 def migrate(ctx: click.Context, config_path: Path) -> None:
     """Create or upgrade the database schema to the latest version.
 
-    Safe to run on every start: an up-to-date database is left alone. Needs only
+    Safe to run on every start: an up-to-date database is left alone. Safe to
+    run from several replicas at once: each waits for the database's migration
+    lock, so the first migrates and the others find nothing to do. Needs only
     the database settings: Salesforce and SimZ secrets may be unset.
     """
     from syncd.adapters import migrate as migrations

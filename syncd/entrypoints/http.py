@@ -1,12 +1,20 @@
-"""The daemon's one HTTP port: ``/healthz``, ``/readyz`` and ``/metrics``.
+"""The daemon's one HTTP port: ``/healthz``, ``/readyz``, ``/status.json`` and ``/metrics``.
 
-One asyncio loop in a daemon thread (:class:`ProbeServer`): three read-only
+One asyncio loop in a daemon thread (:class:`ProbeServer`): four read-only
 endpoints need no framework, a probe can never keep the process alive at exit,
 and slow or hostile clients cannot use up threads or file descriptors.
 
-* ``/healthz`` -- 200 ``{"status": "ok"}`` while the process answers at all.
-* ``/readyz`` -- 200 when every check passes, else 503; the JSON body lists each
-  check and, for failures, why (see :class:`Readiness`).
+* ``/healthz`` -- 200 ``{"status": "ok"}`` while the process answers at all
+  (liveness and start-up probes).
+* ``/readyz`` -- can this replica serve? 200 unless the database is unreachable
+  or the process is stopping, else 503 (the readiness probe; see
+  :data:`SERVING_CHECKS`). Business state stays out of it: held leads, failing
+  polls or a refused API key are the same on every replica, and a readiness
+  that failed on them would take every replica out at once and block node
+  drains and rollouts behind a disruption budget.
+* ``/status.json`` -- every check, for people and blackbox alerting: 200 when
+  all pass, else 503 with each failing check and why (see :class:`Readiness`).
+  Never a probe.
 * ``/metrics`` -- the Prometheus text of :data:`syncd.metrics.REGISTRY`.
 * anything else -- 404.
 """
@@ -43,10 +51,16 @@ _OPERATOR_PAUSES = (
 #: Leads the blast-radius guard holds, per sync: an operator must release or discard them.
 _HELD = "SELECT sync_name, COUNT(*) FROM leads WHERE state = 'held' GROUP BY sync_name"
 
+#: The checks of ``/readyz``: this replica can serve. The port opens only once the
+#: configuration is loaded and valid, so ``config`` is ok whenever it answers.
+SERVING_CHECKS = ("config", "database", "shutdown")
+#: Where the readiness answer points people for the other checks.
+STATUS_PATH = "/status.json"
+
 
 @dataclass
 class ReadyReport:
-    """The outcome of the readiness checks: ``failing`` maps check name -> reason."""
+    """The outcome of the checks: ``failing`` maps check name -> reason."""
 
     checks: dict[str, str] = field(default_factory=dict)
     failing: dict[str, str] = field(default_factory=dict)
@@ -66,21 +80,34 @@ class ReadyReport:
         self.checks.setdefault(check, "ok")
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "status": "ready" if self.ready else "not ready",
-            "checks": self.checks,
-            "failing": [{"check": name, "reason": why} for name, why in self.failing.items()],
-            "paused": self.paused,
-        }
+        """The ``/status.json`` answer: every check, the operator pauses, the streams."""
+        body = self.readiness_body()
+        del body["details"]
+        body["status"] = "ok" if self.ready else "failing"
+        body["paused"] = self.paused
         if self.streams:
             body["streams"] = self.streams
         return body
 
+    def readiness_body(self) -> dict[str, Any]:
+        """The ``/readyz`` answer: the serving checks and where the others are."""
+        return {
+            "status": "ready" if self.ready else "not ready",
+            "checks": self.checks,
+            "failing": [{"check": name, "reason": why} for name, why in self.failing.items()],
+            "details": STATUS_PATH,
+        }
+
 
 class Readiness:
-    """Is the daemon doing its job? Three checks, each named in the answer.
+    """Can this replica serve (:meth:`serving`), and is the daemon doing its job (a call)?
 
-    * ``database`` -- ``SELECT 1`` answers;
+    :meth:`serving` answers ``/readyz`` with :data:`SERVING_CHECKS` only:
+    ``config``, ``database`` (``SELECT 1`` answers) and ``shutdown`` (fails once
+    ``stop`` is set: a signal arrived). Calling the
+    object answers ``/status.json`` with every check, each named in the answer:
+
+    * ``config``, ``database`` and ``shutdown`` as above;
     * ``simz_auth`` -- no API key is paused after a 401 (delivery cannot proceed
       until an operator fixes the key);
     * ``poll:<sync>`` -- each enabled sync polled successfully within three poll
@@ -89,12 +116,16 @@ class Readiness:
       reason names the last refusal and the next attempt);
     * ``stream:<sync>`` -- each streamed sync's Pub/Sub stream, where this
       replica leads the sync, has not been disconnected for more than two minutes;
-    * ``shutdown`` -- fails once ``stop`` is set (a signal arrived);
     * ``held:<sync>`` -- fails while the blast-radius guard holds leads of a
       sync polled here (until ``syncd release`` or ``syncd discard``).
 
     Operator pauses (``syncd pause``) are listed under ``paused`` in the body but
     leave the daemon ready: it is doing what it was told.
+
+    The checks past the serving ones describe the syncs, not this replica: the
+    same on every replica, already in the metrics and ``syncd status``. They
+    never make a replica unready, so a node drain or a rollout is never blocked
+    until an operator acts.
 
     The SQL runs on a raw DBAPI connection, outside SQLAlchemy's transaction
     events: on SQLite those issue ``BEGIN IMMEDIATE``, which would make a probe
@@ -128,16 +159,34 @@ class Readiness:
             listed = ", ".join(f"'{c}'" for c in hexes) or "''"
             self.sql = f'{_AUTH_PAUSES} AND "key" IN ({listed})'
 
-    def __call__(self) -> ReadyReport:
+    def serving(self) -> ReadyReport:
+        """``/readyz``: the configuration is loaded, the database answers, no signal yet."""
         report = ReadyReport()
+        self._serving_checks(report)
+        try:
+            self._ping()
+        except Exception as exc:  # any driver error means: not ready
+            report.fail("database", _first_line(exc))
+        else:
+            report.ok("database")
+        return report
+
+    def _serving_checks(self, report: ReadyReport) -> None:
+        report.ok("config")
         if self.stop is not None and self.stop.is_set():
             report.fail("shutdown", "syncd is stopping")
+        else:
+            report.ok("shutdown")
+
+    def __call__(self) -> ReadyReport:
+        """``/status.json``: every check."""
+        report = ReadyReport()
+        self._serving_checks(report)
         held: dict[str, int] = {}
         try:
             auth_pauses, report.paused, held = self._query_database()
-        except Exception as exc:  # any driver error means: not ready
-            first = str(exc).strip().splitlines()
-            report.fail("database", f"{type(exc).__name__}: {first[0] if first else ''}")
+        except Exception as exc:  # any driver error means: the database check fails
+            report.fail("database", _first_line(exc))
             report.checks.setdefault("simz_auth", "unknown")
         else:
             report.ok("database")
@@ -173,6 +222,19 @@ class Readiness:
             report.streams = self.stream_state()
         return report
 
+    def _ping(self) -> None:
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+                cursor.fetchall()
+            finally:
+                cursor.close()
+            connection.rollback()
+        finally:
+            connection.close()
+
     def _query_database(self) -> tuple[int, list[dict[str, str]], dict[str, int]]:
         connection = self.engine.raw_connection()
         try:
@@ -196,6 +258,11 @@ class Readiness:
             for scope, name, why, by in holds
         ]
         return (int(row[0]) if row else 0), paused, held
+
+
+def _first_line(exc: Exception) -> str:
+    first = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0] if first else ''}"
 
 
 #: Connections still sending their request beyond this many: the oldest is dropped.
@@ -228,18 +295,28 @@ class ProbeServer:
     each has :data:`REQUEST_TIMEOUT` seconds to send its request head, and
     beyond :data:`MAX_PENDING_CONNECTIONS` unfinished requests the oldest is
     dropped, so a flood of half-sent requests cannot use up the process's file
-    descriptors or keep a probe waiting. ``/readyz`` and ``/metrics`` are
-    computed on two worker threads, one computation of each at a time shared by
-    every request that asks meanwhile. Each answer closes its connection.
+    descriptors or keep a probe waiting. ``/readyz``, ``/status.json`` and
+    ``/metrics`` are computed on worker threads, one computation of each at a
+    time shared by every request that asks meanwhile, so a slow status page
+    never delays the readiness probe. Each answer closes its connection.
+
+    ``readiness`` answers ``/readyz``; ``status`` answers ``/status.json``
+    (``readiness`` when not given).
     """
 
-    def __init__(self, address: tuple[str, int], readiness: Callable[[], ReadyReport]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        readiness: Callable[[], ReadyReport],
+        status: Callable[[], ReadyReport] | None = None,
+    ) -> None:
         host, port = address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # Binds here, so a port that is taken raises OSError to the caller.
         self._sock = socket.create_server((host, port), family=family, backlog=128)
         self.readiness = readiness
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="syncd-http")
+        self.status = status or readiness
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="syncd-http")
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -344,6 +421,8 @@ class ProbeServer:
             return _Answer.json(200, {"status": "ok"})
         if path == "/readyz":
             return await self._shared("readyz", self._ready_answer)
+        if path == STATUS_PATH:
+            return await self._shared("status", self._status_answer)
         if path == "/metrics":
             return await self._shared("metrics", _metrics_answer)
         return _Answer.json(404, {"status": "not found", "path": path})
@@ -368,11 +447,22 @@ class ProbeServer:
             report = self.readiness()
         except Exception as exc:
             log.exception("readiness check failed")
-            return _Answer.json(
-                503,
-                {"status": "not ready", "failing": [{"check": "internal", "reason": repr(exc)}]},
-            )
+            return _internal_error("not ready", repr(exc))
+        return _Answer.json(200 if report.ready else 503, report.readiness_body())
+
+    def _status_answer(self) -> _Answer:
+        try:
+            report = self.status()
+        except Exception as exc:
+            log.exception("status checks failed")
+            return _internal_error("failing", repr(exc))
         return _Answer.json(200 if report.ready else 503, report.body())
+
+
+def _internal_error(status: str, reason: str) -> _Answer:
+    return _Answer.json(
+        503, {"status": status, "failing": [{"check": "internal", "reason": reason}]}
+    )
 
 
 def _metrics_answer() -> _Answer:
@@ -399,8 +489,17 @@ def _response(answer: _Answer, *, include_body: bool) -> bytes:
     return head.encode("latin-1") + (answer.body if include_body else b"")
 
 
-def serve(host: str, port: int, readiness: Callable[[], ReadyReport]) -> ProbeServer:
-    """Bind ``host:port`` and answer probes from a daemon thread; raises ``OSError`` if taken."""
-    server = ProbeServer((host, port), readiness)
+def serve(
+    host: str,
+    port: int,
+    readiness: Callable[[], ReadyReport],
+    status: Callable[[], ReadyReport] | None = None,
+) -> ProbeServer:
+    """Bind ``host:port`` and answer probes from a daemon thread; raises ``OSError`` if taken.
+
+    ``readiness`` answers ``/readyz`` (``Readiness.serving``), ``status`` the
+    ``/status.json`` page (a :class:`Readiness` itself).
+    """
+    server = ProbeServer((host, port), readiness, status)
     server.start()
     return server

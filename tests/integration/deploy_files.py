@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,3 +86,15 @@ def dockerfile_user() -> tuple[int, int]:
     users = re.findall(r"^USER\s+(\d+):(\d+)\s*$", DOCKERFILE.read_text("utf-8"), re.M)
     uid, gid = users[-1]
     return int(uid), int(gid)
+
+
+def kustomize(folder: Path) -> list[dict[str, Any]]:
+    """``kubectl kustomize folder``, as documents; skips the test without kubectl."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with kustomize) is not installed")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]

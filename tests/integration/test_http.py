@@ -1,4 +1,9 @@
-"""The probe server over real HTTP, its readiness checks over a real database (both backends)."""
+"""The probe server over real HTTP, its checks over a real database (both backends).
+
+``/readyz`` says whether this replica can serve (configuration, database, not
+stopping); every other check is on ``/status.json``, so held leads or failing
+polls never take replicas out of service or block a node drain.
+"""
 
 from __future__ import annotations
 
@@ -18,16 +23,9 @@ from syncd.config import SyncConfig
 from syncd.entrypoints.http import ProbeServer, Readiness, ReadyReport, serve
 from syncd.entrypoints.scheduler import PollTracker
 from syncd.metrics import POLLS
+from tests.clock import Clock
 
 CREDENTIAL = "62af8704764f"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.at = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 def make_sync(name: str = "web") -> SyncConfig:
@@ -79,7 +77,7 @@ def readiness(engine: Engine, tracker: PollTracker, clock: Clock) -> Readiness:
 
 @pytest.fixture
 def server(readiness: Readiness) -> Iterator[ProbeServer]:
-    probe = serve("127.0.0.1", 0, readiness)
+    probe = serve("127.0.0.1", 0, readiness.serving, status=readiness)
     yield probe
     probe.close()
 
@@ -92,14 +90,27 @@ class TestEndpoints:
         assert json.loads(body) == {"status": "ok"}
 
     def test_readyz_ok(self, server: ProbeServer) -> None:
-        """/readyz answers 200 listing every check as ok on a fresh, healthy daemon."""
+        """/readyz answers 200 with the serving checks only, pointing at /status.json."""
         status, _, body = get(f"http://{server.address}/readyz")
         assert status == 200
-        assert json.loads(body)["checks"] == {
+        parsed = json.loads(body)
+        assert parsed["checks"] == {"config": "ok", "database": "ok", "shutdown": "ok"}
+        assert parsed["details"] == "/status.json"
+
+    def test_status_ok(self, server: ProbeServer) -> None:
+        """/status.json answers 200 listing every check as ok on a fresh, healthy daemon."""
+        status, content_type, body = get(f"http://{server.address}/status.json")
+        assert (status, content_type) == (200, "application/json")
+        parsed = json.loads(body)
+        assert parsed["status"] == "ok"
+        assert parsed["checks"] == {
+            "config": "ok",
             "database": "ok",
+            "shutdown": "ok",
             "simz_auth": "ok",
             "poll:web": "ok",
         }
+        assert parsed["paused"] == []
 
     def test_metrics(self, server: ProbeServer) -> None:
         """/metrics is the Prometheus text of syncd's registry."""
@@ -114,14 +125,30 @@ class TestEndpoints:
         status, _, _ = get(f"http://{server.address}/admin")
         assert status == 404
 
-    def test_readyz_503_names_failing_check(self, server: ProbeServer, engine: Engine) -> None:
-        """A 401 pause makes /readyz 503 with a body naming the failing check."""
+    def test_status_503_names_failing_check(self, server: ProbeServer, engine: Engine) -> None:
+        """A 401 pause makes /status.json 503 naming the failing check; /readyz stays 200."""
         add_pause(engine, 401)
-        status, _, body = get(f"http://{server.address}/readyz")
+        status, _, body = get(f"http://{server.address}/status.json")
+        assert status == 503
+        parsed = json.loads(body)
+        assert parsed["status"] == "failing"
+        assert [item["check"] for item in parsed["failing"]] == ["simz_auth"]
+        assert get(f"http://{server.address}/readyz")[0] == 200
+
+    def test_readyz_503_when_the_database_is_gone(self, tracker: PollTracker, clock: Clock) -> None:
+        """An unreachable database makes /readyz 503 naming the database check."""
+        broken = create_engine("sqlite:////nonexistent-dir/for/sure/syncd.db")
+        checks = Readiness(broken, tracker, clock)
+        probe = serve("127.0.0.1", 0, checks.serving, status=checks)
+        try:
+            status, _, body = get(f"http://{probe.address}/readyz")
+        finally:
+            probe.close()
+            broken.dispose()
         assert status == 503
         parsed = json.loads(body)
         assert parsed["status"] == "not ready"
-        assert [item["check"] for item in parsed["failing"]] == ["simz_auth"]
+        assert [item["check"] for item in parsed["failing"]] == ["database"]
 
 
 class TestReadiness:
@@ -133,21 +160,25 @@ class TestReadiness:
         assert readiness().ready
 
     def test_stale_poll(self, readiness: Readiness, clock: Clock, tracker: PollTracker) -> None:
-        """A sync without a successful poll for three intervals makes the daemon not ready."""
+        """No successful poll for three intervals fails poll:<sync>; the replica stays ready."""
         tracker.record("web", "ok", clock())
         clock.at += timedelta(minutes=3)
         assert readiness().ready
         clock.at += timedelta(seconds=1)
         report = readiness()
         assert set(report.failing) == {"poll:web"}
+        assert readiness.serving().ready
 
     def test_database_unreachable(self, tracker: PollTracker, clock: Clock) -> None:
         """When the database cannot be opened, the database check fails (no exception)."""
         broken = create_engine("sqlite:////nonexistent-dir/for/sure/syncd.db")
-        report: ReadyReport = Readiness(broken, tracker, clock)()
+        checks = Readiness(broken, tracker, clock)
+        report: ReadyReport = checks()
+        serving = checks.serving()
         broken.dispose()
         assert "database" in report.failing
         assert report.checks["simz_auth"] == "unknown"
+        assert set(serving.failing) == {"database"}
 
     def test_not_ready_while_stopping(
         self, engine: Engine, tracker: PollTracker, clock: Clock
@@ -155,11 +186,12 @@ class TestReadiness:
         """Once the stop event is set, /readyz fails the shutdown check."""
         stop = threading.Event()
         readiness = Readiness(engine, tracker, clock, stop=stop)
-        assert readiness().ready
+        assert readiness.serving().ready
         stop.set()
+        assert set(readiness.serving().failing) == {"shutdown"}
         assert set(readiness().failing) == {"shutdown"}
 
-    def test_held_leads_make_the_sync_unready(self, readiness: Readiness, engine: Engine) -> None:
+    def test_held_leads_fail_the_held_check(self, readiness: Readiness, engine: Engine) -> None:
         """Leads the blast-radius guard holds fail held:<sync> until they are settled."""
         from sqlalchemy import update
 
@@ -173,6 +205,30 @@ class TestReadiness:
         report = readiness()
         assert set(report.failing) == {"held:web"}
         assert "syncd release --sync web" in report.failing["held:web"]
+        assert readiness.serving().ready
         with sessions.begin() as session:
             session.execute(update(Lead).where(Lead.state == "held").values(state="queued"))
         assert readiness().ready
+
+
+class TestDrainableWhileHeld:
+    def test_readyz_stays_200_with_held_leads_and_failing_polls(
+        self, server: ProbeServer, engine: Engine, clock: Clock
+    ) -> None:
+        """Held leads and stale polls: /readyz 200 (a drain or rollout can proceed), and
+        /status.json 503 naming held:web and poll:web with the operator's next step."""
+        from tests.integration.operator_rows import add_lead, sf_id
+
+        with make_session_factory(engine).begin() as session:
+            add_lead(session, "web", sf_id(1), "held")
+        clock.at += timedelta(minutes=4)  # no poll for more than three intervals
+        status, _, body = get(f"http://{server.address}/readyz")
+        assert status == 200, body
+        assert json.loads(body)["failing"] == []
+        status, _, body = get(f"http://{server.address}/status.json")
+        assert status == 503
+        parsed = json.loads(body)
+        assert parsed["checks"]["held:web"] == "failing"
+        assert parsed["checks"]["poll:web"] == "failing"
+        reasons = {item["check"]: item["reason"] for item in parsed["failing"]}
+        assert "syncd release --sync web" in reasons["held:web"]

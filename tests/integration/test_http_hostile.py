@@ -1,4 +1,4 @@
-"""The probe listener under hostile clients, and the readiness check on refused logins."""
+"""The probe listener under hostile clients, and the status check on refused logins."""
 
 from __future__ import annotations
 
@@ -204,8 +204,9 @@ class TestHungReadiness:
 
 
 class TestLoginBackoffReadiness:
-    def test_readyz_names_the_held_back_login(self, engine: Engine) -> None:
-        """Refused logins make /readyz 503 with the reason and the next attempt."""
+    def test_status_names_the_held_back_login(self, engine: Engine) -> None:
+        """Refused logins make /status.json 503 with the reason and the next attempt;
+        the replica stays ready (every replica logs in as the same user)."""
         at = datetime(2026, 1, 1, tzinfo=UTC)
         sync = SyncConfig.model_validate(
             {"name": "web", "agent": "agt_1", "mapping": {"phoneNumber": "Phone"}}
@@ -220,9 +221,10 @@ class TestLoginBackoffReadiness:
         reason = report.failing["salesforce_login"]
         assert "INVALID_LOGIN" in reason
         assert (at + timedelta(minutes=1)).isoformat() in reason
-        server = serve("127.0.0.1", 0, readiness)
+        server = serve("127.0.0.1", 0, readiness.serving, status=readiness)
         try:
-            status, body = get(f"http://{server.address}/readyz")
+            status, body = get(f"http://{server.address}/status.json")
+            assert get(f"http://{server.address}/readyz")[0] == 200
         finally:
             server.close()
         assert status == 503
