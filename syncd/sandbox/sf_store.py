@@ -10,6 +10,13 @@ a field named ``...Id`` holding Ids is a reference, its target read from the
 Ids' key prefix. A value that does not fit its field's type is refused with a
 clear error rather than stored.
 
+A new record gets what an org gives one: the standard fields it leaves out take
+their defaults (``IsDeleted``, and for Lead ``IsConverted``, ``Status`` and the
+opt-out checkboxes; for Contact its checkboxes: :mod:`.sf_objects`), and a
+built-in checkbox is never null. A configuration that filters on
+``IsConverted = false`` then reads the records it would read in an org, and
+describe says which fields are defaulted on create.
+
 Records are replaced, never changed in place, so a query locator keeps the
 snapshot it was created with (as a Salesforce query cursor does).
 """
@@ -24,6 +31,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from syncd.sandbox.sf_objects import (
+    DEFAULTS,
+    KEY_PREFIXES,
+    PICKLISTS,
+    READ_ONLY,
+    built_in_fields,
+    default_of,
+)
 from syncd.sandbox.sf_soql import (
     TYPE_KEY,
     FieldInfo,
@@ -35,86 +50,6 @@ from syncd.sandbox.sf_soql import (
     truncate_ms,
 )
 
-KEY_PREFIXES = {
-    "Account": "001",
-    "Contact": "003",
-    "User": "005",
-    "Opportunity": "006",
-    "Lead": "00Q",
-}
-_STANDARD: dict[str, FieldType] = {
-    "Id": "id",
-    "CreatedDate": "datetime",
-    "LastModifiedDate": "datetime",
-    "SystemModstamp": "datetime",
-    "IsDeleted": "boolean",
-}
-_READ_ONLY = frozenset(_STANDARD)
-_S: FieldType = "string"
-_B: FieldType = "boolean"
-_PEOPLE = {"OwnerId": "User", "CreatedById": "User", "LastModifiedById": "User"}
-_BUILT_IN: dict[str, dict[str, FieldType | str]] = {
-    "Lead": {
-        **dict.fromkeys(
-            [
-                "FirstName",
-                "LastName",
-                "Name",
-                "Company",
-                "Email",
-                "Phone",
-                "MobilePhone",
-                "Status",
-                "LeadSource",
-                "Title",
-                "Street",
-                "City",
-                "State",
-                "PostalCode",
-                "Country",
-            ],
-            _S,
-        ),
-        **dict.fromkeys(["IsConverted", "DoNotCall", "HasOptedOutOfEmail"], _B),
-        **_PEOPLE,
-    },
-    "Contact": {
-        **dict.fromkeys(
-            [
-                "FirstName",
-                "LastName",
-                "Name",
-                "Email",
-                "Phone",
-                "MobilePhone",
-                "Title",
-                "LeadSource",
-                "MailingCountry",
-            ],
-            _S,
-        ),
-        **dict.fromkeys(["DoNotCall", "HasOptedOutOfEmail"], _B),
-        "AccountId": "Account",
-        **_PEOPLE,
-    },
-    "Account": {
-        **dict.fromkeys(["Name", "Phone", "Industry", "Type", "Website", "BillingCountry"], _S),
-        **_PEOPLE,
-    },
-    "User": {
-        **dict.fromkeys(["Username", "Email", "FirstName", "LastName", "Name"], _S),
-        "IsActive": _B,
-    },
-    "Opportunity": {
-        **dict.fromkeys(["Name", "StageName"], _S),
-        "Amount": "number",
-        "CloseDate": "date",
-        **dict.fromkeys(["IsClosed", "IsWon"], _B),
-        "AccountId": "Account",
-        **_PEOPLE,
-    },
-}
-_FIELD_TYPES = frozenset(("id", "reference", "string", "boolean", "number", "datetime", "date"))
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -322,7 +257,7 @@ class RecordStore:
             unknown = [f for f in fields if f.lower() not in self._fields[sobject]]
             if unknown and not allow_new_fields:
                 raise RecordError(f"No such column '{unknown[0]}' on sobject of type {sobject}")
-            read_only = [f for f in fields if f in _READ_ONLY or f.lower() in _READ_LOWER]
+            read_only = [f for f in fields if f.lower() in READ_ONLY]
             if read_only:
                 raise RecordError(f"Unable to create/update fields: {', '.join(read_only)}")
             self._learn_fields(sobject, [dict(fields)])
@@ -335,6 +270,7 @@ class RecordStore:
             for name, value in fields.items():
                 info = self._fields[sobject][name.lower()]
                 changed[info.name] = self._coerce(info, value)
+            self._fill_defaults(sobject, changed, created=False)  # a checkbox set to null
             changed["LastModifiedDate"] = stamp
             changed["SystemModstamp"] = stamp
             self._put(changed)
@@ -348,7 +284,7 @@ class RecordStore:
             self._ensure_object(field.sobject)
             sobject = self._names[field.sobject.lower()]
             lower = field.name.lower()
-            if lower in _READ_LOWER:
+            if lower in READ_ONLY:
                 raise RecordError(f"{field.name} is a standard field")
             self._fields[sobject][lower] = FieldInfo(field.name, DECLARED_TYPES[field.type])
             declared = DeclaredField(
@@ -360,30 +296,44 @@ class RecordStore:
         """Every field of the object as describe lists it (name, type, length, updateable)."""
         with self.lock:
             declared = self._declared.get(sobject, {})
-            out = []
-            for lower, info in self._fields.get(sobject, {}).items():
-                field = declared.get(lower)
-                kind = field.type if field else _DESCRIBE_TYPE.get(info.type, info.type)
-                length = field.length if field else (255 if info.type == "string" else 0)
-                updateable = field.updateable if field else lower not in _READ_LOWER
-                entry: dict[str, Any] = {
-                    "name": info.name,
-                    "type": kind,
-                    "length": length or 0,
-                    "updateable": updateable,
-                    "createable": updateable,
-                    "custom": info.name.endswith("__c"),
-                    "nillable": lower not in _READ_LOWER,
-                }
-                if field is not None and field.values:
-                    entry["picklistValues"] = [
-                        {"value": value, "label": value, "active": True} for value in field.values
-                    ]
-                if info.target is not None:
-                    entry["referenceTo"] = [info.target]
-                    entry["relationshipName"] = relationship_name(info.name)
-                out.append(entry)
-            return out
+            return [
+                self._describe_field(sobject, lower, info, declared.get(lower))
+                for lower, info in self._fields.get(sobject, {}).items()
+            ]
+
+    @staticmethod
+    def _describe_field(
+        sobject: str, lower: str, info: FieldInfo, field: DeclaredField | None
+    ) -> dict[str, Any]:
+        """One field's describe entry; a standard default shows as ``defaultedOnCreate``."""
+        default = None if field else default_of(sobject, info.name)
+        values = field.values if field else PICKLISTS.get((sobject, lower), ())
+        kind = field.type if field else _DESCRIBE_TYPE.get(info.type, info.type)
+        if values and field is None:
+            kind = "picklist"
+        length = field.length if field else (255 if info.type == "string" else 0)
+        updateable = field.updateable if field else lower not in READ_ONLY
+        entry: dict[str, Any] = {
+            "name": info.name,
+            "type": kind,
+            "length": length or 0,
+            "updateable": updateable,
+            "createable": updateable,
+            "custom": info.name.endswith("__c"),
+            # A field the org always fills in (a checkbox, Lead.Status) is never null.
+            "nillable": lower not in READ_ONLY and default is None,
+            "defaultedOnCreate": default is not None,
+            "defaultValue": default if isinstance(default, bool) else None,
+        }
+        if values:
+            entry["picklistValues"] = [
+                {"value": value, "label": value, "active": True, "defaultValue": value == default}
+                for value in values
+            ]
+        if info.target is not None:
+            entry["referenceTo"] = [info.target]
+            entry["relationshipName"] = relationship_name(info.name)
+        return entry
 
     def delete(self, sobject: str, record_id: str) -> None:
         """Move a record to the recycle bin: ``IsDeleted`` true, gone from ``query``."""
@@ -417,7 +367,7 @@ class RecordStore:
                 "INVALID_FIELD", f"No such column '{name}' on sobject of type {sobject}", [name]
             )
         field = self._declared.get(sobject, {}).get(lower)
-        if lower in _READ_LOWER or (field is not None and not field.updateable):
+        if lower in READ_ONLY or (field is not None and not field.updateable):
             raise FieldUpdateError(
                 "INVALID_FIELD_FOR_INSERT_UPDATE",
                 f"Unable to create/update fields: {info.name}. Please check the security "
@@ -470,13 +420,7 @@ class RecordStore:
             prefix = f"a{len(self._prefixes):02d}"
         self._prefixes[prefix] = sobject
         self._prefix_for[sobject] = prefix
-        fields: dict[str, FieldInfo] = {}
-        for name, kind in {**_STANDARD, **_BUILT_IN.get(sobject, {})}.items():
-            if kind in _FIELD_TYPES:
-                fields[name.lower()] = FieldInfo(name, kind)  # type: ignore[arg-type]
-            else:
-                fields[name.lower()] = FieldInfo(name, "reference", kind)
-        self._fields[sobject] = fields
+        self._fields[sobject] = built_in_fields(sobject)
         self._objects[sobject] = {}
 
     def _learn_fields(self, sobject: str, records: list[dict[str, Any]]) -> None:
@@ -551,7 +495,7 @@ class RecordStore:
             if "LastModifiedDate" not in record and "SystemModstamp" not in record:
                 stamp = now_ms()
                 merged["LastModifiedDate"] = merged["SystemModstamp"] = stamp
-            return merged
+            return self._fill_defaults(sobject, merged, created=False)
         if record_id is None:
             record["Id"] = self._new_id(sobject)
         elif self._prefixes.get(record_id[:3], sobject) != sobject:
@@ -562,6 +506,21 @@ class RecordStore:
         record.setdefault("SystemModstamp", record["LastModifiedDate"])
         record.setdefault("IsDeleted", False)
         record[TYPE_KEY] = sobject
+        return self._fill_defaults(sobject, record, created=True)
+
+    def _fill_defaults(
+        self, sobject: str, record: dict[str, Any], *, created: bool
+    ) -> dict[str, Any]:
+        """Give the standard fields their defaults: all left out of a new record, and any
+        checkbox that is null (a field redeclared with another type keeps what it has)."""
+        fields = self._fields[sobject]
+        for name, default in DEFAULTS.get(sobject, {}).items():
+            info = fields.get(name.lower())
+            kind = "boolean" if isinstance(default, bool) else "string"
+            if info is None or info.type != kind:
+                continue
+            if (created and name not in record) or (kind == "boolean" and record.get(name) is None):
+                record[name] = default
         return record
 
     def _new_id(self, sobject: str) -> str:
@@ -578,7 +537,6 @@ class RecordStore:
         self._by_id[record["Id"]] = record
 
 
-_READ_LOWER = frozenset(name.lower() for name in _READ_ONLY)
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
