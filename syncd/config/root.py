@@ -17,7 +17,8 @@ from syncd.config.types import Duration
 
 class ObservabilityConfig(StrictModel):
     listen: str = Field(
-        default="0.0.0.0:8080", description="host:port for /healthz, /readyz, /metrics."
+        default="0.0.0.0:8080",
+        description="host:port for /healthz, /readyz, /status.json and /metrics.",
     )
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a terminal, JSON lines otherwise."
@@ -53,7 +54,8 @@ class DaemonConfig(StrictModel):
     lease_ttl: Duration | None = Field(
         default=None,
         description="How long a sync's lease lasts without renewal, which bounds the "
-        "takeover after a replica dies (default: two poll intervals, at least 10s).",
+        "takeover after a replica dies (default: two poll intervals, at least 10s). A sync "
+        "in stream mode has the lease its source.failover_within allows, or this if shorter.",
     )
 
     @field_validator("lease_ttl")

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from syncd.config.base import FIELD_NAME, SOBJECT_NAME, SYNC_NAME, StrictModel
+from syncd.config.legal_hours import legal_hours_regions
 from syncd.config.mapping import MappingConfig, OptionsConfig, PhoneConfig, RouteConfig
 from syncd.config.rules import CallingHoursConfig, GuardConfig, RulesConfig
 from syncd.config.schedule import (
@@ -18,6 +19,12 @@ from syncd.config.schedule import (
 )
 from syncd.config.types import Duration, FieldRef
 from syncd.config.writeback import WritebackConfig
+from syncd.domain.fields import field_paths
+from syncd.domain.mapping import MappingSpec, Route
+from syncd.domain.rules import IntakeRules
+from syncd.domain.soql import QuerySpec
+from syncd.domain.soql_where import where_fields
+from syncd.domain.window import CursorPolicy
 
 
 def _parse_start_at(value: Any) -> Any:
@@ -128,7 +135,8 @@ class SyncConfig(StrictModel):
         return self
 
     def _read_paths(self) -> list[tuple[str, str]]:
-        """(where, field path) of every field the mapping, routing and rules read."""
+        """(setting, field path) of every field the mapping, routing, rules, the ``where``
+        condition and the calling hours' zone field read."""
         mapping = self.mapping
         refs: list[tuple[str, FieldRef | None]] = [
             ("mapping.phoneNumber", mapping.phoneNumber),
@@ -144,7 +152,28 @@ class SyncConfig(StrictModel):
         if self.rules.respect_do_not_call:
             paths.append(("rules.do_not_call_field", self.rules.do_not_call_field))
         paths.append(("cursor_field", self.cursor_field))
+        paths += [("where", path) for path in where_fields(self.where)]
+        if self.calling_hours is not None and self.calling_hours.zone_field is not None:
+            paths.append(("calling_hours.timezone.field", self.calling_hours.zone_field))
         return paths
+
+    def safety_warnings(self) -> list[str]:
+        """What this sync may do that the law forbids, as lines that say what to add.
+
+        Not errors: a sync may be meant to call around the clock (a consenting
+        audience, another dialer enforcing hours), but it should say so by choice.
+        """
+        if not self.enabled or self.calling_hours is not None:
+            return []
+        found = legal_hours_regions(
+            self.phone.default_region, self.route.values if self.route is not None else {}
+        )
+        return [
+            f"sync {self.name} sends {region.region} numbers ({region.because}) but sets no "
+            f"calling_hours: add calling_hours: {region.suggestion} ({region.law}; see "
+            "docs/holding-and-calling-hours.md)"
+            for region in found
+        ]
 
     @property
     def streamed(self) -> bool:
@@ -173,3 +202,63 @@ class SyncConfig(StrictModel):
         if self.route.default and self.route.default not in found:
             found.append(self.route.default)
         return found
+
+    # ------------------------------------------------------------------ the domain's settings
+
+    @property
+    def cursor_policy(self) -> CursorPolicy:
+        """The cursor field and the poll window's bounds."""
+        return CursorPolicy(self.cursor_field, self.start_at, self.lookback, self.lag)
+
+    @property
+    def query_spec(self) -> QuerySpec:
+        """What the poll query reads: every field the mapping, routing and rules need."""
+        mapping = self.mapping
+        fields = field_paths(
+            [
+                mapping.phoneNumber,
+                mapping.firstName,
+                mapping.lastName,
+                mapping.email,
+                mapping.campaignType,
+                *mapping.customData.values(),
+            ]
+        )
+        if self.route is not None:
+            fields += field_paths([self.route.field])
+        if self.rules.respect_do_not_call:
+            fields.append(self.rules.do_not_call_field)
+        if self.calling_hours is not None and self.calling_hours.zone_field is not None:
+            fields.append(self.calling_hours.zone_field)
+        written = (
+            frozenset(name.lower() for name in self.writeback.fields.names().values())
+            if self.writeback is not None
+            else frozenset()
+        )
+        return QuerySpec(self.object, self.cursor_field, tuple(fields), self.where, written)
+
+    @property
+    def mapping_spec(self) -> MappingSpec:
+        """Where each SimZ lead field comes from, and the record fields the mapper reads."""
+        mapping, rules = self.mapping, self.rules
+        route = self.route
+        return MappingSpec(
+            phone=mapping.phoneNumber,
+            cursor_field=self.cursor_field,
+            region=self.phone.default_region,
+            first_name=mapping.firstName,
+            last_name=mapping.lastName,
+            email=mapping.email,
+            campaign_type=mapping.campaignType,
+            custom=tuple(mapping.customData.items()),
+            agent=self.agent,
+            route=Route(route.field, route.values, route.default) if route is not None else None,
+            do_not_call_field=rules.do_not_call_field if rules.respect_do_not_call else None,
+            callable_values=frozenset(rules.do_not_call_callable_values),
+            zone_field=self.calling_hours.zone_field if self.calling_hours is not None else None,
+        )
+
+    @property
+    def intake_rules(self) -> IntakeRules:
+        """The rules a read record goes through: DoNotCall and the duplicate-phone window."""
+        return IntakeRules(self.rules.respect_do_not_call, self.rules.duplicate_phone_window)

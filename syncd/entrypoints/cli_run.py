@@ -1,10 +1,13 @@
 """``syncd run``: the daemon's main thread -- start, wait for a signal, stop cleanly.
 
-Start-up: logging, migrations, recovery of leads a crash left in ``sending``
-(they become ``uncertain``), the HTTP port, the sync leases (several replicas
-may share a PostgreSQL database; only a sync's lease holder polls and delivers
-it, see :mod:`syncd.services.leadership`), the scheduler, one "syncd started"
-line. Then the main thread waits on ``stop``. A second ``syncd run`` on the same
+Start-up: logging, migrations (under the database's migration lock, so
+replicas starting together take turns and the later ones find nothing to do;
+on Kubernetes an init container has run ``syncd migrate`` already), recovery
+of leads a crash left in ``sending`` (they become ``uncertain``), the HTTP
+port, the sync leases (several replicas may share a PostgreSQL database; only
+a sync's lease holder polls and delivers it, see
+:mod:`syncd.services.leadership`), the scheduler, one "syncd started" line.
+Then the main thread waits on ``stop``. A second ``syncd run`` on the same
 SQLite file is refused (exit 1, one line).
 
 Shutdown (SIGTERM or SIGINT; APScheduler installs no handlers, so we do): the
@@ -33,6 +36,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy import Engine
@@ -52,6 +56,12 @@ from syncd.entrypoints.cli_common import (
 from syncd.entrypoints.http import ProbeServer, Readiness, serve
 from syncd.entrypoints.scheduler import JobScheduler, PollTracker
 from syncd.logs import get_logger
+
+if TYPE_CHECKING:
+    from syncd.bootstrap import Runtime
+    from syncd.config import SyncConfig
+    from syncd.services.stream import StreamSupervisor
+    from syncd.services.stream_board import StreamBoard
 
 EXIT_OK = 0
 EXIT_IN_FLIGHT = 1
@@ -129,7 +139,6 @@ def _flush_and_exit(status: int) -> None:
 
 def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     """Run until ``stop`` is set (by a signal); return the exit status."""
-    from syncd.bootstrap import bootstrap
     from syncd.services.stream import StreamSupervisor
     from syncd.services.stream_board import StreamBoard
 
@@ -137,41 +146,16 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     signals = SignalHandler(stop)
     if threading.current_thread() is threading.main_thread():
         signals.install()
-
-    try:
-        runtime = bootstrap(config, replicas=True)
-        freeze_startup_objects()
-    except SQLAlchemyError as exc:
-        log.error("cannot start: database error", error=describe_db_error(exc))
+    runtime = _start_runtime(config)
+    if runtime is None:
         return EXIT_FAILURE
-    except OSError as exc:
-        log.error("cannot start", error=str(exc))
-        return EXIT_FAILURE
-
     syncs = [sync for sync in config.syncs if sync.enabled]
     tracker = PollTracker(syncs, runtime.now)
     board = StreamBoard(syncs, runtime.now)
-    host, port = config.observability.host_port
-    try:
-        http: ProbeServer = serve(
-            host,
-            port,
-            Readiness(
-                runtime.engine,
-                tracker,
-                runtime.now,
-                credentials=runtime.credentials,
-                stop=stop,
-                login_backoff=runtime.login_backoff,
-                streams=board.problems,
-                stream_state=board.details,
-            ),
-        )
-    except OSError as exc:
-        log.error("cannot listen", listen=config.observability.listen, error=str(exc))
+    http = _serve_probes(config, runtime, tracker, board, stop)
+    if http is None:
         runtime.close()
         return EXIT_FAILURE
-
     if runtime.leadership is not None:
         # Leases before the first poll fires, so the leader polls at once.
         runtime.leadership.start()
@@ -186,31 +170,101 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         now=runtime.now,
     )
     scheduler.start()
+    leadership = runtime.leadership
     streams = StreamSupervisor(
         syncs,
         lambda sync: runtime.stream_intake(sync, board=board, on_queued=scheduler.wake),
         stop,
-        leading=runtime.leadership.is_leader if runtime.leadership is not None else None,
-        bound_stop=runtime.leadership.stop_event if runtime.leadership is not None else None,
+        leading=leadership.is_leader if leadership is not None else None,
+        bound_stop=leadership.stop_event if leadership is not None else None,
     )
     streams.start()
+    _log_started(config, runtime, syncs, http.address)
+
+    # Wake up now and then: signal handlers run on the main thread between bytecodes.
+    while not stop.wait(0.5):
+        pass
+    return _stop(config, runtime, signals, scheduler, streams, http)
+
+
+def _start_runtime(config: Config) -> Runtime | None:
+    """Migrate, recover and wire the parts; None (logged) when the database or a file refuses."""
+    from syncd.bootstrap import bootstrap
+
+    try:
+        runtime = bootstrap(config, replicas=True)
+        freeze_startup_objects()
+    except SQLAlchemyError as exc:
+        log.error("cannot start: database error", error=describe_db_error(exc))
+        return None
+    except OSError as exc:
+        log.error("cannot start", error=str(exc))
+        return None
+    return runtime
+
+
+def _serve_probes(
+    config: Config,
+    runtime: Runtime,
+    tracker: PollTracker,
+    board: StreamBoard,
+    stop: threading.Event,
+) -> ProbeServer | None:
+    """Serve /healthz, /readyz, /status.json and /metrics; None (logged) when the port is taken."""
+    host, port = config.observability.host_port
+    checks = Readiness(
+        runtime.engine,
+        tracker,
+        runtime.now,
+        credentials=runtime.credentials,
+        stop=stop,
+        login_backoff=runtime.login_backoff,
+        streams=board.problems,
+        stream_state=board.details,
+    )
+    try:
+        # /readyz: can this replica serve; /status.json: every check, for people.
+        return serve(host, port, checks.serving, status=checks)
+    except OSError as exc:
+        log.error(
+            "cannot listen",
+            listen=config.observability.listen,
+            error=str(exc),
+            hint="another process may hold this port (a second replica on this host?): "
+            "give each one its own observability.listen",
+        )
+        return None
+
+
+def _log_started(config: Config, runtime: Runtime, syncs: list[SyncConfig], address: str) -> None:
+    """The "syncd started" line, then a warning for each setting that risks unlawful calls
+    (US numbers without calling hours), so it is seen at every start, not only at a check."""
     log.info(
         "syncd started",
         version=__version__,
         syncs=[sync.name for sync in syncs],
         streamed=[sync.name for sync in syncs if sync.streamed],
-        listen=http.address,
+        listen=address,
         pid=os.getpid(),
         replica=runtime.worker,
         leading=runtime.leadership.leading() if runtime.leadership is not None else None,
         recovered_uncertain=runtime.recovered,
         **describe_database(config.database.url),
     )
+    for sync in syncs:
+        for warning in sync.safety_warnings():
+            log.warning("configuration warning", sync=sync.name, warning=warning)
 
-    # Wake up now and then: signal handlers run on the main thread between bytecodes.
-    while not stop.wait(0.5):
-        pass
 
+def _stop(
+    config: Config,
+    runtime: Runtime,
+    signals: SignalHandler,
+    scheduler: JobScheduler,
+    streams: StreamSupervisor,
+    http: ProbeServer,
+) -> int:
+    """Stop within ``daemon.shutdown_grace``; the exit status says whether leads were in flight."""
     grace = config.daemon.shutdown_grace.total_seconds()
     names = [signal.Signals(s).name for s in signals.received]
     log.info("stopping", signal=names[0] if names else None, grace_seconds=grace)
@@ -251,7 +305,7 @@ def run(ctx: click.Context, config_path: Path) -> None:
     """Run the daemon: poll Salesforce and deliver to SimZ on each sync's schedule.
 
     Applies migrations and recovers leads a crash left in flight (they become
-    uncertain), serves /healthz, /readyz and /metrics on observability.listen,
+    uncertain), serves /healthz, /readyz, /status.json and /metrics on observability.listen,
     and logs JSON lines to stdout. SIGTERM or SIGINT stops it gracefully within
     daemon.shutdown_grace (exit 0; 1 if leads were left in flight); a second
     signal exits at once.
