@@ -69,37 +69,62 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def syncd_command(*args: str, config: Path | None = None) -> list[str]:
+    """The real CLI's command line: ``python -m syncd ARGS [-c CONFIG]``.
+
+    For a command a test starts itself with :class:`subprocess.Popen` (to kill it
+    mid-way); one that runs to its end goes through :func:`run_syncd`.
+    """
+    command = [sys.executable, "-m", "syncd", *args]
+    if config is not None:
+        command += ["-c", str(config)]
+    return command
+
+
 def run_syncd(
     *args: str,
-    cwd: Path,
+    cwd: Path | None = None,
     config: Path | None = None,
     stdin: str = "",
     user: str | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 180,
+    check: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess: ``python -m syncd ARGS [-c CONFIG]``, output captured.
 
-    The one way e2e tests run a one-shot command. ``stdin`` is closed after its
-    text (empty: no TTY and no answer, as in a script); ``user`` sets ``$USER``
-    (the audit trail's actor); ``env`` replaces :func:`clean_env`'s environment.
+    The one way e2e tests run a one-shot command. ``cwd`` is the folder it runs
+    in (``None``: the test process's own); ``stdin`` is closed after its text
+    (empty: no TTY and no answer, as in a script); ``user`` sets ``$USER`` (the
+    audit trail's actor); ``env`` replaces :func:`clean_env`'s environment;
+    ``check`` raises :class:`subprocess.CalledProcessError` on a non-zero exit.
     """
     environment = clean_env() if env is None else dict(env)
     if user is not None:
         environment["USER"] = user
-    command = [sys.executable, "-m", "syncd", *args]
-    if config is not None:
-        command += ["-c", str(config)]
     return subprocess.run(
-        command,
+        syncd_command(*args, config=config),
         cwd=cwd,
         env=environment,
         input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
-        check=False,
+        check=check,
     )
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON objects among the lines of ``text`` (syncd's log lines); other lines are skipped."""
+    lines = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            lines.append(entry)
+    return lines
 
 
 def lead_records(count: int, start: int = 0, **fields: Any) -> list[dict[str, Any]]:
@@ -165,15 +190,7 @@ class Daemon:
 
     def logs(self) -> list[dict[str, Any]]:
         """Every JSON log line written so far (non-JSON lines are skipped)."""
-        lines = []
-        for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                lines.append(entry)
-        return lines
+        return json_lines(self.log_path.read_text(encoding="utf-8", errors="replace"))
 
     def find(self, event: str, **fields: Any) -> dict[str, Any] | None:
         """The last log line with this event (and fields), if any."""
@@ -313,10 +330,23 @@ class Harness:
         return path
 
     def cli(
-        self, *args: str, stdin: str = "", user: str = "opuser"
+        self,
+        *args: str,
+        stdin: str = "",
+        user: str = "opuser",
+        env: dict[str, str] | None = None,
+        timeout: float = 180,
     ) -> subprocess.CompletedProcess[str]:
         """:func:`run_syncd` on this harness's configuration, in its folder."""
-        return run_syncd(*args, cwd=self.tmp, config=self.config_path, stdin=stdin, user=user)
+        return run_syncd(
+            *args,
+            cwd=self.tmp,
+            config=self.config_path,
+            stdin=stdin,
+            user=user,
+            env=env,
+            timeout=timeout,
+        )
 
     # ------------------------------------------------------------------ daemon
 
@@ -327,15 +357,7 @@ class Harness:
         err_path = self.tmp / f"syncd-{number}.err"
         with log_path.open("wb") as out, err_path.open("wb") as err:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "syncd",
-                    "run",
-                    "-c",
-                    str(config_path or self.config_path),
-                    *extra_args,
-                ],
+                syncd_command("run", *extra_args, config=config_path or self.config_path),
                 cwd=self.tmp,
                 env=clean_env(),
                 stdout=out,

@@ -7,10 +7,8 @@ the regular poll never reads) and the SimZ emulator counts every lead it got.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,14 @@ from typing import Any
 import pytest
 
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Harness, clean_env, lead_records, wait_until
+from tests.e2e.harness import (
+    Harness,
+    clean_env,
+    json_lines,
+    lead_records,
+    syncd_command,
+    wait_until,
+)
 
 START_AT = "2024-01-01T00:00:00Z"
 OLD = "2023-06-01T00:00:00Z"
@@ -40,20 +45,8 @@ def old_records(count: int, start: int = 0) -> list[dict[str, Any]]:
     ]
 
 
-def command(harness: Harness, *args: str) -> list[str]:
-    return [sys.executable, "-m", "syncd", "backfill", "-c", str(harness.config_path), *args]
-
-
 def backfill(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command(harness, "--sync", "web", *args),
-        cwd=harness.tmp,
-        env=clean_env(USER="opuser"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return harness.cli("backfill", "--sync", "web", *args, timeout=120)
 
 
 def summary(result: subprocess.CompletedProcess[str]) -> str:
@@ -64,15 +57,7 @@ def summary(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def page_lines(text: str) -> list[dict[str, Any]]:
-    lines = []
-    for line in text.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("event") == "backfill page":
-            lines.append(entry)
-    return lines
+    return [entry for entry in json_lines(text) if entry.get("event") == "backfill page"]
 
 
 def watermark(harness: Harness) -> Any:
@@ -140,9 +125,10 @@ class TestBackfill:
         # Slow Salesforce down so that the backfill is caught between pages.
         harness.salesforce.inject("delay", count=20, seconds=1.5)
         log_path = harness.tmp / "backfill-1.log"
+        command = ("backfill", "--sync", "web", "--since", "2023-01-01", "--until", START_AT)
         with log_path.open("w") as out:
             process = subprocess.Popen(
-                command(harness, "--sync", "web", "--since", "2023-01-01", "--until", START_AT),
+                syncd_command(*command, config=harness.config_path),
                 cwd=harness.tmp,
                 env=clean_env(USER="opuser"),
                 stdout=out,
@@ -214,15 +200,7 @@ class TestBulkOverKnownRecords:
         config = harness.config(sync={"start_at": START_AT, "mapping": mapping})
         config["salesforce"].update(page_size=200, bulk_query_above=1)
         harness.write_config(**config)
-        once = subprocess.run(
-            [sys.executable, "-m", "syncd", "once", "-c", str(harness.config_path)],
-            cwd=harness.tmp,
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        once = harness.cli("once", timeout=120)
         assert once.returncode == 0, once.stdout + once.stderr
         assert set(harness.lead_states().values()) == {"accepted", "skipped"}
         transitions = harness.query("SELECT COUNT(*) FROM lead_transitions")
@@ -254,15 +232,7 @@ class TestGuard:
         guarded.wait_until(lambda: guarded.successful_polls() >= polls + 2, "two more polls")
         assert guarded.count_state("held") == 50
         assert guarded.simz.received_counts() == {}
-        released = subprocess.run(
-            [*command(guarded)[:3], "release", "-c", str(guarded.config_path), "--sync=web", "-y"],
-            cwd=guarded.tmp,
-            env=clean_env(USER="opuser"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        released = guarded.cli("release", "--sync=web", "-y", timeout=60)
         assert released.returncode == 0, released.stderr
         all_sent_once(guarded, 50)
         assert daemon.stop() == 0, daemon.output()
@@ -302,14 +272,6 @@ class TestRefusals:
         """An empty range or an unknown sync is one line and exit 2."""
         result = backfill(harness, "--since", START_AT, "--until", "2023-01-01")
         assert result.returncode == 2 and "nothing to backfill" in result.stderr
-        other = subprocess.run(
-            command(harness, "--sync", "nope", "--since", START_AT),
-            cwd=harness.tmp,
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        other = harness.cli("backfill", "--sync", "nope", "--since", START_AT, timeout=60)
         assert other.returncode == 2 and "no sync named 'nope'" in other.stderr
         assert "Traceback" not in result.stderr + other.stderr

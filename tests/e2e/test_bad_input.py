@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ import pytest
 
 from syncd.sandbox.sf_soql import normalize_id
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Harness, clean_env, lead_records
+from tests.e2e.harness import Harness, json_lines, lead_records
 
 MEGABYTE = 1024 * 1024
 
@@ -52,27 +50,11 @@ def once(harness: Harness, expect: int = 0) -> list[dict[str, Any]]:
     # The poll window's end is now - lag rounded down to a whole second, so a
     # record stamped in this very second is only in the window from the next one.
     time.sleep(math.floor(time.time()) + 1.05 - time.time())
-    result = subprocess.run(
-        [sys.executable, "-m", "syncd", "once", "-c", str(harness.config_path)],
-        cwd=harness.tmp,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = harness.cli("once", timeout=120)
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output[-3000:]
     assert result.returncode == expect, output[-3000:]
-    lines = []
-    for line in output.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            lines.append(entry)
-    return lines
+    return json_lines(output)
 
 
 def lead_rows(harness: Harness) -> dict[str, dict[str, Any]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,7 @@ import yaml
 
 from syncd.config import load_config
 from syncd.config.loader import load_yaml, substitute
-from tests.e2e.harness import clean_env
-from tests.e2e.harness import run_syncd as harness_cli
+from tests.e2e.harness import clean_env, run_syncd
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.yaml"
@@ -33,13 +31,6 @@ EXAMPLE_ENV = {
     "SF_SECURITY_TOKEN": "sf-token-value",
     "SIMZ_API_KEY": "simz-key-value",
 }
-
-
-def run_syncd(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI (``python -m syncd``) in a subprocess and capture its output."""
-    return harness_cli(*args, cwd=cwd, env=env)
 
 
 def base_config() -> dict[str, Any]:

@@ -17,8 +17,7 @@ import yaml
 from syncd.adapters.db import make_engine, make_session_factory
 from syncd.adapters.orm import utcnow
 from syncd.adapters.outbox import SCOPE_API_KEY
-from tests.e2e.harness import clean_env
-from tests.e2e.test_cli_config import run_syncd
+from tests.e2e.harness import clean_env, run_syncd
 from tests.integration.operator_rows import add_lead, add_pause, config_dict, sf_id
 
 

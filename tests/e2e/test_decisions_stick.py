@@ -126,8 +126,9 @@ class TestTheGuardCountsEveryLead:
         ids = harness.salesforce.add_records(back_dated(40, 0))
         harness.wait_until(lambda: states_of(harness, ids) == ["held"], "the import held")
         assert daemon.find("stream intake held by the blast-radius guard") is not None
-        status, body = daemon.get_json("/readyz")
+        status, body = daemon.get_json("/status.json")
         assert status == 503 and body["checks"]["held:web"] != "ok", body
+        assert daemon.get("/readyz")[0] == 200  # held leads never make a replica unready
         assert daemon.stop() == 0, daemon.output()
         assert sent(harness, ids) == {}
 

@@ -13,7 +13,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import phonenumbers
 import pytest
 
 from syncd.sandbox.demo_data import demo_leads
-from tests.e2e.harness import clean_env
+from tests.e2e.harness import clean_env, run_syncd
 
 STATES = (
     "queued",
@@ -84,26 +83,12 @@ def run_demo(tmp: Path, *args: str) -> DemoRun:
     work.mkdir(exist_ok=True)
     temp = tmp / "temp"
     temp.mkdir(exist_ok=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "syncd", "demo", *args],
-        cwd=work,
-        env=clean_env(TMPDIR=str(temp)),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    result = run_syncd("demo", *args, cwd=work, env=clean_env(TMPDIR=str(temp)), timeout=180)
     return DemoRun(result, temp)
 
 
 def syncd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_syncd(*args, timeout=60)
 
 
 def expected_held_back(count: int) -> tuple[int, int]:

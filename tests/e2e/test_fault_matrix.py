@@ -4,15 +4,13 @@ Every row runs through the real ``syncd run`` subprocess against both
 emulators and asserts what the operator can see: the lead's state and audit
 trail (``syncd leads --json --history``), the log event (the daemon's JSON
 lines, matched by batch id), the metric (``/metrics``, as a delta over the
-row) and readiness (``/readyz``). docs/fault-matrix.md is this table.
+row) and the status page (``/status.json``). docs/fault-matrix.md is this table.
 """
 
 from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Daemon, Harness, clean_env, lead_records
+from tests.e2e.harness import Daemon, Harness, lead_records
 
 READ_TIMEOUT = 1.0
 UNCERTAIN_EVENT = "batch sent, outcome unknown: leads uncertain"
@@ -66,24 +64,16 @@ def metric(
 
 def leads_json(harness: Harness, *ids: str) -> dict[str, dict[str, Any]]:
     """``syncd leads --json --history`` for these Ids, by Salesforce Id."""
-    args = [sys.executable, "-m", "syncd", "leads", "--json", "--history", "--limit", "1000"]
+    args = ["leads", "--json", "--history", "--limit", "1000"]
     for sf_id in ids:
         args += ["--id", sf_id]
-    result = subprocess.run(
-        [*args, "-c", str(harness.config_path)],
-        cwd=harness.tmp,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = harness.cli(*args, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     return {lead["salesforce_id"]: lead for lead in json.loads(result.stdout)["leads"]}
 
 
 def ready(daemon: Daemon) -> tuple[int, set[str]]:
-    status, body = daemon.get_json("/readyz")
+    status, body = daemon.get_json("/status.json")
     return status, {str(item["check"]) for item in body.get("failing", [])}
 
 
@@ -214,7 +204,7 @@ SIMZ_ROWS = [
 
 class TestSimzAnswers:
     def test_each_answer_end_to_end(self, harness: Harness) -> None:
-        """Each SimZ answer (docs/design.md#simz-answers): its lead state, log, metric, /readyz."""
+        """Each SimZ answer (docs/design.md#simz-answers): lead state, log, metric, status page."""
         daemon = harness.start()
         harness.wait_until(lambda: harness.successful_polls() >= 1, "a first poll")
         seen: list[str] = []
@@ -310,8 +300,8 @@ class TestSimzPauses:
         assert daemon.stop() == 0
         assert set(harness.simz.received_counts().values()) == {1}
 
-    def test_401_is_not_ready(self, harness: Harness) -> None:
-        """401 leaves the lead queued, logs the pause and makes /readyz 503 (simz_auth)."""
+    def test_401_fails_simz_auth(self, harness: Harness) -> None:
+        """401 leaves the lead queued, logs the pause and makes /status.json 503 (simz_auth)."""
         harness.write_config(
             simz={"api_key": "not-the-key", "timeout": {"connect": 2, "read": READ_TIMEOUT}}
         )
@@ -319,7 +309,7 @@ class TestSimzPauses:
         daemon = harness.start()
         entry = daemon.wait_log("delivery paused", status=401)
         assert entry["scope"] == "api_key"
-        harness.wait_until(lambda: ready(daemon) == (503, {"simz_auth"}), "/readyz 503 simz_auth")
+        harness.wait_until(lambda: ready(daemon) == (503, {"simz_auth"}), "503 simz_auth")
         assert harness.lead_states()[sf_id] == "queued"
         assert metric(scrape(daemon), "syncd_batches_total", result="paused") >= 1
         assert daemon.stop() == 0
@@ -436,12 +426,12 @@ class TestSalesforceFaults:
         assert set(harness.simz.received_counts().values()) == {1}
 
     def test_unreachable_host(self, harness: Harness) -> None:
-        """A closed Salesforce port: poll errors, metric, /readyz 503 poll:web; delivery goes on."""
+        """A closed Salesforce port: poll errors, metric, status 503 poll:web; delivery goes on."""
         sf_harness(harness, login_url=f"https://127.0.0.1:{closed_port()}")
         daemon = harness.start()
         failed = next_poll(harness, daemon, 0, status="error")
         assert failed["error"]
-        harness.wait_until(lambda: ready(daemon) == (503, {"poll:web"}), "/readyz 503 poll:web")
+        harness.wait_until(lambda: ready(daemon) == (503, {"poll:web"}), "503 poll:web")
         assert metric(scrape(daemon), "syncd_polls_total", status="error") >= 1
         assert "Traceback" not in daemon.output()
         assert daemon.stop() == 0

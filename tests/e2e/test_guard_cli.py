@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
@@ -19,19 +18,13 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Harness, clean_env, lead_records, run_syncd
+from tests.e2e.harness import Harness, clean_env, lead_records, syncd_command
 
 
 def syncd(
     harness: Harness, *args: str, stdin: str = "", **env: str
 ) -> subprocess.CompletedProcess[str]:
-    result = run_syncd(
-        *args,
-        cwd=harness.tmp,
-        config=harness.config_path,
-        stdin=stdin,
-        env=clean_env(USER="opuser", **env),
-    )
+    result = harness.cli(*args, stdin=stdin, env=clean_env(**env))
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     return result
 
@@ -123,10 +116,10 @@ class TestBlastRadiusGuard:
             ids = harness.salesforce.add_records(lead_records(600))
             assert syncd(harness, "once").returncode == 0
             assert states(harness) == ["held"]
-            command = [sys.executable, "-m", "syncd", "release", "--sync", "web", "--yes"]
+            command = syncd_command("release", "--sync", "web", "--yes", config=harness.config_path)
             for delay in (0.2, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0):
                 process = subprocess.Popen(
-                    [*command, "-c", str(harness.config_path)],
+                    command,
                     cwd=harness.tmp,
                     env=clean_env(USER="opuser"),
                     stdout=subprocess.DEVNULL,
@@ -207,11 +200,12 @@ class TestCallingHours:
 
 
 class TestDaemon:
-    def test_running_daemon_holds_a_multi_page_poll_and_turns_unready(
+    def test_running_daemon_holds_a_multi_page_poll_and_stays_ready(
         self, tmp_path: Path, simz_emulator: SimzEmulator
     ) -> None:
         """`syncd run` polls 600 records in 3 pages while delivering every second: nothing
-        reaches SimZ, /readyz names held:web; after `release` each lead is sent once."""
+        reaches SimZ, /status.json names held:web while /readyz stays 200; after `release`
+        each lead is sent once."""
         with Harness(tmp_path, simz_emulator) as harness:
             config = harness.config(sync={"guard": {"max_new_per_poll": 300}})
             config["salesforce"]["page_size"] = 200
@@ -225,8 +219,9 @@ class TestDaemon:
             )
             assert simz_emulator.received() == []
             assert harness.query("SELECT pages, held FROM poll_runs WHERE held > 0") == [(3, 600)]
-            status, body = daemon.get_json("/readyz")
+            status, body = daemon.get_json("/status.json")
             assert status == 503 and "held:web" in {item["check"] for item in body["failing"]}
+            assert daemon.get("/readyz")[0] == 200  # the replica can still be drained
             assert daemon.find("poll held by the blast-radius guard", sync="web") is not None
 
             released = syncd(harness, "release", "--sync", "web", "--yes")
@@ -234,6 +229,6 @@ class TestDaemon:
             harness.wait_until(
                 lambda: len(simz_emulator.received()) == 600, "every released lead sent"
             )
-            harness.wait_until(lambda: daemon.get("/readyz")[0] == 200, "ready again")
+            harness.wait_until(lambda: daemon.get("/status.json")[0] == 200, "all checks ok again")
             assert daemon.stop() == 0
             assert simz_emulator.received_counts() == {sf_id: 1 for sf_id in ids}

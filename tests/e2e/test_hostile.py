@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Harness, clean_env
+from tests.e2e.harness import Harness, run_syncd
 
 FIRST, LAST, EMAIL = "Zelphira", "Quenneville", "zelphira.q@example.org"
 PHONE_E164, PHONE_LOCAL = "+12025550142", "202 555 0142"
@@ -69,27 +67,19 @@ class TestDebugLogs:
 
 class TestLoginBackoff:
     def test_wrong_password_is_tried_once_and_shown(self, harness: Harness) -> None:
-        """Polls every second with a wrong password: one login, visible in /readyz and status."""
+        """Polls every second with a wrong password: one login, shown by /status.json and status."""
         config = harness.config()
         config["salesforce"]["auth"]["password"] = "not-the-password"
         path = harness.write_config(**config)
         daemon = harness.start()
         harness.wait_until(lambda: poll_errors(harness) >= 4, "four failed polls")
         assert harness.salesforce.login_attempts() == 1
-        status, body = daemon.get_json("/readyz")
+        status, body = daemon.get_json("/status.json")
         assert status == 503
         reasons = {item["check"]: item["reason"] for item in body["failing"]}
         assert "INVALID_LOGIN" in reasons["salesforce_login"]
         assert "held back until" in reasons["salesforce_login"]
-        shown = subprocess.run(
-            [sys.executable, "-m", "syncd", "status", "-c", str(path)],
-            cwd=harness.tmp,
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        shown = run_syncd("status", cwd=harness.tmp, config=path, timeout=60)
         assert shown.returncode == 0, shown.stderr
         assert "held back until" in shown.stdout
         assert daemon.stop() == 0

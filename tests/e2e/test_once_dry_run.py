@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Harness, clean_env, lead_records
+from tests.e2e.harness import Harness, lead_records
 
 TABLES = ("sync_state", "leads", "lead_transitions", "batches", "poll_runs", "pauses")
 
 
 def run_once(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", "once", "-c", str(harness.config_path), *args],
-        cwd=harness.tmp,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return harness.cli("once", *args, timeout=120)
 
 
 def dump(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:

@@ -25,11 +25,6 @@ def harness(tmp_path: Path, simz_emulator: SimzEmulator) -> Iterator[Harness]:
         yield h
 
 
-def syncd(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real CLI on the daemon's configuration, as user "opuser"."""
-    return harness.cli(*args)
-
-
 def ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -54,7 +49,7 @@ class TestPauseSync:
         daemon = harness.start()
         harness.wait_until(lambda: harness.count_state("accepted") == 5, "5 leads accepted")
 
-        out = ok(syncd(harness, "pause", "--sync", "web", "--reason", "campaign change"))
+        out = ok(harness.cli("pause", "--sync", "web", "--reason", "campaign change"))
         assert "paused: sync web" in out and "by opuser" in out
         harness.salesforce.add_records(lead_records(10, start=5))
         harness.wait_until(lambda: harness.count_state("queued") == 10, "10 new leads queued")
@@ -62,29 +57,29 @@ class TestPauseSync:
         assert len(harness.simz.received()) == 5
         assert harness.count_state("queued") == 10
 
-        status, body = daemon.get_json("/readyz")
+        status, body = daemon.get_json("/status.json")
         assert status == 200, body
         assert body["paused"] == [
             {"scope": "sync", "name": "web", "reason": "campaign change", "by": "opuser"}
         ]
-        report: dict[str, Any] = json.loads(ok(syncd(harness, "status", "--json")))
+        report: dict[str, Any] = json.loads(ok(harness.cli("status", "--json")))
         assert report["syncs"][0]["delivery_paused"] is True
         assert [(p["scope"], p["name"], p["paused_by"]) for p in report["operator_pauses"]] == [
             ("sync", "web", "opuser")
         ]
-        assert "PAUSED by an operator" in ok(syncd(harness, "status"))
+        assert "PAUSED by an operator" in ok(harness.cli("status"))
         harness.wait_until(
             lambda: metric_line(daemon, 'syncd_paused{name="web",scope="operator_sync"} 1.0'),
             "syncd_paused for the operator pause",
         )
 
-        out = ok(syncd(harness, "resume", "--sync", "web", "--by", "alice"))
+        out = ok(harness.cli("resume", "--sync", "web", "--by", "alice"))
         assert "resumed sync web (by alice)" in out
         harness.wait_until(lambda: harness.count_state("accepted") == 15, "15 leads accepted")
         polls_after(harness, 3)
         counts = harness.simz.received_counts()
         assert len(counts) == 15 and set(counts.values()) == {1}
-        assert daemon.get_json("/readyz")[1]["paused"] == []
+        assert daemon.get_json("/status.json")[1]["paused"] == []
         assert daemon.stop() == 0, daemon.output()
         assert daemon.find("delivery resumed by an operator") is None  # logged by the CLI
         assert harness.query(
@@ -103,7 +98,7 @@ class TestPauseAgent:
         sync["route"] = {"field": "Company", "values": {"Acme": "agt_1", "Beta": "agt_2"}}
         harness.write_config(**config)
         daemon = harness.start()
-        ok(syncd(harness, "pause", "--agent", "agt_1", "--reason", "agent on holiday"))
+        ok(harness.cli("pause", "--agent", "agt_1", "--reason", "agent on holiday"))
         harness.salesforce.add_records(lead_records(6, Company="Acme"))
         harness.salesforce.add_records(lead_records(4, start=6, Company="Beta"))
         harness.wait_until(lambda: harness.count_state("accepted") == 4, "agt_2's leads accepted")
@@ -113,7 +108,7 @@ class TestPauseAgent:
         assert {lead["agentId"] for lead in received} == {"agt_2"}
         assert harness.count_state("queued") == 6
 
-        ok(syncd(harness, "resume", "--agent", "agt_1"))
+        ok(harness.cli("resume", "--agent", "agt_1"))
         harness.wait_until(lambda: harness.count_state("accepted") == 10, "all leads accepted")
         polls_after(harness, 2)
         counts = simz_emulator.received_counts()
@@ -136,7 +131,7 @@ class TestRefusals:
         self, harness: Harness, args: list[str], message: str
     ) -> None:
         """A typo, a missing reason or an ambiguous target is one line and exit 2."""
-        result = syncd(harness, *args)
+        result = harness.cli(*args)
         assert result.returncode == 2, result.stdout + result.stderr
         assert message in result.stderr
         assert "Traceback" not in result.stderr

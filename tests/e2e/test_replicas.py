@@ -14,8 +14,6 @@ import contextlib
 import itertools
 import signal
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -29,7 +27,7 @@ from sqlalchemy.engine import make_url
 from syncd.sandbox.demo_data import bulk_leads
 from syncd.sandbox.simz import SimzEmulator
 from syncd.services.leadership import takeover_bound
-from tests.e2e.harness import Daemon, Harness, clean_env, wait_until
+from tests.e2e.harness import Daemon, Harness, run_syncd, wait_until
 
 TTL = timedelta(seconds=4)
 #: Scheduling noise allowed on top of the takeover bound (2 cores shared by many tests).
@@ -262,14 +260,7 @@ class TestFailover:
         second = cluster.start(config)
         leader = wait_until(cluster.leader, "a leader", WAIT)
         follower = next(name for name in cluster.replicas if name != leader)
-        shown = subprocess.run(
-            [sys.executable, "-m", "syncd", "status", "-c", str(config)],
-            capture_output=True,
-            text=True,
-            env=clean_env(),
-            cwd=cluster.h.tmp,
-            timeout=60,
-        )
+        shown = run_syncd("status", cwd=cluster.h.tmp, config=config, timeout=60)
         assert shown.returncode == 0, shown.stderr
         assert f"leader         {leader}" in shown.stdout
         assert follower in shown.stdout  # listed among the replicas
@@ -358,14 +349,7 @@ class TestSqliteRefusesASecondReplica:
         with Harness(tmp_path, simz_emulator) as harness:
             first = harness.start()
             log_path = tmp_path / "second.log"
-            second = subprocess.run(
-                [sys.executable, "-m", "syncd", "run", "-c", str(harness.config_path)],
-                capture_output=True,
-                text=True,
-                env=clean_env(),
-                cwd=tmp_path,
-                timeout=60,
-            )
+            second = run_syncd("run", cwd=tmp_path, config=harness.config_path, timeout=60)
             log_path.write_text(second.stdout + second.stderr)
             assert second.returncode == 1
             lines = [ln for ln in (second.stdout + second.stderr).splitlines() if ln.strip()]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncd.adapters.db import make_engine, make_session_factory
 from syncd.adapters.orm import Lead, LeadTransition
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Harness, clean_env, lead_records, wait_until
+from tests.e2e.harness import Harness, clean_env, lead_records, syncd_command, wait_until
 
 
 class Db:
@@ -104,9 +103,8 @@ def test_kill_during_the_refetch_changes_nothing_then_sends_once(harness: Harnes
     before = db.snapshot()
     used = harness.salesforce.api_usage()[0]
     harness.salesforce.inject("delay", seconds=8)
-    command = ["requeue", "--state", "failed", "--yes", "-c", str(harness.config_path)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "syncd", *command],
+        syncd_command("requeue", "--state", "failed", "--yes", config=harness.config_path),
         cwd=harness.tmp,
         env=clean_env(USER="alice"),
         stdout=subprocess.DEVNULL,

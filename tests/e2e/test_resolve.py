@@ -23,19 +23,11 @@ from syncd.adapters.db import make_engine, make_session_factory
 from syncd.adapters.migrate import upgrade
 from syncd.adapters.orm import Lead, LeadTransition, OperatorAction
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e import harness as e2e
-from tests.e2e.harness import Daemon, Harness, lead_records
+from tests.e2e.harness import Daemon, Harness, lead_records, run_syncd
 from tests.integration.operator_rows import add_batch, add_lead, config_dict, sf_id
 
 REASON = "SimZ support, ticket 42: lead is in the campaign"
 WRITEBACK_FIELDS = {"status": "SimZ_Status__c", "error": "SimZ_Error__c"}
-
-
-def run_syncd(
-    cwd: Path, config: Path, *args: str, stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
-    """The real CLI as user alice; an empty ``stdin`` is closed at once (no TTY, no answer)."""
-    return e2e.run_syncd(*args, cwd=cwd, config=config, stdin=stdin, user="alice")
 
 
 def uncertain_gauge(daemon: Daemon) -> float | None:
@@ -75,7 +67,7 @@ def test_resolved_lead_is_accepted_written_back_and_no_longer_counted(
         assert harness.simz.received_counts() == {sf: 1}  # what the operator checks with SimZ
 
         def cli(*args: str) -> subprocess.CompletedProcess[str]:
-            return run_syncd(harness.tmp, harness.config_path, *args)
+            return harness.cli(*args, user="alice")
 
         result = cli(
             "resolve", "--sync", "web", "--id", sf, "--as", "accepted", "--reason", REASON, "--yes"
@@ -150,7 +142,9 @@ def db(workdir: Path) -> Iterator[sessionmaker[Session]]:
 
 
 def resolve(workdir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return run_syncd(workdir, workdir / "config.yaml", "resolve", *args, stdin=stdin)
+    """``syncd resolve`` as user alice; an empty ``stdin`` is closed at once (no TTY, no answer)."""
+    config = workdir / "config.yaml"
+    return run_syncd("resolve", *args, cwd=workdir, config=config, stdin=stdin, user="alice")
 
 
 def snapshot(sessions: sessionmaker[Session]) -> tuple[dict[tuple[str, str], str], int, int]:

@@ -2,8 +2,8 @@
 
 Leads go from the Salesforce emulator (HTTPS) to the SimZ emulator (HTTP)
 exactly once, and the probes answer as documented: ``/healthz`` always,
-``/readyz`` 503 naming the failing check (a 401 from SimZ, polls that fail),
-``/metrics`` in Prometheus text.
+``/readyz`` 200 while the replica can serve, ``/status.json`` 503 naming the
+failing check (a 401 from SimZ, polls that fail), ``/metrics`` in Prometheus text.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Harness, clean_env, lead_records
+from tests.e2e.harness import Harness, lead_records
 
 
 @pytest.fixture
@@ -69,7 +68,7 @@ class TestDelivery:
 
 class TestProbes:
     def test_health_ready_metrics_and_404(self, harness: Harness) -> None:
-        """A healthy daemon answers 200 on /healthz and /readyz, metrics text, 404 elsewhere."""
+        """A healthy daemon answers 200 on /healthz, /readyz and /status.json, metrics, 404."""
         harness.salesforce.add_records(lead_records(3))
         daemon = harness.start()
         harness.wait_until(lambda: harness.count_state("accepted") == 3, "3 leads accepted")
@@ -77,8 +76,13 @@ class TestProbes:
         assert daemon.get_json("/healthz") == (200, {"status": "ok"})
         status, body = daemon.get_json("/readyz")
         assert status == 200, body
+        assert body["checks"] == {"config": "ok", "database": "ok", "shutdown": "ok"}
+        status, body = daemon.get_json("/status.json")
+        assert status == 200, body
         assert body["checks"] == {
+            "config": "ok",
             "database": "ok",
+            "shutdown": "ok",
             "simz_auth": "ok",
             "salesforce_login": "ok",
             "poll:web": "ok",
@@ -96,8 +100,8 @@ class TestProbes:
         assert json.loads(text)["status"] == "not found"
         assert daemon.stop() == 0
 
-    def test_not_ready_after_401(self, harness: Harness) -> None:
-        """A SimZ 401 pauses the API key and /readyz answers 503 naming simz_auth."""
+    def test_401_fails_the_status_page_not_readiness(self, harness: Harness) -> None:
+        """A SimZ 401 pauses the API key: /status.json 503 naming simz_auth, /readyz 200."""
         harness.salesforce.add_records(lead_records(3))
         harness.write_config(simz={"api_key": "wrong-key-for-this-test"})
         daemon = harness.start()
@@ -107,17 +111,18 @@ class TestProbes:
             )[0][0],
             "a 401 pause",
         )
-        status, body = daemon.get_json("/readyz")
+        status, body = daemon.get_json("/status.json")
         assert status == 503, body
         assert failing_checks(body) == {"simz_auth"}
+        assert daemon.get("/readyz")[0] == 200
         assert daemon.get_json("/healthz") == (200, {"status": "ok"})
         assert daemon.stop() == 0
         assert harness.simz.received() == []
         assert harness.count_state("queued") == 3
         assert "wrong-key-for-this-test" not in daemon.output()
 
-    def test_not_ready_when_polls_fail(self, harness: Harness) -> None:
-        """Polls failing for three intervals make /readyz 503 naming the sync; health stays ok."""
+    def test_failing_polls_fail_the_status_page_not_readiness(self, harness: Harness) -> None:
+        """Polls failing for three intervals: /status.json 503 naming the sync; /readyz 200."""
         config = harness.config()
         config["salesforce"]["auth"]["password"] = "not-the-password"
         harness.write_config(**config)
@@ -127,10 +132,11 @@ class TestProbes:
                 lambda answer: (
                     answer if answer[0] == 503 and "poll:web" in failing_checks(answer[1]) else None
                 )
-            )(daemon.get_json("/readyz")),
-            "/readyz 503 naming poll:web",
+            )(daemon.get_json("/status.json")),
+            "/status.json 503 naming poll:web",
         )
         assert failing_checks(body) == {"poll:web", "salesforce_login"}
+        assert daemon.get("/readyz")[0] == 200
         assert daemon.get_json("/healthz") == (200, {"status": "ok"})
         assert daemon.stop() == 0
 
@@ -145,15 +151,7 @@ class TestStartFailures:
             harness.write_config(
                 observability={"listen": f"127.0.0.1:{port}", "log_format": "json"}
             )
-            result = subprocess.run(
-                [sys.executable, "-m", "syncd", "run", "-c", str(harness.config_path)],
-                cwd=harness.tmp,
-                env=clean_env(),
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            result = harness.cli("run", timeout=60)
         assert result.returncode == 1
         assert "Traceback" not in result.stdout + result.stderr
         lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -161,23 +159,7 @@ class TestStartFailures:
 
 
 def check_connect(harness: Harness) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "syncd",
-            "check-config",
-            "--connect",
-            "-c",
-            str(harness.config_path),
-        ],
-        cwd=harness.tmp,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return harness.cli("check-config", "--connect", timeout=60)
 
 
 class TestCheckConnect:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,11 +41,6 @@ def harness(tmp_path: Path, simz_emulator: SimzEmulator) -> Iterator[Harness]:
             h.salesforce.declare_field(spec)
         h.write_config(sync={"writeback": {"fields": FIELDS}})
         yield h
-
-
-def syncd(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run one syncd command against the harness's config."""
-    return harness.cli(*args)
 
 
 def writeback_rows(harness: Harness) -> dict[str, tuple[str, str, str | None]]:
@@ -177,16 +171,16 @@ class TestFailures:
         assert error is not None and error.startswith("ENTITY_IS_DELETED"), error
         assert daemon.process.poll() is None
 
-        status = syncd(harness, "status")
+        status = harness.cli("status")
         assert status.returncode == 0, status.stderr
         assert "write-back     pending 0, failed 1, done 1" in status.stdout
-        history = syncd(harness, "leads", "--id", gone, "--history")
+        history = harness.cli("leads", "--id", gone, "--history")
         assert history.returncode == 0, history.stderr
         assert "write-back: failed (accepted, " in history.stdout
         assert "write-back accepted: failed  ENTITY_IS_DELETED" in history.stdout
         assert "write-back accepted: retry  SalesforceUnavailable" in history.stdout
 
-        retry = syncd(harness, "writeback", "retry", "--sync", "web", "--yes")
+        retry = harness.cli("writeback", "retry", "--sync", "web", "--yes")
         assert retry.returncode == 0, retry.stderr
         assert "retried 1 write-back(s) of sync web" in retry.stdout
         harness.wait_until(
@@ -227,7 +221,7 @@ class TestFailures:
 class TestOnce:
     def test_once_writes_the_outcomes_back(self, harness: Harness) -> None:
         ids = harness.salesforce.add_records(lead_records(3))
-        result = syncd(harness, "once")
+        result = harness.cli("once")
         assert result.returncode == 0, result.stderr
         assert "sync web: write-back: 1 call(s), done 3, to retry 0, failed 0" in result.stdout
         assert all(field(harness, sf, "SimZ_Status__c") == "accepted" for sf in ids)
@@ -237,7 +231,7 @@ class TestCheckConnect:
     def test_good_fields_pass(self, harness: Harness) -> None:
         """One login serves the poll queries and the describe."""
         before = harness.salesforce.login_attempts()
-        result = syncd(harness, "check-config", "--connect")
+        result = harness.cli("check-config", "--connect")
         assert result.returncode == 0, result.stderr
         assert "writeback: ok (sync web: Lead SimZ_Status__c" in result.stdout
         assert harness.salesforce.login_attempts() == before + 1
@@ -247,7 +241,7 @@ class TestCheckConnect:
         config["salesforce"]["auth"]["password"] = "not-the-password"
         harness.write_config(**config)
         before = harness.salesforce.login_attempts()
-        result = syncd(harness, "check-config", "--connect")
+        result = harness.cli("check-config", "--connect")
         assert result.returncode == 1
         assert "Traceback" not in result.stderr
         assert "writeback: not checked: the Salesforce login failed" in result.stderr
@@ -257,7 +251,7 @@ class TestCheckConnect:
         harness.salesforce.declare_field("Lead.SimZ_Readonly__c:string:255:readonly")
         bad = {**FIELDS, "status": "SimZ_Statu__c", "error": "SimZ_Readonly__c"}
         harness.write_config(sync={"writeback": {"fields": bad}})
-        result = syncd(harness, "check-config", "--connect")
+        result = harness.cli("check-config", "--connect")
         assert result.returncode == 1
         assert "Traceback" not in result.stderr
         failed = [line for line in result.stderr.splitlines() if line.startswith("writeback:")]

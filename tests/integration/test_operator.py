@@ -7,11 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import ledger
-from syncd.adapters.db import make_session_factory
 from syncd.adapters.operator_queries import lead_filter
 from syncd.adapters.orm import Lead, LeadTransition
 from syncd.adapters.salesforce import SalesforceSource
@@ -67,11 +66,6 @@ def requeue(org: SalesforceEmulator, sessions: sessionmaker[Session], **kwargs: 
 
 #: Fingerprint of the API key in :func:`make_config`, as delivery names its pauses.
 FP = key_fingerprint("literal-test-key")
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
 
 
 def states_of(sessions: sessionmaker[Session]) -> dict[tuple[str, str], str]:

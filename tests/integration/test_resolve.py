@@ -40,11 +40,6 @@ def config_writing_back(states: list[str]) -> Config:
     return parse_config(yaml.safe_dump(raw))
 
 
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
-
-
 def seed(sessions: sessionmaker[Session]) -> int:
     """Two uncertain web leads (one sent, one never stamped), a queued and an accepted web
     lead, and an uncertain partner lead with the same Id as the first; returns the batch id."""

@@ -20,6 +20,7 @@ from syncd.adapters.salesforce import (
     next_records_path,
 )
 from syncd.sandbox.salesforce import SalesforceEmulator
+from tests.clock import Clock
 from tests.salesforce_fixtures import salesforce_config
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -80,14 +81,6 @@ def attacker() -> Iterator[Listener]:
     listener.close()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.at = T0
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
 class TestNextRecordsUrl:
     @pytest.mark.parametrize(
         "template",
@@ -132,7 +125,7 @@ class TestNextRecordsUrl:
 class TestLoginBackoff:
     def test_refused_logins_back_off(self, org: SalesforceEmulator) -> None:
         """A wrong password is tried once, then not again until the backoff has passed."""
-        clock = Clock()
+        clock = Clock(T0)
         auth = {
             "method": "password",
             "username": org.username,
@@ -161,7 +154,7 @@ class TestLoginBackoff:
 
     def test_success_resets(self, org: SalesforceEmulator) -> None:
         """A login that works clears the backoff."""
-        clock = Clock()
+        clock = Clock(T0)
         source = SalesforceSource(salesforce_config(org), now=clock)
         source.login_backoff.refused("INVALID_LOGIN: earlier", clock())
         with pytest.raises(SalesforceAuthError, match="held back"):

@@ -15,11 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import outbox
-from syncd.adapters.db import make_session_factory
 from syncd.adapters.orm import Lead, LeadTransition
 from syncd.adapters.salesforce import SalesforceSource
 from syncd.adapters.simz import SimzClient
@@ -33,21 +32,11 @@ from syncd.services import operator as ops
 from syncd.services.deliver import DeliveryResult, deliver_sync
 from syncd.services.poll import PollResult, poll_sync
 from syncd.services.refetch import RecheckResult, resend_uncertain
+from tests.clock import Clock
 from tests.salesforce_fixtures import salesforce_config
 from tests.simz_fixtures import simz_config_for
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.value = start
-
-    def __call__(self) -> datetime:
-        return self.value
-
-    def advance(self, **delta: float) -> None:
-        self.value += timedelta(**delta)
 
 
 def make_sync(name: str = "web", **overrides: Any) -> SyncConfig:
@@ -157,11 +146,6 @@ class Pipeline:
 
     def accepted(self) -> dict[str, int]:
         return self.simz.received_counts(accepted_only=True)
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-from sqlalchemy import Engine, delete
+from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters.db import make_session_factory
 from syncd.adapters.orm import Lead, Pause
 from syncd.metrics import REGISTRY
 from syncd.services import pausing
@@ -21,11 +19,6 @@ from tests.integration.operator_rows import (
     make_config,
     sf_id,
 )
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
 
 
 def value(metric: str, /, **labels: str) -> float | None:

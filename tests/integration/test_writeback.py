@@ -30,6 +30,7 @@ from syncd.sandbox.salesforce import SalesforceEmulator
 from syncd.services.delivery_activity import DeliveryActivity, GiveWay
 from syncd.services.poll import poll_sync
 from syncd.services.writeback import Writer
+from tests.clock import Clock
 from tests.salesforce_fixtures import salesforce_config
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -155,14 +156,6 @@ def sf_leads(emulator: SalesforceEmulator, count: int, start: int = 0) -> list[s
     )
 
 
-class _Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
 @pytest.fixture
 def source(emulator: SalesforceEmulator) -> Iterator[SalesforceSource]:
     found = SalesforceSource(salesforce_config(emulator))
@@ -171,7 +164,7 @@ def source(emulator: SalesforceEmulator) -> Iterator[SalesforceSource]:
 
 
 def writer(
-    sessions: sessionmaker[Session], source: SalesforceSource, clock: _Clock, **extra: Any
+    sessions: sessionmaker[Session], source: SalesforceSource, clock: Clock, **extra: Any
 ) -> Writer:
     return Writer(
         sessions, source, make_sync(**extra), max_api_usage_percent=80, now=clock, rng=lambda: 1.0
@@ -370,7 +363,7 @@ class TestWriter:
                 now=T0,
                 simz_batch_id="sb_1",
             )
-        result = writer(sessions, source, _Clock(T0)).run()
+        result = writer(sessions, source, Clock(T0)).run()
         assert (result.calls, result.done, result.failed) == (1, 2, 0)
         accepted = emulator.get_record("Lead", sf[0])
         rejected = emulator.get_record("Lead", sf[1])
@@ -393,7 +386,7 @@ class TestWriter:
         sf = sf_leads(emulator, 450)
         ids = add_leads(sessions, sf)
         accept(sessions, claim_all(sessions), list(ids.values()))
-        result = writer(sessions, source, _Clock(T0)).run()
+        result = writer(sessions, source, Clock(T0)).run()
         assert result.calls == math.ceil(450 / 200) == 3
         assert [w["records"] for w in emulator.write_log()] == [200, 200, 50]
         assert result.done == 450
@@ -410,7 +403,7 @@ class TestWriter:
         accept(sessions, claim_all(sessions), list(ids.values()))
         emulator.delete_record("Lead", sf[0])
         emulator.lock_rows([sf[1]])
-        clock = _Clock(T0)
+        clock = Clock(T0)
         first = writer(sessions, source, clock).run()
         assert (first.done, first.retry, first.failed) == (1, 1, 1)
         rows = writebacks(sessions)
@@ -437,7 +430,7 @@ class TestWriter:
         ids = add_leads(sessions, sf)
         accept(sessions, claim_all(sessions), list(ids.values()))
         emulator.inject("503", count=1, only="/composite")
-        clock = _Clock(T0)
+        clock = Clock(T0)
         first = writer(sessions, source, clock).run()
         assert (first.status, first.calls, first.retry) == ("error", 1, 5)
         assert {r.status for r in writebacks(sessions).values()} == {"pending"}
@@ -466,7 +459,7 @@ class TestWriter:
 
         done_before = sample("syncd_writeback_total", outcome="done")
         calls_before = sample("syncd_writeback_api_calls_total", result="ok")
-        result = writer(sessions, source, _Clock(T0)).run()
+        result = writer(sessions, source, Clock(T0)).run()
         assert (result.status, result.done) == ("ok", 2)
         assert sample("syncd_writeback_total", outcome="done") == done_before + 2
         assert sample("syncd_writeback_api_calls_total", result="ok") == calls_before + 1
@@ -482,7 +475,7 @@ class TestWriter:
         sf = sf_leads(emulator, 1)
         ids = add_leads(sessions, sf)
         accept(sessions, claim_all(sessions), list(ids.values()))
-        result = writer(sessions, source, _Clock(T0)).run()
+        result = writer(sessions, source, Clock(T0)).run()
         assert result.failed == 1
         row = writebacks(sessions)[ids[sf[0]]]
         assert (row.last_error or "").startswith("INVALID_FIELD_FOR_INSERT_UPDATE")
@@ -498,7 +491,7 @@ class TestWriter:
         accept(sessions, claim_all(sessions), list(ids.values()))
         emulator.set_api_usage(14_000, 15_000)
         source.describe_fields("Lead")  # reads Sforce-Limit-Info
-        result = writer(sessions, source, _Clock(T0)).run()
+        result = writer(sessions, source, Clock(T0)).run()
         assert (result.status, result.calls) == ("paused", 0)
         assert emulator.write_log() == []
 
@@ -559,7 +552,7 @@ def give_way_writer(
             watched,
             make_sync(),
             max_api_usage_percent=80,
-            now=_Clock(T0),
+            now=Clock(T0),
             activity=activity,
         )
         # The pass is simulated: by default its process uses a full core (faked).

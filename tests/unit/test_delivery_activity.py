@@ -12,19 +12,12 @@ import time
 import pytest
 
 from syncd.services.delivery_activity import SHARE, DeliveryActivity, GiveWay, pause_after
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.at = 100.0
-
-    def __call__(self) -> float:
-        return self.at
+from tests.clock import MonotonicClock
 
 
 class TestActivity:
     def test_idle_until_a_pass_sends_and_again_after_the_last_one(self) -> None:
-        clock = ManualClock()
+        clock = MonotonicClock(100.0)
         activity = DeliveryActivity(clock)
         assert activity.busy_for() is None
         with activity.sending():

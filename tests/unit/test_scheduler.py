@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from syncd.config import SyncConfig
 from syncd.config.models import ScheduleConfig
 from syncd.entrypoints.scheduler import JobScheduler, PollTracker, misfire_grace, poll_trigger
+from tests.clock import Clock
 
 WAIT = 30.0  # generous: a deadline for conditions, never a timing assertion
 
@@ -36,19 +37,6 @@ def make_sync(name: str = "web", every: str = "1h", enabled: bool = True) -> Syn
 @dataclass
 class Result:
     status: str
-
-
-class Clock:
-    """A settable clock for the poll tracker."""
-
-    def __init__(self) -> None:
-        self.at = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, delta: timedelta) -> None:
-        self.at += delta
 
 
 class Recorder:

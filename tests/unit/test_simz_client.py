@@ -20,6 +20,7 @@ from syncd.adapters.simz import (
 )
 from syncd.config.models import SimzConfig
 from syncd.sandbox.simz_spec import validate_request
+from tests.clock import MonotonicClock
 
 BODY = {"leads": [{"phoneNumber": "+14155550100", "salesforceId": "00Q000000000001AAA"}]}
 
@@ -196,28 +197,20 @@ class TestTransportErrors:
             client.submit("agt", BODY)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class TestRateLimiter:
     def test_burst_then_refill(self) -> None:
         """Tokens run out after the burst and come back at the configured rate."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         limiter = RateLimiter(2.0, clock=clock)
         assert limiter._reserve() == 0.0
         assert limiter._reserve() == 0.0
         assert limiter._reserve() == pytest.approx(0.5)
-        clock.now = 0.5
+        clock.at = 0.5
         assert limiter._reserve() == 0.0
 
     def test_stop_cancels_wait(self) -> None:
         """A set stop event ends the wait without taking a token."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         limiter = RateLimiter(0.001, burst=1, clock=clock)
         assert limiter.acquire() is True
         stop = threading.Event()
@@ -240,7 +233,7 @@ class TestRateLimiter:
 
     def test_concurrent_acquire_never_over_issues(self) -> None:
         """Threads racing for tokens get exactly the burst, no more."""
-        clock = FakeClock()
+        clock = MonotonicClock()
         limiter = RateLimiter(0.001, burst=5, clock=clock)
         granted: list[float] = []
 
