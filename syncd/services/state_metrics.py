@@ -68,13 +68,13 @@ def refresh_state_metrics(
         sync_states = q.sync_states(session)
         pauses = q.all_pauses(session)
         oldest = q.oldest_queued(session)
-        holds = operator_pauses.all_holds(session)
+        operator = operator_pauses.all_pauses(session)
 
     syncs = [sync.name for sync in config.syncs]
     syncs += sorted({name for name, _ in counts} - set(syncs))
     leads, uncertain, held = _by_state(syncs, counts)
     queued, age = _backlog(config, backlog, oldest, at)
-    paused = _paused(session_factory, config, sync_states, pauses, holds, at)
+    paused = _paused(session_factory, config, sync_states, pauses, operator, at)
     _apply(LEADS_BY_STATE, ("sync", "state"), leads)
     _apply(UNCERTAIN_LEADS, ("sync",), uncertain)
     _apply(HELD_LEADS, ("sync",), held)
@@ -124,7 +124,7 @@ def _paused(
     config: Config,
     sync_states: Mapping[str, Any],
     pauses: Iterable[Any],
-    holds: Iterable[Any],
+    operator: Iterable[Any],
     at: datetime,
 ) -> _Values:
     """``syncd_paused``: polling pauses, SimZ delivery pauses and operator pauses."""
@@ -142,6 +142,6 @@ def _paused(
         paused[(pause.scope, pause.key)] = 0.0
     for key in set(board.keys()):
         paused[key] = 1.0
-    for hold in holds:
-        paused[(OPERATOR_SCOPE_PREFIX + hold.scope, hold.name)] = 1.0
+    for pause in operator:
+        paused[(OPERATOR_SCOPE_PREFIX + pause.scope, pause.name)] = 1.0
     return paused

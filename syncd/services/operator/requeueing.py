@@ -165,6 +165,30 @@ def preview_requeue(
         return _preview(session, sync, chosen, ids)
 
 
+def _select_or_refuse(
+    session_factory: sessionmaker[Session],
+    syncs: Mapping[str, SyncConfig],
+    sync: str | None,
+    chosen: list[str],
+    ids: list[str] | None,
+) -> list[recheck_store.Selected]:
+    """The leads to fetch again; :class:`RequeueRefused` when any of them cannot be."""
+    with session_factory() as session:
+        preview = _preview(session, sync, chosen, ids)
+        if preview.problems:
+            raise RequeueRefused(preview.problems)
+        selected = recheck_store.select_leads(session, sync=sync, states=chosen, salesforce_ids=ids)
+    unknown = sorted({lead.sync_name for lead in selected} - set(syncs))
+    if unknown:
+        raise RequeueRefused(
+            [
+                f"sync {name!r} is not in the configuration: its records cannot be fetched again"
+                for name in unknown
+            ]
+        )
+    return selected
+
+
 def requeue(
     session_factory: sessionmaker[Session],
     *,
@@ -189,19 +213,7 @@ def requeue(
     chosen, ids = _selection(sync, states, salesforce_ids)
     reason = (reason or DEFAULT_REASON).strip() or DEFAULT_REASON
     trail_reason = f"{reason} (by {actor or 'unknown'})"[:500]
-    with session_factory() as session:
-        preview = _preview(session, sync, chosen, ids)
-        if preview.problems:
-            raise RequeueRefused(preview.problems)
-        selected = recheck_store.select_leads(session, sync=sync, states=chosen, salesforce_ids=ids)
-    unknown = sorted({lead.sync_name for lead in selected} - set(syncs))
-    if unknown:
-        raise RequeueRefused(
-            [
-                f"sync {name!r} is not in the configuration: its records cannot be fetched again"
-                for name in unknown
-            ]
-        )
+    selected = _select_or_refuse(session_factory, syncs, sync, chosen, ids)
     checked = refetch.recheck(
         session_factory, sources, syncs, selected, reason=trail_reason, now=now
     )
