@@ -38,13 +38,7 @@ class WritebackFieldsConfig(StrictModel):
 
     def names(self) -> dict[str, str]:
         """Value kind -> field API name, for the fields that are set."""
-        found = {
-            "status": self.status,
-            "batch_id": self.batch_id,
-            "sent_at": self.sent_at,
-            "error": self.error,
-        }
-        return {kind: name for kind, name in found.items() if name is not None}
+        return self.spec.names()
 
     @property
     def spec(self) -> WritebackFields:

@@ -10,8 +10,6 @@ not times: a slower machine makes fewer, larger batches, never more.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -20,19 +18,10 @@ from syncd.metrics import REGISTRY
 from syncd.sandbox.salesforce import SalesforceEmulator
 from tests.e2e.harness import lead_records, wait_until
 from tests.integration.test_stream import Stream, make_sync
+from tests.integration.test_stream import emulator as emulator
 
 #: 20 records a second for 3 seconds.
 FLOW, SPACING = 60, 0.05
-
-
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[SalesforceEmulator]:
-    sf = SalesforceEmulator(cert_dir=tmp_path / "sf-certs", keepalive=0.5)
-    sf.start()
-    try:
-        yield sf
-    finally:
-        sf.stop()
 
 
 def id_reads(emulator: SalesforceEmulator, since: int) -> int:

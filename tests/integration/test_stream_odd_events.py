@@ -27,6 +27,7 @@ from syncd.services.stream_batch import Batch
 from syncd.services.stream_stall import StallWatch
 from tests.e2e.harness import lead_records, wait_until
 from tests.integration.test_stream import Stream, make_sync
+from tests.integration.test_stream import emulator as emulator
 
 PLATFORM = "/event/Lead_Ready__e"
 
@@ -47,16 +48,6 @@ def silently_add(emulator: SalesforceEmulator, records: list[dict[str, Any]]) ->
 
 def publish_header(emulator: SalesforceEmulator, change: str, **header: Any) -> None:
     emulator.bus.publish_header("Lead", emulator.store.fields("Lead"), change, header)
-
-
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[SalesforceEmulator]:
-    sf = SalesforceEmulator(cert_dir=tmp_path / "sf-certs", keepalive=0.5)
-    sf.start()
-    try:
-        yield sf
-    finally:
-        sf.stop()
 
 
 def started(emulator: SalesforceEmulator, engine: Engine, **sync: Any) -> Stream:
