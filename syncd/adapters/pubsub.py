@@ -10,7 +10,7 @@
   server refuses (corrupted, or past the 72-hour retention) is reported to the
   listener, which must recover the gap another way; the stream then starts at
   LATEST;
-* **reconnect** -- any other failure waits (exponential backoff with full
+* **reconnect** -- any other failure waits (exponential backoff with equal
   jitter, reset once a stream delivered something) and subscribes again.
   ``UNAUTHENTICATED`` logs in again first (the REST source's login);
 * **watchdog** -- when nothing, not even a keepalive, arrived for

@@ -90,7 +90,7 @@ def current_states(session: Session, lead_ids: Sequence[int]) -> dict[int, Curre
 
 
 @dataclass(frozen=True)
-class Move:
+class RecheckMove:
     """One lead's move after its re-check; the record's values are None when it was not found."""
 
     lead_id: int
@@ -130,7 +130,7 @@ class Move:
         return values
 
 
-def apply_outcomes(session: Session, moves: Sequence[Move], now: datetime) -> set[int]:
+def apply_outcomes(session: Session, moves: Sequence[RecheckMove], now: datetime) -> set[int]:
     """Write the moves and their audit trail through the ledger; the ids moved (all of them).
 
     Raises :class:`RecheckConflict` when a lead was not in the state read (the

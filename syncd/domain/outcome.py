@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Protocol, overload
 
 from syncd.domain import backoff
-from syncd.domain.responses import Action, Classified
+from syncd.domain.responses import Classified, Handling
 from syncd.domain.states import LeadState
 
 SCOPE_API_KEY = "api_key"
@@ -73,6 +73,8 @@ class Step(StrEnum):
     CONTINUE = "continue"  # claim the next batch of this agent
     NEXT_AGENT = "next_agent"  # this agent is done for this cycle
     STOP_KEY = "stop_key"  # nothing more for this API key in this cycle
+    #: Stop was requested: the cycle ends (never planned from an answer, only from ``stop``).
+    STOPPED = "stopped"
 
 
 class BatchLead(Protocol):
@@ -275,13 +277,13 @@ def plan_outcome(
 
 def _plan(facts: _Facts) -> OutcomePlan:
     action = facts.decision.action
-    if action is Action.RECORD:
+    if action is Handling.RECORD:
         return _record(facts)
-    if action is Action.SPLIT:
+    if action is Handling.SPLIT:
         return _split(facts) if len(facts.ids) > 1 else _reject_one(facts)
-    if action is Action.RETRY:
+    if action is Handling.RETRY:
         return _retry(facts)
-    if action in (Action.PAUSE_KEY, Action.PAUSE_AGENT):
+    if action in (Handling.PAUSE_KEY, Handling.PAUSE_AGENT):
         return _pause(facts)
     return _uncertain(facts)
 
@@ -408,7 +410,7 @@ def _after_retry(facts: _Facts, wait: timedelta) -> tuple[Step, PausePlan | None
 def _pause(facts: _Facts) -> OutcomePlan:
     """401/402 pause the API key, 404 the agent; leads back to ``queued`` untouched."""
     decision = facts.decision
-    key_level = decision.action is Action.PAUSE_KEY
+    key_level = decision.action is Handling.PAUSE_KEY
     pause = PausePlan(
         SCOPE_API_KEY if key_level else SCOPE_AGENT,
         facts.credential if key_level else agent_pause_key(facts.credential, facts.agent_id),

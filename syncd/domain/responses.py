@@ -19,8 +19,9 @@ from enum import StrEnum
 from typing import Any
 
 
-class Action(StrEnum):
-    """What the delivery service does with the leads of a batch."""
+class Handling(StrEnum):
+    """How delivery handles the leads of a batch, given SimZ's answer (the gate's
+    per-lead verdicts are :class:`syncd.domain.gate.Action`)."""
 
     #: 200: accepted, except the leads named in ``errors[]`` -> rejected.
     RECORD = "record"
@@ -49,7 +50,7 @@ class Rejection:
 class Classified:
     """The decision for one answer; ``reason`` goes into each lead's transition."""
 
-    action: Action
+    action: Handling
     reason: str
     status: int | None = None
     simz_batch_id: str | None = None
@@ -190,12 +191,12 @@ def classify_ok(body: bytes, lead_count: int) -> Classified:
     try:
         read = _read_ok(body)
     except UnreadableBody as exc:
-        return Classified(Action.UNCERTAIN, f"200 with an unreadable body: {exc}", status=200)
+        return Classified(Handling.UNCERTAIN, f"200 with an unreadable body: {exc}", status=200)
     warnings: list[str] = []
     rejections = _by_index(read.errors, lead_count, warnings)
     if read.success is False and not rejections:
         return Classified(
-            Action.UNCERTAIN,
+            Handling.UNCERTAIN,
             "200 with success=false and no usable errors[]: outcome unknown",
             status=200,
             simz_batch_id=read.batch_id,
@@ -203,7 +204,7 @@ def classify_ok(body: bytes, lead_count: int) -> Classified:
         )
     warnings.extend(_count_warnings(read, len(rejections), lead_count))
     return Classified(
-        Action.RECORD,
+        Handling.RECORD,
         "accepted by SimZ",
         status=200,
         simz_batch_id=read.batch_id,
@@ -222,34 +223,34 @@ def classify(status: int, body: bytes, lead_count: int) -> Classified:
     detail = f" ({code}: {message})" if code or message else ""
     common: dict[str, Any] = {"status": status, "error_code": code, "error_message": message}
     if status == 401:
-        return Classified(Action.PAUSE_KEY, f"401 API key refused{detail}", **common)
+        return Classified(Handling.PAUSE_KEY, f"401 API key refused{detail}", **common)
     if status == 402:
         nested = data.get("data")
         action_required = nested.get("actionRequired") if isinstance(nested, dict) else None
         return Classified(
-            Action.PAUSE_KEY,
+            Handling.PAUSE_KEY,
             f"402 insufficient credits{detail}",
             action_required=action_required if isinstance(action_required, str) else None,
             **common,
         )
     if status == 404:
-        return Classified(Action.PAUSE_AGENT, f"404 agent not found{detail}", **common)
+        return Classified(Handling.PAUSE_AGENT, f"404 agent not found{detail}", **common)
     if status == 429:
-        return Classified(Action.RETRY, f"429 rate limited{detail}", **common)
+        return Classified(Handling.RETRY, f"429 rate limited{detail}", **common)
     if status == 503:
-        return Classified(Action.RETRY, f"503 billing check failed{detail}", **common)
+        return Classified(Handling.RETRY, f"503 billing check failed{detail}", **common)
     if 400 <= status < 500:
-        return Classified(Action.SPLIT, f"{status} nothing queued{detail}", **common)
+        return Classified(Handling.SPLIT, f"{status} nothing queued{detail}", **common)
     return Classified(
-        Action.UNCERTAIN, f"unexpected HTTP {status}: SimZ may have queued the batch", **common
+        Handling.UNCERTAIN, f"unexpected HTTP {status}: SimZ may have queued the batch", **common
     )
 
 
 def nothing_sent(reason: str) -> Classified:
     """The connection never opened (refused, DNS, TLS, connect timeout): retry later."""
-    return Classified(Action.RETRY, f"nothing sent: {reason}")
+    return Classified(Handling.RETRY, f"nothing sent: {reason}")
 
 
 def maybe_sent(reason: str) -> Classified:
     """The request may have reached SimZ (read timeout, reset, write failure)."""
-    return Classified(Action.UNCERTAIN, f"outcome unknown: {reason}")
+    return Classified(Handling.UNCERTAIN, f"outcome unknown: {reason}")

@@ -45,7 +45,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -62,11 +61,12 @@ from syncd.domain.outcome import (
     Limits,
     OutcomePlan,
     Reply,
+    Step,
     plan_abandoned,
     plan_outcome,
     plan_unrecorded,
 )
-from syncd.domain.responses import Action, Classified, classify, maybe_sent, nothing_sent
+from syncd.domain.responses import Classified, Handling, classify, maybe_sent, nothing_sent
 from syncd.logs import get_logger
 from syncd.services import delivery_activity
 from syncd.services.call_window import closed_hours
@@ -78,15 +78,6 @@ log = get_logger(__name__)
 
 RECOVERY_REASON = "process stopped while the batch was in flight"
 STOP_BEFORE_SEND = "stop requested before the batch was sent"
-
-
-class _Next(Enum):
-    """How the cycle goes on after a batch."""
-
-    CONTINUE = "continue"  # claim the next batch of this agent
-    NEXT_AGENT = "next_agent"  # this agent is done for this cycle
-    STOP_KEY = "stop_key"  # nothing more for this API key in this cycle
-    STOPPED = "stopped"  # stop was requested
 
 
 #: What a POST came to: the classified decision and the raw answer (None: no answer).
@@ -233,17 +224,17 @@ class _Delivery:
         ):
             for agent in agents:
                 step = self._agent(agent, sender)
-                if step in (_Next.STOP_KEY, _Next.STOPPED):
+                if step in (Step.STOP_KEY, Step.STOPPED):
                     break
         self.report.expire(self.unpaused, self.now())
         return self.result
 
-    def _agent(self, agent: str, sender: ThreadPoolExecutor) -> _Next:
+    def _agent(self, agent: str, sender: ThreadPoolExecutor) -> Step:
         current = self._claim(agent, posted=True)
         while isinstance(current, Claim):
             if self._stopped():
                 self._abandon([current], STOP_BEFORE_SEND)
-                return _Next.STOPPED
+                return Step.STOPPED
             flight = sender.submit(contextvars.copy_context().run, self._exchange, current)
             try:
                 ahead = self._claim(agent, posted=False)
@@ -251,20 +242,20 @@ class _Delivery:
                 self._settle_quietly(current, flight)
                 raise
             step = self._settle(current, flight, ahead)
-            if step is not _Next.CONTINUE:
+            if step is not Step.CONTINUE:
                 return step
             current = ahead
         return current
 
-    def _claim(self, agent: str, *, posted: bool) -> Claim | _Next:
+    def _claim(self, agent: str, *, posted: bool) -> Claim | Step:
         """Claim the next batch of ``agent`` in one transaction; how to go on if none."""
         if self._stopped():
-            return _Next.STOPPED
+            return Step.STOPPED
         with self.sessions.begin() as session:
             current = self.now()
             if self.fence is not None and not self.fence(session):
                 self.log.warning("lease not held: delivery stops claiming", agent=agent)
-                return _Next.STOPPED
+                return Step.STOPPED
             pauses = operator_pauses.pauses_of(session, self.sync.name, agent)
             simz_pauses = outbox.active_pauses(session, self.credential, agent, current)
             claim = None
@@ -285,11 +276,11 @@ class _Delivery:
             return self._paused(agent, pauses)
         if simz_pauses:
             key_level = self.report.still_paused(agent, simz_pauses)
-            return _Next.STOP_KEY if key_level else _Next.NEXT_AGENT
+            return Step.STOP_KEY if key_level else Step.NEXT_AGENT
         self.unpaused.add(agent)
-        return claim if claim is not None else _Next.NEXT_AGENT
+        return claim if claim is not None else Step.NEXT_AGENT
 
-    def _paused(self, agent: str, pauses: list[operator_pauses.Pause]) -> _Next:
+    def _paused(self, agent: str, pauses: list[operator_pauses.Pause]) -> Step:
         """An operator paused this sync or this agent: send nothing of it this cycle."""
         self.result.paused = True
         for pause in pauses:
@@ -302,7 +293,7 @@ class _Delivery:
                 paused_by=pause.paused_by,
             )
         sync_level = any(pause.scope == operator_pauses.OPERATOR_SYNC for pause in pauses)
-        return _Next.STOP_KEY if sync_level else _Next.NEXT_AGENT
+        return Step.STOP_KEY if sync_level else Step.NEXT_AGENT
 
     # ------------------------------------------------------------------ one batch
 
@@ -320,20 +311,20 @@ class _Delivery:
             return maybe_sent(exc.reason), None
         return classify(reply.status, reply.body, len(claim.leads)), reply
 
-    def _settle(self, claim: Claim, flight: Future[_Answer], ahead: Claim | _Next) -> _Next:
+    def _settle(self, claim: Claim, flight: Future[_Answer], ahead: Claim | Step) -> Step:
         """Wait for ``claim``'s answer and record it; release ``ahead`` or abandon it."""
         waiting = [ahead] if isinstance(ahead, Claim) else []
         try:
             decision, reply = flight.result()
         except SubmitCancelled:
             self._abandon([claim, *waiting], STOP_BEFORE_SEND)
-            return _Next.STOPPED
+            return Step.STOPPED
         except BaseException:
             self._abandon_quietly(waiting)
             raise
         release = waiting[0] if waiting and not self._stopped() else None
         try:
-            if decision.action is Action.RECORD:
+            if decision.action is Handling.RECORD:
                 # The common case: the next batch is released in this same transaction.
                 step, _halves = self._record_checked(claim, decision, reply, release)
                 if release is not None:
@@ -345,20 +336,20 @@ class _Delivery:
             raise
         if not waiting:
             return step
-        if step is _Next.CONTINUE and release is not None:  # e.g. a split, all halves sent
+        if step is Step.CONTINUE and release is not None:  # e.g. a split, all halves sent
             with self.sessions.begin() as session:
                 outbox.mark_posted(session, release.batch_id, self.now())
             return step
-        if step is _Next.CONTINUE:  # stop was requested
+        if step is Step.CONTINUE:  # stop was requested
             self._abandon(waiting, STOP_BEFORE_SEND)
-            return _Next.STOPPED
+            return Step.STOPPED
         self._abandon(waiting, f"claimed ahead, not sent: delivery stopped ({step.value})")
         return step
 
     def _settle_quietly(self, claim: Claim, flight: Future[_Answer]) -> None:
         """Claiming ahead failed: still record the answer of the batch in flight."""
         try:
-            self._settle(claim, flight, _Next.STOPPED)
+            self._settle(claim, flight, Step.STOPPED)
         except Exception:
             self.log.exception("could not record the batch in flight", batch=claim.batch_id)
 
@@ -370,24 +361,24 @@ class _Delivery:
         except Exception:
             self.log.exception("claimed batch left sending until restart", batch=claims[0].batch_id)
 
-    def _follow(self, claim: Claim, decision: Classified, reply: SimzReply | None) -> _Next:
+    def _follow(self, claim: Claim, decision: Classified, reply: SimzReply | None) -> Step:
         """Record an answer that is not a plain success; on a split, send the halves in
         turn (each its own batch row, opened only right before its own POST)."""
         step, pending = self._record_checked(claim, decision, reply)
-        while pending and step is _Next.CONTINUE:
+        while pending and step is Step.CONTINUE:
             part = pending.pop(0)
             if self._stopped():
                 self._abandon([part, *pending], STOP_BEFORE_SEND)
-                return _Next.STOPPED
+                return Step.STOPPED
             opened = self._open(part)
             if opened is None:
                 self._abandon([part, *pending], "lease lost before the split part was sent")
-                return _Next.STOPPED
+                return Step.STOPPED
             try:
                 decision, reply = self._exchange(opened)
             except SubmitCancelled:
                 self._abandon([opened, *pending], STOP_BEFORE_SEND)
-                return _Next.STOPPED
+                return Step.STOPPED
             step, halves = self._record_checked(opened, decision, reply)
             pending[:0] = halves
         if pending:
@@ -400,7 +391,7 @@ class _Delivery:
         decision: Classified,
         reply: SimzReply | None,
         release: Claim | None = None,
-    ) -> tuple[_Next, list[_Part]]:
+    ) -> tuple[Step, list[_Part]]:
         try:
             return self._record(claim, decision, reply, release)
         except Exception:
@@ -475,7 +466,7 @@ class _Delivery:
         decision: Classified,
         reply: SimzReply | None,
         release: Claim | None = None,
-    ) -> tuple[_Next, list[_Part]]:
+    ) -> tuple[Step, list[_Part]]:
         """Plan the answer and apply the plan in one transaction; how to go on and any
         split halves.
 
@@ -506,7 +497,7 @@ class _Delivery:
         self.report.pauses(claim.agent_id, decision, plan, applied.pause)
         by_id = {lead.id: lead for lead in claim.leads}
         halves = [_Part(claim, tuple(by_id[i] for i in half)) for half in plan.halves]
-        return _Next(plan.step.value), halves
+        return plan.step, halves
 
 
 def _reply_facts(reply: SimzReply | None) -> Reply | None:

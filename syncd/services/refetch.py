@@ -263,10 +263,10 @@ def _numbers_taken(
     )
 
 
-def _move(outcome: Outcome, reason: str, restore: bool) -> recheck_store.Move:
+def _move(outcome: Outcome, reason: str, restore: bool) -> recheck_store.RecheckMove:
     """The ledger's move of one re-checked lead, with the record's new values when found."""
     mapped = outcome.mapped
-    return recheck_store.Move(
+    return recheck_store.RecheckMove(
         outcome.lead.lead_id,
         outcome.lead.state,
         outcome.target.value,

@@ -62,6 +62,7 @@ from syncd.adapters.pubsub import ChangeEvent, PubSubSubscriber
 from syncd.adapters.salesforce import SalesforceSourceError
 from syncd.config.models import SyncConfig
 from syncd.domain.api_usage import usage_over_limit
+from syncd.domain.backoff import capped_exponential
 from syncd.domain.linger import Linger
 from syncd.domain.soql import build_ids_query
 from syncd.logs import bind_context, get_logger
@@ -376,8 +377,10 @@ class StreamIntake:
 
     def _settle(self, batch: Batch, stop: threading.Event) -> bool:
         """Handle ``batch`` until it is committed (retrying with backoff): False on ``stop``."""
-        delay = 0.5
+        attempt = 0
         while not stop.is_set():
+            attempt += 1
+            delay = capped_exponential(attempt, 0.5, RETRY_MAX)
             try:
                 self._commit(batch)
                 return True
@@ -389,7 +392,6 @@ class StreamIntake:
                 log.error("stream batch failed; retrying", error=error, retry_in_seconds=delay)
             if stop.wait(delay):
                 return False
-            delay = min(RETRY_MAX, delay * 2)
         return False
 
     def _commit(self, batch: Batch) -> None:
@@ -539,15 +541,18 @@ class StreamIntake:
             if stop.is_set():
                 return False
         self._heard.wait(REOPEN_SETTLE)
-        delay = 1.0
+        attempt = 0
         while not stop.is_set():
+            attempt += 1
             error = self._reconcile_once(start, "stream started at LATEST")
             if error is None:
                 return True
-            log.error("stream gap reconciliation failed; retrying", error=error)
+            delay = capped_exponential(attempt, 1.0, RETRY_MAX)
+            log.error(
+                "stream gap reconciliation failed; retrying", error=error, retry_in_seconds=delay
+            )
             if stop.wait(delay):
                 return False
-            delay = min(RETRY_MAX, delay * 2)
         return False
 
     # ------------------------------------------------------------------ stalls
