@@ -43,6 +43,7 @@ from syncd.services.deliver import (
     deliver_sync,
     recover_in_flight,
 )
+from syncd.services.known_series import export_known_series
 from syncd.services.leadership import Leadership
 from syncd.services.poll import PollResult, poll_sync
 from syncd.services.refetch import SalesforceUnreachable, resend_uncertain
@@ -341,6 +342,8 @@ def bootstrap(
         leadership = Leadership(
             session_factory, config.syncs, config.daemon, force_first=is_sqlite(engine), now=now
         )
+    # Every counter's series at 0 from the first scrape: alerts on increase() see a first failure.
+    export_known_series(config)
     login_backoff = LoginBackoff()
     factory = source_factory or (
         lambda: SalesforceSource(config.salesforce, login_backoff=login_backoff)

@@ -7,9 +7,32 @@ state, outcome and similar small sets.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from syncd import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+# --- the process: process_* (CPU, memory, open files, start time), python_info, python_gc_* -
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+BUILD_INFO = Gauge(
+    "syncd_build_info",
+    "Always 1; the version label says which syncd this process runs.",
+    ["version"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(version=__version__).set(1)
 
 _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 

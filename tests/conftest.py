@@ -35,6 +35,8 @@ SLOW_ELSEWHERE = (
     "tests/integration/test_wheel.py",
     "tests/integration/test_deploy_files.py::TestKubernetes::test_overlay_builds_two_replicas",
     "tests/integration/test_deploy_rollouts.py",
+    "tests/integration/test_deploy_monitoring.py::TestBuilt",
+    "tests/integration/test_prometheus_rules.py::TestPromtool",
     "tests/integration/test_http_hostile.py::TestSlowClients::test_healthz_answers_under_slowloris",
     "tests/integration/test_salesforce_emulator.py::TestCli",
     "tests/integration/test_salesforce_emulator_writes.py::TestControlAndCli::test_cli_refuses",

@@ -24,6 +24,7 @@ from syncd.adapters.pubsub import UNDECODABLE, ChangeEvent
 from syncd.domain.record_ids import PLACEHOLDER_ID, sort_ids
 from syncd.logs import get_logger
 from syncd.metrics import STREAM_DROPPED, STREAM_EVENTS, STREAM_GAPS, STREAM_STALLED
+from syncd.services.known_series import STREAM_DROP_REASONS
 from syncd.services.stream_board import StreamBoard
 
 log = get_logger(__name__)
@@ -44,7 +45,7 @@ READ_TYPES = frozenset(
 #: describe in detail (made outside the application server), never a read.
 DELETE_TYPES = frozenset({"DELETE", "GAP_DELETE"})
 #: Why events are dropped (``syncd_stream_dropped_events_total``'s ``reason``).
-DROP_REASONS = ("bad_id", "bad_header", "undecodable")
+DROP_REASONS = STREAM_DROP_REASONS
 
 
 def export_stream_metrics(sync_name: str) -> None:

@@ -74,3 +74,27 @@ def test_rules_and_dashboard_use_only_exposed_metrics(harness: Harness) -> None:
             unknown = metric_names(expression) - exposed - PROMETHEUS_SERIES
             assert not unknown, f"{source}: {expression!r} reads {sorted(unknown)}"
     assert daemon.stop() == 0, daemon.output()
+
+
+def test_a_fresh_daemon_exports_the_failure_series_at_zero(harness: Harness) -> None:
+    """Before any lead exists, /metrics has the series the failure alerts read, at 0.
+
+    ``increase()`` reads a series born at N as 0, so a counter that first appears at
+    its first failure would never fire SyncdFailedLeads or SyncdWritebackFailures.
+    Also the deploy kit's own series: the build version and the process collector.
+    """
+    harness.write_config(sync={"writeback": {"fields": {"status": "SimZ_Status__c"}}})
+    daemon = harness.start()
+    status, text = daemon.get("/metrics")
+    assert status == 200
+    for line in (
+        'syncd_leads_delivered_total{outcome="failed",sync="web"} 0.0',
+        'syncd_writeback_total{outcome="failed",sync="web"} 0.0',
+        'syncd_polls_total{status="error",sync="web"} 0.0',
+        'syncd_batches_total{agent="agt_1",result="uncertain",sync="web"} 0.0',
+    ):
+        assert line in text.splitlines(), line
+    assert re.search(r'^syncd_build_info\{version="[^"]+"\} 1\.0$', text, re.M)
+    assert re.search(r"^process_resident_memory_bytes \S+$", text, re.M)
+    assert re.search(r"^process_start_time_seconds \S+$", text, re.M)
+    assert daemon.stop() == 0, daemon.output()

@@ -211,7 +211,16 @@ class TestCompose:
         grace = parse_duration(services["syncd"]["stop_grace_period"]).total_seconds()
         assert grace > config.daemon.shutdown_grace.total_seconds()
         assert config.observability.host_port[1] == 8080
-        assert "8080:8080" in services["salesforce"]["ports"]
+        assert "127.0.0.1:8080:8080" in services["salesforce"]["ports"]
+
+    def test_every_published_port_is_on_loopback(self) -> None:
+        """The emulators' control APIs and syncd's port are unauthenticated: host loopback only."""
+        services = yaml_documents(COMPOSE)[0]["services"]
+        published = [port for service in services.values() for port in service.get("ports", [])]
+        assert published
+        for port in published:
+            assert isinstance(port, str) and port.startswith("127.0.0.1:"), port
+            assert port.count(":") == 2, port
 
 
 class TestRulesAndDashboard:
