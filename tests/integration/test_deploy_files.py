@@ -247,6 +247,7 @@ class TestRulesAndDashboard:
             "SyncdStreamDisconnected",
             "SyncdStreamStalled",
             "SyncdWritebackFailures",
+            "SyncdWritebackBroken",
         ):
             assert rules[name]["labels"]["severity"] in ("info", "warning", "critical")
             assert rules[name]["annotations"]["summary"]
