@@ -189,6 +189,12 @@ WRITEBACK_WAITED = Counter(
     ["sync"],
     registry=REGISTRY,
 )
+WRITEBACK_BROKEN = Gauge(
+    "syncd_writeback_broken",
+    "1 while Salesforce refuses a configured write-back field of the sync (INVALID_FIELD).",
+    ["sync"],
+    registry=REGISTRY,
+)
 
 # --- streaming (Pub/Sub API) ---------------------------------------------------------
 STREAM_CONNECTED = Gauge(

@@ -30,6 +30,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     column,
+    exists,
     func,
     insert,
     literal,
@@ -41,7 +42,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters.orm import Lead, Writeback, WritebackAttempt
+from syncd.adapters.orm import Lead, LeadTransition, Writeback, WritebackAttempt
 from syncd.config.models import SyncConfig
 from syncd.domain.writeback import DONE, FAILED, RETRY
 
@@ -443,6 +444,22 @@ def count_failed(session: Session, sync_name: str) -> int:
     )
 
 
+def field_errors(session: Session) -> dict[str, tuple[int, str]]:
+    """Sync -> (failed write-backs refused on a field, the latest such error).
+
+    ``INVALID_FIELD`` / ``INVALID_FIELD_FOR_INSERT_UPDATE``: a configured field
+    was removed or made read-only, so the sync's write-back is broken until the
+    field is back and the rows are retried.
+    """
+    refused = and_(Writeback.status == FAILED, Writeback.last_error.like("%INVALID_FIELD%"))
+    rows = session.execute(
+        select(Writeback.sync_name, func.count(), func.max(Writeback.last_error))
+        .where(refused)
+        .group_by(Writeback.sync_name)
+    )
+    return {sync: (int(count), str(error)) for sync, count, error in rows}
+
+
 def retry_failed(session: Session, sync_name: str, now: datetime) -> int:
     """Failed write-backs of a sync back to pending, due now; returns how many."""
     result = session.execute(
@@ -452,3 +469,52 @@ def retry_failed(session: Session, sync_name: str, now: datetime) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def written_states(session: Session, sync_name: str) -> frozenset[str] | None:
+    """The states ``sync_name`` writes back, or None when it has no write-back."""
+    registry = _registry(session)
+    return registry.get(sync_name) if registry else None
+
+
+def resync_candidates(session: Session, sync_name: str, since: datetime | None) -> list[int]:
+    """Ids of the sync's leads in a written state whose outcome ``resync`` would queue.
+
+    Without ``since``: the leads that have no write-back row (their outcome came
+    before write-back was on). With it: every such lead that changed state at or
+    after ``since``, written or not.
+    """
+    states = written_states(session, sync_name)
+    if not states:
+        return []
+    if since is None:
+        chosen = ~exists().where(_WRITEBACKS.c.lead_id == _LEADS.c.id)
+    else:
+        transitions: Table = LeadTransition.__table__  # type: ignore[assignment]
+        chosen = exists().where(transitions.c.lead_id == _LEADS.c.id, transitions.c.at >= since)
+    query = (
+        select(_LEADS.c.id)
+        .where(_LEADS.c.sync_name == sync_name, _LEADS.c.state.in_(sorted(states)), chosen)
+        .order_by(_LEADS.c.id)
+    )
+    return [int(lead_id) for lead_id in session.connection().execute(query).scalars()]
+
+
+def enqueue_leads(session: Session, sync_name: str, lead_ids: Sequence[int], now: datetime) -> int:
+    """Queue the current outcome of these leads of ``sync_name`` (those in a state it
+    writes back), pending and due now; a lead's existing row is replaced."""
+    states = written_states(session, sync_name)
+    if not states or not lead_ids:
+        return 0
+    connection = session.connection()
+    result = connection.execute(
+        _enqueue_ids_statement(connection.dialect.name),
+        {
+            "wb_ids": list(lead_ids),
+            "wb_syncs": [sync_name],
+            "wb_states": sorted(states),
+            "wb_now": now,
+        },
+    )
+    # psycopg may not report the count of an INSERT ... SELECT ... ON CONFLICT.
+    return int(result.rowcount) if result.rowcount >= 0 else len(lead_ids)

@@ -32,6 +32,16 @@ RETRY_CODES = frozenset(
     }
 )
 
+#: Error codes that mean a configured field is missing or may not be written: every
+#: write of the sync fails the same way until the field or the config is fixed.
+FIELD_ERROR_CODES = ("INVALID_FIELD_FOR_INSERT_UPDATE", "INVALID_FIELD")
+
+
+def field_error(text: str | None) -> bool:
+    """Whether an error text (``CODE: message``, perhaps after a prefix) is a field error."""
+    return bool(text) and any(code in str(text) for code in FIELD_ERROR_CODES)
+
+
 #: Describe types each write-back value may go into.
 ALLOWED_TYPES: dict[str, frozenset[str]] = {
     "status": frozenset({"string", "textarea", "picklist"}),

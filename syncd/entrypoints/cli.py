@@ -112,7 +112,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "writeback": (
         "cli_writeback",
         "writeback",
-        "Write-back of lead outcomes to Salesforce records: repair failed writes.",
+        "Write-back of lead outcomes to Salesforce records: repair failed writes, resync.",
     ),
 }
 

@@ -21,7 +21,8 @@ engine and logs "syncd stopped". Exit status:
   poll reads that window again);
 * ``1`` -- the grace period ran out with leads still ``sending``: a warning says
   they become ``uncertain`` at the next start (they may have reached SimZ); also
-  a start-up failure (database, port);
+  a start-up failure (database, port, a write-back field that is missing or
+  not updateable: the same line as ``check-config --connect``);
 * ``128 + signal`` (130 for SIGINT, 143 for SIGTERM) -- a second signal: exit at
   once, without waiting; leads in ``sending`` become ``uncertain`` at next start.
 """
@@ -200,7 +201,28 @@ def _start_runtime(config: Config) -> Runtime | None:
     except OSError as exc:
         log.error("cannot start", error=str(exc))
         return None
+    refusals = _writeback_refusals(config, runtime)
+    if refusals:
+        for line in refusals:
+            log.error("cannot start", error=line)
+        runtime.close()
+        return None
     return runtime
+
+
+def _writeback_refusals(config: Config, runtime: Runtime) -> list[str]:
+    """``check-config --connect``'s write-back check: a missing or unwritable field
+    refuses the start (every write would fail); Salesforce unreachable does not."""
+    from syncd.services.writeback_check import start_refusals
+
+    syncs = [s for s in config.syncs if s.enabled and s.writeback is not None]
+    if not syncs:
+        return []
+    # The writer's own Salesforce session: its login serves the write-backs next.
+    found = start_refusals(config, runtime.source(f"writeback:{syncs[0].name}"))
+    for problem in found.undescribed:
+        log.warning("write-back fields not checked at start", problem=problem)
+    return found.problems
 
 
 def _serve_probes(

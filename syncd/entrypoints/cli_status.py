@@ -140,7 +140,13 @@ def _writeback_line(sync: ops.SyncStatus) -> list[str]:
     note = "" if wb.configured else "  (not configured any more)"
     hint = f"  (syncd writeback retry --sync {sync.name})" if wb.failed else ""
     counts = f"pending {wb.pending}, failed {wb.failed}, done {wb.done}"
-    return [f"  write-back     {counts}{note}{hint}"]
+    lines = [f"  write-back     {counts}{note}{hint}"]
+    if wb.broken:
+        lines.append(
+            f"  write-back     BROKEN: {short(wb.broken, 120)}; fix the field "
+            "(syncd check-config --connect), then retry"
+        )
+    return lines
 
 
 _AGENT_HEADERS = [
@@ -262,7 +268,7 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
        "configured", "queued", "due", "waiting", "sending", "paused",
        "last_batch"}], "leader": {"replica", "token", "acquired_at",
        "renewed_at", "expires_at", "active"}|null, "delivery_paused",
-       "writeback": {"configured", "pending", "done", "failed"}|null}],
+       "writeback": {"configured", "pending", "done", "failed", "broken"}|null}],
        "pauses": [{"scope", "key", "reason", "http_status", "failures",
        "paused_until", "active"}], "uncertain_total", "hint", "replicas":
        [{"replica", "host", "pid", "started_at", "heartbeat_at", "expires_at",

@@ -185,11 +185,11 @@ def check_simz(config: Config) -> list[Check]:
 
 def check_writeback(config: Config, source: SalesforceSource) -> list[Check]:
     """The write-back fields of every enabled sync that writes outcomes back."""
-    from syncd.services.writeback_check import check_writeback_fields
+    from syncd.services.writeback_check import check_writeback_fields, failure_line
 
     found = check_writeback_fields(config, source)
     return [Check(True, line) for line in found.ok] + [
-        Check(False, f"writeback: FAILED: {problem}") for problem in found.problems
+        Check(False, failure_line(problem)) for problem in found.problems
     ]
 
 

@@ -15,6 +15,16 @@ Salesforce session and short transactions, and it gives way to delivery: while
 a delivery pass of this process is sending and the process is using the CPU,
 it waits, and past 30 s of one such pass it takes a tenth of the time
 (:mod:`syncd.services.delivery_activity`).
+
+A whole call that fails (Salesforce down, a 5xx, a network error, a refusal
+of the whole request) makes the writer back off before its next call: 10 s,
+doubling, at most 10 minutes, with jitter (:data:`CALL_BACKOFF`), so an
+outage costs a few calls an hour rather than one per pass. A whole call
+refused with a 4xx ends its rows as ``failed`` on their
+:data:`MAX_REFUSED_CALLS`-th try. Records refused on a field
+(``INVALID_FIELD``: the field was removed or made read-only) mark the sync's
+write-back broken: ``syncd_writeback_broken`` is 1 and the pass is logged as
+failed until a call writes no such error.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import writeback_store
 from syncd.adapters.orm import utcnow
-from syncd.adapters.salesforce import SalesforceSourceError
+from syncd.adapters.salesforce import SalesforceQueryError, SalesforceSourceError
 from syncd.config.models import SyncConfig
 from syncd.domain.api_usage import usage_over_limit
 from syncd.domain.backoff import BackoffPolicy, equal_jitter
@@ -43,16 +53,27 @@ from syncd.domain.writeback import (
     classify_all,
     collection_body,
     error_length,
+    field_error,
     record_values,
 )
 from syncd.logs import get_logger
-from syncd.metrics import WRITEBACK_CALLS, WRITEBACK_PENDING, WRITEBACK_WAITED, WRITEBACKS
+from syncd.metrics import (
+    WRITEBACK_BROKEN,
+    WRITEBACK_CALLS,
+    WRITEBACK_PENDING,
+    WRITEBACK_WAITED,
+    WRITEBACKS,
+)
 from syncd.services.delivery_activity import PROCESS, DeliveryActivity, GiveWay
 
 log = get_logger(__name__)
 
 #: Retry waits of a record: 2 s, doubling, at most 5 minutes (with jitter).
 RETRY_BACKOFF = BackoffPolicy(timedelta(seconds=2), timedelta(minutes=5))
+#: Waits of the writer after a whole call failed: 10 s, doubling, at most 10 minutes.
+CALL_BACKOFF = BackoffPolicy(timedelta(seconds=10), timedelta(minutes=10))
+#: Tries of a row whose whole call Salesforce refused with a 4xx before it is failed.
+MAX_REFUSED_CALLS = 5
 
 
 class WritebackTarget(Protocol):
@@ -70,7 +91,9 @@ class WritebackPass:
     """What one pass of one sync did."""
 
     sync: str
-    status: str = "ok"  # ok, paused (API usage) or error (a whole call failed)
+    #: ok; paused (API usage); backoff (waiting after a failed call); error (a whole
+    #: call failed); failed (the write-back fields are broken: records refused on a field)
+    status: str = "ok"
     calls: int = 0
     done: int = 0
     retry: int = 0
@@ -105,6 +128,12 @@ class Writer:
         self.rng = rng
         self.error_length: int | None = None if self.fields.error else DEFAULT_ERROR_LENGTH
         self.give_way = GiveWay(activity)
+        #: Whole calls failed in a row, and no call before ``resume_at`` (the call backoff).
+        self.call_failures = 0
+        self.resume_at: datetime | None = None
+        #: A field error of the last answered call: the sync's write-back is broken.
+        self.broken: str | None = None
+        WRITEBACK_BROKEN.labels(sync=sync.name).set(0)
 
     def over_usage(self) -> str | None:
         """Why the org's API usage forbids a call now, or None."""
@@ -124,8 +153,10 @@ class Writer:
             self._run(result, stop)
         finally:
             self.refresh_pending()
+        if self.broken is not None:
+            result.status, result.error = "failed", f"write-back fields broken: {self.broken}"
         if result.calls:
-            log.info(
+            (log.error if result.status == "failed" else log.info)(
                 "write-back pass",
                 sync=self.sync.name,
                 calls=result.calls,
@@ -133,6 +164,7 @@ class Writer:
                 retry=result.retry,
                 failed=result.failed,
                 status=result.status,
+                error=result.error,
             )
         return result
 
@@ -142,6 +174,9 @@ class Writer:
             if stop is not None and stop.is_set():
                 return
             now = self.now()
+            if self.resume_at is not None and now < self.resume_at:
+                result.status = "backoff"
+                return
             with self.session_factory.begin() as session:
                 rows = writeback_store.due(session, self.sync.name, now)
             if not rows:
@@ -203,13 +238,10 @@ class Writer:
             answer = self.target.update_collection(body)
             outcomes = classify_all(answer, len(rows))
             WRITEBACK_CALLS.labels(sync=self.sync.name, result="ok").inc()
+            self._call_answered(outcomes)
         except SalesforceSourceError as exc:
             whole_call_ok = False
-            text = f"{type(exc).__name__}: {exc}"
-            outcomes = [(RETRY, text)] * len(rows)
-            result.status, result.error = "error", text
-            WRITEBACK_CALLS.labels(sync=self.sync.name, result="error").inc()
-            log.warning("write-back call failed", sync=self.sync.name, error=text, rows=len(rows))
+            outcomes = self._call_failed(exc, rows, result)
         now = self.now()
         results = [
             writeback_store.WritebackResult(
@@ -235,6 +267,53 @@ class Writer:
                 error=failed.error,
             )
         return whole_call_ok
+
+    def _call_answered(self, outcomes: Sequence[tuple[str, str | None]]) -> None:
+        """Salesforce answered the call: no more backoff; broken while a record hit a field."""
+        self.call_failures, self.resume_at = 0, None
+        refused = next((error for _o, error in outcomes if field_error(error)), None)
+        self._set_broken(refused)
+
+    def _call_failed(
+        self,
+        exc: SalesforceSourceError,
+        rows: Sequence[writeback_store.DueWriteback],
+        result: WritebackPass,
+    ) -> list[tuple[str, str | None]]:
+        """The rows' outcomes after a failed whole call; the writer backs off.
+
+        A 4xx refusal (:class:`SalesforceQueryError`) ends a row as failed on its
+        :data:`MAX_REFUSED_CALLS`-th try; anything else (5xx, network, limit) retries.
+        """
+        text = f"{type(exc).__name__}: {exc}"
+        self.call_failures += 1
+        self.resume_at = self.now() + equal_jitter(self.call_failures, CALL_BACKOFF, self.rng)
+        result.status, result.error = "error", text
+        WRITEBACK_CALLS.labels(sync=self.sync.name, result="error").inc()
+        log.warning(
+            "write-back call failed",
+            sync=self.sync.name,
+            error=text,
+            rows=len(rows),
+            backoff_until=self.resume_at.isoformat(),
+        )
+        if not isinstance(exc, SalesforceQueryError):
+            return [(RETRY, text)] * len(rows)
+        if field_error(text):
+            self._set_broken(text)
+        return [(FAILED if row.attempts + 1 >= MAX_REFUSED_CALLS else RETRY, text) for row in rows]
+
+    def _set_broken(self, error: str | None) -> None:
+        if error is not None and self.broken is None:
+            log.error(
+                "write-back fields broken: Salesforce refuses a configured field",
+                sync=self.sync.name,
+                error=error,
+                hint="check the fields with `syncd check-config --connect`, then "
+                f"`syncd writeback retry --sync {self.sync.name}`",
+            )
+        self.broken = error
+        WRITEBACK_BROKEN.labels(sync=self.sync.name).set(0 if error is None else 1)
 
     def _wait(self, failures: int) -> timedelta:
         return equal_jitter(failures, RETRY_BACKOFF, self.rng)

@@ -256,6 +256,7 @@ class TestRulesAndDashboard:
             "SyncdStreamDisconnected",
             "SyncdStreamStalled",
             "SyncdWritebackFailures",
+            "SyncdWritebackBroken",
         ):
             assert rules[name]["labels"]["severity"] in ("info", "warning", "critical")
             assert rules[name]["annotations"]["summary"]

@@ -16,7 +16,8 @@ with a trailing ``Z``, ``null`` when unknown)::
                 "leader": {"replica", "token", "acquired_at", "renewed_at", "expires_at",
                            "active": bool}|null,
                 "delivery_paused": bool,
-                "writeback": {"configured": bool, "pending", "done", "failed"}|null,
+                "writeback": {"configured": bool, "pending", "done", "failed",
+                              "broken": str|null}|null,
                 "stream": {"mode": "stream"|"poll", "topic", "replay_stored": bool,
                            "replay_at", "last_event_at", "replay_resets": n,
                            "updated_at", "state": "advancing"|"stalled"|"not running"|null}
@@ -205,6 +206,8 @@ class WritebackStatus:
     pending: int
     done: int
     failed: int
+    #: Set when failed rows were refused on a field (removed or read-only): why.
+    broken: str | None = None
 
 
 @dataclass(frozen=True)
@@ -332,6 +335,7 @@ class _StatusRows:
     operator_pauses: list[OperatorPauseView]
     calling_hours: dict[str, int]
     writebacks: dict[tuple[str, str], int]
+    writeback_field_errors: dict[str, tuple[int, str]]
     streams: dict[str, stream_store.StreamPosition]
 
 
@@ -354,6 +358,7 @@ def _read_status_rows(session_factory: sessionmaker[Session], at: datetime) -> _
             ],
             calling_hours=q.waiting_for_calling_hours(session, at),
             writebacks=writeback_store.counts(session),
+            writeback_field_errors=writeback_store.field_errors(session),
             streams=stream_store.all_positions(session),
         )
 
@@ -454,7 +459,9 @@ def _sync_status(
         leader=rows.leaders.get(name),
         delivery_paused=(OPERATOR_SYNC, name) in held,
         waiting_for_calling_hours=rows.calling_hours.get(name, 0),
-        writeback=_writeback_status(name, sync_config, rows.writebacks),
+        writeback=_writeback_status(
+            name, sync_config, rows.writebacks, rows.writeback_field_errors.get(name)
+        ),
         stream=_stream_view(sync_config, rows.streams.get(name), rows.leaders.get(name), at),
     )
 
@@ -516,7 +523,10 @@ def status(
 
 
 def _writeback_status(
-    name: str, sync: SyncConfig | None, counts: dict[tuple[str, str], int]
+    name: str,
+    sync: SyncConfig | None,
+    counts: dict[tuple[str, str], int],
+    field_errors: tuple[int, str] | None = None,
 ) -> WritebackStatus | None:
     """The sync's write-back counts; None when it neither has write-back nor rows."""
     configured = sync is not None and sync.writeback is not None
@@ -528,4 +538,9 @@ def _writeback_status(
         pending=found.get("pending", 0),
         done=found.get("done", 0),
         failed=found.get("failed", 0),
+        broken=(
+            f"{field_errors[0]} write(s) refused on a field: {field_errors[1]}"
+            if field_errors
+            else None
+        ),
     )
