@@ -211,7 +211,8 @@ def backfill(
 
     On a terminal a progress line shows pages, records (of the total from a
     SELECT COUNT() query), new, known and skipped records and an ETA;
-    otherwise one log line per page. Ctrl-C stops after the current page.
+    otherwise one log line per page. Ctrl-C or SIGTERM stops after the current
+    page, or aborts a Bulk API job still running, within seconds.
     Exits 1 if Salesforce or the database failed, or Salesforce's API limits
     stopped it (polling is not paused by a backfill).
 

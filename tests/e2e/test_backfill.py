@@ -172,6 +172,54 @@ class TestBulk:
         assert daemon.stop() == 0, daemon.output()
 
 
+    @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+    def test_a_signal_stops_a_running_bulk_job_within_seconds(
+        self, harness: Harness, signum: signal.Signals
+    ) -> None:
+        """SIGTERM or Ctrl-C while the Bulk job runs: the job is aborted, the command exits
+        1 within seconds, and no lead was stored (a re-run reads the range again)."""
+        config = harness.config(sync={"start_at": START_AT})
+        config["salesforce"].update(page_size=200, bulk_query_above=10)
+        harness.write_config(**config)
+        harness.salesforce.add_records(old_records(30))
+        harness.salesforce.bulk.slow = True  # the job stays InProgress, as a large one does
+        log_path = harness.tmp / "backfill-bulk.log"
+        command = ("backfill", "--sync", "web", "--since", "2023-01-01", "--until", START_AT)
+        with log_path.open("w") as out:
+            process = subprocess.Popen(
+                syncd_command(*command, config=harness.config_path),
+                cwd=harness.tmp,
+                env=clean_env(USER="opuser"),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_until(lambda: harness.salesforce.bulk._jobs, "the bulk query job")
+            process.send_signal(signum)
+            assert process.wait(15) == 1, log_path.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+        output = log_path.read_text()
+        assert "(stopped early)" in output and "Traceback" not in output
+        assert len(harness.salesforce.bulk.aborted) == 1
+        assert harness.salesforce.bulk._jobs == {}
+        assert harness.lead_states() == {}
+
+    def test_a_field_longer_than_the_csv_default_is_read(self, harness: Harness) -> None:
+        """A Bulk result with a 200,000-character field is read, not an aborted backfill."""
+        mapping = harness.config()["syncs"][0]["mapping"]
+        mapping["customData"].update(notes="Description")
+        config = harness.config(sync={"start_at": START_AT, "mapping": mapping})
+        config["salesforce"].update(page_size=200, bulk_query_above=1)
+        harness.write_config(**config)
+        long = [{**record, "Description": "n" * 200_000} for record in old_records(3)]
+        harness.salesforce.add_records(long)
+        result = backfill(harness, "--since", "2023-01-01", "--until", START_AT, "--dry-run")
+        assert "using Bulk API 2.0" in result.stderr
+        assert "new 3 (would queue 3," in summary(result)
+
+
 class TestBulkOverKnownRecords:
     def test_records_a_rest_poll_read_are_unchanged_to_a_bulk_backfill(
         self, harness: Harness
