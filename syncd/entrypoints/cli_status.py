@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from syncd.adapters.operator_pauses import OPERATOR_SYNC
 from syncd.config.loader import DATABASE_ONLY
 from syncd.entrypoints.cli_common import config_option, load_or_exit
 from syncd.entrypoints.cli_operator_common import (
@@ -26,7 +27,7 @@ def _render_status(report: ops.StatusReport) -> list[str]:
     """The status report as text: a block per sync, then pauses, replicas and the hint."""
     out: list[str] = [f"syncd status at {when(report.generated_at)}"]
     for sync in report.syncs:
-        out += _sync_block(sync)
+        out += _sync_block(sync, report.operator_pauses)
     out += _delivery_pauses(report.pauses)
     out += _operator_pauses(report.operator_pauses)
     out += _replicas(report.replicas)
@@ -36,12 +37,13 @@ def _render_status(report: ops.StatusReport) -> list[str]:
     return out
 
 
-def _sync_block(sync: ops.SyncStatus) -> list[str]:
+def _sync_block(sync: ops.SyncStatus, holds: Sequence[ops.OperatorPauseView]) -> list[str]:
     """One sync: header, polling, leads, stream, leader, write-back, then its agents."""
     return [
         "",
         _sync_header(sync),
         *_poll_lines(sync),
+        *_delivery_pause_lines(sync, holds),
         *_lead_lines(sync),
         *_stream_line(sync.stream),
         _leader_line(sync.leader),
@@ -73,11 +75,25 @@ def _poll_lines(sync: ops.SyncStatus) -> list[str]:
         )
     else:
         out.append("  polling        not paused")
-    if sync.delivery_paused:
-        out.append("  delivery       PAUSED by an operator (syncd resume --sync to resume)")
     if sync.last_error:
         out.append(f"  last error     {short(sync.last_error, 100)}")
     return out
+
+
+def _delivery_pause_lines(
+    sync: ops.SyncStatus, holds: Sequence[ops.OperatorPauseView]
+) -> list[str]:
+    """The operator's pause of this sync (who, since when, why) and how to lift it."""
+    if not sync.delivery_paused:
+        return []
+    for hold in holds:
+        if hold.scope == OPERATOR_SYNC and hold.name == sync.name:
+            return [
+                f"  delivery       PAUSED by an operator: {hold.paused_by}, since "
+                f"{when(hold.paused_at)}, reason: {short(hold.reason)}",
+                f"                 to resume: syncd resume --sync {sync.name}",
+            ]
+    return [f"  delivery       PAUSED by an operator (syncd resume --sync {sync.name})"]
 
 
 def _last_poll_line(poll: ops.PollView | None) -> str:
@@ -208,8 +224,18 @@ def _operator_pauses(holds: Sequence[ops.OperatorPauseView]) -> list[str]:
     if not holds:
         return [*out, "  none"]
     return out + table(
-        ["SCOPE", "NAME", "SINCE", "BY", "REASON"],
-        [[h.scope, h.name, when(h.paused_at), h.paused_by, short(h.reason)] for h in holds],
+        ["SCOPE", "NAME", "SINCE", "BY", "REASON", "TO RESUME"],
+        [
+            [
+                h.scope,
+                h.name,
+                when(h.paused_at),
+                h.paused_by,
+                short(h.reason),
+                f"syncd resume --{h.scope} {h.name}",
+            ]
+            for h in holds
+        ],
         indent="  ",
     )
 
