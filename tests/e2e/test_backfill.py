@@ -171,7 +171,6 @@ class TestBulk:
         assert harness.salesforce.bulk._jobs == {}  # the job was deleted after reading
         assert daemon.stop() == 0, daemon.output()
 
-
     @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
     def test_a_signal_stops_a_running_bulk_job_within_seconds(
         self, harness: Harness, signum: signal.Signals

@@ -248,6 +248,11 @@ class TestDemoDatabase:
         status = syncd("status", "-c", config)
         assert status.returncode == 0, status.stderr
         assert "demo-leads" in status.stdout
+        # The demo's daemon is gone: its expired lease says so; its sync polls, not streams.
+        assert "LEASE EXPIRED" in status.stdout
+        assert "no `syncd run` is running" in status.stdout
+        assert "stream         not used: the sync polls (source.mode: poll)" in status.stdout
+        assert "stream poll " not in status.stdout
         listed = syncd("leads", "-c", config, "--state", "uncertain", "--json")
         assert listed.returncode == 0, listed.stderr
         assert lead in {row["salesforce_id"] for row in json.loads(listed.stdout)["leads"]}
