@@ -1,7 +1,14 @@
-"""The progress of ``syncd backfill``: one updating line on a terminal, else a log line a page."""
+"""The progress of ``syncd backfill``: one updating line on a terminal, else a log line a page.
+
+On a terminal, log lines (a Bulk job created, the guard holding the backfill)
+would land in the middle of the progress line; while it shows, each log line
+clears it first and draws it again below, so each stays on a line of its own.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -24,6 +31,28 @@ class Progress:
         self.total = total
         self.terminal = terminal
         self.started = time.monotonic()
+        self._shown = ""
+        self._handlers: list[logging.Handler] = []
+
+    def start(self) -> None:
+        """On a terminal: wrap the log handlers so that log lines never cut the line."""
+        if not self.terminal:
+            return
+        root = logging.getLogger()
+        self._handlers = list(root.handlers)
+        for handler in self._handlers:
+            root.removeHandler(handler)
+            root.addHandler(_AroundLine(handler, self))
+
+    def clear(self) -> None:
+        if self._shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+    def redraw(self) -> None:
+        if self._shown:
+            sys.stderr.write("\r" + self._shown + "\033[K")
+            sys.stderr.flush()
 
     def eta(self, fetched: int) -> float | None:
         if not self.total or not fetched or fetched >= self.total:
@@ -43,7 +72,8 @@ class Progress:
 
     def __call__(self, result: PollResult) -> None:
         if self.terminal:
-            click.echo("\r" + printable(self.line(result)) + "\033[K", nl=False, err=True)
+            self._shown = printable(self.line(result))
+            click.echo("\r" + self._shown + "\033[K", nl=False, err=True)
             return
         log.info(
             "backfill page",
@@ -60,5 +90,32 @@ class Progress:
         )
 
     def done(self) -> None:
-        if self.terminal:
+        """End the line and give the log handlers back."""
+        if not self.terminal:
+            return
+        if self._shown:
             click.echo("", err=True)
+            self._shown = ""
+        root = logging.getLogger()
+        for wrapper in [h for h in root.handlers if isinstance(h, _AroundLine)]:
+            root.removeHandler(wrapper)
+        for handler in self._handlers:
+            root.addHandler(handler)
+        self._handlers = []
+
+
+class _AroundLine(logging.Handler):
+    """A log handler that clears the progress line, lets ``inner`` write, then redraws it."""
+
+    def __init__(self, inner: logging.Handler, progress: Progress) -> None:
+        super().__init__(inner.level)
+        self.inner = inner
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress.clear()
+        try:
+            self.inner.handle(record)
+            self.inner.flush()
+        finally:
+            self.progress.redraw()

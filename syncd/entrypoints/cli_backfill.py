@@ -32,8 +32,8 @@ from syncd.entrypoints.cli_common import (
     runtime_or_exit,
     setup,
 )
-from syncd.entrypoints.cli_operator_common import IsoTime, confirm_or_exit, current_user
-from syncd.entrypoints.cli_text import echo, secho
+from syncd.entrypoints.cli_operator_common import IsoTime, confirm_or_exit, current_user, table
+from syncd.entrypoints.cli_text import echo, echo_lines, secho
 from syncd.logs import get_logger
 
 if TYPE_CHECKING:
@@ -147,19 +147,35 @@ def _run(
     if plan.bulk:
         above = salesforce.bulk_query_above
         echo(f"backfill {sync.name}: {plan.total} > {above} records: using Bulk API 2.0", err=True)
-    result = service.run_backfill(
-        runtime,
-        plan,
-        salesforce,
-        who=options.who,
-        reason=options.reason,
-        dry_run=options.dry_run,
-        release=options.release,
-        stop=stop,
-        on_page=progress,
-    )
-    progress.done()
+    progress.start()
+    try:
+        result = service.run_backfill(
+            runtime,
+            plan,
+            salesforce,
+            who=options.who,
+            reason=options.reason,
+            dry_run=options.dry_run,
+            release=options.release,
+            stop=stop,
+            on_page=progress,
+        )
+    finally:
+        progress.done()
     return plan, result
+
+
+def _list_ids(result: PollResult) -> None:
+    """``--dry-run --ids``: each record the dry run would change, with what it would become."""
+    from syncd.services.poll_report import PREVIEW_LIMIT
+
+    if not result.preview:
+        echo("no new or changed records")
+        return
+    rows = [[r.salesforce_id, r.change, r.state, r.agent_id, r.note] for r in result.preview]
+    echo_lines(table(["SALESFORCE ID", "CHANGE", "WOULD BE", "AGENT", "NOTE"], rows))
+    if len(result.preview) >= PREVIEW_LIMIT:
+        echo(f"(only the first {PREVIEW_LIMIT} are listed; the counts above are exact)")
 
 
 @click.command()
@@ -176,6 +192,13 @@ def _run(
     "(watermark minus lookback).",
 )
 @click.option("--dry-run", is_flag=True, help="Read and count; write nothing, queue nothing.")
+@click.option(
+    "--ids",
+    "list_ids",
+    is_flag=True,
+    help="With --dry-run: also list the Salesforce Id of each new or changed record and "
+    "what it would become (queued, held, skipped, invalid).",
+)
 @click.option(
     "--reason", default=DEFAULT_REASON, show_default=True, help="Why, for the audit trail."
 )
@@ -195,6 +218,7 @@ def backfill(
     since: datetime,
     until: datetime | None,
     dry_run: bool,
+    list_ids: bool,
     reason: str,
     actor: str | None,
     release: bool,
@@ -211,7 +235,10 @@ def backfill(
 
     On a terminal a progress line shows pages, records (of the total from a
     SELECT COUNT() query), new, known and skipped records and an ETA;
-    otherwise one log line per page. Ctrl-C stops after the current page.
+    otherwise one log line per page (log lines never cut the progress line).
+    --dry-run --ids lists each new or changed record's Id and what it would
+    become. Ctrl-C or SIGTERM stops after the current page, or aborts a Bulk
+    API job still running, within seconds.
     Exits 1 if Salesforce or the database failed, or Salesforce's API limits
     stopped it (polling is not paused by a backfill).
 
@@ -222,6 +249,8 @@ def backfill(
     """
     from syncd.services.backfill import NothingToBackfill
 
+    if list_ids and not dry_run:
+        fail("--ids lists what a dry run would do: use it with --dry-run", EXIT_CONFIG)
     config = load_or_exit(config_path)
     setup(ctx, config)
     sync = _sync(config, sync_name)
@@ -238,5 +267,7 @@ def backfill(
         finally:
             runtime.close()
     _report(result, plan, dry_run=dry_run, stopped=stop.is_set(), actor=who)
+    if list_ids:
+        _list_ids(result)
     if result.status != "ok" or stop.is_set():
         ctx.exit(EXIT_FAILURE)

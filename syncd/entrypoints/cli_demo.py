@@ -54,19 +54,17 @@ def demo(ctx: click.Context, lead_count: int, keep: bool, quiet: bool, timeout: 
     --no-keep to remove it). Exit status 0, or 1 if the outbox did not empty
     within --timeout.
 
-    The daemon's log lines go to stderr at warning level (change it with
-    `syncd --log-level info demo`).
+    The daemon's log lines go to syncd.log in that folder (JSON lines, at
+    warning level; change it with `syncd --log-level info demo`), so that
+    none interrupts what the demo tells.
     """
     from syncd.entrypoints.demo_runner import Demo, DemoOptions, command_prefix, render_summary
 
     options: dict[str, Any] = ctx.find_root().params
-    configure_logging(
-        level=options.get("log_level") or "warning",
-        fmt=options.get("log_format") or "auto",
-        stream=sys.stderr,
-    )
+    level = options.get("log_level") or "warning"
+    configure_logging(level=level, fmt=options.get("log_format") or "auto", stream=sys.stderr)
     runner = Demo(
-        DemoOptions(leads=lead_count, keep=keep, quiet=quiet, timeout=timeout),
+        DemoOptions(leads=lead_count, keep=keep, quiet=quiet, timeout=timeout, log_level=level),
         echo=echo,
     )
     summary = runner.run()

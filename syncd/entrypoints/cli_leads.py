@@ -9,9 +9,10 @@ from typing import Any
 
 import click
 
+from syncd.config import Config
 from syncd.config.loader import DATABASE_ONLY
 from syncd.domain.calling_hours import WAITING_FOR as CALLING_HOURS
-from syncd.entrypoints.cli_common import config_option, load_or_exit
+from syncd.entrypoints.cli_common import EXIT_CONFIG, config_option, fail, load_or_exit
 from syncd.entrypoints.cli_operator_common import (
     IsoTime,
     database,
@@ -23,7 +24,7 @@ from syncd.entrypoints.cli_operator_common import (
 )
 from syncd.entrypoints.cli_text import echo, echo_json, echo_lines
 from syncd.services import operator as ops
-from syncd.services.operator import STATE_ORDER, to_jsonable
+from syncd.services.operator import HELD, STATE_ORDER, to_jsonable
 
 
 def _lead_json(lead: ops.LeadView, history: bool, payload: bool) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def _render_leads(leads: list[ops.LeadView], history: bool, payload: bool) -> li
                 lead.sync,
                 lead.agent,
                 lead.state,
-                lead.attempts,
+                lead.sends,
                 when(lead.updated_at),
                 lead.simz_batch_id,
                 short(detail),
@@ -94,6 +95,22 @@ def _render_leads(leads: list[ops.LeadView], history: bool, payload: bool) -> li
     return out
 
 
+def _held_breakdown(config: Config, by: str, sync: str | None, as_json: bool) -> None:
+    with database(config) as session_factory:
+        groups = query(lambda: ops.held_groups(session_factory, by, sync=sync))
+    if as_json:
+        echo_json({"version": 1, "by": by, "groups": [to_jsonable(g) for g in groups]})
+        return
+    total = sum(group.leads for group in groups)
+    scope = f" of sync {sync}" if sync else ""
+    if not total:
+        echo(f"no held leads{scope}")
+        return
+    rows = [[g.key, g.leads, when(g.first_held_at), when(g.last_held_at)] for g in groups]
+    headers = [by.upper(), "LEADS", "FIRST HELD", "LAST HELD"]
+    echo_lines([f"{total} held lead(s){scope} by {by}", *table(headers, rows, indent="  ")])
+
+
 @click.command()
 @config_option
 @click.option(
@@ -122,6 +139,13 @@ def _render_leads(leads: list[ops.LeadView], history: bool, payload: bool) -> li
     is_flag=True,
     help="Also print the body sent to SimZ. CAUTION: shows personal data (phone, names, email).",
 )
+@click.option(
+    "--by",
+    type=click.Choice(list(ops.BREAKDOWNS)),
+    default=None,
+    help="With --state held only: count the held leads by agent, by age (how long ago they "
+    "were held) or by source (what held them), to decide on release or discard.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def leads(
@@ -135,6 +159,7 @@ def leads(
     limit: int,
     history: bool,
     show_payload: bool,
+    by: str | None,
     as_json: bool,
 ) -> None:
     """List leads, most recently changed first, to answer "what happened to record X?".
@@ -142,24 +167,34 @@ def leads(
     Filters combine (AND); --since/--until bound the time of the lead's last
     change (ISO 8601, UTC when no offset is given). The table shows the
     Salesforce Id, sync, agent, state, attempts, last change, SimZ batchId and
-    the note or error. Phone numbers and names are never shown unless
-    --show-payload is given.
+    the note or error; ATTEMPTS is how many requests to SimZ carried the lead.
+    Phone numbers and names are never shown unless --show-payload is given.
+    --state held --by agent|age|source counts the held leads in groups instead.
 
     \b
     Examples:
       syncd leads --state uncertain
       syncd leads --id 00Q5g00000AbCdEFGH --history
+      syncd leads --state held --sync web --by source
 
     \b
     --json prints {"version": 1, "leads": [{"id", "salesforce_id", "sync",
-    "agent", "state", "attempts", "next_attempt_at", "created_at", "updated_at",
+    "agent", "state", "attempts", "sends", "next_attempt_at", "created_at", "updated_at",
     "sent_at", "batch_id", "simz_batch_id", "note", "error_code",
     "error_message", "waiting_for"}]}, plus "history": [{"at", "from_state", "to_state",
     "reason", "batch_id"}], "writeback": [{"at", "state", "outcome", "error"}]
-    and "writeback_status" with --history, and "payload" with --show-payload.
+    and "writeback_status" with --history, and "payload" with --show-payload
+    ("attempts": retryable failures counted against simz.max_attempts; "sends":
+    requests that carried it). With --by: {"version": 1, "by", "groups": [{"key",
+    "leads", "first_held_at", "last_held_at"}]}.
     """
+    if by is not None and set(states) != {HELD}:
+        fail("--by counts held leads: use it with --state held (and no other --state)", EXIT_CONFIG)
     config = load_or_exit(config_path, uses=DATABASE_ONLY)
     setup_logging(ctx, config)
+    if by is not None:
+        _held_breakdown(config, by, sync, as_json)
+        return
     with database(config) as session_factory:
         found = query(
             lambda: ops.list_leads(

@@ -57,9 +57,10 @@ def _known(config: Config, scope: str, name: str) -> None:
 
 
 def _describe(pause: Pause) -> str:
+    """Who paused what, when and why, in one line for the terminal and the audit."""
     return (
-        f"{pause.scope} {pause.name} paused since {when(pause.paused_at)} by {pause.paused_by}: "
-        f"{pause.reason}"
+        f"{pause.scope} {pause.name} paused by {pause.paused_by} since {when(pause.paused_at)}, "
+        f"reason: {pause.reason}"
     )
 
 
@@ -111,6 +112,7 @@ def pause(
         echo(f"paused: {_describe(outcome.pause)}")
     else:
         echo(f"already paused, left as it was: {_describe(outcome.pause)}")
+    echo(f"to resume: syncd resume --{scope} {name}")
 
 
 @click.command()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from syncd.adapters.operator_pauses import OPERATOR_SYNC
 from syncd.config.loader import DATABASE_ONLY
 from syncd.entrypoints.cli_common import config_option, load_or_exit
 from syncd.entrypoints.cli_operator_common import (
@@ -25,26 +26,30 @@ from syncd.services.operator import HELD, STATE_ORDER
 def _render_status(report: ops.StatusReport) -> list[str]:
     """The status report as text: a block per sync, then pauses, replicas and the hint."""
     out: list[str] = [f"syncd status at {when(report.generated_at)}"]
+    running = any(replica.alive for replica in report.replicas)
     for sync in report.syncs:
-        out += _sync_block(sync)
+        out += _sync_block(sync, report.operator_pauses, running)
     out += _delivery_pauses(report.pauses)
     out += _operator_pauses(report.operator_pauses)
-    out += _replicas(report.replicas)
+    out += _replicas(report.replicas, report.replicas_left_out)
     out += ["", f"uncertain leads: {report.uncertain_total}"]
     if report.hint:
         out.append(f"  {report.hint}")
     return out
 
 
-def _sync_block(sync: ops.SyncStatus) -> list[str]:
+def _sync_block(
+    sync: ops.SyncStatus, holds: Sequence[ops.OperatorPauseView], running: bool
+) -> list[str]:
     """One sync: header, polling, leads, stream, leader, write-back, then its agents."""
     return [
         "",
         _sync_header(sync),
         *_poll_lines(sync),
+        *_delivery_pause_lines(sync, holds),
         *_lead_lines(sync),
         *_stream_line(sync.stream),
-        _leader_line(sync.leader),
+        *_leader_lines(sync.leader, running),
         *_writeback_line(sync),
         *_agents_table(sync.agents),
     ]
@@ -73,11 +78,25 @@ def _poll_lines(sync: ops.SyncStatus) -> list[str]:
         )
     else:
         out.append("  polling        not paused")
-    if sync.delivery_paused:
-        out.append("  delivery       PAUSED by an operator (syncd resume --sync to resume)")
     if sync.last_error:
         out.append(f"  last error     {short(sync.last_error, 100)}")
     return out
+
+
+def _delivery_pause_lines(
+    sync: ops.SyncStatus, holds: Sequence[ops.OperatorPauseView]
+) -> list[str]:
+    """The operator's pause of this sync (who, since when, why) and how to lift it."""
+    if not sync.delivery_paused:
+        return []
+    for hold in holds:
+        if hold.scope == OPERATOR_SYNC and hold.name == sync.name:
+            return [
+                f"  delivery       PAUSED by an operator: {hold.paused_by}, since "
+                f"{when(hold.paused_at)}, reason: {short(hold.reason)}",
+                f"                 to resume: syncd resume --sync {sync.name}",
+            ]
+    return [f"  delivery       PAUSED by an operator (syncd resume --sync {sync.name})"]
 
 
 def _last_poll_line(poll: ops.PollView | None) -> str:
@@ -112,6 +131,9 @@ def _lead_lines(sync: ops.SyncStatus) -> list[str]:
 def _stream_line(stream: ops.StreamView | None) -> list[str]:
     if stream is None:
         return []
+    if stream.mode != "stream":
+        kept = f" (replay id from {when(stream.replay_at)} kept)" if stream.replay_stored else ""
+        return [f"  stream         not used: the sync polls (source.mode: poll){kept}"]
     replay = (
         f"replay id from {when(stream.replay_at)}"
         if stream.replay_stored
@@ -123,14 +145,24 @@ def _stream_line(stream: ops.StreamView | None) -> list[str]:
     ]
 
 
-def _leader_line(leader: ops.LeaderView | None) -> str:
+def _leader_lines(leader: ops.LeaderView | None, running: bool) -> list[str]:
+    """The lease holder; once its lease expired, whether any `syncd run` is running."""
     if leader is None:
-        return "  leader         none yet"
+        return ["  leader         none yet"]
     state = "lease until" if leader.active else "LEASE EXPIRED at"
-    return (
+    out = [
         f"  leader         {leader.replica}  {state} {when(leader.expires_at)}"
         f"  (since {when(leader.acquired_at)}, token {leader.token})"
-    )
+    ]
+    if leader.active:
+        return out
+    if running:
+        return [*out, "                 no replica has taken the sync over yet"]
+    return [
+        *out,
+        "                 no `syncd run` is running (no replica's heartbeat is current):",
+        "                 nothing polls or delivers this sync until one starts",
+    ]
 
 
 def _writeback_line(sync: ops.SyncStatus) -> list[str]:
@@ -214,15 +246,31 @@ def _operator_pauses(holds: Sequence[ops.OperatorPauseView]) -> list[str]:
     if not holds:
         return [*out, "  none"]
     return out + table(
-        ["SCOPE", "NAME", "SINCE", "BY", "REASON"],
-        [[h.scope, h.name, when(h.paused_at), h.paused_by, short(h.reason)] for h in holds],
+        ["SCOPE", "NAME", "SINCE", "BY", "REASON", "TO RESUME"],
+        [
+            [
+                h.scope,
+                h.name,
+                when(h.paused_at),
+                h.paused_by,
+                short(h.reason),
+                f"syncd resume --{h.scope} {h.name}",
+            ]
+            for h in holds
+        ],
         indent="  ",
     )
 
 
-def _replicas(replicas: Sequence[ops.ReplicaView]) -> list[str]:
+def _replicas(replicas: Sequence[ops.ReplicaView], left_out: int) -> list[str]:
+    """Live replicas and those whose heartbeat expired within the last hour."""
+    note = (
+        [f"  ({left_out} replica(s) whose heartbeat expired over an hour ago not shown)"]
+        if left_out
+        else []
+    )
     if not replicas:
-        return []
+        return ["", "replicas", *note] if note else []
     rows = [
         [
             r.replica,
@@ -235,7 +283,7 @@ def _replicas(replicas: Sequence[ops.ReplicaView]) -> list[str]:
         for r in replicas
     ]
     headers = ["REPLICA", "HOST", "PID", "STARTED", "HEARTBEAT", "ALIVE"]
-    return ["", "replicas", *table(headers, rows, indent="  ")]
+    return ["", "replicas", *table(headers, rows, indent="  "), *note]
 
 
 @click.command()
@@ -254,8 +302,10 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     key or agent, from SimZ's answers), the operator pauses (`syncd pause`, with
     who and why) and the number of uncertain leads. Syncs found in the database
     but no longer in the configuration are listed too, marked so. With several
-    replicas: which replica leads each sync (holds its lease, until when) and
-    every replica's last heartbeat. With write-back: outcomes pending, failed
+    replicas: which replica leads each sync (holds its lease, until when; an
+    expired lease says whether any replica still runs) and the last heartbeat of
+    every replica alive or stopped within the hour (older ones are counted,
+    not listed). With write-back: outcomes pending, failed
     and written.
 
     \b
@@ -272,7 +322,7 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
        "pauses": [{"scope", "key", "reason", "http_status", "failures",
        "paused_until", "active"}], "uncertain_total", "hint", "replicas":
        [{"replica", "host", "pid", "started_at", "heartbeat_at", "expires_at",
-       "alive"}], "operator_pauses": [{"scope", "name", "reason", "paused_by",
+       "alive"}], "replicas_left_out", "operator_pauses": [{"scope", "name", "reason", "paused_by",
        "paused_at"}]}
     """
     config = load_or_exit(config_path, uses=DATABASE_ONLY)

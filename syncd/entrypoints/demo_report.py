@@ -94,6 +94,11 @@ def describe_batch(row: Batch) -> str:
     """One progress line for a finished batch, in words an operator would use."""
     leads = f"{row.lead_count} lead{'' if row.lead_count == 1 else 's'}"
     head = f"batch {row.id} -> {row.agent_id}: {leads}, "
+    if row.outcome == "abandoned":
+        return (
+            f"{head}not sent: claimed ahead, then the answer before it stopped delivery; "
+            "queued again"
+        )
     status = f"HTTP {row.http_status}" if row.http_status is not None else "no answer"
     outcome = row.outcome
     if outcome == "accepted":

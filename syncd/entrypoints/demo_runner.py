@@ -93,6 +93,8 @@ CUSTOM_FIELDS = (
 )
 #: How many written-back records the summary shows (one per state, as far as there are).
 WRITEBACK_EXAMPLES = 4
+#: The daemon's log file in the demo's folder.
+LOG_FILE = "syncd.log"
 #: Leads in a state the outbox still owns; the demo ends when there are none.
 OPEN_STATES = (LeadState.QUEUED.value, LeadState.SENDING.value)
 
@@ -105,6 +107,8 @@ class DemoOptions:
     keep: bool = True
     quiet: bool = False
     timeout: float = 90.0
+    #: The daemon's log lines go to ``syncd.log`` in the demo's folder, at this level.
+    log_level: str = "warning"
 
 
 def seed_records(count: int, now: datetime) -> list[dict[str, Any]]:
@@ -234,6 +238,7 @@ class Demo:
         started = time.monotonic()
         try:
             with ExitStack() as stack:
+                self._log_to(workdir / LOG_FILE, stack)
                 salesforce, simz = self._start_emulators(workdir, stack)
                 now = datetime.now(UTC)
                 records = seed_records(self.options.leads, now)
@@ -261,6 +266,14 @@ class Demo:
         if not self.options.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         return summary
+
+    def _log_to(self, path: Path, stack: ExitStack) -> None:
+        """The daemon's log lines to a file in the folder: none interrupts the narrative."""
+        from syncd.logs import configure_logging
+
+        out = stack.enter_context(path.open("a", encoding="utf-8"))
+        configure_logging(level=self.options.log_level, fmt="json", stream=out)
+        stack.callback(configure_logging, level=self.options.log_level, stream=sys.stderr)
 
     def _start_emulators(
         self, workdir: Path, stack: ExitStack
@@ -291,6 +304,9 @@ class Demo:
         self.say("  (no credentials, loopback only; nothing here calls anybody)")
         self.say()
         self.say(f"  folder      {workdir}")
+        self.say(
+            f"  daemon log  {workdir / LOG_FILE}  (JSON lines, {self.options.log_level} and above)"
+        )
         self.say(f"  Salesforce  {salesforce.url}  (HTTPS; CA {salesforce.ca_file})")
         self.say(f"  SimZ        {simz.url}  (agents {', '.join(AGENTS.values())})")
         self.say(
@@ -432,7 +448,10 @@ class Demo:
             )
 
     def _after_deliver(self) -> None:
-        if self._session_factory is None:
+        """Print the batches finished since the last call, once the first poll was told."""
+        with self._lock:
+            told = self._polls > 0
+        if self._session_factory is None or not told:
             return
         with self._session_factory() as session:
             rows = session.execute(

@@ -6,8 +6,10 @@ BY, LIMIT, OFFSET or COUNT(), which Bulk API 2.0 refuses) and answers
 and ``JobComplete`` afterwards, so a client has to poll. ``GET
 jobs/query/{id}/results`` serves CSV pages of ``maxRecords`` rows with the
 ``Sforce-Locator`` of the next page (``null`` on the last) and
-``Sforce-NumberOfRecords``; ``DELETE`` forgets the job. Values are written as
-Bulk writes them: text, empty for null, datetimes ending in ``Z``.
+``Sforce-NumberOfRecords``; ``PATCH`` with ``{"state": "Aborted"}`` aborts a job;
+``DELETE`` forgets it. Values are written as Bulk writes them: text, empty for
+null, datetimes ending in ``Z``. With :attr:`BulkQueries.slow` set, jobs stay
+``InProgress`` (a large job's long wait, to rehearse stopping a backfill).
 """
 
 from __future__ import annotations
@@ -45,9 +47,12 @@ class _Job:
     rows: list[list[str]]
     created: str
     polled: bool = False
+    aborted: bool = False
 
     @property
     def state(self) -> str:
+        if self.aborted:
+            return "Aborted"
         return "JobComplete" if self.polled else "InProgress"
 
     def info(self) -> dict[str, Any]:
@@ -98,6 +103,10 @@ class BulkQueries:
     def __init__(self) -> None:
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
+        #: Jobs stay ``InProgress`` while this is set (a test or rehearsal sets it).
+        self.slow = False
+        #: The ids of the jobs aborted, in order.
+        self.aborted: list[str] = []
 
     def create(
         self,
@@ -130,8 +139,21 @@ class BulkQueries:
     def status(self, job_id: str) -> dict[str, Any]:
         job = self._job(job_id)
         info = job.info()
-        job.polled = True
+        if not self.slow:
+            job.polled = True
         return info
+
+    def abort(self, job_id: str, state: Any) -> dict[str, Any]:
+        """``PATCH`` a job with ``{"state": "Aborted"}``: it stops, its results are gone."""
+        job = self._job(job_id)
+        if state != "Aborted":
+            raise BulkError(400, "INVALIDJOB", "a query job can only be set to Aborted")
+        if job.state == "JobComplete":
+            raise BulkError(400, "INVALIDJOB", f"job {job_id} is complete: it cannot be aborted")
+        job.aborted = True
+        with self._lock:
+            self.aborted.append(job_id)
+        return job.info()
 
     def delete(self, job_id: str) -> None:
         self._job(job_id)

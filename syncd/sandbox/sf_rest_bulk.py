@@ -3,7 +3,8 @@
 ``POST jobs/query`` evaluates the query at once, with the same SOQL checks as
 the REST query, and logs it (session ``bulk``); ``GET jobs/query/{id}``,
 ``GET jobs/query/{id}/results`` and ``DELETE jobs/query/{id}`` read and
-forget the job. Refusals are Salesforce's error shape with the job's codes.
+forget the job; ``PATCH jobs/query/{id}`` with ``{"state": "Aborted"}`` aborts
+it. Refusals are Salesforce's error shape with the job's codes.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class BulkApi:
                 return self._results(job, query)
             if job is not None and not results and method == "GET":
                 return json_reply(200, self.jobs.status(job))
+            if job is not None and not results and method == "PATCH":
+                return json_reply(200, self.jobs.abort(job, _json_body(body).get("state")))
             if job is not None and not results and method == "DELETE":
                 self.jobs.delete(job)
                 return Reply(204, b"")
@@ -60,12 +63,9 @@ class BulkApi:
         )
 
     def _create(self, version: str, body: bytes) -> dict[str, Any]:
-        try:
-            request = json.loads(body or b"{}")
-        except ValueError:
-            raise BulkError(400, "INVALIDJOB", "the body is not JSON") from None
-        operation = request.get("operation") if isinstance(request, dict) else None
-        soql = request.get("query") if isinstance(request, dict) else None
+        request = _json_body(body)
+        operation = request.get("operation")
+        soql = request.get("query")
         if operation not in ("query", "queryAll") or not isinstance(soql, str):
             raise BulkError(400, "INVALIDJOB", "operation (query, queryAll) and query are required")
         try:
@@ -94,3 +94,12 @@ class BulkApi:
             rows = compiled.run(records)
             header, lines = job_rows(rows, compiled.paths, lambda r: compiled.project(r, version))
         return compiled.sobject, header, lines
+
+
+def _json_body(body: bytes) -> dict[str, Any]:
+    """A request's JSON object (empty when it is not an object); BulkError if not JSON."""
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        raise BulkError(400, "INVALIDJOB", "the body is not JSON") from None
+    return request if isinstance(request, dict) else {}

@@ -84,6 +84,13 @@ class _Backfill(Poller):
         self.finish_guard()
         return self.result
 
+    def read(self, window: PollWindow) -> None:
+        """Read the window; stopped part way (even by a Bulk job aborted before its first
+        page) it is not complete, so the guard keeps whatever it holds held."""
+        super().read(window)
+        if self.stop is not None and self.stop.is_set():
+            self.complete = False
+
     def pause(self, reason: str, length: timedelta | None = None) -> None:
         """Salesforce limits: stop the backfill; regular polling decides on its own."""
         self.result.status = "paused"
@@ -235,9 +242,12 @@ def record_backfill(runtime: BackfillRuntime, plan: BackfillPlan, who: str, reas
 
 
 def open_reader(
-    runtime: BackfillRuntime, plan: BackfillPlan, salesforce: SalesforceConfig
+    runtime: BackfillRuntime,
+    plan: BackfillPlan,
+    salesforce: SalesforceConfig,
+    stop: threading.Event | None = None,
 ) -> RecordSource:
-    """REST pages, or a Bulk API 2.0 query job for a large range.
+    """REST pages, or a Bulk API 2.0 query job for a large range (aborted on ``stop``).
 
     Either way the records come in one canonical form, so a record read both ways
     maps to the same lead.
@@ -245,7 +255,7 @@ def open_reader(
     if not plan.bulk:
         return runtime.reader(plan.sync)
     source = runtime.source(plan.sync.name)
-    bulk = BulkQuerySource(source, page_size=salesforce.page_size)
+    bulk = BulkQuerySource(source, page_size=salesforce.page_size, stop=stop)
     return CanonicalSource(bulk, source.describe_fields, plan.sync)
 
 
@@ -270,7 +280,7 @@ def run_backfill(
         record_backfill(runtime, plan, who, reason + (" (--release)" if release else ""))
     return backfill_sync(
         runtime.session_factory,
-        open_reader(runtime, plan, salesforce),
+        open_reader(runtime, plan, salesforce, stop),
         plan.sync,
         plan.window,
         now=runtime.now,

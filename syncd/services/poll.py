@@ -74,10 +74,12 @@ from syncd.services.poll_report import (
     count_page,
     database_failure,
     log_finished,
+    log_hold,
     log_intake_held,
     log_poll_held,
     log_stays_held,
     preview_held,
+    reader_word,
     record_run,
 )
 
@@ -230,13 +232,14 @@ class Poller:
             cause = getattr(exc, "orig", None) or exc
             self.fail(f"database error: {type(cause).__name__}: {str(cause).splitlines()[0]}")
         except Exception as exc:  # never crash the scheduler; make it visible instead
-            log.exception("poll failed unexpectedly", sync=self.sync.name)
+            word = reader_word(self.mode.actor)
+            log.exception(f"{word} failed unexpectedly", sync=self.sync.name)
             self.fail(f"unexpected error: {type(exc).__name__}: {exc}")
 
     def fail(self, message: str) -> None:
         self.result.status = "error"
         self.result.error = message
-        log.error("poll error", sync=self.sync.name, error=message)
+        log.error(f"{reader_word(self.mode.actor)} error", sync=self.sync.name, error=message)
 
     def pause(self, reason: str, length: timedelta | None = None) -> None:
         """Pause polling for ``length`` (default: ``limit_pause``, the daily-limit pause)."""
@@ -399,10 +402,11 @@ class Poller:
             found = size_of() if callable(size_of) else None
             size = found if isinstance(found, int) else None
         self.guard = self.guard.start(size)
-        if self.guard.holds and not self.dry_run:
-            log.info(
-                "new leads held until the poll ends",
-                sync=self.sync.name,
+        if not self.dry_run:
+            log_hold(
+                self.sync.name,
+                self.mode.actor,
+                holds=self.guard.holds,
                 records=size,
                 limit=self.guard.limit,
             )
@@ -480,10 +484,10 @@ class Poller:
             if self.dry_run:
                 preview_held(result)
             else:
-                log_poll_held(self.sync.name, result, self.guard.limit)
+                log_poll_held(self.sync.name, result, self.guard.limit, self.mode.actor)
         elif ending is Ending.STAYS_HELD:
             result.held = len(self.guard.new_leads.ids)
-            log_stays_held(self.sync.name, result.held, self.guard.limit)
+            log_stays_held(self.sync.name, result.held, self.guard.limit, self.mode.actor)
         elif ending is Ending.RELEASE:
             self.release()
 

@@ -8,6 +8,7 @@ early, each with the operator's next step.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -126,9 +127,50 @@ def preview_held(result: PollResult) -> None:
     ]
 
 
-def log_poll_held(sync_name: str, result: PollResult, limit: int | None) -> None:
+def reader_word(actor: str) -> str:
+    """What the operator calls the read in log lines: a ``backfill``, else a ``poll``."""
+    return "backfill" if actor == "backfill" else "poll"
+
+
+#: (sync, reader) pairs whose new leads are held until their read ends, as last logged.
+_HOLDING: set[tuple[str, str]] = set()
+_HOLDING_LOCK = threading.Lock()
+
+
+def log_hold(
+    sync_name: str, actor: str, *, holds: bool, records: int | None, limit: int | None
+) -> None:
+    """Log when a sync's reads start (or stop) holding their new leads until they end.
+
+    Once the lookback holds more records than the limit, every poll holds until
+    it ends; that is said once, when it starts, and again when it stops, not at
+    every poll.
+    """
+    word = reader_word(actor)
+    key = (sync_name, word)
+    with _HOLDING_LOCK:
+        was = key in _HOLDING
+        if holds:
+            _HOLDING.add(key)
+        else:
+            _HOLDING.discard(key)
+    if holds and not was:
+        log.info(
+            f"new leads held until the {word} ends",
+            sync=sync_name,
+            records=records,
+            limit=limit,
+            note="logged once until a read fits the limit again",
+        )
+    elif was and not holds:
+        log.info(f"new leads no longer held until the {word} ends", sync=sync_name, limit=limit)
+
+
+def log_poll_held(
+    sync_name: str, result: PollResult, limit: int | None, actor: str = "poll"
+) -> None:
     log.error(
-        "poll held by the blast-radius guard",
+        f"{reader_word(actor)} held by the blast-radius guard",
         sync=sync_name,
         new=result.eligible,
         limit=limit,
@@ -137,9 +179,9 @@ def log_poll_held(sync_name: str, result: PollResult, limit: int | None) -> None
     )
 
 
-def log_stays_held(sync_name: str, held: int, limit: int | None) -> None:
+def log_stays_held(sync_name: str, held: int, limit: int | None, actor: str = "poll") -> None:
     log.error(
-        "poll ended early while holding its new leads: they stay held",
+        f"{reader_word(actor)} ended early while holding its new leads: they stay held",
         sync=sync_name,
         held=held,
         limit=limit,

@@ -7,6 +7,9 @@ the regular poll never reads) and the SimZ emulator counts every lead it got.
 
 from __future__ import annotations
 
+import os
+import pty
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -152,6 +155,73 @@ class TestBackfill:
         assert daemon.stop() == 0, daemon.output()
 
 
+class TestDryRunIds:
+    def test_dry_run_ids_lists_each_record_and_what_it_would_become(self, harness: Harness) -> None:
+        """--dry-run --ids prints every new record's Id with "queued"; nothing is written."""
+        ids = harness.salesforce.add_records(old_records(30))
+        harness.salesforce.add_records([{**old_records(1, start=40)[0], "Phone": "not a phone"}])
+        result = backfill(
+            harness, "--since", "2023-01-01", "--until", START_AT, "--dry-run", "--ids"
+        )
+        assert "new 31 (would queue 30," in summary(result)
+        listed = dict(re.findall(r"^(00Q\w{15})\s+new\s+(\w+)", result.stdout, re.M))
+        assert {i: listed.get(i) for i in ids} == {i: "queued" for i in ids}
+        assert sorted(set(listed.values())) == ["invalid", "queued"]
+        assert harness.lead_states() == {}
+
+    def test_ids_without_dry_run_is_refused(self, harness: Harness) -> None:
+        result = backfill(harness, "--since", "2023-01-01", "--until", START_AT, "--ids")
+        assert result.returncode == 2 and "--dry-run" in result.stderr
+
+
+def terminal_lines(raw: bytes) -> list[str]:
+    """What a terminal shows of ``raw``: per line, the text after its last carriage return."""
+    text = raw.decode("utf-8", "replace").replace("\r\n", "\n").replace("\033[K", "")
+    return [line.split("\r")[-1] for line in text.split("\n")]
+
+
+class TestProgressOnATerminal:
+    def test_log_lines_never_cut_the_progress_line(self, harness: Harness) -> None:
+        """On a terminal the guard's log lines (which say backfill, not poll) stand on lines
+        of their own; the progress line is drawn again below them."""
+        config = harness.config(sync={"start_at": START_AT, "guard": {"max_new_per_poll": 5}})
+        config["salesforce"]["page_size"] = 200
+        harness.write_config(**config)
+        harness.salesforce.add_records(old_records(30))
+        command = ("backfill", "--sync", "web", "--since", "2023-01-01", "--until", START_AT)
+        leader, follower = pty.openpty()
+        process = subprocess.Popen(
+            syncd_command(*command, config=harness.config_path),
+            cwd=harness.tmp,
+            env=clean_env(USER="opuser"),
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=follower,
+        )
+        os.close(follower)
+        raw = b""
+        try:
+            while True:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # the terminal closed: the command ended
+                    break
+                if not chunk:
+                    break
+                raw += chunk
+            assert process.wait(60) == 0, raw.decode()
+        finally:
+            os.close(leader)
+            if process.poll() is None:
+                process.kill()
+        shown = terminal_lines(raw)
+        held = [line for line in shown if "held by the blast-radius guard" in line]
+        assert held and all("page(s)" not in line for line in held), shown
+        assert any("backfill held by the blast-radius guard" in line for line in held), shown
+        assert not any("poll held" in line or "until the poll ends" in line for line in shown)
+        assert any(re.match(r"backfill web: 1 page\(s\), 30/30 records", line) for line in shown)
+
+
 class TestBulk:
     def test_large_backfill_uses_bulk_and_sends_each_once(self, harness: Harness) -> None:
         """Above salesforce.bulk_query_above the backfill reads a Bulk API 2.0 job, same outcome."""
@@ -170,6 +240,53 @@ class TestBulk:
         all_sent_once(harness, 250)
         assert harness.salesforce.bulk._jobs == {}  # the job was deleted after reading
         assert daemon.stop() == 0, daemon.output()
+
+    @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+    def test_a_signal_stops_a_running_bulk_job_within_seconds(
+        self, harness: Harness, signum: signal.Signals
+    ) -> None:
+        """SIGTERM or Ctrl-C while the Bulk job runs: the job is aborted, the command exits
+        1 within seconds, and no lead was stored (a re-run reads the range again)."""
+        config = harness.config(sync={"start_at": START_AT})
+        config["salesforce"].update(page_size=200, bulk_query_above=10)
+        harness.write_config(**config)
+        harness.salesforce.add_records(old_records(30))
+        harness.salesforce.bulk.slow = True  # the job stays InProgress, as a large one does
+        log_path = harness.tmp / "backfill-bulk.log"
+        command = ("backfill", "--sync", "web", "--since", "2023-01-01", "--until", START_AT)
+        with log_path.open("w") as out:
+            process = subprocess.Popen(
+                syncd_command(*command, config=harness.config_path),
+                cwd=harness.tmp,
+                env=clean_env(USER="opuser"),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_until(lambda: harness.salesforce.bulk._jobs, "the bulk query job")
+            process.send_signal(signum)
+            assert process.wait(15) == 1, log_path.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+        output = log_path.read_text()
+        assert "(stopped early)" in output and "Traceback" not in output
+        assert len(harness.salesforce.bulk.aborted) == 1
+        assert harness.salesforce.bulk._jobs == {}
+        assert harness.lead_states() == {}
+
+    def test_a_field_longer_than_the_csv_default_is_read(self, harness: Harness) -> None:
+        """A Bulk result with a 200,000-character field is read, not an aborted backfill."""
+        mapping = harness.config()["syncs"][0]["mapping"]
+        mapping["customData"].update(notes="Description")
+        config = harness.config(sync={"start_at": START_AT, "mapping": mapping})
+        config["salesforce"].update(page_size=200, bulk_query_above=1)
+        harness.write_config(**config)
+        long = [{**record, "Description": "n" * 200_000} for record in old_records(3)]
+        harness.salesforce.add_records(long)
+        result = backfill(harness, "--since", "2023-01-01", "--until", START_AT, "--dry-run")
+        assert "using Bulk API 2.0" in result.stderr
+        assert "new 3 (would queue 3," in summary(result)
 
 
 class TestBulkOverKnownRecords:

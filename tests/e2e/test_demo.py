@@ -21,7 +21,7 @@ import phonenumbers
 import pytest
 
 from syncd.sandbox.demo_data import demo_leads
-from tests.e2e.harness import clean_env, run_syncd
+from tests.e2e.harness import clean_env, json_lines, run_syncd
 
 STATES = (
     "queued",
@@ -171,6 +171,43 @@ class TestDemoSummary:
         assert demo_run.folder.parent == demo_run.tmp
 
 
+def readme_sample() -> list[list[str]]:
+    """The demo's sample output in README.md, as the runs of lines between ``...`` lines."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("and loses one answer on the way", 1)[1]
+    block = block.split("```text\n", 1)[1].split("```", 1)[0]
+    runs: list[list[str]] = [[]]
+    for line in block.splitlines():
+        if line.strip() == "...":
+            runs.append([])
+        else:
+            runs[-1].append(line)
+    return [run for run in runs if run]
+
+
+class TestDemoNarrative:
+    def test_readme_sample_is_what_the_demo_prints(self, demo_run: DemoRun) -> None:
+        """Each run of lines of README.md's sample is printed as is, in that order."""
+        printed = demo_run.stdout.splitlines()
+        at = 0
+        for run in readme_sample():
+            starts = [i for i in range(at, len(printed)) if printed[i : i + len(run)] == run]
+            assert starts, f"README sample lines not printed in order:\n{run}\n{demo_run.stdout}"
+            at = starts[0] + len(run)
+
+    def test_an_unsent_batch_is_not_called_unanswered(self, demo_run: DemoRun) -> None:
+        """A batch claimed ahead and never sent says so; no batch line says 'abandoned'."""
+        assert "abandoned" not in demo_run.stdout.split("done in", 1)[0]
+        assert re.search(r"batch 2 -> agt_uk: 20 leads, not sent: claimed ahead", demo_run.stdout)
+
+    def test_no_log_line_interrupts_the_narrative(self, demo_run: DemoRun) -> None:
+        """The daemon's log lines go to syncd.log in the folder, none to the terminal."""
+        assert json_lines(demo_run.stdout) == [] and demo_run.result.stderr == ""
+        logged = json_lines((demo_run.folder / "syncd.log").read_text(encoding="utf-8"))
+        assert any(entry.get("alert") for entry in logged)  # the lost answer's error line
+        assert f"daemon log  {demo_run.folder / 'syncd.log'}" in demo_run.stdout
+
+
 class TestDemoDatabase:
     def test_database_agrees_with_the_summary(self, demo_run: DemoRun) -> None:
         """The kept SQLite database holds the states and batches the summary printed."""
@@ -211,6 +248,11 @@ class TestDemoDatabase:
         status = syncd("status", "-c", config)
         assert status.returncode == 0, status.stderr
         assert "demo-leads" in status.stdout
+        # The demo's daemon is gone: its expired lease says so; its sync polls, not streams.
+        assert "LEASE EXPIRED" in status.stdout
+        assert "no `syncd run` is running" in status.stdout
+        assert "stream         not used: the sync polls (source.mode: poll)" in status.stdout
+        assert "stream poll " not in status.stdout
         listed = syncd("leads", "-c", config, "--state", "uncertain", "--json")
         assert listed.returncode == 0, listed.stderr
         assert lead in {row["salesforce_id"] for row in json.loads(listed.stdout)["leads"]}

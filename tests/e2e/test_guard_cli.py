@@ -232,3 +232,21 @@ class TestDaemon:
             harness.wait_until(lambda: daemon.get("/status.json")[0] == 200, "all checks ok again")
             assert daemon.stop() == 0
             assert simz_emulator.received_counts() == {sf_id: 1 for sf_id in ids}
+
+    def test_a_lookback_over_the_limit_logs_the_hold_once_not_every_poll(
+        self, tmp_path: Path, simz_emulator: SimzEmulator
+    ) -> None:
+        """Once the lookback holds more records than the limit every poll holds until it
+        ends; `syncd run` says so once, when it starts, not at each poll."""
+        with Harness(tmp_path, simz_emulator) as harness:
+            guarded(harness, limit=5)
+            harness.salesforce.add_records(lead_records(12))
+            daemon = harness.start()
+            harness.wait_until(lambda: harness.count_state("held") == 12, "12 held leads")
+            polls = harness.successful_polls()
+            harness.wait_until(lambda: harness.successful_polls() >= polls + 3, "three more polls")
+            holds = [
+                e for e in daemon.logs() if e.get("event") == "new leads held until the poll ends"
+            ]
+            assert len(holds) == 1, holds
+            assert daemon.stop() == 0

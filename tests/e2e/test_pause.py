@@ -8,6 +8,7 @@ received, so "sent once" is counted at the receiving end.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,28 @@ def polls_after(harness: Harness, count: int) -> None:
 def metric_line(daemon: Daemon, needle: str) -> str | None:
     _, text = daemon.get("/metrics")
     return next((line for line in text.splitlines() if line.startswith(needle)), None)
+
+
+class TestPauseWords:
+    def test_pause_and_status_say_who_when_why_and_the_resume_command(
+        self, harness: Harness
+    ) -> None:
+        """The pause's message and status name the actor, the time, the reason and the
+        exact `syncd resume --sync <name>` (database only: no daemon needed)."""
+        ok(harness.cli("migrate"))
+        out = ok(harness.cli("pause", "--sync", "web", "--reason", "CHG-42", "--by", "alice"))
+        assert re.search(
+            r"^paused: sync web paused by alice since \S+ \S+Z, reason: CHG-42$", out, re.M
+        )
+        assert "to resume: syncd resume --sync web\n" in out
+        status = ok(harness.cli("status"))
+        assert re.search(
+            r"^  delivery +PAUSED by an operator: alice, since \S+ \S+Z, reason: CHG-42$",
+            status,
+            re.M,
+        ), status
+        assert re.search(r"^ +to resume: syncd resume --sync web$", status, re.M), status
+        assert "syncd resume --sync to resume" not in status
 
 
 class TestPauseSync:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -135,6 +137,29 @@ class TestClient:
             {"Id": "00Q2", "Owner": {"Email": None}, "Name": None},
         ]
         assert records_from_csv("") == []
+
+    def test_a_field_over_the_csv_default_limit_is_read(self) -> None:
+        """A long text area (131,072 characters, more once quotes double) is read whole."""
+        long = 'x"' * 100_000
+        quoted = long.replace('"', '""')
+        assert records_from_csv(f'"Id","Description"\n"00Q1","{quoted}"\n') == [
+            {"Id": "00Q1", "Description": long}
+        ]
+
+    def test_stop_aborts_a_running_job_within_a_poll_interval(
+        self, source: SalesforceSource, salesforce_emulator: SalesforceEmulator
+    ) -> None:
+        """A job still running when stop is set is aborted and deleted; no page is yielded."""
+        salesforce_emulator.add_records(records(5))
+        salesforce_emulator.bulk.slow = True
+        stop = threading.Event()
+        reader = BulkQuerySource(source, page_size=200, poll_interval=0.2, stop=stop)
+        threading.Timer(0.5, stop.set).start()
+        started = time.monotonic()
+        pages = list(reader.query_pages(build_poll_query(make_sync().query_spec, WINDOW)))
+        assert pages == [] and time.monotonic() - started < 5
+        assert len(salesforce_emulator.bulk.aborted) == 1
+        assert salesforce_emulator.bulk._jobs == {}
 
     def test_order_by_is_dropped(self) -> None:
         """The poll query's ORDER BY is removed, the rest kept."""

@@ -12,6 +12,7 @@ its rules). One module per concern; callers import from this package.
 from __future__ import annotations
 
 from syncd.services.operator.common import HELD, REQUEUE_STATES, STATE_ORDER, iso, to_jsonable
+from syncd.services.operator.held_breakdown import BREAKDOWNS, HeldGroup, held_groups
 from syncd.services.operator.held_leads import (
     DISCARD_NOTE,
     DISCARD_REASON,
@@ -70,6 +71,7 @@ from syncd.services.operator.status_report import (
 from syncd.services.operator.writeback_retry import failed_writebacks, retry_writebacks
 
 __all__ = [
+    "BREAKDOWNS",
     "DEFAULT_REASON",
     "DISCARD_NOTE",
     "DISCARD_REASON",
@@ -83,6 +85,7 @@ __all__ = [
     "UNCERTAIN_HINT",
     "AgentStatus",
     "BatchView",
+    "HeldGroup",
     "HeldLead",
     "HeldResult",
     "LeadView",
@@ -109,6 +112,7 @@ __all__ = [
     "discard",
     "discarded",
     "failed_writebacks",
+    "held_groups",
     "iso",
     "list_leads",
     "preview_requeue",

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import distinct, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import operator_queries as q
 from syncd.adapters import writeback_store
 from syncd.adapters.orm import (
+    Batch,
     Lead,
     LeadTransition,
     WritebackAttempt,
@@ -70,6 +72,9 @@ class LeadView:
     waiting_for: str | None = None
     writeback: list[WritebackAttemptView] | None = None
     writeback_status: str | None = None
+    #: Requests to SimZ that carried the lead (``attempts`` counts only the retryable
+    #: failures, against ``simz.max_attempts``).
+    sends: int = 0
 
     @classmethod
     def of(
@@ -79,6 +84,7 @@ class LeadView:
         with_payload: bool,
         writeback: list[WritebackAttemptView] | None = None,
         writeback_status: str | None = None,
+        sends: int = 0,
     ) -> LeadView:
         return cls(
             id=lead.id,
@@ -101,6 +107,7 @@ class LeadView:
             waiting_for=lead.waiting_for if lead.state == LeadState.QUEUED.value else None,
             writeback=writeback,
             writeback_status=writeback_status,
+            sends=sends,
         )
 
 
@@ -140,20 +147,52 @@ def list_leads(
         trails = q.transitions_of(session, lead_ids) if history else {}
         tries = writeback_store.attempts_of(session, lead_ids) if history else {}
         rows = writeback_store.writebacks_of(session, lead_ids) if history else {}
+        sends = sends_of(session, lead_ids)
         return [
             LeadView.of(
                 lead,
                 [TransitionView.of(t) for t in trails[lead.id]] if history else None,
                 payload,
                 [WritebackAttemptView.of(a) for a in tries[lead.id]] if history else None,
-                _writeback_line(rows.get(lead.id)),
+                _writeback_line(rows.get(lead.id), len(tries.get(lead.id, []))),
+                sends.get(lead.id, 0),
             )
             for lead in leads
         ]
 
 
-def _writeback_line(row: Any) -> str | None:
-    """The lead's write-back row in a few words, e.g. ``pending (accepted, 2 attempts)``."""
+def sends_of(session: Session, lead_ids: list[int]) -> dict[int, int]:
+    """How many requests carried each lead: its batches that were POSTed.
+
+    A batch claimed ahead and never released (``posted_at`` empty) or closed
+    ``abandoned`` (nothing sent) does not count.
+    """
+    found: dict[int, int] = {}
+    for start in range(0, len(lead_ids), 900):
+        chunk = lead_ids[start : start + 900]
+        query = (
+            select(LeadTransition.lead_id, func.count(distinct(LeadTransition.batch_id)))
+            .join(Batch, Batch.id == LeadTransition.batch_id)
+            .where(
+                LeadTransition.lead_id.in_(chunk),
+                Batch.posted_at.is_not(None),
+                or_(Batch.outcome.is_(None), Batch.outcome != "abandoned"),
+            )
+            .group_by(LeadTransition.lead_id)
+        )
+        found.update({lead_id: int(n) for lead_id, n in session.execute(query)})
+    return found
+
+
+def _writeback_line(row: Any, tried: int) -> str | None:
+    """The lead's write-back row in a few words, e.g. ``done (accepted, 1 attempt)``.
+
+    The row's attempts are those of its current outcome; ``tried`` counts every
+    attempt listed below it (an earlier outcome's too), said when they differ.
+    """
     if row is None:
         return None
-    return f"{row.status} ({row.state}, {row.attempts} attempt{'s' if row.attempts != 1 else ''})"
+    line = f"{row.status} ({row.state}, {row.attempts} attempt{'s' if row.attempts != 1 else ''}"
+    if tried > row.attempts:
+        line += f" for this outcome; {tried} in all"
+    return line + ")"

@@ -31,7 +31,7 @@ with a trailing ``Z``, ``null`` when unknown)::
                  "paused_until", "active": bool}],
      "uncertain_total": n, "hint": str|null,
      "replicas": [{"replica", "host", "pid", "started_at", "heartbeat_at", "expires_at",
-                   "alive": bool}],
+                   "alive": bool}], "replicas_left_out": n,
      "operator_pauses": [{"scope": "sync"|"agent", "name", "reason", "paused_by",
                           "paused_at"}]}
 
@@ -40,7 +40,9 @@ with a trailing ``Z``, ``null`` when unknown)::
 sync's lease (only it polls and delivers the sync); ``active`` is false once
 the lease expired, i.e. no replica leads it until another takes it over.
 ``alive`` compares the status command's clock with the replica's heartbeat
-expiry.
+expiry. A replica whose heartbeat expired more than :data:`DEAD_REPLICAS_SHOWN`
+ago (a killed or removed pod) is left out of ``replicas``; ``replicas_left_out``
+counts them.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,6 +73,9 @@ from syncd.config import Config, SyncConfig
 from syncd.domain.states import LeadState
 from syncd.services.operator.common import STATE_ORDER, iso, to_jsonable
 from syncd.services.stream_board import stored_state
+
+#: How long a replica whose heartbeat expired is still listed by ``status``.
+DEAD_REPLICAS_SHOWN = timedelta(hours=1)
 
 UNCERTAIN_HINT = (
     "{n} uncertain lead(s) need an operator: inspect them with "
@@ -291,6 +296,8 @@ class StatusReport:
     hint: str | None
     replicas: list[ReplicaView] = dataclasses.field(default_factory=list)
     operator_pauses: list[OperatorPauseView] = dataclasses.field(default_factory=list)
+    #: Replicas whose heartbeat expired over :data:`DEAD_REPLICAS_SHOWN` ago, not listed.
+    replicas_left_out: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON object (see the module docstring)."""
@@ -511,14 +518,16 @@ def status(
         agent_rows = _agent_statuses(name, sync_config, rows, credential, held)
         syncs.append(_sync_status(name, sync_config, rows, agent_rows, held, at))
     uncertain = sum(s.states[LeadState.UNCERTAIN.value] for s in syncs)
+    shown = [r for r in rows.replicas if r.alive or r.expires_at > at - DEAD_REPLICAS_SHOWN]
     return StatusReport(
         generated_at=at,
         syncs=syncs,
         pauses=rows.pauses,
         uncertain_total=uncertain,
         hint=UNCERTAIN_HINT.format(n=uncertain) if uncertain else None,
-        replicas=rows.replicas,
+        replicas=shown,
         operator_pauses=rows.operator_pauses,
+        replicas_left_out=len(rows.replicas) - len(shown),
     )
 
 
