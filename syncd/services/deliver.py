@@ -77,6 +77,13 @@ from syncd.services.pause_board import board_for
 log = get_logger(__name__)
 
 RECOVERY_REASON = "process stopped while the batch was in flight"
+#: Why delivery to an agent ended with a batch claimed ahead (the audit trail's words).
+_STOPPED_BY = {
+    Step.NEXT_AGENT: "the answer before it ended delivery to this agent for now",
+    Step.STOP_KEY: "the answer before it stopped delivery with this API key for now",
+    Step.STOPPED: "delivery stopped",
+    Step.CONTINUE: "delivery stopped",
+}
 STOP_BEFORE_SEND = "stop requested before the batch was sent"
 
 
@@ -343,7 +350,7 @@ class _Delivery:
         if step is Step.CONTINUE:  # stop was requested
             self._abandon(waiting, STOP_BEFORE_SEND)
             return Step.STOPPED
-        self._abandon(waiting, f"claimed ahead, not sent: delivery stopped ({step.value})")
+        self._abandon(waiting, f"claimed ahead, not sent: {_STOPPED_BY[step]}")
         return step
 
     def _settle_quietly(self, claim: Claim, flight: Future[_Answer]) -> None:

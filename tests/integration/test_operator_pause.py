@@ -164,7 +164,7 @@ class TestAuditTrail:
             pytest.skip("SQLite serialises writers: two pauses cannot both read first")
         both_read = threading.Barrier(2, timeout=10)
         waited: set[str] = set()
-        find = pausing.store.find
+        find = pausing.operator_pauses.find
 
         def find_then_wait(session: Session, scope: str, name: str) -> pausing.Pause | None:
             found = find(session, scope, name)
@@ -174,7 +174,7 @@ class TestAuditTrail:
                 both_read.wait()
             return found
 
-        monkeypatch.setattr(pausing.store, "find", find_then_wait)
+        monkeypatch.setattr(pausing.operator_pauses, "find", find_then_wait)
         outcomes: dict[str, pausing.PauseOutcome] = {}
         errors: list[BaseException] = []
 
