@@ -37,7 +37,7 @@ test: lint typecheck pytest
 # `make test` runs everything, serially, as CI does.
 CHECK_WORKERS ?= 4
 check: lint typecheck
-	$(BIN)/python -m pytest -q -m "not slow" -n $(CHECK_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" -n $(CHECK_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # Regenerate docs/configuration.md from the config models (a test fails when it is stale).
 docs: $(STAMP)

@@ -30,7 +30,8 @@ POSTGRES_SKIP_REASON = (
 needs_postgres = pytest.mark.skipif(not POSTGRES_URL, reason=POSTGRES_SKIP_REASON)
 
 
-#: Tests outside tests/e2e/ that start a subprocess (node id prefixes): the slow tier.
+#: Tests outside tests/e2e/ that start a subprocess or wait on real timers for seconds
+#: (node id prefixes): the slow tier.
 SLOW_ELSEWHERE = (
     "tests/integration/test_wheel.py",
     "tests/integration/test_deploy_files.py::TestKubernetes::test_overlay_builds_two_replicas",
@@ -45,6 +46,10 @@ SLOW_ELSEWHERE = (
     "tests/unit/test_domain_imports.py",
     "tests/unit/test_pubsub_generated.py",
     "tests/unit/test_cli_lazy.py::test_help_loads_no_command_module",
+    # These wait on the stream's real timers (the LATEST settle, the supervisor's restart,
+    # stall thresholds, a 3 s flow of events): seconds each, not a subprocess but as slow.
+    "tests/integration/test_stream_odd_events.py",
+    "tests/integration/test_stream_linger.py",
 )
 
 

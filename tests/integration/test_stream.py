@@ -133,7 +133,7 @@ class Stream:
 
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[SalesforceEmulator]:
-    sf = SalesforceEmulator(cert_dir=tmp_path / "sf-certs", keepalive=0.5)
+    sf = SalesforceEmulator(cert_dir=tmp_path / "sf-certs", keepalive=0.2)
     sf.start()
     try:
         yield sf
