@@ -83,6 +83,7 @@ def test_a_fresh_daemon_exports_the_failure_series_at_zero(harness: Harness) -> 
     its first failure would never fire SyncdFailedLeads or SyncdWritebackFailures.
     Also the deploy kit's own series: the build version and the process collector.
     """
+    harness.salesforce.declare_field("Lead.SimZ_Status__c:picklist:40")
     harness.write_config(sync={"writeback": {"fields": {"status": "SimZ_Status__c"}}})
     daemon = harness.start()
     status, text = daemon.get("/metrics")

@@ -143,7 +143,7 @@ class TestProbes:
 
 class TestStartFailures:
     def test_port_in_use(self, harness: Harness) -> None:
-        """A taken listen port is one clear log line and exit 1, without a traceback."""
+        """A taken listen port: one log line naming the setting to change, exit 1, no traceback."""
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
@@ -155,7 +155,8 @@ class TestStartFailures:
         assert result.returncode == 1
         assert "Traceback" not in result.stdout + result.stderr
         lines = [json.loads(line) for line in result.stdout.splitlines()]
-        assert any(line["event"] == "cannot listen" for line in lines)
+        [refused] = [line for line in lines if line["event"] == "cannot listen"]
+        assert "observability.listen" in refused["hint"]
 
 
 def check_connect(harness: Harness) -> subprocess.CompletedProcess[str]:
