@@ -8,7 +8,7 @@ One :class:`StreamIntake` per streamed sync (``source.mode: stream``):
    events themselves are let go at once (their field values are never used);
 3. those records are read through the REST source (``WHERE Id IN (...)`` plus
    the sync's fields and ``where``) and run through exactly a poll's page work
-   (:func:`syncd.services.poll.apply_records`): mapping, rules, outbox;
+   (:func:`syncd.services.stream_poll.apply_records`): mapping, rules, outbox;
 4. only then the replay id of the last event is stored (``stream_state``), and
    the subscriber may ask for as many events as were handled.
 
