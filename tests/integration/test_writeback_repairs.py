@@ -11,11 +11,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import writeback_store as store
-from syncd.adapters.db import make_session_factory
 from syncd.adapters.orm import OperatorAction
 from syncd.adapters.salesforce import SalesforceQueryError, SalesforceSource
 from syncd.metrics import REGISTRY
@@ -24,7 +23,6 @@ from syncd.services.operator import writeback_retry as ops
 from syncd.services.writeback import MAX_REFUSED_CALLS, Writer
 from tests.clock import Clock
 from tests.integration.test_writeback import (
-    CUSTOM_FIELDS,
     T0,
     accept,
     add_leads,
@@ -34,21 +32,9 @@ from tests.integration.test_writeback import (
     writebacks,
     writer,
 )
+from tests.integration.test_writeback import emulator as emulator
+from tests.integration.test_writeback import sessions as sessions
 from tests.salesforce_fixtures import salesforce_config
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    factory = make_session_factory(engine)
-    store.install(factory, [make_sync()])
-    return factory
-
-
-@pytest.fixture
-def emulator(salesforce_emulator: SalesforceEmulator) -> SalesforceEmulator:
-    for spec in CUSTOM_FIELDS:
-        salesforce_emulator.declare_field(spec)
-    return salesforce_emulator
 
 
 @pytest.fixture
