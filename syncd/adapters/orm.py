@@ -108,6 +108,8 @@ class Lead(Base):
         Index("ix_leads_claim", "sync_name", "agent_id", "state", "next_attempt_at", "id"),
         Index("ix_leads_state", "state"),
         Index("ix_leads_phone", "agent_id", "phone_e164", "sent_at"),
+        # One number's sends across every agent and sync: the frequency caps.
+        Index("ix_leads_number", "phone_e164", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -147,6 +149,12 @@ class Lead(Base):
     next_attempt_at: Mapped[datetime | None]
     time_zone: Mapped[str | None] = mapped_column(
         String(64), comment="The record's time-zone field, when calling hours read one."
+    )
+    consent: Mapped[str | None] = mapped_column(
+        String(64), comment="The record's consent field as read, when the consent rule is on."
+    )
+    region: Mapped[str | None] = mapped_column(
+        String(64), comment="The record's state field, when calling hours read one."
     )
     waiting_for: Mapped[str | None] = mapped_column(
         String(32), comment="calling_hours: next_attempt_at is when the lead's window opens."
@@ -396,3 +404,81 @@ class StreamState(Base):
         Integer, default=0, comment="Times the stored replay id was refused (a gap reconciled)."
     )
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+SUPPRESSION_SOURCES = ("operator", "do_not_call", "import", "query", "call_outcome")
+
+
+class Suppression(Base):
+    """A number nobody may call, whatever sync, agent or record it comes from."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (
+        CheckConstraint(
+            "source IN ({})".format(", ".join(f"'{s}'" for s in SUPPRESSION_SOURCES)),
+            name="source",
+        ),
+    )
+
+    phone_e164: Mapped[str] = mapped_column(String(20), primary_key=True)
+    source: Mapped[str] = mapped_column(
+        String(16), comment="operator, do_not_call, import, query or call_outcome."
+    )
+    reason: Mapped[str] = mapped_column(String(500))
+    added_by: Mapped[str] = mapped_column(String(255), comment="Who or what added it.")
+    record_id: Mapped[str | None] = mapped_column(
+        String(18), comment="The Salesforce record that asked for it, if one did."
+    )
+    sync_name: Mapped[str | None] = mapped_column(String(63))
+    seen_at: Mapped[datetime] = mapped_column(
+        comment="When the opt-out was first seen (the record's stamp, or when it was added)."
+    )
+    added_at: Mapped[datetime] = mapped_column(comment="When the suppression took effect.")
+
+
+class OrgIdentity(Base):
+    """A Salesforce org this database has met, and whether an operator trusts it."""
+
+    __tablename__ = "org_identity"
+
+    org_id: Mapped[str] = mapped_column(String(18), primary_key=True)
+    is_sandbox: Mapped[bool] = mapped_column(Boolean)
+    first_seen_at: Mapped[datetime]
+    trusted: Mapped[bool] = mapped_column(
+        Boolean, comment="Delivery runs only against the one trusted org."
+    )
+    trusted_at: Mapped[datetime | None]
+    trusted_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class RulesVersion(Base):
+    """The effective rules a version hash stands for (see DialDecision.rules_version)."""
+
+    __tablename__ = "rules_versions"
+
+    version: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sync_name: Mapped[str] = mapped_column(String(63))
+    rules: Mapped[dict[str, Any]]
+    first_seen_at: Mapped[datetime]
+
+
+class DialDecision(Base):
+    """The send gate's inputs when it let a lead go to ``sending``: why it was dialled."""
+
+    __tablename__ = "dial_decisions"
+    __table_args__ = (
+        Index("ix_dial_decisions_lead_id", "lead_id"),
+        Index("ix_dial_decisions_phone_e164", "phone_e164", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("leads.id"))
+    sync_name: Mapped[str] = mapped_column(String(63))
+    agent_id: Mapped[str] = mapped_column(String(255))
+    phone_e164: Mapped[str | None] = mapped_column(String(20))
+    batch_id: Mapped[int | None] = mapped_column(BigId)
+    decided_at: Mapped[datetime]
+    rules_version: Mapped[str] = mapped_column(String(16))
+    inputs: Mapped[dict[str, Any]] = mapped_column(
+        comment="DoNotCall, consent, suppression, frequency counts, local time and zone."
+    )

@@ -69,7 +69,7 @@ from syncd.domain.outcome import (
 from syncd.domain.responses import Classified, Handling, classify, maybe_sent, nothing_sent
 from syncd.logs import get_logger
 from syncd.services import delivery_activity
-from syncd.services.call_window import closed_hours
+from syncd.services.call_window import calling_rules
 from syncd.services.delivery_report import DeliveryReport
 from syncd.services.delivery_report import DeliveryResult as DeliveryResult
 from syncd.services.pause_board import board_for
@@ -215,6 +215,7 @@ class _Delivery:
         #: Agents whose claim got past every pause in this cycle.
         self.unpaused: set[str] = set()
         self.rules = gate_rules(sync)
+        self.calling_rules = calling_rules(sync.calling_hours)
 
     def _stopped(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -277,7 +278,7 @@ class _Delivery:
                     worker=self.worker,
                     posted=posted,
                     rules=self.rules,
-                    closed_hours=closed_hours(self.sync.calling_hours, current),
+                    calling_rules=self.calling_rules,
                 )
         if pauses:
             return self._paused(agent, pauses)

@@ -17,7 +17,7 @@ from syncd.adapters.salesforce import SalesforceSource
 from syncd.config.models import CallingHoursConfig
 from syncd.sandbox.salesforce import SalesforceEmulator
 from syncd.services import operator as ops
-from syncd.services.call_window import closed_hours
+from syncd.services.call_window import calling_rules
 from tests.integration.operator_rows import add_lead, make_config
 from tests.integration.test_poll import T0, Harness, make_sync
 from tests.salesforce_fixtures import salesforce_config
@@ -230,7 +230,7 @@ class TestCallingHoursAtTheClaim:
             ny.phone_e164, la.phone_e164 = "+12125550101", "+14155550101"
         config = CallingHoursConfig(window="08:00-21:00")
         at = datetime(2026, 1, 6, 13, 0, tzinfo=UTC)
-        got = claim(factory, at, closed_hours=closed_hours(config, at))
+        got = claim(factory, at, calling_rules=calling_rules(config))
         assert got is not None and [x.salesforce_id for x in got.leads] == ["00Q000000000000NY1"]
         with factory() as session:
             waiting = session.scalars(select(Lead).where(Lead.salesforce_id.like("%LA1"))).one()
@@ -243,9 +243,9 @@ class TestCallingHoursAtTheClaim:
         assert views[0].waiting_for == "calling_hours"
         # Not due before the opening, claimed once it comes; no extra attempt counted.
         before = datetime(2026, 1, 6, 15, 59, tzinfo=UTC)
-        assert claim(factory, before, closed_hours=closed_hours(config, before)) is None
+        assert claim(factory, before, calling_rules=calling_rules(config)) is None
         opens = datetime(2026, 1, 6, 16, 0, tzinfo=UTC)
-        later = claim(factory, opens, closed_hours=closed_hours(config, opens))
+        later = claim(factory, opens, calling_rules=calling_rules(config))
         assert later is not None and [x.salesforce_id for x in later.leads] == [
             "00Q000000000000LA1"
         ]
@@ -256,8 +256,8 @@ class TestCallingHoursAtTheClaim:
         with factory.begin() as s:
             add_lead(s, "web", "00Q000000000000LA1", "queued").phone_e164 = "+14155550101"
         at = datetime(2026, 1, 6, 9, 0, tzinfo=UTC)  # 01:00 in Los Angeles
-        assert closed_hours(None, at) is None
-        assert claim(factory, at, closed_hours=None) is not None
+        assert calling_rules(None) is None
+        assert claim(factory, at, calling_rules=None) is not None
 
 
 class TestZoneFromARecordField:
@@ -281,7 +281,7 @@ class TestZoneFromARecordField:
             config = sync.calling_hours
             assert config is not None
             at = datetime(2026, 1, 6, 13, 0, tzinfo=UTC)  # 08:00 New York, 05:00 Los Angeles
-            got = claim(harness.factory, at, closed_hours=closed_hours(config, at))
+            got = claim(harness.factory, at, calling_rules=calling_rules(config))
             assert got is not None and [x.salesforce_id for x in got.leads] == bad
             with harness.factory() as session:
                 waiting = session.scalars(select(Lead).where(Lead.salesforce_id == la[0])).one()

@@ -30,7 +30,6 @@ from syncd.adapters.outbox.pauses import (
     pause,
 )
 from syncd.adapters.outbox.recovery import recover_in_flight
-from syncd.adapters.outbox.send_gate import ClosedHours
 
 __all__ = [
     "SCOPE_AGENT",
@@ -39,7 +38,6 @@ __all__ = [
     "Applied",
     "Claim",
     "ClaimedLead",
-    "ClosedHours",
     "OutboxConflict",
     "active_pauses",
     "agent_pause_key",

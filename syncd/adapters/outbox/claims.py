@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import Lead
 from syncd.adapters.outbox.common import BATCHES, Claim, ClaimedLead, OutboxConflict, move
-from syncd.adapters.outbox.send_gate import ClosedHours, gate_round
+from syncd.adapters.outbox.send_gate import gate_round
 from syncd.domain.gate import GateRules
+from syncd.domain.local_rules import CallingRules
 from syncd.domain.states import LeadState
 
 #: The gate's rules when a caller names none: DoNotCall only.
@@ -70,7 +71,7 @@ def claim(
     worker: str | None,
     posted: bool = True,
     rules: GateRules = _DEFAULT_RULES,
-    closed_hours: ClosedHours | None = None,
+    calling_rules: CallingRules | None = None,
 ) -> Claim | None:
     """Move up to ``limit`` due leads that pass the send gate to ``sending`` under a new batch.
 
@@ -84,14 +85,14 @@ def claim(
     not be sent before :func:`mark_posted` commits; until then recovery knows it
     was never sent and puts its leads back in the queue.
 
-    ``closed_hours`` (a sync with calling hours) is asked about every due lead
-    before the gate; those it names wait for their opening, and the claim looks
+    ``calling_rules`` (a sync with calling hours) is asked about every due lead
+    before the gate; those whose window is closed wait for its opening, and the claim looks
     again for others (:mod:`syncd.adapters.outbox.send_gate`).
     """
     leads: tuple[ClaimedLead, ...] = ()
     for _round in range(_GATE_ROUNDS):
         sendable, progressed = gate_round(
-            session, sync_name, agent_id, limit, now, rules, closed_hours
+            session, sync_name, agent_id, limit, now, rules, calling_rules
         )
         if sendable or not progressed:
             leads = sendable

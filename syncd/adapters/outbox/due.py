@@ -46,6 +46,8 @@ def _due_queries() -> tuple[Select[Any], Select[Any]]:
         leads.phone_e164,
         leads.do_not_call,
         leads.time_zone,
+        leads.region,
+        leads.consent,
         leads.deleted_at,
         leads.discarded_at,
     ).where(

@@ -11,7 +11,7 @@ its verdict names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,15 +24,12 @@ from syncd.adapters.outbox.common import LEADS, ClaimedLead
 from syncd.adapters.outbox.due import due_leads
 from syncd.domain.gate import Action, Candidate, GateRules, Rival, Verdict
 from syncd.domain.gate_round import RoundPlan, numbers_to_lock, plan_round
+from syncd.domain.local_rules import CallingRules, DueLead, LocalCall
 from syncd.domain.states import LeadState
 from syncd.logs import get_logger
 from syncd.metrics import GATE_SKIPPED
 
 log = get_logger(__name__)
-
-#: Given (lead id, phone, record's zone field) of due leads: the ids whose calling hours
-#: are closed now, each with the time its window opens (see :func:`gate_round`).
-ClosedHours = Callable[[Sequence[tuple[int, str | None, str | None]]], Mapping[int, datetime]]
 
 
 def gate_round(
@@ -42,22 +39,25 @@ def gate_round(
     limit: int,
     now: datetime,
     rules: GateRules,
-    closed_hours: ClosedHours | None = None,
+    calling_rules: CallingRules | None = None,
 ) -> tuple[tuple[ClaimedLead, ...], bool]:
     """The due leads that pass the gate now, and whether any was skipped or deferred.
 
-    ``closed_hours`` (a sync with calling hours) is asked about every due lead
-    before the gate: the leads it names wait for their opening. With the number
-    rule on, only the numbers of the others are locked and their rivals read.
+    ``calling_rules`` (a sync with calling hours) is asked about every due lead
+    before the gate: those whose window is closed wait for its opening. With the
+    number rule on, only the numbers of the others are locked and their rivals read.
     """
     params = {"sync_name": sync_name, "agent_id": agent_id, "now": now, "limit": limit}
     rows = due_leads(session, params, limit)
     if not rows:
         return (), False
     due = [Candidate(r.id, agent_id, r.phone_e164, bool(r.do_not_call), _stopped(r)) for r in rows]
-    openings: Mapping[int, datetime] = {}
-    if closed_hours is not None:
-        openings = closed_hours([(row.id, row.phone_e164, row.time_zone) for row in rows])
+    local: Mapping[int, LocalCall] = {}
+    if calling_rules is not None:
+        local = calling_rules(
+            [DueLead(row.id, row.phone_e164, row.time_zone, row.region) for row in rows], now
+        )
+    openings = {lead_id: lc.opens for lead_id, lc in local.items() if lc.opens is not None}
     locked: set[tuple[str, str]] = set()
     rivals: list[Rival] = []
     if rules.checks_numbers:
