@@ -5,15 +5,60 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from syncd.config.base import FIELD_NAME, StrictModel
 from syncd.config.types import Duration
 from syncd.domain.calling_hours import CallingHours, parse_days, parse_window, zone
+from syncd.domain.consent import ConsentKind, ConsentRule
+from syncd.domain.frequency import Cap
 from syncd.domain.guard import GUARD_HISTORY
 
 #: DoNotCall text values that mean "may be called" unless the sync names its own.
 DEFAULT_CALLABLE_VALUES = ("false", "0", "no", "n")
+
+
+class ConsentConfig(StrictModel):
+    """Call a record only with the consent its field records (docs/safety.md#consent)."""
+
+    field: str = Field(pattern=FIELD_NAME.pattern, description="The record field holding consent.")
+    kind: ConsentKind = Field(
+        description="boolean (a checkbox: true is consent), date or datetime (when it was given)."
+    )
+    max_age: Duration | None = Field(
+        default=None,
+        description="date or datetime only: consent older than this has lapsed (null: never).",
+    )
+
+    @model_validator(mode="after")
+    def _age_needs_a_date(self) -> ConsentConfig:
+        if self.max_age is not None and self.kind is ConsentKind.BOOLEAN:
+            raise ValueError("max_age needs kind date or datetime: a checkbox has no age")
+        if self.max_age is not None and self.max_age <= timedelta(0):
+            raise ValueError("max_age must be positive")
+        return self
+
+    @property
+    def rule(self) -> ConsentRule:
+        return ConsentRule(self.field, self.kind, self.max_age)
+
+
+class CapConfig(StrictModel):
+    """At most ``count`` sends of one number per ``per``, across every agent and sync."""
+
+    count: int = Field(ge=1, description="Sends allowed in the period.")
+    per: Duration = Field(description="The rolling period, e.g. 24h or 7d.")
+
+    @field_validator("per")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("per must be positive")
+        return value
+
+    @property
+    def cap(self) -> Cap:
+        return Cap(self.count, self.per)
 
 
 class RulesConfig(StrictModel):
@@ -39,6 +84,24 @@ class RulesConfig(StrictModel):
         default=timedelta(hours=24),
         description="Do not send the same number to the same agent twice within this window "
         "(0 turns the rule off).",
+    )
+    propagate_do_not_call: bool = Field(
+        default=True,
+        description="A DoNotCall flag seen on any record of this sync puts its number on the "
+        "suppression list, for every record, sync and agent.",
+    )
+    consent: ConsentConfig | None = Field(
+        default=None, description="Skip leads without valid consent (off when absent)."
+    )
+    max_sends_per_number: list[CapConfig] = Field(
+        default_factory=list,
+        description="Frequency caps per number across all agents and syncs, e.g. "
+        "[{count: 3, per: 24h}]; counted from sends that may have reached SimZ.",
+    )
+    over_cap: Literal["wait", "skip"] = Field(
+        default="wait",
+        description="A lead over a frequency cap waits for its window to open (no attempt "
+        "used), or is skipped.",
     )
 
 
