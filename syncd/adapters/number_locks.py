@@ -1,10 +1,13 @@
-"""Per-(agent, number) locks: one number, one agent, one decision at a time (PostgreSQL).
+"""Per-number locks: one number, one decision at a time, across every agent (PostgreSQL).
 
 Two syncs (or two replicas) may poll records with the same number for the same
 agent at the same moment; each checks "is this number already queued or sent?"
 and inserts. Without a lock both checks can pass before either insert commits.
+The suppression list and the frequency caps are about a number whatever agent
+calls it, so the lock is the number's own: callers still name (agent, number)
+pairs, and every pair of one number shares one key.
 On PostgreSQL the intake takes ``pg_advisory_xact_lock`` on a stable 64-bit
-hash of each (agent, E.164) pair of the page before that check, in ascending
+hash of each number of the page before that check, in ascending
 key order (so two intakes never deadlock), and holds it until the page commits;
 the send gate takes the same keys with ``pg_try_advisory_xact_lock`` and leaves
 a lead whose key is busy queued for the next cycle (it never waits, so it can
@@ -33,8 +36,9 @@ _TRY = text("SELECT k, pg_try_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bi
 
 
 def number_key(agent: str, phone: str) -> int:
-    """A stable signed 64-bit key for (agent, E.164 number), the same in every process."""
-    digest = hashlib.sha256(f"syncd-number\0{agent}\0{phone}".encode()).digest()
+    """A stable signed 64-bit key for an E.164 number (any agent), the same in every process."""
+    del agent  # one number, one lock, whichever agent asks
+    digest = hashlib.sha256(f"syncd-number\0{phone}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -53,6 +57,11 @@ def lock_numbers(session: Session, pairs: Iterable[AgentPhone]) -> int:
     if keys:
         session.execute(_LOCK, {"keys": keys}).all()
     return len(keys)
+
+
+def lock_phones(session: Session, phones: Iterable[str]) -> int:
+    """Wait for and hold the lock of each number (e.g. to add it to the suppression list)."""
+    return lock_numbers(session, (("", phone) for phone in phones))
 
 
 def try_lock_numbers(session: Session, pairs: Iterable[AgentPhone]) -> set[AgentPhone]:
