@@ -45,6 +45,7 @@ from syncd.services.deliver import (
 )
 from syncd.services.known_series import export_known_series
 from syncd.services.leadership import Leadership
+from syncd.services.org_gate import OrgGate
 from syncd.services.poll import PollResult, poll_sync
 from syncd.services.refetch import SalesforceUnreachable, resend_uncertain
 from syncd.services.state_metrics import refresh_state_metrics
@@ -82,10 +83,25 @@ class Runtime:
     run_lock: SqliteRunLock | None = None
     #: Refused Salesforce logins, shared by every sync's source (one user, one lockout).
     login_backoff: LoginBackoff = field(default_factory=LoginBackoff)
+    #: Delivery runs only against the trusted Salesforce org (set in ``__post_init__``).
+    org_gate: OrgGate = field(init=False)
     _sources: dict[str, SalesforceSource] = field(default_factory=dict)
     _readers: dict[str, CanonicalSource] = field(default_factory=dict)
     _writers: dict[str, Writer] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.org_gate = OrgGate(
+            self.session_factory,
+            lambda: self.source("org"),
+            sandbox_allowed=self.config.salesforce.sandbox == "allow",
+            now=self.now,
+        )
+
+    def check_org_soon(self) -> None:
+        """Read the Salesforce org in the background now, so that the first delivery
+        pass does not wait for its login (a pass that comes first waits for it)."""
+        threading.Thread(target=self.org_gate.problem, name="org-check", daemon=True).start()
 
     def source(self, sync: str) -> SalesforceSource:
         with self._lock:
@@ -154,11 +170,15 @@ class Runtime:
             )
 
     def deliver(self, sync: SyncConfig, stop: threading.Event | None = None) -> DeliveryResult:
-        """One delivery pass of ``sync`` (the scheduler's deliver job); only if we lead it."""
+        """One delivery pass of ``sync`` (the scheduler's deliver job); only if we lead it,
+        and only while Salesforce answers as the trusted org."""
         fence = None
+        if self.leadership is not None and not self.leadership.is_leader(sync.name):
+            return DeliveryResult(sync=sync.name)
+        refused = self.org_gate.problem()
+        if refused is not None:
+            return DeliveryResult(sync=sync.name, errors=[f"not delivered: {refused}"])
         if self.leadership is not None:
-            if not self.leadership.is_leader(sync.name):
-                return DeliveryResult(sync=sync.name)
             stop = self.leadership.stop_event(sync.name, stop)
             fence = self.leadership.fence(sync.name)
         return deliver_sync(

@@ -173,6 +173,11 @@ class SalesforceConfig(StrictModel):
         description="syncd backfill reads with a Bulk API 2.0 query job when SELECT COUNT() "
         "finds more records than this; 0: never.",
     )
+    sandbox: Literal["refuse", "allow"] = Field(
+        default="refuse",
+        description="Deliver leads read from a Salesforce sandbox org (IsSandbox): refuse "
+        "(default; a full sandbox copy keeps real phone numbers) or allow.",
+    )
     max_api_usage_percent: int = Field(
         default=80,
         ge=1,

@@ -109,6 +109,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "status",
         "Show each sync's leader, polling, lead counts, delivery backlog and pauses.",
     ),
+    "trust-org": (
+        "cli_trust_org",
+        "trust_org",
+        "Trust the Salesforce org syncd now logs in to, so that delivery may run.",
+    ),
     "writeback": (
         "cli_writeback",
         "writeback",

@@ -157,6 +157,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     if http is None:
         runtime.close()
         return EXIT_FAILURE
+    runtime.check_org_soon()
     if runtime.leadership is not None:
         # Leases before the first poll fires, so the leader polls at once.
         runtime.leadership.start()

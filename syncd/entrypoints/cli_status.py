@@ -32,6 +32,7 @@ def _render_status(report: ops.StatusReport) -> list[str]:
     out += _delivery_pauses(report.pauses)
     out += _operator_pauses(report.operator_pauses)
     out += _replicas(report.replicas, report.replicas_left_out)
+    out += _orgs(report.orgs)
     out += ["", f"uncertain leads: {report.uncertain_total}"]
     if report.hint:
         out.append(f"  {report.hint}")
@@ -262,6 +263,27 @@ def _operator_pauses(holds: Sequence[ops.OperatorPauseView]) -> list[str]:
     )
 
 
+def _orgs(orgs: Sequence[ops.OrgView]) -> list[str]:
+    """The org delivery runs for, and any other org met (delivery stops while it answers)."""
+    if not orgs:
+        return []
+    rows = [
+        [
+            o.org_id,
+            "sandbox" if o.is_sandbox else "production",
+            when(o.first_seen_at),
+            f"yes, by {o.trusted_by} {when(o.trusted_at)}" if o.trusted else "NO: syncd trust-org",
+        ]
+        for o in orgs
+    ]
+    headers = ["ORG", "KIND", "FIRST SEEN", "TRUSTED"]
+    return [
+        "",
+        "salesforce orgs (delivery runs only for the trusted one)",
+        *table(headers, rows, indent="  "),
+    ]
+
+
 def _replicas(replicas: Sequence[ops.ReplicaView], left_out: int) -> list[str]:
     """Live replicas and those whose heartbeat expired within the last hour."""
     note = (
@@ -323,7 +345,8 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
        "paused_until", "active"}], "uncertain_total", "hint", "replicas":
        [{"replica", "host", "pid", "started_at", "heartbeat_at", "expires_at",
        "alive"}], "replicas_left_out", "operator_pauses": [{"scope", "name", "reason", "paused_by",
-       "paused_at"}]}
+       "paused_at"}], "orgs": [{"org_id", "is_sandbox", "trusted", "first_seen_at",
+       "trusted_at", "trusted_by"}]}
     """
     config = load_or_exit(config_path, uses=DATABASE_ONLY)
     setup_logging(ctx, config)

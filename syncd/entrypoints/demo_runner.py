@@ -331,6 +331,7 @@ class Demo:
         runtime = bootstrap(config, replicas=True)
         self._session_factory = runtime.session_factory
         syncs = [sync for sync in config.syncs if sync.enabled]
+        runtime.check_org_soon()
         if runtime.leadership is not None:
             runtime.leadership.start()
 

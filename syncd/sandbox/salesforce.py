@@ -143,6 +143,8 @@ class SalesforceEmulator:
         for spec in custom_fields:
             self.declare_field(spec)
         self.store.add(records)
+        self.org_id = ""
+        self.set_org(ORG_ID, is_sandbox=False)
         self._own_cert_dir = cert_dir is None
         self.cert_dir = Path(tempfile.mkdtemp(prefix="syncd-sf-")) if cert_dir is None else cert_dir
         self.bulk = BulkQueries()
@@ -278,6 +280,27 @@ class SalesforceEmulator:
     def undelete_record(self, sobject: str, record_id: str) -> dict[str, Any]:
         """Bring a deleted record back; publishes UNDELETE with its fields."""
         return self._writer.set_deleted(sobject, record_id, False, "UNDELETE")
+
+    def set_org(self, org_id: str | None = None, is_sandbox: bool | None = None) -> dict[str, Any]:
+        """Answer as another org (a sandbox refresh gets a new Id) and/or as a sandbox.
+
+        ``SELECT Id, IsSandbox FROM Organization`` shows the change; no change event.
+        """
+        with self.store.lock:
+            current = self.store.get("Organization", self.org_id) if self.org_id else None
+            sandbox = bool(current["IsSandbox"]) if current is not None else False
+            if is_sandbox is not None:
+                sandbox = is_sandbox
+            new_id = org_id or self.org_id
+            if current is not None and new_id == self.org_id:
+                self.store.update("Organization", new_id, {"IsSandbox": sandbox})
+                return {"id": new_id, "is_sandbox": sandbox}
+            if current is not None:
+                self.store.delete("Organization", self.org_id)
+            org = {"sobject": "Organization", "Id": new_id, "Name": "Sandbox Emulator Org"}
+            self.store.add([{**org, "IsSandbox": sandbox, "OrganizationType": "Enterprise"}])
+            self.org_id = new_id
+            return {"id": new_id, "is_sandbox": sandbox}
 
     def get_record(self, sobject: str, record_id: str) -> dict[str, Any] | None:
         record = self.store.get(sobject, record_id)

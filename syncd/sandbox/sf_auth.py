@@ -24,7 +24,7 @@ import jwt
 
 from syncd.sandbox.sf_reply import Reply, json_reply
 
-ORG_ID = "00D8d000000SyNcEAA"
+ORG_ID = "00D8d000000SyNcEAK"
 USER_ID = "0058d000000SyNcAAA"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 

@@ -103,6 +103,12 @@ def _lock_rows(org: SalesforceEmulator, data: Any) -> Reply:
     return json_reply(200, {"locked": True})
 
 
+def _org(org: SalesforceEmulator, data: Any) -> Reply:
+    """``POST org {"id": "00D...", "is_sandbox": true}``: answer as another org (a refresh)."""
+    sandbox = data.get("is_sandbox")
+    return json_reply(200, org.set_org(data.get("id"), None if sandbox is None else bool(sandbox)))
+
+
 def _record(org: SalesforceEmulator, action: str) -> Reply:
     """``GET records/{type}/{id}``: one record as the control API shows it."""
     _, sobject, record_id = ([*action.split("/"), "", ""])[:3]
@@ -127,6 +133,7 @@ ROUTES: dict[tuple[str, str], ControlHandler] = {
     ("GET", "write-log"): _write_log,
     ("POST", "fields"): _fields,
     ("POST", "lock-rows"): _lock_rows,
+    ("POST", "org"): _org,
 }
 
 

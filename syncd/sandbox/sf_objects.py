@@ -1,6 +1,6 @@
 """The Salesforce emulator's built-in objects: key prefixes, standard fields, their defaults.
 
-Lead, Contact, Account, User and Opportunity come with a short list of common
+Lead, Contact, Account, User, Opportunity and Organization come with a short list of common
 standard fields (so that a query on an empty org is not refused) and with what
 an org puts in those fields when a new record leaves them out: ``IsDeleted`` is
 false everywhere; a Lead is not converted, has the default ``Status`` and is
@@ -19,6 +19,7 @@ KEY_PREFIXES = {
     "User": "005",
     "Opportunity": "006",
     "Lead": "00Q",
+    "Organization": "00D",
 }
 _STANDARD: dict[str, FieldType] = {
     "Id": "id",
@@ -82,6 +83,7 @@ _BUILT_IN: dict[str, dict[str, FieldType | str]] = {
         **dict.fromkeys(["Username", "Email", "FirstName", "LastName", "Name"], _S),
         "IsActive": _B,
     },
+    "Organization": {**dict.fromkeys(["Name", "OrganizationType"], _S), "IsSandbox": _B},
     "Opportunity": {
         **dict.fromkeys(["Name", "StageName"], _S),
         "Amount": "number",

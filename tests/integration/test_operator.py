@@ -187,6 +187,7 @@ class TestStatus:
             "replicas",
             "operator_pauses",
             "replicas_left_out",
+            "orgs",
         }
         assert body["version"] == 1 and body["generated_at"] == "2024-05-01T12:00:00.000Z"
         web = body["syncs"][0]

@@ -28,6 +28,7 @@ from syncd.services.operator.lead_listing import (
     WritebackAttemptView,
     list_leads,
 )
+from syncd.services.operator.org_status import OrgView
 from syncd.services.operator.requeueing import (
     DEFAULT_REASON,
     HeldLead,
@@ -91,6 +92,7 @@ __all__ = [
     "LeadView",
     "LeaderView",
     "OperatorPauseView",
+    "OrgView",
     "PauseView",
     "PollView",
     "ReplicaView",

@@ -72,6 +72,7 @@ from syncd.adapters.simz import key_fingerprint
 from syncd.config import Config, SyncConfig
 from syncd.domain.states import LeadState
 from syncd.services.operator.common import STATE_ORDER, iso, to_jsonable
+from syncd.services.operator.org_status import OrgView, org_views
 from syncd.services.stream_board import stored_state
 
 #: How long a replica whose heartbeat expired is still listed by ``status``.
@@ -298,6 +299,8 @@ class StatusReport:
     operator_pauses: list[OperatorPauseView] = dataclasses.field(default_factory=list)
     #: Replicas whose heartbeat expired over :data:`DEAD_REPLICAS_SHOWN` ago, not listed.
     replicas_left_out: int = 0
+    #: The Salesforce orgs met, the trusted one first.
+    orgs: list[OrgView] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON object (see the module docstring)."""
@@ -528,6 +531,7 @@ def status(
         replicas=shown,
         operator_pauses=rows.operator_pauses,
         replicas_left_out=len(rows.replicas) - len(shown),
+        orgs=org_views(session_factory),
     )
 
 
