@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from syncd.domain.calling_hours import LocalHours, Window, format_window
 from syncd.domain.frequency import Cap
@@ -110,14 +110,14 @@ def lead_states(phone: str | None, region: str | None) -> LeadStates:
 
 
 def strictest(
-    base: LocalHours, states: Iterable[str], rules: Mapping[str, StateRule], at: datetime
+    base: LocalHours, states: Iterable[str], rules: Mapping[str, StateRule], year: int
 ) -> tuple[LocalHours, tuple[Cap, ...]]:
     """``base`` narrowed by the rule of every state listed, and their caps.
 
-    Holidays of the year before, of and after ``at`` are closed, which covers
-    every local date a look a week ahead can reach.
+    Holidays of the year before, of and after ``year`` (the current one) are
+    closed, which covers every local date a look a week ahead can reach.
     """
-    years = (at.year - 1, at.year, at.year + 1)
+    years = (year - 1, year, year + 1)
     hours = base
     caps: list[Cap] = []
     for state in states:

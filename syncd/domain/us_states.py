@@ -13,9 +13,7 @@ from __future__ import annotations
 from datetime import date
 from functools import lru_cache
 
-import holidays
 import phonenumbers
-from phonenumbers import geocoder
 
 #: USPS code -> name: the states, DC and the territories the TCPA covers.
 STATES: dict[str, str] = {
@@ -110,6 +108,10 @@ def state_for_number(e164: str) -> str | None:
         return None
     if phonenumbers.region_code_for_number(number) not in _US_REGIONS:
         return None
+    # Imported on first use: the geocoder's data takes most of a second to load, which
+    # every command that reads the configuration would otherwise pay.
+    from phonenumbers import geocoder
+
     place = geocoder.description_for_number(number, "en")
     if not place:
         return None
@@ -124,4 +126,6 @@ def holiday_dates(state: str, years: tuple[int, ...]) -> frozenset[date]:
     """The public holidays (and the days they are observed on) of ``state`` in ``years``."""
     if state not in STATES:
         raise ValueError(f"{state!r} is not a US state code")
+    import holidays  # on first use, like the geocoder
+
     return frozenset(holidays.country_holidays("US", subdiv=state, years=years))

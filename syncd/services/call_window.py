@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from syncd.config.models import CallingHoursConfig
 from syncd.domain.calling_hours import LocalHours, next_opening, zone, zones_for_number
 from syncd.domain.frequency import Cap
 from syncd.domain.local_rules import CallingRules, DueLead, LocalCall
-from syncd.domain.state_rules import FEDERAL, LeadStates, StateRule, lead_states, strictest
+from syncd.domain.state_rules import FEDERAL, LeadStates, lead_states, strictest
 from syncd.logs import get_logger
 
 log = get_logger(__name__)
@@ -41,6 +42,12 @@ def calling_rules(config: CallingHoursConfig | None) -> CallingRules | None:
     us = config.profile == "us"
     hours = config.hours.local.narrowed(FEDERAL) if us else config.hours.local
     states = config.state_rules
+    described = {code: rule.describe() for code, rule in states.items()}
+
+    @lru_cache(maxsize=1024)
+    def strictest_for(found: tuple[str, ...], year: int) -> tuple[LocalHours, tuple[Cap, ...]]:
+        return strictest(hours, found, states, year)
+
     fixed = (config.fixed_zone,) if config.fixed_zone is not None else None
     by_field = config.zone_field is not None
     by_state_field = config.state_field is not None
@@ -57,8 +64,8 @@ def calling_rules(config: CallingHoursConfig | None) -> CallingRules | None:
             evidence = _evidence(rule, zones, source, now)
             if us:
                 found = lead_states(lead.phone_e164, lead.region if by_state_field else None)
-                week, caps = strictest(hours, found.states, states, now)
-                evidence |= _us_evidence(rule, found, states)
+                week, caps = strictest_for(found.states, now.year)
+                evidence |= _us_evidence(rule, found, described)
             opens = _opening(zones, week, now)
             answers[lead.lead_id] = LocalCall(None if opens == now else opens, caps, evidence)
         return answers
@@ -66,9 +73,9 @@ def calling_rules(config: CallingHoursConfig | None) -> CallingRules | None:
     return check
 
 
-def _us_evidence(rule: str, found: LeadStates, rules: Mapping[str, StateRule]) -> dict[str, Any]:
+def _us_evidence(rule: str, found: LeadStates, described: Mapping[str, str]) -> dict[str, Any]:
     """The profile's part of the evidence: the states, how they were found, every rule."""
-    applied = [rules[state].describe() for state in found.states if state in rules]
+    applied = [described[state] for state in found.states if state in described]
     return {
         "rule": "; ".join([rule, *applied]),
         "profile": "us",
