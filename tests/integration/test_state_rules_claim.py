@@ -89,6 +89,3 @@ class TestStatesAtTheClaim:
         config = harness.sync.calling_hours
         assert config is not None
         assert claim(harness.factory, SUNDAY, calling_rules=calling_rules(config)) is None
-
-    def test_the_query_reads_the_state_field(self) -> None:
-        assert "State" in make_sync(calling_hours=HOURS).query_spec.read_fields
