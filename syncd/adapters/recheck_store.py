@@ -106,6 +106,7 @@ class RecheckMove:
     do_not_call: bool | None
     time_zone: str | None = None
     record_stamp: datetime | None = None
+    region: str | None = None
     #: ``syncd restore``: the operator's discard is lifted by this move.
     restores: bool = False
 
@@ -123,6 +124,7 @@ class RecheckMove:
                 record_cursor=self.record_cursor,
                 do_not_call=bool(self.do_not_call),
                 time_zone=self.time_zone,
+                region=self.region,
                 deleted_at=None,
             )
             if self.record_stamp is not None:

@@ -6,8 +6,10 @@ without it a web form filled in at midnight is dialled at once. A sync reaches a
 region when its numbers without a country code are read as that region's
 (``phone.default_region``) or when its route sends that country's leads to an
 agent (``route.values``, keyed by a country code or name). Only the United
-States are listed: the TCPA's federal window is one daily window in the called
-person's local time, which ``calling_hours`` expresses exactly.
+States are listed: ``calling_hours: {profile: us}`` applies the TCPA's federal
+window (one daily window in the called person's local time) and the stricter
+rules of the lead's states (docs/safety.md#state-calling-rules), so that is
+what the warning suggests.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ _US_NAMES = frozenset(
         "puerto rico",
     }
 )
-_US_SUGGESTION = '{window: "08:00-21:00", timezone: from_phone}'
-_US_LAW = "the TCPA's hours: 8 a.m. to 9 p.m. in the called person's local time"
+_US_SUGGESTION = "{profile: us, timezone: from_phone}"
+_US_LAW = (
+    "the TCPA's hours, 8 a.m. to 9 p.m. in the called person's local time, and the "
+    "states' stricter rules"
+)
 
 
 def legal_hours_regions(default_region: str, route_values: Mapping[str, str]) -> list[LegalHours]:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from syncd.config.base import FIELD_NAME, StrictModel
 from syncd.config.types import Duration
+from syncd.config.us_calling_rules import StateOverrideConfig, state_code_key, us_rules
 from syncd.domain.calling_hours import CallingHours, parse_days, parse_window, zone
 from syncd.domain.consent import ConsentKind, ConsentRule
 from syncd.domain.frequency import Cap
 from syncd.domain.guard import GUARD_HISTORY
+from syncd.domain.state_rules import StateRule
 
 #: DoNotCall text values that mean "may be called" unless the sync names its own.
 DEFAULT_CALLABLE_VALUES = ("false", "0", "no", "n")
@@ -145,18 +147,41 @@ class TimezoneField(StrictModel):
 class CallingHoursConfig(StrictModel):
     """Deliver a lead only inside this window of its local time (off when absent)."""
 
-    window: str = Field(description="Local time of day, e.g. 08:00-21:00 (end exclusive).")
+    window: str | None = Field(
+        default=None,
+        description="Local time of day, e.g. 08:00-21:00 (end exclusive). Required without a "
+        "profile; with one it narrows the profile's hours further.",
+    )
     days: str = Field(default="mon-sun", description="e.g. mon-sun, mon-fri, mon-fri,sat.")
     timezone: Literal["from_phone"] | str | TimezoneField = Field(
         default="from_phone",
         description="from_phone, an IANA zone (e.g. America/New_York), or {field: Name}: "
         "a record field holding an IANA zone (the phone's zones when it is empty or unknown).",
     )
+    profile: Literal["us"] | None = Field(
+        default=None,
+        description="us: the TCPA's 08:00-21:00 plus the shipped rules of the lead's US "
+        "states (windows, Sundays, holidays, calls per 24 hours); see "
+        "docs/safety.md#state-calling-rules.",
+    )
+    state_field: str | None = Field(
+        default=None,
+        pattern=FIELD_NAME.pattern,
+        description="With profile us: a record field holding the address state (USPS code or "
+        "name); its rules apply as well as those of the number's area code.",
+    )
+    state_overrides: dict[str, StateOverrideConfig] = Field(
+        default_factory=dict,
+        description="With profile us: per USPS code, fields that replace the shipped entry's: "
+        "window, saturday, sunday (a window or closed), holidays (true/false), max_per_24h "
+        "(a number, or null for no cap), e.g. {FL: {max_per_24h: 2}}.",
+    )
 
     @field_validator("window")
     @classmethod
-    def _window(cls, value: str) -> str:
-        parse_window(value)
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_window(value)
         return value
 
     @field_validator("days")
@@ -171,6 +196,21 @@ class CallingHoursConfig(StrictModel):
         if isinstance(value, str) and value != "from_phone" and zone(value) is None:
             raise ValueError(f"{value!r} is neither from_phone nor an IANA time zone")
         return value
+
+    @field_validator("state_overrides", mode="before")
+    @classmethod
+    def _state_codes(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {state_code_key(str(code)): entry for code, entry in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _window_or_profile(self) -> CallingHoursConfig:
+        if self.window is None and self.profile is None:
+            raise ValueError("set a window (e.g. 08:00-21:00), a profile (us), or both")
+        if self.profile is None and (self.state_field or self.state_overrides):
+            raise ValueError("state_field and state_overrides need profile: us")
+        return self
 
     @property
     def fixed_zone(self) -> str | None:
@@ -188,5 +228,23 @@ class CallingHoursConfig(StrictModel):
 
     @property
     def hours(self) -> CallingHours:
-        start, end = parse_window(self.window)
+        """The configured window on the configured days (all day without a window)."""
+        start, end = parse_window(self.window or "00:00-24:00")
         return CallingHours(start, end, parse_days(self.days))
+
+    @property
+    def rule_text(self) -> str:
+        """The window and days the sync configures, as logged and kept as evidence."""
+        text = f"{self.window or '00:00-24:00'} {self.days}"
+        if self.profile is None:
+            return text
+        base = f"{self.profile}: federal 08:00-21:00"
+        return base if text == "00:00-24:00 mon-sun" else f"{base} within {text}"
+
+    @property
+    def state_rules(self) -> dict[str, StateRule]:
+        """Each state's rule (the shipped data with this sync's overrides); none without
+        the us profile."""
+        if self.profile != "us":
+            return {}
+        return us_rules().rules(self.state_overrides)

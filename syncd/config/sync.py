@@ -155,6 +155,8 @@ class SyncConfig(StrictModel):
         paths += [("where", path) for path in where_fields(self.where)]
         if self.calling_hours is not None and self.calling_hours.zone_field is not None:
             paths.append(("calling_hours.timezone.field", self.calling_hours.zone_field))
+        if self.calling_hours is not None and self.calling_hours.state_field is not None:
+            paths.append(("calling_hours.state_field", self.calling_hours.state_field))
         return paths
 
     def safety_warnings(self) -> list[str]:
@@ -230,6 +232,8 @@ class SyncConfig(StrictModel):
             fields.append(self.rules.do_not_call_field)
         if self.calling_hours is not None and self.calling_hours.zone_field is not None:
             fields.append(self.calling_hours.zone_field)
+        if self.calling_hours is not None and self.calling_hours.state_field is not None:
+            fields.append(self.calling_hours.state_field)
         written = (
             frozenset(name.lower() for name in self.writeback.fields.names().values())
             if self.writeback is not None
@@ -256,6 +260,7 @@ class SyncConfig(StrictModel):
             do_not_call_field=rules.do_not_call_field if rules.respect_do_not_call else None,
             callable_values=frozenset(rules.do_not_call_callable_values),
             zone_field=self.calling_hours.zone_field if self.calling_hours is not None else None,
+            state_field=self.calling_hours.state_field if self.calling_hours is not None else None,
         )
 
     @property

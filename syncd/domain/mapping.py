@@ -227,6 +227,7 @@ class MappedLead:
     #: A DoNotCall value that was not recognised (so ``do_not_call`` is True), else None.
     do_not_call_unrecognised: str | None = None
     time_zone: str | None = None  # the record's zone field (calling hours), when configured
+    region: str | None = None  # the record's state field (calling hours' us profile), when set
     #: The record's SystemModstamp: which of two reads of it is newer (None: not read).
     stamp: datetime | None = None
 
@@ -246,7 +247,8 @@ class MappingSpec:
 
     Exactly one of ``agent`` and ``route`` is set. ``do_not_call_field`` is None
     when the sync does not respect DoNotCall; ``zone_field`` names the record
-    field with the lead's time zone (calling hours), if any.
+    field with the lead's time zone (calling hours), if any, and ``state_field``
+    the one with its address state (``calling_hours.state_field``).
     """
 
     phone: FieldRef
@@ -262,6 +264,7 @@ class MappingSpec:
     do_not_call_field: str | None = None
     callable_values: frozenset[str] = frozenset()
     zone_field: str | None = None
+    state_field: str | None = None
 
 
 class Mapper:
@@ -286,6 +289,8 @@ class Mapper:
         self._dnc_parts = self._dnc_field.split(".") if self._dnc_field is not None else None
         zone_field = spec.zone_field
         self._zone_parts = zone_field.split(".") if zone_field is not None else None
+        state_field = spec.state_field
+        self._state_parts = state_field.split(".") if state_field is not None else None
         # Every path the mapping and routing read, split once instead of per record.
         refs = [spec.phone, spec.email, *(ref for _key, ref in spec.custom)]
         refs += [ref for _name, ref in self._texts]
@@ -370,6 +375,11 @@ class Mapper:
         time_zone = _text(_resolve(record, self._zone_parts)) if self._zone_parts else None
         return time_zone[:64] if time_zone is not None else None
 
+    def _address_state(self, record: Mapping[str, Any]) -> str | None:
+        """The record's state field (calling hours), cut to 64 characters, or None."""
+        region = _text(_resolve(record, self._state_parts)) if self._state_parts else None
+        return region[:64] if region is not None else None
+
     def map(self, record: Mapping[str, Any]) -> MappedLead:
         """Map one record; never raises on bad values (they become notes)."""
         spec = self.spec
@@ -400,7 +410,8 @@ class Mapper:
         if phone is None:
             del payload["phoneNumber"]
         time_zone = self._time_zone(record)
-        digest = lead_digest(agent, payload, state, note, do_not_call, time_zone)
+        region = self._address_state(record)
+        digest = lead_digest(agent, payload, state, note, do_not_call, time_zone, region)
         return MappedLead(
             salesforce_id=sf_id,
             cursor=cursor,
@@ -413,6 +424,7 @@ class Mapper:
             digest=digest,
             do_not_call_unrecognised=unrecognised,
             time_zone=time_zone,
+            region=region,
             stamp=stamp,
         )
 
@@ -436,15 +448,19 @@ def lead_digest(
     note: str | None,
     do_not_call: bool,
     time_zone: str | None = None,
+    region: str | None = None,
 ) -> str:
     """A stable SHA-256 of everything that decides the lead: equal means nothing changed.
 
-    ``time_zone`` (a record's zone field) is part of it only when there is one,
-    so leads of syncs without that setting keep the digests they had.
+    ``time_zone`` (a record's zone field) and ``region`` (its state field) are
+    part of it only when there is one, so leads of syncs without those settings
+    keep the digests they had.
     """
     values: list[Any] = [agent, payload, state.value, note, do_not_call]
     if time_zone is not None:
         values.append(time_zone)
+    if region is not None:
+        values.append({"region": region})
     canonical = _CANONICAL.encode(values)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

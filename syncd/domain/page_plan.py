@@ -94,6 +94,7 @@ class LeadData:
     do_not_call: bool = False
     time_zone: str | None = None
     record_stamp: datetime | None = None
+    region: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +133,7 @@ class RecordChange:
     phone_e164: str | None = None
     time_zone: str | None = None
     record_stamp: datetime | None = None
+    region: str | None = None
 
 
 @dataclass
@@ -339,6 +341,7 @@ def _lead_data(lead: MappedLead, state: str, note: str | None, cursor: datetime)
         do_not_call=lead.do_not_call,
         time_zone=lead.time_zone,
         record_stamp=lead.stamp,
+        region=lead.region,
     )
 
 
@@ -389,6 +392,7 @@ def record_change(
         phone_e164=None if keep_sent else lead.phone_e164,
         time_zone=None if keep_sent else lead.time_zone,
         record_stamp=lead.stamp,
+        region=None if keep_sent else lead.region,
     )
 
 

@@ -29,6 +29,25 @@ def intake_summary(sync: SyncConfig) -> str:
     return f"poll cron '{sync.schedule.cron}' ({sync.schedule.timezone})"
 
 
+def calling_hours_summary(sync: SyncConfig) -> str | None:
+    """The sync's calling hours in one line; with a profile, the date of its state rules."""
+    hours = sync.calling_hours
+    if hours is None:
+        return None
+    text = f"calling hours {hours.rule_text}"
+    if hours.profile == "us":
+        from syncd.config.us_calling_rules import us_rules
+
+        rules = hours.state_rules
+        text += (
+            f"; state rules of {len(rules)} state(s), data compiled {us_rules().compiled}"
+            " (not legal advice: docs/safety.md#state-calling-rules)"
+        )
+        if hours.state_overrides:
+            text += f"; overridden: {', '.join(sorted(hours.state_overrides))}"
+    return text
+
+
 @click.command("check-config")
 @config_option
 @click.option(
@@ -62,6 +81,9 @@ def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
             f"{', '.join(sync.agents)}; {intake_summary(sync)}; start_at {start}; "
             f"lookback {format_duration(sync.lookback)}"
         )
+        hours = calling_hours_summary(sync)
+        if hours:
+            echo(f"    {hours}")
     for sync in config.syncs:
         for warning in sync.safety_warnings():
             echo(f"warning: {warning}", err=True)

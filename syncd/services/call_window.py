@@ -4,6 +4,10 @@ The zones of a lead: the fixed IANA zone of the sync; or, with ``{field: ...}``,
 the zone its record names, falling back to its phone number's zones when that
 field is empty or not an IANA zone; otherwise its phone number's zones.
 
+With ``profile: us`` the lead's hours are also the federal window narrowed by
+the rules of each state it may be in (its area code's and, with ``state_field``,
+its record's: :mod:`syncd.domain.state_rules`), and those states' caps apply.
+
 Builds the check delivery's claim runs on every due lead (see
 :func:`syncd.adapters.outbox.claim`), from the sync's ``calling_hours``; the
 arithmetic is :mod:`syncd.domain.calling_hours`, the answer's shape
@@ -14,11 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from syncd.config.models import CallingHoursConfig
-from syncd.domain.calling_hours import CallingHours, next_opening, zone, zones_for_number
+from syncd.domain.calling_hours import LocalHours, next_opening, zone, zones_for_number
+from syncd.domain.frequency import Cap
 from syncd.domain.local_rules import CallingRules, DueLead, LocalCall
+from syncd.domain.state_rules import FEDERAL, LeadStates, lead_states, strictest
 from syncd.logs import get_logger
 
 log = get_logger(__name__)
@@ -32,10 +39,19 @@ def calling_rules(config: CallingHoursConfig | None) -> CallingRules | None:
     """The claim's check, or None when the sync has no calling hours."""
     if config is None:
         return None
-    hours = config.hours
+    us = config.profile == "us"
+    hours = config.hours.local.narrowed(FEDERAL) if us else config.hours.local
+    states = config.state_rules
+    described = {code: rule.describe() for code, rule in states.items()}
+
+    @lru_cache(maxsize=1024)
+    def strictest_for(found: tuple[str, ...], year: int) -> tuple[LocalHours, tuple[Cap, ...]]:
+        return strictest(hours, found, states, year)
+
     fixed = (config.fixed_zone,) if config.fixed_zone is not None else None
     by_field = config.zone_field is not None
-    rule = f"{config.window} {config.days}"
+    by_state_field = config.state_field is not None
+    rule = config.rule_text
 
     def check(leads: Sequence[DueLead], now: datetime) -> Mapping[int, LocalCall]:
         answers: dict[int, LocalCall] = {}
@@ -43,12 +59,29 @@ def calling_rules(config: CallingHoursConfig | None) -> CallingRules | None:
             record_zone = lead.time_zone
             own = (record_zone,) if by_field and record_zone and zone(record_zone) else None
             zones, source = _zones(own, fixed, lead.phone_e164)
-            opens = _opening(zones, hours, now)
+            week: LocalHours = hours
+            caps: tuple[Cap, ...] = ()
             evidence = _evidence(rule, zones, source, now)
-            answers[lead.lead_id] = LocalCall(None if opens == now else opens, (), evidence)
+            if us:
+                found = lead_states(lead.phone_e164, lead.region if by_state_field else None)
+                week, caps = strictest_for(found.states, now.year)
+                evidence |= _us_evidence(rule, found, described)
+            opens = _opening(zones, week, now)
+            answers[lead.lead_id] = LocalCall(None if opens == now else opens, caps, evidence)
         return answers
 
     return check
+
+
+def _us_evidence(rule: str, found: LeadStates, described: Mapping[str, str]) -> dict[str, Any]:
+    """The profile's part of the evidence: the states, how they were found, every rule."""
+    applied = [described[state] for state in found.states if state in described]
+    return {
+        "rule": "; ".join([rule, *applied]),
+        "profile": "us",
+        "states": list(found.states),
+        "state_source": found.source,
+    }
 
 
 def _zones(
@@ -71,7 +104,7 @@ def _evidence(rule: str, zones: tuple[str, ...], source: str, now: datetime) -> 
     }
 
 
-def _opening(zones: tuple[str, ...], hours: CallingHours, now: datetime) -> datetime:
+def _opening(zones: tuple[str, ...], hours: LocalHours, now: datetime) -> datetime:
     opens = next_opening(zones, hours, now)
     if opens is None:
         log.warning(

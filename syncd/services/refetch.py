@@ -280,6 +280,7 @@ def _move(outcome: Outcome, reason: str, restore: bool) -> recheck_store.Recheck
         mapped.do_not_call if mapped else None,
         mapped.time_zone if mapped else None,
         mapped.stamp if mapped else None,
+        mapped.region if mapped else None,
         restores=restore,
     )
 

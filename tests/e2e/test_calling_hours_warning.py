@@ -16,7 +16,7 @@ from syncd.sandbox.simz import SimzEmulator
 from tests.e2e.harness import Harness, run_syncd
 
 HOURS = {"window": "08:00-21:00", "timezone": "from_phone"}
-ADD = 'add calling_hours: {window: "08:00-21:00", timezone: from_phone}'
+ADD = "add calling_hours: {profile: us, timezone: from_phone}"
 
 
 def config_file(folder: Path, **sync: Any) -> Path:

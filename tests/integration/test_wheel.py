@@ -106,7 +106,23 @@ class TestWheel:
             if path.is_file() and "__pycache__" not in path.parts
         }
         assert "syncd/sandbox/simz-openapi.yaml" in sources
+        assert "syncd/data/us_calling_rules.yaml" in sources
         assert sorted(sources - names) == []
+
+    def test_the_installed_wheel_reads_the_state_calling_rules(
+        self, venv: Path, tmp_path: Path
+    ) -> None:
+        """calling_hours.profile: us reads its data file from the installed package."""
+        out = run(
+            venv / "bin" / "python",
+            "-c",
+            "from syncd.config.us_calling_rules import us_rules; r = us_rules(); "
+            "print(r.compiled, len(r.entries))",
+            cwd=tmp_path,
+            env=outside_env(),
+        )
+        compiled, count = out.split()
+        assert compiled == "2026-12-07" and int(count) >= 7
 
     def test_imports_the_wheel_not_the_source_tree(self, venv: Path, tmp_path: Path) -> None:
         """In the new venv, syncd and its migrations come from the installed wheel."""

@@ -32,7 +32,7 @@ def warnings_of(**settings: Any) -> list[str]:
 def test_default_region_us_without_hours_warns_with_what_to_add() -> None:
     [line] = warnings_of()  # phone.default_region is US unless set
     assert line.startswith("sync web sends US numbers (phone.default_region: US)")
-    assert 'add calling_hours: {window: "08:00-21:00", timezone: from_phone}' in line
+    assert "add calling_hours: {profile: us, timezone: from_phone}" in line
     assert "TCPA" in line and "\n" not in line
 
 
@@ -57,6 +57,7 @@ def test_both_reasons_make_one_line() -> None:
     "settings",
     [
         {"calling_hours": HOURS},
+        {"calling_hours": {"profile": "us"}},
         {"calling_hours": {"window": "00:00-24:00", "timezone": "UTC"}},  # around the clock
         {"phone": {"default_region": "GB"}},
         {
@@ -73,9 +74,11 @@ def test_no_warning(settings: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO)))
 def test_shipped_configs_set_the_tcpa_window(path: Path) -> None:
-    """Each sync of the shipped files calls 08:00-21:00 in the lead's zone and draws no warning."""
+    """Each sync of the shipped files calls 08:00-21:00 (or the us profile) in the lead's zone
+    and draws no warning."""
     for raw in yaml.safe_load(path.read_text("utf-8"))["syncs"]:
-        assert raw["calling_hours"]["window"] == "08:00-21:00"
+        hours = raw["calling_hours"]
+        assert hours.get("profile") == "us" or hours["window"] == "08:00-21:00"
         sync = SyncConfig.model_validate(raw)
         assert sync.calling_hours is not None and sync.calling_hours.fixed_zone is None
         assert sync.safety_warnings() == []

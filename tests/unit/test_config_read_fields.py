@@ -1,4 +1,5 @@
-"""A sync may not read a field that write-back writes: also not in ``where`` or as its zone field.
+"""A sync may not read a field that write-back writes: not in ``where``, nor as a zone or state
+field.
 
 Such a field changes with every write syncd makes: a ``where`` on it makes a sent
 lead stop matching (``requeue`` then skips it as "no longer matched"), and a zone
@@ -51,6 +52,18 @@ def test_zone_field_that_is_written_is_refused() -> None:
     assert "calling_hours.timezone.field reads SimZ_Status__c, which write-back writes" in message
 
 
+def test_state_field_that_is_written_is_refused() -> None:
+    message = refusal(calling_hours={"profile": "us", "state_field": "SimZ_Status__c"})
+    assert "calling_hours.state_field reads SimZ_Status__c, which write-back writes" in message
+
+
+def test_state_field_is_queried_and_mapped() -> None:
+    hours = {"profile": "us", "state_field": "State"}
+    config = SyncConfig.model_validate(sync(calling_hours=hours))
+    assert "State" in config.query_spec.read_fields
+    assert config.mapping_spec.state_field == "State"
+
+
 @pytest.mark.parametrize(
     "settings",
     [
@@ -59,6 +72,7 @@ def test_zone_field_that_is_written_is_refused() -> None:
         {"where": "Description != 'SimZ_Status__c'"},
         {"where": "Id IN (SELECT LeadId FROM CampaignMember WHERE SimZ_Status__c = null)"},
         {"calling_hours": {"window": "08:00-21:00", "timezone": {"field": "Timezone__c"}}},
+        {"calling_hours": {"profile": "us", "state_field": "State"}},
     ],
 )
 def test_fields_write_back_does_not_write_are_fine(settings: dict[str, Any]) -> None:

@@ -61,6 +61,7 @@ _APPLY_READ = (
         note=bindparam("b_note"),
         do_not_call=bindparam("b_dnc"),
         time_zone=bindparam("b_tz"),
+        region=bindparam("b_region"),
         deleted_at=None,
         updated_at=bindparam("b_now"),
     )
@@ -94,6 +95,7 @@ def apply_reads(
             "b_note": change.note,
             "b_dnc": change.do_not_call,
             "b_tz": change.time_zone,
+            "b_region": change.region,
             "b_now": now,
         }
         for change in changes
@@ -132,6 +134,7 @@ def _record_statement(with_payload: bool) -> Any:
             payload=bindparam("b_payload"),
             phone_e164=bindparam("b_phone"),
             time_zone=bindparam("b_tz"),
+            region=bindparam("b_region"),
         )
     return (
         update(LEADS)
@@ -177,6 +180,7 @@ def record_reads(session: Session, changes: Sequence[RecordChange], now: datetim
                         "b_payload": change.payload,
                         "b_phone": change.phone_e164,
                         "b_tz": change.time_zone,
+                        "b_region": change.region,
                     }
                     if with_payload
                     else {}
