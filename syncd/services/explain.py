@@ -190,20 +190,22 @@ def batch_event(row: Batch) -> Event:
 
 
 def action_event(row: OperatorAction) -> Event:
-    """An operator's action; a number it names shows only its last four digits."""
-    name = row.name
+    """An operator's action; the number it is about shows only its last four digits."""
+    name, reason, detail = row.name, row.reason, row.detail
     if row.scope == q.NUMBER_SCOPE:
         name = f"ending {words.number_ending(row.name) or '-'}"
+        reason = reason.replace(row.name, name)
+        detail = detail.replace(row.name, name) if detail else detail
     return Event(
         row.at,
         OPERATOR_ACTION,
-        words.action_words(row.actor, row.action, row.scope, name, row.reason, row.detail),
+        words.action_words(row.actor, row.action, row.scope, name, reason, detail),
         data={
             "actor": row.actor,
             "action": row.action,
             "scope": row.scope,
             "name": name,
-            "reason": row.reason,
-            "detail": row.detail,
+            "reason": reason,
+            "detail": detail,
         },
     )

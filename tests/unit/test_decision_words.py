@@ -222,7 +222,8 @@ class TestHistoryLines:
         )
         assert answered == (
             "batch 7 to agent agt_1 (3 leads) posted at 2026-01-05T13:00:01Z: SimZ answered "
-            "HTTP 200: accepted (SimZ batch id b-1; 3 accepted, 0 rejected), at 2026-01-05T13:00:01Z"
+            "HTTP 200: accepted (SimZ batch id b-1; 3 accepted, 0 rejected), "
+            "at 2026-01-05T13:00:01Z"
         )
         in_flight = words.batch_words(
             **common,
