@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import click
@@ -23,6 +24,11 @@ def audit() -> None:
     """Evidence of who was called and why: export every dial decision for a number."""
 
 
+#: A number already in E.164: taken as it is when phonenumbers no longer calls it valid, so a
+#: number stored under older metadata (or by a test) can still be looked up.
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
 def _number(config: Config, phone: str, region: str | None) -> str:
     """``phone`` in E.164, read as the syncs read numbers, or exit 2."""
     import phonenumbers
@@ -32,9 +38,12 @@ def _number(config: Config, phone: str, region: str | None) -> str:
     chosen = (region or (config.syncs[0].phone.default_region if config.syncs else "US")).upper()
     if chosen not in phonenumbers.SUPPORTED_REGIONS:
         fail(
-            f"--region {chosen!r} is not a region phonenumbers knows (e.g. US, GB, DE)", EXIT_CONFIG
+            f"--region {chosen!r} is not a region phonenumbers knows (e.g. US, GB, DE)",
+            EXIT_CONFIG,
         )
     found = normalise_phone(phone, chosen)
+    if found is None and _E164.fullmatch(phone.strip()):
+        found = phone.strip()
     if found is None:
         fail(
             f"--phone {phone!r} is not a valid phone number (read with region {chosen})",
@@ -62,7 +71,7 @@ def _as_csv(pack: AuditPack) -> str:
     "--phone",
     required=True,
     metavar="NUMBER",
-    help="The number, in E.164 (+12025550123) or as a record would hold it.",
+    help="The number, in E.164 (+12025550123, taken as written) or as a record would hold it.",
 )
 @click.option(
     "--region",
