@@ -24,6 +24,11 @@ from syncd import __version__
 
 #: Name -> (module under syncd.entrypoints, attribute, the first sentence of its help).
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "audit": (
+        "cli_audit",
+        "audit",
+        "Evidence of who was called and why: export every dial decision for a number.",
+    ),
     "backfill": (
         "cli_backfill",
         "backfill",
@@ -48,6 +53,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "cli_held",
         "discard",
         "Never send the leads the blast-radius guard held: move them to skipped.",
+    ),
+    "explain": (
+        "cli_explain",
+        "explain",
+        "Tell why a lead was called or held back: its whole history, oldest first.",
     ),
     "leads": (
         "cli_leads",

@@ -78,6 +78,21 @@ class TestDatabaseOnlyCommands:
         assert result.returncode == 0, result.stderr
         assert "would requeue 1 lead(s)" in result.stdout
 
+    def test_explain_and_audit_export_run_without_secrets(self, folder: Path) -> None:
+        """explain and audit export read the database alone."""
+        explained = run_syncd(
+            "explain", "--id", sf_id(1), "--json", "-c", "config.yaml", cwd=folder, env=clean_env()
+        )
+        assert explained.returncode == 0, explained.stderr
+        assert json.loads(explained.stdout)["leads"][0]["state"] == "failed"
+        exported = run_syncd(
+            "audit", "export", "--phone", "+15551234567", "-c", "config.yaml",
+            cwd=folder,
+            env=clean_env(),
+        )  # fmt: skip
+        assert exported.returncode == 0, exported.stderr
+        assert json.loads(exported.stdout)["phone_e164"] == "+15551234567"
+
     def test_database_section_is_still_checked(self, tmp_path: Path) -> None:
         """A broken database URL is still a configuration error for status."""
         path = tmp_path / "config.yaml"
