@@ -24,13 +24,26 @@ ControlHandler = Callable[["SalesforceEmulator", Any], Reply]
 CONTROL_PREFIX = "/__sandbox/"
 
 
+def _publish(data: Any) -> bool:
+    """``"publish": false`` writes without a change event (default true)."""
+    value = data.get("publish", True)
+    if not isinstance(value, bool):
+        raise ValueError("publish must be true or false")
+    return value
+
+
 def _records(org: SalesforceEmulator, data: Any) -> Reply:
-    return json_reply(200, {"ids": org.add_records(data.get("records", []))})
+    ids = org.add_records(data.get("records", []), publish=_publish(data))
+    return json_reply(200, {"ids": ids})
 
 
 def _update(org: SalesforceEmulator, data: Any) -> Reply:
     record = org.update_record(
-        data["sobject"], data["id"], data.get("fields", {}), data.get("SystemModstamp")
+        data["sobject"],
+        data["id"],
+        data.get("fields", {}),
+        data.get("SystemModstamp"),
+        publish=_publish(data),
     )
     return json_reply(200, record)
 
