@@ -70,7 +70,7 @@ The control API (JSON, no authentication) lives under /__sandbox/:
                         kinds: INVALID_SESSION_ID REQUEST_LIMIT_EXCEEDED
                         500 503 delay (with "seconds") malformed_json;
                         "only": "/composite" limits it to those calls
-  POST api-usage        {"used": 100, "max": 15000}
+  POST api-usage        {"used": 100, "max": 15000}  (GET: the REST calls counted)
   GET  query-log        every SOQL query and page fetch
   GET  records/TYPE/ID  one record
   POST fields           {"fields": ["Lead.SimZ_Status__c:string:255"]}

@@ -44,7 +44,7 @@ undeleted here publishes its change event (:mod:`syncd.sandbox.sf_events`).
 
 The control API under ``/__sandbox/`` (JSON, no authentication) mirrors the
 Python methods: ``POST records``, ``POST update``, ``POST delete``,
-``POST undelete``, ``POST expire-sessions``, ``POST inject``, ``POST api-usage``,
+``POST undelete``, ``POST expire-sessions``, ``POST inject``, ``POST``/``GET api-usage``,
 ``GET query-log``, ``GET records/{type}/{id}``, ``GET login-attempts``,
 ``POST fields``, ``POST lock-rows``, ``GET write-log``, and for the Pub/Sub API
 ``POST pubsub/fault``, ``POST pubsub/gap``, ``POST pubsub/publish``,

@@ -93,6 +93,11 @@ def _api_usage(org: SalesforceEmulator, data: Any) -> Reply:
     return json_reply(200, {"used": used, "max": most})
 
 
+def _api_usage_read(org: SalesforceEmulator, data: Any) -> Reply:
+    used, most = org.api_usage()
+    return json_reply(200, {"used": used, "max": most})
+
+
 def _login_attempts(org: SalesforceEmulator, data: Any) -> Reply:
     return json_reply(200, {"attempts": org.login_attempts()})
 
@@ -135,6 +140,7 @@ ROUTES: dict[tuple[str, str], ControlHandler] = {
     ("POST", "expire-sessions"): _expire_sessions,
     ("POST", "inject"): _inject,
     ("POST", "api-usage"): _api_usage,
+    ("GET", "api-usage"): _api_usage_read,
     ("GET", "login-attempts"): _login_attempts,
     ("GET", "query-log"): _query_log,
     ("GET", "write-log"): _write_log,
