@@ -119,6 +119,8 @@ class SweepProgress:
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
+        self.missed = 0
+        self.taking_in = False
 
     def line(self, result: ReconcileResult) -> str:
         total = self.progress.total
@@ -130,7 +132,16 @@ class SweepProgress:
             + (f", ETA {eta:.0f}s" if eta is not None else "")
         )
 
+    def intake(self, result: PollResult) -> None:
+        """A page of the intake: the backfill's line, out of the missed records."""
+        if not self.taking_in:
+            self.taking_in = True
+            self.progress.total = self.missed
+            self.progress.started = time.monotonic()
+        self.progress(result)
+
     def __call__(self, result: ReconcileResult) -> None:
+        self.missed = len(result.missed)
         if self.progress.terminal:
             self.progress.show(self.line(result))
             return

@@ -166,6 +166,7 @@ def _run(
         echo(f"reconcile {sync.name}: {plan.total} > {above} records: using Bulk API 2.0", err=True)
     _stop_on_signals(stop)
     progress = Progress(sync.name, plan.total, sys.stderr.isatty(), word="reconcile")
+    sweep_progress = SweepProgress(progress)
     progress.start()
     try:
         result = service.run_reconcile(
@@ -177,8 +178,8 @@ def _run(
             who=options.who,
             reason=options.reason,
             stop=stop,
-            on_page=SweepProgress(progress),
-            on_intake=progress,
+            on_page=sweep_progress,
+            on_intake=sweep_progress.intake,
         )
     finally:
         progress.done()
