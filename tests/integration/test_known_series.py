@@ -108,7 +108,8 @@ def test_failure_series_are_at_zero_before_any_failure(
     assert value(families, "syncd_reconcile_runs", runs, sync=streamed, status="error") == 0
     assert value(families, "syncd_reconcile_runs", runs, sync=polled) is None
     # The sweep's gauges are born at the first sweep: a 0 before it would claim a clean one.
-    assert value(families, "syncd_reconcile_missed", "syncd_reconcile_missed") is None
+    missed = "syncd_reconcile_missed"
+    assert value(families, missed, missed, sync=streamed) is None
 
 
 def test_every_counter_and_histogram_has_a_series_per_sync(
