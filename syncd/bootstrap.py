@@ -47,6 +47,8 @@ from syncd.services.known_series import export_known_series
 from syncd.services.leadership import Leadership
 from syncd.services.org_gate import OrgGate
 from syncd.services.poll import PollResult, poll_sync
+from syncd.services.reconcile import ReconcileResult
+from syncd.services.reconcile_job import scheduled_sweep
 from syncd.services.refetch import SalesforceUnreachable, resend_uncertain
 from syncd.services.state_metrics import refresh_state_metrics
 from syncd.services.stream_poll import poll_range
@@ -230,6 +232,19 @@ class Runtime:
                 return None
             stop = self.leadership.stop_event(sync.name, stop)
         return self.writer(sync).run(stop)
+
+    def reconcile(
+        self, sync: SyncConfig, stop: threading.Event | None = None
+    ) -> ReconcileResult | None:
+        """One scheduled reconciliation sweep of ``sync`` (the scheduler's job); only if we
+        lead it, and only while we do (it stops between pages once the lease is lost)."""
+        if sync.reconcile is None:
+            return None
+        if self.leadership is not None:
+            if not self.leadership.is_leader(sync.name):
+                return None
+            stop = self.leadership.stop_event(sync.name, stop)
+        return scheduled_sweep(self, sync, self.config.salesforce, stop)
 
     def stream_intake(
         self,

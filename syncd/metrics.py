@@ -196,6 +196,27 @@ WRITEBACK_BROKEN = Gauge(
     registry=REGISTRY,
 )
 
+# --- the reconciliation sweep (syncs[].reconcile) -----------------------------------
+RECONCILE_MISSED = Gauge(
+    "syncd_reconcile_missed",
+    "Records the sync's query matches that have no lead, as the last complete sweep found "
+    "them (alert when > 0); born at the first sweep.",
+    ["sync"],
+    registry=REGISTRY,
+)
+RECONCILE_LAST_SUCCESS = Gauge(
+    "syncd_reconcile_last_success_timestamp_seconds",
+    "Unix time of the last reconciliation sweep that compared its whole window.",
+    ["sync"],
+    registry=REGISTRY,
+)
+RECONCILE_RUNS = Counter(
+    "syncd_reconcile_runs_total",
+    "Scheduled reconciliation sweeps by status (ok, paused, error, stopped).",
+    ["sync", "status"],
+    registry=REGISTRY,
+)
+
 # --- streaming (Pub/Sub API) ---------------------------------------------------------
 STREAM_CONNECTED = Gauge(
     "syncd_stream_connected",

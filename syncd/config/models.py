@@ -59,6 +59,7 @@ from syncd.config.rules import (
 )
 from syncd.config.schedule import (
     DeliveryScheduleConfig,
+    ReconcileConfig,
     ScheduleConfig,
     SourceConfig,
     change_event_topic,
@@ -92,6 +93,7 @@ __all__ = [
     "OptionsConfig",
     "PasswordAuth",
     "PhoneConfig",
+    "ReconcileConfig",
     "RouteConfig",
     "RulesConfig",
     "SalesforceAuth",

@@ -147,3 +147,42 @@ class SourceConfig(StrictModel):
         if value < timedelta(seconds=10):
             raise ValueError("must be at least 10s")
         return value
+
+
+class ReconcileConfig(StrictModel):
+    """The scheduled reconciliation sweep: every record the query matches, against the leads.
+
+    The poll reads what changed; records that became eligible without a change
+    of their cursor (a formula in the ``where``, a sharing change) are never
+    read. The sweep reads the Ids of every matching record over a recent window
+    and reports those without a lead (docs/design.md#never-silently-lost).
+    """
+
+    every: Duration = Field(
+        default=timedelta(hours=24),
+        description="How often the sweep runs (on the sync's leader). At least 1m.",
+    )
+    window: Duration = Field(
+        default=timedelta(days=7),
+        description="How far back (on the cursor field) each sweep reads, up to where the "
+        "regular poll's window begins; never before the sync's start_at.",
+    )
+    queue: bool = Field(
+        default=False,
+        description="Take the records the sweep finds missed through the ordinary intake "
+        "(mapping, rules, the blast-radius guard); false: only report them.",
+    )
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m")
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value

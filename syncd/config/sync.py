@@ -13,6 +13,7 @@ from syncd.config.mapping import MappingConfig, OptionsConfig, PhoneConfig, Rout
 from syncd.config.rules import CallingHoursConfig, GuardConfig, RulesConfig
 from syncd.config.schedule import (
     DeliveryScheduleConfig,
+    ReconcileConfig,
     ScheduleConfig,
     SourceConfig,
     change_event_topic,
@@ -89,6 +90,9 @@ class SyncConfig(StrictModel):
     )
     writeback: WritebackConfig | None = None
     """Write each lead's outcome back to its Salesforce record (off when absent)."""
+    reconcile: ReconcileConfig | None = None
+    """A scheduled sweep that reports (or queues) matching records without a lead (off when
+    absent; `syncd reconcile` runs one by hand)."""
 
     @field_validator("start_at", mode="before")
     @classmethod

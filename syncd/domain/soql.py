@@ -107,6 +107,21 @@ def build_poll_query(spec: QuerySpec, window: PollWindow) -> str:
     )
 
 
+def build_sweep_query(spec: QuerySpec, window: PollWindow) -> str:
+    """``SELECT Id, <cursor> FROM <object> WHERE ...``: the Ids the poll query matches.
+
+    The reconciliation sweep's read: the same condition as the poll query over
+    ``window``, but only the Id and the cursor, so a sweep of many records
+    costs the same calls as a poll and a fraction of its bytes.
+    """
+    cursor = spec.cursor_field
+    fields = "Id" if cursor.lower() == "id" else f"Id, {cursor}"
+    return (
+        f"SELECT {fields} FROM {spec.object} "
+        f"WHERE {_window_condition(spec, window)} ORDER BY {cursor}, Id"
+    )
+
+
 def build_count_query(spec: QuerySpec, window: PollWindow) -> str:
     """``SELECT COUNT() FROM <object> WHERE ...``: how many records the poll query reads."""
     return f"SELECT COUNT() FROM {spec.object} WHERE {_window_condition(spec, window)}"

@@ -1,4 +1,5 @@
-"""The progress of ``syncd backfill``: one updating line on a terminal, else a log line a page.
+"""The progress of ``syncd backfill`` and ``syncd reconcile``: one updating line on a
+terminal, else a log line a page.
 
 On a terminal, log lines (a Bulk job created, the guard holding the backfill)
 would land in the middle of the progress line; while it shows, each log line
@@ -19,15 +20,20 @@ from syncd.text import printable
 
 if TYPE_CHECKING:
     from syncd.services.poll import PollResult
+    from syncd.services.reconcile import ReconcileResult
 
 log = get_logger("syncd.backfill")
+sweep_log = get_logger("syncd.reconcile")
 
 
 class Progress:
     """One updating line on a terminal; otherwise one log line per page."""
 
-    def __init__(self, sync: str, total: int | None, terminal: bool) -> None:
+    def __init__(
+        self, sync: str, total: int | None, terminal: bool, word: str = "backfill"
+    ) -> None:
         self.sync = sync
+        self.word = word
         self.total = total
         self.terminal = terminal
         self.started = time.monotonic()
@@ -64,19 +70,23 @@ class Progress:
         of = f"/{self.total}" if self.total is not None else ""
         eta = self.eta(result.fetched)
         return (
-            f"backfill {self.sync}: {result.pages} page(s), {result.fetched}{of} records, "
+            f"{self.word} {self.sync}: {result.pages} page(s), {result.fetched}{of} records, "
             f"new {result.new}, known {result.unchanged}, updated {result.updated}, "
             f"skipped {result.skipped}, invalid {result.invalid}"
             + (f", ETA {eta:.0f}s" if eta is not None else "")
         )
 
+    def show(self, text: str) -> None:
+        """Draw ``text`` as the progress line (terminal only)."""
+        self._shown = printable(text)
+        click.echo("\r" + self._shown + "\033[K", nl=False, err=True)
+
     def __call__(self, result: PollResult) -> None:
         if self.terminal:
-            self._shown = printable(self.line(result))
-            click.echo("\r" + self._shown + "\033[K", nl=False, err=True)
+            self.show(self.line(result))
             return
         log.info(
-            "backfill page",
+            f"{self.word} page",
             sync=self.sync,
             pages=result.pages,
             fetched=result.fetched,
@@ -102,6 +112,49 @@ class Progress:
         for handler in self._handlers:
             root.addHandler(handler)
         self._handlers = []
+
+
+class SweepProgress:
+    """The progress of a reconciliation sweep: Ids compared, missed so far, and an ETA."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.missed = 0
+        self.taking_in = False
+
+    def line(self, result: ReconcileResult) -> str:
+        total = self.progress.total
+        of = f"/{total}" if total is not None else ""
+        eta = self.progress.eta(result.fetched)
+        return (
+            f"reconcile {result.sync}: {result.pages} page(s), {result.fetched}{of} records "
+            f"compared, missed {len(result.missed)}"
+            + (f", ETA {eta:.0f}s" if eta is not None else "")
+        )
+
+    def intake(self, result: PollResult) -> None:
+        """A page of the intake: the backfill's line, out of the missed records."""
+        if not self.taking_in:
+            self.taking_in = True
+            self.progress.total = self.missed
+            self.progress.started = time.monotonic()
+        self.progress(result)
+
+    def __call__(self, result: ReconcileResult) -> None:
+        self.missed = len(result.missed)
+        if self.progress.terminal:
+            self.progress.show(self.line(result))
+            return
+        eta = self.progress.eta(result.fetched)
+        sweep_log.info(
+            "reconcile page",
+            sync=result.sync,
+            pages=result.pages,
+            fetched=result.fetched,
+            total=self.progress.total,
+            missed=len(result.missed),
+            eta_seconds=round(eta, 1) if eta is not None else None,
+        )
 
 
 class _AroundLine(logging.Handler):

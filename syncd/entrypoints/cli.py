@@ -79,6 +79,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "pause",
         "Stop sending the leads of a sync or of an agent until `syncd resume`.",
     ),
+    "reconcile": (
+        "cli_reconcile",
+        "reconcile",
+        "Compare every record the sync's query matches with the sync's leads.",
+    ),
     "release": (
         "cli_held",
         "release",

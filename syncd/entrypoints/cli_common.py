@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 from sqlalchemy import Engine
@@ -62,12 +62,19 @@ def load_or_exit(path: Path, uses: frozenset[str] | None = None) -> Config:
         sys.exit(EXIT_CONFIG)
 
 
-def setup(ctx: click.Context, config: Config | None = None) -> None:
-    """Configure logging from the global options and the configuration."""
+def setup(
+    ctx: click.Context, config: Config | None = None, *, stream: TextIO | None = None
+) -> None:
+    """Configure logging from the global options and the configuration.
+
+    ``stream`` (default stdout) is where log lines go: stderr for a command whose
+    stdout is data (``--json``).
+    """
     options: dict[str, Any] = ctx.find_root().params
     fmt = options.get("log_format") or (config.observability.log_format if config else "auto")
     level = options.get("log_level") or (config.observability.log_level if config else "info")
-    configure_logging(level=level, fmt=fmt, secrets=config.secret_values() if config else ())
+    secrets = config.secret_values() if config else ()
+    configure_logging(level=level, fmt=fmt, stream=stream, secrets=secrets)
 
 
 def freeze_startup_objects() -> None:

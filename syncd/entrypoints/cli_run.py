@@ -167,6 +167,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         deliver=runtime.deliver,
         refresh=runtime.refresh_metrics,
         writeback=runtime.writeback,
+        reconcile=runtime.reconcile,
         stop=stop,
         tracker=tracker,
         now=runtime.now,

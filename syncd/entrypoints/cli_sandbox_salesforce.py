@@ -61,15 +61,16 @@ LastModifiedDate or SystemModstamp get them. A new CA is made at every start.
 The control API (JSON, no authentication) lives under /__sandbox/:
 
 \b
-  POST records          {"records": [{"sobject": "Lead", ...}]}  (upsert by Id)
+  POST records          {"records": [{"sobject": "Lead", ...}]}  (upsert by Id;
+                        "publish": false: no change event)
   POST update           {"sobject": "Lead", "id": "00Q...", "fields": {...},
-                         "SystemModstamp": "2024-01-01T00:00:00Z"}
+                         "SystemModstamp": "2024-01-01T00:00:00Z", "publish": false}
   POST expire-sessions  every session becomes invalid
   POST inject           {"kind": "REQUEST_LIMIT_EXCEEDED", "count": 1}
                         kinds: INVALID_SESSION_ID REQUEST_LIMIT_EXCEEDED
                         500 503 delay (with "seconds") malformed_json;
                         "only": "/composite" limits it to those calls
-  POST api-usage        {"used": 100, "max": 15000}
+  POST api-usage        {"used": 100, "max": 15000}  (GET: the REST calls counted)
   GET  query-log        every SOQL query and page fetch
   GET  records/TYPE/ID  one record
   POST fields           {"fields": ["Lead.SimZ_Status__c:string:255"]}

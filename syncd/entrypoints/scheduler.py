@@ -1,4 +1,5 @@
-"""The daemon's clock: a poll, a deliver and (optionally) a write-back job per enabled sync.
+"""The daemon's clock: a poll, a deliver and (optionally) a write-back and a reconcile job
+per enabled sync.
 
 Why a ``BackgroundScheduler`` and not the ``BlockingScheduler``: Python runs
 signal handlers on the main thread only, between bytecodes. With the blocking
@@ -17,7 +18,8 @@ tested with fakes. Every job:
 
 * returns at once when ``stop`` is set (a late fire during shutdown does nothing);
 * clears and binds its own log context -- contextvars do not follow work into
-  the executor's threads -- ``sync``, ``job`` (poll, deliver, writeback, metrics), ``run_id``;
+  the executor's threads -- ``sync``, ``job`` (poll, deliver, writeback,
+  reconcile, metrics), ``run_id``;
 * catches every exception and logs it: a failing job never kills the daemon,
   it simply runs again at its next fire time.
 """
@@ -57,6 +59,8 @@ log = get_logger("syncd.scheduler")
 
 #: How often the outbox gauges (leads by state, backlog, uncertain) are refreshed.
 STATE_METRICS_EVERY = timedelta(seconds=15)
+#: The first reconciliation sweep after start-up (or ``reconcile.every``, if shorter).
+RECONCILE_FIRST_AFTER = timedelta(minutes=1)
 
 #: A poll: given the sync and the shared stop event, returns something with ``status``.
 PollJob = Callable[[SyncConfig, threading.Event], Any]
@@ -64,6 +68,8 @@ PollJob = Callable[[SyncConfig, threading.Event], Any]
 DeliverJob = Callable[[SyncConfig, threading.Event], Any]
 #: A write-back pass for one sync (only syncs with a writeback section get the job).
 WritebackJob = Callable[[SyncConfig, threading.Event], Any]
+#: A reconciliation sweep of one sync (only syncs with a reconcile section get the job).
+ReconcileJob = Callable[[SyncConfig, threading.Event], Any]
 #: Refresh the gauges that are read from the database.
 RefreshJob = Callable[[], Any]
 
@@ -215,6 +221,7 @@ class JobScheduler:
         deliver: DeliverJob,
         refresh: RefreshJob | None = None,
         writeback: WritebackJob | None = None,
+        reconcile: ReconcileJob | None = None,
         stop: threading.Event,
         tracker: PollTracker | None = None,
         now: Callable[[], datetime] = _utcnow,
@@ -228,6 +235,7 @@ class JobScheduler:
         self._deliver = deliver
         self._refresh = refresh
         self._writeback = writeback
+        self._reconcile = reconcile
         self._now = now
         # Delivery wake-ups (leads were queued): syncs woken while their delivery ran.
         self._woken: set[str] = set()
@@ -240,7 +248,7 @@ class JobScheduler:
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
             logger=quiet,
-            executors={"default": ThreadPoolExecutor(max_workers=3 * len(self.syncs) + 1)},
+            executors={"default": ThreadPoolExecutor(max_workers=4 * len(self.syncs) + 1)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30},
             daemon=True,
         )
@@ -281,6 +289,18 @@ class JobScheduler:
                     name=f"write back {sync.name}",
                     next_run_time=first,
                     misfire_grace_time=misfire_grace(sync.delivery.every),
+                )
+            if self._reconcile is not None and sync.reconcile is not None:
+                every = sync.reconcile.every
+                self._scheduler.add_job(
+                    self.run_reconcile,
+                    IntervalTrigger(seconds=every.total_seconds(), timezone=UTC),
+                    args=[sync],
+                    id=f"reconcile:{sync.name}",
+                    name=f"reconcile {sync.name}",
+                    # Not at once: the first polls (and the leases) settle first.
+                    next_run_time=first + min(every, RECONCILE_FIRST_AFTER),
+                    misfire_grace_time=misfire_grace(every),
                 )
         if self._refresh is not None:
             self._scheduler.add_job(
@@ -373,6 +393,19 @@ class JobScheduler:
                 self._writeback(sync, self.stop)
             except Exception:
                 log.exception("write-back job failed")
+
+    def run_reconcile(self, sync: SyncConfig) -> None:
+        """One reconciliation sweep of ``sync``."""
+        with self._job(f"reconcile:{sync.name}", "reconcile", sync.name) as go:
+            if not go or self._reconcile is None:
+                return
+            try:
+                result = self._reconcile(sync, self.stop)
+                intake = getattr(result, "intake", None)
+                if getattr(intake, "queued", 0):
+                    self.wake(sync.name)
+            except Exception:
+                log.exception("reconcile job failed")
 
     def run_refresh(self) -> None:
         """Refresh the gauges read from the database."""

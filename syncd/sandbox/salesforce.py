@@ -44,7 +44,7 @@ undeleted here publishes its change event (:mod:`syncd.sandbox.sf_events`).
 
 The control API under ``/__sandbox/`` (JSON, no authentication) mirrors the
 Python methods: ``POST records``, ``POST update``, ``POST delete``,
-``POST undelete``, ``POST expire-sessions``, ``POST inject``, ``POST api-usage``,
+``POST undelete``, ``POST expire-sessions``, ``POST inject``, ``POST``/``GET api-usage``,
 ``GET query-log``, ``GET records/{type}/{id}``, ``GET login-attempts``,
 ``POST fields``, ``POST lock-rows``, ``GET write-log``, and for the Pub/Sub API
 ``POST pubsub/fault``, ``POST pubsub/gap``, ``POST pubsub/publish``,
@@ -252,12 +252,16 @@ class SalesforceEmulator:
 
     # ------------------------------------------------------------------ records
 
-    def add_records(self, records: Iterable[Mapping[str, Any]]) -> list[str]:
+    def add_records(
+        self, records: Iterable[Mapping[str, Any]], *, publish: bool = True
+    ) -> list[str]:
         """Insert records (or update those whose Id exists); each names its ``sobject``.
 
-        Publishes a CREATE (or UPDATE) change event per record, one transaction.
+        Publishes a CREATE (or UPDATE) change event per record, one transaction;
+        ``publish=False`` publishes none (a record that comes to match behind the
+        watermark: give it an old ``SystemModstamp``).
         """
-        return self._writer.add(records)
+        return self._writer.add(records, publish=publish)
 
     def update_record(
         self,
@@ -265,12 +269,14 @@ class SalesforceEmulator:
         record_id: str,
         fields: Mapping[str, Any],
         system_modstamp: datetime | str | None = None,
+        *,
+        publish: bool = True,
     ) -> dict[str, Any]:
         """Change a record as a user would; ``system_modstamp`` back-dates it (a late commit).
 
-        Publishes an UPDATE change event with the changed fields.
+        Publishes an UPDATE change event with the changed fields, unless ``publish`` is false.
         """
-        return self._writer.update(sobject, record_id, fields, system_modstamp)
+        return self._writer.update(sobject, record_id, fields, system_modstamp, publish=publish)
 
     def delete_record(self, sobject: str, record_id: str) -> dict[str, Any]:
         """Move a record to the recycle bin (queries no longer see it, updates get

@@ -24,13 +24,26 @@ ControlHandler = Callable[["SalesforceEmulator", Any], Reply]
 CONTROL_PREFIX = "/__sandbox/"
 
 
+def _publish(data: Any) -> bool:
+    """``"publish": false`` writes without a change event (default true)."""
+    value = data.get("publish", True)
+    if not isinstance(value, bool):
+        raise ValueError("publish must be true or false")
+    return value
+
+
 def _records(org: SalesforceEmulator, data: Any) -> Reply:
-    return json_reply(200, {"ids": org.add_records(data.get("records", []))})
+    ids = org.add_records(data.get("records", []), publish=_publish(data))
+    return json_reply(200, {"ids": ids})
 
 
 def _update(org: SalesforceEmulator, data: Any) -> Reply:
     record = org.update_record(
-        data["sobject"], data["id"], data.get("fields", {}), data.get("SystemModstamp")
+        data["sobject"],
+        data["id"],
+        data.get("fields", {}),
+        data.get("SystemModstamp"),
+        publish=_publish(data),
     )
     return json_reply(200, record)
 
@@ -76,6 +89,11 @@ def _inject(org: SalesforceEmulator, data: Any) -> Reply:
 
 def _api_usage(org: SalesforceEmulator, data: Any) -> Reply:
     org.set_api_usage(int(data["used"]), data.get("max"))
+    used, most = org.api_usage()
+    return json_reply(200, {"used": used, "max": most})
+
+
+def _api_usage_read(org: SalesforceEmulator, data: Any) -> Reply:
     used, most = org.api_usage()
     return json_reply(200, {"used": used, "max": most})
 
@@ -128,6 +146,7 @@ ROUTES: dict[tuple[str, str], ControlHandler] = {
     ("POST", "expire-sessions"): _expire_sessions,
     ("POST", "inject"): _inject,
     ("POST", "api-usage"): _api_usage,
+    ("GET", "api-usage"): _api_usage_read,
     ("GET", "login-attempts"): _login_attempts,
     ("GET", "query-log"): _query_log,
     ("GET", "write-log"): _write_log,

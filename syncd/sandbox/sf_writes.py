@@ -34,12 +34,19 @@ class RecordWriter:
         self.store = store
         self.bus = bus
 
-    def add(self, records: Iterable[Mapping[str, Any]]) -> list[str]:
-        """Insert records (or update those whose Id exists); one CREATE or UPDATE each."""
+    def add(self, records: Iterable[Mapping[str, Any]], *, publish: bool = True) -> list[str]:
+        """Insert records (or update those whose Id exists); one CREATE or UPDATE each.
+
+        ``publish=False`` publishes nothing: a record that comes to match a query
+        without a change event, as a formula field's new value or a sharing
+        change does in an org (with an old ``SystemModstamp``, no poll reads it).
+        """
         batch = [dict(record) for record in records]
         with self.store.lock:
             existed = self._existing(batch)
             ids = self.store.add(batch)
+            if not publish:
+                return ids
             created, updated, changed = self._group(ids, batch, existed)
             for sobject, group in created.items():
                 self.bus.publish_change(sobject, self.store.fields(sobject), "CREATE", group)
@@ -81,11 +88,17 @@ class RecordWriter:
         record_id: str,
         fields: Mapping[str, Any],
         system_modstamp: datetime | str | None = None,
+        *,
+        publish: bool = True,
     ) -> dict[str, Any]:
-        """Change a record as a user would; ``system_modstamp`` back-dates it."""
+        """Change a record as a user would; ``system_modstamp`` back-dates it.
+
+        ``publish=False``: no change event (see :meth:`add`).
+        """
         with self.store.lock:
             record = self.store.update(sobject, record_id, fields, system_modstamp)
-            self.publish_update(record, fields)
+            if publish:
+                self.publish_update(record, fields)
         return public_record(record)
 
     def patch(self, sobject: str, record_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,8 @@ failed lead or the first refused write-back after a start would never fire
 ``SyncdFailedLeads`` or ``SyncdWritebackFailures``. :func:`export_known_series`
 creates, for each configured sync (and agent), every label value the code can
 increment, so each counter has a 0 sample from the first scrape on. Syncs that
-stream get the stream's counters, syncs with write-back the write-back ones.
+stream get the stream's counters, syncs with write-back the write-back ones,
+syncs with a scheduled reconciliation sweep its runs counter.
 
 The label values live here, one tuple per counter; the code that increments a
 counter uses the same words (a test holds them to docs/operations.md's table).
@@ -31,6 +32,7 @@ from syncd.metrics import (
     LEASE_TAKEOVERS,
     POLL_DURATION,
     POLLS,
+    RECONCILE_RUNS,
     RECORDS_POLLED,
     SALESFORCE_CALLS,
     SIMZ_REQUEST_DURATION,
@@ -45,6 +47,7 @@ from syncd.metrics import (
     WRITEBACKS,
 )
 from syncd.services.poll_report import RECORD_COUNTS, PollStatus
+from syncd.services.reconcile import SweepStatus
 
 #: ``syncd_leads_delivered_total``'s ``outcome``: what became of a batch's leads.
 DELIVERY_OUTCOMES = tuple(name for name, _ in Counts().items())
@@ -74,6 +77,8 @@ STREAM_CHANGE_TYPES = (
     "GAP_UNDELETE",
     "GAP_OVERFLOW",
 )
+#: ``syncd_reconcile_runs_total``'s ``status``: how a scheduled sweep ended.
+RECONCILE_STATUSES: tuple[str, ...] = get_args(SweepStatus)
 #: ``syncd_stream_dropped_events_total``'s ``reason``: why an event was let go.
 STREAM_DROP_REASONS = ("bad_id", "bad_header", "undecodable")
 
@@ -103,6 +108,9 @@ def export_known_series(config: Config) -> None:
             _labels(WRITEBACKS, name, WRITEBACK_OUTCOMES)
             _labels(WRITEBACK_CALLS, name, WRITEBACK_CALL_RESULTS)
             WRITEBACK_WAITED.labels(name)
+        if sync.reconcile is not None:
+            # The gauges are born at the first sweep: a 0 before it would claim a clean one.
+            _labels(RECONCILE_RUNS, name, RECONCILE_STATUSES)
         if sync.streamed:
             _export_stream(name)
 

@@ -128,8 +128,9 @@ def preview_held(result: PollResult) -> None:
 
 
 def reader_word(actor: str) -> str:
-    """What the operator calls the read in log lines: a ``backfill``, else a ``poll``."""
-    return "backfill" if actor == "backfill" else "poll"
+    """What the operator calls the read in log lines: a ``backfill``, a ``reconcile``'s
+    intake, else a ``poll``."""
+    return actor if actor in ("backfill", "reconcile") else "poll"
 
 
 #: (sync, reader) pairs whose new leads are held until their read ends, as last logged.

@@ -31,7 +31,8 @@ FOREIGN = ("process_", "python_")
 
 
 def fresh_config(tmp_path: Path) -> tuple[Config, str, str]:
-    """Two syncs never seen by this process: one polled with write-back, one streamed."""
+    """Two syncs never seen by this process: one polled with write-back, one streamed and
+    swept by the scheduled reconciliation."""
     polled, streamed = (f"{kind}-{uuid.uuid4().hex[:8]}" for kind in ("polled", "streamed"))
     data: dict[str, Any] = {
         "database": {"url": f"sqlite:///{tmp_path}/syncd.db"},
@@ -55,6 +56,7 @@ def fresh_config(tmp_path: Path) -> tuple[Config, str, str]:
                 "agent": "agt_1",
                 "source": {"mode": "stream"},
                 "mapping": {"phoneNumber": "Phone"},
+                "reconcile": {"every": "24h"},
             },
         ],
         "observability": {"log_format": "json"},
@@ -102,6 +104,12 @@ def test_failure_series_are_at_zero_before_any_failure(
     # Write-back and stream counters only where the sync has them.
     assert value(families, "syncd_writeback", written, sync=streamed) is None
     assert value(families, "syncd_stream_events", "syncd_stream_events_total", sync=polled) is None
+    runs = "syncd_reconcile_runs_total"
+    assert value(families, "syncd_reconcile_runs", runs, sync=streamed, status="error") == 0
+    assert value(families, "syncd_reconcile_runs", runs, sync=polled) is None
+    # The sweep's gauges are born at the first sweep: a 0 before it would claim a clean one.
+    missed = "syncd_reconcile_missed"
+    assert value(families, missed, missed, sync=streamed) is None
 
 
 def test_every_counter_and_histogram_has_a_series_per_sync(
@@ -122,6 +130,8 @@ def test_every_counter_and_histogram_has_a_series_per_sync(
             expected = {streamed} if name.startswith("syncd_stream_") else {polled, streamed}
             if name.startswith("syncd_writeback"):  # the counter family: syncd_writeback
                 expected = {polled}
+            if name.startswith("syncd_reconcile"):
+                expected = {streamed}
             if not expected <= syncs:
                 missing.append((name, sorted(expected - syncs)))
     assert not missing, f"counters without a series per sync after start-up: {missing}"
@@ -156,6 +166,7 @@ def test_a_second_start_keeps_the_counts(tmp_path: Path) -> None:
         ("syncd_salesforce_calls_total", known.SALESFORCE_CALL_KINDS),
         ("syncd_writeback_total", known.WRITEBACK_OUTCOMES),
         ("syncd_writeback_api_calls_total", known.WRITEBACK_CALL_RESULTS),
+        ("syncd_reconcile_runs_total", known.RECONCILE_STATUSES),
     ],
 )
 def test_the_label_values_are_the_documented_ones(metric: str, values: tuple[str, ...]) -> None:

@@ -186,6 +186,29 @@ class TestCollectionsUpdate:
 
 
 class TestControlAndCli:
+    def test_publish_false_writes_without_a_change_event(
+        self, emulator: SalesforceEmulator
+    ) -> None:
+        """A record that matches behind the watermark, as a formula change makes one: stored
+        with its old stamp, no event; an update likewise; a non-boolean is refused."""
+        session = salesforce_session(emulator)
+        base = f"{emulator.url}/__sandbox"
+        record = {"sobject": "Lead", "LastName": "Late", "SystemModstamp": "2024-01-01T00:00:00Z"}
+        before = session.get(f"{base}/pubsub/status").json()["events"]
+        [lead] = session.post(
+            f"{base}/records", json={"publish": False, "records": [record]}
+        ).json()["ids"]
+        update = {"sobject": "Lead", "id": lead, "fields": {"Company": "Co"}, "publish": False}
+        assert session.post(f"{base}/update", json=update).ok
+        assert session.get(f"{base}/pubsub/status").json()["events"] == before
+        stored = session.get(f"{base}/records/Lead/{lead}").json()
+        assert stored["Company"] == "Co" and stored["LastName"] == "Late"
+        assert session.get(f"{base}/api-usage").json()["used"] == 0
+        bad = session.post(f"{base}/records", json={"publish": "no", "records": [record]})
+        assert bad.status_code == 400 and "publish" in bad.json()["error"]
+        session.post(f"{base}/update", json={**update, "publish": True})
+        assert session.get(f"{base}/pubsub/status").json()["events"] == before + 1
+
     def test_control_api_declares_deletes_and_locks(self, emulator: SalesforceEmulator) -> None:
         session = salesforce_session(emulator)
         base = f"{emulator.url}/__sandbox"

@@ -139,6 +139,49 @@ class TestJobs:
         [context] = [c for kind, _s, c in recorder.calls if kind == "writeback"][:1]
         assert context["job"] == "writeback" and context["sync"] == "crm"
 
+    def test_a_reconcile_job_only_for_syncs_that_reconcile(self, recorder: Recorder) -> None:
+        """A sync with a reconcile section gets a job at its interval, first a minute after
+        start; it runs with its own log context, and leads it queued wake delivery."""
+        sweeping = SyncConfig.model_validate(
+            {
+                **make_sync("crm").model_dump(mode="json", exclude_none=True),
+                "reconcile": {"every": "24h"},
+            }
+        )
+        calls: list[tuple[str, dict[str, Any]]] = []
+
+        @dataclass
+        class Intake:
+            queued: int = 2
+
+        @dataclass
+        class Swept:
+            intake: Intake
+
+        def reconcile(sync: SyncConfig, stop: threading.Event) -> Swept:
+            calls.append((sync.name, dict(structlog.contextvars.get_contextvars())))
+            return Swept(Intake())
+
+        clock = Clock()
+        scheduler = JobScheduler(
+            [make_sync("web"), sweeping],
+            poll=recorder.poll,
+            deliver=recorder.deliver,
+            reconcile=reconcile,
+            stop=threading.Event(),
+            now=clock,
+        )
+        assert "reconcile:crm" in scheduler.job_ids()
+        assert not any(job.startswith("reconcile:web") for job in scheduler.job_ids())
+        job = scheduler._scheduler.get_job("reconcile:crm")
+        assert job.next_run_time == clock() + timedelta(minutes=1)
+        assert isinstance(job.trigger, IntervalTrigger)
+        assert job.trigger.interval == timedelta(hours=24)
+        scheduler.run_reconcile(sweeping)
+        [(name, context)] = calls
+        assert name == "crm" and context["job"] == "reconcile" and context["sync"] == "crm"
+        assert "crm" in scheduler._woken
+
     def test_first_runs_happen_at_start(self, started: JobScheduler, recorder: Recorder) -> None:
         """With hourly schedules, the first poll, delivery and metrics refresh still run at once."""
         for sync in ("web", "partner"):
