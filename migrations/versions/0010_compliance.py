@@ -9,7 +9,8 @@ agents. ``org_identity`` remembers the Salesforce org(s) this database met and
 the one an operator trusts. ``dial_decisions`` keeps the send gate's inputs for
 every lead it let go (``rules_versions`` the rules a version hash stands for).
 ``leads`` gains the record's consent and state fields, read again at the gate,
-and an index over one number's sends across every agent (the frequency caps).
+an index over one number's sends across every agent (the frequency caps), and
+one over a sync's leads by record cursor (the reconciliation sweep's range).
 """
 
 from collections.abc import Sequence
@@ -135,10 +136,12 @@ def upgrade() -> None:
             )
         )
         batch_op.create_index("ix_leads_number", ["phone_e164", "sent_at"], unique=False)
+        batch_op.create_index("ix_leads_sync_cursor", ["sync_name", "record_cursor"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("leads", schema=None) as batch_op:
+        batch_op.drop_index("ix_leads_sync_cursor")
         batch_op.drop_index("ix_leads_number")
         batch_op.drop_column("region")
         batch_op.drop_column("consent")

@@ -110,6 +110,8 @@ class Lead(Base):
         Index("ix_leads_phone", "agent_id", "phone_e164", "sent_at"),
         # One number's sends across every agent and sync: the frequency caps.
         Index("ix_leads_number", "phone_e164", "sent_at"),
+        # A sync's leads by their record's cursor: the reconciliation sweep's range.
+        Index("ix_leads_sync_cursor", "sync_name", "record_cursor"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
