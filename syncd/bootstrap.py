@@ -49,6 +49,7 @@ from syncd.services.poll import PollResult, poll_sync
 from syncd.services.refetch import SalesforceUnreachable, resend_uncertain
 from syncd.services.state_metrics import refresh_state_metrics
 from syncd.services.stream_poll import poll_range
+from syncd.services.suppression_lag import set_max_lag
 from syncd.services.writeback import WritebackPass, Writer
 
 if TYPE_CHECKING:  # the stream pulls in grpc: imported only by daemons that stream
@@ -344,6 +345,7 @@ def bootstrap(
         )
     # Every counter's series at 0 from the first scrape: alerts on increase() see a first failure.
     export_known_series(config)
+    set_max_lag(config.suppression.max_lag)
     login_backoff = LoginBackoff()
     factory = source_factory or (
         lambda: SalesforceSource(config.salesforce, login_backoff=login_backoff)

@@ -108,6 +108,7 @@ class RecheckMove:
     record_stamp: datetime | None = None
     #: ``syncd restore``: the operator's discard is lifted by this move.
     restores: bool = False
+    consent: str | None = None
 
     def values(self) -> dict[str, Any]:
         """The lead's columns this move sets besides its state."""
@@ -124,6 +125,7 @@ class RecheckMove:
                 do_not_call=bool(self.do_not_call),
                 time_zone=self.time_zone,
                 deleted_at=None,
+                consent=self.consent,
             )
             if self.record_stamp is not None:
                 values["record_stamp"] = self.record_stamp

@@ -27,6 +27,7 @@ from typing import Any
 
 import phonenumbers
 
+from syncd.domain.consent import consent_text
 from syncd.domain.fields import FieldRef
 from syncd.domain.soql import STAMP_FIELD, parse_datetime
 from syncd.domain.states import LeadState
@@ -229,6 +230,8 @@ class MappedLead:
     time_zone: str | None = None  # the record's zone field (calling hours), when configured
     #: The record's SystemModstamp: which of two reads of it is newer (None: not read).
     stamp: datetime | None = None
+    #: The record's consent field as text (:func:`consent_text`), when the sync reads one.
+    consent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,8 @@ class MappingSpec:
     do_not_call_field: str | None = None
     callable_values: frozenset[str] = frozenset()
     zone_field: str | None = None
+    #: The record field holding consent (``rules.consent``), if the sync reads one.
+    consent_field: str | None = None
 
 
 class Mapper:
@@ -286,6 +291,8 @@ class Mapper:
         self._dnc_parts = self._dnc_field.split(".") if self._dnc_field is not None else None
         zone_field = spec.zone_field
         self._zone_parts = zone_field.split(".") if zone_field is not None else None
+        consent = spec.consent_field
+        self._consent_parts = consent.split(".") if consent is not None else None
         # Every path the mapping and routing read, split once instead of per record.
         refs = [spec.phone, spec.email, *(ref for _key, ref in spec.custom)]
         refs += [ref for _name, ref in self._texts]
@@ -400,7 +407,12 @@ class Mapper:
         if phone is None:
             del payload["phoneNumber"]
         time_zone = self._time_zone(record)
+        consent = (
+            consent_text(_resolve(record, self._consent_parts)) if self._consent_parts else None
+        )
         digest = lead_digest(agent, payload, state, note, do_not_call, time_zone)
+        if self._consent_parts is not None:
+            digest = with_consent(digest, consent)
         return MappedLead(
             salesforce_id=sf_id,
             cursor=cursor,
@@ -414,6 +426,7 @@ class Mapper:
             do_not_call_unrecognised=unrecognised,
             time_zone=time_zone,
             stamp=stamp,
+            consent=consent,
         )
 
 
@@ -446,6 +459,16 @@ def lead_digest(
     if time_zone is not None:
         values.append(time_zone)
     canonical = _CANONICAL.encode(values)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def with_consent(digest: str, consent: str | None) -> str:
+    """The digest of a sync that reads a consent field: the consent value is part of it.
+
+    A change of consent (given, withdrawn, renewed) is a change of the record, so
+    its lead is evaluated again; syncs without the rule keep the digests they had.
+    """
+    canonical = _CANONICAL.encode([digest, "consent", consent])
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

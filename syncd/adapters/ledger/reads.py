@@ -63,6 +63,7 @@ _APPLY_READ = (
         time_zone=bindparam("b_tz"),
         deleted_at=None,
         updated_at=bindparam("b_now"),
+        consent=bindparam("b_consent"),
     )
 )
 
@@ -95,6 +96,7 @@ def apply_reads(
             "b_dnc": change.do_not_call,
             "b_tz": change.time_zone,
             "b_now": now,
+            "b_consent": change.consent,
         }
         for change in changes
     ]
@@ -132,6 +134,7 @@ def _record_statement(with_payload: bool) -> Any:
             payload=bindparam("b_payload"),
             phone_e164=bindparam("b_phone"),
             time_zone=bindparam("b_tz"),
+            consent=bindparam("b_consent"),
         )
     return (
         update(LEADS)
@@ -177,6 +180,7 @@ def record_reads(session: Session, changes: Sequence[RecordChange], now: datetim
                         "b_payload": change.payload,
                         "b_phone": change.phone_e164,
                         "b_tz": change.time_zone,
+                        "b_consent": change.consent,
                     }
                     if with_payload
                     else {}
