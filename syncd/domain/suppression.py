@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from syncd.domain.mapping import MappedLead
+from syncd.domain.mapping import MappedLead, normalise_phone
 
 OPERATOR = "operator"
 DO_NOT_CALL = "do_not_call"
@@ -105,3 +105,33 @@ def lag_of(seen_at: datetime, added_at: datetime, max_lag: timedelta) -> Lag:
     """``added_at - seen_at`` (never negative: clocks differ), late when over ``max_lag``."""
     lag = max(added_at - seen_at, timedelta(0))
     return Lag(lag.total_seconds(), lag > max_lag)
+
+
+@dataclass
+class Scan:
+    """A scrub file's numbers read so far: E.164 by first line, and the lines that were not."""
+
+    numbers: dict[str, int]
+    unreadable: list[tuple[int, str]]
+    repeated: int = 0
+
+    @classmethod
+    def empty(cls) -> Scan:
+        return cls({}, [])
+
+
+def scan_numbers(rows: Iterable[tuple[int, str | None]], region: str, into: Scan) -> Scan:
+    """Normalise each (line, value) exactly as a lead's number is; add them to ``into``.
+
+    An empty value or one that is not a valid number is unreadable (with its
+    line); a number seen before in the file is counted once (``repeated``).
+    """
+    for line, value in rows:
+        phone = normalise_phone(value, region)
+        if phone is None:
+            into.unreadable.append((line, (value or "").strip()[:40]))
+        elif phone in into.numbers:
+            into.repeated += 1
+        else:
+            into.numbers[phone] = line
+    return into

@@ -109,6 +109,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "status",
         "Show each sync's leader, polling, lead counts, delivery backlog and pauses.",
     ),
+    "suppress": (
+        "cli_suppress",
+        "suppress",
+        "Keep numbers nobody may call: add, remove, list, import and export the suppression list.",
+    ),
     "writeback": (
         "cli_writeback",
         "writeback",
