@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from syncd.config.base import FIELD_NAME, SOBJECT_NAME, SYNC_NAME, StrictModel
 from syncd.config.types import Duration
 from syncd.domain.soql import STAMP_FIELD, QuerySpec
+from syncd.domain.suppression import SourceQuery
 
 #: The prefix of a source's cursor (``sync_state``) and lease names.
 SOURCE_PREFIX = "suppression:"
@@ -101,6 +102,16 @@ class SuppressionSourceConfig(StrictModel):
     def key(self) -> str:
         """The source's cursor (``sync_state``) and lease name."""
         return f"{SOURCE_PREFIX}{self.name}"
+
+    def source_query(self, default_region: str) -> SourceQuery:
+        """The source as the domain reads it; ``default_region`` when it names no region."""
+        return SourceQuery(
+            self.name,
+            self.object,
+            self.where,
+            tuple(self.phone_fields),
+            self.region or default_region,
+        )
 
     @property
     def query_spec(self) -> QuerySpec:

@@ -13,11 +13,13 @@ This module decides, without I/O, which numbers a read of records asks to add
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from syncd.domain.mapping import MappedLead, normalise_phone
+from syncd.domain.mapping import MappedLead, normalise_phone, read_datetime, resolve
+from syncd.domain.soql import STAMP_FIELD
 
 OPERATOR = "operator"
 DO_NOT_CALL = "do_not_call"
@@ -135,3 +137,53 @@ def scan_numbers(rows: Iterable[tuple[int, str | None]], region: str, into: Scan
         else:
             into.numbers[phone] = line
     return into
+
+
+@dataclass(frozen=True)
+class SourceQuery:
+    """A suppression source as the domain reads it: its name, fields and what it selects."""
+
+    name: str
+    object: str
+    where: str
+    phone_fields: tuple[str, ...]
+    region: str
+
+    @property
+    def added_by(self) -> str:
+        return f"syncd (suppression source {self.name})"
+
+    @property
+    def reason(self) -> str:
+        return f"returned by suppression source {self.name}: {self.object} where {self.where}"
+
+
+def source_opt_outs(
+    records: Iterable[Mapping[str, Any]], query: SourceQuery
+) -> tuple[dict[str, OptOut], datetime | None]:
+    """The numbers of a source's records (first record per number), and the newest stamp read.
+
+    Every listed phone field of every record counts; an empty field or a value
+    that is no valid number is passed over (nothing to suppress). ``seen_at`` is
+    the record's SystemModstamp.
+    """
+    found: dict[str, OptOut] = {}
+    newest: datetime | None = None
+    for record in records:
+        stamp = read_datetime(resolve(record, STAMP_FIELD))
+        if stamp is not None and (newest is None or stamp > newest):
+            newest = stamp
+        record_id = str(resolve(record, "Id") or "")[:18] or None
+        for name in query.phone_fields:
+            phone = normalise_phone(resolve(record, name), query.region)
+            if phone is None or phone in found:
+                continue
+            found[phone] = OptOut(
+                phone,
+                QUERY,
+                query.reason[:REASON_CHARS],
+                query.added_by,
+                record_id=record_id,
+                seen_at=stamp,
+            )
+    return found, newest
