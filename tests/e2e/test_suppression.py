@@ -59,8 +59,9 @@ class TestOperatorCommands:
         scrub = tmp_path / "dnc.csv"
         scrub.write_text("Name,PhoneNumber\nA,2025550178\nB,not a number\nC,202.555.0177\nD,\n")
         imported = ok(
-            harness.cli("suppress", "import", str(scrub), "--column", "phonenumber",
-                        "--reason", "FTC scrub")  # fmt: skip
+            harness.cli(
+                "suppress", "import", str(scrub), "--column", "phonenumber", "--reason", "FTC scrub"
+            )
         )
         assert "4 row(s), 1 added, 1 already listed, 2 unreadable" in imported
         assert "line 3: not a phone number: not a number" in imported
@@ -93,9 +94,7 @@ class TestOperatorCommands:
 
 
 class TestTheDaemon:
-    def test_a_suppression_source_stops_a_lead_with_the_same_number(
-        self, harness: Harness
-    ) -> None:
+    def test_a_suppression_source_stops_a_lead_with_the_same_number(self, harness: Harness) -> None:
         """A Contact with DoNotCall read by a source suppresses a Lead of that number."""
         harness.write_config(
             suppression={
@@ -111,8 +110,15 @@ class TestTheDaemon:
             }
         )
         [contact] = harness.salesforce.add_records(
-            [{"sobject": "Contact", "LastName": "Opted", "MobilePhone": "(202) 555-0177",
-              "DoNotCall": True, "SystemModstamp": stamp()}]  # fmt: skip
+            [
+                {
+                    "sobject": "Contact",
+                    "LastName": "Opted",
+                    "MobilePhone": "(202) 555-0177",
+                    "DoNotCall": True,
+                    "SystemModstamp": stamp(),
+                }
+            ]
         )
         daemon = harness.start()
         daemon.wait_log("suppression source read", source="contacts-dnc", added=1)
@@ -123,13 +129,20 @@ class TestTheDaemon:
         harness.wait_until(lambda: len(harness.simz.received()) == 1, "the other lead sent")
         # A later opt-out is measured (the first read loaded history and is not).
         harness.salesforce.add_records(
-            [{"sobject": "Contact", "LastName": "Later", "Phone": "202 555 0179",
-              "DoNotCall": True, "SystemModstamp": stamp()}]  # fmt: skip
+            [
+                {
+                    "sobject": "Contact",
+                    "LastName": "Later",
+                    "Phone": "202 555 0179",
+                    "DoNotCall": True,
+                    "SystemModstamp": stamp(),
+                }
+            ]
         )
         measured = 'syncd_suppression_lag_seconds_count{source="contacts-dnc"} 1.0'
         harness.wait_until(lambda: measured in daemon.get("/metrics")[1], "the lag measured")
-        assert 'syncd_suppression_late_total{source="contacts-dnc"} 0.0' in (
-            daemon.get("/metrics")[1]
+        assert (
+            'syncd_suppression_late_total{source="contacts-dnc"} 0.0' in (daemon.get("/metrics")[1])
         )
         assert daemon.stop() == 0
         [(note,)] = harness.query("SELECT note FROM leads WHERE salesforce_id = ?", [lead])
@@ -142,8 +155,11 @@ class TestTheDaemon:
     def test_do_not_call_on_one_sync_stops_another_syncs_lead(self, harness: Harness) -> None:
         """A Lead with DoNotCall read by one sync suppresses the number for every sync."""
         web = {"name": "web", "where": "LeadSource = 'Web'"}
-        partner = {**harness.config()["syncs"][0], "name": "partner",
-                   "where": "LeadSource = 'Partner'"}  # fmt: skip
+        partner = {
+            **harness.config()["syncs"][0],
+            "name": "partner",
+            "where": "LeadSource = 'Partner'",
+        }
         harness.write_config(sync=web, syncs=[{**harness.config()["syncs"][0], **web}, partner])
         [opted] = harness.salesforce.add_records(
             lead_records(1, Phone="202 555 0177", LeadSource="Web", DoNotCall=True)
