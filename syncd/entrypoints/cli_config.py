@@ -62,6 +62,11 @@ def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
             f"{', '.join(sync.agents)}; {intake_summary(sync)}; start_at {start}; "
             f"lookback {format_duration(sync.lookback)}"
         )
+    for source in config.suppression.sources:
+        echo(
+            f"  suppression source {source.name}: {source.object} where {source.where}, "
+            f"numbers in {', '.join(source.phone_fields)}; every {format_duration(source.every)}"
+        )
     for sync in config.syncs:
         for warning in sync.safety_warnings():
             echo(f"warning: {warning}", err=True)
