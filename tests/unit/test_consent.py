@@ -74,16 +74,13 @@ class TestDates:
 
     def test_a_date_older_than_max_age_has_lapsed(self) -> None:
         check = ON_DATE.check("2025-01-15", NOW)
-        assert check.reason == (
-            "consent lapsed: Consent_Date__c = 2025-01-15 is older than 365d"
-        )
+        assert check.reason == ("consent lapsed: Consent_Date__c = 2025-01-15 is older than 365d")
         assert check.given_at == datetime(2025, 1, 15, tzinfo=UTC)
 
     @pytest.mark.parametrize("value", ["15/01/2026", "2026-1-5", "2026-02-30", "yesterday"])
     def test_an_unreadable_date_fails_closed(self, value: str) -> None:
         assert ON_DATE.check(value, NOW).reason == (
-            f"consent unreadable: Consent_Date__c = {value!r} is not a date "
-            "(treated as no consent)"
+            f"consent unreadable: Consent_Date__c = {value!r} is not a date (treated as no consent)"
         )
 
     def test_a_datetime_in_salesforce_form_is_consent_without_max_age(self) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from syncd.adapters.orm import SUPPRESSION_SOURCES
@@ -216,12 +217,22 @@ class TestScan:
 
 
 def config(**suppression: Any) -> Config:
-    return parse_config(
-        "salesforce: {auth: {method: session, session_id: x, instance_url: 'https://h.example'}}\n"
-        "simz: {base_url: 'https://simz.example', api_key: k}\n"
-        "syncs: [{name: web, agent: a, mapping: {phoneNumber: Phone}, phone: {default_region: GB}}]\n"
-        f"suppression: {suppression!r}\n".replace("'", '"')
-    )
+    data = {
+        "salesforce": {
+            "auth": {"method": "session", "session_id": "x", "instance_url": "https://h.example"}
+        },
+        "simz": {"base_url": "https://simz.example", "api_key": "k"},
+        "syncs": [
+            {
+                "name": "web",
+                "agent": "a",
+                "mapping": {"phoneNumber": "Phone"},
+                "phone": {"default_region": "GB"},
+            }
+        ],
+        "suppression": suppression,
+    }
+    return parse_config(yaml.safe_dump(data))
 
 
 class TestConfig:
@@ -280,7 +291,7 @@ class TestConfig:
         assert ignoring.intake_rules.propagate_do_not_call is False
 
     def test_a_consent_field_written_back_is_refused(self) -> None:
-        with pytest.raises(ValidationError, match="rules.consent.field reads Consent__c"):
+        with pytest.raises(ValidationError, match=r"rules\.consent\.field reads Consent__c"):
             SyncConfig.model_validate(
                 {
                     "name": "web",
