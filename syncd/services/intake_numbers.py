@@ -49,8 +49,10 @@ class Intake:
     """Who reads and how: the sync, whether to lock and write, whether the lag is measured.
 
     ``write`` False (a dry run): nothing is locked or added; the numbers a real
-    read would add count as on the list. ``measure_lag``: a read of history (a
-    backfill, a sync's first poll) is not measured against ``suppression.max_lag``.
+    read would add count as on the list. The lag of an addition is measured
+    against ``suppression.max_lag`` unless ``measure_lag`` is off (a backfill
+    reads history) or the record changed before ``measured_since`` (when syncd
+    started watching the sync: that is history too).
     """
 
     sync_name: str
@@ -58,6 +60,7 @@ class Intake:
     lock: bool = True
     write: bool = True
     measure_lag: bool = True
+    measured_since: datetime | None = None
 
 
 def screen_numbers(
@@ -86,7 +89,7 @@ def screen_numbers(
     if intake.write:
         added = suppression_store.add(session, list(opt_outs.values()), at)
         if intake.measure_lag:
-            observe_additions(added)
+            observe_additions(added, since=intake.measured_since)
     listed = {
         phone: entry.describe()
         for phone, entry in suppression_store.suppressed_among(session, phones).items()

@@ -176,8 +176,8 @@ class Poller:
         self.beyond_window = 0
         self.guard = PollGuard(limit=None)
         self.complete = False
-        #: A backfill or a sync's first poll reads history: its opt-outs' lag is not measured.
-        self.reads_history = mode.actor == "backfill"
+        #: Opt-outs made before syncd watched the sync are history: their lag is not measured.
+        self.watching_since: datetime | None = None
 
     def configured_start(self) -> datetime:
         start = self.sync.cursor_policy.start_at
@@ -196,7 +196,7 @@ class Poller:
     def run(self) -> PollResult:
         state = self.load_state()
         self.result.watermark = state.watermark
-        self.reads_history = self.reads_history or state.watermark is None
+        self.watching_since = state.created_at
         now = self.now()
         if state.paused_until is not None and state.paused_until > now:
             self.result.status = "paused"
@@ -352,7 +352,14 @@ class Poller:
         existing = poll_store.existing_leads(session, self.sync.name, ids, lock=lock)
         if self.seen:
             existing.update((sf_id, self.seen[sf_id]) for sf_id in ids if sf_id in self.seen)
-        intake = Intake(self.sync.name, self.rules, lock, not self.dry_run, not self.reads_history)
+        intake = Intake(
+            self.sync.name,
+            self.rules,
+            lock=lock,
+            write=not self.dry_run,
+            measure_lag=self.mode.actor != "backfill",
+            measured_since=self.watching_since,
+        )
         # The locks are held until the page commits: no other sync or replica checks,
         # suppresses or queues one of these numbers meanwhile.
         screened = screen_numbers(

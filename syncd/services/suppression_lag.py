@@ -4,9 +4,9 @@ For each number a record puts on the list (a synced record's DoNotCall flag,
 source ``do_not_call``; a suppression source's query, labelled with the
 source's name) the time from the record's SystemModstamp to the addition is
 observed, and an addition later than ``suppression.max_lag`` is counted in
-``syncd_suppression_late_total`` (alert ``SyncdSuppressionLate``). Reads of
-history (a backfill, a sync's first poll, a source's first read) are not
-measured: their records changed before syncd was watching.
+``syncd_suppression_late_total`` (alert ``SyncdSuppressionLate``). History is
+not measured: a backfill's reads, and opt-outs made before syncd started
+watching the sync or the source (its first poll or read, ``sync_state.created_at``).
 
 ``max_lag`` is the configuration's, set once at start-up by
 :func:`syncd.bootstrap.bootstrap` (:func:`set_max_lag`); the intake paths that
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from syncd.adapters.suppression_store import SuppressionEntry
 from syncd.domain.suppression import DO_NOT_CALL, QUERY, lag_of
@@ -51,13 +51,18 @@ def lag_label(entry: SuppressionEntry, source_name: str | None = None) -> str | 
     return None
 
 
-def observe_additions(entries: Iterable[SuppressionEntry], source_name: str | None = None) -> int:
-    """Observe each entry's lag; how many were late."""
+def observe_additions(
+    entries: Iterable[SuppressionEntry],
+    source_name: str | None = None,
+    *,
+    since: datetime | None = None,
+) -> int:
+    """Observe each entry's lag (those seen from ``since`` on); how many were late."""
     limit = max_lag()
     late = 0
     for entry in entries:
         label = lag_label(entry, source_name)
-        if label is None:
+        if label is None or (since is not None and entry.seen_at < since):
             continue
         lag = lag_of(entry.seen_at, entry.added_at, limit)
         SUPPRESSION_LAG.labels(label).observe(lag.seconds)

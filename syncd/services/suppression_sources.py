@@ -21,8 +21,8 @@ is read by ``syncd run`` every ``every`` and by ``syncd once`` before its polls
 
 A record that stops matching (DoNotCall unticked) does not take its number off
 the list: only an operator does (``syncd suppress remove``). Each addition's
-lag is measured (:mod:`syncd.services.suppression_lag`) except on a source's
-first read, which loads history.
+lag is measured (:mod:`syncd.services.suppression_lag`) unless its record
+changed before the source's first read (history).
 """
 
 from __future__ import annotations
@@ -129,8 +129,8 @@ class SourceReader:
         self.token = grant.lease.token if grant is not None else None
         return grant is not None
 
-    def _window(self) -> tuple[PollWindow | None, bool]:
-        """The window to read, and whether it is the first read (history, not measured)."""
+    def _window(self) -> tuple[PollWindow | None, datetime | None]:
+        """The window to read, and since when the source is watched (before: history)."""
         with self.sessions.begin() as session:
             state = poll_store.ensure_state(session, self.config.key, SOURCE_START, self.now())
         window = plan_window(
@@ -140,17 +140,17 @@ class SourceReader:
             lag=SOURCE_LAG,
             now=self.now(),
         )
-        return window, state.watermark is None
+        return window, state.created_at
 
     def _read(self, result: SourceResult, stop: threading.Event | None) -> None:
-        window, first = self._window()
+        window, since = self._window()
         if window is None:
             return
         soql = build_poll_query(self.config.query_spec, window)
         pages = self.source.query_pages(soql)
         try:
             for records in pages:
-                self._apply(records, window, result, measure=not first)
+                self._apply(records, window, result, since)
                 if stop is not None and stop.is_set():
                     result.status = "stopped"
                     return
@@ -173,8 +173,7 @@ class SourceReader:
         records: list[dict[str, Any]],
         window: PollWindow,
         result: SourceResult,
-        *,
-        measure: bool,
+        since: datetime | None,
     ) -> None:
         """One page in one transaction: the numbers (under their locks), then the cursor."""
         opt_outs, newest = source_opt_outs(records, self.query)
@@ -186,8 +185,7 @@ class SourceReader:
                 )
         result.records += len(records)
         result.added += len(added)
-        if measure:
-            result.late += observe_additions(added, self.config.name)
+        result.late += observe_additions(added, self.config.name, since=since)
 
     def _record(self, result: SourceResult) -> None:
         if result.status == "standby":
