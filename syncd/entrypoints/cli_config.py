@@ -35,7 +35,8 @@ def intake_summary(sync: SyncConfig) -> str:
     "--connect",
     is_flag=True,
     help="Also reach the database (read-only; reports its schema revision), log in to "
-    "Salesforce and run each sync's poll query with LIMIT 1, check the write-back fields "
+    "Salesforce and run each sync's poll query (and each suppression source's query) with "
+    "LIMIT 1, check the write-back fields "
     "against the object's describe, call GetTopic and GetSchema of each streamed sync's "
     "topic on the Pub/Sub API, and open a TLS connection to SimZ (no lead is sent, so "
     "the API key is not checked). Exits 1 if any check fails.",

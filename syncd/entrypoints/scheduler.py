@@ -401,7 +401,7 @@ class JobScheduler:
         with self._job(source.key, "suppression", None) as go:
             if not go or self._suppression is None:
                 return
-            bind_context(source=source.name)
+            structlog.contextvars.bind_contextvars(source=source.name)
             try:
                 self._suppression(source, self.stop)
             except Exception:
