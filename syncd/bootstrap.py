@@ -36,6 +36,7 @@ from syncd.adapters.orm import utcnow
 from syncd.adapters.salesforce import LoginBackoff, SalesforceSource
 from syncd.adapters.simz import SimzClient, key_fingerprint
 from syncd.config import Config, SyncConfig
+from syncd.config.suppression import SuppressionSourceConfig
 from syncd.logs import get_logger
 from syncd.services.deliver import (
     DeliveryResult,
@@ -52,6 +53,8 @@ from syncd.services.reconcile_job import scheduled_sweep
 from syncd.services.refetch import SalesforceUnreachable, resend_uncertain
 from syncd.services.state_metrics import refresh_state_metrics
 from syncd.services.stream_poll import poll_range
+from syncd.services.suppression_lag import set_max_lag
+from syncd.services.suppression_sources import SourceReader, SourceResult
 from syncd.services.writeback import WritebackPass, Writer
 
 if TYPE_CHECKING:  # the stream pulls in grpc: imported only by daemons that stream
@@ -90,6 +93,7 @@ class Runtime:
     _sources: dict[str, SalesforceSource] = field(default_factory=dict)
     _readers: dict[str, CanonicalSource] = field(default_factory=dict)
     _writers: dict[str, Writer] = field(default_factory=dict)
+    _suppression: dict[str, SourceReader] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -302,6 +306,28 @@ class Runtime:
             max_api_usage_percent=salesforce.max_api_usage_percent,
         )
 
+    def read_suppression(
+        self, source: SuppressionSourceConfig, stop: threading.Event | None = None
+    ) -> SourceResult:
+        """One read of a suppression source (the scheduler's job), if no other replica has it.
+
+        Its own Salesforce session: the job runs in parallel with the polls.
+        """
+        with self._lock:
+            reader = self._suppression.get(source.name)
+        if reader is None:
+            reader = SourceReader(
+                self.session_factory,
+                self.source(source.key),
+                source,
+                region=self.config.default_region,
+                holder=self.worker,
+                now=self.now,
+            )
+            with self._lock:
+                reader = self._suppression.setdefault(source.name, reader)
+        return reader.run(stop)
+
     def refresh_metrics(self) -> None:
         """Refresh the gauges read from the database."""
         refresh_state_metrics(self.session_factory, self.config)
@@ -314,6 +340,8 @@ class Runtime:
         """
         if self.leadership is not None:
             self.leadership.close(release=True)
+        for reader in list(self._suppression.values()):
+            reader.close()
         with self._lock:
             sources = list(self._sources.values())
             self._sources.clear()
@@ -379,6 +407,7 @@ def bootstrap(
         )
     # Every counter's series at 0 from the first scrape: alerts on increase() see a first failure.
     export_known_series(config)
+    set_max_lag(config.suppression.max_lag)
     login_backoff = LoginBackoff()
     factory = source_factory or (
         lambda: SalesforceSource(config.salesforce, login_backoff=login_backoff)

@@ -283,3 +283,23 @@ STREAM_LINGER = Gauge(
     ["sync"],
     registry=REGISTRY,
 )
+
+# --- the suppression list -----------------------------------------------------------
+#: Up to a day: an opt-out honoured within seconds, minutes or hours.
+_LAG_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 86400)
+SUPPRESSION_LAG = Histogram(
+    "syncd_suppression_lag_seconds",
+    "For each number a record put on the suppression list: the time from the record's "
+    "SystemModstamp (when the opt-out was made) to its addition. source: do_not_call "
+    "(a synced record's DoNotCall flag) or the name of a suppression source.",
+    ["source"],
+    buckets=_LAG_BUCKETS,
+    registry=REGISTRY,
+)
+SUPPRESSION_LATE = Counter(
+    "syncd_suppression_late_total",
+    "Numbers a record put on the suppression list later than suppression.max_lag after "
+    "its SystemModstamp.",
+    ["source"],
+    registry=REGISTRY,
+)

@@ -92,7 +92,10 @@ def oldest_queued(session: Session) -> dict[tuple[str, str | None], datetime]:
 
 
 def sync_states(session: Session) -> dict[str, SyncState]:
-    return {row.sync_name: row for row in session.scalars(select(SyncState))}
+    """Sync name -> its cursor row; the suppression sources' cursors (``suppression:<name>``,
+    never a sync name: those have no colon) are left out."""
+    rows = session.scalars(select(SyncState).where(~SyncState.sync_name.contains(":")))
+    return {row.sync_name: row for row in rows}
 
 
 def latest_poll_runs(session: Session) -> dict[str, PollRun]:

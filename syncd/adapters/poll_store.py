@@ -70,10 +70,14 @@ class CursorState:
     watermark: datetime | None
     paused_until: datetime | None
     pause_reason: str | None
+    #: When syncd first polled the sync: records changed before are history.
+    created_at: datetime | None = None
 
 
 def _view(row: SyncState) -> CursorState:
-    return CursorState(row.start_at, row.watermark, row.paused_until, row.pause_reason)
+    return CursorState(
+        row.start_at, row.watermark, row.paused_until, row.pause_reason, row.created_at
+    )
 
 
 def get_state(session: Session, sync_name: str) -> CursorState | None:

@@ -109,6 +109,7 @@ class RecheckMove:
     region: str | None = None
     #: ``syncd restore``: the operator's discard is lifted by this move.
     restores: bool = False
+    consent: str | None = None
 
     def values(self) -> dict[str, Any]:
         """The lead's columns this move sets besides its state."""
@@ -126,6 +127,7 @@ class RecheckMove:
                 time_zone=self.time_zone,
                 region=self.region,
                 deleted_at=None,
+                consent=self.consent,
             )
             if self.record_stamp is not None:
                 values["record_stamp"] = self.record_stamp

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
 from syncd.config.base import StrictModel, parse_database_url
 from syncd.config.connections import DatabaseConfig, SalesforceConfig
 from syncd.config.simz import SimzConfig
+from syncd.config.suppression import SuppressionConfig
 from syncd.config.sync import SyncConfig
 from syncd.config.types import Duration
 
@@ -77,6 +78,8 @@ class Config(StrictModel):
     """The SimZ API to deliver to."""
     syncs: list[SyncConfig] = Field(min_length=1)
     """One entry per Salesforce query mapped to SimZ leads."""
+    suppression: SuppressionConfig = SuppressionConfig()
+    """The suppression list's sources: Salesforce queries of numbers nobody may call."""
     observability: ObservabilityConfig = ObservabilityConfig()
     """Health, readiness, metrics and logs."""
     daemon: DaemonConfig = DaemonConfig()
@@ -100,6 +103,11 @@ class Config(StrictModel):
                 raise ValueError(f"duplicate sync name {sync.name!r}")
             seen.add(sync.name)
         return value
+
+    @property
+    def default_region(self) -> str:
+        """The region of numbers written without a country code: the first sync's."""
+        return self.syncs[0].phone.default_region
 
     def sync(self, name: str) -> SyncConfig:
         for sync in self.syncs:

@@ -161,6 +161,8 @@ class SyncConfig(StrictModel):
             paths.append(("calling_hours.timezone.field", self.calling_hours.zone_field))
         if self.calling_hours is not None and self.calling_hours.state_field is not None:
             paths.append(("calling_hours.state_field", self.calling_hours.state_field))
+        if self.rules.consent is not None:
+            paths.append(("rules.consent.field", self.rules.consent.field))
         return paths
 
     def safety_warnings(self) -> list[str]:
@@ -238,6 +240,8 @@ class SyncConfig(StrictModel):
             fields.append(self.calling_hours.zone_field)
         if self.calling_hours is not None and self.calling_hours.state_field is not None:
             fields.append(self.calling_hours.state_field)
+        if self.rules.consent is not None:
+            fields.append(self.rules.consent.field)
         written = (
             frozenset(name.lower() for name in self.writeback.fields.names().values())
             if self.writeback is not None
@@ -265,9 +269,19 @@ class SyncConfig(StrictModel):
             callable_values=frozenset(rules.do_not_call_callable_values),
             zone_field=self.calling_hours.zone_field if self.calling_hours is not None else None,
             state_field=self.calling_hours.state_field if self.calling_hours is not None else None,
+            consent_field=rules.consent.field if rules.consent is not None else None,
         )
 
     @property
     def intake_rules(self) -> IntakeRules:
-        """The rules a read record goes through: DoNotCall and the duplicate-phone window."""
-        return IntakeRules(self.rules.respect_do_not_call, self.rules.duplicate_phone_window)
+        """The rules a read record goes through: DoNotCall, consent, the duplicate window.
+
+        DoNotCall propagates only from a sync that reads the field (respects it).
+        """
+        rules = self.rules
+        return IntakeRules(
+            rules.respect_do_not_call,
+            rules.duplicate_phone_window,
+            consent=rules.consent.rule if rules.consent is not None else None,
+            propagate_do_not_call=rules.propagate_do_not_call and rules.respect_do_not_call,
+        )

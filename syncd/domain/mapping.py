@@ -27,6 +27,7 @@ from typing import Any
 
 import phonenumbers
 
+from syncd.domain.consent import consent_text
 from syncd.domain.fields import FieldRef
 from syncd.domain.soql import STAMP_FIELD, parse_datetime
 from syncd.domain.states import LeadState
@@ -230,6 +231,8 @@ class MappedLead:
     region: str | None = None  # the record's state field (calling hours' us profile), when set
     #: The record's SystemModstamp: which of two reads of it is newer (None: not read).
     stamp: datetime | None = None
+    #: The record's consent field as text (:func:`consent_text`), when the sync reads one.
+    consent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,8 @@ class MappingSpec:
     callable_values: frozenset[str] = frozenset()
     zone_field: str | None = None
     state_field: str | None = None
+    #: The record field holding consent (``rules.consent``), if the sync reads one.
+    consent_field: str | None = None
 
 
 class Mapper:
@@ -291,6 +296,8 @@ class Mapper:
         self._zone_parts = zone_field.split(".") if zone_field is not None else None
         state_field = spec.state_field
         self._state_parts = state_field.split(".") if state_field is not None else None
+        consent = spec.consent_field
+        self._consent_parts = consent.split(".") if consent is not None else None
         # Every path the mapping and routing read, split once instead of per record.
         refs = [spec.phone, spec.email, *(ref for _key, ref in spec.custom)]
         refs += [ref for _name, ref in self._texts]
@@ -411,7 +418,12 @@ class Mapper:
             del payload["phoneNumber"]
         time_zone = self._time_zone(record)
         region = self._address_state(record)
+        consent = (
+            consent_text(_resolve(record, self._consent_parts)) if self._consent_parts else None
+        )
         digest = lead_digest(agent, payload, state, note, do_not_call, time_zone, region)
+        if self._consent_parts is not None:
+            digest = with_consent(digest, consent)
         return MappedLead(
             salesforce_id=sf_id,
             cursor=cursor,
@@ -426,6 +438,7 @@ class Mapper:
             time_zone=time_zone,
             region=region,
             stamp=stamp,
+            consent=consent,
         )
 
 
@@ -462,6 +475,16 @@ def lead_digest(
     if region is not None:
         values.append({"region": region})
     canonical = _CANONICAL.encode(values)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def with_consent(digest: str, consent: str | None) -> str:
+    """The digest of a sync that reads a consent field: the consent value is part of it.
+
+    A change of consent (given, withdrawn, renewed) is a change of the record, so
+    its lead is evaluated again; syncs without the rule keep the digests they had.
+    """
+    canonical = _CANONICAL.encode([digest, "consent", consent])
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -27,7 +27,15 @@ from datetime import datetime
 from typing import Any, Literal
 
 from syncd.domain.mapping import MappedLead
-from syncd.domain.rules import AgentPhone, Decision, IntakeRules, decide, do_not_call_note
+from syncd.domain.rules import (
+    OPEN_SCREEN,
+    AgentPhone,
+    Decision,
+    IntakeRules,
+    NumberScreen,
+    decide,
+    do_not_call_note,
+)
 from syncd.domain.states import REEVALUATED_ON_CHANGE, LeadState, check_transition
 
 _REEVALUATED = frozenset(state.value for state in REEVALUATED_ON_CHANGE)
@@ -95,6 +103,7 @@ class LeadData:
     time_zone: str | None = None
     record_stamp: datetime | None = None
     region: str | None = None
+    consent: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +143,7 @@ class RecordChange:
     time_zone: str | None = None
     record_stamp: datetime | None = None
     region: str | None = None
+    consent: str | None = None
 
 
 @dataclass
@@ -216,6 +226,7 @@ def plan_page(
     window_end: datetime | None = None,
     *,
     hold: bool = False,
+    screen: NumberScreen = OPEN_SCREEN,
 ) -> PagePlan:
     """Decide, without I/O, what a page of mapped records does to the outbox.
 
@@ -223,12 +234,13 @@ def plan_page(
     processed like any other record but does not move the watermark: it would
     otherwise carry the watermark past every record written from now on.
     ``hold`` (the blast-radius guard holds this poll) puts the leads the page
-    makes sendable in ``held`` instead of ``queued``.
+    makes sendable in ``held`` instead of ``queued``. ``screen``: the page's
+    numbers on the suppression list, and the consent rule with its time.
     """
     draft = _Draft()
     latest, draft.watermark, draft.beyond_window = latest_reads(mapped, window_end)
     candidates = sort_reads(latest.values(), existing, rules, window_start, draft)
-    decide_candidates(candidates, existing, recent, rules, window_start, draft)
+    decide_candidates(candidates, existing, recent, rules, window_start, draft, screen)
     plan = _freeze(draft)
     return plan.held() if hold else plan
 
@@ -303,6 +315,7 @@ def decide_candidates(
     rules: IntakeRules,
     window_start: datetime,
     plan: _Draft,
+    screen: NumberScreen = OPEN_SCREEN,
 ) -> None:
     """Apply the rules to the candidates, in page order: new leads and changes into ``plan``."""
     decisions = decide(
@@ -310,6 +323,7 @@ def decide_candidates(
         recent=recent,
         respect_do_not_call=rules.respect_do_not_call,
         duplicate_window_label=rules.window_label,
+        screen=screen,
     )
     allowed: set[str] = set()  # new-lead states already checked (the check depends on them only)
     for lead, decision in zip(candidates, decisions, strict=True):
@@ -342,6 +356,7 @@ def _lead_data(lead: MappedLead, state: str, note: str | None, cursor: datetime)
         time_zone=lead.time_zone,
         record_stamp=lead.stamp,
         region=lead.region,
+        consent=lead.consent,
     )
 
 
@@ -393,6 +408,7 @@ def record_change(
         time_zone=None if keep_sent else lead.time_zone,
         record_stamp=lead.stamp,
         region=None if keep_sent else lead.region,
+        consent=None if keep_sent else lead.consent,
     )
 
 
@@ -423,13 +439,4 @@ def reevaluated_ids(mapped: Sequence[MappedLead], existing: Mapping[str, Existin
         found.id
         for sf_id, found in existing.items()
         if reevaluated(found) and found.record_hash != digests.get(sf_id)
-    }
-
-
-def phones_to_check(mapped: Sequence[MappedLead]) -> set[str]:
-    """The numbers of the page's leads ready to queue, for the duplicate-phone lookup."""
-    return {
-        lead.phone_e164
-        for lead in mapped
-        if lead.phone_e164 and lead.state is LeadState.QUEUED and lead.agent_id
     }

@@ -1,16 +1,17 @@
 """Safety rules that hold a mapped lead back (docs/design.md#mapping-and-safety-rules).
 
-Pure code. The caller gathers the inputs (the mapped leads of one page, and
-which agent/number pairs were sent or queued recently) and these functions
-decide; nothing here reads a database.
+Pure code. The caller gathers the inputs (the mapped leads of one page, which
+agent/number pairs were sent or queued recently, which of their numbers are on
+the suppression list) and these functions decide; nothing here reads a database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from syncd.domain.consent import ConsentRule
 from syncd.domain.durations import format_duration
 from syncd.domain.mapping import MappedLead
 from syncd.domain.states import LeadState
@@ -47,13 +48,17 @@ def do_not_call_note(lead: MappedLead) -> str:
 
 @dataclass(frozen=True)
 class IntakeRules:
-    """The sync's rules a read record goes through: DoNotCall and the duplicate-phone window.
+    """The sync's rules a read record goes through: DoNotCall, consent, the duplicate window.
 
-    A ``duplicate_window`` of zero turns the number rule off.
+    A ``duplicate_window`` of zero turns the number rule off; ``consent`` None
+    turns the consent rule off. ``propagate_do_not_call`` puts the number of a
+    record that says DoNotCall on the suppression list (for every sync).
     """
 
     respect_do_not_call: bool = True
     duplicate_window: timedelta = timedelta(hours=24)
+    consent: ConsentRule | None = None
+    propagate_do_not_call: bool = False
 
     @property
     def checks_numbers(self) -> bool:
@@ -77,17 +82,47 @@ class Decision:
 _QUEUED = Decision(LeadState.QUEUED, None)
 
 
+@dataclass(frozen=True)
+class NumberScreen:
+    """What intake knows about the page's numbers and time, besides the duplicate window.
+
+    ``suppressed``: number -> why it is on the suppression list (the lead's note);
+    ``consent`` and ``now``: the consent rule and the time it is checked at.
+    """
+
+    suppressed: Mapping[str, str]
+    consent: ConsentRule | None = None
+    now: datetime | None = None
+
+    def held_back(self, lead: MappedLead) -> str | None:
+        """Why the suppression list or the consent rule holds ``lead`` back, or None."""
+        if lead.phone_e164 is not None and lead.phone_e164 in self.suppressed:
+            return self.suppressed[lead.phone_e164]
+        if self.consent is not None:
+            if self.now is None:
+                raise ValueError("the consent rule needs the time it is checked at")
+            return self.consent.check(lead.consent, self.now).reason
+        return None
+
+
+#: No number suppressed, no consent rule.
+OPEN_SCREEN = NumberScreen({})
+
+
 def decide(
     leads: Iterable[MappedLead],
     *,
     recent: Set[AgentPhone],
     respect_do_not_call: bool,
     duplicate_window_label: str | None,
+    screen: NumberScreen = OPEN_SCREEN,
 ) -> list[Decision]:
     """Apply the rules to leads in page order, one :class:`Decision` per lead.
 
     * ``invalid`` stays ``invalid`` (mapping decided it);
     * DoNotCall makes a lead ``skipped`` unless the sync opted out;
+    * a number on the suppression list, or a lead without valid consent
+      (when the sync has the rule), makes it ``skipped`` (``screen``);
     * a number already sent or queued to the same agent (``recent``), or
       queued earlier in the same page, makes it ``skipped`` — unless the rule
       is off (``duplicate_window_label`` None).
@@ -100,6 +135,10 @@ def decide(
             continue
         if skipped_for_do_not_call(lead, respect_do_not_call):
             decisions.append(Decision(LeadState.SKIPPED, _join(do_not_call_note(lead), lead.note)))
+            continue
+        held_back = screen.held_back(lead)
+        if held_back is not None:
+            decisions.append(Decision(LeadState.SKIPPED, _join(held_back, lead.note)))
             continue
         if duplicate_window_label is not None and lead.agent_id and lead.phone_e164:
             pair = (lead.agent_id, lead.phone_e164)

@@ -124,6 +124,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "status",
         "Show each sync's leader, polling, lead counts, delivery backlog and pauses.",
     ),
+    "suppress": (
+        "cli_suppress",
+        "suppress",
+        "Keep numbers nobody may call: add, remove, list, import and export the suppression list.",
+    ),
     "trust-org": (
         "cli_trust_org",
         "trust_org",

@@ -54,7 +54,8 @@ def calling_hours_summary(sync: SyncConfig) -> str | None:
     "--connect",
     is_flag=True,
     help="Also reach the database (read-only; reports its schema revision), log in to "
-    "Salesforce and run each sync's poll query with LIMIT 1, check the write-back fields "
+    "Salesforce and run each sync's poll query (and each suppression source's query) with "
+    "LIMIT 1, check the write-back fields "
     "against the object's describe, call GetTopic and GetSchema of each streamed sync's "
     "topic on the Pub/Sub API, and open a TLS connection to SimZ (no lead is sent, so "
     "the API key is not checked). Exits 1 if any check fails.",
@@ -84,6 +85,11 @@ def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
         hours = calling_hours_summary(sync)
         if hours:
             echo(f"    {hours}")
+    for source in config.suppression.sources:
+        echo(
+            f"  suppression source {source.name}: {source.object} where {source.where}, "
+            f"numbers in {', '.join(source.phone_fields)}; every {format_duration(source.every)}"
+        )
     for sync in config.syncs:
         for warning in sync.safety_warnings():
             echo(f"warning: {warning}", err=True)

@@ -116,6 +116,19 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
         ctx.exit(EXIT_FAILURE)
 
 
+def _read_suppression_sources(config: Config, runtime: Runtime) -> bool:
+    """Read each suppression source once, before the polls; True if one failed."""
+    failed = False
+    for source in config.suppression.sources:
+        read = runtime.read_suppression(source)
+        echo(
+            f"suppression source {source.name}: {read.status}: {read.records} record(s), "
+            f"{read.added} number(s) added" + (f"; {read.error}" if read.error else "")
+        )
+        failed = failed or read.status == "error"
+    return failed
+
+
 def _run_once(
     config: Config,
     runtime: Runtime,
@@ -128,6 +141,8 @@ def _run_once(
 
     failed = False
     try:
+        if not dry_run:
+            failed = _read_suppression_sources(config, runtime)
         for sync in syncs:
             if dry_run:
                 result = poll_sync(

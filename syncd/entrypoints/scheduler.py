@@ -1,5 +1,5 @@
 """The daemon's clock: a poll, a deliver and (optionally) a write-back and a reconcile job
-per enabled sync.
+per enabled sync, and a read job per suppression source.
 
 Why a ``BackgroundScheduler`` and not the ``BlockingScheduler``: Python runs
 signal handlers on the main thread only, between bytecodes. With the blocking
@@ -53,6 +53,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd.config.models import ScheduleConfig, SyncConfig
+from syncd.config.suppression import SuppressionSourceConfig
 from syncd.logs import bind_context, get_logger
 
 log = get_logger("syncd.scheduler")
@@ -72,6 +73,8 @@ WritebackJob = Callable[[SyncConfig, threading.Event], Any]
 ReconcileJob = Callable[[SyncConfig, threading.Event], Any]
 #: Refresh the gauges that are read from the database.
 RefreshJob = Callable[[], Any]
+#: A read of one suppression source.
+SuppressionJob = Callable[[SuppressionSourceConfig, threading.Event], Any]
 
 
 def _utcnow() -> datetime:
@@ -222,6 +225,8 @@ class JobScheduler:
         refresh: RefreshJob | None = None,
         writeback: WritebackJob | None = None,
         reconcile: ReconcileJob | None = None,
+        suppression: SuppressionJob | None = None,
+        sources: list[SuppressionSourceConfig] | None = None,
         stop: threading.Event,
         tracker: PollTracker | None = None,
         now: Callable[[], datetime] = _utcnow,
@@ -236,6 +241,8 @@ class JobScheduler:
         self._refresh = refresh
         self._writeback = writeback
         self._reconcile = reconcile
+        self._suppression = suppression
+        self._sources = list(sources or []) if suppression is not None else []
         self._now = now
         # Delivery wake-ups (leads were queued): syncs woken while their delivery ran.
         self._woken: set[str] = set()
@@ -248,7 +255,11 @@ class JobScheduler:
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
             logger=quiet,
-            executors={"default": ThreadPoolExecutor(max_workers=4 * len(self.syncs) + 1)},
+            executors={
+                "default": ThreadPoolExecutor(
+                    max_workers=4 * len(self.syncs) + len(self._sources) + 1
+                )
+            },
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30},
             daemon=True,
         )
@@ -302,6 +313,16 @@ class JobScheduler:
                     next_run_time=first + min(every, RECONCILE_FIRST_AFTER),
                     misfire_grace_time=misfire_grace(every),
                 )
+        for source in self._sources:
+            self._scheduler.add_job(
+                self.run_suppression,
+                IntervalTrigger(seconds=source.every.total_seconds(), timezone=UTC),
+                args=[source],
+                id=source.key,
+                name=f"read suppression source {source.name}",
+                next_run_time=first,
+                misfire_grace_time=misfire_grace(source.every),
+            )
         if self._refresh is not None:
             self._scheduler.add_job(
                 self.run_refresh,
@@ -406,6 +427,17 @@ class JobScheduler:
                     self.wake(sync.name)
             except Exception:
                 log.exception("reconcile job failed")
+
+    def run_suppression(self, source: SuppressionSourceConfig) -> None:
+        """One read of a suppression source."""
+        with self._job(source.key, "suppression", None) as go:
+            if not go or self._suppression is None:
+                return
+            structlog.contextvars.bind_contextvars(source=source.name)
+            try:
+                self._suppression(source, self.stop)
+            except Exception:
+                log.exception("suppression source job failed")
 
     def run_refresh(self) -> None:
         """Refresh the gauges read from the database."""

@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from syncd.adapters.orm import utcnow
 from syncd.config import Config, SyncConfig
+from syncd.config.suppression import SuppressionSourceConfig
 from syncd.domain.soql import build_poll_query
 from syncd.domain.window import PollWindow, floor_second
 
@@ -75,8 +76,8 @@ def describe_query_error(soql: str, error: str) -> str:
     return f"{prefix}{reason} (row {row}, column {column}): {_one_line(marked)}"
 
 
-def check_query(sync: SyncConfig) -> str:
-    """The sync's poll query over the last hour, limited to one record."""
+def check_query(sync: SyncConfig | SuppressionSourceConfig) -> str:
+    """The sync's (or suppression source's) query over the last hour, limited to one record."""
     end = floor_second(utcnow())
     return build_poll_query(sync.query_spec, PollWindow(end - timedelta(hours=1), end)) + " LIMIT 1"
 
@@ -93,20 +94,22 @@ def check_salesforce(config: Config, source: SalesforceSource) -> list[Check]:
     except (SalesforceSourceError, OSError, ValueError) as exc:
         return [Check(False, f"salesforce: FAILED: login: {_one_line(str(exc))}")]
     checks = [Check(True, "salesforce: ok (logged in)")]
-    for sync in config.syncs:
-        if not sync.enabled:
-            continue
-        soql = check_query(sync)
+    queries: list[tuple[str, SyncConfig | SuppressionSourceConfig]] = [
+        (f"sync {sync.name}", sync) for sync in config.syncs if sync.enabled
+    ]
+    queries += [(f"suppression source {s.name}", s) for s in config.suppression.sources]
+    for label, reader in queries:
+        soql = check_query(reader)
         pages = source.query_pages(soql)
         try:
             next(pages, None)
-            checks.append(Check(True, f"salesforce: sync {sync.name}: ok (poll query runs)"))
+            what = "poll query" if isinstance(reader, SyncConfig) else "query"
+            checks.append(Check(True, f"salesforce: {label}: ok ({what} runs)"))
         except SalesforceQueryError as exc:
             problem = describe_query_error(soql, str(exc))
-            checks.append(Check(False, f"salesforce: sync {sync.name}: FAILED: {problem}"))
+            checks.append(Check(False, f"salesforce: {label}: FAILED: {problem}"))
         except SalesforceSourceError as exc:
-            text = f"salesforce: sync {sync.name}: FAILED: {_one_line(str(exc))}"
-            checks.append(Check(False, text))
+            checks.append(Check(False, f"salesforce: {label}: FAILED: {_one_line(str(exc))}"))
         finally:
             if isinstance(pages, Generator):
                 pages.close()  # stops its read-ahead thread

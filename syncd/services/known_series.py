@@ -23,6 +23,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from syncd.config import Config
 from syncd.domain.gate import DO_NOT_CALL_RULE, DUPLICATE_RULE, STOPPED_RULE
 from syncd.domain.outcome import Counts
+from syncd.domain.suppression import DO_NOT_CALL
 from syncd.domain.writeback import DONE, FAILED, RETRY
 from syncd.metrics import (
     BATCHES,
@@ -42,6 +43,8 @@ from syncd.metrics import (
     STREAM_GAPS,
     STREAM_RECONNECTS,
     STREAM_REPLAY_RESETS,
+    SUPPRESSION_LAG,
+    SUPPRESSION_LATE,
     WRITEBACK_CALLS,
     WRITEBACK_WAITED,
     WRITEBACKS,
@@ -91,6 +94,9 @@ def export_known_series(config: Config) -> None:
     """
     for kind in SALESFORCE_CALL_KINDS:
         SALESFORCE_CALLS.labels(kind=kind)
+    for source in suppression_lag_sources(config):
+        SUPPRESSION_LAG.labels(source)
+        SUPPRESSION_LATE.labels(source)
     for sync in config.syncs:
         name = sync.name
         _labels(LEADS_DELIVERED, name, DELIVERY_OUTCOMES)
@@ -113,6 +119,11 @@ def export_known_series(config: Config) -> None:
             _labels(RECONCILE_RUNS, name, RECONCILE_STATUSES)
         if sync.streamed:
             _export_stream(name)
+
+
+def suppression_lag_sources(config: Config) -> list[str]:
+    """``syncd_suppression_lag_seconds``'s ``source``: do_not_call, then each source's name."""
+    return [DO_NOT_CALL, *(source.name for source in config.suppression.sources)]
 
 
 def _export_stream(name: str) -> None:

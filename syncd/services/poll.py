@@ -16,9 +16,10 @@ is still kept (digest, DoNotCall flag, and the payload for a lead that was not
 sent) with an audit-trail note, so the send gate and ``requeue`` see it; the
 poll never sends such a lead again by itself.
 
-Page by page on PostgreSQL the (agent, number) pairs the page may queue are
-locked (:mod:`syncd.services.duplicate_phones`) before the duplicate-phone
-lookup, so two syncs or replicas never both queue one number for one agent.
+Page by page on PostgreSQL the numbers the page may queue are locked
+(:mod:`syncd.services.intake_numbers`) before DoNotCall numbers go on the
+suppression list and before the list and the duplicate-phone lookups, so two
+syncs or replicas never both queue one number, nor queue one just suppressed.
 
 The blast-radius guard (:class:`syncd.domain.guard.PollGuard`,
 docs/holding-and-calling-hours.md): a poll with more new leads ready to call
@@ -56,7 +57,6 @@ from syncd.domain.page_plan import (
     ExistingLead,
     PagePlan,
     pairs_to_lock,
-    phones_to_check,
     plan_page,
     reevaluated_ids,
 )
@@ -66,7 +66,7 @@ from syncd.domain.states import LeadState
 from syncd.domain.window import PollWindow
 from syncd.logs import get_logger
 from syncd.metrics import PAUSED, POLLS
-from syncd.services.duplicate_phones import numbers_taken
+from syncd.services.intake_numbers import Intake, screen_numbers
 from syncd.services.poll_report import (
     PollResult,
     PollStatus,
@@ -176,6 +176,8 @@ class Poller:
         self.beyond_window = 0
         self.guard = PollGuard(limit=None)
         self.complete = False
+        #: Opt-outs made before syncd watched the sync are history: their lag is not measured.
+        self.watching_since: datetime | None = None
 
     def configured_start(self) -> datetime:
         start = self.sync.cursor_policy.start_at
@@ -194,6 +196,7 @@ class Poller:
     def run(self) -> PollResult:
         state = self.load_state()
         self.result.watermark = state.watermark
+        self.watching_since = state.created_at
         now = self.now()
         if state.paused_until is not None and state.paused_until > now:
             self.result.status = "paused"
@@ -349,21 +352,38 @@ class Poller:
         existing = poll_store.existing_leads(session, self.sync.name, ids, lock=lock)
         if self.seen:
             existing.update((sf_id, self.seen[sf_id]) for sf_id in ids if sf_id in self.seen)
-        recent = numbers_taken(
-            session,
+        intake = Intake(
+            self.sync.name,
             self.rules,
-            self.now,
-            phones=phones_to_check(mapped),
-            agents={lead.agent_id for lead in mapped if lead.agent_id},
-            exclude_ids=reevaluated_ids(mapped, existing),
-            # Held until the page commits: no other sync or replica checks and
-            # queues one of these numbers for the same agent meanwhile.
-            lock=pairs_to_lock(mapped, existing) if lock else None,
+            lock=lock,
+            write=not self.dry_run,
+            measure_lag=self.mode.actor != "backfill",
+            measured_since=self.watching_since,
         )
+        # The locks are held until the page commits: no other sync or replica checks,
+        # suppresses or queues one of these numbers meanwhile.
+        screened = screen_numbers(
+            session,
+            intake,
+            self.now,
+            mapped=mapped,
+            queue=pairs_to_lock(mapped, existing),
+            exclude_ids=reevaluated_ids(mapped, existing),
+        )
+        recent = screened.taken
         if self.rules.checks_numbers:
             recent |= self.taken
         hold = not self.dry_run and self.guard.holds
-        return plan_page(mapped, existing, recent, self.rules, window.start, window.end, hold=hold)
+        return plan_page(
+            mapped,
+            existing,
+            recent,
+            self.rules,
+            window.start,
+            window.end,
+            hold=hold,
+            screen=screened.screen,
+        )
 
     # ------------------------------------------------------------------ the guard
 

@@ -12,8 +12,10 @@ number. So both go through :func:`recheck`:
    without ``where`` to tell "no longer matched" from "deleted". Any
    Salesforce error raises :class:`SalesforceUnreachable` and nothing changes;
 3. in ONE transaction: map each record again and apply every intake rule
-   (invalid, DoNotCall, the duplicate-phone window against every other lead,
-   under the per-number locks on PostgreSQL), then move each lead to ``queued``
+   (invalid, DoNotCall, the suppression list, consent, the duplicate-phone
+   window against every other lead, under the per-number locks on PostgreSQL;
+   a record that says DoNotCall puts its number on the suppression list, see
+   :mod:`syncd.services.intake_numbers`), then move each lead to ``queued``
    with its new payload, or to ``skipped``/``invalid`` with the reason. Every
    move is guarded by the state read in step 1 (a lead changed meanwhile is left
    alone) and recorded in the audit trail.
@@ -37,11 +39,11 @@ from syncd.adapters.salesforce import SalesforceSourceError
 from syncd.config.models import SyncConfig
 from syncd.domain.mapping import MappedLead, Mapper, read_datetime
 from syncd.domain.page_plan import is_stale
-from syncd.domain.rules import AgentPhone, decide
+from syncd.domain.rules import OPEN_SCREEN, AgentPhone, NumberScreen, decide
 from syncd.domain.soql import SALESFORCE_ID, STAMP_FIELD, build_ids_query
 from syncd.domain.states import LeadState, check_transition
 from syncd.logs import get_logger
-from syncd.services.duplicate_phones import numbers_taken
+from syncd.services.intake_numbers import Intake, Screened, screen_numbers
 
 log = get_logger(__name__)
 
@@ -137,6 +139,7 @@ def decide_outcomes(
     mapper: Mapper,
     sync: SyncConfig,
     recent: set[AgentPhone],
+    screen: NumberScreen = OPEN_SCREEN,
 ) -> list[Outcome]:
     """Without I/O: where each lead goes once its record was fetched again."""
     outcomes: list[Outcome] = []
@@ -159,6 +162,7 @@ def decide_outcomes(
         recent=recent,
         respect_do_not_call=rules.respect_do_not_call,
         duplicate_window_label=rules.window_label,
+        screen=screen,
     )
     for (lead, mapped), decision in zip(found, decisions, strict=True):
         outcomes.append(Outcome(lead, decision.state, decision.note, mapped))
@@ -217,8 +221,8 @@ def _apply(
     still = [lead for lead in selected if _unchanged(current.get(lead.lead_id), lead, fetched)]
     result.changed_meanwhile += len(selected) - len(still)
     mapper = Mapper(sync.mapping_spec)
-    recent = _numbers_taken(session, sync, mapper, fetched, still, at)
-    outcomes = decide_outcomes(still, fetched, mapper, sync, recent)
+    screened = _screen(session, sync, mapper, fetched, still, at)
+    outcomes = decide_outcomes(still, fetched, mapper, sync, screened.taken, screened.screen)
     if restore:
         outcomes = [
             dataclasses.replace(o, target=LeadState.HELD, note=RESTORED_NOTE)
@@ -234,32 +238,29 @@ def _apply(
     _count(result, sync.name, outcomes, moved)
 
 
-def _numbers_taken(
+def _screen(
     session: Session,
     sync: SyncConfig,
     mapper: Mapper,
     fetched: Fetched,
     still: Sequence[recheck_store.Selected],
     at: datetime,
-) -> set[AgentPhone]:
-    """The numbers other leads hold for the agents the fetched records would be queued for."""
-    rules = sync.intake_rules
-    if not rules.checks_numbers:
-        return set()
+) -> Screened:
+    """The fetched records' numbers: locked, DoNotCall ones suppressed, the list and
+    the numbers other leads hold for the agents they would be queued for."""
     mapped = [mapper.map(r) for r in fetched.records.values()]
     pairs = {
         (m.agent_id, m.phone_e164)
         for m in mapped
         if m.agent_id and m.phone_e164 and m.state is LeadState.QUEUED
     }
-    return numbers_taken(
+    return screen_numbers(
         session,
-        rules,
+        Intake(sync.name, sync.intake_rules),
         lambda: at,
-        phones={phone for _agent, phone in pairs},
-        agents={agent for agent, _phone in pairs},
+        mapped=mapped,
+        queue=pairs,
         exclude_ids={lead.lead_id for lead in still},
-        lock=pairs,
     )
 
 
@@ -282,6 +283,7 @@ def _move(outcome: Outcome, reason: str, restore: bool) -> recheck_store.Recheck
         mapped.stamp if mapped else None,
         mapped.region if mapped else None,
         restores=restore,
+        consent=mapped.consent if mapped else None,
     )
 
 

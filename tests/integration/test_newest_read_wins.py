@@ -113,8 +113,14 @@ class TestBulkSnapshotAgainstTheStream:
         assert last[:2] == ("skipped", "skipped")
         assert last[2].startswith("backfill: read ignored: stamped ")
 
-    def test_a_newer_bulk_read_still_applies(self, harness: Harness) -> None:
-        """The rule orders reads; it does not freeze a lead: a newer snapshot re-evaluates."""
+    @pytest.mark.parametrize("propagate", [False, True])
+    def test_a_newer_bulk_read_still_applies(self, harness: Harness, propagate: bool) -> None:
+        """The rule orders reads; it does not freeze a lead: a newer snapshot re-evaluates.
+
+        With ``propagate_do_not_call`` (the default) the opt-out put the number on the
+        suppression list, which a later "callable" read does not lift.
+        """
+        harness.sync = make_sync(rules={"propagate_do_not_call": propagate})
         [sf_id] = harness.add(1, BEFORE, DoNotCall=True)
         stream_read(harness, sf_id)
         assert harness.leads()[sf_id].state == "skipped"
@@ -125,7 +131,12 @@ class TestBulkSnapshotAgainstTheStream:
         result = backfill_sync(harness.factory, bulk, harness.sync, RANGE, now=lambda: T0)
         assert result.status == "ok", result.error
         lead = harness.leads()[sf_id]
-        assert (lead.state, lead.do_not_call) == ("queued", False)
+        if propagate:
+            assert (lead.state, lead.do_not_call) == ("skipped", False)
+            assert lead.note is not None
+            assert lead.note.startswith("number is on the suppression list (do_not_call: ")
+        else:
+            assert (lead.state, lead.do_not_call) == ("queued", False)
 
 
 class TestRequeueFetchAgainstAPoll:

@@ -142,7 +142,7 @@ def test_without_the_lock_the_race_is_real(
     try:
         sessions = make_session_factory(engine)
         monkeypatch.setattr(
-            "syncd.services.duplicate_phones.lock_numbers", lambda _session, _pairs: 0
+            "syncd.services.intake_numbers.lock_phones", lambda _session, _phones: 0
         )
         poll_both(org, sessions)
         assert sorted(state for state, _note in lead_states(sessions).values()) == [

@@ -15,6 +15,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd.config import SyncConfig
 from syncd.config.models import ScheduleConfig
+from syncd.config.suppression import SuppressionSourceConfig
 from syncd.entrypoints.scheduler import JobScheduler, PollTracker, misfire_grace, poll_trigger
 from tests.clock import Clock
 
@@ -181,6 +182,32 @@ class TestJobs:
         [(name, context)] = calls
         assert name == "crm" and context["job"] == "reconcile" and context["sync"] == "crm"
         assert "crm" in scheduler._woken
+
+    def test_a_read_job_per_suppression_source(self, recorder: Recorder) -> None:
+        """Each suppression source gets its job, run at start with the source in its context."""
+        source = SuppressionSourceConfig.model_validate(
+            {"name": "dnc", "where": "DoNotCall = true", "phone_fields": ["Phone"]}
+        )
+
+        def read(source: SuppressionSourceConfig, stop: threading.Event) -> None:
+            recorder._note("suppression", source.name)
+
+        scheduler = JobScheduler(
+            [make_sync("web")],
+            poll=recorder.poll,
+            deliver=recorder.deliver,
+            suppression=read,
+            sources=[source],
+            stop=threading.Event(),
+        )
+        assert scheduler.job_ids() == ["deliver:web", "poll:web", "suppression:dnc"]
+        scheduler.start()
+        try:
+            recorder.wait_for("suppression", "dnc")
+        finally:
+            scheduler.shutdown(5)
+        [context] = [c for kind, _s, c in recorder.calls if kind == "suppression"][:1]
+        assert context["job"] == "suppression" and context["source"] == "dnc"
 
     def test_first_runs_happen_at_start(self, started: JobScheduler, recorder: Recorder) -> None:
         """With hourly schedules, the first poll, delivery and metrics refresh still run at once."""

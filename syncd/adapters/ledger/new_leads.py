@@ -50,6 +50,7 @@ _NEW_LEAD_COLUMNS = (
     "attempts",
     "created_at",
     "updated_at",
+    "consent",
 )
 _SQLITE_INSERT_LEAD = (
     f"INSERT INTO {LEADS.name} ({', '.join(_NEW_LEAD_COLUMNS)}) "
@@ -104,6 +105,7 @@ def insert_new(session: Session, sync_name: str, leads: Sequence[NewLead], now: 
             "attempts": 0,
             "created_at": now,
             "updated_at": now,
+            "consent": lead.consent,
         }
         for lead in leads
     ]
@@ -139,6 +141,7 @@ def _insert_sqlite(
             0,
             created,
             updated,
+            lead.consent,
         )
         for lead in leads
     ]

@@ -64,6 +64,7 @@ _APPLY_READ = (
         region=bindparam("b_region"),
         deleted_at=None,
         updated_at=bindparam("b_now"),
+        consent=bindparam("b_consent"),
     )
 )
 
@@ -97,6 +98,7 @@ def apply_reads(
             "b_tz": change.time_zone,
             "b_region": change.region,
             "b_now": now,
+            "b_consent": change.consent,
         }
         for change in changes
     ]
@@ -135,6 +137,7 @@ def _record_statement(with_payload: bool) -> Any:
             phone_e164=bindparam("b_phone"),
             time_zone=bindparam("b_tz"),
             region=bindparam("b_region"),
+            consent=bindparam("b_consent"),
         )
     return (
         update(LEADS)
@@ -181,6 +184,7 @@ def record_reads(session: Session, changes: Sequence[RecordChange], now: datetim
                         "b_phone": change.phone_e164,
                         "b_tz": change.time_zone,
                         "b_region": change.region,
+                        "b_consent": change.consent,
                     }
                     if with_payload
                     else {}
