@@ -12,7 +12,7 @@ earliest evidence of each opt-out.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -60,18 +60,24 @@ def suppressed_among(session: Session, phones: Collection[str]) -> dict[str, Sup
     return {row.phone_e164: SuppressionEntry(**row._mapping) for row in rows}
 
 
-def add(session: Session, opt_outs: Sequence[OptOut], now: datetime) -> list[SuppressionEntry]:
+def add(
+    session: Session, opt_outs: Sequence[OptOut], clock: Callable[[], datetime]
+) -> list[SuppressionEntry]:
     """Put the numbers on the list unless they are there; the entries this added.
 
     Takes the numbers' locks first (held until the caller commits), so a
     concurrent intake either sees the entry or has finished with the number.
     An entry already there is kept as it is, whatever the new source says.
+    ``added_at`` is read from ``clock`` once the locks are held (and, on
+    SQLite, the write lock, taken by the first read): every send decided
+    before the entry took effect was decided before ``added_at``.
     """
     wanted = {opt_out.phone_e164: opt_out for opt_out in opt_outs}
     if not wanted:
         return []
     lock_phones(session, wanted)
     present = suppressed_among(session, wanted)
+    now = clock()
     fresh = [
         SuppressionEntry(
             phone_e164=phone,

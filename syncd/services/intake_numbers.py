@@ -87,7 +87,7 @@ def screen_numbers(
         lock_phones(session, phones | set(opt_outs))
     added: list[SuppressionEntry] = []
     if intake.write:
-        added = suppression_store.add(session, list(opt_outs.values()), at)
+        added = suppression_store.add(session, list(opt_outs.values()), lambda: at)
         if intake.measure_lag:
             observe_additions(added, since=intake.measured_since)
     listed = {

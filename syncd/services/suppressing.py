@@ -66,7 +66,7 @@ def add(
     at = now()
     opt_out = OptOut(phone, OPERATOR, reason.strip(), actor.strip())
     with session_factory.begin() as session:
-        added = suppression_store.add(session, [opt_out], at)
+        added = suppression_store.add(session, [opt_out], now)
         if not added:
             existing = suppression_store.suppressed_among(session, [phone])[phone]
             return AddOutcome(existing, created=False)
@@ -154,7 +154,7 @@ def import_numbers(
                 OptOut(phone, IMPORT, reason.strip(), actor.strip()) for phone in scan.numbers
             ]
             with session_factory.begin() as session:
-                added = suppression_store.add(session, opt_outs, now())
+                added = suppression_store.add(session, opt_outs, now)
             _count(result, len(chunk), scan, len(added))
             if progress is not None:
                 progress(result)

@@ -178,7 +178,7 @@ class SourceReader:
         """One page in one transaction: the numbers (under their locks), then the cursor."""
         opt_outs, newest = source_opt_outs(records, self.query)
         with self.sessions.begin() as session:
-            added = suppression_store.add(session, list(opt_outs.values()), self.now())
+            added = suppression_store.add(session, list(opt_outs.values()), self.now)
             if newest is not None:
                 poll_store.advance_watermark(
                     session, self.config.key, min(newest, window.end), self.now()

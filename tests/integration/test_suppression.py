@@ -45,7 +45,7 @@ def harness(salesforce_emulator: SalesforceEmulator, engine: Engine) -> Iterator
 def suppress(factory: sessionmaker[Session], *phones: str, source: str = OPERATOR) -> list[Any]:
     with factory.begin() as session:
         return suppression_store.add(
-            session, [OptOut(p, source, f"why {p}", "alice") for p in phones], T0
+            session, [OptOut(p, source, f"why {p}", "alice") for p in phones], lambda: T0
         )
 
 
