@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,24 +73,27 @@ def dial_inputs(
         "do_not_call": do_not_call,
         "consent": None if consent is None else _consent(*consent, now),
         "suppression": {"checked": suppression_checked, "listed": False},
-        "frequency": [
-            {
-                "cap": cap.describe(),
-                "count": cap.count,
-                "per_seconds": seconds(cap.per),
-                "sent": sent,
-            }
-            for cap, sent in frequency
-        ],
+        "frequency": [{**_cap(cap), "sent": sent} for cap, sent in frequency],
         "duplicate_window_seconds": seconds(duplicate_window),
         "calling_hours": None if calling_hours is None else dict(calling_hours),
     }
 
 
+# A claim describes the same few rules and caps for every lead it sends: once is enough.
+@lru_cache(maxsize=256)
+def _cap(cap: Cap) -> Mapping[str, Any]:
+    return {"cap": cap.describe(), "count": cap.count, "per_seconds": seconds(cap.per)}
+
+
+@lru_cache(maxsize=64)
+def _describe(rule: ConsentRule) -> str:
+    return rule.describe()
+
+
 def _consent(rule: ConsentRule, check: ConsentCheck, now: datetime) -> dict[str, Any]:
     age = check.age(now)
     return {
-        "rule": rule.describe(),
+        "rule": _describe(rule),
         "value": check.value,
         "age_seconds": None if age is None else age.total_seconds(),
     }
