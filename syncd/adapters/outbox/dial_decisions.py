@@ -4,22 +4,29 @@ In the claim's transaction, each lead the send gate moves to ``sending`` gets
 one row with the inputs every rule read (:func:`syncd.domain.dial_record.dial_inputs`)
 and the version of the sync's effective rules; the rules themselves are kept
 once per version in ``rules_versions``, written when a delivery starts
-(docs/safety.md#the-record-of-every-dial-decision). A claim writes its rows
-with one executemany ``INSERT``.
+(docs/safety.md#the-record-of-every-dial-decision).
+
+A claim writes its rows with one statement: the varying values of every row go
+as one JSON array, which the database unpacks (``json_each`` on SQLite,
+``json_array_elements`` on PostgreSQL) in an ``INSERT ... SELECT``. An
+executemany of the same rows cost the claim about 40 % more CPU per lead on
+SQLite (the binding of eight parameters per row); this costs about 4 %
+(docs/performance.md#the-send-gates-checks-2026-12-07).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, TextClause, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from syncd.adapters.orm import DialDecision, RulesVersion
+from syncd.adapters.orm import DialDecision, RulesVersion, UTCDateTime
 from syncd.adapters.outbox.common import Claim
 
 DIAL_DECISIONS: Table = DialDecision.__table__  # type: ignore[assignment]
@@ -35,30 +42,48 @@ class Dial:
     inputs: Mapping[str, Any]
 
 
-_INSERT = insert(DIAL_DECISIONS)
+_COLUMNS = "lead_id, sync_name, agent_id, phone_e164, batch_id, decided_at, rules_version, inputs"
+#: One row per element ``[lead_id, phone_e164, inputs]`` of the JSON array ``rows``.
+_INSERT_SQL = {
+    "sqlite": (
+        f"INSERT INTO dial_decisions ({_COLUMNS}) "
+        "SELECT json_extract(value, '$[0]'), :sync_name, :agent_id, "
+        "json_extract(value, '$[1]'), :batch_id, :now, :version, json_extract(value, '$[2]') "
+        "FROM json_each(:rows)"
+    ),
+    "postgresql": (
+        f"INSERT INTO dial_decisions ({_COLUMNS}) "
+        "SELECT CAST(r.value ->> 0 AS BIGINT), :sync_name, :agent_id, "
+        "r.value ->> 1, :batch_id, :now, :version, r.value -> 2 "
+        "FROM json_array_elements(CAST(:rows AS JSON)) AS r"
+    ),
+}
+
+
+_INSERT: dict[str, TextClause] = {
+    dialect: text(sql).bindparams(bindparam("now", type_=UTCDateTime()))
+    for dialect, sql in _INSERT_SQL.items()
+}
 
 
 def record_dials(
     session: Session, claim: Claim, dials: Sequence[Dial], rules_version: str, now: datetime
 ) -> None:
-    """One ``dial_decisions`` row per lead of ``claim``: one executemany ``INSERT``."""
+    """One ``dial_decisions`` row per lead of ``claim``, in one ``INSERT ... SELECT``."""
     if not dials:
         return
-    session.connection().execute(
-        _INSERT,
-        [
-            {
-                "lead_id": dial.lead_id,
-                "sync_name": claim.sync_name,
-                "agent_id": claim.agent_id,
-                "phone_e164": dial.phone_e164,
-                "batch_id": claim.batch_id,
-                "decided_at": now,
-                "rules_version": rules_version,
-                "inputs": dict(dial.inputs),
-            }
-            for dial in dials
-        ],
+    rows = [[dial.lead_id, dial.phone_e164, dial.inputs] for dial in dials]
+    connection = session.connection()
+    connection.execute(
+        _INSERT[connection.dialect.name],
+        {
+            "rows": json.dumps(rows, separators=(",", ":"), allow_nan=False),
+            "sync_name": claim.sync_name,
+            "agent_id": claim.agent_id,
+            "batch_id": claim.batch_id,
+            "now": now,
+            "version": rules_version,
+        },
     )
 
 

@@ -15,11 +15,26 @@ sent on a check that could not be made.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    column,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from syncd.adapters import ledger
@@ -132,15 +147,31 @@ def _rivals(session: Session, agent_id: str, phones: Sequence[str], since: datet
     return [Rival(r.id, r.phone_e164, LeadState(r.state), r.sent_at) for r in rows]
 
 
-#: The sends of the numbers that may have reached SimZ, by the time their request
-#: started, across every agent and sync: read through ix_leads_number (phone, sent_at).
-_SENDS = select(LEADS.c.phone_e164, LEADS.c.sent_at).where(
-    LEADS.c.phone_e164.in_(bindparam("phones", expanding=True)),
-    LEADS.c.sent_at >= bindparam("since", type_=LEADS.c.sent_at.type),
-    LEADS.c.state.in_(
-        [LeadState.SENDING.value, LeadState.ACCEPTED.value, LeadState.UNCERTAIN.value]
-    ),
-)
+_SENT_STATES = [LeadState.SENDING.value, LeadState.ACCEPTED.value, LeadState.UNCERTAIN.value]
+
+
+@functools.lru_cache(maxsize=4)
+def _sends_statement(dialect: str) -> Select[Any]:
+    """The sends of the numbers bound as ``phones`` that may have reached SimZ, since ``since``.
+
+    Across every agent and sync, by the time their request started; read through
+    ix_leads_number (phone, sent_at). The numbers go as one parameter, an array
+    (PostgreSQL) or a JSON text (SQLite), so the statement is compiled once
+    rather than rendered anew for each claim's list (as an expanding ``IN`` is).
+    """
+    phones: ColumnElement[bool]
+    if dialect == "postgresql":
+        phones = LEADS.c.phone_e164 == any_(bindparam("phones", type_=ARRAY(String)))
+    else:
+        listed = select(column("value", String)).select_from(
+            func.json_each(bindparam("phones", type_=JSON))
+        )
+        phones = LEADS.c.phone_e164.in_(listed.scalar_subquery())
+    return select(LEADS.c.phone_e164, LEADS.c.sent_at).where(
+        phones,
+        LEADS.c.sent_at >= bindparam("since", type_=LEADS.c.sent_at.type),
+        LEADS.c.state.in_(_SENT_STATES),
+    )
 
 
 def _number_facts(
@@ -159,7 +190,9 @@ def _number_facts(
     reach = longest([*rules.caps, *(cap for lead in due for cap in lead.caps)])
     sends: dict[str, list[datetime]] = {}
     if phones and reach > timedelta(0):
-        found = session.connection().execute(_SENDS, {"phones": list(phones), "since": now - reach})
+        connection = session.connection()
+        statement = _sends_statement(connection.dialect.name)
+        found = connection.execute(statement, {"phones": list(phones), "since": now - reach})
         for phone, sent_at in found:
             sends.setdefault(phone, []).append(sent_at)
     return NumberFacts(suppressed, sends)
