@@ -244,6 +244,7 @@ class _Round:
         }
         #: Sends this claim decided, by number: they count against the caps of later ones.
         self.sent_now: dict[str, list[datetime]] = {}
+        self.shared: dict[tuple[Any, ...], Mapping[str, Any]] = {}
 
     def decide_all(self) -> list[Decision]:
         decisions: list[Decision] = []
@@ -270,19 +271,38 @@ class _Round:
         check = self.frequency(candidate, caps)
         if check.full is not None and check.until is not None:
             return Decision(self.over_cap(check.full, check.until, dict(check.counts)))
-        rule = self.rules.consent
-        return Decision(
-            SEND,
-            dial_inputs(
+        return Decision(SEND, self.inputs(candidate, consent, check.counts))
+
+    def inputs(
+        self,
+        candidate: Candidate,
+        consent: ConsentCheck | None,
+        counts: tuple[tuple[Cap, int], ...],
+    ) -> Mapping[str, Any]:
+        """The dial decision's inputs; leads with the same ones share one (read-only) value,
+        so that the claim serialises each distinct set once."""
+        checked = self.numbers.checked and bool(candidate.phone_e164)
+        hours = candidate.calling_hours
+        key = (
+            candidate.do_not_call,
+            consent,
+            counts,
+            checked,
+            None if hours is None else id(hours),
+        )
+        found = self.shared.get(key)
+        if found is None:
+            rule = self.rules.consent
+            found = self.shared[key] = dial_inputs(
                 do_not_call=candidate.do_not_call,
                 consent=None if rule is None or consent is None else (rule, consent),
-                suppression_checked=self.numbers.checked and bool(candidate.phone_e164),
-                frequency=check.counts,
+                suppression_checked=checked,
+                frequency=counts,
                 duplicate_window=self.rules.duplicate_window,
-                calling_hours=candidate.calling_hours,
+                calling_hours=hours,
                 now=self.now,
-            ),
-        )
+            )
+        return found
 
     def standing(self, candidate: Candidate) -> Verdict | None:
         """The checks that need no reading of time: stopped, DoNotCall, the suppression list."""

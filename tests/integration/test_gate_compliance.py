@@ -191,9 +191,7 @@ class TestFrequencyCaps:
 
     def test_over_cap_skip(self, sessions: sessionmaker[Session]) -> None:
         web, b2b = two_syncs({"count": 1, "per": "7d"})
-        b2b = b2b.model_copy(
-            update={"rules": b2b.rules.model_copy(update={"over_cap": "skip"})}
-        )
+        b2b = b2b.model_copy(update={"rules": b2b.rules.model_copy(update={"over_cap": "skip"})})
         [first] = insert_leads(sessions, [1], phones={1: SHARED})
         [second] = insert_leads(sessions, [2], sync="b2b", agent="agt_2", phones={2: SHARED})
         assert claimed_ids(claim(sessions, web)) == [first]

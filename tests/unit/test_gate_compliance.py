@@ -261,3 +261,10 @@ class TestDialInputs:
     def test_held_back_leads_have_no_inputs(self) -> None:
         [decision] = decide([lead(1, dnc=True)], [], GateRules(), NOW, NumberFacts())
         assert decision.inputs is None
+
+    def test_equal_inputs_are_shared_so_a_claim_serialises_them_once(self) -> None:
+        first, second, other = decide(
+            [lead(1), lead(2, OTHER), lead(3, None)], [], GateRules(), NOW, NumberFacts()
+        )
+        assert first.inputs is second.inputs
+        assert other.inputs is not first.inputs  # no number: the list was not checked

@@ -72,12 +72,11 @@ def record_dials(
     """One ``dial_decisions`` row per lead of ``claim``, in one ``INSERT ... SELECT``."""
     if not dials:
         return
-    rows = [[dial.lead_id, dial.phone_e164, dial.inputs] for dial in dials]
     connection = session.connection()
     connection.execute(
         _INSERT[connection.dialect.name],
         {
-            "rows": json.dumps(rows, separators=(",", ":"), allow_nan=False),
+            "rows": _rows_json(dials),
             "sync_name": claim.sync_name,
             "agent_id": claim.agent_id,
             "batch_id": claim.batch_id,
@@ -85,6 +84,23 @@ def record_dials(
             "version": rules_version,
         },
     )
+
+
+def _rows_json(dials: Sequence[Dial]) -> str:
+    """The JSON array ``[[lead_id, phone_e164, inputs], ...]``; each distinct ``inputs``
+    value (the gate shares equal ones) is serialised once."""
+    texts: dict[int, str] = {}
+    parts: list[str] = []
+    for dial in dials:
+        body = texts.get(id(dial.inputs))
+        if body is None:
+            body = texts[id(dial.inputs)] = _json(dial.inputs)
+        parts.append(f"[{int(dial.lead_id)},{_json(dial.phone_e164)},{body}]")
+    return f"[{','.join(parts)}]"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def record_rules_version(
