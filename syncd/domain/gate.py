@@ -4,22 +4,30 @@ The design: docs/design.md#the-send-gate.
 
 Pure code. A lead is queued under the rules as they stood when its record was
 polled; by the time delivery claims it, the record may have become DoNotCall,
-or another lead of the same agent with the same number may have been sent,
-be in flight, or be waiting ahead of it in the queue. The adapter gathers the
-claimed candidates and their rivals (other leads of the agent with one of
-their numbers) inside the claim's transaction, and :func:`judge` decides one
-:class:`Verdict` per candidate: send it, skip it (with the reason), or leave it
-queued until a given time (a rule that says "not now").
+its number may have joined the suppression list, its consent may have lapsed,
+another lead of the same agent with the same number may have been sent, be in
+flight, or be waiting ahead of it in the queue, or the number may have been
+called as often as its frequency caps allow. The adapter gathers the claimed
+candidates, their rivals (other leads of the agent with one of their numbers)
+and what it read about their numbers (:class:`NumberFacts`: the suppression
+list, the recent sends of every agent and sync) inside the claim's
+transaction, and :func:`decide` rules one :class:`Decision` per candidate: send
+it (with the inputs of its dial decision), skip it (with the reason), or leave
+it queued until a given time (a rule that says "not now").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
+from syncd.domain.consent import ConsentCheck, ConsentRule
+from syncd.domain.dial_record import dial_inputs
 from syncd.domain.durations import format_duration
+from syncd.domain.frequency import Cap, CapCheck, next_allowed
 from syncd.domain.states import LeadState
 
 
@@ -65,6 +73,12 @@ class Candidate:
     #: The record was deleted in Salesforce (or the lead discarded by an operator):
     #: a decision that sticks, whatever brought the lead back to ``queued``.
     stopped: str | None = None
+    #: The record's consent field as stored (``leads.consent``), for the consent rule.
+    consent: str | None = None
+    #: The per-number caps the local rules of the lead's states add.
+    caps: tuple[Cap, ...] = ()
+    #: The local rules' evidence (calling hours), or None when none were asked.
+    calling_hours: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,26 +91,66 @@ class Rival:
     sent_at: datetime | None
 
 
+@dataclass(frozen=True)
+class NumberFacts:
+    """What the claim read about the candidates' numbers, across every agent and sync.
+
+    ``suppressed``: the numbers on the suppression list, each with its entry in
+    words; ``sends``: when each number was sent (``sending``, ``accepted``,
+    ``uncertain``) within the longest frequency cap; ``checked``: whether the
+    suppression list was read for these numbers (always, at the claim).
+    """
+
+    suppressed: Mapping[str, str] = field(default_factory=dict)
+    sends: Mapping[str, Sequence[datetime]] = field(default_factory=dict)
+    checked: bool = True
+
+
+NO_FACTS = NumberFacts(checked=False)
+
 #: A further rule: None when it has nothing against the lead, else its verdict.
 Rule = Callable[[Candidate, datetime], "Verdict | None"]
 
 
 @dataclass(frozen=True)
 class GateRules:
-    """The claiming sync's rules; ``duplicate_window`` 0 turns the number rule off."""
+    """The claiming sync's rules; ``duplicate_window`` 0 turns the duplicate-phone rule off.
+
+    ``consent``: the consent rule (None: off); ``caps``: the frequency caps of
+    every number (``rules.max_sends_per_number``), to which each lead's local
+    caps are added; ``over_cap_skip``: a lead over a cap is skipped instead of
+    waiting for the cap's window; ``version``: the version of the sync's
+    effective rules its dial decisions name (:func:`syncd.domain.dial_record.rules_version`;
+    empty when the caller recorded none, as a claim made outside a delivery).
+    """
 
     respect_do_not_call: bool = True
     duplicate_window: timedelta = timedelta(0)
     extra: tuple[Rule, ...] = ()
+    consent: ConsentRule | None = None
+    caps: tuple[Cap, ...] = ()
+    over_cap_skip: bool = False
+    version: str = ""
 
     @property
-    def checks_numbers(self) -> bool:
+    def checks_duplicates(self) -> bool:
         return self.duplicate_window > timedelta(0)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict on one candidate and, when it is sent, its dial decision's ``inputs``."""
+
+    verdict: Verdict
+    inputs: Mapping[str, Any] | None = None
 
 
 DO_NOT_CALL_RULE = "do_not_call"
 STOPPED_RULE = "stopped"
 DUPLICATE_RULE = "duplicate_phone"
+SUPPRESSION_RULE = "suppression"
+CONSENT_RULE = "consent"
+FREQUENCY_RULE = "frequency_cap"
 GATE_DO_NOT_CALL_NOTE = "send gate: DoNotCall is set on the record's latest known state"
 
 #: Rival states that block a number whatever their age (with ``queued`` ones claimed
@@ -125,62 +179,173 @@ def judge(
     rivals: Iterable[Rival],
     rules: GateRules,
     now: datetime,
+    numbers: NumberFacts = NO_FACTS,
 ) -> list[Verdict]:
-    """One verdict per candidate, in the order given (claim order: ascending id).
+    """One verdict per candidate, in the order given: :func:`decide` without the inputs."""
+    return [decision.verdict for decision in decide(candidates, rivals, rules, now, numbers)]
+
+
+def decide(
+    candidates: Sequence[Candidate],
+    rivals: Iterable[Rival],
+    rules: GateRules,
+    now: datetime,
+    numbers: NumberFacts = NO_FACTS,
+) -> list[Decision]:
+    """One decision per candidate, in the order given (claim order: ascending id).
+
+    The checks, in order (the first that objects decides):
 
     * a lead whose record was deleted, or that an operator discarded, is skipped;
     * DoNotCall on the stored record state skips the lead (unless the sync opted out);
+    * a number on the suppression list skips it, with the entry's reason;
+    * with the consent rule on, consent that is missing, unreadable or lapsed by
+      ``now`` skips it;
     * a further rule (``rules.extra``) may skip it or make it wait;
-    * with the number rule on, a rival that is ``sending`` or ``uncertain``, or was
-      ``accepted`` within the window, or is ``queued`` ahead of the candidate (a lower
-      id) skips it. A candidate of this same claim that the gate skips or defers does
-      not count as queued ahead of the later ones; every other queued rival does,
-      whatever its age (it will be claimed first).
+    * with the duplicate-phone rule on, a rival that is ``sending`` or
+      ``uncertain``, or was ``accepted`` within the window, or is ``queued`` ahead
+      of the candidate (a lower id) skips it. A candidate of this same claim that
+      the gate skips or defers does not count as queued ahead of the later ones;
+      every other queued rival does, whatever its age (it will be claimed first);
+    * a frequency cap (``rules.caps`` and the lead's own) that the number's sends
+      already fill, counting the candidates this claim sends before it, makes the
+      lead wait until the cap's window has room (or skips it, ``over_cap_skip``).
     """
-    since = now - rules.duplicate_window
-    window = format_duration(rules.duplicate_window) if rules.checks_numbers else ""
-    by_phone: dict[str, list[Rival]] = {}
-    for rival in rivals:
-        by_phone.setdefault(rival.phone_e164, []).append(rival)
-    in_claim = {candidate.lead_id for candidate in candidates}
-    # Queued rivals outside this claim always count; candidates only once sent.
-    ahead = {
-        rival.lead_id
-        for group in by_phone.values()
-        for rival in group
-        if rival.state is LeadState.QUEUED and rival.lead_id not in in_claim
-    }
-    verdicts: list[Verdict] = []
-    for candidate in candidates:
-        verdict = _one(candidate, by_phone, rules, now, since, window, ahead)
-        if verdict.action is Action.SEND:
-            ahead.add(candidate.lead_id)
-        verdicts.append(verdict)
-    return verdicts
+    return _Round(candidates, rivals, rules, now, numbers).decide_all()
 
 
-def _one(
-    candidate: Candidate,
-    by_phone: dict[str, list[Rival]],
-    rules: GateRules,
-    now: datetime,
-    since: datetime,
-    window: str,
-    ahead: set[int],
-) -> Verdict:
-    if candidate.stopped is not None:
-        return Verdict.skip(STOPPED_RULE, f"send gate: {candidate.stopped}")
-    if rules.respect_do_not_call and candidate.do_not_call:
-        return Verdict.skip(DO_NOT_CALL_RULE, GATE_DO_NOT_CALL_NOTE)
-    for rule in rules.extra:
-        found = rule(candidate, now)
-        if found is not None and found.action is not Action.SEND:
-            return found
-    if rules.checks_numbers and candidate.phone_e164:
-        for rival in by_phone.get(candidate.phone_e164, ()):
-            why = _blocking(candidate, rival, since, ahead)
+class _Round:
+    """The state one call of :func:`decide` carries from one candidate to the next."""
+
+    def __init__(
+        self,
+        candidates: Sequence[Candidate],
+        rivals: Iterable[Rival],
+        rules: GateRules,
+        now: datetime,
+        numbers: NumberFacts,
+    ) -> None:
+        self.candidates = candidates
+        self.rules = rules
+        self.now = now
+        self.numbers = numbers
+        self.since = now - rules.duplicate_window
+        self.window = format_duration(rules.duplicate_window) if rules.checks_duplicates else ""
+        self.by_phone: dict[str, list[Rival]] = {}
+        for rival in rivals:
+            self.by_phone.setdefault(rival.phone_e164, []).append(rival)
+        in_claim = {candidate.lead_id for candidate in candidates}
+        # Queued rivals outside this claim always count; candidates only once sent.
+        self.ahead = {
+            rival.lead_id
+            for group in self.by_phone.values()
+            for rival in group
+            if rival.state is LeadState.QUEUED and rival.lead_id not in in_claim
+        }
+        #: Sends this claim decided, by number: they count against the caps of later ones.
+        self.sent_now: dict[str, list[datetime]] = {}
+        self.shared: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+
+    def decide_all(self) -> list[Decision]:
+        decisions: list[Decision] = []
+        for candidate in self.candidates:
+            decision = self.one(candidate)
+            if decision.verdict.action is Action.SEND:
+                self.ahead.add(candidate.lead_id)
+                if candidate.phone_e164:
+                    self.sent_now.setdefault(candidate.phone_e164, []).append(self.now)
+            decisions.append(decision)
+        return decisions
+
+    def one(self, candidate: Candidate) -> Decision:
+        verdict = self.standing(candidate)
+        if verdict is not None:
+            return Decision(verdict)
+        consent = self.consent(candidate)
+        if consent is not None and consent.reason is not None:
+            return Decision(Verdict.skip(CONSENT_RULE, f"send gate: {consent.reason}"))
+        verdict = self.further(candidate) or self.duplicate(candidate)
+        if verdict is not None:
+            return Decision(verdict)
+        caps = self.rules.caps + candidate.caps
+        check = self.frequency(candidate, caps)
+        if check.full is not None and check.until is not None:
+            return Decision(self.over_cap(check.full, check.until, dict(check.counts)))
+        return Decision(SEND, self.inputs(candidate, consent, check.counts))
+
+    def inputs(
+        self,
+        candidate: Candidate,
+        consent: ConsentCheck | None,
+        counts: tuple[tuple[Cap, int], ...],
+    ) -> Mapping[str, Any]:
+        """The dial decision's inputs; leads with the same ones share one (read-only) value,
+        so that the claim serialises each distinct set once."""
+        checked = self.numbers.checked and bool(candidate.phone_e164)
+        hours = candidate.calling_hours
+        key = (
+            candidate.do_not_call,
+            consent,
+            counts,
+            checked,
+            None if hours is None else id(hours),
+        )
+        found = self.shared.get(key)
+        if found is None:
+            rule = self.rules.consent
+            found = self.shared[key] = dial_inputs(
+                do_not_call=candidate.do_not_call,
+                consent=None if rule is None or consent is None else (rule, consent),
+                suppression_checked=checked,
+                frequency=counts,
+                duplicate_window=self.rules.duplicate_window,
+                calling_hours=hours,
+                now=self.now,
+            )
+        return found
+
+    def standing(self, candidate: Candidate) -> Verdict | None:
+        """The checks that need no reading of time: stopped, DoNotCall, the suppression list."""
+        if candidate.stopped is not None:
+            return Verdict.skip(STOPPED_RULE, f"send gate: {candidate.stopped}")
+        if self.rules.respect_do_not_call and candidate.do_not_call:
+            return Verdict.skip(DO_NOT_CALL_RULE, GATE_DO_NOT_CALL_NOTE)
+        listed = self.numbers.suppressed.get(candidate.phone_e164 or "")
+        if listed is not None:
+            return Verdict.skip(SUPPRESSION_RULE, f"send gate: {listed}")
+        return None
+
+    def consent(self, candidate: Candidate) -> ConsentCheck | None:
+        rule = self.rules.consent
+        return None if rule is None else rule.check(candidate.consent, self.now)
+
+    def further(self, candidate: Candidate) -> Verdict | None:
+        for rule in self.rules.extra:
+            found = rule(candidate, self.now)
+            if found is not None and found.action is not Action.SEND:
+                return found
+        return None
+
+    def duplicate(self, candidate: Candidate) -> Verdict | None:
+        if not (self.rules.checks_duplicates and candidate.phone_e164):
+            return None
+        for rival in self.by_phone.get(candidate.phone_e164, ()):
+            why = _blocking(candidate, rival, self.since, self.ahead)
             if why is not None:
                 return Verdict.skip(
-                    DUPLICATE_RULE, f"send gate: duplicate phone within {window}: {why}"
+                    DUPLICATE_RULE, f"send gate: duplicate phone within {self.window}: {why}"
                 )
-    return SEND
+        return None
+
+    def frequency(self, candidate: Candidate, caps: Sequence[Cap]) -> CapCheck:
+        phone = candidate.phone_e164
+        if not caps or not phone:
+            return CapCheck(None, None, ())
+        sends = [*self.numbers.sends.get(phone, ()), *self.sent_now.get(phone, ())]
+        return next_allowed(caps, sends, self.now)
+
+    def over_cap(self, cap: Cap, until: datetime, counts: Mapping[Cap, int]) -> Verdict:
+        reached = f"send gate: frequency cap {cap.describe()} reached ({counts[cap]} sends)"
+        if self.rules.over_cap_skip:
+            return Verdict.skip(FREQUENCY_RULE, reached)
+        return Verdict.wait(FREQUENCY_RULE, f"{reached}; due again at {until.isoformat()}", until)

@@ -56,6 +56,7 @@ from syncd.adapters.simz import MaybeSent, NothingSent, SimzClient, SimzReply, S
 from syncd.config.models import SimzConfig, SyncConfig
 from syncd.domain import backoff
 from syncd.domain.batching import request_body
+from syncd.domain.dial_record import rules_version
 from syncd.domain.gate import GateRules
 from syncd.domain.outcome import (
     Limits,
@@ -112,10 +113,30 @@ class _Part:
 
 def gate_rules(sync: SyncConfig) -> GateRules:
     """The send gate's rules for ``sync`` (checked again as each batch is claimed)."""
+    rules = sync.rules
     return GateRules(
-        respect_do_not_call=sync.rules.respect_do_not_call,
-        duplicate_window=sync.rules.duplicate_phone_window,
+        respect_do_not_call=rules.respect_do_not_call,
+        duplicate_window=rules.duplicate_phone_window,
+        consent=rules.consent.rule if rules.consent is not None else None,
+        caps=tuple(cap.cap for cap in rules.max_sends_per_number),
+        over_cap_skip=rules.over_cap == "skip",
+        version=rules_version(effective_rules(sync)),
     )
+
+
+def effective_rules(sync: SyncConfig) -> dict[str, Any]:
+    """What decides whether a lead of ``sync`` may be dialled, as plain JSON values.
+
+    The sync's ``rules`` section (DoNotCall, the duplicate-phone window, consent,
+    the frequency caps, ``over_cap``) and its ``calling_hours`` (with any state
+    rules), defaults included: the body its dial decisions' ``rules_version``
+    hashes (:func:`syncd.domain.dial_record.rules_version`).
+    """
+    hours = sync.calling_hours
+    return {
+        "rules": sync.rules.model_dump(mode="json"),
+        "calling_hours": hours.model_dump(mode="json") if hours is not None else None,
+    }
 
 
 def default_worker() -> str:
@@ -225,6 +246,15 @@ class _Delivery:
     def run(self) -> DeliveryResult:
         with self.sessions.begin() as session:
             agents = outbox.queued_agents(session, self.sync.name)
+            if agents:
+                # The rules this pass's dial decisions name, kept once per version.
+                outbox.record_rules_version(
+                    session,
+                    sync_name=self.sync.name,
+                    version=self.rules.version,
+                    rules=effective_rules(self.sync),
+                    now=self.now(),
+                )
         # One thread POSTs while this one records the last answer and claims ahead.
         with (
             self.activity.sending() if agents else nullcontext(),

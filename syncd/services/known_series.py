@@ -21,7 +21,14 @@ from typing import get_args
 from prometheus_client.metrics import MetricWrapperBase
 
 from syncd.config import Config
-from syncd.domain.gate import DO_NOT_CALL_RULE, DUPLICATE_RULE, STOPPED_RULE
+from syncd.domain.gate import (
+    CONSENT_RULE,
+    DO_NOT_CALL_RULE,
+    DUPLICATE_RULE,
+    FREQUENCY_RULE,
+    STOPPED_RULE,
+    SUPPRESSION_RULE,
+)
 from syncd.domain.outcome import Counts
 from syncd.domain.suppression import DO_NOT_CALL
 from syncd.domain.writeback import DONE, FAILED, RETRY
@@ -61,7 +68,14 @@ RECORD_RESULTS = RECORD_COUNTS
 #: ``syncd_polls_total``'s ``status``.
 POLL_STATUSES: tuple[str, ...] = get_args(PollStatus)
 #: ``syncd_gate_skipped_total``'s ``rule``.
-GATE_RULES = (DO_NOT_CALL_RULE, DUPLICATE_RULE, STOPPED_RULE)
+GATE_RULES = (
+    DO_NOT_CALL_RULE,
+    DUPLICATE_RULE,
+    STOPPED_RULE,
+    SUPPRESSION_RULE,
+    CONSENT_RULE,
+    FREQUENCY_RULE,
+)
 #: ``syncd_salesforce_calls_total``'s ``kind``.
 SALESFORCE_CALL_KINDS = ("login", "query", "query_more", "limits", "bulk", "describe", "writeback")
 #: ``syncd_writeback_total``'s ``outcome``.

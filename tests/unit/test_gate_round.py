@@ -41,9 +41,9 @@ def plan(
     rivals: list[Rival] | None = None,
     rules: GateRules | None = None,
 ) -> RoundPlan:
-    return plan_round(
-        leads, openings or {}, locked or set(), rivals or [], rules or GateRules(), NOW
-    )
+    """One round; unless ``locked`` says otherwise every open lead's number was locked."""
+    held = numbers_to_lock(leads, openings or {}) if locked is None else locked
+    return plan_round(leads, openings or {}, held, rivals or [], rules or GateRules(), NOW)
 
 
 class TestCallingHours:
@@ -85,8 +85,9 @@ class TestNumberLocks:
     def test_a_lead_without_a_number_needs_no_lock(self) -> None:
         assert plan([due(1, None)], rules=DAY).send == (1,)
 
-    def test_locks_are_not_read_without_the_number_rule(self) -> None:
-        assert plan([due(1)], locked=set()).send == (1,)
+    def test_a_number_needs_its_lock_without_the_duplicate_rule_too(self) -> None:
+        """The suppression list and the caps are number rules that are always read."""
+        assert plan([due(1)], locked=set()) == RoundPlan()
 
 
 class TestGate:

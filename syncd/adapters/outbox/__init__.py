@@ -11,13 +11,15 @@ instead of silently overwriting it.
 
 The modules, by concern: :mod:`.due` (which queued leads are due),
 :mod:`.send_gate` (the gate's reads and writes around its pure decision),
-:mod:`.claims` (batch rows and the move to ``sending``), :mod:`.pauses`
+:mod:`.claims` (batch rows and the move to ``sending``), :mod:`.dial_decisions`
+(the record of every lead let through, and the rules it was decided by), :mod:`.pauses`
 (SimZ's pauses), :mod:`.outcomes` (an answer's plan carried out) and
 :mod:`.recovery` (leads a dead process left ``sending``).
 """
 
 from syncd.adapters.outbox.claims import claim, close_batch, mark_posted, rebatch
 from syncd.adapters.outbox.common import Claim, ClaimedLead, OutboxConflict, move, reject
+from syncd.adapters.outbox.dial_decisions import record_rules_version
 from syncd.adapters.outbox.due import queued_agents
 from syncd.adapters.outbox.outcomes import Applied, apply_plan
 from syncd.adapters.outbox.pauses import (
@@ -50,6 +52,7 @@ __all__ = [
     "pause",
     "queued_agents",
     "rebatch",
+    "record_rules_version",
     "recover_in_flight",
     "reject",
 ]

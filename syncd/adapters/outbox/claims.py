@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import Lead
 from syncd.adapters.outbox.common import BATCHES, Claim, ClaimedLead, OutboxConflict, move
+from syncd.adapters.outbox.dial_decisions import Dial, record_dials
 from syncd.adapters.outbox.send_gate import gate_round
 from syncd.domain.gate import GateRules
 from syncd.domain.local_rules import CallingRules
 from syncd.domain.states import LeadState
 
-#: The gate's rules when a caller names none: DoNotCall only.
+#: The gate's rules when a caller names none: DoNotCall and the suppression list only.
 _DEFAULT_RULES = GateRules()
 #: Claim rounds at most: each round that finds nothing to send has skipped or deferred
 #: at least one lead, so the next one looks at others.
@@ -75,28 +76,20 @@ def claim(
 ) -> Claim | None:
     """Move up to ``limit`` due leads that pass the send gate to ``sending`` under a new batch.
 
-    The gate (:func:`syncd.domain.gate.judge`) runs in this same transaction: a
+    The gate (:func:`syncd.domain.gate.decide`) runs in this same transaction: a
     lead it skips becomes ``skipped`` with the reason in its note and audit trail,
-    one it defers stays queued until the time it names. On PostgreSQL a lead whose
-    (agent, number) lock another transaction holds is left queued for the next
-    claim (see :mod:`syncd.adapters.number_locks`).
+    one it defers stays queued until the time it names, and each lead it lets
+    through gets its dial decision row, naming ``rules.version``. A lead whose
+    number lock another transaction holds (PostgreSQL) is left queued for the
+    next claim (:mod:`syncd.adapters.number_locks`). ``calling_rules`` (calling
+    hours) is asked about every due lead first; those whose window is closed
+    wait for its opening (:mod:`syncd.adapters.outbox.send_gate`).
 
     ``posted=False`` claims a batch *ahead*, while another is in flight: it must
     not be sent before :func:`mark_posted` commits; until then recovery knows it
     was never sent and puts its leads back in the queue.
-
-    ``calling_rules`` (a sync with calling hours) is asked about every due lead
-    before the gate; those whose window is closed wait for its opening, and the claim looks
-    again for others (:mod:`syncd.adapters.outbox.send_gate`).
     """
-    leads: tuple[ClaimedLead, ...] = ()
-    for _round in range(_GATE_ROUNDS):
-        sendable, progressed = gate_round(
-            session, sync_name, agent_id, limit, now, rules, calling_rules
-        )
-        if sendable or not progressed:
-            leads = sendable
-            break
+    leads, dials = _gate(session, sync_name, agent_id, limit, now, rules, calling_rules)
     if not leads:
         return None
     batch_id = _new_batch(
@@ -119,7 +112,28 @@ def claim(
         now=now,
         values={"batch_id": batch_id, "sent_at": now, "waiting_for": None},
     )
-    return Claim(batch_id, sync_name, agent_id, leads)
+    claimed = Claim(batch_id, sync_name, agent_id, leads)
+    record_dials(session, claimed, dials, rules.version, now)
+    return claimed
+
+
+def _gate(
+    session: Session,
+    sync_name: str,
+    agent_id: str,
+    limit: int,
+    now: datetime,
+    rules: GateRules,
+    calling_rules: CallingRules | None,
+) -> tuple[tuple[ClaimedLead, ...], tuple[Dial, ...]]:
+    """Gate rounds until one finds leads to send or makes no progress; its leads and dials."""
+    for _round in range(_GATE_ROUNDS):
+        sendable, progressed, dials = gate_round(
+            session, sync_name, agent_id, limit, now, rules, calling_rules
+        )
+        if sendable or not progressed:
+            return sendable, dials
+    return (), ()
 
 
 def rebatch(

@@ -1,28 +1,50 @@
 """The send gate's SQL: what one claim round reads and writes around its pure decision.
 
 In the claim's own transaction (docs/design.md#the-send-gate) a round reads the
-due leads, asks the sync's calling hours about them, tries the per-number
-locks (:mod:`syncd.adapters.number_locks`) and reads the rivals; the decision
+due leads, asks the sync's local rules (calling hours) about them, tries the
+per-number locks (:mod:`syncd.adapters.number_locks`) of the numbers it may
+send and, under those locks, reads what the number rules need: the rivals (with
+the duplicate-phone rule on), the suppression list (always) and the numbers'
+recent sends across every agent and sync (with a frequency cap). The decision
 is :func:`syncd.domain.gate_round.plan_round`; then the skipped leads become
 ``skipped`` with the reason in their note and audit trail, and every lead
 that waits (calling hours or a gate rule) stays queued, due again at the time
-its verdict names.
+its verdict names. A read that fails fails the claim's transaction: nothing is
+sent on a check that could not be made.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    column,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from syncd.adapters import ledger
 from syncd.adapters.number_locks import try_lock_numbers
 from syncd.adapters.outbox.common import LEADS, ClaimedLead
+from syncd.adapters.outbox.dial_decisions import Dial
 from syncd.adapters.outbox.due import due_leads
-from syncd.domain.gate import Action, Candidate, GateRules, Rival, Verdict
+from syncd.adapters.suppression_store import suppressed_among
+from syncd.domain.frequency import longest
+from syncd.domain.gate import Action, Candidate, GateRules, NumberFacts, Rival, Verdict
 from syncd.domain.gate_round import RoundPlan, numbers_to_lock, plan_round
 from syncd.domain.local_rules import CallingRules, DueLead, LocalCall
 from syncd.domain.states import LeadState
@@ -40,38 +62,52 @@ def gate_round(
     now: datetime,
     rules: GateRules,
     calling_rules: CallingRules | None = None,
-) -> tuple[tuple[ClaimedLead, ...], bool]:
-    """The due leads that pass the gate now, and whether any was skipped or deferred.
+) -> tuple[tuple[ClaimedLead, ...], bool, tuple[Dial, ...]]:
+    """The due leads that pass the gate now, whether any was skipped or deferred, and
+    the dial decision of each lead that passes.
 
-    ``calling_rules`` (a sync with calling hours) is asked about every due lead
-    before the gate: those whose window is closed wait for its opening. With the
-    number rule on, only the numbers of the others are locked and their rivals read.
+    ``calling_rules`` (a sync with calling hours or state rules) is asked about
+    every due lead before the gate: those whose window is closed wait for its
+    opening. The numbers of the others are locked, and the number rules read
+    under those locks.
     """
     params = {"sync_name": sync_name, "agent_id": agent_id, "now": now, "limit": limit}
     rows = due_leads(session, params, limit)
     if not rows:
-        return (), False
-    due = [Candidate(r.id, agent_id, r.phone_e164, bool(r.do_not_call), _stopped(r)) for r in rows]
+        return (), False, ()
     local: Mapping[int, LocalCall] = {}
     if calling_rules is not None:
         local = calling_rules(
             [DueLead(row.id, row.phone_e164, row.time_zone, row.region) for row in rows], now
         )
+    due = [_candidate(row, agent_id, local.get(row.id)) for row in rows]
     openings = {lead_id: lc.opens for lead_id, lc in local.items() if lc.opens is not None}
-    locked: set[tuple[str, str]] = set()
+    locked = try_lock_numbers(session, numbers_to_lock(due, openings))
+    phones = sorted({phone for _agent, phone in locked})
     rivals: list[Rival] = []
-    if rules.checks_numbers:
-        locked = try_lock_numbers(session, numbers_to_lock(due, openings))
-        phones = sorted({phone for _agent, phone in locked})
+    if rules.checks_duplicates:
         rivals = _rivals(session, agent_id, phones, now - rules.duplicate_window)
-    plan = plan_round(due, openings, locked, rivals, rules, now)
+    numbers = _number_facts(session, phones, rules, due, now)
+    plan = plan_round(due, openings, locked, rivals, rules, now, numbers)
     _apply(session, sync_name, plan, now)
     by_id = {row.id: row for row in rows}
-    sendable = tuple(
-        ClaimedLead(row.id, row.salesforce_id, row.payload, row.attempts)
-        for row in (by_id[lead_id] for lead_id in plan.send)
+    sent = [by_id[lead_id] for lead_id in plan.send]
+    sendable = tuple(ClaimedLead(r.id, r.salesforce_id, r.payload, r.attempts) for r in sent)
+    dials = tuple(Dial(r.id, r.phone_e164, plan.inputs[r.id]) for r in sent)
+    return sendable, plan.progressed, dials
+
+
+def _candidate(row: Any, agent_id: str, local: LocalCall | None) -> Candidate:
+    return Candidate(
+        row.id,
+        agent_id,
+        row.phone_e164,
+        bool(row.do_not_call),
+        _stopped(row),
+        consent=row.consent,
+        caps=local.caps if local is not None else (),
+        calling_hours=local.evidence if local is not None else None,
     )
-    return sendable, plan.progressed
 
 
 def _stopped(row: Any) -> str | None:
@@ -109,6 +145,57 @@ def _rivals(session: Session, agent_id: str, phones: Sequence[str], since: datet
         _RIVALS, {"agent_id": agent_id, "phones": list(phones), "since": since}
     )
     return [Rival(r.id, r.phone_e164, LeadState(r.state), r.sent_at) for r in rows]
+
+
+_SENT_STATES = [LeadState.SENDING.value, LeadState.ACCEPTED.value, LeadState.UNCERTAIN.value]
+
+
+@functools.lru_cache(maxsize=4)
+def _sends_statement(dialect: str) -> Select[Any]:
+    """The sends of the numbers bound as ``phones`` that may have reached SimZ, since ``since``.
+
+    Across every agent and sync, by the time their request started; read through
+    ix_leads_number (phone, sent_at). The numbers go as one parameter, an array
+    (PostgreSQL) or a JSON text (SQLite), so the statement is compiled once
+    rather than rendered anew for each claim's list (as an expanding ``IN`` is).
+    """
+    phones: ColumnElement[bool]
+    if dialect == "postgresql":
+        phones = LEADS.c.phone_e164 == any_(bindparam("phones", type_=ARRAY(String)))
+    else:
+        listed = select(column("value", String)).select_from(
+            func.json_each(bindparam("phones", type_=JSON))
+        )
+        phones = LEADS.c.phone_e164.in_(listed.scalar_subquery())
+    return select(LEADS.c.phone_e164, LEADS.c.sent_at).where(
+        phones,
+        LEADS.c.sent_at >= bindparam("since", type_=LEADS.c.sent_at.type),
+        LEADS.c.state.in_(_SENT_STATES),
+    )
+
+
+def _number_facts(
+    session: Session,
+    phones: Sequence[str],
+    rules: GateRules,
+    due: Sequence[Candidate],
+    now: datetime,
+) -> NumberFacts:
+    """The suppression list's entries for ``phones``, and their sends within the longest cap.
+
+    The sends are read only when a cap applies to one of the due leads.
+    """
+    listed = suppressed_among(session, phones)
+    suppressed = {phone: entry.describe() for phone, entry in listed.items()}
+    reach = longest([*rules.caps, *(cap for lead in due for cap in lead.caps)])
+    sends: dict[str, list[datetime]] = {}
+    if phones and reach > timedelta(0):
+        connection = session.connection()
+        statement = _sends_statement(connection.dialect.name)
+        found = connection.execute(statement, {"phones": list(phones), "since": now - reach})
+        for phone, sent_at in found:
+            sends.setdefault(phone, []).append(sent_at)
+    return NumberFacts(suppressed, sends)
 
 
 def _apply(session: Session, sync_name: str, plan: RoundPlan, now: datetime) -> None:
