@@ -22,6 +22,10 @@ emulator's record and the database:
   batch matches an answer SimZ really gave a fault for: per kind of answer
   (200 unreadable, 500, no answer), there are no more such batches than
   requests the emulator answered that way;
+* **a suppression holds from the moment it takes effect**: numbers are put on
+  the suppression list with ``syncd suppress add`` while daemons run (and are
+  killed); no dial decision of a suppressed number was made at or after the
+  entry's ``added_at`` (read once the number's lock is held);
 * **the watermark never runs ahead**: after every kill, each record whose
   cursor is *strictly* below the saved watermark has a lead row (equal stamps
   may legitimately still be unread: the lookback re-reads them).
@@ -102,6 +106,7 @@ class TortureReport:
     kills: int = 0
     records: int = 0
     updates: int = 0
+    suppressed: int = 0
     leads_by_state: dict[str, int] = field(default_factory=dict)
     received: int = 0
     duplicates: int = 0
@@ -120,7 +125,8 @@ class TortureReport:
         states = ", ".join(f"{k}={v}" for k, v in sorted(self.leads_by_state.items()))
         lines = [
             f"torture seed={self.seed} (TORTURE_SEED={self.seed} to replay)",
-            f"  kills={self.kills} records={self.records} updates={self.updates}",
+            f"  kills={self.kills} records={self.records} updates={self.updates} "
+            f"suppressed={self.suppressed}",
             f"  leads by state: {states}",
             f"  uncertain={self.uncertain} (batches: interrupted={self.interrupted_batches}, "
             f"uncertain answers={self.uncertain_batches})",
@@ -196,10 +202,14 @@ class Torture:
 
     # ------------------------------------------------------------------ records
 
+    @staticmethod
+    def _phone(index: int) -> str:
+        exchange = 200 + index // 10_000 % 800
+        return f"+1 212 {exchange} {index % 10_000:04d}"
+
     def _record(self, index: int) -> dict[str, Any]:
         roll = self.rng.random()
-        exchange = 200 + index // 10_000 % 800
-        phone = f"+1 212 {exchange} {index % 10_000:04d}"
+        phone = self._phone(index)
         record: dict[str, Any] = {
             "sobject": "Lead",
             "FirstName": f"Tor{index}",
@@ -230,6 +240,16 @@ class Torture:
                 {"sobject": "Lead", "id": record_id, "fields": {"Company": "Changed Inc"}},
             )
             self.report.updates += 1
+
+    def suppress_some(self) -> None:
+        """Put one or two numbers of records already added on the suppression list, with the
+        real CLI, while a daemon may be claiming them."""
+        for _ in range(self.rng.randint(1, 2) if self.next_index else 0):
+            number = self._phone(self.rng.randrange(self.next_index)).replace(" ", "")
+            result = self.harness.cli("suppress", "add", number, "--reason", "torture opt-out")
+            if result.returncode != 0:
+                self.problem(f"suppress add {number} failed: {result.stderr.strip()[-300:]}")
+            self.report.suppressed += 1
 
     # ------------------------------------------------------------------ faults
 
@@ -273,6 +293,7 @@ class Torture:
                 budget = self.rng.uniform(settings.run_min, settings.run_max)
                 time.sleep(budget * self.rng.random())
                 self.add_records(per_run - per_run // 2)
+                self.suppress_some()
                 time.sleep(budget * self.rng.random())
                 daemon.process.send_signal(signal.SIGKILL)
                 killed = datetime.now(UTC)
@@ -383,7 +404,21 @@ class Torture:
                 f"{[(g, states.get(g)) for g in ghost[:3]]}"
             )
         self.check_uncertain(states)
+        self.check_suppressions()
         self.check_watermark("after the drain")
+
+    def check_suppressions(self) -> None:
+        """No number was decided for a send once its suppression had taken effect."""
+        late = self.harness.query(
+            "SELECT d.lead_id, d.phone_e164, d.decided_at, s.added_at FROM dial_decisions d "
+            "JOIN suppressions s ON s.phone_e164 = d.phone_e164 WHERE d.decided_at >= s.added_at"
+        )
+        if late:
+            self.problem(f"sends decided after their number's suppression: {late[:3]}")
+        decided = self.harness.query("SELECT COUNT(*) FROM dial_decisions")[0][0]
+        sent = self.harness.query("SELECT COUNT(*) FROM leads WHERE sent_at IS NOT NULL")[0][0]
+        if decided < sent:
+            self.problem(f"{sent} leads were sent but only {decided} dial decisions recorded")
 
     def check_uncertain(self, states: dict[str, str]) -> None:
         h = self.harness
