@@ -129,14 +129,21 @@ def effective_rules(sync: SyncConfig) -> dict[str, Any]:
 
     The sync's ``rules`` section (DoNotCall, the duplicate-phone window, consent,
     the frequency caps, ``over_cap``) and its ``calling_hours`` (with any state
-    rules), defaults included: the body its dial decisions' ``rules_version``
-    hashes (:func:`syncd.domain.dial_record.rules_version`).
+    rules, each described with its source), defaults included: the body its dial
+    decisions' ``rules_version`` hashes (:func:`syncd.domain.dial_record.rules_version`).
     """
     hours = sync.calling_hours
-    return {
+    body: dict[str, Any] = {
         "rules": sync.rules.model_dump(mode="json"),
         "calling_hours": hours.model_dump(mode="json") if hours is not None else None,
     }
+    if hours is not None and hours.profile is not None:
+        # The state rules the profile applies, as shipped and overridden: a release
+        # whose data changed decides by other rules, so it has another version.
+        body["state_rules"] = {
+            code: rule.describe() for code, rule in sorted(hours.state_rules.items())
+        }
+    return body
 
 
 def default_worker() -> str:

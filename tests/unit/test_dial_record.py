@@ -90,6 +90,17 @@ class TestSyncRules:
         assert set(body) == {"rules", "calling_hours"}
         assert body["calling_hours"]["window"] == "08:00-21:00"
 
+    def test_a_profile_puts_its_state_rules_in_the_version(self) -> None:
+        """The shipped state data (and any override) is part of what decided a dial."""
+        profiled = effective_rules(make_sync(calling_hours={"profile": "us"}))
+        assert profiled["state_rules"]["FL"].startswith("FL 08:00-20:00")
+        assert "3 per 24h" in profiled["state_rules"]["FL"]
+        overridden = make_sync(
+            calling_hours={"profile": "us", "state_overrides": {"FL": {"max_per_24h": 2}}}
+        )
+        assert "2 per 24h" in effective_rules(overridden)["state_rules"]["FL"]
+        assert rules_version(effective_rules(overridden)) != rules_version(profiled)
+
 
 class TestInputs:
     def test_exactly_the_keys(self) -> None:
