@@ -99,13 +99,10 @@ class TestSuppressedWhileQueued:
         assert harness.lead_states() == {lead: "skipped", other: "accepted"}
         assert [r["salesforceId"] for r in harness.simz.received()] == [other]
         note, reason = gate_skip(harness, lead)
-        assert (
-            note
-            == reason
-            == (
-                "send gate: number is on the suppression list (query: returned by suppression "
-                "source contacts-dnc: Contact where DoNotCall = true)"
-            )
+        assert note == reason
+        assert note == (
+            "send gate: number is on the suppression list (query: returned by suppression "
+            "source contacts-dnc: Contact where DoNotCall = true)"
         )
         assert harness.query("SELECT phone_e164, source, record_id FROM suppressions") == [
             ("+12025550177", "query", contact)
