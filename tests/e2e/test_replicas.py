@@ -5,7 +5,8 @@ PostgreSQL schema (``SYNCD_TEST_POSTGRES_URL``). The lease ttl is 4s, so the
 takeover bound (:func:`takeover_bound`) is 5s; takeover times are measured on
 the database's own clock (the dead holder's last renewal to the heir's
 acquisition) and compared with that bound plus a fixed allowance for a
-loaded, shared test machine.
+loaded, shared test machine. Numbers suppressed while replicas deliver are
+never decided after their suppression took effect.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import contextlib
 import itertools
 import signal
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -27,7 +30,8 @@ from sqlalchemy.engine import make_url
 from syncd.sandbox.demo_data import bulk_leads
 from syncd.sandbox.simz import SimzEmulator
 from syncd.services.leadership import takeover_bound
-from tests.e2e.harness import Daemon, Harness, run_syncd, wait_until
+from syncd.services.org_gate import ORG_QUERY
+from tests.e2e.harness import Daemon, Harness, clean_env, run_syncd, syncd_command, wait_until
 
 TTL = timedelta(seconds=4)
 #: Scheduling noise allowed on top of the takeover bound (2 cores shared by many tests).
@@ -119,12 +123,13 @@ class Cluster:
         self.total = 0
         self.replicas: dict[str, Daemon] = {}
 
-    def config(self, name: str, url: str | None = None) -> Path:
+    def config(self, name: str, url: str | None = None, **simz: Any) -> Path:
+        """The replicas' config; ``simz`` overrides SimZ settings (e.g. a slower rate)."""
         return self.h.write_config(
             name,
             database={"url": url or self.url},
             sync={"schedule": {"every": "1s"}, "lookback": "5s", "delivery": {"every": "1s"}},
-            simz={"batch_size": 50},
+            simz={"batch_size": 50, **simz},
             daemon={"shutdown_grace": "10s", "lease_ttl": f"{int(TTL.total_seconds())}s"},
         )
 
@@ -194,9 +199,15 @@ def cluster(tmp_path: Path, simz_emulator: SimzEmulator, postgres_url: str) -> I
 
 
 def session_spans(log: list[dict[str, Any]]) -> dict[str, tuple[datetime, datetime]]:
-    """Per Salesforce session: the time of its first and last query."""
+    """Per Salesforce session: the time of its first and last poll query.
+
+    Every replica, leader or not, reads the org once at start on a session of its
+    own (the org identity check, not a poll); those reads are left out.
+    """
     spans: dict[str, tuple[datetime, datetime]] = {}
     for entry in log:
+        if entry["soql"] == ORG_QUERY:
+            continue
         at = datetime.fromisoformat(entry["time"])
         first, last = spans.get(entry["session"], (at, at))
         spans[entry["session"]] = (min(first, at), max(last, at))
@@ -339,6 +350,75 @@ class TestConnectionCut:
             assert cut.process.poll() is None  # it never crashed
         finally:
             proxy.close()
+
+
+def e164(phone: str) -> str:
+    return phonenumbers.format_number(
+        phonenumbers.parse(phone, "US"), phonenumbers.PhoneNumberFormat.E164
+    )
+
+
+class TestSuppressionUnderReplicas:
+    def test_no_send_is_decided_after_its_number_was_suppressed(self, cluster: Cluster) -> None:
+        """`syncd suppress add`, ten at once, while two replicas deliver (slowly: 30 leads
+        a second): the numbers of records not yet polled, of a lead already sent, of queued
+        leads the claims reach while the additions run and of the last ones queued. No dial
+        decision for a suppressed number is later than its entry's added_at (read once the
+        number's lock is held); every lead not decided before it is skipped, at intake or
+        at the gate, and never reached SimZ; nothing is sent twice."""
+        simz = cluster.h.simz
+        config = cluster.config("replicas.yaml", batch_size=10, requests_per_second=3)
+        cluster.start(config)
+        cluster.start(config)
+        cluster.add(1000)
+        wait_until(lambda: len(simz.received()) >= 60, "delivery under way", WAIT)
+        unpolled = {e164(record["Phone"]) for record in records(3, cluster.total)}
+        queue = "SELECT phone_e164 FROM leads WHERE state = 'queued' ORDER BY id"
+        picked = [
+            *cluster.sql(f"{queue} LIMIT 3 OFFSET 100"),  # claimed while the additions run
+            *cluster.sql(f"{queue} DESC LIMIT 3"),  # far behind
+            *cluster.sql("SELECT phone_e164 FROM leads WHERE state = 'accepted' LIMIT 1"),
+        ]
+        numbers = unpolled | {row.phone_e164 for row in picked}
+        adds = [
+            subprocess.Popen(
+                syncd_command("suppress", "add", phone, "--reason", "opted out", config=config),
+                cwd=cluster.h.tmp,
+                env=clean_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for phone in numbers
+        ]
+        for add in adds:
+            out, err = add.communicate(timeout=WAIT)
+            assert add.returncode == 0 and out.startswith("suppressed: "), out + err
+        cluster.add(3)
+        cluster.wait_settled()
+        cluster.check_never_twice(simz)
+
+        late = cluster.sql(
+            "SELECT d.lead_id FROM dial_decisions d JOIN suppressions s "
+            "ON s.phone_e164 = d.phone_e164 WHERE d.decided_at > s.added_at"
+        )
+        assert late == []
+        leads = cluster.sql(
+            "SELECT l.salesforce_id, l.phone_e164, l.state, l.note, d.decided_at, s.added_at "
+            "FROM leads l JOIN suppressions s ON s.phone_e164 = l.phone_e164 "
+            "LEFT JOIN dial_decisions d ON d.lead_id = l.id"
+        )
+        assert sorted(lead.phone_e164 for lead in leads) == sorted(numbers)
+        assert len(numbers) == 10
+        received = simz.received_counts()
+        listed = "number is on the suppression list (operator: opted out)"
+        for lead in leads:
+            if lead.decided_at is not None:
+                assert lead.decided_at < lead.added_at and lead.state == "accepted", lead
+            else:
+                assert lead.state == "skipped" and lead.salesforce_id not in received, lead
+                intake = lead.phone_e164 in unpolled
+                assert lead.note == (listed if intake else f"send gate: {listed}"), lead
 
 
 class TestSqliteRefusesASecondReplica:
