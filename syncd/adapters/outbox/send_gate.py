@@ -21,24 +21,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     ColumnElement,
     Select,
-    String,
     and_,
-    any_,
     bindparam,
-    column,
     func,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from syncd.adapters import ledger
 from syncd.adapters.number_locks import try_lock_numbers
+from syncd.adapters.number_param import number_among
 from syncd.adapters.outbox.common import LEADS, ClaimedLead
 from syncd.adapters.outbox.dial_decisions import Dial
 from syncd.adapters.outbox.due import due_leads
@@ -119,35 +115,43 @@ def _stopped(row: Any) -> str | None:
     return None
 
 
-_RIVAL_STATES = [LeadState.QUEUED.value, LeadState.SENDING.value, LeadState.UNCERTAIN.value]
-#: Other leads of the agent holding one of the numbers: queued or in flight whatever
-#: their age, accepted within the window; read through ix_leads_phone (agent, phone).
-_RIVALS = select(LEADS.c.id, LEADS.c.phone_e164, LEADS.c.state, LEADS.c.sent_at).where(
-    LEADS.c.agent_id == bindparam("agent_id"),
-    LEADS.c.phone_e164.in_(bindparam("phones", expanding=True)),
-    or_(
-        LEADS.c.state.in_(_RIVAL_STATES),
-        and_(
-            LEADS.c.state == LeadState.ACCEPTED.value,
-            or_(
-                LEADS.c.sent_at.is_(None),
-                LEADS.c.sent_at >= bindparam("since", type_=LEADS.c.sent_at.type),
+def _state_in(states: Sequence[LeadState]) -> ColumnElement[bool]:
+    """``leads.state`` is one of ``states``, compiled once: a literal list's ``IN`` is
+    an expanding parameter, rendered again on every execution."""
+    return or_(*(LEADS.c.state == state.value for state in states))
+
+
+@functools.lru_cache(maxsize=4)
+def _rivals_statement(dialect: str) -> Select[Any]:
+    """Other leads of the agent holding one of the numbers bound as ``phones``: queued
+    or in flight whatever their age, accepted within the window; read through
+    ix_leads_phone (agent, phone). The numbers go as one parameter
+    (:mod:`syncd.adapters.number_param`), so the statement is compiled once."""
+    return select(LEADS.c.id, LEADS.c.phone_e164, LEADS.c.state, LEADS.c.sent_at).where(
+        LEADS.c.agent_id == bindparam("agent_id"),
+        number_among(LEADS.c.phone_e164, dialect, "phones"),
+        or_(
+            _state_in([LeadState.QUEUED, LeadState.SENDING, LeadState.UNCERTAIN]),
+            and_(
+                LEADS.c.state == LeadState.ACCEPTED.value,
+                or_(
+                    LEADS.c.sent_at.is_(None),
+                    LEADS.c.sent_at >= bindparam("since", type_=LEADS.c.sent_at.type),
+                ),
             ),
         ),
-    ),
-)
+    )
 
 
 def _rivals(session: Session, agent_id: str, phones: Sequence[str], since: datetime) -> list[Rival]:
     if not phones:
         return []
-    rows = session.connection().execute(
-        _RIVALS, {"agent_id": agent_id, "phones": list(phones), "since": since}
-    )
+    connection = session.connection()
+    rows = connection.execute(
+        _rivals_statement(connection.dialect.name),
+        {"agent_id": agent_id, "phones": list(phones), "since": since},
+    ).all()
     return [Rival(r.id, r.phone_e164, LeadState(r.state), r.sent_at) for r in rows]
-
-
-_SENT_STATES = [LeadState.SENDING.value, LeadState.ACCEPTED.value, LeadState.UNCERTAIN.value]
 
 
 @functools.lru_cache(maxsize=4)
@@ -155,22 +159,13 @@ def _sends_statement(dialect: str) -> Select[Any]:
     """The sends of the numbers bound as ``phones`` that may have reached SimZ, since ``since``.
 
     Across every agent and sync, by the time their request started; read through
-    ix_leads_number (phone, sent_at). The numbers go as one parameter, an array
-    (PostgreSQL) or a JSON text (SQLite), so the statement is compiled once
-    rather than rendered anew for each claim's list (as an expanding ``IN`` is).
+    ix_leads_number (phone, sent_at). The numbers go as one parameter
+    (:mod:`syncd.adapters.number_param`), so the statement is compiled once.
     """
-    phones: ColumnElement[bool]
-    if dialect == "postgresql":
-        phones = LEADS.c.phone_e164 == any_(bindparam("phones", type_=ARRAY(String)))
-    else:
-        listed = select(column("value", String)).select_from(
-            func.json_each(bindparam("phones", type_=JSON))
-        )
-        phones = LEADS.c.phone_e164.in_(listed.scalar_subquery())
     return select(LEADS.c.phone_e164, LEADS.c.sent_at).where(
-        phones,
+        number_among(LEADS.c.phone_e164, dialect, "phones"),
         LEADS.c.sent_at >= bindparam("since", type_=LEADS.c.sent_at.type),
-        LEADS.c.state.in_(_SENT_STATES),
+        _state_in([LeadState.SENDING, LeadState.ACCEPTED, LeadState.UNCERTAIN]),
     )
 
 
@@ -193,7 +188,7 @@ def _number_facts(
         connection = session.connection()
         statement = _sends_statement(connection.dialect.name)
         found = connection.execute(statement, {"phones": list(phones), "since": now - reach})
-        for phone, sent_at in found:
+        for phone, sent_at in found.all():
             sends.setdefault(phone, []).append(sent_at)
     return NumberFacts(suppressed, sends)
 
