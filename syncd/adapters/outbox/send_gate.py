@@ -154,18 +154,28 @@ def _rivals(session: Session, agent_id: str, phones: Sequence[str], since: datet
     return [Rival(r.id, r.phone_e164, LeadState(r.state), r.sent_at) for r in rows]
 
 
+#: The states of a send that may have reached SimZ: what the frequency caps count.
+_SENT_STATES = frozenset(
+    state.value for state in (LeadState.SENDING, LeadState.ACCEPTED, LeadState.UNCERTAIN)
+)
+
+
 @functools.lru_cache(maxsize=4)
 def _sends_statement(dialect: str) -> Select[Any]:
-    """The sends of the numbers bound as ``phones`` that may have reached SimZ, since ``since``.
+    """The requests started for the numbers bound as ``phones`` since ``since``, with
+    the lead's state now, across every agent and sync.
 
-    Across every agent and sync, by the time their request started; read through
-    ix_leads_number (phone, sent_at). The numbers go as one parameter
-    (:mod:`syncd.adapters.number_param`), so the statement is compiled once.
+    Read through ix_leads_number (phone, sent_at), which the statement leaves the
+    planner no other choice of: the state is checked by the caller
+    (:data:`_SENT_STATES`), because with a state condition PostgreSQL, its
+    statistics taken while the leads were queued, read every accepted lead through
+    ix_leads_state instead (6 ms rather than 0.5 ms a claim at 10,000 sent). The
+    numbers go as one parameter (:mod:`syncd.adapters.number_param`), so the
+    statement is compiled once.
     """
-    return select(LEADS.c.phone_e164, LEADS.c.sent_at).where(
+    return select(LEADS.c.phone_e164, LEADS.c.sent_at, LEADS.c.state).where(
         number_among(LEADS.c.phone_e164, dialect, "phones"),
         LEADS.c.sent_at >= bindparam("since", type_=LEADS.c.sent_at.type),
-        _state_in([LeadState.SENDING, LeadState.ACCEPTED, LeadState.UNCERTAIN]),
     )
 
 
@@ -188,8 +198,9 @@ def _number_facts(
         connection = session.connection()
         statement = _sends_statement(connection.dialect.name)
         found = connection.execute(statement, {"phones": list(phones), "since": now - reach})
-        for phone, sent_at in found.all():
-            sends.setdefault(phone, []).append(sent_at)
+        for phone, sent_at, state in found.all():
+            if state in _SENT_STATES:
+                sends.setdefault(phone, []).append(sent_at)
     return NumberFacts(suppressed, sends)
 
 
