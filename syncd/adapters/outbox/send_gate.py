@@ -76,7 +76,7 @@ def gate_round(
         local = calling_rules(
             [DueLead(row.id, row.phone_e164, row.time_zone, row.region) for row in rows], now
         )
-    due = [_candidate(row, agent_id, local.get(row.id)) for row in rows]
+    due = _candidates(rows, agent_id, local)
     openings = {lead_id: lc.opens for lead_id, lc in local.items() if lc.opens is not None}
     locked = try_lock_numbers(session, numbers_to_lock(due, openings))
     phones = sorted({phone for _agent, phone in locked})
@@ -86,24 +86,45 @@ def gate_round(
     numbers = _number_facts(session, phones, rules, due, now)
     plan = plan_round(due, openings, locked, rivals, rules, now, numbers)
     _apply(session, sync_name, plan, now)
-    by_id = {row.id: row for row in rows}
-    sent = [by_id[lead_id] for lead_id in plan.send]
-    sendable = tuple(ClaimedLead(r.id, r.salesforce_id, r.payload, r.attempts) for r in sent)
-    dials = tuple(Dial(r.id, r.phone_e164, plan.inputs[r.id]) for r in sent)
+    sendable, dials = _sent(rows, plan)
     return sendable, plan.progressed, dials
 
 
-def _candidate(row: Any, agent_id: str, local: LocalCall | None) -> Candidate:
-    return Candidate(
-        row.id,
-        agent_id,
-        row.phone_e164,
-        bool(row.do_not_call),
-        _stopped(row),
-        consent=row.consent,
-        caps=local.caps if local is not None else (),
-        calling_hours=local.evidence if local is not None else None,
-    )
+def _candidates(
+    rows: Sequence[Any], agent_id: str, local: Mapping[int, LocalCall]
+) -> list[Candidate]:
+    """The due rows as the gate's candidates, with their local rules' caps and evidence."""
+    if not local:
+        return [
+            Candidate(r.id, agent_id, r.phone_e164, bool(r.do_not_call), _stopped(r), r.consent)
+            for r in rows
+        ]
+    found = [(r, local.get(r.id)) for r in rows]
+    return [
+        Candidate(
+            r.id,
+            agent_id,
+            r.phone_e164,
+            bool(r.do_not_call),
+            _stopped(r),
+            r.consent,
+            () if lc is None else lc.caps,
+            None if lc is None else lc.evidence,
+        )
+        for r, lc in found
+    ]
+
+
+def _sent(rows: Sequence[Any], plan: RoundPlan) -> tuple[tuple[ClaimedLead, ...], tuple[Dial, ...]]:
+    """The leads the plan sends, as claimed, and their dial decisions, in one pass."""
+    by_id = {row.id: row for row in rows}
+    sendable: list[ClaimedLead] = []
+    dials: list[Dial] = []
+    for lead_id in plan.send:
+        r = by_id[lead_id]
+        sendable.append(ClaimedLead(lead_id, r.salesforce_id, r.payload, r.attempts))
+        dials.append(Dial(lead_id, r.phone_e164, plan.inputs[lead_id]))
+    return tuple(sendable), tuple(dials)
 
 
 def _stopped(row: Any) -> str | None:
