@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from syncd.adapters.number_locks import lock_phones
-from syncd.adapters.number_param import bound, number_among
+from syncd.adapters.number_param import as_param, distinct_numbers, number_among
 from syncd.adapters.orm import Suppression
 from syncd.domain.suppression import REASON_CHARS, OptOut
 
@@ -58,11 +58,11 @@ def _among(dialect: str) -> Select[Any]:
 
 def suppressed_among(session: Session, phones: Collection[str]) -> dict[str, SuppressionEntry]:
     """The entries of those of ``phones`` that are on the list, by number."""
-    wanted = bound(phones)
+    wanted = distinct_numbers(phones)
     if not wanted:
         return {}
     connection = session.connection()
-    rows = connection.execute(_among(connection.dialect.name), {"phones": wanted})
+    rows = connection.execute(_among(connection.dialect.name), {"phones": as_param(wanted)})
     return {row.phone_e164: SuppressionEntry(**row._mapping) for row in rows}
 
 

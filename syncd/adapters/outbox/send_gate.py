@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from syncd.adapters import ledger
 from syncd.adapters.number_locks import try_lock_numbers
-from syncd.adapters.number_param import number_among
+from syncd.adapters.number_param import as_param, number_among
 from syncd.adapters.outbox.common import LEADS, ClaimedLead
 from syncd.adapters.outbox.dial_decisions import Dial
 from syncd.adapters.outbox.due import due_leads
@@ -170,7 +170,7 @@ def _rivals(session: Session, agent_id: str, phones: Sequence[str], since: datet
     connection = session.connection()
     rows = connection.execute(
         _rivals_statement(connection.dialect.name),
-        {"agent_id": agent_id, "phones": list(phones), "since": since},
+        {"agent_id": agent_id, "phones": as_param(phones), "since": since},
     ).all()
     return [Rival(r.id, r.phone_e164, LeadState(r.state), r.sent_at) for r in rows]
 
@@ -218,7 +218,7 @@ def _number_facts(
     if phones and reach > timedelta(0):
         connection = session.connection()
         statement = _sends_statement(connection.dialect.name)
-        found = connection.execute(statement, {"phones": list(phones), "since": now - reach})
+        found = connection.execute(statement, {"phones": as_param(phones), "since": now - reach})
         for phone, sent_at, state in found.all():
             if state in _SENT_STATES:
                 sends.setdefault(phone, []).append(sent_at)
