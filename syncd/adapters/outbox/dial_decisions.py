@@ -7,13 +7,15 @@ once per version in ``rules_versions``, written when a delivery starts
 (docs/safety.md#the-record-of-every-dial-decision).
 
 A claim writes its rows with one statement, and equal ``inputs`` (the gate
-shares them) are serialised once. On PostgreSQL the varying values of every row
-go as one JSON array, which the server unpacks (``json_array_elements``) in an
-``INSERT ... SELECT``: one round trip. On SQLite, in process, the driver's own
-executemany of one prepared statement is the cheapest: SQLAlchemy's executemany
-of the same rows took 2 to 5 ms of CPU per claim of 100 (its per-row parameter
-handling), and unpacking a JSON array with ``json_each`` about 1.2 ms, most of it
-parsing the JSON text of the inputs again; the driver's takes about 0.8 ms
+shares them) are serialised once. On PostgreSQL the varying values of every
+row go as one JSON array and the distinct inputs as another, which the server
+unpacks (``json_array_elements``) in an ``INSERT ... SELECT``: one round trip,
+each distinct inputs value sent and parsed once. On SQLite, in process, the
+driver's own executemany of one prepared statement is the cheapest:
+SQLAlchemy's executemany of the same rows took 2 to 5 ms of CPU per claim of
+100 (its per-row parameter handling), and unpacking a JSON array with
+``json_each`` about 1.2 ms, most of it parsing the inputs' JSON text again; the
+driver's takes about 0.8 ms
 (docs/performance.md#the-send-gates-checks-2026-12-07).
 """
 
@@ -29,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import DialDecision, RulesVersion, UTCDateTime
-from syncd.adapters.outbox.common import Claim
+from syncd.adapters.outbox.common import Claim, OutboxConflict
 
 DIAL_DECISIONS: Table = DialDecision.__table__  # type: ignore[assignment]
 RULES_VERSIONS: Table = RulesVersion.__table__  # type: ignore[assignment]
@@ -44,13 +46,15 @@ class Dial(NamedTuple):
 
 
 _COLUMNS = "lead_id, sync_name, agent_id, phone_e164, batch_id, decided_at, rules_version, inputs"
-#: PostgreSQL: one row per element ``[lead_id, phone_e164, inputs]`` of the JSON array
-#: ``rows``, where ``inputs`` is the JSON text of the inputs as a string, stored as it is.
+#: PostgreSQL: one row per element ``[lead_id, phone_e164, n]`` of the JSON array ``rows``,
+#: whose inputs are the ``n``-th (from 1) element of the JSON array ``bodies``.
 _INSERT_FROM_JSON = text(
     f"INSERT INTO dial_decisions ({_COLUMNS}) "
     "SELECT CAST(r.value ->> 0 AS BIGINT), :sync_name, :agent_id, "
-    "r.value ->> 1, :batch_id, :now, :version, CAST(r.value ->> 2 AS JSON) "
-    "FROM json_array_elements(CAST(:rows AS JSON)) AS r"
+    "r.value ->> 1, :batch_id, :now, :version, b.value "
+    "FROM json_array_elements(CAST(:rows AS JSON)) AS r "
+    "JOIN json_array_elements(CAST(:bodies AS JSON)) WITH ORDINALITY AS b(value, n) "
+    "ON b.n = CAST(r.value ->> 2 AS BIGINT)"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 #: SQLite: the driver's own executemany of one prepared statement (no statement text
 #: or parameter processing per row in SQLAlchemy; the values are bound as given).
@@ -64,24 +68,25 @@ def record_dials(
     if not dials:
         return
     connection = session.connection()
-    bodies = _bodies(dials)
+    bodies, which = _distinct_inputs(dials)
     if connection.dialect.name == "sqlite":
-        _insert_each(connection, claim, dials, bodies, rules_version, now)
+        _insert_each(connection, claim, dials, [bodies[i] for i in which], rules_version, now)
         return
-    rows = [
-        (lead_id, phone, body) for (lead_id, phone, _i), body in zip(dials, bodies, strict=True)
-    ]
-    connection.execute(
+    rows = [(dial.lead_id, dial.phone_e164, i + 1) for dial, i in zip(dials, which, strict=True)]
+    written = connection.execute(
         _INSERT_FROM_JSON,
         {
             "rows": _json(rows),
+            "bodies": f"[{','.join(bodies)}]",
             "sync_name": claim.sync_name,
             "agent_id": claim.agent_id,
             "batch_id": claim.batch_id,
             "now": now,
             "version": rules_version,
         },
-    )
+    ).rowcount
+    if written != len(dials):
+        raise OutboxConflict(f"{written} dial decisions written for {len(dials)} leads claimed")
 
 
 def _insert_each(
@@ -107,17 +112,19 @@ def _insert_each(
     )
 
 
-def _bodies(dials: Sequence[Dial]) -> list[str]:
-    """The JSON text of each dial's ``inputs``; each distinct value (the gate shares
-    equal ones) is serialised once."""
-    texts: dict[int, str] = {}
+def _distinct_inputs(dials: Sequence[Dial]) -> tuple[list[str], list[int]]:
+    """The JSON text of each distinct ``inputs`` value (the gate shares equal ones),
+    serialised once, and which of them each dial has."""
+    seen: dict[int, int] = {}
     bodies: list[str] = []
+    which: list[int] = []
     for dial in dials:
-        body = texts.get(id(dial.inputs))
-        if body is None:
-            body = texts[id(dial.inputs)] = _json(dial.inputs)
-        bodies.append(body)
-    return bodies
+        index = seen.get(id(dial.inputs))
+        if index is None:
+            index = seen[id(dial.inputs)] = len(bodies)
+            bodies.append(_json(dial.inputs))
+        which.append(index)
+    return bodies, which
 
 
 def _json(value: Any) -> str:
