@@ -26,13 +26,15 @@ from collections.abc import Iterable
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from syncd.adapters.number_param import as_param
+
 AgentPhone = tuple[str, str]
 
-_LOCK = text(
-    "SELECT pg_advisory_xact_lock(k) FROM "
-    "(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS u(k) ORDER BY k) AS s"
-)
-_TRY = text("SELECT k, pg_try_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS u(k)")
+#: The keys go as one JSON text (:mod:`syncd.adapters.number_param`): a driver-side
+#: array of 100 keys cost the claim about 0.3 ms of CPU to dump.
+_KEYS = "SELECT CAST(value AS BIGINT) AS k FROM json_array_elements_text(CAST(:keys AS JSON))"
+_LOCK = text(f"SELECT pg_advisory_xact_lock(k) FROM ({_KEYS} ORDER BY k) AS s")
+_TRY = text(f"SELECT k, pg_try_advisory_xact_lock(k) FROM ({_KEYS}) AS s")
 
 
 def number_key(agent: str, phone: str) -> int:
@@ -55,7 +57,7 @@ def lock_numbers(session: Session, pairs: Iterable[AgentPhone]) -> int:
         return 0
     keys = sorted({number_key(agent, phone) for agent, phone in pairs})
     if keys:
-        session.execute(_LOCK, {"keys": keys}).all()
+        session.execute(_LOCK, {"keys": as_param(keys)}).all()
     return len(keys)
 
 
@@ -73,7 +75,7 @@ def try_lock_numbers(session: Session, pairs: Iterable[AgentPhone]) -> set[Agent
     for pair in wanted:
         by_key.setdefault(number_key(*pair), []).append(pair)
     held: set[AgentPhone] = set()
-    for key, taken in session.execute(_TRY, {"keys": sorted(by_key)}):
+    for key, taken in session.execute(_TRY, {"keys": as_param(sorted(by_key))}).all():
         if taken:
             held.update(by_key[key])
     return held

@@ -12,16 +12,19 @@ earliest evidence of each opt-out.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, func, select
+from sqlalchemy import Select, Table, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from syncd.adapters.number_locks import lock_phones
+from syncd.adapters.number_param import as_param, distinct_numbers, number_among
 from syncd.adapters.orm import Suppression
 from syncd.domain.suppression import REASON_CHARS, OptOut
 
@@ -46,17 +49,20 @@ class SuppressionEntry:
         return f"number is on the suppression list ({self.source}: {self.reason})"
 
 
-_AMONG = select(SUPPRESSIONS).where(
-    SUPPRESSIONS.c.phone_e164.in_(bindparam("phones", expanding=True))
-)
+@functools.lru_cache(maxsize=4)
+def _among(dialect: str) -> Select[Any]:
+    """The entries of the numbers bound as ``phones``, compiled once per dialect
+    (:mod:`syncd.adapters.number_param`: the send gate reads it on every claim)."""
+    return select(SUPPRESSIONS).where(number_among(SUPPRESSIONS.c.phone_e164, dialect, "phones"))
 
 
 def suppressed_among(session: Session, phones: Collection[str]) -> dict[str, SuppressionEntry]:
     """The entries of those of ``phones`` that are on the list, by number."""
-    wanted = sorted({phone for phone in phones if phone})
+    wanted = distinct_numbers(phones)
     if not wanted:
         return {}
-    rows = session.connection().execute(_AMONG, {"phones": wanted})
+    connection = session.connection()
+    rows = connection.execute(_among(connection.dialect.name), {"phones": as_param(wanted)})
     return {row.phone_e164: SuppressionEntry(**row._mapping) for row in rows}
 
 

@@ -107,6 +107,7 @@ class NumberFacts:
 
 
 NO_FACTS = NumberFacts(checked=False)
+_NO_CAPS = CapCheck(None, None, ())
 
 #: A further rule: None when it has nothing against the lead, else its verdict.
 Rule = Callable[[Candidate, datetime], "Verdict | None"]
@@ -230,7 +231,8 @@ class _Round:
         self.now = now
         self.numbers = numbers
         self.since = now - rules.duplicate_window
-        self.window = format_duration(rules.duplicate_window) if rules.checks_duplicates else ""
+        self.duplicates = rules.checks_duplicates
+        self.window = format_duration(rules.duplicate_window) if self.duplicates else ""
         self.by_phone: dict[str, list[Rival]] = {}
         for rival in rivals:
             self.by_phone.setdefault(rival.phone_e164, []).append(rival)
@@ -244,7 +246,12 @@ class _Round:
         }
         #: Sends this claim decided, by number: they count against the caps of later ones.
         self.sent_now: dict[str, list[datetime]] = {}
-        self.shared: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+        # What one round works out once and shares: every lead with the same consent
+        # value reads the same check (``now`` is the round's), every number with the
+        # same sends the same counts, and leads with equal inputs one decision to send.
+        self.consents: dict[str | None, ConsentCheck] = {}
+        self.cap_checks: dict[tuple[int, tuple[datetime, ...]], CapCheck] = {}
+        self.shared: dict[tuple[Any, ...], Decision] = {}
 
     def decide_all(self) -> list[Decision]:
         decisions: list[Decision] = []
@@ -264,36 +271,36 @@ class _Round:
         consent = self.consent(candidate)
         if consent is not None and consent.reason is not None:
             return Decision(Verdict.skip(CONSENT_RULE, f"send gate: {consent.reason}"))
-        verdict = self.further(candidate) or self.duplicate(candidate)
+        verdict = (self.further(candidate) if self.rules.extra else None) or self.duplicate(
+            candidate
+        )
         if verdict is not None:
             return Decision(verdict)
-        caps = self.rules.caps + candidate.caps
-        check = self.frequency(candidate, caps)
+        check = self.frequency(candidate)
         if check.full is not None and check.until is not None:
             return Decision(self.over_cap(check.full, check.until, dict(check.counts)))
-        return Decision(SEND, self.inputs(candidate, consent, check.counts))
+        return self.send(candidate, consent, check.counts)
 
-    def inputs(
+    def send(
         self,
         candidate: Candidate,
         consent: ConsentCheck | None,
         counts: tuple[tuple[Cap, int], ...],
-    ) -> Mapping[str, Any]:
-        """The dial decision's inputs; leads with the same ones share one (read-only) value,
-        so that the claim serialises each distinct set once."""
+    ) -> Decision:
+        """The decision to send, with the dial decision's inputs; leads with the same
+        inputs share one (read-only) decision, so that the claim serialises each
+        distinct set once."""
         checked = self.numbers.checked and bool(candidate.phone_e164)
         hours = candidate.calling_hours
-        key = (
-            candidate.do_not_call,
-            consent,
-            counts,
-            checked,
-            None if hours is None else id(hours),
-        )
+        # By identity, which is cheap to hash: ``consent`` and ``counts`` come from this
+        # round's caches and ``hours`` from its candidates, all alive while the round is,
+        # so an id is never reused within it (equal values from two objects merely get
+        # two equal inputs).
+        key = (candidate.do_not_call, id(consent), id(counts), checked, id(hours))
         found = self.shared.get(key)
         if found is None:
             rule = self.rules.consent
-            found = self.shared[key] = dial_inputs(
+            inputs = dial_inputs(
                 do_not_call=candidate.do_not_call,
                 consent=None if rule is None or consent is None else (rule, consent),
                 suppression_checked=checked,
@@ -302,6 +309,7 @@ class _Round:
                 calling_hours=hours,
                 now=self.now,
             )
+            found = self.shared[key] = Decision(SEND, inputs)
         return found
 
     def standing(self, candidate: Candidate) -> Verdict | None:
@@ -317,7 +325,12 @@ class _Round:
 
     def consent(self, candidate: Candidate) -> ConsentCheck | None:
         rule = self.rules.consent
-        return None if rule is None else rule.check(candidate.consent, self.now)
+        if rule is None:
+            return None
+        found = self.consents.get(candidate.consent)
+        if found is None:
+            found = self.consents[candidate.consent] = rule.check(candidate.consent, self.now)
+        return found
 
     def further(self, candidate: Candidate) -> Verdict | None:
         for rule in self.rules.extra:
@@ -327,7 +340,7 @@ class _Round:
         return None
 
     def duplicate(self, candidate: Candidate) -> Verdict | None:
-        if not (self.rules.checks_duplicates and candidate.phone_e164):
+        if not (self.duplicates and candidate.phone_e164):
             return None
         for rival in self.by_phone.get(candidate.phone_e164, ()):
             why = _blocking(candidate, rival, self.since, self.ahead)
@@ -337,12 +350,23 @@ class _Round:
                 )
         return None
 
-    def frequency(self, candidate: Candidate, caps: Sequence[Cap]) -> CapCheck:
+    def frequency(self, candidate: Candidate) -> CapCheck:
+        """The caps of every number (``rules.caps``) and the lead's own, against its sends.
+
+        Numbers with the same sends under the same caps share one check: the key
+        names the lead's own caps by identity (the candidates, alive for the
+        round, hold them), which is cheaper to hash than the caps themselves.
+        """
         phone = candidate.phone_e164
-        if not caps or not phone:
-            return CapCheck(None, None, ())
-        sends = [*self.numbers.sends.get(phone, ()), *self.sent_now.get(phone, ())]
-        return next_allowed(caps, sends, self.now)
+        if not phone or not (self.rules.caps or candidate.caps):
+            return _NO_CAPS
+        sends = (*self.numbers.sends.get(phone, ()), *self.sent_now.get(phone, ()))
+        key = (id(candidate.caps), sends)
+        found = self.cap_checks.get(key)
+        if found is None:
+            caps = self.rules.caps + candidate.caps
+            found = self.cap_checks[key] = next_allowed(caps, sends, self.now)
+        return found
 
     def over_cap(self, cap: Cap, until: datetime, counts: Mapping[Cap, int]) -> Verdict:
         reached = f"send gate: frequency cap {cap.describe()} reached ({counts[cap]} sends)"

@@ -6,12 +6,16 @@ and the version of the sync's effective rules; the rules themselves are kept
 once per version in ``rules_versions``, written when a delivery starts
 (docs/safety.md#the-record-of-every-dial-decision).
 
-A claim writes its rows with one statement: the varying values of every row go
-as one JSON array, which the database unpacks (``json_each`` on SQLite,
-``json_array_elements`` on PostgreSQL) in an ``INSERT ... SELECT``, and equal
-``inputs`` (the gate shares them) are serialised once. An executemany of the
-same rows took 2 to 5 ms of CPU per claim of 100 on SQLite (eight parameters
-bound per row), about a third of the whole claim; this takes about 1 ms
+A claim writes its rows with one statement, and equal ``inputs`` (the gate
+shares them) are serialised once. On PostgreSQL the varying values of every
+row go as one JSON array and the distinct inputs as another, which the server
+unpacks (``json_array_elements``) in an ``INSERT ... SELECT``: one round trip,
+each distinct inputs value sent and parsed once. On SQLite, in process, the
+driver's own executemany of one prepared statement is the cheapest:
+SQLAlchemy's executemany of the same rows took 2 to 5 ms of CPU per claim of
+100 (its per-row parameter handling), and unpacking a JSON array with
+``json_each`` about 1.2 ms, most of it parsing the inputs' JSON text again; the
+driver's takes about 0.8 ms
 (docs/performance.md#the-send-gates-checks-2026-12-07).
 """
 
@@ -19,23 +23,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Table, TextClause, bindparam, text
+from sqlalchemy import Connection, Table, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import DialDecision, RulesVersion, UTCDateTime
-from syncd.adapters.outbox.common import Claim
+from syncd.adapters.outbox.common import Claim, OutboxConflict
 
 DIAL_DECISIONS: Table = DialDecision.__table__  # type: ignore[assignment]
 RULES_VERSIONS: Table = RulesVersion.__table__  # type: ignore[assignment]
 
 
-@dataclass(frozen=True)
-class Dial:
+class Dial(NamedTuple):
     """One lead the gate let through, with its dial decision's ``inputs``."""
 
     lead_id: int
@@ -44,60 +46,85 @@ class Dial:
 
 
 _COLUMNS = "lead_id, sync_name, agent_id, phone_e164, batch_id, decided_at, rules_version, inputs"
-#: One row per element ``[lead_id, phone_e164, inputs]`` of the JSON array ``rows``.
-_INSERT_SQL = {
-    "sqlite": (
-        f"INSERT INTO dial_decisions ({_COLUMNS}) "
-        "SELECT json_extract(value, '$[0]'), :sync_name, :agent_id, "
-        "json_extract(value, '$[1]'), :batch_id, :now, :version, json_extract(value, '$[2]') "
-        "FROM json_each(:rows)"
-    ),
-    "postgresql": (
-        f"INSERT INTO dial_decisions ({_COLUMNS}) "
-        "SELECT CAST(r.value ->> 0 AS BIGINT), :sync_name, :agent_id, "
-        "r.value ->> 1, :batch_id, :now, :version, r.value -> 2 "
-        "FROM json_array_elements(CAST(:rows AS JSON)) AS r"
-    ),
-}
-
-
-_INSERT: dict[str, TextClause] = {
-    dialect: text(sql).bindparams(bindparam("now", type_=UTCDateTime()))
-    for dialect, sql in _INSERT_SQL.items()
-}
+#: PostgreSQL: one row per element ``[lead_id, phone_e164, n]`` of the JSON array ``rows``,
+#: whose inputs are the ``n``-th (from 1) element of the JSON array ``bodies``.
+_INSERT_FROM_JSON = text(
+    f"INSERT INTO dial_decisions ({_COLUMNS}) "
+    "SELECT CAST(r.value ->> 0 AS BIGINT), :sync_name, :agent_id, "
+    "r.value ->> 1, :batch_id, :now, :version, b.value "
+    "FROM json_array_elements(CAST(:rows AS JSON)) AS r "
+    "JOIN json_array_elements(CAST(:bodies AS JSON)) WITH ORDINALITY AS b(value, n) "
+    "ON b.n = CAST(r.value ->> 2 AS BIGINT)"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+#: SQLite: the driver's own executemany of one prepared statement (no statement text
+#: or parameter processing per row in SQLAlchemy; the values are bound as given).
+_INSERT_EACH = f"INSERT INTO dial_decisions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def record_dials(
     session: Session, claim: Claim, dials: Sequence[Dial], rules_version: str, now: datetime
 ) -> None:
-    """One ``dial_decisions`` row per lead of ``claim``, in one ``INSERT ... SELECT``."""
+    """One ``dial_decisions`` row per lead of ``claim``, in one statement."""
     if not dials:
         return
     connection = session.connection()
-    connection.execute(
-        _INSERT[connection.dialect.name],
+    bodies, which = _distinct_inputs(dials)
+    if connection.dialect.name == "sqlite":
+        _insert_each(connection, claim, dials, [bodies[i] for i in which], rules_version, now)
+        return
+    rows = [(dial.lead_id, dial.phone_e164, i + 1) for dial, i in zip(dials, which, strict=True)]
+    written = connection.execute(
+        _INSERT_FROM_JSON,
         {
-            "rows": _rows_json(dials),
+            "rows": _json(rows),
+            "bodies": f"[{','.join(bodies)}]",
             "sync_name": claim.sync_name,
             "agent_id": claim.agent_id,
             "batch_id": claim.batch_id,
             "now": now,
             "version": rules_version,
         },
+    ).rowcount
+    if written != len(dials):
+        raise OutboxConflict(f"{written} dial decisions written for {len(dials)} leads claimed")
+
+
+def _insert_each(
+    connection: Connection,
+    claim: Claim,
+    dials: Sequence[Dial],
+    bodies: Sequence[str],
+    rules_version: str,
+    now: datetime,
+) -> None:
+    """SQLite: the rows through the driver's executemany, ``decided_at`` bound once as
+    the column's type binds it (UTC, SQLite's text form)."""
+    decided_at = connection.dialect.type_descriptor(DIAL_DECISIONS.c.decided_at.type)
+    bind = decided_at.bind_processor(connection.dialect)
+    at = bind(now) if bind is not None else now
+    name, agent, batch = claim.sync_name, claim.agent_id, claim.batch_id
+    connection.exec_driver_sql(
+        _INSERT_EACH,
+        [
+            (lead_id, name, agent, phone, batch, at, rules_version, body)
+            for (lead_id, phone, _inputs), body in zip(dials, bodies, strict=True)
+        ],
     )
 
 
-def _rows_json(dials: Sequence[Dial]) -> str:
-    """The JSON array ``[[lead_id, phone_e164, inputs], ...]``; each distinct ``inputs``
-    value (the gate shares equal ones) is serialised once."""
-    texts: dict[int, str] = {}
-    parts: list[str] = []
+def _distinct_inputs(dials: Sequence[Dial]) -> tuple[list[str], list[int]]:
+    """The JSON text of each distinct ``inputs`` value (the gate shares equal ones),
+    serialised once, and which of them each dial has."""
+    seen: dict[int, int] = {}
+    bodies: list[str] = []
+    which: list[int] = []
     for dial in dials:
-        body = texts.get(id(dial.inputs))
-        if body is None:
-            body = texts[id(dial.inputs)] = _json(dial.inputs)
-        parts.append(f"[{int(dial.lead_id)},{_json(dial.phone_e164)},{body}]")
-    return f"[{','.join(parts)}]"
+        index = seen.get(id(dial.inputs))
+        if index is None:
+            index = seen[id(dial.inputs)] = len(bodies)
+            bodies.append(_json(dial.inputs))
+        which.append(index)
+    return bodies, which
 
 
 def _json(value: Any) -> str:
