@@ -22,6 +22,7 @@ and slow or hostile clients cannot use up threads or file descriptors.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import re
 import socket
@@ -360,6 +361,7 @@ class ProbeServer:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
+        asyncio.get_running_loop().set_exception_handler(_quiet_when_out_of_descriptors)
         # backlog: connections accepted per wake-up of the listening socket. With
         # asyncio's default (100), bursts of a flood piled up past a 256-descriptor
         # limit before the oldest pending ones were dropped.
@@ -503,3 +505,20 @@ def serve(
     server = ProbeServer((host, port), readiness, status)
     server.start()
     return server
+
+
+def _quiet_when_out_of_descriptors(
+    loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+) -> None:
+    """A flood that reaches the process's descriptor limit is not an error worth a traceback.
+
+    asyncio already stops accepting for a second when ``accept()`` fails with
+    EMFILE or ENFILE, and open connections are bounded (``MAX_PENDING_CONNECTIONS``);
+    the probes answer again as soon as descriptors free up. Anything else goes to
+    asyncio's own handler.
+    """
+    exc = context.get("exception")
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        log.debug("probe server out of file descriptors: accepting paused", error=str(exc))
+        return
+    loop.default_exception_handler(context)
