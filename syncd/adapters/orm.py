@@ -168,6 +168,20 @@ class Lead(Base):
     sent_at: Mapped[datetime | None] = mapped_column(
         comment="When the request carrying this lead was started."
     )
+    # Speed to lead: when each stage of the lead's first way to a call happened.
+    record_created_at: Mapped[datetime | None] = mapped_column(
+        comment="The record's CreatedDate, when the query read it."
+    )
+    read_at: Mapped[datetime | None] = mapped_column(
+        comment="When syncd first read the record (its page or event arrived)."
+    )
+    queued_at: Mapped[datetime | None] = mapped_column(comment="When the lead first became queued.")
+    accepted_at: Mapped[datetime | None] = mapped_column(
+        comment="When SimZ's answer accepting the lead was recorded."
+    )
+    first_call_at: Mapped[datetime | None] = mapped_column(
+        comment="When the first call outcome for the lead was received."
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -484,3 +498,68 @@ class DialDecision(Base):
     inputs: Mapped[dict[str, Any]] = mapped_column(
         comment="DoNotCall, consent, suppression, frequency counts, local time and zone."
     )
+
+
+class CallEvent(Base):
+    """One webhook POST as received, committed before the 2xx: never lost, stored once."""
+
+    __tablename__ = "call_events"
+    __table_args__ = (
+        CheckConstraint("status IN ('new', 'matched', 'unmatched', 'unreadable')", name="status"),
+        Index("ix_call_events_status", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(
+        String(64), unique=True, comment="SHA-256 of the body: the same body is stored once."
+    )
+    received_at: Mapped[datetime]
+    receiver: Mapped[str] = mapped_column(String(255), comment="Replica that received it.")
+    headers: Mapped[dict[str, Any]] = mapped_column(comment="Request headers, secrets left out.")
+    body: Mapped[str] = mapped_column(Text, comment="The JSON body exactly as received.")
+    status: Mapped[str] = mapped_column(
+        String(16), comment="new, matched, unmatched (no lead) or unreadable (paths failed)."
+    )
+    processed_at: Mapped[datetime | None]
+    lead_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("leads.id", ondelete="SET NULL"))
+    detail: Mapped[str | None] = mapped_column(Text, comment="Why unmatched or unreadable.")
+
+
+class CallOutcome(Base):
+    """One call of one lead, read from its hook(s); its write-back to Salesforce."""
+
+    __tablename__ = "call_outcomes"
+    __table_args__ = (
+        UniqueConstraint("lead_id", "call_key"),
+        Index("ix_call_outcomes_writeback", "writeback_status", "next_attempt_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[int] = mapped_column(BigId, ForeignKey("leads.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("call_events.id"))
+    call_key: Mapped[str] = mapped_column(
+        String(64), comment="The payload's call id, else its digest: one outcome per call."
+    )
+    sync_name: Mapped[str] = mapped_column(String(63))
+    salesforce_id: Mapped[str] = mapped_column(String(18))
+    outcome: Mapped[str | None] = mapped_column(String(100))
+    disposition: Mapped[str | None] = mapped_column(
+        String(255), comment="The disposition after the configured map."
+    )
+    raw_disposition: Mapped[str | None] = mapped_column(String(255))
+    duration_seconds: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    recording_url: Mapped[str | None] = mapped_column(Text)
+    opt_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    received_at: Mapped[datetime] = mapped_column(comment="When its first hook was received.")
+    writeback_status: Mapped[str] = mapped_column(
+        String(16), comment="none, pending, sending, done or failed."
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    task_id: Mapped[str | None] = mapped_column(
+        String(18), comment="The Salesforce Task written for this call (tasks mode)."
+    )
+    written_at: Mapped[datetime | None]

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from syncd.config.base import StrictModel, parse_database_url
 from syncd.config.connections import DatabaseConfig, SalesforceConfig
@@ -103,6 +103,22 @@ class Config(StrictModel):
                 raise ValueError(f"duplicate sync name {sync.name!r}")
             seen.add(sync.name)
         return value
+
+    @model_validator(mode="after")
+    def _webhook_consistent(self) -> Config:
+        webhook = self.simz.webhook
+        for sync in self.syncs:
+            if sync.call_writeback is not None and webhook is None:
+                raise ValueError(
+                    f"syncs[{sync.name}].call_writeback needs simz.webhook: "
+                    "call outcomes arrive by webhook"
+                )
+            if webhook is not None and sync.options is not None and sync.options.webhookUrl:
+                raise ValueError(
+                    f"syncs[{sync.name}].options.webhookUrl: leave it out when simz.webhook "
+                    "is set; syncd sends the receiver's URL itself"
+                )
+        return self
 
     @property
     def default_region(self) -> str:

@@ -13,6 +13,7 @@ from syncd.config.base import (
     header_safe,
     require_https,
 )
+from syncd.config.calls import WebhookConfig
 from syncd.config.types import Duration
 
 # --------------------------------------------------------------------------- simz
@@ -83,6 +84,9 @@ class SimzConfig(StrictModel):
         description="Opt-in: after each poll, fetch the sync's uncertain leads again from "
         "Salesforce and requeue those that still pass every rule. Risks calling a person twice.",
     )
+
+    webhook: WebhookConfig | None = None
+    """Opt-in: receive SimZ's call-outcome webhooks (docs/call-outcomes.md)."""
 
     _api_key_header_safe = field_validator("api_key")(header_safe)
     _ca_bundle_exists = field_validator("ca_bundle")(existing_file)

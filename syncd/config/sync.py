@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from syncd.config.base import FIELD_NAME, SOBJECT_NAME, SYNC_NAME, StrictModel
+from syncd.config.calls import CallWritebackConfig
 from syncd.config.legal_hours import legal_hours_regions
 from syncd.config.mapping import MappingConfig, OptionsConfig, PhoneConfig, RouteConfig
 from syncd.config.rules import CallingHoursConfig, GuardConfig, RulesConfig
@@ -91,6 +92,8 @@ class SyncConfig(StrictModel):
     writeback: WritebackConfig | None = None
     """Write each lead's outcome back to its Salesforce record (off when absent)."""
     reconcile: ReconcileConfig | None = None
+    call_writeback: CallWritebackConfig | None = None
+    """Write each call's outcome to the record (a Task, or fields); needs simz.webhook."""
     """A scheduled sweep that reports (or queues) matching records without a lead (off when
     absent; `syncd reconcile` runs one by hand)."""
 
