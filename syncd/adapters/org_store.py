@@ -13,7 +13,8 @@ from datetime import datetime
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
-from syncd.adapters.orm import OperatorAction, OrgIdentity
+from syncd.adapters import operator_pauses
+from syncd.adapters.orm import OrgIdentity
 from syncd.domain.org import Org, TrustedOrg
 
 FIRST_SYNC = "first sync"
@@ -63,17 +64,16 @@ def trust(session: Session, org: Org, actor: str, reason: str, now: datetime) ->
     """Trust ``org`` for this database (and no other), audited; returns the org trusted before."""
     _serialise(session)
     before = trusted_org(session)
-    session.add(
-        OperatorAction(
-            at=now,
-            actor=actor,
-            action="trust-org",
-            scope="org",
-            name=org.org_id,
-            reason=reason,
-            detail=f"trusted: {org.describe()}; before: "
-            + (before.org_id if before is not None else "none"),
-        )
+    operator_pauses.record_action(
+        session,
+        at=now,
+        actor=actor,
+        action="trust-org",
+        scope="org",
+        name=org.org_id,
+        reason=reason,
+        detail=f"trusted: {org.describe()}; before: "
+        + (before.org_id if before is not None else "none"),
     )
     session.execute(update(OrgIdentity).values(trusted=False))
     row = session.get(OrgIdentity, org.org_id)

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters import operator_pauses, poll_store
+from syncd.adapters import poll_store
 from syncd.adapters.canonical_source import CanonicalSource
 from syncd.adapters.orm import utcnow
 from syncd.adapters.salesforce import SalesforceSource, SalesforceSourceError
@@ -33,6 +33,7 @@ from syncd.config.models import SalesforceConfig, SyncConfig
 from syncd.domain.soql import build_count_query
 from syncd.domain.window import PollWindow, floor_second
 from syncd.logs import get_logger
+from syncd.services.operator_audit import audit_sync_run
 from syncd.services.poll import Poller, PollMode, PollResult, RecordSource
 from syncd.services.poll_report import count_records
 
@@ -227,18 +228,16 @@ def plan_backfill(
 
 
 def record_backfill(runtime: BackfillRuntime, plan: BackfillPlan, who: str, reason: str) -> None:
-    """One ``operator_actions`` row, written before the first page (a killed run is listed too)."""
-    with runtime.session_factory.begin() as session:
-        operator_pauses.record_action(
-            session,
-            at=runtime.now(),
-            actor=who,
-            action="backfill",
-            scope=operator_pauses.OPERATOR_SYNC,
-            name=plan.sync.name,
-            reason=reason.strip() or DEFAULT_REASON,
-            detail=plan.range,
-        )
+    """One ``operator_actions`` row, written before the first write (a killed run is listed too)."""
+    audit_sync_run(
+        runtime.session_factory,
+        at=runtime.now(),
+        actor=who,
+        action="backfill",
+        sync_name=plan.sync.name,
+        reason=reason.strip() or DEFAULT_REASON,
+        detail=plan.range,
+    )
 
 
 def open_reader(

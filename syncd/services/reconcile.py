@@ -37,7 +37,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters import operator_pauses, poll_store, reconcile_store
+from syncd.adapters import poll_store, reconcile_store
 from syncd.adapters.canonical_source import CanonicalSource
 from syncd.adapters.salesforce import SalesforceSource, SalesforceSourceError
 from syncd.adapters.salesforce_bulk import BulkQuerySource
@@ -48,6 +48,7 @@ from syncd.domain.reconcile import Tally, no_longer_matched, sweep_range
 from syncd.domain.soql import SALESFORCE_ID, build_count_query, build_ids_query, build_sweep_query
 from syncd.domain.window import PollWindow
 from syncd.logs import get_logger
+from syncd.services.operator_audit import audit_sync_run
 from syncd.services.poll import Poller, PollMode, PollResult, RecordSource
 from syncd.services.poll_report import count_records
 
@@ -457,18 +458,16 @@ def open_pages(
 
 
 def record_reconcile(runtime: ReconcileRuntime, plan: ReconcilePlan, who: str, reason: str) -> None:
-    """One ``operator_actions`` row before the intake writes (a killed run is listed too)."""
-    with runtime.session_factory.begin() as session:
-        operator_pauses.record_action(
-            session,
-            at=runtime.now(),
-            actor=who,
-            action="reconcile",
-            scope=operator_pauses.OPERATOR_SYNC,
-            name=plan.sync.name,
-            reason=reason.strip() or DEFAULT_REASON,
-            detail=plan.range,
-        )
+    """One ``operator_actions`` row, written before the first write (a killed run is listed too)."""
+    audit_sync_run(
+        runtime.session_factory,
+        at=runtime.now(),
+        actor=who,
+        action="reconcile",
+        sync_name=plan.sync.name,
+        reason=reason.strip() or DEFAULT_REASON,
+        detail=plan.range,
+    )
 
 
 def run_reconcile(
