@@ -10,6 +10,7 @@ example, not SimZ's contract.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 
@@ -17,6 +18,8 @@ from syncd.config.base import FIELD_NAME, StrictModel
 
 #: The path token and the correlation secret: long enough that nobody guesses them.
 MIN_SECRET_LENGTH = 32
+#: Where the receiver takes SimZ's hooks: this, then the token.
+HOOK_PATH = "/hooks/simz/"
 
 
 def host_port(value: str) -> str:
@@ -97,6 +100,12 @@ class WebhookConfig(StrictModel):
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+    def hook_url(self, *, masked: bool = False) -> str:
+        """The ``options.webhookUrl`` syncd sends: public_url + ``/hooks/simz/`` + token
+        (``***`` in place of the token when ``masked``, for logs and check-config)."""
+        token = "***" if masked else quote(self.token.get_secret_value(), safe="")
+        return str(self.public_url).rstrip("/") + HOOK_PATH + token
 
     @model_validator(mode="after")
     def _distinct_tokens(self) -> WebhookConfig:

@@ -63,8 +63,6 @@ class Request:
     path: str
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
-    #: Decided while reading (too large, no length, ...): answered as it is.
-    early: Answer | None = None
     #: False when a body was left unread: the connection lingers before it closes.
     read_whole: bool = True
 
@@ -226,7 +224,7 @@ class LoopServer:
         finally:
             self._pending.pop(task, None)
         try:
-            answer = request.early or await self.answer(request)
+            answer = await self.answer(request)
             writer.write(response(answer, include_body=request.method != "HEAD"))
             await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT)
             if not request.read_whole:
