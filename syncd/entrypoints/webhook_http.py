@@ -209,6 +209,7 @@ class WebhookReceiver(LoopServer):
             WEBHOOKS.labels("bad_request").inc()
             log.info("webhook refused", status=400, reason=problem, bytes=len(request.body))
             return Answer.json(400, {"status": "bad request", "reason": problem})
+        log.debug("webhook storing", bytes=len(request.body))
         try:
             with self.sessions.begin() as session:
                 stored = call_events.store(
