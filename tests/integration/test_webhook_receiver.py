@@ -18,15 +18,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncd.adapters import call_events
 from syncd.adapters.db import is_sqlite, make_session_factory
-from syncd.adapters.orm import CallEvent
+from syncd.adapters.orm import CallEvent, CallOutcome
 from syncd.config.calls import WebhookConfig
 from syncd.entrypoints import webhook_http
 from syncd.entrypoints.webhook_http import WebhookReceiver, serve_webhooks
 from syncd.metrics import REGISTRY
+from tests.integration.operator_rows import T0, add_lead, sf_id
 
 TOKEN = "tok-" + "a1b2c3d4" * 5
 OLD_TOKEN = "old-" + "9f8e7d6c" * 5
@@ -344,3 +346,55 @@ def test_closing_finishes_the_stores_under_way(engine: Engine) -> None:
     assert len(events(engine)) == 1
     with pytest.raises(OSError):
         post(server)
+
+
+class TestListing:
+    def test_events_newest_first_with_their_lead_and_outcome(self, engine: Engine) -> None:
+        """What ``syncd calls`` shows: each event's status, lead, outcome and write-back."""
+        sessions = make_session_factory(engine)
+        with sessions.begin() as session:
+            lead = add_lead(session, "web", sf_id(1), "accepted")
+            ids = [
+                call_events.store(session, b'{"n": %d}' % n, {}, T0, "replica-1").id
+                for n in range(3)
+            ]
+            matched, unmatched, _new = ids
+            session.execute(
+                update(CallEvent)
+                .where(CallEvent.id == matched)
+                .values(status="matched", lead_id=lead.id)
+            )
+            session.execute(
+                update(CallEvent)
+                .where(CallEvent.id == unmatched)
+                .values(status="unmatched", detail="no correlation value")
+            )
+            session.add(
+                CallOutcome(
+                    lead_id=lead.id,
+                    event_id=matched,
+                    call_key="call_1",
+                    sync_name="web",
+                    salesforce_id=sf_id(1),
+                    outcome="answered",
+                    disposition="Interested",
+                    received_at=T0,
+                    writeback_status="done",
+                    attempts=1,
+                    task_id="00T000000000001AAA",
+                )
+            )
+        with sessions() as session:
+            rows = call_events.listing(session)
+            only = call_events.listing(session, "unmatched")
+            counts = call_events.count_by_status(session)
+            assert [r.id for r in call_events.listing(session, limit=1)] == [ids[2]]
+        assert [row.id for row in rows] == sorted(ids, reverse=True)
+        by_id = {row.id: row for row in rows}
+        seen = by_id[matched]
+        assert (seen.status, seen.sync, seen.salesforce_id) == ("matched", "web", sf_id(1))
+        assert (seen.outcome, seen.disposition) == ("answered", "Interested")
+        assert (seen.writeback_status, seen.task_id) == ("done", "00T000000000001AAA")
+        assert by_id[ids[2]].status == "new" and by_id[ids[2]].salesforce_id is None
+        assert [(r.id, r.detail) for r in only] == [(unmatched, "no correlation value")]
+        assert counts == {"new": 1, "matched": 1, "unmatched": 1, "unreadable": 0}
