@@ -8,6 +8,7 @@ gets 503, and the retry of a body committed late is a duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -398,3 +399,21 @@ class TestListing:
         assert by_id[ids[2]].status == "new" and by_id[ids[2]].salesforce_id is None
         assert [(r.id, r.detail) for r in only] == [(unmatched, "no correlation value")]
         assert counts == {"new": 1, "matched": 1, "unmatched": 1, "unreadable": 0}
+
+
+def test_silent_clients_do_not_keep_a_hook_out(receiver: WebhookReceiver, engine: Engine) -> None:
+    """More half-sent requests than the receiver keeps: the oldest are dropped (long before
+    their 30 s to send the request), and a hook gets in meanwhile."""
+    host, port = receiver.address.rsplit(":", 1)
+    silent = [socket.create_connection((host, int(port)), timeout=60) for _ in range(80)]
+    try:
+        for sock in silent:
+            sock.sendall(f"POST {PATH} HTTP/1.1\r\nContent-Length: 100\r\n\r\n{{".encode())
+        assert post(receiver) == (200, {"status": "stored"})
+        silent[0].settimeout(10)
+        with contextlib.suppress(ConnectionResetError):  # dropped: an abort is a reset
+            assert silent[0].recv(100) == b""
+    finally:
+        for sock in silent:
+            sock.close()
+    assert len(events(engine)) == 1
