@@ -303,3 +303,13 @@ SUPPRESSION_LATE = Counter(
     ["source"],
     registry=REGISTRY,
 )
+
+# --- call outcomes (the webhook receiver) -------------------------------------------
+WEBHOOKS = Counter(
+    "syncd_webhooks_total",
+    "POSTs to the call-outcome webhook receiver, by result: stored, duplicate (the same "
+    "body was stored before), not_found (no such path or token), too_large, bad_request "
+    "(not a JSON object or array, unreadable framing, not a POST), error (answered 503).",
+    ["result"],
+    registry=REGISTRY,
+)

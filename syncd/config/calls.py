@@ -9,7 +9,9 @@ example, not SimZ's contract.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 
@@ -17,6 +19,10 @@ from syncd.config.base import FIELD_NAME, StrictModel
 
 #: The path token and the correlation secret: long enough that nobody guesses them.
 MIN_SECRET_LENGTH = 32
+#: A whole ``${...}`` reference, as the loader keeps those it was told not to resolve.
+_REFERENCE = re.compile(r"\$\{[^}]+\}")
+#: Where the receiver takes SimZ's hooks: this, then the token.
+HOOK_PATH = "/hooks/simz/"
 
 
 def host_port(value: str) -> str:
@@ -71,14 +77,15 @@ class WebhookConfig(StrictModel):
     public_url: HttpUrl
     """The receiver's address as SimZ reaches it (a load balancer in front of every replica).
     syncd sends ``options.webhookUrl`` = public_url + ``/hooks/simz/`` + token."""
-    token: SecretStr = Field(min_length=MIN_SECRET_LENGTH)
-    """The unguessable path token, the only authentication (SimZ documents no signature).
-    To rotate it, list the old one in ``previous_tokens`` until no call sent with it can
-    still report back."""
+    token: SecretStr
+    """The unguessable path token, the only authentication (SimZ documents no signature);
+    at least 32 characters. To rotate it, list the old one in ``previous_tokens`` until no
+    call sent with it can still report back."""
     previous_tokens: list[SecretStr] = []
     """Tokens still accepted, not sent: for rotating ``token``."""
-    correlation_secret: SecretStr = Field(min_length=MIN_SECRET_LENGTH)
-    """Key of the HMAC that proves a correlation value was made by syncd. Rotating it
+    correlation_secret: SecretStr
+    """Key of the HMAC that proves a correlation value was made by syncd; at least 32
+    characters. Rotating it
     unmatches the hooks of leads sent before."""
     correlation_key: str = Field(default="syncdRef", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
     """The one customData key syncd adds to each lead when webhooks are on."""
@@ -98,12 +105,32 @@ class WebhookConfig(StrictModel):
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]"), int(port)
 
+    def hook_url(self, *, masked: bool = False) -> str:
+        """The ``options.webhookUrl`` syncd sends: public_url + ``/hooks/simz/`` + token
+        (``***`` in place of the token when ``masked``, for logs and check-config)."""
+        token = "***" if masked else quote(self.token.get_secret_value(), safe="")
+        return str(self.public_url).rstrip("/") + HOOK_PATH + token
+
+    @field_validator("token", "correlation_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if not _long_or_unresolved(value):
+            raise ValueError(f"needs at least {MIN_SECRET_LENGTH} characters")
+        return value
+
     @model_validator(mode="after")
     def _distinct_tokens(self) -> WebhookConfig:
         for old in self.previous_tokens:
-            if len(old.get_secret_value()) < MIN_SECRET_LENGTH:
+            if not _long_or_unresolved(old):
                 raise ValueError(f"previous_tokens: each needs {MIN_SECRET_LENGTH}+ characters")
         return self
+
+
+def _long_or_unresolved(secret: SecretStr) -> bool:
+    """Long enough, or a ``${...}`` the loader left unresolved: the commands that read only
+    the database (``syncd status``, ``syncd calls``) load the file without the secrets."""
+    value = secret.get_secret_value()
+    return len(value) >= MIN_SECRET_LENGTH or _REFERENCE.fullmatch(value) is not None
 
 
 class CallFieldsConfig(StrictModel):

@@ -34,6 +34,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "backfill",
         "Read a past range of a sync's records and queue the new ones, once each.",
     ),
+    "calls": (
+        "cli_calls",
+        "calls",
+        "List the call-outcome webhooks received, newest first, with their lead and write-back.",
+    ),
     "check-config": (
         "cli_config",
         "check_config",

@@ -90,6 +90,12 @@ def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
             f"  suppression source {source.name}: {source.object} where {source.where}, "
             f"numbers in {', '.join(source.phone_fields)}; every {format_duration(source.every)}"
         )
+    webhook = config.simz.webhook
+    if webhook is not None:
+        echo(
+            f"  webhook receiver: listen {webhook.listen} on every replica; SimZ posts to "
+            f"{webhook.hook_url(masked=True)}"
+        )
     for sync in config.syncs:
         for warning in sync.safety_warnings():
             echo(f"warning: {warning}", err=True)

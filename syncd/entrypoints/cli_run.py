@@ -4,17 +4,19 @@ Start-up: logging, migrations (under the database's migration lock, so
 replicas starting together take turns and the later ones find nothing to do;
 on Kubernetes an init container has run ``syncd migrate`` already), recovery
 of leads a crash left in ``sending`` (they become ``uncertain``), the HTTP
-port, the sync leases (several replicas may share a PostgreSQL database; only
-a sync's lease holder polls and delivers it, see
-:mod:`syncd.services.leadership`), the scheduler, one "syncd started" line.
+port, the webhook receiver (with ``simz.webhook``, on every replica, leader or
+not: :mod:`syncd.entrypoints.webhook_http`), the sync leases (several
+replicas may share a PostgreSQL database; only a sync's lease holder polls
+and delivers it, see :mod:`syncd.services.leadership`), the scheduler, one "syncd started" line.
 Then the main thread waits on ``stop``. A second ``syncd run`` on the same
 SQLite file is refused (exit 1, one line).
 
 Shutdown (SIGTERM or SIGINT; APScheduler installs no handlers, so we do): the
 handler only sets ``stop``. The poll and deliver services receive that event
 and stop paging and claiming; the main thread stops the scheduler and waits for
-running jobs up to ``daemon.shutdown_grace``, then closes the clients and the
-engine and logs "syncd stopped". Exit status:
+running jobs up to ``daemon.shutdown_grace``, then closes the webhook receiver
+(it stops accepting, then finishes the commits under way), the probe port, the
+clients and the engine, and logs "syncd stopped". Exit status:
 
 * ``0`` -- every job finished in time; or the grace period ran out but no lead
   is left ``sending`` (e.g. a poll stuck in a slow Salesforce call: the next
@@ -55,12 +57,14 @@ from syncd.entrypoints.cli_common import (
     setup,
 )
 from syncd.entrypoints.http import ProbeServer, Readiness, serve
+from syncd.entrypoints.http_loop import LoopServer
 from syncd.entrypoints.scheduler import JobScheduler, PollTracker
 from syncd.logs import get_logger
 
 if TYPE_CHECKING:
     from syncd.bootstrap import Runtime
     from syncd.config import SyncConfig
+    from syncd.entrypoints.webhook_http import WebhookReceiver
     from syncd.services.stream import StreamSupervisor
     from syncd.services.stream_board import StreamBoard
 
@@ -157,6 +161,12 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     if http is None:
         runtime.close()
         return EXIT_FAILURE
+    try:
+        webhooks = _receive_webhooks(config, runtime)
+    except OSError:
+        http.close()
+        runtime.close()
+        return EXIT_FAILURE
     runtime.check_org_soon()
     if runtime.leadership is not None:
         # Leases before the first poll fires, so the leader polls at once.
@@ -189,7 +199,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     # Wake up now and then: signal handlers run on the main thread between bytecodes.
     while not stop.wait(0.5):
         pass
-    return _stop(config, runtime, signals, scheduler, streams, http)
+    return _stop(config, runtime, signals, scheduler, streams, [webhooks, http])
 
 
 def _start_runtime(config: Config) -> Runtime | None:
@@ -262,6 +272,40 @@ def _serve_probes(
         return None
 
 
+def _receive_webhooks(config: Config, runtime: Runtime) -> WebhookReceiver | None:
+    """With ``simz.webhook``, receive SimZ's hooks on every replica; ``OSError`` (logged)
+    when the port is taken. A new event wakes ``Runtime.wake_calls`` where it exists."""
+    webhook = config.simz.webhook
+    if webhook is None:
+        return None
+    from syncd.entrypoints.webhook_http import serve_webhooks
+
+    def wake() -> None:
+        hook = getattr(runtime, "wake_calls", None)
+        if hook is not None:
+            hook()
+
+    try:
+        receiver = serve_webhooks(
+            webhook, runtime.session_factory, receiver=runtime.worker, on_stored=wake
+        )
+    except OSError as exc:
+        log.error(
+            "cannot listen",
+            listen=webhook.listen,
+            error=str(exc),
+            hint="another process may hold this port: give each replica on a host its own "
+            "simz.webhook.listen",
+        )
+        raise
+    log.info(
+        "webhook receiver listening",
+        listen=receiver.address,
+        public_url=webhook.hook_url(masked=True),
+    )
+    return receiver
+
+
 def _log_started(config: Config, runtime: Runtime, syncs: list[SyncConfig], address: str) -> None:
     """The "syncd started" line, then a warning for each setting that risks unlawful calls
     (US numbers without calling hours), so it is seen at every start, not only at a check."""
@@ -288,7 +332,7 @@ def _stop(
     signals: SignalHandler,
     scheduler: JobScheduler,
     streams: StreamSupervisor,
-    http: ProbeServer,
+    listeners: list[LoopServer | None],
 ) -> int:
     """Stop within ``daemon.shutdown_grace``; the exit status says whether leads were in flight."""
     grace = config.daemon.shutdown_grace.total_seconds()
@@ -300,7 +344,11 @@ def _stop(
     still_streaming = streams.join(max(1.0, grace - (time.monotonic() - started)))
     if still_streaming:
         log.warning("streams still stopping", still_running=still_streaming)
-    http.close()
+    # The webhook receiver stops accepting, then finishes the stores under way, before
+    # the database closes; until then every replica still took hooks.
+    for listener in listeners:
+        if listener is not None:
+            listener.close()
     if report.clean:
         runtime.close()
         log.info("syncd stopped")
@@ -332,7 +380,8 @@ def run(ctx: click.Context, config_path: Path) -> None:
 
     Applies migrations and recovers leads a crash left in flight (they become
     uncertain), serves /healthz, /readyz, /status.json and /metrics on observability.listen,
-    and logs JSON lines to stdout. SIGTERM or SIGINT stops it gracefully within
+    receives SimZ's call-outcome webhooks on simz.webhook.listen when that is set, and
+    logs JSON lines to stdout. SIGTERM or SIGINT stops it gracefully within
     daemon.shutdown_grace (exit 0; 1 if leads were left in flight); a second
     signal exits at once.
     """

@@ -1,7 +1,8 @@
-"""The daemon's one HTTP port: ``/healthz``, ``/readyz``, ``/status.json`` and ``/metrics``.
+"""The probe port: ``/healthz``, ``/readyz``, ``/status.json`` and ``/metrics``.
 
-One asyncio loop in a daemon thread (:class:`ProbeServer`): four read-only
-endpoints need no framework, a probe can never keep the process alive at exit,
+One asyncio loop in a daemon thread (:class:`ProbeServer`, a
+:class:`~syncd.entrypoints.http_loop.LoopServer`): four read-only endpoints need
+no framework, a probe can never keep the process alive at exit,
 and slow or hostile clients cannot use up threads or file descriptors.
 
 * ``/healthz`` -- 200 ``{"status": "ok"}`` while the process answers at all
@@ -22,13 +23,9 @@ and slow or hostile clients cannot use up threads or file descriptors.
 from __future__ import annotations
 
 import asyncio
-import errno
-import json
 import re
-import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 
 from syncd.adapters.salesforce import LoginBackoff
+from syncd.entrypoints.http_loop import Answer, LoopServer, Request
 from syncd.entrypoints.scheduler import PollTracker
 from syncd.logs import get_logger
 from syncd.metrics import REGISTRY
@@ -266,40 +264,24 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {first[0] if first else ''}"
 
 
-#: Connections still sending their request beyond this many: the oldest is dropped.
-MAX_PENDING_CONNECTIONS = 64
-#: Seconds a client gets to send its request line and headers, and to take the answer.
-REQUEST_TIMEOUT = 5.0
 #: Seconds /readyz and /metrics may take before the answer is 503 (a hung database).
 COMPUTE_TIMEOUT = 10.0
-#: The longest request head (request line and headers) read.
-MAX_REQUEST_HEAD = 8192
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
-_REASONS |= {503: "Service Unavailable"}
 
 
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    content_type: str
-    body: bytes
-
-    @staticmethod
-    def json(status: int, body: dict[str, Any]) -> _Answer:
-        return _Answer(status, "application/json", json.dumps(body).encode() + b"\n")
-
-
-class ProbeServer:
+class ProbeServer(LoopServer):
     """Answers probes from one asyncio loop in a daemon thread, whatever the clients do.
 
     A slow or silent client costs a socket and a coroutine, never a thread:
-    each has :data:`REQUEST_TIMEOUT` seconds to send its request head, and
-    beyond :data:`MAX_PENDING_CONNECTIONS` unfinished requests the oldest is
-    dropped, so a flood of half-sent requests cannot use up the process's file
-    descriptors or keep a probe waiting. ``/readyz``, ``/status.json`` and
-    ``/metrics`` are computed on worker threads, one computation of each at a
-    time shared by every request that asks meanwhile, so a slow status page
-    never delays the readiness probe. Each answer closes its connection.
+    each has :data:`~syncd.entrypoints.http_loop.REQUEST_TIMEOUT` seconds to
+    send its request head, and beyond
+    :data:`~syncd.entrypoints.http_loop.MAX_PENDING_CONNECTIONS` unfinished
+    requests the oldest is dropped, so a flood of half-sent requests cannot use
+    up the process's file descriptors or keep a probe waiting (see
+    :class:`~syncd.entrypoints.http_loop.LoopServer`). ``/readyz``,
+    ``/status.json`` and ``/metrics`` are computed on worker threads, one
+    computation of each at a time shared by every request that asks meanwhile,
+    so a slow status page never delays the readiness probe. Each answer closes
+    its connection.
 
     ``readiness`` answers ``/readyz``; ``status`` answers ``/status.json``
     (``readiness`` when not given).
@@ -311,125 +293,30 @@ class ProbeServer:
         readiness: Callable[[], ReadyReport],
         status: Callable[[], ReadyReport] | None = None,
     ) -> None:
-        host, port = address
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # Binds here, so a port that is taken raises OSError to the caller.
-        self._sock = socket.create_server((host, port), family=family, backlog=128)
+        super().__init__(address, name="syncd-http", workers=3)
         self.readiness = readiness
         self.status = status or readiness
-        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="syncd-http")
-        self._loop = asyncio.new_event_loop()
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stopping: asyncio.Event | None = None
-        # Connections still sending their request (oldest first), and all open ones.
-        self._pending: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
-        self._open: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
-        self._inflight: dict[str, asyncio.Future[_Answer]] = {}
+        self._inflight: dict[str, asyncio.Future[Answer]] = {}
 
-    @property
-    def address(self) -> str:
-        """``host:port`` actually bound (the port is chosen by the OS when 0 was asked)."""
-        host, port = self._sock.getsockname()[:2]
-        return f"{host!s}:{port}"
+    async def answer(self, request: Request) -> Answer:
+        return await self._answer(request.method, request.path)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="syncd-http", daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-
-    def close(self) -> None:
-        if self._thread is not None:
-            stopping = self._stopping
-            if stopping is not None:
-                self._loop.call_soon_threadsafe(stopping.set)
-            self._thread.join(timeout=5)
-            self._thread = None
-        if not self._loop.is_running():
-            self._loop.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._sock.close()
-
-    # ------------------------------------------------------------------ the loop
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._stopping = asyncio.Event()
-        asyncio.get_running_loop().set_exception_handler(_quiet_when_out_of_descriptors)
-        # backlog: connections accepted per wake-up of the listening socket. With
-        # asyncio's default (100), bursts of a flood piled up past a 256-descriptor
-        # limit before the oldest pending ones were dropped.
-        server = await asyncio.start_server(
-            self._connection,
-            sock=self._sock,
-            limit=MAX_REQUEST_HEAD,
-            backlog=MAX_PENDING_CONNECTIONS,
-        )
-        self._ready.set()
-        async with server:
-            await self._stopping.wait()
-            server.close()
-            # Connections still open end here, not as "destroyed but pending" at loop close.
-            for writer in list(self._open.values()):
-                writer.transport.abort()
-            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            if others:
-                await asyncio.wait(others, timeout=1.0)
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._open[task] = writer
-        try:
-            await self._exchange(task, reader, writer)
-        finally:
-            self._open.pop(task, None)
-
-    async def _exchange(
-        self, task: asyncio.Task[None], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self._pending[task] = writer
-        if len(self._pending) > MAX_PENDING_CONNECTIONS:
-            # Aborting ends the oldest one's read with IncompleteReadError (handled below).
-            self._pending.pop(next(iter(self._pending))).transport.abort()
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
-            writer.transport.abort()
-            return
-        finally:
-            self._pending.pop(task, None)
-        try:
-            method, path = _request_line(head)
-            answer = await self._answer(method, path)
-            writer.write(_response(answer, include_body=method != "HEAD"))
-            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT)
-            writer.close()
-        except (TimeoutError, OSError):
-            writer.transport.abort()
-
-    async def _answer(self, method: str | None, path: str) -> _Answer:
+    async def _answer(self, method: str | None, path: str) -> Answer:
         if method is None:
-            return _Answer.json(400, {"status": "bad request"})
+            return Answer.json(400, {"status": "bad request"})
         if method not in ("GET", "HEAD"):
-            return _Answer.json(405, {"status": "method not allowed"})
+            return Answer.json(405, {"status": "method not allowed"})
         if path == "/healthz":
-            return _Answer.json(200, {"status": "ok"})
+            return Answer.json(200, {"status": "ok"})
         if path == "/readyz":
             return await self._shared("readyz", self._ready_answer)
         if path == STATUS_PATH:
             return await self._shared("status", self._status_answer)
         if path == "/metrics":
             return await self._shared("metrics", _metrics_answer)
-        return _Answer.json(404, {"status": "not found", "path": path})
+        return Answer.json(404, {"status": "not found", "path": path})
 
-    async def _shared(self, key: str, compute: Callable[[], _Answer]) -> _Answer:
+    async def _shared(self, key: str, compute: Callable[[], Answer]) -> Answer:
         """One computation at a time on the worker threads; concurrent askers share it."""
         future = self._inflight.get(key)
         if future is None:
@@ -440,55 +327,35 @@ class ProbeServer:
             return await asyncio.wait_for(asyncio.shield(future), COMPUTE_TIMEOUT)
         except TimeoutError:
             reason = f"{key} took longer than {COMPUTE_TIMEOUT:g} s"
-            return _Answer.json(
+            return Answer.json(
                 503, {"status": "not ready", "failing": [{"check": "internal", "reason": reason}]}
             )
 
-    def _ready_answer(self) -> _Answer:
+    def _ready_answer(self) -> Answer:
         try:
             report = self.readiness()
         except Exception as exc:
             log.exception("readiness check failed")
             return _internal_error("not ready", repr(exc))
-        return _Answer.json(200 if report.ready else 503, report.readiness_body())
+        return Answer.json(200 if report.ready else 503, report.readiness_body())
 
-    def _status_answer(self) -> _Answer:
+    def _status_answer(self) -> Answer:
         try:
             report = self.status()
         except Exception as exc:
             log.exception("status checks failed")
             return _internal_error("failing", repr(exc))
-        return _Answer.json(200 if report.ready else 503, report.body())
+        return Answer.json(200 if report.ready else 503, report.body())
 
 
-def _internal_error(status: str, reason: str) -> _Answer:
-    return _Answer.json(
+def _internal_error(status: str, reason: str) -> Answer:
+    return Answer.json(
         503, {"status": status, "failing": [{"check": "internal", "reason": reason}]}
     )
 
 
-def _metrics_answer() -> _Answer:
-    return _Answer(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
-
-
-def _request_line(head: bytes) -> tuple[str | None, str]:
-    """(method, path without query) of a request head; method None when unreadable."""
-    line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    parts = line.split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[0].isalpha():
-        return None, ""
-    return parts[0], parts[1].split("?", 1)[0]
-
-
-def _response(answer: _Answer, *, include_body: bool) -> bytes:
-    head = (
-        f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, 'Unknown')}\r\n"
-        f"Server: syncd\r\n"
-        f"Content-Type: {answer.content_type}\r\n"
-        f"Content-Length: {len(answer.body)}\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode("latin-1") + (answer.body if include_body else b"")
+def _metrics_answer() -> Answer:
+    return Answer(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
 
 
 def serve(
@@ -505,20 +372,3 @@ def serve(
     server = ProbeServer((host, port), readiness, status)
     server.start()
     return server
-
-
-def _quiet_when_out_of_descriptors(
-    loop: asyncio.AbstractEventLoop, context: dict[str, Any]
-) -> None:
-    """A flood that reaches the process's descriptor limit is not an error worth a traceback.
-
-    asyncio already stops accepting for a second when ``accept()`` fails with
-    EMFILE or ENFILE, and open connections are bounded (``MAX_PENDING_CONNECTIONS``);
-    the probes answer again as soon as descriptors free up. Anything else goes to
-    asyncio's own handler.
-    """
-    exc = context.get("exception")
-    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
-        log.debug("probe server out of file descriptors: accepting paused", error=str(exc))
-        return
-    loop.default_exception_handler(context)

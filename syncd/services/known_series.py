@@ -52,6 +52,7 @@ from syncd.metrics import (
     STREAM_REPLAY_RESETS,
     SUPPRESSION_LAG,
     SUPPRESSION_LATE,
+    WEBHOOKS,
     WRITEBACK_CALLS,
     WRITEBACK_WAITED,
     WRITEBACKS,
@@ -98,6 +99,8 @@ STREAM_CHANGE_TYPES = (
 RECONCILE_STATUSES: tuple[str, ...] = get_args(SweepStatus)
 #: ``syncd_stream_dropped_events_total``'s ``reason``: why an event was let go.
 STREAM_DROP_REASONS = ("bad_id", "bad_header", "undecodable")
+#: ``syncd_webhooks_total``'s ``result``: what the webhook receiver answered.
+WEBHOOK_RESULTS = ("stored", "duplicate", "not_found", "too_large", "bad_request", "error")
 
 
 def export_known_series(config: Config) -> None:
@@ -108,6 +111,8 @@ def export_known_series(config: Config) -> None:
     """
     for kind in SALESFORCE_CALL_KINDS:
         SALESFORCE_CALLS.labels(kind=kind)
+    for result in WEBHOOK_RESULTS:
+        WEBHOOKS.labels(result)
     for source in suppression_lag_sources(config):
         SUPPRESSION_LAG.labels(source)
         SUPPRESSION_LATE.labels(source)
