@@ -375,9 +375,7 @@ class TestFields:
             lead = session.execute(select(Lead)).scalar_one()
             session.expunge(lead)
         older, _ = add_outcome(sessions, lead.id, sf_id, disposition="callback")
-        newer, _ = add_outcome(
-            sessions, lead.id, sf_id, started_at=STARTED + timedelta(hours=1)
-        )
+        newer, _ = add_outcome(sessions, lead.id, sf_id, started_at=STARTED + timedelta(hours=1))
         clock = Clock(T0)
         call_writer = CallWriter(
             sessions, source, sync, max_api_usage_percent=80, now=clock, rng=lambda: 1.0
@@ -432,3 +430,61 @@ def test_claim_skips_rows_another_pass_holds(
     with sessions.begin() as session:
         session.execute(update(CallOutcome).values(writeback_status="none"))
         assert store.claim(session, "web", T0 + 3 * HOLD, T0) == []
+
+
+def test_the_daemon_wiring_writes_calls_back_and_checks_the_task_fields(
+    tmp_path: Any, salesforce_emulator: SalesforceEmulator, simz_emulator: Any
+) -> None:
+    """``check-config --connect`` describes Task; the runtime's pass (``syncd once`` and
+    the scheduler's job) writes the call; a read-only Task field fails the check."""
+    from syncd.bootstrap import bootstrap
+    from syncd.config import Config
+    from syncd.services.connect_check import check_connections
+
+    emulator = salesforce_emulator
+    config = Config.model_validate(
+        {
+            "database": {"url": f"sqlite:///{tmp_path}/calls.db"},
+            "salesforce": {
+                "auth": {
+                    "method": "password",
+                    "username": emulator.username,
+                    "password": emulator.password,
+                    "security_token": emulator.security_token,
+                },
+                "login_url": emulator.url,
+                "ca_bundle": str(emulator.ca_file),
+            },
+            "simz": {
+                "base_url": simz_emulator.url,
+                "api_key": simz_emulator.api_key,
+                "webhook": {
+                    "public_url": "https://hooks.example",
+                    "token": "t" * 32,
+                    "correlation_secret": "s" * 32,
+                },
+            },
+            "syncs": [make_sync().model_dump(mode="json", exclude_none=True)],
+        }
+    )
+    lines = [check.text for check in check_connections(config)]
+    assert "call_writeback: ok (sync web: Task fields)" in lines
+    runtime = bootstrap(config)
+    try:
+        sf_id = a_lead(emulator)
+        row_id, key = add_outcome(
+            runtime.session_factory, add_lead(runtime.session_factory, sf_id), sf_id
+        )
+        passed = runtime.call_writeback(runtime.config.syncs[0])
+        assert passed is not None and (passed.mode, passed.done) == ("tasks", 1)
+        [task] = emulator.tasks()
+        assert (task["CallObject"], task["WhoId"]) == (key, sf_id)
+        assert outcome(runtime.session_factory, row_id).task_id == task["Id"]
+    finally:
+        runtime.close()
+    emulator.declare_field("Task.CallObject:string:255:readonly")
+    failed = [check for check in check_connections(config) if not check.ok]
+    assert [check.text for check in failed] == [
+        "call_writeback: FAILED: sync web: call_writeback: Task.CallObject is not createable "
+        "by the integration user"
+    ]
