@@ -62,7 +62,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncd.adapters import call_writeback_store as store
 from syncd.adapters.call_writeback_store import CallResult, DueCall
 from syncd.adapters.orm import utcnow
-from syncd.adapters.salesforce import SalesforceSourceError, SalesforceUnavailable
+from syncd.adapters.salesforce import (
+    SalesforceQueryError,
+    SalesforceSourceError,
+    SalesforceUnavailable,
+)
 from syncd.config.models import SyncConfig
 from syncd.domain.api_usage import usage_over_limit
 from syncd.domain.backoff import equal_jitter
@@ -273,11 +277,18 @@ class CallWriter:
         return found_tasks(records)
 
     def _settle(
-        self, row: DueCall, outcome: str, error: str | None, task_id: str | None = None
+        self,
+        row: DueCall,
+        outcome: str,
+        error: str | None,
+        task_id: str | None = None,
+        *,
+        refused: bool = True,
     ) -> CallResult:
-        """A row's result: retries become failed on the last try; waits get their backoff."""
+        """A row's result: a retry Salesforce ``refused`` becomes failed on the last try
+        (an outage never fails a call); waits get their backoff."""
         tries = row.attempts + 1
-        if outcome == RETRY and tries >= MAX_ATTEMPTS:
+        if outcome == RETRY and refused and tries >= MAX_ATTEMPTS:
             outcome, error = FAILED, f"{error} (after {tries} tries)"
         retry_at = None
         if outcome in (RETRY, IN_DOUBT):
@@ -312,7 +323,8 @@ class CallWriter:
 
         Salesforce unreachable or a 5xx after a create was sent: in doubt (the
         Tasks may exist). Refused before it ran (4xx, the limit, the login):
-        retried, in doubt rows stay in doubt. Fields mode is never in doubt.
+        retried, in doubt rows stay in doubt; only a 4xx counts towards
+        :data:`MAX_ATTEMPTS`. Fields mode is never in doubt.
         """
         text = f"{type(exc).__name__}: {exc}"
         self.call_failures += 1
@@ -327,10 +339,12 @@ class CallWriter:
             backoff_until=self.resume_at.isoformat(),
         )
         unknown = isinstance(exc, SalesforceUnavailable)
+        refused = isinstance(exc, SalesforceQueryError)
         results = []
         for row in rows:
             doubtful = self.mode == "tasks" and (unknown or row.in_doubt)
-            results.append(self._settle(row, IN_DOUBT if doubtful else RETRY, text))
+            outcome = IN_DOUBT if doubtful else RETRY
+            results.append(self._settle(row, outcome, text, refused=refused))
         return results
 
     def _record(self, results: Sequence[CallResult], result: CallWritebackPass) -> None:

@@ -22,7 +22,7 @@ from syncd.adapters.salesforce import SalesforceSource
 from syncd.config.models import SyncConfig
 from syncd.metrics import REGISTRY
 from syncd.sandbox.salesforce import SalesforceEmulator
-from syncd.services.call_writeback import HOLD, CallWriter
+from syncd.services.call_writeback import HOLD, MAX_ATTEMPTS, CallWriter
 from syncd.services.poll import poll_sync
 from tests.clock import Clock
 from tests.salesforce_fixtures import salesforce_config
@@ -47,8 +47,8 @@ def make_sync(mode: str = "tasks", **extra: Any) -> SyncConfig:
             "agent": "agt_1",
             "mapping": {"phoneNumber": "Phone"},
             "call_writeback": calls,
-            **extra,
         }
+        | extra
     )
 
 
@@ -401,6 +401,40 @@ class TestFields:
         clock.advance(timedelta(hours=1))
         assert call_writer.run().calls == 0
         assert len(salesforce_emulator.write_log()) == writes
+
+    def test_an_outage_never_fails_a_call(
+        self,
+        sessions: sessionmaker[Session],
+        salesforce_emulator: SalesforceEmulator,
+        source: SalesforceSource,
+    ) -> None:
+        """A 503 on a call's last try leaves it pending (only refusals count), and the
+        writer backs off before its next call."""
+        salesforce_emulator.declare_field("Lead.Last_Call_Outcome__c:string:100")
+        sf_id = a_lead(salesforce_emulator)
+        row_id, _ = add_outcome(sessions, add_lead(sessions, sf_id), sf_id)
+        with sessions.begin() as session:
+            session.execute(update(CallOutcome).values(attempts=MAX_ATTEMPTS - 1))
+        salesforce_emulator.inject("503", count=1, only="/composite")
+        clock = Clock(T0)
+        call_writer = CallWriter(
+            sessions,
+            source,
+            make_sync(
+                "fields",
+                call_writeback={"mode": "fields", "fields": {"outcome": "Last_Call_Outcome__c"}},
+            ),
+            max_api_usage_percent=80,
+            now=clock,
+            rng=lambda: 1.0,
+        )
+        first = call_writer.run()
+        assert (first.status, first.retry, first.failed) == ("error", 1, 0)
+        assert outcome(sessions, row_id).writeback_status == "pending"
+        clock.advance(timedelta(seconds=5))
+        assert call_writer.run().status == "backoff"
+        clock.advance(timedelta(minutes=10))
+        assert call_writer.run().done == 1
 
     def test_a_call_field_read_by_the_mapping_is_refused(self) -> None:
         with pytest.raises(ValueError, match="which call_writeback writes"):
