@@ -38,6 +38,7 @@ from syncd.adapters.simz import SimzClient, key_fingerprint
 from syncd.config import Config, SyncConfig
 from syncd.config.suppression import SuppressionSourceConfig
 from syncd.logs import get_logger
+from syncd.services.call_writeback import CallWritebackPass, CallWriter
 from syncd.services.deliver import (
     DeliveryResult,
     default_worker,
@@ -93,6 +94,7 @@ class Runtime:
     _sources: dict[str, SalesforceSource] = field(default_factory=dict)
     _readers: dict[str, CanonicalSource] = field(default_factory=dict)
     _writers: dict[str, Writer] = field(default_factory=dict)
+    _call_writers: dict[str, CallWriter] = field(default_factory=dict)
     _suppression: dict[str, SourceReader] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -236,6 +238,39 @@ class Runtime:
                 return None
             stop = self.leadership.stop_event(sync.name, stop)
         return self.writer(sync).run(stop)
+
+    def call_writer(self, sync: SyncConfig) -> CallWriter:
+        """The sync's call write-back sender, with a Salesforce session of its own (its job
+        runs in parallel with the poll and write-back); the API-usage guard reads the poll's."""
+        with self._lock:
+            writer = self._call_writers.get(sync.name)
+            if writer is None:
+                key = f"call-writeback:{sync.name}"
+                for name in (key, sync.name):
+                    if name not in self._sources:
+                        self._sources[name] = self.source_factory()
+                writer = CallWriter(
+                    self.session_factory,
+                    self._sources[key],
+                    sync,
+                    max_api_usage_percent=self.config.salesforce.max_api_usage_percent,
+                    usage=self._sources[sync.name].api_usage,
+                    now=self.now,
+                )
+                self._call_writers[sync.name] = writer
+            return writer
+
+    def call_writeback(
+        self, sync: SyncConfig, stop: threading.Event | None = None
+    ) -> CallWritebackPass | None:
+        """One call write-back pass of ``sync`` (the scheduler's job); only if we lead it."""
+        if sync.call_writeback is None:
+            return None
+        if self.leadership is not None:
+            if not self.leadership.is_leader(sync.name):
+                return None
+            stop = self.leadership.stop_event(sync.name, stop)
+        return self.call_writer(sync).run(stop)
 
     def reconcile(
         self, sync: SyncConfig, stop: threading.Event | None = None

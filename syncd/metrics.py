@@ -196,6 +196,14 @@ WRITEBACK_BROKEN = Gauge(
     registry=REGISTRY,
 )
 
+CALL_WRITEBACKS = Counter(
+    "syncd_call_writebacks_total",
+    "Calls written back to Salesforce (a Task, or the record's fields), by mode and result "
+    "(done, retry, in_doubt, failed).",
+    ["sync", "mode", "result"],
+    registry=REGISTRY,
+)
+
 # --- the reconciliation sweep (syncs[].reconcile) -----------------------------------
 RECONCILE_MISSED = Gauge(
     "syncd_reconcile_missed",

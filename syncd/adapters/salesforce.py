@@ -555,6 +555,15 @@ class SalesforceSource:
             ),
         )
 
+    def create_collection(self, body: dict[str, Any]) -> Any:
+        """``POST composite/sobjects`` (sObject Collections create); the per-record results."""
+        return self._attempt(
+            "writeback",
+            lambda sf: sf.restful(
+                "composite/sobjects", method="POST", json=body, timeout=self.config.timeout
+            ),
+        )
+
     def api_usage(self) -> tuple[int, int] | None:
         """(used, max) daily API requests from the last Sforce-Limit-Info, if any."""
         return self._usage

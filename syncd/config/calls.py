@@ -143,6 +143,12 @@ class CallFieldsConfig(StrictModel):
     called_at: str | None = Field(default=None, pattern=FIELD_NAME.pattern)
     """Datetime field: when the call started (else when its hook arrived)."""
 
+    def names(self) -> dict[str, str]:
+        """Value kind -> field API name, for the fields that are set."""
+        found = {"outcome": self.outcome, "disposition": self.disposition}
+        found["called_at"] = self.called_at
+        return {kind: name for kind, name in found.items() if name is not None}
+
 
 class CallWritebackConfig(StrictModel):
     """Write each call back to the lead's Salesforce record; needs ``simz.webhook``."""

@@ -141,6 +141,20 @@ class SyncConfig(StrictModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _call_fields_not_read(self) -> SyncConfig:
+        calls = self.call_writeback
+        if calls is None or calls.mode != "fields":
+            return self
+        written = {name.lower() for name in calls.fields.names().values()}
+        for label, path in self._read_paths():
+            if path.split(".")[0].lower() in written:
+                raise ValueError(
+                    f"{label} reads {path}, which call_writeback writes: a field syncd writes "
+                    "cannot also decide the lead (each call written would look like a change)"
+                )
+        return self
+
     def _read_paths(self) -> list[tuple[str, str]]:
         """(setting, field path) of every field the mapping, routing, rules, the ``where``
         condition and the calling hours' zone field read."""

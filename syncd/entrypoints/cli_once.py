@@ -95,7 +95,8 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
     """Run one poll and one delivery pass for each enabled sync, then exit.
 
     A sync with a writeback section then writes the outcomes pending for it
-    back to Salesforce (one pass; what is left goes out with the next run).
+    back to Salesforce, and one with call_writeback the calls received for it
+    (one pass each; what is left goes out with the next run).
 
     Exits 1 if any poll or delivery failed, 0 otherwise. With --dry-run, nothing
     is written and nothing is sent: the output lists, per sync, the counts and
@@ -181,6 +182,13 @@ def _run_once(
                     f"sync {sync.name}: write-back: {written.calls} call(s), done "
                     f"{written.done}, to retry {written.retry}, failed {written.failed}"
                     + (f"; {written.error}" if written.error else "")
+                )
+            calls = runtime.call_writeback(sync)
+            if calls is not None:
+                click.echo(
+                    f"sync {sync.name}: call write-back ({calls.mode}): {calls.calls} call(s), "
+                    f"done {calls.done}, to retry {calls.retry}, in doubt {calls.in_doubt}, "
+                    f"failed {calls.failed}" + (f"; {calls.error}" if calls.error else "")
                 )
     finally:
         runtime.close()

@@ -177,6 +177,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         deliver=runtime.deliver,
         refresh=runtime.refresh_metrics,
         writeback=runtime.writeback,
+        call_writeback=runtime.call_writeback,
         reconcile=runtime.reconcile,
         suppression=runtime.read_suppression,
         sources=config.suppression.sources,

@@ -77,7 +77,10 @@ The control API (JSON, no authentication) lives under /__sandbox/:
   POST delete           {"sobject": "Lead", "id": "00Q..."}  (also undelete; updates
                         then get ENTITY_IS_DELETED)
   POST lock-rows        {"ids": ["00Q..."], "count": 0}  (UNABLE_TO_LOCK_ROW once)
-  GET  write-log        every sObject Collections update
+  GET  write-log        every sObject Collections update and create
+  GET  tasks            every Task (e.g. the call Tasks syncd wrote)
+  POST fail-creates     {"count": 1, "code": "UNABLE_TO_LOCK_ROW"}  (next created records)
+  POST lose-create-answers  {"count": 1}  (the create is done, its answer lost)
   POST pubsub/fault     {"kind": "drop"}  kinds: drop UNAUTHENTICATED
                         invalid_replay (with "count") expire_replay
                         slow (with "seconds"; 0 ends it)

@@ -1,5 +1,5 @@
-"""The daemon's clock: a poll, a deliver and (optionally) a write-back and a reconcile job
-per enabled sync, and a read job per suppression source.
+"""The daemon's clock: a poll, a deliver and (optionally) a write-back, a call write-back
+and a reconcile job per enabled sync, and a read job per suppression source.
 
 Why a ``BackgroundScheduler`` and not the ``BlockingScheduler``: Python runs
 signal handlers on the main thread only, between bytecodes. With the blocking
@@ -19,7 +19,7 @@ tested with fakes. Every job:
 * returns at once when ``stop`` is set (a late fire during shutdown does nothing);
 * clears and binds its own log context -- contextvars do not follow work into
   the executor's threads -- ``sync``, ``job`` (poll, deliver, writeback,
-  reconcile, metrics), ``run_id``;
+  call_writeback, reconcile, metrics), ``run_id``;
 * catches every exception and logs it: a failing job never kills the daemon,
   it simply runs again at its next fire time.
 """
@@ -69,6 +69,8 @@ PollJob = Callable[[SyncConfig, threading.Event], Any]
 DeliverJob = Callable[[SyncConfig, threading.Event], Any]
 #: A write-back pass for one sync (only syncs with a writeback section get the job).
 WritebackJob = Callable[[SyncConfig, threading.Event], Any]
+#: A call write-back pass for one sync (only syncs with a call_writeback section get the job).
+CallWritebackJob = Callable[[SyncConfig, threading.Event], Any]
 #: A reconciliation sweep of one sync (only syncs with a reconcile section get the job).
 ReconcileJob = Callable[[SyncConfig, threading.Event], Any]
 #: Refresh the gauges that are read from the database.
@@ -224,6 +226,7 @@ class JobScheduler:
         deliver: DeliverJob,
         refresh: RefreshJob | None = None,
         writeback: WritebackJob | None = None,
+        call_writeback: CallWritebackJob | None = None,
         reconcile: ReconcileJob | None = None,
         suppression: SuppressionJob | None = None,
         sources: list[SuppressionSourceConfig] | None = None,
@@ -240,6 +243,7 @@ class JobScheduler:
         self._deliver = deliver
         self._refresh = refresh
         self._writeback = writeback
+        self._call_writeback = call_writeback
         self._reconcile = reconcile
         self._suppression = suppression
         self._sources = list(sources or []) if suppression is not None else []
@@ -257,7 +261,7 @@ class JobScheduler:
             logger=quiet,
             executors={
                 "default": ThreadPoolExecutor(
-                    max_workers=4 * len(self.syncs) + len(self._sources) + 1
+                    max_workers=5 * len(self.syncs) + len(self._sources) + 1
                 )
             },
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30},
@@ -298,6 +302,16 @@ class JobScheduler:
                     args=[sync],
                     id=f"writeback:{sync.name}",
                     name=f"write back {sync.name}",
+                    next_run_time=first,
+                    misfire_grace_time=misfire_grace(sync.delivery.every),
+                )
+            if self._call_writeback is not None and sync.call_writeback is not None:
+                self._scheduler.add_job(
+                    self.run_call_writeback,
+                    IntervalTrigger(seconds=sync.delivery.every.total_seconds(), timezone=UTC),
+                    args=[sync],
+                    id=f"call-writeback:{sync.name}",
+                    name=f"write calls back {sync.name}",
                     next_run_time=first,
                     misfire_grace_time=misfire_grace(sync.delivery.every),
                 )
@@ -414,6 +428,16 @@ class JobScheduler:
                 self._writeback(sync, self.stop)
             except Exception:
                 log.exception("write-back job failed")
+
+    def run_call_writeback(self, sync: SyncConfig) -> None:
+        """One call write-back pass of ``sync``."""
+        with self._job(f"call-writeback:{sync.name}", "call_writeback", sync.name) as go:
+            if not go or self._call_writeback is None:
+                return
+            try:
+                self._call_writeback(sync, self.stop)
+            except Exception:
+                log.exception("call write-back job failed")
 
     def run_reconcile(self, sync: SyncConfig) -> None:
         """One reconciliation sweep of ``sync``."""

@@ -24,7 +24,9 @@ It answers what simple-salesforce 1.12 calls, the way Salesforce does:
   ``referenceTo`` and ``relationshipName`` of a lookup).
 * ``PATCH /services/data/vXX.X/composite/sobjects``: the sObject Collections
   update (``allOrNone`` false, at most 200 records), answered per record in
-  request order. Updates are checked as Salesforce checks them: unknown fields
+  request order; ``POST`` the same for creates (a call Task per call, say:
+  a Task is its own record, and creating one changes neither the Lead it names
+  nor its ``SystemModstamp``). Updates are checked as Salesforce checks them: unknown fields
   (``INVALID_FIELD``), read-only ones (``INVALID_FIELD_FOR_INSERT_UPDATE``),
   values too long (``STRING_TOO_LONG``) or of the wrong type
   (``INVALID_TYPE_ON_FIELD_IN_RECORD``), deleted records (``ENTITY_IS_DELETED``),
@@ -46,7 +48,8 @@ The control API under ``/__sandbox/`` (JSON, no authentication) mirrors the
 Python methods: ``POST records``, ``POST update``, ``POST delete``,
 ``POST undelete``, ``POST expire-sessions``, ``POST inject``, ``POST``/``GET api-usage``,
 ``GET query-log``, ``GET records/{type}/{id}``, ``GET login-attempts``,
-``POST fields``, ``POST lock-rows``, ``GET write-log``, and for the Pub/Sub API
+``POST fields``, ``POST lock-rows``, ``GET write-log``, ``GET tasks``,
+``POST fail-creates``, ``POST lose-create-answers``, and for the Pub/Sub API
 ``POST pubsub/fault``, ``POST pubsub/gap``, ``POST pubsub/publish``,
 ``GET pubsub/status``.
 
@@ -324,8 +327,26 @@ class SalesforceEmulator:
         self._records.lock_rows(ids, count)
 
     def write_log(self) -> list[dict[str, Any]]:
-        """Every sObject Collections update: time, status, records, succeeded."""
+        """Every sObject Collections call: time, method, records, succeeded."""
         return self._records.write_log()
+
+    def fail_creates(
+        self, count: int = 1, code: str = "UNABLE_TO_LOCK_ROW", message: str = ""
+    ) -> None:
+        """Refuse the next ``count`` records of sObject Collections creates with ``code``."""
+        self._records.fail_creates(count, code, message)
+
+    def lose_create_answers(self, count: int = 1) -> None:
+        """The next ``count`` sObject Collections creates store their records, then close
+        the connection without an answer (the client cannot tell what happened)."""
+        self._records.lose_create_answers(count)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every Task record, oldest first, as the control API shows records."""
+        rows = self.store.snapshot("Task")
+        return [
+            public_record(row) for row in sorted(rows, key=lambda r: (r["CreatedDate"], r["Id"]))
+        ]
 
     # ------------------------------------------------------------------ Pub/Sub control
 

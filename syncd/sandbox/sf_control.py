@@ -121,6 +121,24 @@ def _lock_rows(org: SalesforceEmulator, data: Any) -> Reply:
     return json_reply(200, {"locked": True})
 
 
+def _fail_creates(org: SalesforceEmulator, data: Any) -> Reply:
+    org.fail_creates(
+        int(data.get("count", 1)),
+        str(data.get("code", "UNABLE_TO_LOCK_ROW")),
+        str(data.get("message", "")),
+    )
+    return json_reply(200, {"injected": True})
+
+
+def _lose_create_answers(org: SalesforceEmulator, data: Any) -> Reply:
+    org.lose_create_answers(int(data.get("count", 1)))
+    return json_reply(200, {"injected": True})
+
+
+def _tasks(org: SalesforceEmulator, data: Any) -> Reply:
+    return json_reply(200, {"tasks": org.tasks()})
+
+
 def _org(org: SalesforceEmulator, data: Any) -> Reply:
     """``POST org {"id": "00D...", "is_sandbox": true}``: answer as another org (a refresh)."""
     sandbox = data.get("is_sandbox")
@@ -152,6 +170,9 @@ ROUTES: dict[tuple[str, str], ControlHandler] = {
     ("GET", "write-log"): _write_log,
     ("POST", "fields"): _fields,
     ("POST", "lock-rows"): _lock_rows,
+    ("POST", "fail-creates"): _fail_creates,
+    ("POST", "lose-create-answers"): _lose_create_answers,
+    ("GET", "tasks"): _tasks,
     ("POST", "org"): _org,
 }
 

@@ -109,6 +109,9 @@ class Handler(BaseHTTPRequestHandler):
             reply = route(self.server.org, self.command, path, split.query, headers, body)
         except Exception as exc:  # the emulator must answer, not hang the client
             reply = error_reply(500, "UNKNOWN_EXCEPTION", f"emulator error: {type(exc).__name__}")
+        if reply.lost:
+            self.close_connection = True
+            return
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))

@@ -1,6 +1,6 @@
 """The Salesforce emulator's built-in objects: key prefixes, standard fields, their defaults.
 
-Lead, Contact, Account, User, Opportunity and Organization come with a short list of common
+Lead, Contact, Account, User, Opportunity, Task and Organization come with a short list of common
 standard fields (so that a query on an empty org is not refused) and with what
 an org puts in those fields when a new record leaves them out: ``IsDeleted`` is
 false everywhere; a Lead is not converted, has the default ``Status`` and is
@@ -20,6 +20,7 @@ KEY_PREFIXES = {
     "Opportunity": "006",
     "Lead": "00Q",
     "Organization": "00D",
+    "Task": "00T",
 }
 _STANDARD: dict[str, FieldType] = {
     "Id": "id",
@@ -84,6 +85,28 @@ _BUILT_IN: dict[str, dict[str, FieldType | str]] = {
         "IsActive": _B,
     },
     "Organization": {**dict.fromkeys(["Name", "OrganizationType"], _S), "IsSandbox": _B},
+    # A logged call: WhoId names a Lead or Contact, WhatId any other record.
+    "Task": {
+        **dict.fromkeys(
+            [
+                "Subject",
+                "Status",
+                "Priority",
+                "Type",
+                "TaskSubtype",
+                "CallDisposition",
+                "CallObject",
+                "CallType",
+                "Description",
+            ],
+            _S,
+        ),
+        "WhoId": "Lead",
+        "WhatId": "Account",
+        "CallDurationInSeconds": "number",
+        "ActivityDate": "date",
+        **_PEOPLE,
+    },
     "Opportunity": {
         **dict.fromkeys(["Name", "StageName"], _S),
         "Amount": "number",
@@ -103,6 +126,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "DoNotCall": False,
     },
     "Contact": {"HasOptedOutOfEmail": False, "DoNotCall": False},
+    "Task": {"Status": "Not Started", "Priority": "Normal"},
 }
 #: The standard Lead statuses of a new org, the default first (describe lists them).
 LEAD_STATUSES = (

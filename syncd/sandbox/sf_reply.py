@@ -17,6 +17,8 @@ class Reply:
     body: bytes
     content_type: str = "application/json;charset=UTF-8"
     headers: dict[str, str] = field(default_factory=dict)
+    #: Close the connection without answering: the work was done, its answer is lost.
+    lost: bool = False
 
 
 def json_reply(status: int, payload: Any, **headers: str) -> Reply:

@@ -170,6 +170,8 @@ class RestApi:
         return self.bulk.call(call.method, call.version, job, results, call.query, call.body)
 
     def _collection(self, call: RestCall, match: re.Match[str]) -> Reply:
+        if call.method == "POST":
+            return self.records.create_collection(call.body)
         if call.method != "PATCH":
             return method_not_allowed(call.method)
         return self.records.update_collection(call.body)

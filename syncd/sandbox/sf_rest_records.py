@@ -7,6 +7,14 @@
   each on its own (``allOrNone`` false), answered in request order; rows can
   be made to fail ``UNABLE_TO_LOCK_ROW`` (:meth:`RecordsApi.lock_rows`), and
   every call is logged, so tests can see how the write-back batches.
+* ``POST composite/sobjects``: the sObject Collections create, the same way:
+  each new record checked as Salesforce checks it (no Id, known and createable
+  fields, lookups to records that exist), answered ``{id, success, errors}``
+  in request order. A created record publishes its own CREATE event; the
+  records it looks up (a Task's WhoId) are not changed. The next creates can be
+  made to fail with an error code (:meth:`RecordsApi.fail_creates`), and the
+  next create calls to succeed with their answer lost: the connection closes
+  without one (:meth:`RecordsApi.lose_create_answers`).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import Any
 
 from syncd.sandbox.sf_reply import Reply, error_reply, json_reply, method_not_allowed, not_found
 from syncd.sandbox.sf_soql import to_json_value
-from syncd.sandbox.sf_store import FieldUpdateError, RecordStore
+from syncd.sandbox.sf_store import FieldUpdateError, RecordError, RecordStore
 from syncd.sandbox.sf_writes import RecordWriter
 
 #: Records one sObject Collections call may carry.
@@ -36,6 +44,8 @@ class RecordsApi:
         self._write_log: list[dict[str, Any]] = []
         self._locked_ids: set[str] = set()
         self._lock_next = 0
+        self._create_failures: list[tuple[str, str]] = []  # (code, message), one per record
+        self._lost_answers = 0
 
     # ------------------------------------------------------------------ one record
 
@@ -126,6 +136,7 @@ class RecordsApi:
             self._write_log.append(
                 {
                     "time": datetime.now(UTC).isoformat(),
+                    "method": "PATCH",
                     "records": len(records),
                     "succeeded": sum(1 for r in results if r["success"]),
                 }
@@ -155,6 +166,81 @@ class RecordsApi:
             return {"id": record_id, "success": False, "errors": [exc.as_error()]}
         return {"id": record_id, "success": True, "errors": []}
 
+    def create_collection(self, body: bytes) -> Reply:
+        """``POST composite/sobjects``: each new record on its own (allOrNone false), in order."""
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            return error_reply(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
+        records = data.get("records") if isinstance(data, dict) else None
+        if not isinstance(records, list) or not records:
+            return error_reply(400, "INVALID_FIELD", "records: a non-empty list is required")
+        if len(records) > COLLECTION_LIMIT:
+            return error_reply(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                f"record limit reached. cannot submit more than {COLLECTION_LIMIT} records "
+                "into this call",
+            )
+        if data.get("allOrNone") not in (None, False):
+            return error_reply(400, "INVALID_FIELD", "allOrNone true is not emulated")
+        results = [self._create_one(record) for record in records]
+        with self._lock:
+            self._write_log.append(
+                {
+                    "time": datetime.now(UTC).isoformat(),
+                    "method": "POST",
+                    "records": len(records),
+                    "succeeded": sum(1 for r in results if r["success"]),
+                }
+            )
+            lost = self._lost_answers > 0
+            self._lost_answers = max(0, self._lost_answers - 1)
+        reply = json_reply(200, results)
+        reply.lost = lost
+        return reply
+
+    def _create_one(self, record: Any) -> dict[str, Any]:
+        try:
+            if not isinstance(record, dict):
+                raise FieldUpdateError("JSON_PARSER_ERROR", "a record must be an object")
+            attributes = record.get("attributes")
+            sobject_name = attributes.get("type") if isinstance(attributes, dict) else None
+            canonical = self.store.object_name(str(sobject_name or ""))
+            if canonical is None:
+                raise FieldUpdateError(
+                    "INVALID_TYPE", f"sObject type '{sobject_name}' is not supported."
+                )
+            fields = {k: v for k, v in record.items() if k != "attributes"}
+            self.store.check_create(canonical, fields)
+            failure = self._take_create_failure()
+            if failure is not None:
+                raise FieldUpdateError(*failure)
+            try:
+                [record_id] = self.writer.add([{**fields, "sobject": canonical}])
+            except RecordError as exc:
+                raise FieldUpdateError("INVALID_TYPE_ON_FIELD_IN_RECORD", str(exc)) from exc
+        except FieldUpdateError as exc:
+            return {"success": False, "errors": [exc.as_error()]}
+        return {"id": record_id, "success": True, "errors": []}
+
+    def fail_creates(
+        self, count: int = 1, code: str = "UNABLE_TO_LOCK_ROW", message: str = ""
+    ) -> None:
+        """Refuse the next ``count`` records created (after their checks) with ``code``."""
+        text = message or f"{code.lower().replace('_', ' ')} (injected)"
+        with self._lock:
+            self._create_failures.extend([(code, text)] * max(0, count))
+
+    def _take_create_failure(self) -> tuple[str, str] | None:
+        with self._lock:
+            return self._create_failures.pop(0) if self._create_failures else None
+
+    def lose_create_answers(self, count: int = 1) -> None:
+        """The next ``count`` create calls do their work, then close without an answer."""
+        with self._lock:
+            self._lost_answers += max(0, count)
+
     def lock_rows(self, ids: Iterable[str] = (), count: int = 0) -> None:
         """Answer UNABLE_TO_LOCK_ROW once for each of ``ids`` and the next ``count`` records."""
         with self._lock:
@@ -172,6 +258,6 @@ class RecordsApi:
             return False
 
     def write_log(self) -> list[dict[str, Any]]:
-        """Every sObject Collections update: time, records, succeeded."""
+        """Every sObject Collections call: time, method (PATCH, POST), records, succeeded."""
         with self._lock:
             return [dict(entry) for entry in self._write_log]

@@ -359,6 +359,32 @@ class RecordStore:
             except RecordError as exc:
                 raise FieldUpdateError("INVALID_TYPE_ON_FIELD_IN_RECORD", str(exc)) from exc
 
+    def check_create(self, sobject: str, fields: Mapping[str, Any]) -> None:
+        """Refuse a new record as Salesforce would (:class:`FieldUpdateError`): an Id, an
+        unknown or read-only field, a bad value, a lookup to no record (WhoId: a Lead or
+        Contact)."""
+        with self.lock:
+            for name, value in fields.items():
+                if name.lower() == "id":
+                    raise FieldUpdateError(
+                        "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]
+                    )
+                self._check_value(sobject, name, value)
+                info = self._fields[sobject][name.lower()]
+                if info.type == "reference" and value is not None:
+                    self._check_lookup(info.name, value)
+
+    def _check_lookup(self, name: str, value: Any) -> None:
+        target = self._by_id.get(normalize_id(value) or "") if isinstance(value, str) else None
+        if target is None or target.get("IsDeleted"):
+            raise FieldUpdateError(
+                "INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {name}", [name]
+            )
+        if name == "WhoId" and target[TYPE_KEY] not in ("Lead", "Contact"):
+            raise FieldUpdateError(
+                "FIELD_INTEGRITY_EXCEPTION", "Contact/Lead ID: id value of incorrect type", [name]
+            )
+
     def _check_value(self, sobject: str, name: str, value: Any) -> None:
         lower = name.lower()
         info = self._fields[sobject].get(lower)

@@ -9,6 +9,9 @@
 * write-back: each object a sync writes outcomes back to is described, and every
   configured field that is missing, not updateable or of the wrong type is one
   failing line (:mod:`syncd.services.writeback_check`);
+* call write-back: the Task fields syncd writes (``mode: tasks``) or the
+  configured record fields (``mode: fields``), by describe
+  (:mod:`syncd.services.call_writeback_check`);
 * the Pub/Sub API, for syncs in stream mode: ``GetTopic`` and ``GetSchema`` of
   each topic with the login's session, over TLS trusted as the daemon trusts it
   (:mod:`syncd.services.stream_check`);
@@ -196,6 +199,13 @@ def check_writeback(config: Config, source: SalesforceSource) -> list[Check]:
     ]
 
 
+def check_call_writeback(config: Config, source: SalesforceSource) -> list[Check]:
+    """The Task fields (or record fields) of every enabled sync that writes calls back."""
+    from syncd.services.call_writeback_check import check_call_writeback as check
+
+    return [Check(ok, line) for ok, line in check(config, source)]
+
+
 def check_pubsub(config: Config, source: SalesforceSource) -> list[Check]:
     """``GetTopic`` and ``GetSchema`` of each streamed sync, with ``source``'s session."""
     from syncd.services.stream_check import check_streams
@@ -219,10 +229,15 @@ def check_connections(config: Config) -> list[Check]:
         checks += salesforce
         if salesforce[0].ok:
             checks += check_writeback(config, source)
+            checks += check_call_writeback(config, source)
             checks += check_pubsub(config, source)
         else:
             if any(s.enabled and s.writeback is not None for s in config.syncs):
                 checks.append(Check(False, "writeback: not checked: the Salesforce login failed"))
+            if any(s.enabled and s.call_writeback is not None for s in config.syncs):
+                checks.append(
+                    Check(False, "call_writeback: not checked: the Salesforce login failed")
+                )
             if any(s.enabled and s.streamed for s in config.syncs):
                 checks.append(Check(False, "pubsub: not checked: the Salesforce login failed"))
     finally:

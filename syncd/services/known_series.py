@@ -6,7 +6,7 @@ failed lead or the first refused write-back after a start would never fire
 ``SyncdFailedLeads`` or ``SyncdWritebackFailures``. :func:`export_known_series`
 creates, for each configured sync (and agent), every label value the code can
 increment, so each counter has a 0 sample from the first scrape on. Syncs that
-stream get the stream's counters, syncs with write-back the write-back ones,
+stream get the stream's counters, syncs with write-back (or call write-back) the write-back ones,
 syncs with a scheduled reconciliation sweep its runs counter.
 
 The label values live here, one tuple per counter; the code that increments a
@@ -21,6 +21,7 @@ from typing import get_args
 from prometheus_client.metrics import MetricWrapperBase
 
 from syncd.config import Config
+from syncd.domain.call_writeback import IN_DOUBT
 from syncd.domain.gate import (
     CONSENT_RULE,
     DO_NOT_CALL_RULE,
@@ -34,6 +35,7 @@ from syncd.domain.suppression import DO_NOT_CALL
 from syncd.domain.writeback import DONE, FAILED, RETRY
 from syncd.metrics import (
     BATCHES,
+    CALL_WRITEBACKS,
     DO_NOT_CALL_UNRECOGNISED,
     GATE_SKIPPED,
     LEADS_DELIVERED,
@@ -83,6 +85,8 @@ SALESFORCE_CALL_KINDS = ("login", "query", "query_more", "limits", "bulk", "desc
 WRITEBACK_OUTCOMES = (DONE, RETRY, FAILED)
 #: ``syncd_writeback_api_calls_total``'s ``result``.
 WRITEBACK_CALL_RESULTS = ("ok", "error")
+#: ``syncd_call_writebacks_total``'s ``result``.
+CALL_WRITEBACK_RESULTS = (DONE, RETRY, IN_DOUBT, FAILED)
 #: ``syncd_stream_events_total``'s ``change_type``: the change types Salesforce sends.
 STREAM_CHANGE_TYPES = (
     "CREATE",
@@ -133,6 +137,9 @@ def export_known_series(config: Config) -> None:
             _labels(WRITEBACKS, name, WRITEBACK_OUTCOMES)
             _labels(WRITEBACK_CALLS, name, WRITEBACK_CALL_RESULTS)
             WRITEBACK_WAITED.labels(name)
+        if sync.call_writeback is not None:
+            for result in CALL_WRITEBACK_RESULTS:
+                CALL_WRITEBACKS.labels(name, sync.call_writeback.mode, result)
         if sync.reconcile is not None:
             # The gauges are born at the first sweep: a 0 before it would claim a clean one.
             _labels(RECONCILE_RUNS, name, RECONCILE_STATUSES)
