@@ -30,6 +30,7 @@ from syncd.domain.page_plan import NewLead
 from syncd.domain.states import LeadState, check_transition
 
 _HELD = LeadState.HELD.value
+_QUEUED = LeadState.QUEUED.value
 
 
 #: The columns insert_new writes, in the order of its SQLite rows.
@@ -51,6 +52,9 @@ _NEW_LEAD_COLUMNS = (
     "created_at",
     "updated_at",
     "consent",
+    "record_created_at",
+    "read_at",
+    "queued_at",
 )
 _SQLITE_INSERT_LEAD = (
     f"INSERT INTO {LEADS.name} ({', '.join(_NEW_LEAD_COLUMNS)}) "
@@ -58,8 +62,18 @@ _SQLITE_INSERT_LEAD = (
 )
 
 
-def insert_new(session: Session, sync_name: str, leads: Sequence[NewLead], now: datetime) -> None:
+def insert_new(
+    session: Session,
+    sync_name: str,
+    leads: Sequence[NewLead],
+    now: datetime,
+    read_at: datetime | None = None,
+) -> None:
     """Insert new leads and their first transition, in two set-based steps.
+
+    Speed to lead: each lead keeps its record's CreatedDate, ``read_at`` (when
+    its page or event arrived; ``now`` when not given) and, when it is queued,
+    ``now`` as the moment it was first queued.
 
     On SQLite the rows go to the driver's executemany with their values
     converted by the columns' own bind processors (what SQLAlchemy would send,
@@ -81,7 +95,7 @@ def insert_new(session: Session, sync_name: str, leads: Sequence[NewLead], now: 
         # gives a new row the largest rowid plus one: the new leads are exactly those
         # with an id above the largest one before the insert.
         before = session.execute(select(func.max(LEADS.c.id))).scalar_one() or 0
-        _insert_sqlite(session, dialect, sync_name, leads, now)
+        _insert_sqlite(session, dialect, sync_name, leads, now, read_at or now)
         added = _first_transitions(session, LEADS.c.id > before, now)
         if added != len(leads):
             raise LedgerConflict(f"{len(leads)} leads inserted but {added} found above id {before}")
@@ -106,6 +120,9 @@ def insert_new(session: Session, sync_name: str, leads: Sequence[NewLead], now: 
             "created_at": now,
             "updated_at": now,
             "consent": lead.consent,
+            "record_created_at": lead.record_created_at,
+            "read_at": read_at or now,
+            "queued_at": now if lead.state == _QUEUED else None,
         }
         for lead in leads
     ]
@@ -116,13 +133,20 @@ def insert_new(session: Session, sync_name: str, leads: Sequence[NewLead], now: 
 
 
 def _insert_sqlite(
-    session: Session, dialect: Dialect, sync_name: str, leads: Sequence[NewLead], now: datetime
+    session: Session,
+    dialect: Dialect,
+    sync_name: str,
+    leads: Sequence[NewLead],
+    now: datetime,
+    read_at: datetime,
 ) -> None:
     payload = bind_processor(dialect, "payload")
     cursor = bind_processor(dialect, "record_cursor")
     flag = bind_processor(dialect, "do_not_call")
     created = bind_processor(dialect, "created_at")(now)
     updated = bind_processor(dialect, "updated_at")(now)
+    read = cursor(read_at)
+    queued = cursor(now)
     rows = [
         (
             sync_name,
@@ -142,6 +166,9 @@ def _insert_sqlite(
             created,
             updated,
             lead.consent,
+            cursor(lead.record_created_at),
+            read,
+            queued if lead.state == _QUEUED else None,
         )
         for lead in leads
     ]
