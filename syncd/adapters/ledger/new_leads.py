@@ -101,7 +101,18 @@ def insert_new(
             raise LedgerConflict(f"{len(leads)} leads inserted but {added} found above id {before}")
         writeback_store.enqueue_selected(session, sync_name, LEADS.c.id > before, allowed, now)
         return
-    rows = [
+    rows = _rows(sync_name, leads, now, read_at or now)
+    returned = session.execute(insert(LEADS).returning(LEADS.c.id), rows).all()
+    new_ids = LEADS.c.id.in_([lead_id for (lead_id,) in returned])
+    _first_transitions(session, new_ids, now)
+    writeback_store.enqueue_selected(session, sync_name, new_ids, allowed, now)
+
+
+def _rows(
+    sync_name: str, leads: Sequence[NewLead], now: datetime, read_at: datetime
+) -> list[dict[str, object]]:
+    """The new leads as INSERT parameters (every backend but SQLite)."""
+    return [
         {
             "sync_name": sync_name,
             "salesforce_id": lead.salesforce_id,
@@ -121,15 +132,11 @@ def insert_new(
             "updated_at": now,
             "consent": lead.consent,
             "record_created_at": lead.record_created_at,
-            "read_at": read_at or now,
+            "read_at": read_at,
             "queued_at": now if lead.state == _QUEUED else None,
         }
         for lead in leads
     ]
-    returned = session.execute(insert(LEADS).returning(LEADS.c.id), rows).all()
-    new_ids = LEADS.c.id.in_([lead_id for (lead_id,) in returned])
-    _first_transitions(session, new_ids, now)
-    writeback_store.enqueue_selected(session, sync_name, new_ids, allowed, now)
 
 
 def _insert_sqlite(
