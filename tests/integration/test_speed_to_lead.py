@@ -15,6 +15,7 @@ from syncd.adapters.orm import Lead
 from syncd.adapters.salesforce import SalesforceSource
 from syncd.adapters.simz import SimzClient
 from syncd.config.models import SyncConfig
+from syncd.entrypoints.cli_explain import render, story_json
 from syncd.metrics import REGISTRY
 from syncd.sandbox.salesforce import SalesforceEmulator
 from syncd.sandbox.simz import SimzEmulator
@@ -211,3 +212,16 @@ def test_status_percentiles_and_explain_timeline(
         ("first_call", None, None),
     ]
     assert story.total_seconds == 31.0
+    lines = render([story])
+    assert "    read       2026-02-02 09:00:40Z  +30.000s read" in lines
+    assert "    first call -" in lines
+    assert "    total      31.000s from created to accepted" in lines
+    body = story_json(story)
+    assert body["total_seconds"] == 31.0
+    assert body["timeline"][3] == {
+        "moment": "sent",
+        "at": "2026-02-02T09:00:41.000Z",
+        "stage": "sent",
+        "seconds": 1.0,
+        "clock_skew": False,
+    }
