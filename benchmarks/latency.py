@@ -19,6 +19,12 @@ are queued; the stream's batch window from 100 ms up to ``max_linger`` 1 s):
 
 Targets (PASS/MISS): a sustained stream p99 <= 1.5 s and at most 3,600 API calls
 an hour; a sparse stream p50 <= 0.5 s; poll p99 <= every + lag + 1.5 s.
+
+Speed to lead adds up: after each run the leads' own moments are read from the
+run's database, and for every record the stages from its CreatedDate to the
+request that carried it (read + queued + sent, i.e. ``sent_at - CreatedDate``)
+are compared with the latency measured here (create returned -> SimZ received);
+``stages:`` prints the max and p95 of the difference, PASS within 50 ms.
 ``api_calls_per_hour`` scales every call of the run, start-up reads included;
 ``sustained_api_calls_per_hour`` only those of the flow after its first
 :data:`WARMUP` seconds: the hourly cost of a flow that goes on (the target).
@@ -33,6 +39,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -42,11 +49,12 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import phonenumbers
+import sqlalchemy as sa
 import yaml
 
 from syncd.sandbox.salesforce import SalesforceEmulator
@@ -103,6 +111,21 @@ class Outcome:
     peak_rss_mb: float | None = None
     #: API calls an hour over the steady flow (after :data:`WARMUP`), where there is one.
     sustained_per_hour: float | None = None
+    #: Per record, |sum of its speed-to-lead stages (created -> sent) - measured latency|.
+    stage_gaps: list[float] | None = None
+
+    def stages_line(self) -> str:
+        """How far the stages stored on each lead are from the latency measured here."""
+        gaps = sorted(self.stage_gaps or [])
+        if not gaps:
+            return f"stages: mode={self.mode.name} no lead with its moments: MISS"
+        p95 = gaps[min(len(gaps) - 1, max(0, math.ceil(0.95 * len(gaps)) - 1))]
+        verdict = "PASS" if gaps[-1] <= STAGE_TOLERANCE else "MISS"
+        return (
+            f"stages: mode={self.mode.name} leads={len(gaps)} "
+            f"max_gap_ms={gaps[-1] * 1000:.1f} p95_gap_ms={p95 * 1000:.1f} "
+            f"(created -> sent vs measured, within {STAGE_TOLERANCE * 1000:.0f} ms): {verdict}"
+        )
 
     def percentile(self, share: float) -> float:
         ordered = sorted(self.latencies)
@@ -274,10 +297,58 @@ def measure(mode: Mode, rate: float, seconds: float, offset: int) -> Outcome:
             sf_id = entry.get("salesforceId")
             if sf_id in created and sf_id not in first_seen:
                 first_seen[sf_id] = datetime.fromisoformat(entry["receivedAt"]).timestamp()
-        latencies = [first_seen[i] - created[i] for i in created if i in first_seen]
+        latencies = {i: first_seen[i] - created[i] for i in created if i in first_seen}
+        gaps = stage_gaps(tmp / "syncd.db", latencies)
         per_hour = (calls_after - calls_before) * 3600.0 / elapsed
         lost = len(created) - len(first_seen)
-        return Outcome(mode, latencies, len(created), per_hour, lost, peak, made.sustained_per_hour)
+        return Outcome(
+            mode,
+            list(latencies.values()),
+            len(created),
+            per_hour,
+            lost,
+            peak,
+            made.sustained_per_hour,
+            gaps,
+        )
+
+
+#: The most the stages stored on a lead may differ from the latency measured here.
+STAGE_TOLERANCE = 0.050
+
+
+def stage_gaps(database: Path, latencies: dict[str, float]) -> list[float]:
+    """|(sent_at - CreatedDate) - measured latency| of every measured lead with both moments.
+
+    The stages read, queued and sent are consecutive, so their sum is sent_at -
+    CreatedDate; the emulator's receipt is the send, and its CreatedDate the create.
+    """
+    engine = sa.create_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "SELECT salesforce_id, record_created_at, read_at, queued_at, sent_at "
+                    "FROM leads WHERE record_created_at IS NOT NULL AND read_at IS NOT NULL "
+                    "AND queued_at IS NOT NULL AND sent_at IS NOT NULL"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    gaps = []
+    for sf_id, created, read, queued, sent in rows:
+        if sf_id not in latencies:
+            continue
+        moments = [_stored_time(value) for value in (created, read, queued, sent)]
+        stages = sum(b - a for a, b in itertools.pairwise(moments))
+        gaps.append(abs(stages - latencies[sf_id]))
+    return gaps
+
+
+def _stored_time(value: str | datetime) -> float:
+    """A UTC time as SQLite stores it (naive text), in epoch seconds."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC).timestamp()
 
 
 #: Seconds of a steady flow before its API calls count as sustained: the stream's window
@@ -335,9 +406,10 @@ def main(argv: list[str] | None = None) -> int:
         outcome = measure(mode, mode_rate, mode_seconds, offset=number * 10_000)
         outcomes.append(outcome)
         print(outcome.line(), flush=True)
+        print(outcome.stages_line(), flush=True)
         if outcome.lost:
             print(f"latency: mode={mode.name} LOST {outcome.lost} of {outcome.created}")
-    missed = 0
+    missed = sum(outcome.stages_line().endswith("MISS") for outcome in outcomes)
     for outcome in outcomes:
         for label, key, limit in outcome.mode.target:
             value = outcome.measured(key)

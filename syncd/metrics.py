@@ -321,3 +321,27 @@ WEBHOOKS = Counter(
     ["result"],
     registry=REGISTRY,
 )
+
+# --- speed to lead ------------------------------------------------------------------
+#: From tens of milliseconds (one stage of a streamed lead) up to an hour (a poll's lag,
+#: a lead waiting for its calling window).
+_SPEED_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+SPEED_TO_LEAD = Histogram(
+    "syncd_speed_to_lead_seconds",
+    "Each lead's way from its record's creation to a call, stage by stage (consecutive "
+    "intervals, so they add up): read (CreatedDate to read by syncd), queued (read to "
+    "first queued), sent (queued to the request carrying it), accepted (sent to SimZ's "
+    "accepting answer), first_call (accepted to the first call outcome received); total "
+    "is CreatedDate to accepted, the sum of the first four. Observed once per lead and "
+    "stage, by the process that stamped the later moment.",
+    ["sync", "stage"],
+    buckets=_SPEED_BUCKETS,
+    registry=REGISTRY,
+)
+SPEED_TO_LEAD_SKEW = Counter(
+    "syncd_speed_to_lead_clock_skew_total",
+    "Speed-to-lead stages that came out negative (Salesforce's clock, which stamps "
+    "CreatedDate, ahead of syncd's) and were observed as 0.",
+    ["sync"],
+    registry=REGISTRY,
+)

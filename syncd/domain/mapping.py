@@ -29,7 +29,7 @@ import phonenumbers
 
 from syncd.domain.consent import consent_text
 from syncd.domain.fields import FieldRef
-from syncd.domain.soql import STAMP_FIELD, parse_datetime
+from syncd.domain.soql import CREATED_FIELD, STAMP_FIELD, parse_datetime
 from syncd.domain.states import LeadState
 
 # LeadInput's ``email`` has ``format: email``: an ASCII RFC 5321 mailbox (dot-atom
@@ -44,6 +44,7 @@ _EMAIL = re.compile(
 
 _MISSING = object()
 _ID = ("Id",)
+_CREATED = (CREATED_FIELD,)
 
 
 def resolve(record: Mapping[str, Any], path: str) -> Any:
@@ -233,6 +234,8 @@ class MappedLead:
     stamp: datetime | None = None
     #: The record's consent field as text (:func:`consent_text`), when the sync reads one.
     consent: str | None = None
+    #: The record's CreatedDate (speed to lead); never part of the digest.
+    created: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -439,6 +442,7 @@ class Mapper:
             region=region,
             stamp=stamp,
             consent=consent,
+            created=read_datetime(_resolve(record, _CREATED)),
         )
 
 

@@ -111,6 +111,8 @@ class NewLead(LeadData):
     """A record read for the first time: a lead to insert."""
 
     salesforce_id: str
+    #: The record's CreatedDate (speed to lead), stored once, on insert.
+    record_created_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -363,7 +365,7 @@ def _lead_data(lead: MappedLead, state: str, note: str | None, cursor: datetime)
 def new_lead(lead: MappedLead, decision: Decision, cursor: datetime) -> NewLead:
     """The lead a record read for the first time becomes."""
     data = _lead_data(lead, decision.state.value, decision.note, cursor)
-    return NewLead(salesforce_id=lead.salesforce_id, **vars(data))
+    return NewLead(salesforce_id=lead.salesforce_id, record_created_at=lead.created, **vars(data))
 
 
 def lead_change(

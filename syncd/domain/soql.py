@@ -50,6 +50,9 @@ def _dedupe(fields: Iterable[str]) -> list[str]:
 #: The record's own modification stamp: every read carries it, whatever the cursor, so
 #: the ledger can tell the newer of two reads (docs/design.md#the-newest-read-wins).
 STAMP_FIELD = "SystemModstamp"
+#: The record's creation time, read by every query: the start of its speed to lead
+#: (:mod:`syncd.domain.speed_to_lead`). Never part of the record's digest.
+CREATED_FIELD = "CreatedDate"
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,10 @@ class QuerySpec:
 
 
 def query_fields(spec: QuerySpec) -> list[str]:
-    """Every field the mapping, routing and rules read, then ``Id``, the cursor and the stamp."""
+    """Every field the mapping, routing and rules read, then ``Id``, the cursor, the stamp
+    and CreatedDate."""
     cursor = spec.cursor_field
-    tail = {"id", cursor.lower(), STAMP_FIELD.lower()}
+    tail = {"id", cursor.lower(), STAMP_FIELD.lower(), CREATED_FIELD.lower()}
     # Fields syncd writes back are never read: each write would look like a change.
     # (The config refuses a mapping that reads one; this keeps the query honest too.)
     kept = (
@@ -85,7 +89,8 @@ def query_fields(spec: QuerySpec) -> list[str]:
         if f.lower() not in tail and f.split(".")[0].lower() not in spec.written
     )
     stamp = [] if cursor.lower() == STAMP_FIELD.lower() else [STAMP_FIELD]
-    return [*_dedupe(kept), "Id", cursor, *stamp]
+    created = [] if cursor.lower() == CREATED_FIELD.lower() else [CREATED_FIELD]
+    return [*_dedupe(kept), "Id", cursor, *stamp, *created]
 
 
 def _window_condition(spec: QuerySpec, window: PollWindow) -> str:

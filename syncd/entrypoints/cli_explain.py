@@ -34,6 +34,25 @@ def render(stories: list[LeadStory]) -> list[str]:
         for event in story.events:
             out.append(f"  {when(event.at)}  {event.text}")
             out += [f"      {line}" for line in event.lines]
+        out += timeline_lines(story)
+    return out
+
+
+def timeline_lines(story: LeadStory) -> list[str]:
+    """The lead's speed to lead: each moment and the seconds of the stage ending there."""
+    if all(step.at is None for step in story.timeline):
+        return ["  speed to lead: no moments kept (a lead stored before they were)"]
+    out = ["  speed to lead:"]
+    for step in story.timeline:
+        label = step.moment.replace("_", " ")
+        at = when(step.at) if step.at is not None else "-"
+        took = ""
+        if step.seconds is not None:
+            skew = " (clock skew: negative, shown as 0)" if step.clock_skew else ""
+            took = f"  +{step.seconds:.3f}s {step.stage}{skew}"
+        out.append(f"    {label:<11}{at}{took}")
+    if story.total_seconds is not None:
+        out.append(f"    total      {story.total_seconds:.3f}s from created to accepted")
     return out
 
 
@@ -66,6 +85,8 @@ def explain(ctx: click.Context, config_path: Path, ident: str, as_json: bool) ->
     the number's sends against each frequency cap, the duplicate-phone window,
     the local time and calling hours), each batch that carried the lead and
     SimZ's answer, and the operators' actions about the lead or its number.
+    Then its speed to lead: when the record was created, read, queued, sent,
+    accepted and first called, with the seconds of each stage.
     Reads only the database. Numbers show only their last four digits; for
     everything about one number use `syncd audit export --phone`.
 
@@ -78,7 +99,9 @@ def explain(ctx: click.Context, config_path: Path, ident: str, as_json: bool) ->
     --json prints {"version": 1, "leads": [{"id", "salesforce_id", "sync",
     "agent", "state", "number_ending", "created_at", "updated_at", "note",
     "events": [{"at", "kind": "transition"|"decision"|"batch"|"operator_action",
-    "text", "lines", ...the row's values}]}]}. An Id that names no lead: exit 1.
+    "text", "lines", ...the row's values}], "timeline": [{"moment", "at",
+    "stage", "seconds", "clock_skew"}], "total_seconds"}]}. An Id that names
+    no lead: exit 1.
     """
     config = load_or_exit(config_path, uses=DATABASE_ONLY)
     setup_logging(ctx, config)

@@ -52,6 +52,7 @@ def _sync_block(
         *_stream_line(sync.stream),
         *_leader_lines(sync.leader, running),
         *_writeback_line(sync),
+        *_speed_lines(sync.speed_to_lead),
         *_agents_table(sync.agents),
     ]
 
@@ -180,6 +181,24 @@ def _writeback_line(sync: ops.SyncStatus) -> list[str]:
             "(syncd check-config --connect), then retry"
         )
     return lines
+
+
+def _speed_lines(stages: Sequence[ops.StageView]) -> list[str]:
+    """Speed to lead over the last hour: p50/p95 of each stage with leads (none: one line)."""
+    shown = [s for s in stages if s.leads]
+    if not shown:
+        return ["  speed to lead  no lead reached a stage in the last hour"]
+    parts = [f"{s.stage} {_seconds(s.p50)}/{_seconds(s.p95)} ({s.leads})" for s in shown]
+    return [
+        "  speed to lead  last hour, p50/p95 (leads): " + ", ".join(parts[:3]),
+        *(f"                 {', '.join(parts[i : i + 3])}" for i in range(3, len(parts), 3)),
+    ]
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}s" if value < 60 else f"{value / 60:.1f}m"
 
 
 _AGENT_HEADERS = [
@@ -328,7 +347,9 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     expired lease says whether any replica still runs) and the last heartbeat of
     every replica alive or stopped within the hour (older ones are counted,
     not listed). With write-back: outcomes pending, failed
-    and written.
+    and written. Speed to lead: p50/p95 seconds of each stage (read, queued,
+    sent, accepted, first_call, total) over the last hour, from the leads'
+    own moments; leads stored without them are left out.
 
     \b
     --json prints one object with ISO 8601 UTC times ("...Z"):
@@ -340,7 +361,8 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
        "configured", "queued", "due", "waiting", "sending", "paused",
        "last_batch"}], "leader": {"replica", "token", "acquired_at",
        "renewed_at", "expires_at", "active"}|null, "delivery_paused",
-       "writeback": {"configured", "pending", "done", "failed", "broken"}|null}],
+       "writeback": {"configured", "pending", "done", "failed", "broken"}|null,
+       "speed_to_lead": [{"stage", "leads", "p50", "p95"}]}],
        "pauses": [{"scope", "key", "reason", "http_status", "failures",
        "paused_until", "active"}], "uncertain_total", "hint", "replicas":
        [{"replica", "host", "pid", "started_at", "heartbeat_at", "expires_at",

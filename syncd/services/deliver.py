@@ -74,6 +74,7 @@ from syncd.services.call_window import calling_rules
 from syncd.services.delivery_report import DeliveryReport
 from syncd.services.delivery_report import DeliveryResult as DeliveryResult
 from syncd.services.pause_board import board_for
+from syncd.services.speed_to_lead import observe_batch
 
 log = get_logger(__name__)
 
@@ -538,6 +539,7 @@ class _Delivery:
                 now=current,
                 release=release.batch_id if release is not None else None,
             )
+        observe_batch(claim, plan, current)
         self.report.batch(claim.agent_id, claim.batch_id, len(claim.leads), decision, reply, plan)
         self.report.pauses(claim.agent_id, decision, plan, applied.pause)
         by_id = {lead.id: lead for lead in claim.leads}

@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import decision_queries as q
 from syncd.adapters.orm import Batch, DialDecision, Lead, LeadTransition, OperatorAction
+from syncd.adapters.speed_queries import timeline_of
 from syncd.domain.decision_words import decision_words
+from syncd.domain.speed_to_lead import TOTAL, Step, interval, steps
 from syncd.services import explain_words as words
 
 DECISION = "decision"
@@ -62,6 +64,11 @@ class LeadStory:
     updated_at: datetime
     note: str | None
     events: list[Event]
+    #: Speed to lead: each moment of the lead (None: not reached or not kept) and the
+    #: seconds of the stage that ends there (:mod:`syncd.domain.speed_to_lead`).
+    timeline: list[Step] = field(default_factory=list)
+    #: Seconds from the record's creation to SimZ's acceptance (None: a moment unknown).
+    total_seconds: float | None = None
 
 
 def explain(session_factory: sessionmaker[Session], ident: str) -> list[LeadStory]:
@@ -115,7 +122,16 @@ def _story(
         updated_at=lead.updated_at,
         note=lead.note,
         events=[event for _i, event in ordered],
+        **_speed(lead),
     )
+
+
+def _speed(lead: Lead) -> dict[str, Any]:
+    """The lead's speed-to-lead timeline and its total (created -> accepted)."""
+    timeline = timeline_of(lead)
+    name, start, end = TOTAL
+    total = interval(name, timeline.at(start), timeline.at(end))
+    return {"timeline": steps(timeline), "total_seconds": total.seconds if total else None}
 
 
 def _about(action: OperatorAction, lead: Lead, numbers: set[str | None]) -> bool:

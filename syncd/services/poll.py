@@ -82,6 +82,7 @@ from syncd.services.poll_report import (
     reader_word,
     record_run,
 )
+from syncd.services.speed_to_lead import observe_intake
 
 __all__ = [
     "CONCURRENT_LIMIT_PAUSE",
@@ -178,6 +179,10 @@ class Poller:
         self.complete = False
         #: Opt-outs made before syncd watched the sync are history: their lag is not measured.
         self.watching_since: datetime | None = None
+        #: When the page being applied arrived (speed to lead's read; None: when written),
+        #: and when it was written (its new leads' first queued time).
+        self.page_at: datetime | None = None
+        self.written_at: datetime | None = None
 
     def configured_start(self) -> datetime:
         start = self.sync.cursor_policy.start_at
@@ -271,6 +276,7 @@ class Poller:
         pages = self.source.query_pages(soql)
         try:
             for records in pages:
+                self.page_at = self.now()
                 if self.guard.holding is Holding.UNDECIDED:
                     self.decide_hold()
                 self.result.pages += 1
@@ -310,6 +316,8 @@ class Poller:
         else:
             with self.session_factory.begin() as session:
                 plan = self.write_page(session, mapped, ids, window)
+            observe_intake(self.sync.name, plan.inserts, self.page_at, self.written_at)
+            self.page_at = None
         count_page(self.result, plan, self.sync, dry_run=self.dry_run)
         self.beyond_window += plan.beyond_window
         if not self.dry_run and self.result.new >= self.analyze_at:
@@ -327,7 +335,9 @@ class Poller:
         if self.mode.stream_window is not None:
             self.limit_window(session, now)
         plan = self.guard_page(session, plan, now)
-        ledger.insert_new(session, self.sync.name, plan.inserts, now)
+        self.page_at = self.page_at or now
+        ledger.insert_new(session, self.sync.name, plan.inserts, now, self.page_at)
+        self.written_at = now
         ledger.apply_reads(session, plan.changes, now)
         ledger.record_reads(session, plan.recorded, now)
         ledger.restamp(session, plan.restamped)

@@ -351,6 +351,7 @@ class _Intake(Poller):
         for start in range(0, len(self.ids), ID_CHUNK):
             soql = build_ids_query(self.sync.query_spec, self.ids[start : start + ID_CHUNK])
             for records in self.source.query_pages(soql):
+                self.page_at = self.now()
                 if self.guard.holding is Holding.UNDECIDED:
                     self.decide_hold()
                 self.result.pages += 1

@@ -331,7 +331,7 @@ class StreamIntake:
 
     def _collect(self, first: _Events, stop: threading.Event) -> tuple[Batch, int]:
         """The first events plus whatever arrives within the linger (up to ``max_ids``)."""
-        batch = Batch(self.sync.name, self.sync.object, self.board)
+        batch = Batch(self.sync.name, self.sync.object, self.board, arrived_at=self.now())
         batch.add(first.events)
         first.events.clear()  # the Ids are taken: let the decoded events go
         taken = 1
@@ -407,7 +407,7 @@ class StreamIntake:
                     actor="stream",
                     now=now,
                 )
-        fetched, queued, new = self._read(list(batch.read))
+        fetched, queued, new = self._read(list(batch.read), batch.arrived_at)
         if batch.reconcile:
             self._reconcile_batch(batch.reconcile)
         now = self.now()
@@ -443,8 +443,10 @@ class StreamIntake:
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
 
-    def _read(self, ids: list[str]) -> tuple[int, int, int]:
-        """Read ``ids`` (checked record Ids) and apply them: (fetched, queued, new)."""
+    def _read(self, ids: list[str], arrived: datetime | None = None) -> tuple[int, int, int]:
+        """Read ``ids`` (checked record Ids) and apply them: (fetched, queued, new).
+
+        ``arrived``: when their events arrived, the new leads' read moment."""
         fetched, queued, new = 0, 0, 0
         for start in range(0, len(ids), READ_CHUNK):
             records: list[dict[str, Any]] = []
@@ -454,7 +456,9 @@ class StreamIntake:
                 records.extend(page)
             fetched += len(records)
             if records:
-                result = apply_records(self.sessions, self.sync, records, now=self.now)
+                result = apply_records(
+                    self.sessions, self.sync, records, now=self.now, read_at=arrived
+                )
                 queued += result.queued
                 new += result.new
         return fetched, queued, new

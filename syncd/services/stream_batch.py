@@ -70,6 +70,8 @@ class Batch:
     deleted: dict[str, datetime | None] = field(default_factory=dict)
     #: Commit times (None: unknown) of events only a reconciliation poll can recover.
     reconcile: list[datetime | None] = field(default_factory=list)
+    #: When the batch's first events arrived: its new leads' read moment (speed to lead).
+    arrived_at: datetime | None = None
 
     def add(self, events: list[ChangeEvent]) -> None:
         """Take what ``events`` name (in order); the last one's replay id is the batch's."""

@@ -29,8 +29,12 @@ def apply_records(
     records: list[dict[str, Any]],
     *,
     now: Callable[[], datetime] = utcnow,
+    read_at: datetime | None = None,
 ) -> PollResult:
     """Run records read outside a poll (the stream's reads) through a poll's page work.
+
+    ``read_at``: when syncd learned of the records (their change events arrived),
+    the new leads' read moment (speed to lead); when the page is written if None.
 
     The same mapping, rules and outbox writes as one page of a poll, in one
     transaction; the poll watermark stays where polls left it. The blast-radius
@@ -44,6 +48,7 @@ def apply_records(
         session_factory, _NO_SOURCE, sync, now, False, None, 100, timedelta(minutes=15), mode
     )
     at = now()
+    poller.page_at = read_at
     poller.apply(records, PollWindow(at, at))
     return poller.result
 

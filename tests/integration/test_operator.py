@@ -195,9 +195,13 @@ class TestStatus:
             "name", "configured", "enabled", "start_at", "configured_start_at", "watermark",
             "last_poll", "last_successful_poll_at", "last_error", "paused", "paused_until",
             "pause_reason", "states", "agents", "leader", "delivery_paused",
-            "waiting_for_calling_hours", "writeback", "stream",
+            "waiting_for_calling_hours", "writeback", "stream", "speed_to_lead",
         }  # fmt: skip
         assert web["writeback"] is None  # no write-back configured, no rows
+        assert [s["stage"] for s in web["speed_to_lead"]] == [
+            "read", "queued", "sent", "accepted", "first_call", "total",
+        ]  # fmt: skip
+        assert set(web["speed_to_lead"][0]) == {"stage", "leads", "p50", "p95"}
         assert web["stream"] is None  # a polled sync with no stream state
         assert web["configured_start_at"] == "now"
         assert body["syncs"][1]["configured_start_at"] == "2024-01-01T00:00:00.000Z"

@@ -41,8 +41,8 @@ class TestQuery:
         """The query selects mapped and rule fields, Id and the cursor, ordered by cursor, Id."""
         soql = build_poll_query(sync().query_spec, WINDOW)
         assert soql == (
-            "SELECT Phone, FirstName, Email, Owner.Email, DoNotCall, Id, SystemModstamp "
-            "FROM Lead WHERE SystemModstamp >= 2024-01-01T00:00:00Z "
+            "SELECT Phone, FirstName, Email, Owner.Email, DoNotCall, Id, SystemModstamp, "
+            "CreatedDate FROM Lead WHERE SystemModstamp >= 2024-01-01T00:00:00Z "
             "AND SystemModstamp < 2024-01-02T03:04:05Z ORDER BY SystemModstamp, Id"
         )
 
@@ -58,6 +58,15 @@ class TestQuery:
             "SELECT COUNT() FROM Lead WHERE SystemModstamp >= 2024-01-01T00:00:00Z "
             "AND SystemModstamp < 2024-01-02T03:04:05Z AND (A = 1 OR B = 2)"
         )
+
+    def test_created_date_read_once(self) -> None:
+        """CreatedDate is read by every query, once, even when mapped or the cursor."""
+        mapped = sync(mapping={"phoneNumber": "Phone", "customData": {"c": "createddate"}})
+        fields = query_fields(mapped.query_spec)
+        assert [f.lower() for f in fields].count("createddate") == 1
+        assert fields[-1] == "CreatedDate"
+        by_created = query_fields(sync(cursor_field="CreatedDate").query_spec)
+        assert by_created[-2:] == ["CreatedDate", "SystemModstamp"]
 
     def test_never_limit(self) -> None:
         """The query pages with nextRecordsUrl, never with LIMIT."""
@@ -80,7 +89,8 @@ class TestQuery:
         fields = query_fields(cfg.query_spec)
         assert "Country" in fields and "DoNotCall" not in fields
         # Every read carries SystemModstamp too, whatever the cursor: the ledger orders reads by it.
-        assert fields[-2:] == ["LastModifiedDate", "SystemModstamp"]
+        # And CreatedDate, where speed to lead starts.
+        assert fields[-3:] == ["LastModifiedDate", "SystemModstamp", "CreatedDate"]
         assert "ORDER BY LastModifiedDate, Id" in build_poll_query(cfg.query_spec, WINDOW)
 
 

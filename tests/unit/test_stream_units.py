@@ -32,7 +32,7 @@ class TestIdsQuery:
         """The poll's fields, the Ids (deduplicated) and the sync's where, ANDed."""
         soql = build_ids_query(make_sync(where="LeadSource = 'Web'").query_spec, [ID1, ID2, ID1])
         assert soql == (
-            "SELECT Phone, LastName, DoNotCall, Id, SystemModstamp FROM Lead "
+            "SELECT Phone, LastName, DoNotCall, Id, SystemModstamp, CreatedDate FROM Lead "
             f"WHERE Id IN ('{ID1}', '{ID2}') AND (LeadSource = 'Web') ORDER BY Id"
         )
 

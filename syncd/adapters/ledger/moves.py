@@ -13,7 +13,9 @@ from sqlalchemy import (
     Insert,
     Update,
     bindparam,
+    func,
     insert,
+    literal,
     select,
     update,
 )
@@ -150,10 +152,11 @@ def move_where(
     """
     goal = check_transition(source, target)
     start = LeadState(source)
+    stamps = _first_queued(goal, now)
     result = session.execute(
         update(Lead)
         .where(*clauses, Lead.state == start.value)
-        .values({"state": goal.value, "updated_at": now, **(values or {})})
+        .values({"state": goal.value, "updated_at": now, **stamps, **(values or {})})
         .returning(Lead.id, Lead.salesforce_id)
         .execution_options(synchronize_session=False)
     )
@@ -173,6 +176,13 @@ def move_where(
     if ids:
         writeback_store.enqueue_moved(session, ids, goal.value, now)
     return moved
+
+
+def _first_queued(goal: LeadState, now: datetime) -> dict[str, Any]:
+    """``queued_at`` for a move to ``queued`` (speed to lead): set once, the first time."""
+    if goal is not LeadState.QUEUED:
+        return {}
+    return {"queued_at": func.coalesce(Lead.queued_at, literal(now, LEADS.c.queued_at.type))}
 
 
 def move_by_salesforce_id(
@@ -232,20 +242,22 @@ def move_each(
     for step in steps:
         if step.source != step.target:  # a lead that stays gets new values and a note
             check_transition(step.source, step.target)
-    shapes: dict[tuple[tuple[str, ...], bool], list[Step]] = {}
+    shapes: dict[tuple[tuple[str, ...], bool, bool], list[Step]] = {}
     for step in steps:
-        queued = reset_attempts and step.target == LeadState.QUEUED.value
-        shapes.setdefault((tuple(sorted(step.values)), queued), []).append(step)
+        to_queue = step.target == LeadState.QUEUED.value
+        key = (tuple(sorted(step.values)), reset_attempts and to_queue, to_queue)
+        shapes.setdefault(key, []).append(step)
     connection = session.connection()
-    for (names, queued), group in shapes.items():
+    for (names, queued, to_queue), group in shapes.items():
         result = connection.execute(
-            _each_statement(names, queued),
+            _each_statement(names, queued, to_queue),
             [
                 {
                     "b_id": s.lead_id,
                     "b_source": s.source,
                     "b_target": s.target,
                     "b_now": now,
+                    **({"b_queued": now} if to_queue else {}),
                     **{f"v_{name}": s.values[name] for name in names},
                 }
                 for s in group
@@ -258,7 +270,7 @@ def move_each(
 
 
 @functools.lru_cache(maxsize=64)
-def _each_statement(names: tuple[str, ...], reset_attempts: bool) -> Update:
+def _each_statement(names: tuple[str, ...], reset_attempts: bool, to_queue: bool) -> Update:
     values: dict[str, Any] = {
         "state": bindparam("b_target"),
         "updated_at": bindparam("b_now", type_=LEADS.c.updated_at.type),
@@ -267,6 +279,10 @@ def _each_statement(names: tuple[str, ...], reset_attempts: bool) -> Update:
         values[name] = bindparam(f"v_{name}", type_=LEADS.c[name].type)
     if reset_attempts:
         values.update(attempts=0, next_attempt_at=None, error_code=None, error_message=None)
+    if to_queue:  # speed to lead: the first time the lead is queued, kept from then on
+        values["queued_at"] = func.coalesce(
+            LEADS.c.queued_at, bindparam("b_queued", type_=LEADS.c.queued_at.type)
+        )
     return (
         update(LEADS)
         .where(LEADS.c.id == bindparam("b_id"), LEADS.c.state == bindparam("b_source"))

@@ -65,8 +65,13 @@ _APPLY_READ = (
         deleted_at=None,
         updated_at=bindparam("b_now"),
         consent=bindparam("b_consent"),
+        # Speed to lead: the first time the lead is queued, kept from then on.
+        queued_at=func.coalesce(
+            LEADS.c.queued_at, bindparam("b_queued", type_=LEADS.c.queued_at.type)
+        ),
     )
 )
+_QUEUED = LeadState.QUEUED.value
 
 
 def apply_reads(
@@ -99,6 +104,7 @@ def apply_reads(
             "b_region": change.region,
             "b_now": now,
             "b_consent": change.consent,
+            "b_queued": now if change.state == _QUEUED else None,
         }
         for change in changes
     ]

@@ -112,7 +112,7 @@ def claim(
         now=now,
         values={"batch_id": batch_id, "sent_at": now, "waiting_for": None},
     )
-    claimed = Claim(batch_id, sync_name, agent_id, leads)
+    claimed = Claim(batch_id, sync_name, agent_id, leads, now)
     record_dials(session, claimed, dials, rules.version, now)
     return claimed
 
@@ -165,7 +165,7 @@ def rebatch(
     )
     if result.rowcount != len(ids):  # type: ignore[attr-defined]
         raise OutboxConflict(f"{len(ids) - result.rowcount} leads left sending mid-split")  # type: ignore[attr-defined]
-    return Claim(batch_id, parent.sync_name, parent.agent_id, tuple(leads))
+    return Claim(batch_id, parent.sync_name, parent.agent_id, tuple(leads), now)
 
 
 _MARK_POSTED = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table
@@ -30,6 +31,9 @@ class ClaimedLead:
     salesforce_id: str
     payload: dict[str, Any]
     attempts: int
+    #: Speed to lead: the record's CreatedDate and when the lead was first queued.
+    record_created_at: datetime | None = None
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -40,3 +44,5 @@ class Claim:
     sync_name: str
     agent_id: str
     leads: tuple[ClaimedLead, ...]
+    #: When the leads' ``sent_at`` was set (the claim, or a split part's own batch).
+    sent_at: datetime | None = None

@@ -50,6 +50,8 @@ def _due_queries() -> tuple[Select[Any], Select[Any]]:
         leads.consent,
         leads.deleted_at,
         leads.discarded_at,
+        leads.record_created_at,
+        leads.queued_at,
     ).where(
         leads.sync_name == bindparam("sync_name"),
         leads.agent_id == bindparam("agent_id"),

@@ -45,6 +45,11 @@ def _move_values(step: Move) -> dict[str, Any]:
     return values
 
 
+def _accepted_at(step: Move, now: datetime) -> dict[str, Any]:
+    """Speed to lead: when SimZ's accepting answer was recorded."""
+    return {"accepted_at": now} if step.target is LeadState.ACCEPTED else {}
+
+
 def _close_planned(session: Session, batch_id: int, plan: OutcomePlan, now: datetime) -> None:
     row = plan.batch
     close_batch(
@@ -84,7 +89,7 @@ def apply_plan(
             reason=step.reason,
             batch_id=batch_id,
             now=now,
-            values=_move_values(step),
+            values={**_move_values(step), **_accepted_at(step, now)},
             count_attempt=step.count_attempt,
         )
     reject(

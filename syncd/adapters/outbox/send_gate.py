@@ -122,7 +122,11 @@ def _sent(rows: Sequence[Any], plan: RoundPlan) -> tuple[tuple[ClaimedLead, ...]
     dials: list[Dial] = []
     for lead_id in plan.send:
         r = by_id[lead_id]
-        sendable.append(ClaimedLead(lead_id, r.salesforce_id, r.payload, r.attempts))
+        sendable.append(
+            ClaimedLead(
+                lead_id, r.salesforce_id, r.payload, r.attempts, r.record_created_at, r.queued_at
+            )
+        )
         dials.append(Dial(lead_id, r.phone_e164, plan.inputs[lead_id]))
     return tuple(sendable), tuple(dials)
 

@@ -54,6 +54,7 @@ from syncd.services.operator.restoring import (
     discarded,
     restore,
 )
+from syncd.services.operator.speed_status import StageView
 from syncd.services.operator.status_report import (
     UNCERTAIN_HINT,
     AgentStatus,
@@ -104,6 +105,7 @@ __all__ = [
     "ResolveResult",
     "RestoreResult",
     "RestoredLead",
+    "StageView",
     "StatusReport",
     "StreamView",
     "SyncStatus",

@@ -22,6 +22,7 @@ with a trailing ``Z``, ``null`` when unknown)::
                            "replay_at", "last_event_at", "replay_resets": n,
                            "updated_at", "state": "advancing"|"stalled"|"not running"|null}
                           |null,
+                "speed_to_lead": [{"stage", "leads", "p50", "p95"}] (seconds, last hour),
                 "agents": [{"agent", "configured": bool, "queued", "due", "waiting",
                             "sending", "paused": bool,
                             "last_batch": {"id", "created_at", "finished_at",
@@ -73,6 +74,7 @@ from syncd.config import Config, SyncConfig
 from syncd.domain.states import LeadState
 from syncd.services.operator.common import STATE_ORDER, iso, to_jsonable
 from syncd.services.operator.org_status import OrgView, org_views
+from syncd.services.operator.speed_status import StageView, no_speed, speed_by_sync
 from syncd.services.stream_board import stored_state
 
 #: How long a replica whose heartbeat expired is still listed by ``status``.
@@ -237,6 +239,8 @@ class SyncStatus:
     waiting_for_calling_hours: int = 0
     writeback: WritebackStatus | None = None
     stream: StreamView | None = None
+    #: Every speed-to-lead stage over the last hour (:mod:`.speed_status`).
+    speed_to_lead: list[StageView] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -347,6 +351,7 @@ class _StatusRows:
     writebacks: dict[tuple[str, str], int]
     writeback_field_errors: dict[str, tuple[int, str]]
     streams: dict[str, stream_store.StreamPosition]
+    speed: dict[str, list[StageView]]
 
 
 def _read_status_rows(session_factory: sessionmaker[Session], at: datetime) -> _StatusRows:
@@ -370,6 +375,7 @@ def _read_status_rows(session_factory: sessionmaker[Session], at: datetime) -> _
             writebacks=writeback_store.counts(session),
             writeback_field_errors=writeback_store.field_errors(session),
             streams=stream_store.all_positions(session),
+            speed=speed_by_sync(session, at),
         )
 
 
@@ -473,6 +479,7 @@ def _sync_status(
             name, sync_config, rows.writebacks, rows.writeback_field_errors.get(name)
         ),
         stream=_stream_view(sync_config, rows.streams.get(name), rows.leaders.get(name), at),
+        speed_to_lead=rows.speed.get(name) or no_speed(),
     )
 
 
