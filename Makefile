@@ -45,11 +45,13 @@ docs: $(STAMP)
 
 # Throughput, CPU per lead, memory and idle cost against the emulators (10-15 min;
 # BENCH_ARGS=--quick for a 2-minute smoke run), then the latency of stream and poll
-# modes (benchmarks/latency.py: about 5 minutes, --quick about 3). PostgreSQL runs when
+# modes (benchmarks/latency.py: about 5 minutes, --quick about 3), then call-outcome hook
+# throughput (benchmarks/bench_hooks.py: under a minute). PostgreSQL runs when
 # SYNCD_TEST_POSTGRES_URL is set. Results: benchmarks/results/<date>.json.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/latency.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_hooks.py $(BENCH_ARGS)
 
 # Crash torture: >= 50 SIGKILLs of `syncd run` under random faults (TORTURE_SEED, TORTURE_KILLS,
 # TORTURE_RECORDS override the defaults); `make test` runs a 5-kill version.

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from syncd.adapters.orm import Batch, Lead, Writeback
 from syncd.domain.states import LeadState
+from syncd.entrypoints.demo_calls import CallsSummary, render_calls
 
 STATE_ORDER = tuple(state.value for state in LeadState)
 
@@ -39,6 +40,8 @@ class DemoSummary:
     polls: int = 0
     writebacks: dict[str, int] = field(default_factory=dict)
     written: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: The calls SimZ reported back and the Tasks on the records (None: not reached).
+    calls: CallsSummary | None = None
 
     @property
     def leads(self) -> int:
@@ -149,6 +152,7 @@ def render_summary(summary: DemoSummary, prefix: str = "syncd") -> list[str]:
         for sf_id, values in summary.written:
             shown = "  ".join(f"{name}={_clip(value)}" for name, value in values.items())
             out.append(f"  {sf_id}  {shown}")
+    out += render_calls(summary.calls)
     config = summary.config_path
     if summary.uncertain_ids:
         first = summary.uncertain_ids[0]

@@ -52,11 +52,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncd.adapters.orm import Batch, Lead, Writeback
 from syncd.config import Config, SyncConfig, load_config
 from syncd.domain.states import LeadState
+from syncd.entrypoints.demo_calls import (
+    CALL_DELAY,
+    CALL_WRITEBACK,
+    CallsSummary,
+    free_loopback_port,
+    start_receiver,
+    wait_for_calls,
+    webhook_section,
+)
 from syncd.entrypoints.demo_report import DemoSummary, describe_batch, read_outcomes, render_summary
 from syncd.sandbox.demo_data import demo_leads, demo_users, lead_record
 from syncd.sandbox.example import example_sync
 from syncd.sandbox.salesforce import SalesforceEmulator
 from syncd.sandbox.simz import SimzEmulator
+from syncd.sandbox.simz_calls import CallSettings
 from syncd.services.poll import PollResult
 
 if TYPE_CHECKING:
@@ -93,6 +103,8 @@ CUSTOM_FIELDS = (
 )
 #: How many written-back records the summary shows (one per state, as far as there are).
 WRITEBACK_EXAMPLES = 4
+#: Seeds the emulator's calls: the same leads get the same outcomes on every run.
+CALL_SEED = 25
 #: The daemon's log file in the demo's folder.
 LOG_FILE = "syncd.log"
 #: Leads in a state the outbox still owns; the demo ends when there are none.
@@ -140,7 +152,11 @@ def added_records(count: int = ADDED) -> list[dict[str, Any]]:
 
 
 def demo_config_data(
-    workdir: Path, salesforce: SalesforceEmulator, simz: SimzEmulator, start_at: datetime
+    workdir: Path,
+    salesforce: SalesforceEmulator,
+    simz: SimzEmulator,
+    start_at: datetime,
+    hook_port: int,
 ) -> dict[str, Any]:
     """The configuration file the demo runs from (the same schema as production)."""
     return {
@@ -164,6 +180,7 @@ def demo_config_data(
             "batch_size": BATCH_SIZE,
             "requests_per_second": 50,
             "backoff": {"initial": "1s", "max": "5s", "multiplier": 2},
+            "webhook": webhook_section(hook_port),
         },
         "syncs": [
             example_sync(
@@ -177,6 +194,7 @@ def demo_config_data(
                 # Above the most the demo seeds (2,000): the guard is not what it shows.
                 guard={"max_new_per_poll": 5000},
                 writeback={"fields": dict(WRITEBACK_FIELDS), "states": WRITEBACK_STATES},
+                call_writeback=dict(CALL_WRITEBACK),
             )
         ],
         "observability": {"listen": "127.0.0.1:0", "log_format": "auto", "log_level": "warning"},
@@ -222,6 +240,7 @@ class Demo:
         self._salesforce: SalesforceEmulator | None = None
         self._simz: SimzEmulator | None = None
         self._session_factory: sessionmaker[Session] | None = None
+        self._calls: CallsSummary | None = None
 
     # ------------------------------------------------------------------ output
 
@@ -245,7 +264,7 @@ class Demo:
                 salesforce.add_records([*demo_users().records, *records])
                 start_at = (now - START_BACK).replace(microsecond=0)
                 config_path = workdir / "config.yaml"
-                data = demo_config_data(workdir, salesforce, simz, start_at)
+                data = demo_config_data(workdir, salesforce, simz, start_at, free_loopback_port())
                 config_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
                 config = load_config(config_path)
                 self._introduce(workdir, salesforce, simz, len(records), config, now)
@@ -283,7 +302,9 @@ class Demo:
         )
         salesforce.start()
         stack.callback(salesforce.stop)
-        simz = SimzEmulator(api_key=API_KEY, agents=AGENTS.values())
+        # Each accepted lead's call reports back; seeded, so a run repeats its calls.
+        calls = CallSettings(delay=CALL_DELAY, seed=CALL_SEED)
+        simz = SimzEmulator(api_key=API_KEY, agents=AGENTS.values(), calls=calls)
         simz.start()
         stack.callback(simz.stop)
         self._salesforce, self._simz = salesforce, simz
@@ -318,6 +339,12 @@ class Demo:
             f"{POLL_EVERY} s, deliver every {DELIVER_EVERY} s, batches of {BATCH_SIZE}, "
             f"route by Country ({', '.join(f'{k} -> {v}' for k, v in AGENTS.items())})"
         )
+        webhook = config.simz.webhook
+        if webhook is not None:
+            self.say(
+                f"  calls       SimZ posts each accepted lead's call outcome {CALL_DELAY} s later"
+                f" to {webhook.public_url}; syncd writes a Task on the record"
+            )
         self.say("              (start_at is in the past only so the first poll finds the seeded")
         self.say("              records; a real sync defaults to start_at: now and never dials")
         self.say("              the org's history)")
@@ -330,6 +357,8 @@ class Demo:
         # As `syncd run` does: the SQLite run lock, the sync leases, polls by the leader.
         runtime = bootstrap(config, replicas=True)
         self._session_factory = runtime.session_factory
+        receivers = ExitStack()
+        receiver = start_receiver(config, runtime, receivers)
         syncs = [sync for sync in config.syncs if sync.enabled]
         runtime.check_org_soon()
         if runtime.leadership is not None:
@@ -371,8 +400,11 @@ class Demo:
                 time.sleep(0.2)
             if idle:
                 self._stream_step(runtime, scheduler)
+                if self._simz is not None:
+                    self._calls = wait_for_calls(self._simz, config, receiver)
         finally:
             report = scheduler.shutdown(config.daemon.shutdown_grace.total_seconds())
+            receivers.close()
             self._after_deliver()  # a batch that finished during shutdown
             if not report.clean:
                 self.say(f"  still running at shutdown: {', '.join(report.still_running)}")
@@ -508,6 +540,7 @@ class Demo:
             counts = self._simz.received_counts()
             summary.simz_received = len(counts)
             summary.simz_received_twice = sum(1 for n in counts.values() if n > 1)
+        summary.calls = self._calls
         return summary
 
     def _examples(self, written: Any) -> list[tuple[str, dict[str, Any]]]:

@@ -24,7 +24,15 @@ Control it from Python with the methods below or over HTTP under
 ``GET  /__sandbox/requests``               every API request: method, path, status, ...
 ``GET  /__sandbox/violations``             every request that broke the spec
 ``POST /__sandbox/reset``                  back to the initial agents and credits
+``GET  /__sandbox/calls``                  call settings, pending hook faults, hooks posted
+``PUT  /__sandbox/calls/settings``         ``{"delay": 0.2, "seed": 7, "outcomes": {...}}``
+``POST /__sandbox/calls/faults``           ``{"kind": "duplicate", "count": 1}``
+``POST /__sandbox/calls/force``            ``{"disposition": "do_not_call", "count": 1}``
 =========================================  ==========================================
+
+A submission with ``options.webhookUrl`` has each accepted lead's call report
+back to that URL (see ``simz_calls``: an *example* payload, since the spec
+defines none).
 
 Fault kinds (each applies to the next ``count`` lead submissions, in the order
 injected): ``429`` (``retry_after``: seconds or an HTTP date, ``null`` for no
@@ -59,6 +67,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
+from syncd.sandbox.simz_calls import CallSettings
 from syncd.sandbox.simz_http import CONTROL_PREFIX, SimzServer
 from syncd.sandbox.simz_spec import LEAD_PATH_PREFIX
 from syncd.sandbox.simz_state import FAULT_KINDS, SimzState
@@ -69,7 +78,8 @@ __all__ = ["CONTROL_PREFIX", "FAULT_KINDS", "LEAD_PATH_PREFIX", "SimzEmulator"]
 class SimzEmulator:
     """A SimZ lead endpoint served from a background thread.
 
-    ``credits=None`` means unlimited; ``agents`` are the agent ids that exist.
+    ``credits=None`` means unlimited; ``agents`` are the agent ids that exist;
+    ``calls`` says how accepted leads' calls report back (``simz_calls``).
     """
 
     def __init__(
@@ -77,9 +87,10 @@ class SimzEmulator:
         api_key: str = "sandbox-key",
         credits: int | None = None,
         agents: Iterable[str] = (),
+        calls: CallSettings | None = None,
     ) -> None:
         self.api_key = api_key
-        self.state = SimzState(api_key=api_key, credits=credits, agents=agents)
+        self.state = SimzState(api_key=api_key, credits=credits, agents=agents, calls=calls)
         self._server: SimzServer | None = None
         self._thread: threading.Thread | None = None
         self._url: str | None = None
@@ -109,6 +120,7 @@ class SimzEmulator:
         server, self._server = self._server, None
         if server is None:
             return
+        self.state.calls.stop()
         server.shutdown()
         server.close_connections()
         server.server_close()
@@ -170,6 +182,26 @@ class SimzEmulator:
     def reset(self) -> None:
         """Forget everything received and every pending fault; restore agents and credits."""
         self.state.reset()
+
+    # ------------------------------------------------------------------ calls back
+
+    def configure_calls(self, **changes: Any) -> CallSettings:
+        """Change how calls report back: ``delay``, ``outcomes``, ``fault_rates``, ``seed``..."""
+        return self.state.calls.configure(**changes)
+
+    def inject_call_fault(self, kind: str, count: int = 1) -> None:
+        """Give the next ``count`` calls a hook fault (duplicate, out_of_order, ...)."""
+        self.state.calls.inject(kind, count)
+
+    def force_calls(
+        self, disposition: str | None, count: int = 1, outcome: str | None = None
+    ) -> None:
+        """The next ``count`` calls end with ``disposition`` (e.g. do_not_call)."""
+        self.state.calls.force(disposition, count, outcome)
+
+    def hooks(self) -> list[dict[str, Any]]:
+        """Every hook posted (or refused, dropped, failed), with status and body."""
+        return self.state.calls.hooks()
 
     # ------------------------------------------------------------------ records
 

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from syncd.sandbox.simz_calls import calls_route
 from syncd.sandbox.simz_spec import API_KEY_HEADER, LEAD_PATH_PREFIX, validate_request
 from syncd.sandbox.simz_state import COMPANY_ID, Answer, Fault, SimzState, error_body
 
@@ -360,6 +361,8 @@ class SimzHandler(BaseHTTPRequestHandler):
         state = self.state
         if not isinstance(data, dict):
             raise ValueError("the body must be a JSON object")
+        if route == "calls" or route.startswith("calls/"):
+            return calls_route(state.calls, method, route, data)
         if (method, route) == ("GET", "state"):
             return 200, {
                 "agents": state.agents(),

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from syncd.sandbox.simz_calls import CallDispatcher, CallSettings
 from syncd.sandbox.simz_spec import E164
 
 COMPANY_ID = "cmp_sandbox"
@@ -126,8 +127,16 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 class SimzState:
     """Agents, credits, faults and records of one emulator; every method is thread-safe."""
 
-    def __init__(self, api_key: str, credits: int | None, agents: Iterable[str]) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        credits: int | None,
+        agents: Iterable[str],
+        calls: CallSettings | None = None,
+    ) -> None:
         self.api_key = api_key
+        #: Places a call per accepted lead and posts its hook (``simz_calls``).
+        self.calls = CallDispatcher(calls)
         self._initial_credits = credits
         self._initial_agents = tuple(agents)
         self._lock = threading.Lock()
@@ -154,6 +163,7 @@ class SimzState:
             self._accepted_counts.clear()
             self._requests.clear()
             self._violations.clear()
+        self.calls.reset()
 
     def add_agent(self, agent_id: str) -> None:
         with self._lock:
@@ -246,6 +256,8 @@ class SimzState:
         Leads whose ``phoneNumber`` is not E.164 are rejected by index; the
         others are accepted, recorded and charged one credit each. When no
         lead is accepted there is no batch: the 200 carries ``batchId: null``.
+        With ``options.webhookUrl`` set, each accepted lead's call reports back
+        there (:mod:`.simz_calls`), whatever answer the client then gets.
         """
         leads: list[Any] = body["leads"]
         errors: list[dict[str, Any]] = []
@@ -264,6 +276,7 @@ class SimzState:
                 )
         accepted = len(leads) - len(errors)
         at = _now_iso()
+        placed: list[tuple[Mapping[str, Any], int]] = []
         with self._lock:
             if agent_id not in self._agents:
                 return Answer(
@@ -291,6 +304,13 @@ class SimzState:
                     self._counts[sf_id] += 1
                     if ok[index]:
                         self._accepted_counts[sf_id] += 1
+                if ok[index]:
+                    placed.append(
+                        (lead, self._accepted_counts[sf_id] if isinstance(sf_id, str) else 0)
+                    )
+        options = body.get("options")
+        if isinstance(options, dict):
+            self.calls.place(options.get("webhookUrl"), batch_id, placed)
         return Answer(
             200,
             {

@@ -270,3 +270,38 @@ class TestDemoOptions:
         assert f"({30 + ADDED_DURING_RUN + STREAMED_DURING_RUN} records" in run.stdout
         assert "folder was removed" in run.stdout
         assert os.listdir(run.tmp) == []
+
+
+class TestDemoCalls:
+    def test_webhooks_and_task_writeback_are_on(self, demo_run: DemoRun) -> None:
+        """The demo's config receives SimZ's hooks on loopback and writes calls back as Tasks."""
+        import yaml
+
+        config = yaml.safe_load(demo_run.config.read_text(encoding="utf-8"))
+        webhook = config["simz"]["webhook"]
+        port = webhook["listen"].rsplit(":", 1)[1]
+        assert webhook["listen"] == f"127.0.0.1:{port}"
+        assert webhook["public_url"] == f"http://127.0.0.1:{port}"
+        assert len(webhook["token"]) >= 32 and len(webhook["correlation_secret"]) >= 32
+        assert config["syncs"][0]["call_writeback"] == {"mode": "tasks"}
+        assert "syncd writes a Task on the record" in demo_run.stdout
+
+    def test_reports_the_calls_and_their_tasks(self, demo_run: DemoRun) -> None:
+        """The summary counts the hooks SimZ posted and lists the Tasks on the records.
+
+        Each call taken by the receiver ends as exactly one Task (when the org has
+        Tasks to read); a demo without a receiver says why instead.
+        """
+        found = re.search(
+            r"^calls reported back by SimZ: (\d+) hooks posted, (\d+) calls taken by syncd's "
+            r"receiver \(an example payload: the SimZ spec defines none\)$",
+            demo_run.stdout,
+            re.MULTILINE,
+        )
+        assert found, demo_run.stdout
+        taken = int(found.group(2))
+        tasks = re.search(r"^Tasks on the records: (\d+)", demo_run.stdout, re.MULTILINE)
+        unreadable = re.search(r"^Tasks on the records: could not be read", demo_run.stdout, re.M)
+        assert tasks or unreadable, demo_run.stdout
+        if "the receiver did not run" not in demo_run.stdout and tasks:
+            assert taken > 0 and int(tasks.group(1)) == taken
