@@ -92,10 +92,10 @@ class SyncConfig(StrictModel):
     writeback: WritebackConfig | None = None
     """Write each lead's outcome back to its Salesforce record (off when absent)."""
     reconcile: ReconcileConfig | None = None
-    call_writeback: CallWritebackConfig | None = None
-    """Write each call's outcome to the record (a Task, or fields); needs simz.webhook."""
     """A scheduled sweep that reports (or queues) matching records without a lead (off when
     absent; `syncd reconcile` runs one by hand)."""
+    call_writeback: CallWritebackConfig | None = None
+    """Write each call's outcome to the record (a Task, or fields); needs simz.webhook."""
 
     @field_validator("start_at", mode="before")
     @classmethod

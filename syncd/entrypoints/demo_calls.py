@@ -14,11 +14,9 @@ read in one place.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import secrets
 import socket
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -74,24 +72,21 @@ class CallsSummary:
 
 def start_receiver(config: Config, runtime: Runtime, stack: ExitStack) -> str | None:
     """Start the daemon's webhook receiver as ``syncd run`` does; a reason if it cannot."""
+    from syncd.entrypoints.webhook_http import serve_webhooks
+
+    webhook = config.simz.webhook
+    if webhook is None:
+        return "simz.webhook is not set"
     try:
-        module = importlib.import_module("syncd.entrypoints.webhook_http")
-    except ImportError:
-        return "this build has no webhook receiver"
-    start: Callable[..., Any] | None = getattr(module, "start_receiver", None)
-    if start is None:
-        return "this build's webhook receiver cannot be started from here"
-    try:
-        server = start(config, runtime)
-    except OSError as exc:
-        return (
-            f"cannot listen on {config.simz.webhook.listen if config.simz.webhook else '?'}: {exc}"
+        server = serve_webhooks(
+            webhook,
+            runtime.session_factory,
+            receiver=runtime.worker,
+            on_stored=runtime.wake_calls,
         )
-    for name in ("stop", "close", "shutdown"):
-        closer = getattr(server, name, None)
-        if callable(closer):
-            stack.callback(closer)
-            break
+    except OSError as exc:
+        return f"cannot listen on {webhook.listen}: {exc}"
+    stack.callback(server.close)
     return None
 
 
