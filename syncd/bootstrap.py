@@ -38,6 +38,7 @@ from syncd.adapters.simz import SimzClient, key_fingerprint
 from syncd.config import Config, SyncConfig
 from syncd.config.suppression import SuppressionSourceConfig
 from syncd.logs import get_logger
+from syncd.services.call_processing import CallProcessor, CallsResult
 from syncd.services.deliver import (
     DeliveryResult,
     default_worker,
@@ -94,6 +95,7 @@ class Runtime:
     _readers: dict[str, CanonicalSource] = field(default_factory=dict)
     _writers: dict[str, Writer] = field(default_factory=dict)
     _suppression: dict[str, SourceReader] = field(default_factory=dict)
+    _calls: CallProcessor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -328,6 +330,24 @@ class Runtime:
                 reader = self._suppression.setdefault(source.name, reader)
         return reader.run(stop)
 
+    def process_calls(self, stop: threading.Event | None = None) -> CallsResult | None:
+        """Process the stored call-outcome webhooks (the scheduler's ``calls`` job), if this
+        replica holds their lease; None without ``simz.webhook``."""
+        webhook = self.config.simz.webhook
+        if webhook is None:
+            return None
+        with self._lock:
+            if self._calls is None:
+                self._calls = CallProcessor(
+                    self.session_factory,
+                    webhook,
+                    self.config.syncs,
+                    holder=self.worker,
+                    now=self.now,
+                )
+            processor = self._calls
+        return processor.run(stop)
+
     def refresh_metrics(self) -> None:
         """Refresh the gauges read from the database."""
         refresh_state_metrics(self.session_factory, self.config)
@@ -342,6 +362,8 @@ class Runtime:
             self.leadership.close(release=True)
         for reader in list(self._suppression.values()):
             reader.close()
+        if self._calls is not None:
+            self._calls.close()
         with self._lock:
             sources = list(self._sources.values())
             self._sources.clear()

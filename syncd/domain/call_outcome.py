@@ -68,7 +68,7 @@ class ReadingRules:
 
     secret: bytes
     key: str
-    paths: Mapping[str, jsonpath.JSONPath]
+    paths: Mapping[str, jsonpath.JSONPath | jsonpath.CompoundJSONPath]
     disposition_map: Mapping[str, str] = field(default_factory=dict)
     opt_outs: frozenset[str] = frozenset()
     #: The paths as configured, for messages.
@@ -211,7 +211,7 @@ def _values_of(document: Any, key: str) -> Iterator[Any]:
             stack.extend(reversed(node))
 
 
-def _first(path: jsonpath.JSONPath, document: Any) -> Any:
+def _first(path: jsonpath.JSONPath | jsonpath.CompoundJSONPath, document: Any) -> Any:
     """The first value the path finds, None when it finds nothing."""
     try:
         match = path.match(document)

@@ -96,6 +96,8 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
 
     A sync with a writeback section then writes the outcomes pending for it
     back to Salesforce (one pass; what is left goes out with the next run).
+    With simz.webhook, the call-outcome webhooks stored meanwhile are then
+    processed (after delivery).
 
     Exits 1 if any poll or delivery failed, 0 otherwise. With --dry-run, nothing
     is written and nothing is sent: the output lists, per sync, the counts and
@@ -127,6 +129,20 @@ def _read_suppression_sources(config: Config, runtime: Runtime) -> bool:
         )
         failed = failed or read.status == "error"
     return failed
+
+
+def _process_calls(runtime: Runtime) -> bool:
+    """Process the stored call-outcome webhooks once (``simz.webhook``); True if it failed."""
+    calls = runtime.process_calls()
+    if calls is None:
+        return False
+    echo(
+        f"call events: {calls.status}: {calls.matched} matched ({calls.outcomes} new call "
+        f"outcome(s)), {calls.unmatched} unmatched, {calls.unreadable} unreadable; "
+        f"{calls.opt_outs} opt-out(s), {calls.skipped} lead(s) skipped"
+        + (f"; {calls.error}" if calls.error else "")
+    )
+    return calls.status == "error"
 
 
 def _run_once(
@@ -182,6 +198,8 @@ def _run_once(
                     f"{written.done}, to retry {written.retry}, failed {written.failed}"
                     + (f"; {written.error}" if written.error else "")
                 )
+        if not dry_run:
+            failed = _process_calls(runtime) or failed
     finally:
         runtime.close()
     return failed

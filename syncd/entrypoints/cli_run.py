@@ -170,6 +170,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         reconcile=runtime.reconcile,
         suppression=runtime.read_suppression,
         sources=config.suppression.sources,
+        calls=runtime.process_calls if config.simz.webhook is not None else None,
         stop=stop,
         tracker=tracker,
         now=runtime.now,

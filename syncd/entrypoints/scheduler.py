@@ -1,5 +1,6 @@
 """The daemon's clock: a poll, a deliver and (optionally) a write-back and a reconcile job
-per enabled sync, and a read job per suppression source.
+per enabled sync, a read job per suppression source, and (with ``simz.webhook``) the
+processing of stored call-outcome webhooks.
 
 Why a ``BackgroundScheduler`` and not the ``BlockingScheduler``: Python runs
 signal handlers on the main thread only, between bytecodes. With the blocking
@@ -19,7 +20,7 @@ tested with fakes. Every job:
 * returns at once when ``stop`` is set (a late fire during shutdown does nothing);
 * clears and binds its own log context -- contextvars do not follow work into
   the executor's threads -- ``sync``, ``job`` (poll, deliver, writeback,
-  reconcile, metrics), ``run_id``;
+  reconcile, metrics, calls), ``run_id``;
 * catches every exception and logs it: a failing job never kills the daemon,
   it simply runs again at its next fire time.
 """
@@ -75,6 +76,11 @@ ReconcileJob = Callable[[SyncConfig, threading.Event], Any]
 RefreshJob = Callable[[], Any]
 #: A read of one suppression source.
 SuppressionJob = Callable[[SuppressionSourceConfig, threading.Event], Any]
+#: Process the stored call-outcome webhooks (only with ``simz.webhook``).
+CallsJob = Callable[[threading.Event], Any]
+#: How often stored call-outcome webhooks are processed (besides :meth:`JobScheduler.wake_calls`).
+CALLS_EVERY = timedelta(seconds=2)
+CALLS_JOB = "calls"
 
 
 def _utcnow() -> datetime:
@@ -227,6 +233,7 @@ class JobScheduler:
         reconcile: ReconcileJob | None = None,
         suppression: SuppressionJob | None = None,
         sources: list[SuppressionSourceConfig] | None = None,
+        calls: CallsJob | None = None,
         stop: threading.Event,
         tracker: PollTracker | None = None,
         now: Callable[[], datetime] = _utcnow,
@@ -243,6 +250,9 @@ class JobScheduler:
         self._reconcile = reconcile
         self._suppression = suppression
         self._sources = list(sources or []) if suppression is not None else []
+        self._calls = calls
+        #: Set by :meth:`wake_calls`: the running calls job goes round once more.
+        self._calls_woken = threading.Event()
         self._now = now
         # Delivery wake-ups (leads were queued): syncs woken while their delivery ran.
         self._woken: set[str] = set()
@@ -257,7 +267,7 @@ class JobScheduler:
             logger=quiet,
             executors={
                 "default": ThreadPoolExecutor(
-                    max_workers=4 * len(self.syncs) + len(self._sources) + 1
+                    max_workers=4 * len(self.syncs) + len(self._sources) + 2
                 )
             },
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30},
@@ -322,6 +332,15 @@ class JobScheduler:
                 name=f"read suppression source {source.name}",
                 next_run_time=first,
                 misfire_grace_time=misfire_grace(source.every),
+            )
+        if self._calls is not None:
+            self._scheduler.add_job(
+                self.run_calls,
+                IntervalTrigger(seconds=CALLS_EVERY.total_seconds(), timezone=UTC),
+                id=CALLS_JOB,
+                name="process call-outcome webhooks",
+                next_run_time=first,
+                misfire_grace_time=misfire_grace(CALLS_EVERY),
             )
         if self._refresh is not None:
             self._scheduler.add_job(
@@ -438,6 +457,37 @@ class JobScheduler:
                 self._suppression(source, self.stop)
             except Exception:
                 log.exception("suppression source job failed")
+
+    def run_calls(self) -> None:
+        """Process the stored call-outcome webhooks."""
+        with self._job(CALLS_JOB, "calls", None) as go:
+            if not go or self._calls is None:
+                return
+            while not self.stop.is_set():
+                self._calls_woken.clear()
+                try:
+                    self._calls(self.stop)
+                except Exception:
+                    log.exception("call events job failed")
+                    return
+                if not self._calls_woken.is_set():
+                    return
+
+    def wake_calls(self) -> None:
+        """A call-outcome webhook was stored: process it now, not at the next tick.
+
+        Safe from any thread (the receiver calls it after its commit). A wake-up
+        while the job runs makes it go round once more when it is done; otherwise
+        the job's next run is moved to now.
+        """
+        if self.stop.is_set() or self._calls is None:
+            return
+        self._calls_woken.set()
+        job = self._scheduler.get_job(CALLS_JOB)
+        if job is None:
+            return
+        with contextlib.suppress(LookupError):  # removed at shutdown meanwhile
+            job.modify(next_run_time=self._now())
 
     def run_refresh(self) -> None:
         """Refresh the gauges read from the database."""

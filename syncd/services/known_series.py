@@ -20,6 +20,7 @@ from typing import get_args
 
 from prometheus_client.metrics import MetricWrapperBase
 
+from syncd.adapters.call_outcome_store import PROCESSED_STATUSES
 from syncd.config import Config
 from syncd.domain.gate import (
     CONSENT_RULE,
@@ -34,6 +35,7 @@ from syncd.domain.suppression import DO_NOT_CALL
 from syncd.domain.writeback import DONE, FAILED, RETRY
 from syncd.metrics import (
     BATCHES,
+    CALL_EVENTS_PROCESSED,
     DO_NOT_CALL_UNRECOGNISED,
     GATE_SKIPPED,
     LEADS_DELIVERED,
@@ -96,6 +98,8 @@ STREAM_CHANGE_TYPES = (
 )
 #: ``syncd_reconcile_runs_total``'s ``status``: how a scheduled sweep ended.
 RECONCILE_STATUSES: tuple[str, ...] = get_args(SweepStatus)
+#: ``syncd_call_events_processed_total``'s ``status``: what a stored webhook became.
+CALL_EVENT_STATUSES = PROCESSED_STATUSES
 #: ``syncd_stream_dropped_events_total``'s ``reason``: why an event was let go.
 STREAM_DROP_REASONS = ("bad_id", "bad_header", "undecodable")
 
@@ -108,6 +112,8 @@ def export_known_series(config: Config) -> None:
     """
     for kind in SALESFORCE_CALL_KINDS:
         SALESFORCE_CALLS.labels(kind=kind)
+    for status in CALL_EVENT_STATUSES:
+        CALL_EVENTS_PROCESSED.labels(status)
     for source in suppression_lag_sources(config):
         SUPPRESSION_LAG.labels(source)
         SUPPRESSION_LATE.labels(source)

@@ -167,6 +167,7 @@ def test_a_second_start_keeps_the_counts(tmp_path: Path) -> None:
         ("syncd_writeback_total", known.WRITEBACK_OUTCOMES),
         ("syncd_writeback_api_calls_total", known.WRITEBACK_CALL_RESULTS),
         ("syncd_reconcile_runs_total", known.RECONCILE_STATUSES),
+        ("syncd_call_events_processed_total", known.CALL_EVENT_STATUSES),
     ],
 )
 def test_the_label_values_are_the_documented_ones(metric: str, values: tuple[str, ...]) -> None:
