@@ -241,7 +241,9 @@ class CallProcessor:
         setattr(result, item.status, getattr(result, item.status) + 1)
         result.outcomes += item.created
         if item.status != store.MATCHED:
-            log.info("call event not matched to a call", call_event=item.event.id, status=item.status)
+            log.info(
+                "call event not matched to a call", call_event=item.event.id, status=item.status
+            )
         if item.opt_out is None:
             return
         seconds = max(0.0, (committed - item.event.received_at).total_seconds())

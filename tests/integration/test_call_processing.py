@@ -319,4 +319,3 @@ class TestLeadership:
         assert [status for _i, status, _l, _d in events(sessions)] == ["matched", "new"]
         processor.close()
         assert other.run().matched == 1
-

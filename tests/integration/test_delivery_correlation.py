@@ -54,7 +54,7 @@ def deliver(
         )
     finally:
         client.close()
-    assert result.accepted == len(sum((b["leads"] for b in bodies), []))
+    assert result.accepted == sum(len(b["leads"]) for b in bodies)
     return bodies
 
 
