@@ -238,6 +238,7 @@ class JobScheduler:
         tracker: PollTracker | None = None,
         now: Callable[[], datetime] = _utcnow,
         refresh_every: timedelta = STATE_METRICS_EVERY,
+        calls_every: timedelta = CALLS_EVERY,
     ) -> None:
         self.syncs = [sync for sync in syncs if sync.enabled]
         self.stop = stop
@@ -251,6 +252,7 @@ class JobScheduler:
         self._suppression = suppression
         self._sources = list(sources or []) if suppression is not None else []
         self._calls = calls
+        self._calls_every = calls_every
         #: Set by :meth:`wake_calls`: the running calls job goes round once more.
         self._calls_woken = threading.Event()
         self._now = now
@@ -336,11 +338,11 @@ class JobScheduler:
         if self._calls is not None:
             self._scheduler.add_job(
                 self.run_calls,
-                IntervalTrigger(seconds=CALLS_EVERY.total_seconds(), timezone=UTC),
+                IntervalTrigger(seconds=self._calls_every.total_seconds(), timezone=UTC),
                 id=CALLS_JOB,
                 name="process call-outcome webhooks",
                 next_run_time=first,
-                misfire_grace_time=misfire_grace(CALLS_EVERY),
+                misfire_grace_time=misfire_grace(self._calls_every),
             )
         if self._refresh is not None:
             self._scheduler.add_job(

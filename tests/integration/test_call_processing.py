@@ -13,11 +13,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, update
+import yaml
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.adapters import call_outcome_store, suppression_store
 from syncd.adapters.orm import CallEvent, CallOutcome, Lead, LeadTransition
+from syncd.bootstrap import bootstrap
+from syncd.config import parse_config
 from syncd.config.calls import WebhookConfig
 from syncd.domain.call_ref import make_ref
 from syncd.metrics import REGISTRY
@@ -319,3 +322,38 @@ class TestLeadership:
         assert [status for _i, status, _l, _d in events(sessions)] == ["matched", "new"]
         processor.close()
         assert other.run().matched == 1
+
+
+class TestRuntime:
+    def test_the_runtime_processes_with_a_webhook_and_not_without(
+        self, sessions: sessionmaker[Session], engine: Engine
+    ) -> None:
+        """``syncd run``'s calls job and ``syncd once`` call Runtime.process_calls."""
+        data: dict[str, Any] = {
+            "database": {"url": "sqlite:///unused.db"},
+            "salesforce": {
+                "auth": {
+                    "method": "session",
+                    "session_id": "dummy-session-id",
+                    "instance_url": "https://127.0.0.1:9",
+                }
+            },
+            "simz": {"base_url": "http://127.0.0.1:9", "api_key": "literal-test-key"},
+            "syncs": [{"name": "web", "agent": "agt_1", "mapping": {"phoneNumber": "Phone"}}],
+        }
+        plain = parse_config(yaml.safe_dump(data))
+        data["simz"]["webhook"] = WEBHOOK.model_dump(mode="json") | {
+            "token": "t" * 40,
+            "correlation_secret": SECRET,
+        }
+        hooked = parse_config(yaml.safe_dump(data))
+        [web] = insert_leads(sessions, [1], sync="web")
+        store_event(sessions, hook(web, lead_id(sessions, web)))
+        for config, expected in ((plain, None), (hooked, 1)):
+            runtime = bootstrap(config, engine=engine, apply_migrations=False, recover=False)
+            try:
+                result = runtime.process_calls()
+                assert (result.matched if result is not None else None) == expected
+            finally:
+                runtime.close()
+        assert len(outcomes(sessions)) == 1
