@@ -18,6 +18,7 @@ leaves its events ``new`` and they are processed again, with the same result.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -96,6 +97,18 @@ def lead_named(session: Session, lead_id: int, salesforce_id: str) -> CalledLead
         .first()
     )
     return CalledLead(*row) if row is not None else None
+
+
+def phones_of(session: Session, lead_ids: Sequence[int]) -> list[str]:
+    """The numbers of these leads (those that have one)."""
+    if not lead_ids:
+        return []
+    rows = session.connection().execute(
+        select(LEADS.c.phone_e164).where(
+            LEADS.c.id.in_(list(lead_ids)), LEADS.c.phone_e164.is_not(None)
+        )
+    )
+    return [phone for (phone,) in rows]
 
 
 def add_outcome(

@@ -253,8 +253,6 @@ class JobScheduler:
         self._sources = list(sources or []) if suppression is not None else []
         self._calls = calls
         self._calls_every = calls_every
-        #: Set by :meth:`wake_calls`: the running calls job goes round once more.
-        self._calls_woken = threading.Event()
         self._now = now
         # Delivery wake-ups (leads were queued): syncs woken while their delivery ran.
         self._woken: set[str] = set()
@@ -343,6 +341,9 @@ class JobScheduler:
                 name="process call-outcome webhooks",
                 next_run_time=first,
                 misfire_grace_time=misfire_grace(self._calls_every),
+                # A wake-up fires while a run ends (or still runs) instead of being
+                # skipped; the processor runs one pass at a time, so the second waits.
+                max_instances=2,
             )
         if self._refresh is not None:
             self._scheduler.add_job(
@@ -465,26 +466,21 @@ class JobScheduler:
         with self._job(CALLS_JOB, "calls", None) as go:
             if not go or self._calls is None:
                 return
-            while not self.stop.is_set():
-                self._calls_woken.clear()
-                try:
-                    self._calls(self.stop)
-                except Exception:
-                    log.exception("call events job failed")
-                    return
-                if not self._calls_woken.is_set():
-                    return
+            try:
+                self._calls(self.stop)
+            except Exception:
+                log.exception("call events job failed")
 
     def wake_calls(self) -> None:
         """A call-outcome webhook was stored: process it now, not at the next tick.
 
-        Safe from any thread (the receiver calls it after its commit). A wake-up
-        while the job runs makes it go round once more when it is done; otherwise
-        the job's next run is moved to now.
+        Safe from any thread (the receiver calls it after its commit). The job's
+        next run is moved to now; it may start while a run is still going (two
+        instances at most): the processor runs one pass at a time, so it starts
+        its pass once the other ended, and reads what was stored meanwhile.
         """
         if self.stop.is_set() or self._calls is None:
             return
-        self._calls_woken.set()
         job = self._scheduler.get_job(CALLS_JOB)
         if job is None:
             return

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncd.adapters import call_outcome_store as store
 from syncd.adapters import leases, suppression_store
 from syncd.adapters.call_outcome_store import CalledLead, NewEvent
+from syncd.adapters.number_locks import lock_phones
 from syncd.adapters.orm import utcnow
 from syncd.config.calls import WebhookConfig
 from syncd.config.models import SyncConfig
@@ -157,14 +158,18 @@ class CallProcessor:
         """One transaction: claim, read, store and mark up to ``batch`` events."""
         with self.sessions.begin() as session:
             events = store.claim_new(session, self.batch)
-            done = [self._event(session, event) for event in events]
+            readings = [read_call(event.body, self.rules, event.digest) for event in events]
+            # Every opt-out number of the batch locked at once, in key order as the
+            # intake does: locking them one by one could deadlock with it.
+            opting = [r.lead_id for r in readings if isinstance(r, CallReading) and r.opt_out]
+            lock_phones(session, store.phones_of(session, opting))
+            done = [self._event(session, *pair) for pair in zip(events, readings, strict=True)]
         committed = self.now()
         for item in done:
             self._report(item, committed, result)
         return len(events)
 
-    def _event(self, session: Session, event: NewEvent) -> _Done:
-        reading = read_call(event.body, self.rules, event.digest)
+    def _event(self, session: Session, event: NewEvent, reading: CallReading | NotRead) -> _Done:
         if isinstance(reading, NotRead):
             lead = None
             if reading.lead is not None:
