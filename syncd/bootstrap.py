@@ -38,6 +38,7 @@ from syncd.adapters.simz import SimzClient, key_fingerprint
 from syncd.config import Config, SyncConfig
 from syncd.config.suppression import SuppressionSourceConfig
 from syncd.logs import get_logger
+from syncd.services.call_processing import CallProcessor, CallsResult
 from syncd.services.call_writeback import CallWritebackPass, CallWriter
 from syncd.services.deliver import (
     DeliveryResult,
@@ -96,6 +97,9 @@ class Runtime:
     _writers: dict[str, Writer] = field(default_factory=dict)
     _call_writers: dict[str, CallWriter] = field(default_factory=dict)
     _suppression: dict[str, SourceReader] = field(default_factory=dict)
+    _calls: CallProcessor | None = None
+    #: Called after the webhook receiver stored a new event (the scheduler's ``wake_calls``).
+    _call_wakers: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -363,6 +367,33 @@ class Runtime:
                 reader = self._suppression.setdefault(source.name, reader)
         return reader.run(stop)
 
+    def on_call_stored(self, waker: Callable[[], None]) -> None:
+        """Have ``waker`` called each time the webhook receiver stores a new event."""
+        self._call_wakers.append(waker)
+
+    def wake_calls(self) -> None:
+        """A new call-outcome webhook was committed: process it now (any thread)."""
+        for waker in list(self._call_wakers):
+            waker()
+
+    def process_calls(self, stop: threading.Event | None = None) -> CallsResult | None:
+        """Process the stored call-outcome webhooks (the scheduler's ``calls`` job), if this
+        replica holds their lease; None without ``simz.webhook``."""
+        webhook = self.config.simz.webhook
+        if webhook is None:
+            return None
+        with self._lock:
+            if self._calls is None:
+                self._calls = CallProcessor(
+                    self.session_factory,
+                    webhook,
+                    self.config.syncs,
+                    holder=self.worker,
+                    now=self.now,
+                )
+            processor = self._calls
+        return processor.run(stop)
+
     def refresh_metrics(self) -> None:
         """Refresh the gauges read from the database."""
         refresh_state_metrics(self.session_factory, self.config)
@@ -377,6 +408,8 @@ class Runtime:
             self.leadership.close(release=True)
         for reader in list(self._suppression.values()):
             reader.close()
+        if self._calls is not None:
+            self._calls.close()
         with self._lock:
             sources = list(self._sources.values())
             self._sources.clear()

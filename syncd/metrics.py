@@ -345,3 +345,22 @@ SPEED_TO_LEAD_SKEW = Counter(
     ["sync"],
     registry=REGISTRY,
 )
+
+# --- call outcomes (SimZ webhooks) --------------------------------------------------
+CALL_EVENTS_PROCESSED = Counter(
+    "syncd_call_events_processed_total",
+    "Stored call-outcome webhook events processed, by what they became: matched (a call "
+    "outcome of a lead), unmatched (no genuine correlation value, or no such lead) or "
+    "unreadable (not JSON, or the paths found neither outcome nor disposition).",
+    ["status"],
+    registry=REGISTRY,
+)
+#: An opt-out honoured within a second or two; the tail shows a stalled processor.
+_OPTOUT_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300, 900, 3600)
+CALL_OPTOUT = Histogram(
+    "syncd_call_optout_seconds",
+    "For each call outcome whose disposition is an opt-out: the time from the hook's "
+    "receipt to the commit that put its number on the suppression list (or found it there).",
+    buckets=_OPTOUT_BUCKETS,
+    registry=REGISTRY,
+)

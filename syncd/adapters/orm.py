@@ -119,6 +119,9 @@ class Lead(Base):
     salesforce_id: Mapped[str] = mapped_column(String(18))
     agent_id: Mapped[str | None] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(16))
+    # The LeadInput as mapped. With simz.webhook set, the send adds one key to its
+    # customData (the correlation value, docs/call-outcomes.md#correlation) that is
+    # not stored here; everything else is sent exactly as stored.
     payload: Mapped[dict[str, Any]] = mapped_column(
         comment="The LeadInput body exactly as it is (or was) sent to SimZ."
     )

@@ -7,8 +7,12 @@ nothing here ever emits ``null`` or ``""`` for an optional field.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
+
+#: The receiver's path before its token (``simz.webhook``).
+HOOK_PATH = "/hooks/simz/"
 
 
 def _is_blank(value: object) -> bool:
@@ -30,11 +34,35 @@ def clean_lead(payload: Mapping[str, Any]) -> dict[str, Any]:
     return lead
 
 
+def webhook_url(public_url: str, token: str) -> str:
+    """``options.webhookUrl``: the receiver's public URL, ``/hooks/simz/`` and the path token.
+
+    The token is percent-encoded should it hold a character a path cannot (its
+    unreserved characters, ``A-Za-z0-9-._~``, are kept as they are).
+    """
+    return public_url.rstrip("/") + HOOK_PATH + quote(token, safe="")
+
+
 def request_body(
-    payloads: Iterable[Mapping[str, Any]], options: Mapping[str, Any] | None = None
+    payloads: Iterable[Mapping[str, Any]],
+    options: Mapping[str, Any] | None = None,
+    refs: tuple[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """A LeadSubmissionRequest: ``leads`` in claim order, ``options`` only when set."""
-    body: dict[str, Any] = {"leads": [clean_lead(p) for p in payloads]}
+    """A LeadSubmissionRequest: ``leads`` in claim order, ``options`` only when set.
+
+    ``refs`` (webhooks on): the customData key syncd adds and each lead's value,
+    in the same order as ``payloads``; it replaces a mapped value of that key.
+    The payloads themselves are never changed.
+    """
+    leads = [clean_lead(p) for p in payloads]
+    if refs is not None:
+        key, values = refs
+        for lead, value in zip(leads, values, strict=True):
+            custom = lead.get("customData")
+            lead["customData"] = (
+                {**custom, key: value} if isinstance(custom, Mapping) else {key: value}
+            )
+    body: dict[str, Any] = {"leads": leads}
     if options:
         present = {k: v for k, v in options.items() if not _is_blank(v)}
         if present:

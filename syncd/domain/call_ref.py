@@ -27,6 +27,11 @@ def make_ref(secret: bytes, salesforce_id: str, lead_id: int) -> str:
     return f"{salesforce_id}.{lead_id}.{_mac(secret, salesforce_id, lead_id)}"
 
 
+def well_formed(value: object) -> bool:
+    """True when ``value`` has the shape of a ref (whether or not its MAC is genuine)."""
+    return isinstance(value, str) and _VALUE.match(value.strip()) is not None
+
+
 def read_ref(secret: bytes, value: object) -> tuple[str, int] | None:
     """(Salesforce Id, lead id) when ``value`` is a genuine ref under ``secret``, else None."""
     if not isinstance(value, str):

@@ -95,8 +95,10 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
     """Run one poll and one delivery pass for each enabled sync, then exit.
 
     A sync with a writeback section then writes the outcomes pending for it
-    back to Salesforce, and one with call_writeback the calls received for it
-    (one pass each; what is left goes out with the next run).
+    back to Salesforce. With simz.webhook, the call-outcome webhooks stored
+    meanwhile are then processed, and each sync with call_writeback writes the
+    calls received for it back (one pass each; what is left goes out with the
+    next run).
 
     Exits 1 if any poll or delivery failed, 0 otherwise. With --dry-run, nothing
     is written and nothing is sent: the output lists, per sync, the counts and
@@ -128,6 +130,32 @@ def _read_suppression_sources(config: Config, runtime: Runtime) -> bool:
         )
         failed = failed or read.status == "error"
     return failed
+
+
+def _process_calls(runtime: Runtime) -> bool:
+    """Process the stored call-outcome webhooks once (``simz.webhook``); True if it failed."""
+    calls = runtime.process_calls()
+    if calls is None:
+        return False
+    echo(
+        f"call events: {calls.status}: {calls.matched} matched ({calls.outcomes} new call "
+        f"outcome(s)), {calls.unmatched} unmatched, {calls.unreadable} unreadable; "
+        f"{calls.opt_outs} opt-out(s), {calls.skipped} lead(s) skipped"
+        + (f"; {calls.error}" if calls.error else "")
+    )
+    return calls.status == "error"
+
+
+def _write_calls_back(runtime: Runtime, syncs: list[SyncConfig]) -> None:
+    """One call write-back pass per sync with call_writeback, after the hooks were read."""
+    for sync in syncs:
+        calls = runtime.call_writeback(sync)
+        if calls is not None:
+            click.echo(
+                f"sync {sync.name}: call write-back ({calls.mode}): {calls.calls} call(s), "
+                f"done {calls.done}, to retry {calls.retry}, in doubt {calls.in_doubt}, "
+                f"failed {calls.failed}" + (f"; {calls.error}" if calls.error else "")
+            )
 
 
 def _run_once(
@@ -183,13 +211,9 @@ def _run_once(
                     f"{written.done}, to retry {written.retry}, failed {written.failed}"
                     + (f"; {written.error}" if written.error else "")
                 )
-            calls = runtime.call_writeback(sync)
-            if calls is not None:
-                click.echo(
-                    f"sync {sync.name}: call write-back ({calls.mode}): {calls.calls} call(s), "
-                    f"done {calls.done}, to retry {calls.retry}, in doubt {calls.in_doubt}, "
-                    f"failed {calls.failed}" + (f"; {calls.error}" if calls.error else "")
-                )
+        if not dry_run:
+            failed = _process_calls(runtime) or failed
+            _write_calls_back(runtime, syncs)
     finally:
         runtime.close()
     return failed

@@ -181,10 +181,12 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         reconcile=runtime.reconcile,
         suppression=runtime.read_suppression,
         sources=config.suppression.sources,
+        calls=runtime.process_calls if config.simz.webhook is not None else None,
         stop=stop,
         tracker=tracker,
         now=runtime.now,
     )
+    runtime.on_call_stored(scheduler.wake_calls)
     scheduler.start()
     leadership = runtime.leadership
     streams = StreamSupervisor(
@@ -275,20 +277,15 @@ def _serve_probes(
 
 def _receive_webhooks(config: Config, runtime: Runtime) -> WebhookReceiver | None:
     """With ``simz.webhook``, receive SimZ's hooks on every replica; ``OSError`` (logged)
-    when the port is taken. A new event wakes ``Runtime.wake_calls`` where it exists."""
+    when the port is taken. A new event wakes ``Runtime.wake_calls`` (the scheduler's job)."""
     webhook = config.simz.webhook
     if webhook is None:
         return None
     from syncd.entrypoints.webhook_http import serve_webhooks
 
-    def wake() -> None:
-        hook = getattr(runtime, "wake_calls", None)
-        if hook is not None:
-            hook()
-
     try:
         receiver = serve_webhooks(
-            webhook, runtime.session_factory, receiver=runtime.worker, on_stored=wake
+            webhook, runtime.session_factory, receiver=runtime.worker, on_stored=runtime.wake_calls
         )
     except OSError as exc:
         log.error(

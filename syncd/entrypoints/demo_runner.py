@@ -381,10 +381,13 @@ class Demo:
             poll=poll,
             deliver=deliver,
             writeback=runtime.writeback,
+            call_writeback=runtime.call_writeback,
+            calls=runtime.process_calls if config.simz.webhook is not None else None,
             refresh=runtime.refresh_metrics,
             stop=stop,
             now=runtime.now,
         )
+        runtime.on_call_stored(scheduler.wake_calls)
         self.say(
             "running the daemon (the scheduler and wiring of `syncd run`) until nothing is queued"
             " and every outcome is written back to Salesforce:"

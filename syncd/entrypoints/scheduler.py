@@ -1,5 +1,6 @@
 """The daemon's clock: a poll, a deliver and (optionally) a write-back, a call write-back
-and a reconcile job per enabled sync, and a read job per suppression source.
+and a reconcile job per enabled sync, a read job per suppression source, and (with
+``simz.webhook``) the processing of stored call-outcome webhooks.
 
 Why a ``BackgroundScheduler`` and not the ``BlockingScheduler``: Python runs
 signal handlers on the main thread only, between bytecodes. With the blocking
@@ -19,7 +20,7 @@ tested with fakes. Every job:
 * returns at once when ``stop`` is set (a late fire during shutdown does nothing);
 * clears and binds its own log context -- contextvars do not follow work into
   the executor's threads -- ``sync``, ``job`` (poll, deliver, writeback,
-  call_writeback, reconcile, metrics), ``run_id``;
+  call_writeback, reconcile, metrics, calls), ``run_id``;
 * catches every exception and logs it: a failing job never kills the daemon,
   it simply runs again at its next fire time.
 """
@@ -77,6 +78,11 @@ ReconcileJob = Callable[[SyncConfig, threading.Event], Any]
 RefreshJob = Callable[[], Any]
 #: A read of one suppression source.
 SuppressionJob = Callable[[SuppressionSourceConfig, threading.Event], Any]
+#: Process the stored call-outcome webhooks (only with ``simz.webhook``).
+CallsJob = Callable[[threading.Event], Any]
+#: How often stored call-outcome webhooks are processed (besides :meth:`JobScheduler.wake_calls`).
+CALLS_EVERY = timedelta(seconds=2)
+CALLS_JOB = "calls"
 
 
 def _utcnow() -> datetime:
@@ -230,10 +236,12 @@ class JobScheduler:
         reconcile: ReconcileJob | None = None,
         suppression: SuppressionJob | None = None,
         sources: list[SuppressionSourceConfig] | None = None,
+        calls: CallsJob | None = None,
         stop: threading.Event,
         tracker: PollTracker | None = None,
         now: Callable[[], datetime] = _utcnow,
         refresh_every: timedelta = STATE_METRICS_EVERY,
+        calls_every: timedelta = CALLS_EVERY,
     ) -> None:
         self.syncs = [sync for sync in syncs if sync.enabled]
         self.stop = stop
@@ -247,6 +255,8 @@ class JobScheduler:
         self._reconcile = reconcile
         self._suppression = suppression
         self._sources = list(sources or []) if suppression is not None else []
+        self._calls = calls
+        self._calls_every = calls_every
         self._now = now
         # Delivery wake-ups (leads were queued): syncs woken while their delivery ran.
         self._woken: set[str] = set()
@@ -261,7 +271,7 @@ class JobScheduler:
             logger=quiet,
             executors={
                 "default": ThreadPoolExecutor(
-                    max_workers=5 * len(self.syncs) + len(self._sources) + 1
+                    max_workers=5 * len(self.syncs) + len(self._sources) + 2
                 )
             },
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30},
@@ -336,6 +346,18 @@ class JobScheduler:
                 name=f"read suppression source {source.name}",
                 next_run_time=first,
                 misfire_grace_time=misfire_grace(source.every),
+            )
+        if self._calls is not None:
+            self._scheduler.add_job(
+                self.run_calls,
+                IntervalTrigger(seconds=self._calls_every.total_seconds(), timezone=UTC),
+                id=CALLS_JOB,
+                name="process call-outcome webhooks",
+                next_run_time=first,
+                misfire_grace_time=misfire_grace(self._calls_every),
+                # A wake-up fires while a run ends (or still runs) instead of being
+                # skipped; the processor runs one pass at a time, so the second waits.
+                max_instances=2,
             )
         if self._refresh is not None:
             self._scheduler.add_job(
@@ -462,6 +484,32 @@ class JobScheduler:
                 self._suppression(source, self.stop)
             except Exception:
                 log.exception("suppression source job failed")
+
+    def run_calls(self) -> None:
+        """Process the stored call-outcome webhooks."""
+        with self._job(CALLS_JOB, "calls", None) as go:
+            if not go or self._calls is None:
+                return
+            try:
+                self._calls(self.stop)
+            except Exception:
+                log.exception("call events job failed")
+
+    def wake_calls(self) -> None:
+        """A call-outcome webhook was stored: process it now, not at the next tick.
+
+        Safe from any thread (the receiver calls it after its commit). The job's
+        next run is moved to now; it may start while a run is still going (two
+        instances at most): the processor runs one pass at a time, so it starts
+        its pass once the other ended, and reads what was stored meanwhile.
+        """
+        if self.stop.is_set() or self._calls is None:
+            return
+        job = self._scheduler.get_job(CALLS_JOB)
+        if job is None:
+            return
+        with contextlib.suppress(LookupError):  # removed at shutdown meanwhile
+            job.modify(next_run_time=self._now())
 
     def run_refresh(self) -> None:
         """Refresh the gauges read from the database."""

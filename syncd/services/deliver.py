@@ -7,7 +7,9 @@ The order of events for one batch is the whole safety argument:
 1. **Claim** (one committed transaction): pauses are checked, up to
    ``batch_size`` due leads move ``queued -> sending`` under a new batch row
    whose ``outcome`` is NULL (in flight). The body is built from the payloads
-   read in that transaction.
+   read in that transaction (with ``simz.webhook``, each lead's ``customData``
+   gains its correlation value and ``options`` the ``webhookUrl``, at the send
+   only: docs/call-outcomes.md#correlation).
 2. **POST**, outside any transaction, on the delivery's sender thread. It is
    never interrupted; ``simz.timeout.total`` bounds the wait for it. If ``stop``
    is set between 1 and 2, nothing was sent: the leads go back to ``queued`` and
@@ -55,7 +57,8 @@ from syncd.adapters.outbox import Claim, ClaimedLead
 from syncd.adapters.simz import MaybeSent, NothingSent, SimzClient, SimzReply, SubmitCancelled
 from syncd.config.models import SimzConfig, SyncConfig
 from syncd.domain import backoff
-from syncd.domain.batching import request_body
+from syncd.domain.batching import request_body, webhook_url
+from syncd.domain.call_ref import make_ref
 from syncd.domain.dial_record import rules_version
 from syncd.domain.gate import GateRules
 from syncd.domain.outcome import (
@@ -237,6 +240,16 @@ class _Delivery:
         self.options: dict[str, Any] | None = (
             sync.options.model_dump(mode="json", exclude_none=True) if sync.options else None
         )
+        #: Webhooks on: the customData key and the HMAC secret of each lead's correlation value.
+        self.correlation: tuple[str, bytes] | None = None
+        if simz.webhook is not None:
+            hook = simz.webhook
+            self.correlation = (
+                hook.correlation_key,
+                hook.correlation_secret.get_secret_value().encode(),
+            )
+            url = webhook_url(str(hook.public_url), hook.token.get_secret_value())
+            self.options = {**(self.options or {}), "webhookUrl": url}
         self.log = log.bind(sync=sync.name, credential=self.credential)
         self.report = DeliveryReport(
             self.result, self.log, board_for(session_factory), sync.name, self.credential
@@ -348,7 +361,13 @@ class _Delivery:
 
         Raises :class:`SubmitCancelled` if ``stop`` came while waiting for the rate limit.
         """
-        body = request_body((lead.payload for lead in claim.leads), self.options)
+        leads = claim.leads
+        refs = None
+        if self.correlation is not None:
+            # Added at the send only: the stored payload stays as mapped (one HMAC per lead).
+            key, secret = self.correlation
+            refs = (key, [make_ref(secret, lead.salesforce_id, lead.id) for lead in leads])
+        body = request_body((lead.payload for lead in leads), self.options, refs)
         try:
             reply = self.client.submit(claim.agent_id, body, stop=self.stop)
         except NothingSent as exc:

@@ -20,6 +20,7 @@ from typing import get_args
 
 from prometheus_client.metrics import MetricWrapperBase
 
+from syncd.adapters.call_outcome_store import PROCESSED_STATUSES
 from syncd.config import Config
 from syncd.domain.call_writeback import IN_DOUBT
 from syncd.domain.gate import (
@@ -35,6 +36,7 @@ from syncd.domain.suppression import DO_NOT_CALL
 from syncd.domain.writeback import DONE, FAILED, RETRY
 from syncd.metrics import (
     BATCHES,
+    CALL_EVENTS_PROCESSED,
     CALL_WRITEBACKS,
     DO_NOT_CALL_UNRECOGNISED,
     GATE_SKIPPED,
@@ -101,6 +103,8 @@ STREAM_CHANGE_TYPES = (
 )
 #: ``syncd_reconcile_runs_total``'s ``status``: how a scheduled sweep ended.
 RECONCILE_STATUSES: tuple[str, ...] = get_args(SweepStatus)
+#: ``syncd_call_events_processed_total``'s ``status``: what a stored webhook became.
+CALL_EVENT_STATUSES = PROCESSED_STATUSES
 #: ``syncd_stream_dropped_events_total``'s ``reason``: why an event was let go.
 STREAM_DROP_REASONS = ("bad_id", "bad_header", "undecodable")
 #: ``syncd_webhooks_total``'s ``result``: what the webhook receiver answered.
@@ -117,6 +121,8 @@ def export_known_series(config: Config) -> None:
         SALESFORCE_CALLS.labels(kind=kind)
     for result in WEBHOOK_RESULTS:
         WEBHOOKS.labels(result)
+    for status in CALL_EVENT_STATUSES:
+        CALL_EVENTS_PROCESSED.labels(status)
     for source in suppression_lag_sources(config):
         SUPPRESSION_LAG.labels(source)
         SUPPRESSION_LATE.labels(source)

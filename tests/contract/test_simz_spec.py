@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from syncd.domain.batching import request_body, webhook_url
+from syncd.domain.call_ref import make_ref
 from syncd.sandbox import simz_spec
 from syncd.sandbox.simz_spec import is_email, is_uri, validate_request, validate_schema
 
@@ -87,6 +89,31 @@ class TestValidRequests:
             "options": {"priority": None, "enableAMD": None, "webhookUrl": None},
         }
         assert validate_request(body) == []
+
+    def test_a_body_with_the_correlation_key_and_the_webhook_url_is_valid(self) -> None:
+        """With simz.webhook, each lead's customData gains the ref and options the webhookUrl."""
+        secret = b"c" * 32
+        payloads = [
+            FULL_LEAD,
+            {"phoneNumber": "+14155552672", "salesforceId": "00Q5e00000AbCdEFGI"},
+        ]
+        refs = (
+            "syncdRef",
+            [make_ref(secret, "00Q5e00000AbCdEFGH", 1), make_ref(secret, "00Q5e00000AbCdEFGI", 2)],
+        )
+        url = webhook_url("https://hooks.example.com/", "t" * 40)
+        body = request_body(payloads, {"priority": "normal", "webhookUrl": url}, refs)
+        assert body["options"]["webhookUrl"] == "https://hooks.example.com/hooks/simz/" + "t" * 40
+        assert body["leads"][0]["customData"]["campaignTag"] == "summer-sale-2024"
+        assert [lead["customData"]["syncdRef"] for lead in body["leads"]] == refs[1]
+        assert validate_request(body) == []
+        assert "syncdRef" not in FULL_LEAD["customData"]
+
+    def test_an_odd_token_still_makes_a_valid_webhook_url(self) -> None:
+        """A token with characters a path cannot hold is percent-encoded, so the URL passes."""
+        url = webhook_url("https://hooks.example.com/in", "a b/c?d#e%f" + "x" * 30)
+        assert url.startswith("https://hooks.example.com/in/hooks/simz/a%20b%2Fc%3Fd%23e%25f")
+        assert validate_request({"leads": [], "options": {"webhookUrl": url}}) == []
 
     def test_an_empty_lead_list_is_valid(self) -> None:
         """The schema sets no minimum number of leads."""

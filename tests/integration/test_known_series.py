@@ -171,6 +171,7 @@ def test_a_second_start_keeps_the_counts(tmp_path: Path) -> None:
         ("syncd_reconcile_runs_total", known.RECONCILE_STATUSES),
         ("syncd_webhooks_total", known.WEBHOOK_RESULTS),
         ("syncd_call_writebacks_total", known.CALL_WRITEBACK_RESULTS),
+        ("syncd_call_events_processed_total", known.CALL_EVENT_STATUSES),
     ],
 )
 def test_the_label_values_are_the_documented_ones(metric: str, values: tuple[str, ...]) -> None:
