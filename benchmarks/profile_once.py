@@ -104,6 +104,7 @@ def main() -> int:
         child = [spy, "record", "--format", "raw", "-r", "200", "-o"]
         child += [prefix + ".folded", "--", PYTHON, "-c", CHILD, "once", "-c", str(config), prefix]
         done = subprocess.run(child, env=clean_env(), capture_output=True, text=True, check=False)
+        Path(prefix + ".log").write_text(done.stdout + done.stderr, "utf-8")
         if done.returncode != 0:
             print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
     finally:
