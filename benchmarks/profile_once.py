@@ -1,6 +1,6 @@
-"""Profile one ``syncd once`` (or ``syncd run`` until delivered) and count its statements.
+"""Profile one ``syncd once`` and count its statements.
 
-Method: docs/performance.md#where-the-time-goes-on-postgresql. The emulators run
+Method: docs/performance.md#where-the-time-goes-on-postgresql-2026-12-07. The emulators run
 in their own processes as in ``benchmarks/run.py``; syncd runs in a child
 process under py-spy (sampling every thread that is on a CPU), with a
 SQLAlchemy cursor listener counting every statement sent to the database (one per round trip; an
