@@ -152,8 +152,9 @@ def move(
     """Move every one of ``lead_ids`` from ``source`` to ``target``, or raise.
 
     One UPDATE guarded by ``source`` and one ``INSERT ... SELECT`` of the audit
-    rows (on PostgreSQL one statement, the UPDATE in a ``WITH``). A lead that was not in ``source`` raises :class:`LedgerConflict` (the
-    caller read or locked them: it is a bug, and the transaction rolls back).
+    rows (on PostgreSQL one statement, the UPDATE in a ``WITH``). A lead that
+    was not in ``source`` raises :class:`LedgerConflict` (the caller read or
+    locked them: it is a bug, and the transaction rolls back).
     """
     if not lead_ids:
         return 0
