@@ -73,6 +73,12 @@ TICK = os.sysconf("SC_CLK_TCK")
 TARGET_LEADS_PER_S = 5000
 TARGET_RATIO = 2.0
 TARGET_RSS_MB = 150
+#: PostgreSQL's ``syncd once`` wall time against SQLite's, same records, same run.
+TARGET_PG_OVER_SQLITE = 1.5
+#: syncd's CPU per lead against the bare loop's, SQLite, ``syncd once``.
+TARGET_CPU_RATIO = 4.5
+#: Peak RSS of ``syncd once`` and ``syncd run``, each store.
+TARGET_E2E_RSS_MB = 130
 #: "The same" peak RSS at 100,000 and 1,000,000 queued: within this many MB.
 SAME_RSS_MB = 10
 
@@ -713,6 +719,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             row["simz_calls"] == want,
             str(row["simz_calls"]),
         )
+    checks += store_targets(results["e2e"])
     queued_rows = results["queued"]
     for row in queued_rows:
         check(
@@ -727,6 +734,40 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             spread <= SAME_RSS_MB,
             f"spread {spread:.1f} MB",
         )
+    return checks
+
+
+def store_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """PostgreSQL against SQLite, CPU per lead against the bare loop, peak RSS per store."""
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, ok: bool, measured: str) -> None:
+        checks.append({"target": name, "ok": ok, "measured": measured})
+
+    sqlite_rows = {row["records"]: row for row in rows if row["backend"] == "sqlite"}
+    for row in rows:
+        n, backend = row["records"], row["backend"]
+        label = f"{backend} {n:,}"
+        lite = sqlite_rows.get(n)
+        if backend == "postgresql" and lite is not None:
+            ratio = row["wall_s"] / lite["wall_s"]
+            check(
+                f"PostgreSQL once wall <= {TARGET_PG_OVER_SQLITE:g}x SQLite's ({n:,})",
+                ratio <= TARGET_PG_OVER_SQLITE,
+                f"{ratio:.2f}x ({row['wall_s']:.2f} s vs {lite['wall_s']:.2f} s)",
+            )
+        if backend == "sqlite":
+            check(
+                f"syncd CPU per lead <= {TARGET_CPU_RATIO:g}x the bare loop's, once ({label})",
+                row["ratio_cpu"] <= TARGET_CPU_RATIO,
+                f"{row['ratio_cpu']:.2f}x",
+            )
+        for mode, prefix in (("syncd once", ""), ("syncd run", "run_")):
+            check(
+                f"peak RSS <= {TARGET_E2E_RSS_MB} MB, {mode} ({label})",
+                row[f"{prefix}rss_mb"] <= TARGET_E2E_RSS_MB,
+                f"{row[f'{prefix}rss_mb']:.1f} MB",
+            )
     return checks
 
 

@@ -286,3 +286,39 @@ def test_sqlite_lookups_find_what_sqlalchemy_found(tmp_path: Path) -> None:
                     lookups += len(expected_pairs)
     assert lookups > 1000  # both lookups found plenty, so the comparison means something
     engine.dispose()
+
+
+def pg_text_rows(engine: Engine, sync_name: str) -> tuple[list[Any], list[Any]]:
+    """The sync's leads and their first transitions as PostgreSQL's text of every value."""
+    columns = [c.name for c in Lead.__table__.c if c.name not in ("id", "sync_name")]
+    listed = ", ".join(f"CAST({name} AS TEXT)" for name in columns)
+    with engine.connect() as connection:
+        leads = connection.execute(
+            text(f"SELECT {listed} FROM leads WHERE sync_name = :s ORDER BY id"), {"s": sync_name}
+        ).all()
+        transitions = connection.execute(
+            text(
+                "SELECT l.salesforce_id, CAST(t.from_state AS TEXT), t.to_state, t.reason, "
+                "CAST(t.batch_id AS TEXT), CAST(t.at AS TEXT) FROM lead_transitions t "
+                "JOIN leads l ON l.id = t.lead_id WHERE l.sync_name = :s ORDER BY t.id"
+            ),
+            {"s": sync_name},
+        ).all()
+    return [tuple(row) for row in leads], [tuple(row) for row in transitions]
+
+
+def test_postgresql_insert_stores_what_sqlalchemy_stored(postgres_url: str) -> None:
+    """insert_leads on PostgreSQL (one statement over a JSON array) stores the text of
+    every value the SQLAlchemy executemany stored, payloads byte for byte."""
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    pages = [varied_leads(0, 950), varied_leads(950, 7), varied_leads(2000, 1200)]
+    for name, insert_page in (("fast", ledger.insert_new), ("slow", reference_insert)):
+        for number, page in enumerate(pages):
+            with factory.begin() as session:
+                insert_page(session, name, page, NOW + timedelta(minutes=number))
+    fast_rows, slow_rows = pg_text_rows(engine, "fast"), pg_text_rows(engine, "slow")
+    assert len(fast_rows[0]) == len(fast_rows[1]) == sum(len(page) for page in pages)
+    assert fast_rows == slow_rows
+    engine.dispose()

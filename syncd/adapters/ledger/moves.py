@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    BigInteger,
     ColumnElement,
     Insert,
+    String,
     Update,
+    any_,
     bindparam,
+    cast,
     func,
     insert,
     literal,
@@ -36,14 +42,8 @@ from syncd.domain.states import LeadState, check_transition
 # --------------------------------------------------------------------------- moves
 
 
-@functools.lru_cache(maxsize=64)
-def _move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Update:
-    """``UPDATE leads ... WHERE id IN :ids AND state = :source``, built once per shape.
-
-    Every value is a bound parameter (``v_<column>``) and the ids one expanding
-    parameter: building the statement per batch with 100 literal ids cost more
-    than the SQL itself (each id coerced and keyed for the statement cache).
-    """
+def _move_values(value_names: tuple[str, ...], count_attempt: bool) -> dict[str, Any]:
+    """What a move sets: the state, ``updated_at``, and each ``v_<column>`` bound."""
     values: dict[str, Any] = {
         "state": bindparam("target"),
         "updated_at": bindparam("now", type_=LEADS.c.updated_at.type),
@@ -52,12 +52,63 @@ def _move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Update
         values[name] = bindparam(f"v_{name}", type_=LEADS.c[name].type)
     if count_attempt:
         values["attempts"] = LEADS.c.attempts + 1
+    return values
+
+
+@functools.lru_cache(maxsize=64)
+def _move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Update:
+    """``UPDATE leads ... WHERE id IN :ids AND state = :source``, built once per shape.
+
+    Every value is a bound parameter (``v_<column>``) and the ids one expanding
+    parameter: building the statement per batch with 100 literal ids cost more
+    than the SQL itself (each id coerced and keyed for the statement cache).
+    """
     return (
         update(LEADS)
         .where(LEADS.c.id.in_(bindparam("ids", expanding=True)))
         .where(LEADS.c.state == bindparam("source"))
-        .values(values)
+        .values(_move_values(value_names, count_attempt))
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Insert:
+    """PostgreSQL: the move and its audit rows in one statement, one round trip.
+
+    ``WITH moved AS (UPDATE leads ... RETURNING id) INSERT INTO lead_transitions
+    SELECT ... FROM moved RETURNING lead_id``: a row per lead moved. The ids
+    go as one JSON text (``ids_json``), compiled once whatever their count.
+    """
+    moved = (
+        update(LEADS)
+        .where(LEADS.c.id == any_(func.array(_json_ids("ids_json"))))
+        .where(LEADS.c.state == bindparam("source"))
+        .values(_move_values(value_names, count_attempt))
+        .returning(LEADS.c.id)
+        .cte("moved")
+    )
+    columns = TRANSITIONS.c
+    return (
+        insert(TRANSITIONS)
+        .from_select(
+            ["lead_id", "from_state", "to_state", "reason", "batch_id", "at"],
+            select(
+                moved.c.id,
+                bindparam("t_from", type_=columns.from_state.type),
+                bindparam("t_to", type_=columns.to_state.type),
+                bindparam("t_reason", type_=columns.reason.type),
+                bindparam("t_batch", type_=columns.batch_id.type),
+                bindparam("t_at", type_=columns.at.type),
+            ).order_by(moved.c.id),
+        )
+        .returning(TRANSITIONS.c.lead_id)
+    )
+
+
+def _json_ids(name: str) -> Any:
+    """The ids of the JSON array bound as ``name``, as a scalar subquery (PostgreSQL)."""
+    listed = cast(bindparam(name, type_=String), JSON)
+    return select(cast(func.json_array_elements_text(listed), BigInteger)).scalar_subquery()
 
 
 def _transitions_statement(batch: Any) -> Insert:
@@ -102,8 +153,9 @@ def move(
     """Move every one of ``lead_ids`` from ``source`` to ``target``, or raise.
 
     One UPDATE guarded by ``source`` and one ``INSERT ... SELECT`` of the audit
-    rows. A lead that was not in ``source`` raises :class:`LedgerConflict` (the
-    caller read or locked them: it is a bug, and the transaction rolls back).
+    rows (on PostgreSQL one statement, the UPDATE in a ``WITH``). A lead that
+    was not in ``source`` raises :class:`LedgerConflict` (the caller read or
+    locked them: it is a bug, and the transaction rolls back).
     """
     if not lead_ids:
         return 0
@@ -114,21 +166,25 @@ def move(
     ids = list(lead_ids)
     params: dict[str, Any] = {"ids": ids, "source": start.value, "target": goal.value, "now": now}
     params.update((f"v_{name}", extra[name]) for name in names)
+    audit = {
+        "t_from": start.value,
+        "t_to": goal.value,
+        "t_reason": bounded(reason, REASON_CHARS),
+        "t_batch": batch_id,
+        "t_at": now,
+    }
     connection = session.connection()
-    moved: int = connection.execute(_move_statement(names, count_attempt), params).rowcount
+    if connection.dialect.name == "postgresql":
+        params["ids_json"] = json.dumps(ids)
+        params.update(audit)
+        audited = connection.execute(_pg_move_statement(names, count_attempt), params)
+        moved: int = len(audited.all())
+    else:
+        moved = connection.execute(_move_statement(names, count_attempt), params).rowcount
+        if moved == len(ids):
+            connection.execute(_MOVE_TRANSITIONS, {"ids": ids, **audit})
     if moved != len(ids):
         raise LedgerConflict(f"{len(ids) - moved} of {len(ids)} leads were not {start.value}")
-    connection.execute(
-        _MOVE_TRANSITIONS,
-        {
-            "ids": ids,
-            "t_from": start.value,
-            "t_to": goal.value,
-            "t_reason": bounded(reason, REASON_CHARS),
-            "t_batch": batch_id,
-            "t_at": now,
-        },
-    )
     writeback_store.enqueue_moved(session, ids, goal.value, now)
     return moved
 

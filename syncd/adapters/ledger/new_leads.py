@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import (
     ColumnElement,
     String,
+    bindparam,
     case,
     func,
     insert,
     literal,
     or_,
     select,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -24,6 +27,7 @@ from syncd.adapters.ledger.common import (
     TRANSITIONS,
     LedgerConflict,
     bind_processor,
+    ids_among,
 )
 from syncd.domain.outcome import REASON_CHARS
 from syncd.domain.page_plan import NewLead
@@ -101,42 +105,76 @@ def insert_new(
             raise LedgerConflict(f"{len(leads)} leads inserted but {added} found above id {before}")
         writeback_store.enqueue_selected(session, sync_name, LEADS.c.id > before, allowed, now)
         return
-    rows = _rows(sync_name, leads, now, read_at or now)
-    returned = session.execute(insert(LEADS).returning(LEADS.c.id), rows).all()
-    new_ids = LEADS.c.id.in_([lead_id for (lead_id,) in returned])
+    new_ids = _insert_postgresql(session, dialect, sync_name, leads, now, read_at or now)
     _first_transitions(session, new_ids, now)
     writeback_store.enqueue_selected(session, sync_name, new_ids, allowed, now)
 
 
-def _rows(
-    sync_name: str, leads: Sequence[NewLead], now: datetime, read_at: datetime
-) -> list[dict[str, object]]:
-    """The new leads as INSERT parameters (every backend but SQLite)."""
-    return [
-        {
-            "sync_name": sync_name,
-            "salesforce_id": lead.salesforce_id,
-            "agent_id": lead.agent_id,
-            "state": lead.state,
-            "payload": lead.payload,
-            "phone_e164": lead.phone_e164,
-            "record_cursor": lead.record_cursor,
-            "record_stamp": lead.record_stamp,
-            "record_hash": lead.record_hash,
-            "note": lead.note,
-            "do_not_call": lead.do_not_call,
-            "time_zone": lead.time_zone,
-            "region": lead.region,
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-            "consent": lead.consent,
-            "record_created_at": lead.record_created_at,
-            "read_at": read_at,
-            "queued_at": now if lead.state == _QUEUED else None,
-        }
+#: PostgreSQL: the page's leads as one JSON array of arrays (one round trip, a statement
+#: psycopg parses once; an executemany of 2,000 rows of 17 values was a statement text
+#: of ~2,000 placeholders parsed anew by the driver for every page, a fifth of the
+#: poll's CPU). ``payload`` is taken as the JSON text it was sent as, unchanged.
+_PG_INSERT_LEADS = text(
+    f"INSERT INTO {LEADS.name} ({', '.join(_NEW_LEAD_COLUMNS)}) "
+    "SELECT :sync_name, r ->> 0, r ->> 1, r ->> 2, r -> 3, r ->> 4, "
+    "CAST(r ->> 5 AS TIMESTAMPTZ), CAST(r ->> 6 AS TIMESTAMPTZ), r ->> 7, r ->> 8, "
+    "CAST(r ->> 9 AS BOOLEAN), r ->> 10, r ->> 11, 0, :now, :now, r ->> 12, "
+    f"CAST(r ->> 13 AS TIMESTAMPTZ), :read_at, CASE WHEN r ->> 2 = '{_QUEUED}' THEN :now END "
+    "FROM json_array_elements(CAST(:rows AS JSON)) WITH ORDINALITY AS e(r, n) "
+    f"ORDER BY e.n RETURNING {LEADS.name}.id"
+).bindparams(
+    bindparam("now", type_=LEADS.c.created_at.type),
+    bindparam("read_at", type_=LEADS.c.read_at.type),
+)
+
+
+def _insert_postgresql(
+    session: Session,
+    dialect: Dialect,
+    sync_name: str,
+    leads: Sequence[NewLead],
+    now: datetime,
+    read_at: datetime,
+) -> ColumnElement[bool]:
+    """Insert the leads in one statement; a condition selecting exactly the new ones."""
+    stamp = bind_processor(dialect, "record_cursor")
+
+    def at(value: datetime | None) -> str | None:
+        bound = stamp(value)
+        return None if bound is None else bound.isoformat()
+
+    rows = [
+        (
+            lead.salesforce_id,
+            lead.agent_id,
+            lead.state,
+            lead.payload,
+            lead.phone_e164,
+            at(lead.record_cursor),
+            at(lead.record_stamp),
+            lead.record_hash,
+            lead.note,
+            bool(lead.do_not_call),
+            lead.time_zone,
+            lead.region,
+            lead.consent,
+            at(lead.record_created_at),
+        )
         for lead in leads
     ]
+    returned = session.connection().execute(
+        _PG_INSERT_LEADS,
+        {
+            "sync_name": sync_name,
+            "now": now,
+            "read_at": read_at,
+            "rows": json.dumps(rows, allow_nan=False),
+        },
+    )
+    ids = [lead_id for (lead_id,) in returned]
+    if len(ids) != len(leads):
+        raise LedgerConflict(f"{len(leads)} leads to insert but {len(ids)} inserted")
+    return ids_among(LEADS.c.id, ids)
 
 
 def _insert_sqlite(
