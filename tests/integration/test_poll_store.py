@@ -35,9 +35,16 @@ def reference_insert(session: Any, sync_name: str, leads: Sequence[NewLead], now
             "record_stamp": lead.record_stamp,
             "record_hash": lead.record_hash,
             "note": lead.note,
+            "do_not_call": lead.do_not_call,
+            "time_zone": lead.time_zone,
+            "region": lead.region,
+            "consent": lead.consent,
             "attempts": 0,
             "created_at": now,
             "updated_at": now,
+            "record_created_at": lead.record_created_at,
+            "read_at": now,
+            "queued_at": now if lead.state == "queued" else None,
         }
         for lead in leads
     ]
@@ -95,6 +102,15 @@ def varied_leads(start: int, count: int) -> list[NewLead]:
                 record_stamp=None
                 if n % 4 == 0
                 else datetime(2024, 5, 1, 11, n % 60, 0, n * 53 % 1_000_000, tzinfo=UTC),
+                do_not_call=n % 7 == 0,
+                time_zone=None if n % 2 else "America/Chicago",
+                region=None if n % 3 else "TX",
+                consent=None if n % 4 else "true",
+                record_created_at=None
+                if n % 8 == 0
+                else datetime(2024, 5, 1, 10, n % 60, 0, n * 71 % 1_000_000)
+                .replace(tzinfo=UTC)
+                .astimezone(zones[n % 3]),
             )
         )
     return leads
