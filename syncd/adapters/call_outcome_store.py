@@ -68,6 +68,8 @@ class CalledLead:
     sync_name: str
     salesforce_id: str
     phone_e164: str | None
+    #: When SimZ's accepting answer was recorded (speed to lead), if it was.
+    accepted_at: datetime | None = None
 
 
 def claim_new(session: Session, limit: int) -> list[NewEvent]:
@@ -90,9 +92,13 @@ def lead_named(session: Session, lead_id: int, salesforce_id: str) -> CalledLead
     row = (
         session.connection()
         .execute(
-            select(LEADS.c.id, LEADS.c.sync_name, LEADS.c.salesforce_id, LEADS.c.phone_e164).where(
-                LEADS.c.id == lead_id, LEADS.c.salesforce_id == salesforce_id
-            )
+            select(
+                LEADS.c.id,
+                LEADS.c.sync_name,
+                LEADS.c.salesforce_id,
+                LEADS.c.phone_e164,
+                LEADS.c.accepted_at,
+            ).where(LEADS.c.id == lead_id, LEADS.c.salesforce_id == salesforce_id)
         )
         .first()
     )
@@ -148,17 +154,19 @@ def add_outcome(
     return inserted.first() is not None
 
 
-def note_first_call(session: Session, lead_id: int, received_at: datetime) -> None:
-    """``leads.first_call_at`` = when the lead's first call outcome was received, once.
+def note_first_call(session: Session, lead_id: int, received_at: datetime) -> bool:
+    """``leads.first_call_at`` = when the lead's first call outcome was received, once;
+    whether this call set it.
 
     A direct UPDATE of that one column: it is a speed-to-lead moment, not a
     change of the lead's state, so it does not go through the ledger.
     """
-    session.connection().execute(
+    result = session.connection().execute(
         update(LEADS)
         .where(LEADS.c.id == lead_id, LEADS.c.first_call_at.is_(None))
         .values(first_call_at=received_at)
     )
+    return bool(result.rowcount)
 
 
 def cancel_pending(session: Session, phone: str, reason: str, now: datetime) -> dict[int, str]:

@@ -46,6 +46,7 @@ from syncd.domain.call_outcome import CallReading, NotRead, ReadingRules, read_c
 from syncd.domain.suppression import CALL_OUTCOME, OptOut
 from syncd.logs import get_logger
 from syncd.metrics import CALL_EVENTS_PROCESSED, CALL_OPTOUT
+from syncd.services.speed_to_lead import observe_first_call
 
 log = get_logger(__name__)
 
@@ -99,6 +100,8 @@ class _Done:
     opt_out: str | None = None
     added: bool = False
     skipped: int = 0
+    #: The lead, when this event was its first call (speed to lead's ``first_call``).
+    first_call: CalledLead | None = None
 
 
 class CallProcessor:
@@ -196,7 +199,7 @@ class CallProcessor:
         created = store.add_outcome(
             session, event, lead, reading, writeback=lead.sync_name in self.writeback
         )
-        store.note_first_call(session, lead.id, event.received_at)
+        first = store.note_first_call(session, lead.id, event.received_at)
         notes = list(reading.notes)
         if not created:
             notes.insert(0, f"call {reading.call_key} was stored already: the first is kept")
@@ -215,7 +218,7 @@ class CallProcessor:
             lead_id=lead.id,
             detail="; ".join(notes) or None,
         )
-        return _Done(event, store.MATCHED, created, phone, added, skipped)
+        return _Done(event, store.MATCHED, created, phone, added, skipped, lead if first else None)
 
     def _opt_out(
         self,
@@ -245,6 +248,9 @@ class CallProcessor:
         CALL_EVENTS_PROCESSED.labels(item.status).inc()
         setattr(result, item.status, getattr(result, item.status) + 1)
         result.outcomes += item.created
+        if item.first_call is not None:
+            lead = item.first_call
+            observe_first_call(lead.sync_name, lead.accepted_at, item.event.received_at)
         if item.status != store.MATCHED:
             log.info(
                 "call event not matched to a call", call_event=item.event.id, status=item.status

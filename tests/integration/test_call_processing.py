@@ -357,3 +357,33 @@ class TestRuntime:
             finally:
                 runtime.close()
         assert len(outcomes(sessions)) == 1
+
+
+class TestSpeedToLead:
+    def test_a_leads_first_call_is_observed_once_from_its_accept(
+        self, sessions: sessionmaker[Session], processor: CallProcessor
+    ) -> None:
+        """first_call = accepted -> first hook received, observed for the first call only."""
+        from syncd.metrics import REGISTRY
+
+        [web] = insert_leads(sessions, [1], sync="web")
+        with sessions.begin() as session:
+            session.execute(
+                update(Lead)
+                .where(Lead.salesforce_id == web)
+                .values(accepted_at=RECEIVED - timedelta(seconds=40))
+            )
+        labels = {"sync": "web", "stage": "first_call"}
+
+        def observed() -> tuple[float, float]:
+            count = REGISTRY.get_sample_value("syncd_speed_to_lead_seconds_count", labels)
+            total = REGISTRY.get_sample_value("syncd_speed_to_lead_seconds_sum", labels)
+            return count or 0.0, total or 0.0
+
+        before = observed()
+        lead = lead_id(sessions, web)
+        store_event(sessions, hook(web, lead))
+        store_event(sessions, hook(web, lead, call_id="call_2"), RECEIVED + timedelta(minutes=1))
+        assert processor.run().outcomes == 2
+        count, total = observed()
+        assert (count - before[0], round(total - before[1], 3)) == (1.0, 40.0)
