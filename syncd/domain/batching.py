@@ -9,10 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
-
-#: The receiver's path before its token (``simz.webhook``).
-HOOK_PATH = "/hooks/simz/"
 
 
 def _is_blank(value: object) -> bool:
@@ -32,15 +28,6 @@ def clean_lead(payload: Mapping[str, Any]) -> dict[str, Any]:
             value = custom
         lead[name] = value
     return lead
-
-
-def webhook_url(public_url: str, token: str) -> str:
-    """``options.webhookUrl``: the receiver's public URL, ``/hooks/simz/`` and the path token.
-
-    The token is percent-encoded should it hold a character a path cannot (its
-    unreserved characters, ``A-Za-z0-9-._~``, are kept as they are).
-    """
-    return public_url.rstrip("/") + HOOK_PATH + quote(token, safe="")
 
 
 def request_body(

@@ -57,7 +57,7 @@ from syncd.adapters.outbox import Claim, ClaimedLead
 from syncd.adapters.simz import MaybeSent, NothingSent, SimzClient, SimzReply, SubmitCancelled
 from syncd.config.models import SimzConfig, SyncConfig
 from syncd.domain import backoff
-from syncd.domain.batching import request_body, webhook_url
+from syncd.domain.batching import request_body
 from syncd.domain.call_ref import make_ref
 from syncd.domain.dial_record import rules_version
 from syncd.domain.gate import GateRules
@@ -248,8 +248,7 @@ class _Delivery:
                 hook.correlation_key,
                 hook.correlation_secret.get_secret_value().encode(),
             )
-            url = webhook_url(str(hook.public_url), hook.token.get_secret_value())
-            self.options = {**(self.options or {}), "webhookUrl": url}
+            self.options = {**(self.options or {}), "webhookUrl": hook.hook_url()}
         self.log = log.bind(sync=sync.name, credential=self.credential)
         self.report = DeliveryReport(
             self.result, self.log, board_for(session_factory), sync.name, self.credential

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from syncd.domain.batching import request_body, webhook_url
+from syncd.config.calls import WebhookConfig
+from syncd.domain.batching import request_body
 from syncd.domain.call_ref import make_ref
 from syncd.sandbox import simz_spec
 from syncd.sandbox.simz_spec import is_email, is_uri, validate_request, validate_schema
@@ -101,7 +102,7 @@ class TestValidRequests:
             "syncdRef",
             [make_ref(secret, "00Q5e00000AbCdEFGH", 1), make_ref(secret, "00Q5e00000AbCdEFGI", 2)],
         )
-        url = webhook_url("https://hooks.example.com/", "t" * 40)
+        url = hook_url("https://hooks.example.com/", "t" * 40)
         body = request_body(payloads, {"priority": "normal", "webhookUrl": url}, refs)
         assert body["options"]["webhookUrl"] == "https://hooks.example.com/hooks/simz/" + "t" * 40
         assert body["leads"][0]["customData"]["campaignTag"] == "summer-sale-2024"
@@ -111,7 +112,7 @@ class TestValidRequests:
 
     def test_an_odd_token_still_makes_a_valid_webhook_url(self) -> None:
         """A token with characters a path cannot hold is percent-encoded, so the URL passes."""
-        url = webhook_url("https://hooks.example.com/in", "a b/c?d#e%f" + "x" * 30)
+        url = hook_url("https://hooks.example.com/in", "a b/c?d#e%f" + "x" * 30)
         assert url.startswith("https://hooks.example.com/in/hooks/simz/a%20b%2Fc%3Fd%23e%25f")
         assert validate_request({"leads": [], "options": {"webhookUrl": url}}) == []
 
@@ -238,3 +239,11 @@ class TestResponseSchemas:
         """Asking for a schema the spec does not define fails loudly."""
         with pytest.raises(KeyError):
             validate_schema("NoSuchSchema", {})
+
+
+def hook_url(public_url: str, token: str) -> str:
+    """The ``options.webhookUrl`` syncd sends for this receiver."""
+    webhook = WebhookConfig.model_validate(
+        {"public_url": public_url, "token": token, "correlation_secret": "s" * 32}
+    )
+    return webhook.hook_url()
