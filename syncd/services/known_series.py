@@ -32,6 +32,7 @@ from syncd.domain.gate import (
     SUPPRESSION_RULE,
 )
 from syncd.domain.outcome import Counts
+from syncd.domain.speed_to_lead import STAGE_NAMES
 from syncd.domain.suppression import DO_NOT_CALL
 from syncd.domain.writeback import DONE, FAILED, RETRY
 from syncd.metrics import (
@@ -48,6 +49,8 @@ from syncd.metrics import (
     RECORDS_POLLED,
     SALESFORCE_CALLS,
     SIMZ_REQUEST_DURATION,
+    SPEED_TO_LEAD,
+    SPEED_TO_LEAD_SKEW,
     STREAM_CONNECTED,
     STREAM_DROPPED,
     STREAM_EVENTS,
@@ -139,6 +142,8 @@ def export_known_series(config: Config) -> None:
         _labels(POLLS, name, POLL_STATUSES)
         POLL_DURATION.labels(name)
         LEASE_TAKEOVERS.labels(name)
+        _labels(SPEED_TO_LEAD, name, STAGE_NAMES)
+        SPEED_TO_LEAD_SKEW.labels(name)
         if sync.writeback is not None:
             _labels(WRITEBACKS, name, WRITEBACK_OUTCOMES)
             _labels(WRITEBACK_CALLS, name, WRITEBACK_CALL_RESULTS)
