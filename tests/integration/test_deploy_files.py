@@ -257,6 +257,9 @@ class TestRulesAndDashboard:
             "SyncdStreamStalled",
             "SyncdWritebackFailures",
             "SyncdWritebackBroken",
+            "SyncdCallWritebackFailures",
+            "SyncdWebhookErrors",
+            "SyncdCallEventsBacklog",
         ):
             assert rules[name]["labels"]["severity"] in ("info", "warning", "critical")
             assert rules[name]["annotations"]["summary"]
