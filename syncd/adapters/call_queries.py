@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from syncd.adapters.call_events import STATUSES
-from syncd.adapters.orm import CallEvent, CallOutcome
+from syncd.adapters.orm import CallEvent, CallOutcome, Lead
 
 #: A call outcome still to be written back: queued, or claimed and in doubt.
 WRITEBACK_WAITING = ("pending", "sending")
@@ -40,6 +40,8 @@ class LeadCall:
     """One call outcome of a lead, as ``explain`` and ``audit export`` show it."""
 
     lead_id: int
+    sync: str
+    salesforce_id: str
     event_id: int
     call_key: str
     outcome: str | None
@@ -102,9 +104,17 @@ def calls_of_leads(session: Session, lead_ids: Collection[int]) -> list[LeadCall
     return sorted(rows, key=lambda call: (call.received_at, call.event_id))
 
 
+def calls_of_number(session: Session, phone_e164: str) -> list[LeadCall]:
+    """The call outcomes of every lead with this number, in every sync."""
+    lead_ids = session.scalars(select(Lead.id).where(Lead.phone_e164 == phone_e164))
+    return calls_of_leads(session, list(lead_ids))
+
+
 def _lead_call(row: CallOutcome) -> LeadCall:
     return LeadCall(
         lead_id=row.lead_id,
+        sync=row.sync_name,
+        salesforce_id=row.salesforce_id,
         event_id=row.event_id,
         call_key=row.call_key,
         outcome=row.outcome,
