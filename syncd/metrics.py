@@ -364,3 +364,21 @@ CALL_OPTOUT = Histogram(
     buckets=_OPTOUT_BUCKETS,
     registry=REGISTRY,
 )
+CALL_EVENTS_PENDING = Gauge(
+    "syncd_call_events_pending",
+    "Stored call-outcome webhooks not processed yet (status new); refreshed every 15 s.",
+    registry=REGISTRY,
+)
+CALL_EVENTS_OLDEST_PENDING = Gauge(
+    "syncd_call_events_oldest_pending_seconds",
+    "Age of the oldest stored webhook not processed yet (since its receipt); 0 when none "
+    "waits. Growing: no replica processes the hooks (alert SyncdCallEventsBacklog).",
+    registry=REGISTRY,
+)
+CALL_WRITEBACKS_PENDING = Gauge(
+    "syncd_call_writebacks_pending",
+    "Call outcomes of the sync waiting to be written back to Salesforce (pending, or "
+    "claimed and in doubt); every sync with call_writeback has a series.",
+    ["sync"],
+    registry=REGISTRY,
+)

@@ -112,7 +112,9 @@ def audit_export(
     id, SimZ batch id, the state the lead left sending for, rules version, every
     input and the same in words), one row per send that has no recorded decision
     (sent before decisions were recorded), the number's suppression-list entry
-    and the operators' actions about the number. The number is normalised as the
+    the operators' actions about the number and its calls as SimZ's webhooks
+    reported them (an opt-out disposition is the evidence of a suppression of
+    source call_outcome). The number is normalised as the
     syncs normalise it. Reads only the database. A number never sent gives an
     empty pack (exit 0); a number that is not one exits 2.
 
@@ -127,11 +129,15 @@ def audit_export(
     "batch_id", "simz_batch_id", "outcome", "rules_version", "inputs",
     "explanation"}], "rules_versions": [{"version", "sync", "first_seen_at",
     "rules"}], "suppression": {...} or null, "operator_actions": [{"at", "actor",
-    "action", "reason", "detail"}]}.
+    "action", "reason", "detail"}], "calls": [{"lead_id", "sync", "salesforce_id",
+    "event_id", "call_key", "outcome", "disposition", "raw_disposition",
+    "duration_seconds", "started_at", "received_at", "opt_out", "writeback_status",
+    "task_id", "last_error"}]}.
     csv: the columns kind, decided_at, sync, agent, lead_id, record_id, batch_id,
     simz_batch_id, outcome, rules_version, explanation, then one per input
     (consent.value, frequency.0.sent, ...); the suppression entry and operator
-    actions follow as rows of kind suppression and operator_action. The rules
+    actions follow as rows of kind suppression and operator_action, the calls as
+    rows of kind call (their disposition in outcome). The rules
     bodies are only in json.
     """
     config = load_or_exit(config_path, uses=DATABASE_ONLY)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from syncd.config import Config, SyncConfig
+from syncd.config.calls import CallWritebackConfig
 from syncd.config.types import format_duration
 from syncd.entrypoints.cli_common import EXIT_FAILURE, config_option, load_or_exit, setup
 from syncd.entrypoints.cli_text import echo, echo_json
@@ -85,6 +86,8 @@ def check_config(ctx: click.Context, config_path: Path, connect: bool) -> None:
         hours = calling_hours_summary(sync)
         if hours:
             echo(f"    {hours}")
+        if sync.call_writeback is not None:
+            echo(f"    {call_writeback_summary(sync.call_writeback)}")
     for source in config.suppression.sources:
         echo(
             f"  suppression source {source.name}: {source.object} where {source.where}, "
@@ -122,3 +125,12 @@ def config_schema() -> None:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "syncd configuration"
     echo_json(schema)
+
+
+def call_writeback_summary(writeback: CallWritebackConfig) -> str:
+    """A sync's call write-back in one line: Tasks, or which fields get the last call."""
+    if writeback.mode == "tasks":
+        subject = writeback.task_subject
+        return f"call write-back: tasks (a completed call Task per call, Subject {subject!r})"
+    fields = ", ".join(f"{kind} -> {name}" for kind, name in writeback.fields.names().items())
+    return f"call write-back: fields ({fields})"

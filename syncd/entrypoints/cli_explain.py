@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from syncd.adapters.call_queries import LeadCall
 from syncd.config.loader import DATABASE_ONLY
 from syncd.entrypoints.cli_common import config_option, fail, load_or_exit
 from syncd.entrypoints.cli_operator_common import database, query, setup_logging, when
@@ -34,8 +35,35 @@ def render(stories: list[LeadStory]) -> list[str]:
         for event in story.events:
             out.append(f"  {when(event.at)}  {event.text}")
             out += [f"      {line}" for line in event.lines]
+        out += call_lines(story.calls)
         out += timeline_lines(story)
     return out
+
+
+def call_lines(calls: list[LeadCall]) -> list[str]:
+    """The lead's calls as its webhooks reported them, and what was written back."""
+    if not calls:
+        return []
+    out = ["  calls:"]
+    for call in calls:
+        disposition = call.disposition or "-"
+        if call.raw_disposition and call.raw_disposition != call.disposition:
+            disposition += f" (SimZ: {call.raw_disposition})"
+        took = f", {call.duration_seconds}s" if call.duration_seconds is not None else ""
+        opted = ", OPT-OUT: number suppressed" if call.opt_out else ""
+        out.append(
+            f"    {when(call.received_at)}  call {call.call_key}: {call.outcome or '-'}, "
+            f"{disposition}{took}{opted}; write-back {_written(call)}"
+        )
+    return out
+
+
+def _written(call: LeadCall) -> str:
+    if call.task_id:
+        return f"{call.writeback_status}, Task {call.task_id}"
+    if call.writeback_status == "failed" and call.last_error:
+        return f"failed: {call.last_error}"
+    return call.writeback_status
 
 
 def timeline_lines(story: LeadStory) -> list[str]:
@@ -85,8 +113,10 @@ def explain(ctx: click.Context, config_path: Path, ident: str, as_json: bool) ->
     the number's sends against each frequency cap, the duplicate-phone window,
     the local time and calling hours), each batch that carried the lead and
     SimZ's answer, and the operators' actions about the lead or its number.
-    Then its speed to lead: when the record was created, read, queued, sent,
-    accepted and first called, with the seconds of each stage.
+    Then its calls, as SimZ's webhooks reported them (outcome, disposition,
+    duration, when the hook arrived, opt-out) with the Task or fields written
+    back for each, and its speed to lead: when the record was created, read,
+    queued, sent, accepted and first called, with the seconds of each stage.
     Reads only the database. Numbers show only their last four digits; for
     everything about one number use `syncd audit export --phone`.
 
@@ -100,7 +130,10 @@ def explain(ctx: click.Context, config_path: Path, ident: str, as_json: bool) ->
     "agent", "state", "number_ending", "created_at", "updated_at", "note",
     "events": [{"at", "kind": "transition"|"decision"|"batch"|"operator_action",
     "text", "lines", ...the row's values}], "timeline": [{"moment", "at",
-    "stage", "seconds", "clock_skew"}], "total_seconds"}]}. An Id that names
+    "stage", "seconds", "clock_skew"}], "total_seconds", "calls": [{"lead_id",
+    "sync", "salesforce_id", "event_id", "call_key", "outcome", "disposition", "raw_disposition",
+    "duration_seconds", "started_at", "received_at", "opt_out",
+    "writeback_status", "task_id", "last_error"}]}]}. An Id that names
     no lead: exit 1.
     """
     config = load_or_exit(config_path, uses=DATABASE_ONLY)

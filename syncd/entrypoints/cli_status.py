@@ -33,6 +33,7 @@ def _render_status(report: ops.StatusReport) -> list[str]:
     out += _operator_pauses(report.operator_pauses)
     out += _replicas(report.replicas, report.replicas_left_out)
     out += _orgs(report.orgs)
+    out += _calls(report.calls)
     out += ["", f"uncertain leads: {report.uncertain_total}"]
     if report.hint:
         out.append(f"  {report.hint}")
@@ -303,6 +304,28 @@ def _orgs(orgs: Sequence[ops.OrgView]) -> list[str]:
     ]
 
 
+def _calls(calls: ops.CallsView | None) -> list[str]:
+    """The stored webhooks by status, the oldest still to process, and call write-backs."""
+    if calls is None:
+        return []
+    counts = ", ".join(f"{n} {status}" for status, n in calls.events.items())
+    waiting = (
+        f"oldest new received {when(calls.oldest_pending_at)} "
+        f"({_seconds(calls.oldest_pending_seconds)} ago)"
+        if calls.oldest_pending_at is not None
+        else "none waits to be processed"
+    )
+    out = ["", "calls (webhooks: syncd calls)", f"  events  {counts}; {waiting}"]
+    rows = [
+        [w.sync, w.mode or "off", w.pending, w.sending, w.done, w.failed, w.none]
+        for w in calls.writebacks
+    ]
+    if rows:
+        headers = ["SYNC", "WRITE-BACK", "PENDING", "IN DOUBT", "DONE", "FAILED", "NONE"]
+        out += table(headers, rows, indent="  ")
+    return out
+
+
 def _replicas(replicas: Sequence[ops.ReplicaView], left_out: int) -> list[str]:
     """Live replicas and those whose heartbeat expired within the last hour."""
     note = (
@@ -349,7 +372,9 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     not listed). With write-back: outcomes pending, failed
     and written. Speed to lead: p50/p95 seconds of each stage (read, queued,
     sent, accepted, first_call, total) over the last hour, from the leads'
-    own moments; leads stored without them are left out.
+    own moments; leads stored without them are left out. With simz.webhook:
+    the stored webhooks by status (new, matched, unmatched, unreadable), the
+    age of the oldest still new, and each sync's call write-backs by status.
 
     \b
     --json prints one object with ISO 8601 UTC times ("...Z"):
@@ -368,7 +393,9 @@ def status(ctx: click.Context, config_path: Path, as_json: bool) -> None:
        [{"replica", "host", "pid", "started_at", "heartbeat_at", "expires_at",
        "alive"}], "replicas_left_out", "operator_pauses": [{"scope", "name", "reason", "paused_by",
        "paused_at"}], "orgs": [{"org_id", "is_sandbox", "trusted", "first_seen_at",
-       "trusted_at", "trusted_by"}]}
+       "trusted_at", "trusted_by"}], "calls": {"events": {status: count},
+       "oldest_pending_at", "oldest_pending_seconds", "writebacks": [{"sync",
+       "mode", "pending", "sending", "done", "failed", "none"}]}|null}
     """
     config = load_or_exit(config_path, uses=DATABASE_ONLY)
     setup_logging(ctx, config)

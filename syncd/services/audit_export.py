@@ -5,8 +5,10 @@ for the number (when, sync, agent, lead, record, batch, SimZ's batch id, the
 state the lead left ``sending`` for, the rules version and every input), plus
 one row for each send of the number that has no recorded decision (sent before
 decisions were recorded), so no call is left out. With them: the bodies of the
-rules versions the rows name, the number's suppression-list entry, and the
-operators' actions about the number.
+rules versions the rows name, the number's suppression-list entry, the
+operators' actions about the number, and the calls SimZ's webhooks reported for
+it (an opt-out disposition there is the evidence of a suppression of source
+``call_outcome``).
 
 Read only, in one session, from the database alone.
 """
@@ -19,7 +21,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncd.adapters import call_queries
 from syncd.adapters import decision_queries as q
+from syncd.adapters.call_queries import LeadCall
 from syncd.adapters.orm import Batch, DialDecision, Lead, LeadTransition, utcnow
 from syncd.adapters.suppression_store import SuppressionEntry, suppressed_among
 from syncd.domain.decision_words import decision_words, flatten_inputs, input_columns
@@ -32,6 +36,7 @@ SEND_ROW = "send"
 #: In CSV: the number's suppression-list entry and operators' actions, as rows of their own.
 SUPPRESSION_ROW = "suppression"
 ACTION_ROW = "operator_action"
+CALL_ROW = "call"
 NO_DECISION = "no dial decision recorded (sent before the send gate recorded decisions)"
 
 CSV_COLUMNS = (
@@ -93,6 +98,8 @@ class AuditPack:
     rules_versions: list[RulesBody] = field(default_factory=list)
     suppression: SuppressionEntry | None = None
     operator_actions: list[ActionRow] = field(default_factory=list)
+    #: The number's calls as the webhooks reported them, oldest first.
+    calls: list[LeadCall] = field(default_factory=list)
 
 
 def export_number(
@@ -131,6 +138,7 @@ def export_number(
             operator_actions=[
                 ActionRow(a.at, a.actor, a.action, a.reason, a.detail) for a in actions
             ],
+            calls=call_queries.calls_of_number(session, phone_e164),
         )
 
 
@@ -234,4 +242,20 @@ def csv_table(pack: AuditPack) -> tuple[list[str], list[list[str]]]:
             action.actor, action.action, "number", pack.phone_e164, action.reason, action.detail
         )
         table.append([ACTION_ROW, _text(action.at)] + [""] * 8 + [said] + blank)
+    for call in pack.calls:
+        cells = [CALL_ROW, call.received_at, call.sync, None, call.lead_id, call.salesforce_id]
+        said = call_words(call)
+        table.append([_text(v) for v in cells] + ["", "", call.disposition or "", "", said] + blank)
     return [*CSV_COLUMNS, *extra], table
+
+
+def call_words(call: LeadCall) -> str:
+    """One call in words: its key, outcome, disposition, duration and opt-out."""
+    said = f"call {call.call_key}: {call.outcome or '-'}, disposition {call.disposition or '-'}"
+    if call.raw_disposition and call.raw_disposition != call.disposition:
+        said += f" (SimZ: {call.raw_disposition})"
+    if call.duration_seconds is not None:
+        said += f", {call.duration_seconds}s"
+    if call.opt_out:
+        said += "; an opt-out: the number was put on the suppression list"
+    return said + f"; webhook event {call.event_id}"

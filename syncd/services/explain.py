@@ -5,7 +5,9 @@ change, ``lead_transitions``), the send gate's dial decisions with the inputs
 that allowed each send (``dial_decisions``), the batches that carried it and
 SimZ's answer (``batches``), and the operators' actions about it or its number
 (``operator_actions``). At one instant the decision comes before the state
-change it allowed, and the batch after the claim that filled it.
+change it allowed, and the batch after the claim that filled it. After them,
+the lead's calls as SimZ's webhooks reported them (``call_outcomes``), with
+the Task or fields written back for each.
 
 Read only, in one session: it works while the daemon runs and while
 Salesforce or SimZ are down, like ``syncd leads``.
@@ -20,7 +22,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncd.adapters import call_queries
 from syncd.adapters import decision_queries as q
+from syncd.adapters.call_queries import LeadCall
 from syncd.adapters.orm import Batch, DialDecision, Lead, LeadTransition, OperatorAction
 from syncd.adapters.speed_queries import timeline_of
 from syncd.domain.decision_words import decision_words
@@ -69,6 +73,8 @@ class LeadStory:
     timeline: list[Step] = field(default_factory=list)
     #: Seconds from the record's creation to SimZ's acceptance (None: a moment unknown).
     total_seconds: float | None = None
+    #: The lead's calls, in the order their hooks arrived (webhooks on).
+    calls: list[LeadCall] = field(default_factory=list)
 
 
 def explain(session_factory: sessionmaker[Session], ident: str) -> list[LeadStory]:
@@ -92,7 +98,13 @@ def explain(session_factory: sessionmaker[Session], ident: str) -> list[LeadStor
             records=[(lead.sync_name, lead.salesforce_id) for lead in leads],
             lead_ids=ids,
         )
-        return [_story(lead, trail, decisions, batches, actions) for lead in leads]
+        calls = call_queries.calls_of_leads(session, ids)
+        return [
+            _story(
+                lead, trail, decisions, batches, actions, [c for c in calls if c.lead_id == lead.id]
+            )
+            for lead in leads
+        ]
 
 
 def _story(
@@ -101,6 +113,7 @@ def _story(
     decisions: Iterable[DialDecision],
     batches: dict[int, Batch],
     actions: Iterable[OperatorAction],
+    calls: list[LeadCall],
 ) -> LeadStory:
     own_trail = [t for t in trail if t.lead_id == lead.id]
     own_decisions = [d for d in decisions if d.lead_id == lead.id]
@@ -122,6 +135,7 @@ def _story(
         updated_at=lead.updated_at,
         note=lead.note,
         events=[event for _i, event in ordered],
+        calls=calls,
         **_speed(lead),
     )
 

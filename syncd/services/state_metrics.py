@@ -1,5 +1,5 @@
 """Gauges derived from the database: leads by state, uncertain leads, backlog, queue age,
-pauses.
+pauses, and the call outcomes still to process or to write back.
 
 Delivery pauses are the exception: ``syncd_paused`` for an API key or an agent
 follows :mod:`syncd.services.pause_board`, which delivery keeps up to date as
@@ -22,13 +22,16 @@ from typing import Any
 from prometheus_client import Gauge
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters import operator_pauses
+from syncd.adapters import call_queries, operator_pauses
 from syncd.adapters import operator_queries as q
 from syncd.adapters.orm import utcnow
 from syncd.config import Config
 from syncd.domain.states import LeadState
 from syncd.metrics import (
     BACKLOG,
+    CALL_EVENTS_OLDEST_PENDING,
+    CALL_EVENTS_PENDING,
+    CALL_WRITEBACKS_PENDING,
     HELD_LEADS,
     LEADS_BY_STATE,
     OLDEST_QUEUED,
@@ -60,7 +63,8 @@ def refresh_state_metrics(
 ) -> None:
     """Set ``syncd_leads``, ``syncd_uncertain_leads``, ``syncd_held_leads``,
     ``syncd_backlog_leads``, ``syncd_oldest_queued_seconds`` and ``syncd_paused`` (polling
-    and operator pauses) from the database; SimZ delivery pauses come from :mod:`pause_board`."""
+    and operator pauses) and the call gauges from the database; SimZ delivery pauses come
+    from :mod:`pause_board`."""
     at = now()
     with session_factory() as session:
         counts = q.count_by_state(session)
@@ -69,6 +73,8 @@ def refresh_state_metrics(
         pauses = q.all_pauses(session)
         oldest = q.oldest_queued(session)
         operator = operator_pauses.all_pauses(session)
+        events = call_queries.pending_events(session)
+        call_writebacks = call_queries.writebacks_waiting(session)
 
     syncs = [sync.name for sync in config.syncs]
     syncs += sorted({name for name, _ in counts} - set(syncs))
@@ -81,6 +87,7 @@ def refresh_state_metrics(
     _apply(BACKLOG, ("sync", "agent"), queued)
     _apply(OLDEST_QUEUED, ("sync", "agent"), age)
     _apply(PAUSED, ("scope", "name"), paused)
+    _calls(config, events, call_writebacks, at)
 
 
 _Values = dict[tuple[str, ...], float]
@@ -145,3 +152,20 @@ def _paused(
     for pause in operator:
         paused[(OPERATOR_SCOPE_PREFIX + pause.scope, pause.name)] = 1.0
     return paused
+
+
+def _calls(
+    config: Config,
+    events: call_queries.PendingEvents,
+    waiting: Mapping[str, int],
+    at: datetime,
+) -> None:
+    """The webhooks waiting to be processed, the oldest's age, and the calls to write back:
+    every sync with ``call_writeback`` (0 included) and any other that has some."""
+    CALL_EVENTS_PENDING.set(events.count)
+    first = events.oldest_received_at
+    CALL_EVENTS_OLDEST_PENDING.set(0.0 if first is None else max(0.0, (at - first).total_seconds()))
+    pending: _Values = {(s.name,): 0.0 for s in config.syncs if s.call_writeback is not None}
+    for name, count in waiting.items():
+        pending[(name,)] = float(count)
+    _apply(CALL_WRITEBACKS_PENDING, ("sync",), pending)

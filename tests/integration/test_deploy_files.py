@@ -83,6 +83,7 @@ class TestParse:
         for relative in (
             "kubernetes/base/kustomization.yaml",
             "kubernetes/base/deployment.yaml",
+            "kubernetes/base/service-hooks.yaml",
             "kubernetes/base/config.yaml",
             "kubernetes/overlays/postgresql/config.yaml",
             "kubernetes/base/pdb.yaml",
@@ -100,7 +101,7 @@ class TestKubernetes:
         host, port = config.observability.host_port
         assert host == "0.0.0.0"
         spec = container()
-        [declared] = spec["ports"]
+        declared, _hooks = spec["ports"]
         assert declared["containerPort"] == port
         assert spec["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": declared["name"]}
         assert spec["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": declared["name"]}
@@ -149,6 +150,20 @@ class TestKubernetes:
         """Kubernetes waits longer than syncd's own shutdown_grace before SIGKILL."""
         grace = load_configmap(BASE, tmp_path).daemon.shutdown_grace.total_seconds()
         assert pod_spec()["terminationGracePeriodSeconds"] > grace
+
+    def test_the_webhook_port_has_a_service_of_its_own(self) -> None:
+        """The receiver's port (simz.webhook.listen's default) is declared on the container
+        and published by syncd-hooks alone; the Service syncd never carries it."""
+        from syncd.config.calls import WebhookConfig
+
+        listen = WebhookConfig.model_fields["listen"].default
+        _declared, hooks = container()["ports"]
+        assert (hooks["name"], str(hooks["containerPort"])) == ("hooks", listen.split(":")[1])
+        documents = kubernetes_documents(BASE)
+        [published] = documents[("Service", "syncd-hooks")]["spec"]["ports"]
+        assert published["targetPort"] == hooks["name"]
+        ports = documents[("Service", "syncd")]["spec"]["ports"]
+        assert hooks["name"] not in {port["targetPort"] for port in ports}
 
     @pytest.mark.parametrize("folder", [BASE, OVERLAY], ids=["base", "postgresql"])
     def test_secrets_are_files_of_the_mounted_secret(self, folder: Path, tmp_path: Path) -> None:
@@ -257,6 +272,9 @@ class TestRulesAndDashboard:
             "SyncdStreamStalled",
             "SyncdWritebackFailures",
             "SyncdWritebackBroken",
+            "SyncdCallWritebackFailures",
+            "SyncdWebhookErrors",
+            "SyncdCallEventsBacklog",
         ):
             assert rules[name]["labels"]["severity"] in ("info", "warning", "critical")
             assert rules[name]["annotations"]["summary"]

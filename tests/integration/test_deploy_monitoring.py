@@ -23,6 +23,8 @@ VARIANTS = {"base": KUBERNETES / "base", "postgresql": KUBERNETES / "overlays" /
 #: Kinds of the Prometheus operator's CRDs: kubernetes-validate has no schema for
 #: them (they are not Kubernetes' own), so they are checked by the tests here instead.
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+#: The Service of the webhook receiver, the one port meant to be published.
+HOOKS_SERVICE = "syncd-hooks"
 
 
 def build(folder: Path, tmp_path: Path, *, monitoring: bool) -> dict[str, dict[str, Any]]:
@@ -39,8 +41,10 @@ def build(folder: Path, tmp_path: Path, *, monitoring: bool) -> dict[str, dict[s
         folder = root
     documents: dict[str, dict[str, Any]] = {}
     for document in kustomize(folder):
-        assert document["kind"] not in documents, document["kind"]
-        documents[document["kind"]] = document
+        name = document["metadata"]["name"]
+        kind = f"Service/{name}" if name == HOOKS_SERVICE else document["kind"]
+        assert kind not in documents, kind
+        documents[kind] = document
     return documents
 
 
@@ -92,10 +96,12 @@ class TestBuilt:
         pod = built["Deployment"]["spec"]["template"]
         assert matches(policy["podSelector"], pod["metadata"]["labels"])
         assert policy["policyTypes"] == ["Ingress"]
-        [rule] = policy["ingress"]
+        rule, hooks_rule = policy["ingress"]
         [port] = rule["ports"]
         [container] = pod["spec"]["containers"]
         assert port == {"protocol": "TCP", "port": container["ports"][0]["name"]}
+        # The webhook port, from anywhere (the load balancer): only that port.
+        assert hooks_rule == {"ports": [{"protocol": "TCP", "port": "hooks"}]}
         [peer] = rule["from"]
         [source] = yaml_documents(NETWORK_POLICY)[0]["spec"]["ingress"][0]["from"]
         assert peer == source
@@ -119,6 +125,9 @@ class TestBuilt:
         [service_port] = service["spec"]["ports"]
         assert (endpoint["port"], endpoint["path"]) == (service_port["name"], "/metrics")
         assert service["metadata"]["labels"][monitor["jobLabel"]] == "syncd"  # up{job="syncd"}
+        # The hooks Service carries the same labels but no http port: never scraped.
+        hooks = built[f"Service/{HOOKS_SERVICE}"]["spec"]["ports"]
+        assert endpoint["port"] not in {p["name"] for p in hooks}
         assert built["PrometheusRule"]["spec"]["groups"] == yaml_documents(RULES)[0]["groups"]
 
     def test_the_built_prometheus_rule_passes_promtool(self, tmp_path: Path) -> None:

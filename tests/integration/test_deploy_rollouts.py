@@ -19,11 +19,14 @@ VARIANTS = {"base": Path("base"), "postgresql": Path("overlays") / "postgresql"}
 
 
 def built(folder: Path) -> dict[str, dict[str, Any]]:
-    """kind -> the one manifest of that kind the folder builds."""
+    """kind -> the one manifest of that kind the folder builds (the webhook receiver's
+    Service as ``Service/syncd-hooks``)."""
     documents: dict[str, dict[str, Any]] = {}
     for document in kustomize(folder):
-        assert document["kind"] not in documents, document["kind"]
-        documents[document["kind"]] = document
+        name = document["metadata"]["name"]
+        kind = f"Service/{name}" if name == "syncd-hooks" else document["kind"]
+        assert kind not in documents, kind
+        documents[kind] = document
     return documents
 
 

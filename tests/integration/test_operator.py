@@ -188,7 +188,9 @@ class TestStatus:
             "operator_pauses",
             "replicas_left_out",
             "orgs",
+            "calls",
         }
+        assert body["calls"] is None  # no webhooks configured, none stored
         assert body["version"] == 1 and body["generated_at"] == "2024-05-01T12:00:00.000Z"
         web = body["syncs"][0]
         assert set(web) == {

@@ -11,6 +11,7 @@ its rules). One module per concern; callers import from this package.
 
 from __future__ import annotations
 
+from syncd.services.operator.calls_status import CallsView, CallWritebackView
 from syncd.services.operator.common import HELD, REQUEUE_STATES, STATE_ORDER, iso, to_jsonable
 from syncd.services.operator.held_breakdown import BREAKDOWNS, HeldGroup, held_groups
 from syncd.services.operator.held_leads import (
@@ -87,6 +88,8 @@ __all__ = [
     "UNCERTAIN_HINT",
     "AgentStatus",
     "BatchView",
+    "CallWritebackView",
+    "CallsView",
     "HeldGroup",
     "HeldLead",
     "HeldResult",

@@ -34,7 +34,13 @@ with a trailing ``Z``, ``null`` when unknown)::
      "replicas": [{"replica", "host", "pid", "started_at", "heartbeat_at", "expires_at",
                    "alive": bool}], "replicas_left_out": n,
      "operator_pauses": [{"scope": "sync"|"agent", "name", "reason", "paused_by",
-                          "paused_at"}]}
+                          "paused_at"}],
+     "calls": {"events": {"new", "matched", "unmatched", "unreadable"},
+               "oldest_pending_at": T, "oldest_pending_seconds": s|null,
+               "writebacks": [{"sync", "mode": "tasks"|"fields"|null, "pending",
+                               "sending", "done", "failed", "none"}]}|null}
+
+``calls`` is there when ``simz.webhook`` is set or webhooks were ever stored.
 
 ``delivery_paused`` and ``operator_pauses`` are the pauses set by ``syncd pause``
 (an agent's ``paused`` is true for those too). ``leader`` is the holder of the
@@ -72,6 +78,7 @@ from syncd.adapters.outbox import SCOPE_AGENT, SCOPE_API_KEY, agent_pause_key
 from syncd.adapters.simz import key_fingerprint
 from syncd.config import Config, SyncConfig
 from syncd.domain.states import LeadState
+from syncd.services.operator.calls_status import CallsView, calls_view
 from syncd.services.operator.common import STATE_ORDER, iso, to_jsonable
 from syncd.services.operator.org_status import OrgView, org_views
 from syncd.services.operator.speed_status import StageView, no_speed, speed_by_sync
@@ -305,6 +312,8 @@ class StatusReport:
     replicas_left_out: int = 0
     #: The Salesforce orgs met, the trusted one first.
     orgs: list[OrgView] = dataclasses.field(default_factory=list)
+    #: The call-outcome webhooks and write-backs (:mod:`.calls_status`).
+    calls: CallsView | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON object (see the module docstring)."""
@@ -539,6 +548,7 @@ def status(
         operator_pauses=rows.operator_pauses,
         replicas_left_out=len(rows.replicas) - len(shown),
         orgs=org_views(session_factory),
+        calls=calls_view(session_factory, config, at),
     )
 
 
