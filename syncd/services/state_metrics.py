@@ -15,6 +15,7 @@ backlog drained) is set to 0 rather than left at its last value.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -33,12 +34,18 @@ from syncd.metrics import (
     CALL_EVENTS_PENDING,
     CALL_WRITEBACKS_PENDING,
     HELD_LEADS,
+    LAST_SUCCESSFUL_POLL,
     LEADS_BY_STATE,
     OLDEST_QUEUED,
     PAUSED,
     UNCERTAIN_LEADS,
 )
 from syncd.services.pause_board import board_for
+
+#: When this process started: the last successful poll of a sync that never polled
+#: successfully, so ``SyncdPollStale`` fires once a sync has not polled for its whole
+#: threshold since the start, instead of never.
+PROCESS_STARTED = time.time()
 
 #: Label value for queued leads that have no agent (should not happen; made visible).
 NO_AGENT = "none"
@@ -87,7 +94,27 @@ def refresh_state_metrics(
     _apply(BACKLOG, ("sync", "agent"), queued)
     _apply(OLDEST_QUEUED, ("sync", "agent"), age)
     _apply(PAUSED, ("scope", "name"), paused)
+    _last_polls(config, sync_states)
     _calls(config, events, call_writebacks, at)
+
+
+def _last_polls(config: Config, sync_states: Mapping[str, Any]) -> None:
+    """``syncd_last_successful_poll_timestamp_seconds`` of every enabled sync: the newest of
+    its value in this process, the database's last successful poll (by any replica) and
+    the process start (a sync that never polled successfully is stale from the start)."""
+    current = {
+        sample.labels["sync"]: sample.value
+        for metric in LAST_SUCCESSFUL_POLL.collect()
+        for sample in metric.samples
+    }
+    for sync in config.syncs:
+        if not sync.enabled:
+            continue
+        row = sync_states.get(sync.name)
+        ok_at = getattr(row, "last_poll_ok_at", None)
+        stored = ok_at.timestamp() if ok_at is not None else 0.0
+        value = max(current.get(sync.name, 0.0), stored, PROCESS_STARTED)
+        LAST_SUCCESSFUL_POLL.labels(sync=sync.name).set(value)
 
 
 _Values = dict[tuple[str, ...], float]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import contextlib
+import time
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
@@ -133,3 +135,28 @@ def test_held_leads_gauge(sessions: sessionmaker[Session]) -> None:
     refresh_state_metrics(sessions, make_config(), now=lambda: T0)
     assert value("syncd_held_leads", sync="web") == 2
     assert value("syncd_held_leads", sync="partner") == 0
+
+
+class TestLastSuccessfulPoll:
+    def test_a_sync_that_never_polled_is_stale_from_the_start(
+        self, sessions: sessionmaker[Session]
+    ) -> None:
+        """Never polled successfully: the process start, so SyncdPollStale can fire."""
+        from syncd.metrics import LAST_SUCCESSFUL_POLL
+        from syncd.services.state_metrics import PROCESS_STARTED
+
+        with contextlib.suppress(KeyError):
+            LAST_SUCCESSFUL_POLL.remove("partner")
+        refresh_state_metrics(sessions, make_config(), now=lambda: T0)
+        assert value("syncd_last_successful_poll_timestamp_seconds", sync="partner") == (
+            PROCESS_STARTED
+        )
+
+    def test_another_replicas_poll_counts(self, sessions: sessionmaker[Session]) -> None:
+        """The database's last successful poll (any replica's) moves the gauge forward."""
+        polled = datetime.fromtimestamp(time.time() + 3600, UTC)
+        with sessions.begin() as s:
+            add_sync_state(s, "web", last_poll_ok_at=polled)
+        refresh_state_metrics(sessions, make_config(), now=lambda: T0)
+        found = value("syncd_last_successful_poll_timestamp_seconds", sync="web")
+        assert found == polled.timestamp()
