@@ -68,7 +68,6 @@ from syncd.adapters.salesforce import (
     SalesforceUnavailable,
 )
 from syncd.config.models import SyncConfig
-from syncd.domain.api_usage import usage_over_limit
 from syncd.domain.backoff import equal_jitter
 from syncd.domain.call_writeback import (
     IN_DOUBT,
@@ -85,7 +84,7 @@ from syncd.domain.writeback import DONE, FAILED, RETRY, classify_all, collection
 from syncd.logs import get_logger
 from syncd.metrics import CALL_WRITEBACKS
 from syncd.services.delivery_activity import PROCESS, DeliveryActivity, GiveWay
-from syncd.services.writeback import CALL_BACKOFF, RETRY_BACKOFF
+from syncd.services.writeback import CALL_BACKOFF, RETRY_BACKOFF, usage_forbids
 
 log = get_logger(__name__)
 
@@ -163,14 +162,7 @@ class CallWriter:
 
     def over_usage(self) -> str | None:
         """Why the org's API usage forbids a call now, or None (as write-back's guard)."""
-        readings = [self.target.api_usage()]
-        if self.usage is not None:
-            readings.append(self.usage())
-        for reading in readings:
-            reason = usage_over_limit(reading, self.max_api_usage_percent)
-            if reason is not None:
-                return reason
-        return None
+        return usage_forbids(self.target, self.usage, self.max_api_usage_percent)
 
     def run(self, stop: threading.Event | None = None) -> CallWritebackPass:
         """Write due calls until none is due, ``stop`` is set or usage is too high."""

@@ -76,6 +76,29 @@ CALL_BACKOFF = BackoffPolicy(timedelta(seconds=10), timedelta(minutes=10))
 MAX_REFUSED_CALLS = 5
 
 
+def usage_forbids(
+    target: UsageReader,
+    usage: Callable[[], tuple[int, int] | None] | None,
+    max_percent: int,
+) -> str | None:
+    """Why the org's API usage forbids a write-back call now, or None: the usage the
+    target read last, and the process's own reading (``usage``) when there is one."""
+    readings = [target.api_usage()]
+    if usage is not None:
+        readings.append(usage())
+    for reading in readings:
+        reason = usage_over_limit(reading, max_percent)
+        if reason is not None:
+            return reason
+    return None
+
+
+class UsageReader(Protocol):
+    """A Salesforce client that remembers the API usage of its last answer."""
+
+    def api_usage(self) -> tuple[int, int] | None: ...
+
+
 class WritebackTarget(Protocol):
     """What write-back needs from Salesforce (:class:`SalesforceSource` has it)."""
 
@@ -137,14 +160,7 @@ class Writer:
 
     def over_usage(self) -> str | None:
         """Why the org's API usage forbids a call now, or None."""
-        readings = [self.target.api_usage()]
-        if self.usage is not None:
-            readings.append(self.usage())
-        for reading in readings:
-            reason = usage_over_limit(reading, self.max_api_usage_percent)
-            if reason is not None:
-                return reason
-        return None
+        return usage_forbids(self.target, self.usage, self.max_api_usage_percent)
 
     def run(self, stop: threading.Event | None = None) -> WritebackPass:
         """Send due write-backs until none is due, ``stop`` is set or usage is too high."""
