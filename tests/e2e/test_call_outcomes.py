@@ -15,17 +15,18 @@ import http.client
 import json
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, create_engine
 
 from syncd.domain.call_ref import make_ref
 from syncd.entrypoints.demo_calls import free_loopback_port, webhook_section
 from syncd.sandbox.simz import SimzEmulator
-from tests.e2e.harness import Daemon, Harness, lead_records
+from tests.e2e.harness import Daemon, Harness, lead_records, wait_until
 
 NUMBER = "+12025550177"
 
@@ -35,6 +36,43 @@ def harness(tmp_path: Path, simz_emulator: SimzEmulator) -> Iterator[Harness]:
     simz_emulator.configure_calls(delay=0.2)
     with Harness(tmp_path, simz_emulator) as h:
         yield h
+
+
+class Database:
+    """The daemon's database as the test reads it: the harness's SQLite file, or a
+    PostgreSQL schema the config names instead (``url``)."""
+
+    def __init__(self, harness: Harness, url: str | None = None) -> None:
+        self.harness = harness
+        self.url = url
+        self.engine: Engine | None = create_engine(url) if url is not None else None
+
+    def overrides(self) -> dict[str, Any]:
+        return {} if self.url is None else {"database": {"url": self.url}}
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Read-only SQL with ``?`` placeholders."""
+        if self.engine is None:
+            return self.harness.query(sql, params)
+        with self.engine.connect() as connection:
+            rows = connection.exec_driver_sql(sql.replace("?", "%s"), tuple(params))
+            return [tuple(row) for row in rows]
+
+    def states(self) -> dict[str, str]:
+        """Salesforce Id -> state of every lead."""
+        return {
+            sf_id: state for sf_id, state in self.query("SELECT salesforce_id, state FROM leads")
+        }
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, harness: Harness) -> Iterator[Database]:
+    """The harness's SQLite file, or a fresh PostgreSQL schema (skipped when unset)."""
+    url = None if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
+    database = Database(harness, url)
+    yield database
+    if database.engine is not None:
+        database.engine.dispose()
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -51,8 +89,9 @@ def with_webhook(harness: Harness, **overrides: Any) -> dict[str, Any]:
     return webhook
 
 
-def tasks_mode(harness: Harness) -> dict[str, Any]:
-    return with_webhook(harness, sync={"call_writeback": {"mode": "tasks"}})
+def tasks_mode(harness: Harness, db: Database | None = None) -> dict[str, Any]:
+    overrides = db.overrides() if db is not None else {}
+    return with_webhook(harness, sync={"call_writeback": {"mode": "tasks"}}, **overrides)
 
 
 def posted(harness: Harness, count: int) -> list[dict[str, Any]]:
@@ -63,7 +102,7 @@ def posted(harness: Harness, count: int) -> list[dict[str, Any]]:
     return hooks
 
 
-def outcomes(harness: Harness) -> list[tuple[Any, ...]]:
+def outcomes(harness: Harness | Database) -> list[tuple[Any, ...]]:
     """(Salesforce Id, call key, disposition, write-back status, Task Id) of every outcome."""
     return harness.query(
         "SELECT salesforce_id, call_key, disposition, writeback_status, task_id "
@@ -71,12 +110,12 @@ def outcomes(harness: Harness) -> list[tuple[Any, ...]]:
     )
 
 
-def events(harness: Harness) -> list[tuple[Any, ...]]:
+def events(harness: Harness | Database) -> list[tuple[Any, ...]]:
     """(id, status, detail) of every stored call event."""
     return harness.query("SELECT id, status, detail FROM call_events ORDER BY id")
 
 
-def written(harness: Harness, count: int) -> list[tuple[Any, ...]]:
+def written(harness: Harness | Database, count: int) -> list[tuple[Any, ...]]:
     """The outcomes once ``count`` are written back as a Task (and none is left to write)."""
 
     def done() -> list[tuple[Any, ...]] | None:
@@ -84,11 +123,11 @@ def written(harness: Harness, count: int) -> list[tuple[Any, ...]]:
         statuses = [row[3] for row in rows]
         return rows if statuses.count("done") == count and len(rows) == count else None
 
-    rows: list[tuple[Any, ...]] = harness.wait_until(done, f"{count} Task(s) written back")
+    rows: list[tuple[Any, ...]] = wait_until(done, f"{count} Task(s) written back")
     return rows
 
 
-def sends(harness: Harness, salesforce_id: str) -> int:
+def sends(harness: Harness | Database, salesforce_id: str) -> int:
     """How many times the lead was claimed for a send (its transitions into ``sending``)."""
     [(count,)] = harness.query(
         "SELECT COUNT(*) FROM lead_transitions t JOIN leads l ON l.id = t.lead_id "
@@ -109,13 +148,15 @@ def one_task_each(harness: Harness, rows: list[tuple[Any, ...]]) -> None:
 
 
 class TestOneTaskPerCall:
+    """On SQLite and on PostgreSQL (``SYNCD_TEST_POSTGRES_URL``; skipped when unset)."""
+
     def test_a_hook_twice_and_a_late_hook_of_the_same_call_make_one_task_each(
-        self, harness: Harness
+        self, harness: Harness, db: Database
     ) -> None:
         """Three leads: a hook delivered twice byte for byte, a call reported twice with other
         bytes (an older hook arriving late), a plain one. The first Task create's answer is
         lost: the in-doubt rows are looked up by CallObject, never created twice."""
-        tasks_mode(harness)
+        tasks_mode(harness, db)
         harness.simz.inject_call_fault("duplicate")
         harness.simz.inject_call_fault("out_of_order")
         harness.salesforce.lose_create_answers(1)
@@ -123,7 +164,7 @@ class TestOneTaskPerCall:
         daemon = harness.start()
 
         hooks = posted(harness, 5)
-        rows = written(harness, 3)
+        rows = written(db, 3)
         assert daemon.stop() == 0
 
         assert sorted(row[0] for row in rows) == sorted(leads)
@@ -131,7 +172,7 @@ class TestOneTaskPerCall:
         faults = {h["salesforceId"]: h["fault"] for h in hooks}
         assert Counter(faults.values()) == Counter(["duplicate", "out_of_order", None])
         # Five posts, four bodies stored (the duplicate once), every one matched.
-        stored = events(harness)
+        stored = events(db)
         assert [status for _id, status, _detail in stored] == ["matched"] * 4
         late = next(h for h in hooks[::-1] if h["fault"] == "out_of_order")
         first = next(h for h in hooks if h["fault"] == "out_of_order")
@@ -144,9 +185,9 @@ class TestOneTaskPerCall:
         assert [q for q in harness.salesforce.query_log() if "CallObject" in str(q)]
 
         assert harness.simz.received_counts() == {lead: 1 for lead in leads}
-        assert harness.lead_states() == {lead: "accepted" for lead in leads}
-        assert [sends(harness, lead) for lead in leads] == [1, 1, 1]
-        first_calls = harness.query("SELECT COUNT(*) FROM leads WHERE first_call_at IS NOT NULL")
+        assert db.states() == {lead: "accepted" for lead in leads}
+        assert [sends(db, lead) for lead in leads] == [1, 1, 1]
+        first_calls = db.query("SELECT COUNT(*) FROM leads WHERE first_call_at IS NOT NULL")
         assert first_calls == [(3,)]
 
     @pytest.mark.parametrize(
@@ -154,33 +195,38 @@ class TestOneTaskPerCall:
         [("delay", {"seconds": 6}, "accepted"), ("lost_response", {}, "uncertain")],
     )
     def test_a_hook_before_the_accept_is_recorded(
-        self, harness: Harness, fault: str, params: dict[str, Any], state: str
+        self, harness: Harness, db: Database, fault: str, params: dict[str, Any], state: str
     ) -> None:
         """SimZ calls at once and answers late (or never): the hook is stored and read while
         the lead is still ``sending``; one Task, the lead is neither requeued nor resent."""
-        tasks_mode(harness)
+        tasks_mode(harness, db)
         harness.simz.configure_calls(delay=0)
         harness.simz.inject(fault, **params)
         [lead] = harness.salesforce.add_records(lead_records(1))
         daemon = harness.start()
 
         posted(harness, 1)
-        rows = written(harness, 1)
-        harness.wait_until(lambda: harness.lead_states() == {lead: state}, f"the lead {state}")
+        rows = written(db, 1)
+        wait_until(lambda: db.states() == {lead: state}, f"the lead {state}")
         assert daemon.stop() == 0
 
         one_task_each(harness, rows)
-        assert [status for _id, status, _detail in events(harness)] == ["matched"]
-        [(processed, accepted, first_call)] = harness.query(
+        assert [status for _id, status, _detail in events(db)] == ["matched"]
+        [(processed, accepted, first_call)] = db.query(
             "SELECT e.processed_at, l.accepted_at, l.first_call_at "
             "FROM call_events e JOIN leads l ON l.id = e.lead_id"
         )
         assert first_call is not None
         if accepted is not None:  # the answer came after the hook was read
-            assert datetime.fromisoformat(processed) < datetime.fromisoformat(accepted)
+            assert moment(processed) < moment(accepted)
         assert harness.simz.received_counts() == {lead: 1}
-        assert sends(harness, lead) == 1
+        assert sends(db, lead) == 1
         assert harness.salesforce.tasks()[0]["WhoId"] == lead
+
+
+def moment(value: datetime | str) -> datetime:
+    """A stored time: a datetime (PostgreSQL) or its ISO text (SQLite)."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def receiver(daemon: Daemon) -> tuple[str, int]:
