@@ -192,7 +192,7 @@ class TestOneTaskPerCall:
 
     @pytest.mark.parametrize(
         ("fault", "params", "state"),
-        [("delay", {"seconds": 6}, "accepted"), ("lost_response", {}, "uncertain")],
+        [("delay", {"seconds": 10}, "accepted"), ("lost_response", {}, "uncertain")],
     )
     def test_a_hook_before_the_accept_is_recorded(
         self, harness: Harness, db: Database, fault: str, params: dict[str, Any], state: str
