@@ -3,9 +3,8 @@
 The test holds SQLite's write lock (``BEGIN IMMEDIATE`` on its own connection)
 so the receiver's INSERT waits; the daemon is killed while it waits. The
 sender got no answer at all, nothing was stored, and the redelivery to the
-restarted daemon is stored once. ``syncd calls --unmatched`` then lists an
-event that matched no lead; the status is set in the database directly, as
-the processor would set it.
+restarted daemon is stored once. The daemon's processor finds no correlation
+value in it, and ``syncd calls --unmatched`` lists it.
 """
 
 from __future__ import annotations
@@ -109,23 +108,14 @@ def test_sigkill_before_the_commit_sends_no_2xx_and_the_redelivery_is_stored_onc
         assert json.loads(stored) == HOOK
         assert second.find("webhook received", event_id=event_id, new=True, bytes=len(body))
 
-        # syncd calls --unmatched: an event that matched no lead is listed, never deleted.
-        listed = h.cli("calls", "--unmatched")
-        assert listed.returncode == 0, listed.stderr
-        assert "no unmatched call events" in listed.stdout
-        connection = sqlite3.connect(h.db_path, timeout=60)
-        with connection:
-            connection.execute(
-                "UPDATE call_events SET status = 'unmatched', detail = ? WHERE id = ?",
-                ("no correlation value in the payload", event_id),
-            )
-        connection.close()
+        # The processor marks it unmatched (it names no lead); it is listed, never deleted.
+        h.wait_until(lambda: stored_events(h.db_path)[0][1] == "unmatched", "the event processed")
         listed = h.cli("calls", "--unmatched")
         assert listed.returncode == 0, listed.stderr
         [header, row] = listed.stdout.splitlines()
         assert header.split()[:3] == ["EVENT", "RECEIVED", "STATUS"]
         assert row.split()[0] == str(event_id) and "unmatched" in row.split()
-        assert "no correlation value" in row
+        assert "no syncdRef in the payload" in row
         as_json = json.loads(h.cli("calls", "--unmatched", "--json").stdout)
         assert [(e["id"], e["status"]) for e in as_json["events"]] == [(event_id, "unmatched")]
         assert h.cli("calls", "--unreadable").stdout.strip() == "no unreadable call events"
