@@ -250,7 +250,10 @@ class CallProcessor:
         result.outcomes += item.created
         if item.first_call is not None:
             lead = item.first_call
-            observe_first_call(lead.sync_name, lead.accepted_at, item.event.received_at)
+            # A hook read before SimZ's accept was recorded (an answer still on its way, or
+            # lost) counts 0: the call came no later than the accept.
+            accepted = lead.accepted_at or item.event.received_at
+            observe_first_call(lead.sync_name, accepted, item.event.received_at)
         if item.status != store.MATCHED:
             log.info(
                 "call event not matched to a call", call_event=item.event.id, status=item.status

@@ -387,3 +387,23 @@ class TestSpeedToLead:
         assert processor.run().outcomes == 2
         count, total = observed()
         assert (count - before[0], round(total - before[1], 3)) == (1.0, 40.0)
+
+    def test_a_hook_before_the_accept_counts_zero(
+        self, sessions: sessionmaker[Session], processor: CallProcessor
+    ) -> None:
+        """The accept not recorded yet: first_call is observed as 0, not left out."""
+        from syncd.metrics import REGISTRY
+
+        [web] = insert_leads(sessions, [1], sync="web")
+        labels = {"sync": "web", "stage": "first_call"}
+
+        def observed() -> tuple[float, float]:
+            count = REGISTRY.get_sample_value("syncd_speed_to_lead_seconds_count", labels)
+            total = REGISTRY.get_sample_value("syncd_speed_to_lead_seconds_sum", labels)
+            return count or 0.0, total or 0.0
+
+        before = observed()
+        store_event(sessions, hook(web, lead_id(sessions, web)))
+        assert processor.run().outcomes == 1
+        count, total = observed()
+        assert (count - before[0], total - before[1]) == (1.0, 0.0)
