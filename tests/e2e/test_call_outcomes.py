@@ -4,9 +4,9 @@ an opt-out stops the number's other leads.
 Real subprocesses (``syncd run``, ``syncd once`` and the operator CLI) on one
 SQLite file (the one-Task tests on PostgreSQL too), both emulators in the test
 process. The daemon's webhook receiver listens on a free loopback port that the
-SimZ emulator posts to, as the ``options.webhookUrl`` syncd sends says. SimZ records every lead it received,
-so "sent once" and "never sent" are checked at the receiving end; the
-Salesforce emulator holds the Tasks.
+SimZ emulator posts to, as the ``options.webhookUrl`` syncd sends says. SimZ
+records every lead it received, so "sent once" and "never sent" are checked at
+the receiving end; the Salesforce emulator holds the Tasks.
 """
 
 from __future__ import annotations
