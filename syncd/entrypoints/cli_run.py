@@ -65,8 +65,8 @@ if TYPE_CHECKING:
     from syncd.bootstrap import Runtime
     from syncd.config import SyncConfig
     from syncd.entrypoints.webhook_http import WebhookReceiver
-    from syncd.services.stream import StreamSupervisor
     from syncd.services.stream_board import StreamBoard
+    from syncd.services.stream_supervisor import StreamSupervisor
 
 EXIT_OK = 0
 EXIT_IN_FLIGHT = 1
@@ -144,7 +144,6 @@ def _flush_and_exit(status: int) -> None:
 
 def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     """Run until ``stop`` is set (by a signal); return the exit status."""
-    from syncd.services.stream import StreamSupervisor
     from syncd.services.stream_board import StreamBoard
 
     stop = stop or threading.Event()
@@ -188,6 +187,31 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     )
     runtime.on_call_stored(scheduler.wake_calls)
     scheduler.start()
+    streams = _start_streams(syncs, runtime, board, scheduler, stop)
+    _log_started(config, runtime, syncs, http.address)
+
+    # Wake up now and then: signal handlers run on the main thread between bytecodes.
+    while not stop.wait(0.5):
+        pass
+    return _stop(config, runtime, signals, scheduler, streams, [webhooks, http])
+
+
+def _start_streams(
+    syncs: list[SyncConfig],
+    runtime: Runtime,
+    board: StreamBoard,
+    scheduler: JobScheduler,
+    stop: threading.Event,
+) -> StreamSupervisor | None:
+    """Start the intake of each streamed sync; None when no sync streams.
+
+    The stream's modules pull in gRPC, protobuf and Avro (about 12 MB of memory):
+    a daemon whose syncs all poll never imports them.
+    """
+    if not any(sync.streamed for sync in syncs):
+        return None
+    from syncd.services.stream_supervisor import StreamSupervisor
+
     leadership = runtime.leadership
     streams = StreamSupervisor(
         syncs,
@@ -197,12 +221,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         bound_stop=leadership.stop_event if leadership is not None else None,
     )
     streams.start()
-    _log_started(config, runtime, syncs, http.address)
-
-    # Wake up now and then: signal handlers run on the main thread between bytecodes.
-    while not stop.wait(0.5):
-        pass
-    return _stop(config, runtime, signals, scheduler, streams, [webhooks, http])
+    return streams
 
 
 def _start_runtime(config: Config) -> Runtime | None:
@@ -329,7 +348,7 @@ def _stop(
     runtime: Runtime,
     signals: SignalHandler,
     scheduler: JobScheduler,
-    streams: StreamSupervisor,
+    streams: StreamSupervisor | None,
     listeners: list[LoopServer | None],
 ) -> int:
     """Stop within ``daemon.shutdown_grace``; the exit status says whether leads were in flight."""
@@ -339,7 +358,9 @@ def _stop(
     started = time.monotonic()
     report = scheduler.shutdown(grace)
     # The streams saw ``stop`` too; what they had not committed comes again after a restart.
-    still_streaming = streams.join(max(1.0, grace - (time.monotonic() - started)))
+    still_streaming = (
+        streams.join(max(1.0, grace - (time.monotonic() - started))) if streams else []
+    )
     if still_streaming:
         log.warning("streams still stopping", still_running=still_streaming)
     # The webhook receiver stops accepting, then finishes the stores under way, before

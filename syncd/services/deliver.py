@@ -314,8 +314,8 @@ class _Delivery:
             if self.fence is not None and not self.fence(session):
                 self.log.warning("lease not held: delivery stops claiming", agent=agent)
                 return Step.STOPPED
-            pauses = operator_pauses.pauses_of(session, self.sync.name, agent)
-            simz_pauses = outbox.active_pauses(session, self.credential, agent, current)
+            found = outbox.claim_pauses(session, self.sync.name, self.credential, agent, current)
+            pauses, simz_pauses = found.operator, found.simz
             claim = None
             if not simz_pauses and not pauses:
                 claim = outbox.claim(

@@ -65,6 +65,19 @@ class TestDelivery:
         assert harness.simz.api_key not in daemon.output()
         assert "sf-password" not in daemon.output()
 
+    @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc")
+    def test_polled_syncs_load_no_stream_libraries(self, harness: Harness) -> None:
+        """A daemon whose syncs all poll never loads gRPC or Avro (about 12 MB of memory):
+        only a streamed sync's intake needs them."""
+        harness.salesforce.add_records(lead_records(5))
+        daemon = harness.start()
+        harness.wait_until(lambda: harness.count_state("accepted") == 5, "5 leads accepted")
+
+        maps = Path(f"/proc/{daemon.process.pid}/maps").read_text()
+        assert daemon.stop() == 0
+        loaded = {line.rsplit("/", 1)[-1] for line in maps.splitlines() if "/" in line}
+        assert not [name for name in loaded if "grpc" in name or "fastavro" in name]
+
 
 class TestProbes:
     def test_health_ready_metrics_and_404(self, harness: Harness) -> None:

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Integer, String, bindparam, cast, delete, literal, null, select, union_all
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from syncd.adapters.orm import Pause
+from syncd.adapters import operator_pauses
+from syncd.adapters.orm import OperatorPause, Pause
 from syncd.adapters.outbox.common import PAUSES
 from syncd.domain.outcome import REASON_CHARS, bounded
 from syncd.domain.outcome import SCOPE_AGENT as SCOPE_AGENT
@@ -60,6 +61,78 @@ def active_pauses(
         _ACTIVE_PAUSES, {**_pause_keys(credential, agent_id), "now": now}
     )
     return [ActivePause(*row) for row in rows]
+
+
+_OPERATOR: Any = OperatorPause.__table__
+_NO_TEXT = cast(null(), String)
+_NO_NUMBER = cast(null(), Integer)
+#: Both kinds of pause that stop a claim, in one round trip: the operator's
+#: (:mod:`syncd.adapters.operator_pauses`, of the sync or the agent) and SimZ's
+#: (of the API key or the agent under it) that have not yet expired.
+_CLAIM_PAUSES = union_all(
+    select(
+        literal("operator", String).label("kind"),
+        _OPERATOR.c.scope,
+        _OPERATOR.c.name.label("key"),
+        _OPERATOR.c.reason,
+        _OPERATOR.c.paused_by,
+        _NO_NUMBER.label("http_status"),
+        _NO_NUMBER.label("failures"),
+        _OPERATOR.c.paused_at.label("at"),
+    ).where(
+        (
+            (_OPERATOR.c.scope == operator_pauses.OPERATOR_SYNC)
+            & (_OPERATOR.c.name == bindparam("op_sync"))
+        )
+        | (
+            (_OPERATOR.c.scope == operator_pauses.OPERATOR_AGENT)
+            & (_OPERATOR.c.name == bindparam("op_agent"))
+        )
+    ),
+    select(
+        literal("simz", String),
+        PAUSES.c.scope,
+        PAUSES.c.key,
+        PAUSES.c.reason,
+        _NO_TEXT,
+        PAUSES.c.http_status,
+        PAUSES.c.failures,
+        PAUSES.c.paused_until,
+    ).where(
+        _OF_KEY_OR_AGENT, PAUSES.c.paused_until > bindparam("now", type_=Pause.paused_until.type)
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ClaimPauses:
+    """What stops a claim of one agent now: operator pauses and SimZ's active pauses."""
+
+    operator: list[operator_pauses.Pause]
+    simz: list[ActivePause]
+
+
+def claim_pauses(
+    session: Session, sync_name: str, credential: str, agent_id: str, now: datetime
+) -> ClaimPauses:
+    """:func:`syncd.adapters.operator_pauses.pauses_of` and :func:`active_pauses` at once,
+    in one statement (one round trip per claim, not two)."""
+    rows = session.connection().execute(
+        _CLAIM_PAUSES,
+        {
+            "op_sync": sync_name,
+            "op_agent": agent_id,
+            **_pause_keys(credential, agent_id),
+            "now": now,
+        },
+    )
+    found = ClaimPauses([], [])
+    for kind, scope, key, reason, paused_by, http_status, failures, at in rows:
+        if kind == "operator":
+            found.operator.append(operator_pauses.Pause(scope, key, reason, paused_by, at))
+        else:
+            found.simz.append(ActivePause(scope, key, reason, http_status, failures, at))
+    return found
 
 
 def pause(
