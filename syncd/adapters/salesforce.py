@@ -136,10 +136,18 @@ def next_records_path(value: object) -> str:
 
 
 class LoginBackoff:
-    """Refused logins in a row and when the next one may be sent (thread-safe)."""
+    """Refused logins in a row and when the next one may be sent (thread-safe).
+
+    Logins of the sources sharing it go one at a time (:attr:`turn`): two threads
+    starting at once (the first poll and the org check, say) would otherwise both
+    pass :meth:`check` before either is refused, and a wrong password would be
+    sent twice, which is how users get locked out.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        #: Held for a whole login attempt, from the check to the recorded answer.
+        self.turn = threading.Lock()
         self.refusals = 0
         self.next_attempt: datetime | None = None
         self.reason: str | None = None
@@ -356,19 +364,20 @@ class SalesforceSource:
     def _guarded_login(self) -> tuple[str, str]:
         """Log in unless refusals hold logins back; a refusal extends the wait."""
         auth = self.config.auth
-        self.login_backoff.check(self.now())
-        try:
-            if isinstance(auth, PasswordAuth):
-                found = self._password_login(auth)
-            elif isinstance(auth, JwtAuth):
-                found = self._jwt_login(auth)
-            else:
-                assert isinstance(auth, ClientCredentialsAuth)
-                found = self._client_credentials_login(auth)
-        except SalesforceAuthError as exc:
-            self.login_backoff.refused(str(exc), self.now())
-            raise
-        self.login_backoff.succeeded()
+        with self.login_backoff.turn:
+            self.login_backoff.check(self.now())
+            try:
+                if isinstance(auth, PasswordAuth):
+                    found = self._password_login(auth)
+                elif isinstance(auth, JwtAuth):
+                    found = self._jwt_login(auth)
+                else:
+                    assert isinstance(auth, ClientCredentialsAuth)
+                    found = self._client_credentials_login(auth)
+            except SalesforceAuthError as exc:
+                self.login_backoff.refused(str(exc), self.now())
+                raise
+            self.login_backoff.succeeded()
         return found
 
     def session(self, *, renew: bool = False) -> tuple[str, str]:

@@ -12,6 +12,7 @@ import pytest
 
 from syncd.adapters.salesforce import (
     LOGIN_BACKOFF_MAX,
+    LoginBackoff,
     SalesforceAuthError,
     SalesforceLimitExceeded,
     SalesforceProtocolError,
@@ -151,6 +152,44 @@ class TestLoginBackoff:
         assert source.login_backoff.next_attempt == clock.at + LOGIN_BACKOFF_MAX
         assert timedelta(minutes=15) <= LOGIN_BACKOFF_MAX
         source.close()
+
+    def test_sources_sharing_the_backoff_log_in_one_at_a_time(
+        self, org: SalesforceEmulator
+    ) -> None:
+        """Threads starting together (the first poll, the org check, ...) with a wrong
+        password: one login is sent, the others wait for its answer and are held back."""
+        clock = Clock(T0)
+        auth = {
+            "method": "password",
+            "username": org.username,
+            "password": "wrong",
+            "security_token": org.security_token,
+        }
+        backoff = LoginBackoff()
+        sources = [
+            SalesforceSource(salesforce_config(org, auth=auth), backoff, now=clock)
+            for _ in range(8)
+        ]
+        start = threading.Barrier(len(sources))
+        errors: list[str] = []
+
+        def poll(source: SalesforceSource) -> None:
+            start.wait()
+            try:
+                list(source.query_pages(SOQL))
+            except SalesforceAuthError as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=poll, args=(source,)) for source in sources]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert org.login_attempts() == 1
+        assert len(errors) == len(sources)
+        assert sum("held back" in error for error in errors) == len(sources) - 1
+        for source in sources:
+            source.close()
 
     def test_success_resets(self, org: SalesforceEmulator) -> None:
         """A login that works clears the backoff."""
