@@ -34,3 +34,14 @@ def printable(value: object, *, keep_newlines: bool = False) -> str:
     """
     pattern = _UNSAFE_BUT_NEWLINE if keep_newlines else _UNSAFE
     return pattern.sub(_escape, str(value))
+
+
+#: A cell a spreadsheet would read as a formula: ``=``, ``@``, a tab or carriage return
+#: first, or ``+``/``-`` followed by anything but a number.
+_FORMULA = re.compile(r"^(?:[=@\t\r]|[+-](?![0-9][0-9 .()-]*$))")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """``value`` for a CSV cell: text a spreadsheet would run as a formula gets a leading
+    ``'`` (shown, never run); numbers such as ``+14155550123`` or ``-3.5`` are kept."""
+    return "'" + value if _FORMULA.match(value) else value

@@ -17,6 +17,7 @@ from syncd.entrypoints.cli_operator_common import database, query, setup_logging
 from syncd.entrypoints.cli_text import echo, printable
 from syncd.services.audit_export import AuditPack, csv_table, export_number
 from syncd.services.operator import to_jsonable
+from syncd.text import spreadsheet_safe
 
 
 @click.group("audit")
@@ -61,7 +62,7 @@ def _as_csv(pack: AuditPack) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(headers)
-    writer.writerows([printable(cell) for cell in row] for row in rows)
+    writer.writerows([spreadsheet_safe(printable(cell)) for cell in row] for row in rows)
     return out.getvalue()
 
 

@@ -43,6 +43,7 @@ from syncd.entrypoints.cli_operator_common import (
 from syncd.entrypoints.cli_text import echo, echo_json, echo_lines
 from syncd.services import suppressing
 from syncd.services.operator import iso
+from syncd.text import spreadsheet_safe
 
 #: Rows between two progress lines of an import.
 PROGRESS_EVERY = 50_000
@@ -285,7 +286,9 @@ def _write_export(entries: Iterator[SuppressionEntry], fmt: str, out: IO[str]) -
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(EXPORT_COLUMNS)
         for entry in entries:
-            writer.writerow(["" if v is None else v for v in _jsonable(entry).values()])
+            writer.writerow(
+                ["" if v is None else spreadsheet_safe(str(v)) for v in _jsonable(entry).values()]
+            )
         return
     out.write("[")
     for index, entry in enumerate(entries):
