@@ -115,32 +115,12 @@ class RecordsApi:
 
     def update_collection(self, body: bytes) -> Reply:
         """``PATCH composite/sobjects``: each record on its own (allOrNone false), in order."""
-        try:
-            data = json.loads(body or b"{}")
-        except ValueError:
-            return error_reply(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
-        records = data.get("records") if isinstance(data, dict) else None
-        if not isinstance(records, list) or not records:
-            return error_reply(400, "INVALID_FIELD", "records: a non-empty list is required")
-        if len(records) > COLLECTION_LIMIT:
-            return error_reply(
-                400,
-                "EXCEEDED_ID_LIMIT",
-                f"record limit reached. cannot submit more than {COLLECTION_LIMIT} records "
-                "into this call",
-            )
-        if data.get("allOrNone") not in (None, False):
-            return error_reply(400, "INVALID_FIELD", "allOrNone true is not emulated")
+        records = _collection_records(body)
+        if isinstance(records, Reply):
+            return records
         results = [self._update_one(record) for record in records]
         with self._lock:
-            self._write_log.append(
-                {
-                    "time": datetime.now(UTC).isoformat(),
-                    "method": "PATCH",
-                    "records": len(records),
-                    "succeeded": sum(1 for r in results if r["success"]),
-                }
-            )
+            self._log_write("PATCH", results)
         return json_reply(200, results)
 
     def _update_one(self, record: Any) -> dict[str, Any]:
@@ -166,34 +146,25 @@ class RecordsApi:
             return {"id": record_id, "success": False, "errors": [exc.as_error()]}
         return {"id": record_id, "success": True, "errors": []}
 
+    def _log_write(self, method: str, results: list[dict[str, Any]]) -> None:
+        """One entry of the write log (the caller holds ``_lock``)."""
+        self._write_log.append(
+            {
+                "time": datetime.now(UTC).isoformat(),
+                "method": method,
+                "records": len(results),
+                "succeeded": sum(1 for r in results if r["success"]),
+            }
+        )
+
     def create_collection(self, body: bytes) -> Reply:
         """``POST composite/sobjects``: each new record on its own (allOrNone false), in order."""
-        try:
-            data = json.loads(body or b"{}")
-        except ValueError:
-            return error_reply(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
-        records = data.get("records") if isinstance(data, dict) else None
-        if not isinstance(records, list) or not records:
-            return error_reply(400, "INVALID_FIELD", "records: a non-empty list is required")
-        if len(records) > COLLECTION_LIMIT:
-            return error_reply(
-                400,
-                "EXCEEDED_ID_LIMIT",
-                f"record limit reached. cannot submit more than {COLLECTION_LIMIT} records "
-                "into this call",
-            )
-        if data.get("allOrNone") not in (None, False):
-            return error_reply(400, "INVALID_FIELD", "allOrNone true is not emulated")
+        records = _collection_records(body)
+        if isinstance(records, Reply):
+            return records
         results = [self._create_one(record) for record in records]
         with self._lock:
-            self._write_log.append(
-                {
-                    "time": datetime.now(UTC).isoformat(),
-                    "method": "POST",
-                    "records": len(records),
-                    "succeeded": sum(1 for r in results if r["success"]),
-                }
-            )
+            self._log_write("POST", results)
             lost = self._lost_answers > 0
             self._lost_answers = max(0, self._lost_answers - 1)
         reply = json_reply(200, results)
@@ -261,3 +232,24 @@ class RecordsApi:
         """Every sObject Collections call: time, method (PATCH, POST), records, succeeded."""
         with self._lock:
             return [dict(entry) for entry in self._write_log]
+
+
+def _collection_records(body: bytes) -> list[Any] | Reply:
+    """The records of an sObject Collections body, or the error Salesforce answers."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return error_reply(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
+    records = data.get("records") if isinstance(data, dict) else None
+    if not isinstance(records, list) or not records:
+        return error_reply(400, "INVALID_FIELD", "records: a non-empty list is required")
+    if len(records) > COLLECTION_LIMIT:
+        return error_reply(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            f"record limit reached. cannot submit more than {COLLECTION_LIMIT} records "
+            "into this call",
+        )
+    if data.get("allOrNone") not in (None, False):
+        return error_reply(400, "INVALID_FIELD", "allOrNone true is not emulated")
+    return records
