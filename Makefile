@@ -31,7 +31,7 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-# The inner loop (under a minute): lint, types and every test that starts no
+# The inner loop (about a minute; 2.5 with PostgreSQL): lint, types and every test that starts no
 # subprocess and no daemon (tests/README.md), in CHECK_WORKERS processes: the
 # fast tier mostly waits on loopback I/O, so more workers than cores pays.
 # `make test` runs everything, serially, as CI does.
