@@ -121,6 +121,17 @@ class Runtime:
                 self._sources[sync] = self.source_factory()
             return self._sources[sync]
 
+    def _led(
+        self, sync: SyncConfig, stop: threading.Event | None
+    ) -> tuple[bool, threading.Event | None]:
+        """Whether this replica runs ``sync``'s leader-only jobs, and the ``stop`` such a
+        job watches (also set once the sync's lease is lost, when replicas lead syncs)."""
+        if self.leadership is None:
+            return True, stop
+        if not self.leadership.is_leader(sync.name):
+            return False, stop
+        return True, self.leadership.stop_event(sync.name, stop)
+
     def reader(self, sync: SyncConfig, name: str | None = None) -> CanonicalSource:
         """``sync``'s records in canonical form, read through ``source(name or sync.name)``.
 
@@ -211,21 +222,16 @@ class Runtime:
         sync's poll and a source is not thread-safe; the API-usage guard reads
         both sessions' last ``Sforce-Limit-Info``.
         """
+        own, poll = self.source(f"writeback:{sync.name}"), self.source(sync.name)
         with self._lock:
             writer = self._writers.get(sync.name)
             if writer is None:
-                key = f"writeback:{sync.name}"
-                if key not in self._sources:
-                    self._sources[key] = self.source_factory()
-                if sync.name not in self._sources:
-                    self._sources[sync.name] = self.source_factory()
-                poll_source = self._sources[sync.name]
                 writer = Writer(
                     self.session_factory,
-                    self._sources[key],
+                    own,
                     sync,
                     max_api_usage_percent=self.config.salesforce.max_api_usage_percent,
-                    usage=poll_source.api_usage,
+                    usage=poll.api_usage,
                     now=self.now,
                 )
                 self._writers[sync.name] = writer
@@ -237,28 +243,24 @@ class Runtime:
         """One write-back pass of ``sync`` (the scheduler's job); only if we lead it."""
         if sync.writeback is None:
             return None
-        if self.leadership is not None:
-            if not self.leadership.is_leader(sync.name):
-                return None
-            stop = self.leadership.stop_event(sync.name, stop)
+        leading, stop = self._led(sync, stop)
+        if not leading:
+            return None
         return self.writer(sync).run(stop)
 
     def call_writer(self, sync: SyncConfig) -> CallWriter:
         """The sync's call write-back sender, with a Salesforce session of its own (its job
         runs in parallel with the poll and write-back); the API-usage guard reads the poll's."""
+        own, poll = self.source(f"call-writeback:{sync.name}"), self.source(sync.name)
         with self._lock:
             writer = self._call_writers.get(sync.name)
             if writer is None:
-                key = f"call-writeback:{sync.name}"
-                for name in (key, sync.name):
-                    if name not in self._sources:
-                        self._sources[name] = self.source_factory()
                 writer = CallWriter(
                     self.session_factory,
-                    self._sources[key],
+                    own,
                     sync,
                     max_api_usage_percent=self.config.salesforce.max_api_usage_percent,
-                    usage=self._sources[sync.name].api_usage,
+                    usage=poll.api_usage,
                     now=self.now,
                 )
                 self._call_writers[sync.name] = writer
@@ -270,10 +272,9 @@ class Runtime:
         """One call write-back pass of ``sync`` (the scheduler's job); only if we lead it."""
         if sync.call_writeback is None:
             return None
-        if self.leadership is not None:
-            if not self.leadership.is_leader(sync.name):
-                return None
-            stop = self.leadership.stop_event(sync.name, stop)
+        leading, stop = self._led(sync, stop)
+        if not leading:
+            return None
         return self.call_writer(sync).run(stop)
 
     def reconcile(
@@ -283,10 +284,9 @@ class Runtime:
         lead it, and only while we do (it stops between pages once the lease is lost)."""
         if sync.reconcile is None:
             return None
-        if self.leadership is not None:
-            if not self.leadership.is_leader(sync.name):
-                return None
-            stop = self.leadership.stop_event(sync.name, stop)
+        leading, stop = self._led(sync, stop)
+        if not leading:
+            return None
         return scheduled_sweep(self, sync, self.config.salesforce, stop)
 
     def stream_intake(

@@ -150,12 +150,3 @@ def listing(session: Session, status: str | None = None, limit: int = 100) -> li
     if status is not None:
         query = query.where(events.status == status)
     return [EventRow(**row._mapping) for row in session.execute(query)]
-
-
-def count_by_status(session: Session) -> dict[str, int]:
-    """How many events there are in each status (every status, 0 included)."""
-    rows = session.execute(
-        select(CALL_EVENTS.c.status, func.count()).group_by(CALL_EVENTS.c.status)
-    )
-    found = {str(status): int(n) for status, n in rows}
-    return {status: found.get(status, 0) for status in STATUSES}

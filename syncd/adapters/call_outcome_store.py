@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -214,9 +214,3 @@ def mark(
             detail=detail[:DETAIL_CHARS] if detail else None,
         )
     )
-
-
-def count_new(session: Session) -> int:
-    """How many events wait to be processed."""
-    query = select(func.count()).select_from(EVENTS).where(EVENTS.c.status == NEW)
-    return int(session.connection().execute(query).scalar_one())

@@ -20,6 +20,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    BindParameter,
     ColumnElement,
     String,
     any_,
@@ -39,6 +41,13 @@ def number_among(target: ColumnElement[Any], dialect: str, name: str) -> ColumnE
         return target == any_(func.array(values))
     each = select(column("value", String)).select_from(func.json_each(listed))
     return target.in_(each.scalar_subquery())
+
+
+def id_array(listed: BindParameter[str]) -> ColumnElement[Any]:
+    """PostgreSQL: the ids of the JSON array bound as ``listed``, unpacked once into one
+    BIGINT array, so that ``column = ANY(...)`` reads the primary key."""
+    values = select(cast(func.json_array_elements_text(cast(listed, JSON)), BigInteger))
+    return func.array(values.scalar_subquery())
 
 
 def distinct_numbers(phones: Iterable[str | None]) -> list[str]:

@@ -296,78 +296,91 @@ class JobScheduler:
                 next_run_time=first,
                 misfire_grace_time=misfire_grace(sync.poll_interval),
             )
-            self._scheduler.add_job(
+            tick = sync.delivery.every
+            self._every(
+                tick,
                 self.run_deliver,
-                IntervalTrigger(seconds=sync.delivery.every.total_seconds(), timezone=UTC),
-                args=[sync],
-                id=f"deliver:{sync.name}",
-                name=f"deliver {sync.name}",
-                next_run_time=first,
-                misfire_grace_time=misfire_grace(sync.delivery.every),
+                [sync],
+                f"deliver:{sync.name}",
+                f"deliver {sync.name}",
+                first,
             )
             if self._writeback is not None and sync.writeback is not None:
-                self._scheduler.add_job(
+                self._every(
+                    tick,
                     self.run_writeback,
-                    IntervalTrigger(seconds=sync.delivery.every.total_seconds(), timezone=UTC),
-                    args=[sync],
-                    id=f"writeback:{sync.name}",
-                    name=f"write back {sync.name}",
-                    next_run_time=first,
-                    misfire_grace_time=misfire_grace(sync.delivery.every),
+                    [sync],
+                    f"writeback:{sync.name}",
+                    f"write back {sync.name}",
+                    first,
                 )
             if self._call_writeback is not None and sync.call_writeback is not None:
-                self._scheduler.add_job(
+                self._every(
+                    tick,
                     self.run_call_writeback,
-                    IntervalTrigger(seconds=sync.delivery.every.total_seconds(), timezone=UTC),
-                    args=[sync],
-                    id=f"call-writeback:{sync.name}",
-                    name=f"write calls back {sync.name}",
-                    next_run_time=first,
-                    misfire_grace_time=misfire_grace(sync.delivery.every),
+                    [sync],
+                    f"call-writeback:{sync.name}",
+                    f"write calls back {sync.name}",
+                    first,
                 )
             if self._reconcile is not None and sync.reconcile is not None:
                 every = sync.reconcile.every
-                self._scheduler.add_job(
+                # Not at once: the first polls (and the leases) settle first.
+                self._every(
+                    every,
                     self.run_reconcile,
-                    IntervalTrigger(seconds=every.total_seconds(), timezone=UTC),
-                    args=[sync],
-                    id=f"reconcile:{sync.name}",
-                    name=f"reconcile {sync.name}",
-                    # Not at once: the first polls (and the leases) settle first.
-                    next_run_time=first + min(every, RECONCILE_FIRST_AFTER),
-                    misfire_grace_time=misfire_grace(every),
+                    [sync],
+                    f"reconcile:{sync.name}",
+                    f"reconcile {sync.name}",
+                    first + min(every, RECONCILE_FIRST_AFTER),
                 )
         for source in self._sources:
-            self._scheduler.add_job(
+            self._every(
+                source.every,
                 self.run_suppression,
-                IntervalTrigger(seconds=source.every.total_seconds(), timezone=UTC),
-                args=[source],
-                id=source.key,
-                name=f"read suppression source {source.name}",
-                next_run_time=first,
-                misfire_grace_time=misfire_grace(source.every),
+                [source],
+                source.key,
+                f"read suppression source {source.name}",
+                first,
             )
         if self._calls is not None:
-            self._scheduler.add_job(
+            # A wake-up fires while a run ends (or still runs) instead of being
+            # skipped; the processor runs one pass at a time, so the second waits.
+            self._every(
+                self._calls_every,
                 self.run_calls,
-                IntervalTrigger(seconds=self._calls_every.total_seconds(), timezone=UTC),
-                id=CALLS_JOB,
-                name="process call-outcome webhooks",
-                next_run_time=first,
-                misfire_grace_time=misfire_grace(self._calls_every),
-                # A wake-up fires while a run ends (or still runs) instead of being
-                # skipped; the processor runs one pass at a time, so the second waits.
+                [],
+                CALLS_JOB,
+                "process call-outcome webhooks",
+                first,
                 max_instances=2,
             )
         if self._refresh is not None:
-            self._scheduler.add_job(
-                self.run_refresh,
-                IntervalTrigger(seconds=refresh_every.total_seconds(), timezone=UTC),
-                id="metrics",
-                name="refresh state metrics",
-                next_run_time=first,
-                misfire_grace_time=misfire_grace(refresh_every),
+            self._every(
+                refresh_every, self.run_refresh, [], "metrics", "refresh state metrics", first
             )
+
+    def _every(
+        self,
+        every: timedelta,
+        run: Callable[..., None],
+        args: list[Any],
+        job_id: str,
+        name: str,
+        first: datetime,
+        max_instances: int = 1,
+    ) -> None:
+        """Add a job that runs ``run(*args)`` every ``every``, first at ``first``."""
+        self._scheduler.add_job(
+            run,
+            IntervalTrigger(seconds=every.total_seconds(), timezone=UTC),
+            args=args,
+            id=job_id,
+            name=name,
+            next_run_time=first,
+            misfire_grace_time=misfire_grace(every),
+            max_instances=max_instances,
+        )
 
     def job_ids(self) -> list[str]:
         return sorted(job.id for job in self._scheduler.get_jobs())

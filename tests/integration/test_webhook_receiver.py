@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.adapters import call_events
+from syncd.adapters import call_events, call_queries
 from syncd.adapters.db import is_sqlite, make_session_factory
 from syncd.adapters.orm import CallEvent, CallOutcome
 from syncd.config.calls import WebhookConfig
@@ -388,7 +388,7 @@ class TestListing:
         with sessions() as session:
             rows = call_events.listing(session)
             only = call_events.listing(session, "unmatched")
-            counts = call_events.count_by_status(session)
+            counts = call_queries.events_by_status(session)
             assert [r.id for r in call_events.listing(session, limit=1)] == [ids[2]]
         assert [row.id for row in rows] == sorted(ids, reverse=True)
         by_id = {row.id: row for row in rows}

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
     ColumnElement,
     String,
     Table,
     any_,
     bindparam,
-    cast,
-    func,
     insert,
-    select,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from syncd.adapters.number_param import as_param, id_array
 from syncd.adapters.orm import Lead, LeadTransition
 from syncd.domain.outcome import REASON_CHARS, bounded
 
@@ -82,8 +77,5 @@ def _unchanged(value: Any) -> Any:
 
 def ids_among(column: ColumnElement[int], ids: Sequence[int]) -> ColumnElement[bool]:
     """PostgreSQL: ``column`` is one of ``ids``, bound as one JSON text (one value to
-    dump and a statement compiled and parsed once, whatever the count), unpacked into
-    an array once so that ``= ANY`` reads the primary key."""
-    listed = bindparam(None, json.dumps(list(ids)), type_=String)
-    values = select(cast(func.json_array_elements_text(cast(listed, JSON)), BigInteger))
-    return column == any_(func.array(values.scalar_subquery()))
+    dump and a statement compiled and parsed once, whatever the count)."""
+    return column == any_(id_array(bindparam(None, as_param(ids), type_=String)))

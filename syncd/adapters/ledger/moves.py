@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
     ColumnElement,
     Insert,
     String,
     Update,
     any_,
     bindparam,
-    cast,
     func,
     insert,
     literal,
@@ -35,6 +31,7 @@ from syncd.adapters.ledger.common import (
     chunks,
     trail,
 )
+from syncd.adapters.number_param import as_param, id_array
 from syncd.adapters.orm import Lead
 from syncd.domain.outcome import ERROR_CODE_CHARS, ERROR_MESSAGE_CHARS, REASON_CHARS, bounded
 from syncd.domain.states import LeadState, check_transition
@@ -81,7 +78,7 @@ def _pg_move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Ins
     """
     moved = (
         update(LEADS)
-        .where(LEADS.c.id == any_(func.array(_json_ids("ids_json"))))
+        .where(LEADS.c.id == any_(id_array(bindparam("ids_json", type_=String))))
         .where(LEADS.c.state == bindparam("source"))
         .values(_move_values(value_names, count_attempt))
         .returning(LEADS.c.id)
@@ -103,12 +100,6 @@ def _pg_move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Ins
         )
         .returning(TRANSITIONS.c.lead_id)
     )
-
-
-def _json_ids(name: str) -> Any:
-    """The ids of the JSON array bound as ``name``, as a scalar subquery (PostgreSQL)."""
-    listed = cast(bindparam(name, type_=String), JSON)
-    return select(cast(func.json_array_elements_text(listed), BigInteger)).scalar_subquery()
 
 
 def _transitions_statement(batch: Any) -> Insert:
@@ -175,7 +166,7 @@ def move(
     }
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        params["ids_json"] = json.dumps(ids)
+        params["ids_json"] = as_param(ids)
         params.update(audit)
         audited = connection.execute(_pg_move_statement(names, count_attempt), params)
         moved: int = len(audited.all())
