@@ -168,7 +168,17 @@ class Cluster:
         return len(states) == self.total and all(s in TERMINAL for s in states.values())
 
     def wait_settled(self) -> None:
-        wait_until(self.settled, f"all {self.total} leads in a final state", WAIT)
+        try:
+            wait_until(self.settled, f"all {self.total} leads in a final state", WAIT)
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}; {self.unsettled()}") from None
+
+    def unsettled(self) -> str:
+        """What a timed-out wait left: leads per state, the leads missing, the lease."""
+        per_state = self.sql("SELECT state, count(*) FROM leads GROUP BY state ORDER BY state")
+        counts = ", ".join(f"{state}={n}" for state, n in per_state)
+        missing = self.total - sum(n for _, n in per_state)
+        return f"leads by state: {counts}; not yet read: {missing}; lease: {self.lease()}"
 
     def check_never_twice(self, simz: SimzEmulator) -> None:
         """No salesforceId reached SimZ twice; every record is exactly one lead, and every
