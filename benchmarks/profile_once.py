@@ -90,6 +90,12 @@ def main() -> int:
     parser.add_argument("--mode", choices=("once",), default="once")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--out", default=None, help="keep the profile under this prefix")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="sample only the thread holding the GIL: where Python's CPU goes, without "
+        "threads that py-spy counts as running while they wait for it",
+    )
     parser.add_argument("--postgres-url", default=os.environ.get("SYNCD_TEST_POSTGRES_URL"))
     args = parser.parse_args()
     backend = args.backend or ("postgresql" if args.postgres_url else "sqlite")
@@ -101,7 +107,8 @@ def main() -> int:
         url = Database(backend, work, args.postgres_url).fresh()
         config = syncd_config(work / "p.yaml", url, org, simz, start_at="2020-01-01T00:00:00Z")
         spy = str(Path(PYTHON).with_name("py-spy"))
-        child = [spy, "record", "--format", "raw", "-r", "200", "-o"]
+        child = [spy, "record", "--format", "raw", "-r", "200", *(["--gil"] if args.gil else [])]
+        child += ["-o"]
         child += [prefix + ".folded", "--", PYTHON, "-c", CHILD, "once", "-c", str(config), prefix]
         done = subprocess.run(child, env=clean_env(), capture_output=True, text=True, check=False)
         Path(prefix + ".log").write_text(done.stdout + done.stderr, "utf-8")
