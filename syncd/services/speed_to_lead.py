@@ -7,7 +7,7 @@ whose transaction stamped the later moment, after it committed:
 * the intake (poll, stream, backfill, reconciliation) observes ``read`` and,
   for a lead it queued, ``queued`` (:func:`observe_intake`);
 * delivery observes ``sent``, ``accepted`` and ``total`` for every lead SimZ
-  accepted (:func:`observe_accepted`);
+  accepted (:func:`observe_batch`);
 * the processing of call outcomes observes ``first_call`` when it stamps a
   lead's first call (:func:`observe_first_call`).
 
@@ -24,23 +24,52 @@ from datetime import datetime
 from syncd.adapters.outbox import Claim
 from syncd.domain.outcome import OutcomePlan
 from syncd.domain.page_plan import NewLead
-from syncd.domain.speed_to_lead import StageTime, Timeline, interval, stage_times
+from syncd.domain.speed_to_lead import StageTime, interval
 from syncd.domain.states import LeadState
 from syncd.metrics import SPEED_TO_LEAD, SPEED_TO_LEAD_SKEW
 
 _QUEUED = LeadState.QUEUED.value
-#: The stages delivery observes when SimZ accepts a lead.
-ACCEPTED_STAGES = ("sent", "accepted", "total")
+
+
+class _Stages:
+    """One sync's observations of one commit, each stage's series looked up once.
+
+    Every lead adds up to five observations; looking the labelled series up
+    for each of them was most of their cost (docs/performance.md).
+    """
+
+    def __init__(self, sync_name: str) -> None:
+        self.sync_name = sync_name
+        self.skewed = 0
+        self._series: dict[str, object] = {}
+
+    def add(self, stage: str, start: datetime | None, end: datetime | None) -> None:
+        """The stage from ``start`` to ``end``; nothing when either is unknown."""
+        if start is None or end is None:
+            return
+        self.add_seconds(stage, (end - start).total_seconds())
+
+    def add_seconds(self, stage: str, seconds: float) -> None:
+        series = self._series.get(stage)
+        if series is None:
+            series = self._series[stage] = SPEED_TO_LEAD.labels(sync=self.sync_name, stage=stage)
+        if seconds < 0:  # Salesforce's clock ahead of syncd's: observed as 0, counted
+            seconds = 0.0
+            self.skewed += 1
+        series.observe(seconds)  # type: ignore[attr-defined]
+
+    def done(self) -> None:
+        if self.skewed:
+            SPEED_TO_LEAD_SKEW.labels(sync=self.sync_name).inc(self.skewed)
 
 
 def observe(sync_name: str, stages: Iterable[StageTime]) -> None:
     """Observe stages of one sync's leads; a clamped one is counted as clock skew."""
-    skewed = 0
+    found = _Stages(sync_name)
     for value in stages:
-        SPEED_TO_LEAD.labels(sync=sync_name, stage=value.stage).observe(value.seconds)
-        skewed += value.skewed
-    if skewed:
-        SPEED_TO_LEAD_SKEW.labels(sync=sync_name).inc(skewed)
+        found.add_seconds(value.stage, value.seconds)
+        found.skewed += value.skewed
+    found.done()
 
 
 def observe_intake(
@@ -50,30 +79,21 @@ def observe_intake(
     written_at: datetime | None,
 ) -> None:
     """The new leads of a committed page: ``read`` for each, ``queued`` for those queued."""
-    if read_at is None or written_at is None:
+    if read_at is None or written_at is None or not inserts:
         return
-    found: list[StageTime] = []
+    found = _Stages(sync_name)
+    queued = (written_at - read_at).total_seconds()  # the same for every lead of the page
     for lead in inserts:
-        read = interval("read", lead.record_created_at, read_at)
-        if read is not None:
-            found.append(read)
+        found.add("read", lead.record_created_at, read_at)
         if lead.state == _QUEUED:
-            queued = interval("queued", read_at, written_at)
-            if queued is not None:
-                found.append(queued)
-    observe(sync_name, found)
-
-
-def observe_accepted(sync_name: str, timelines: Iterable[Timeline]) -> None:
-    """Leads whose acceptance was committed: ``sent``, ``accepted`` and ``total``."""
-    observe(
-        sync_name,
-        (value for timeline in timelines for value in stage_times(timeline, ACCEPTED_STAGES)),
-    )
+            found.add_seconds("queued", queued)
+    found.done()
 
 
 def observe_batch(claim: Claim, plan: OutcomePlan, accepted_at: datetime) -> None:
-    """The leads of ``claim`` that ``plan`` (committed) moved to ``accepted``."""
+    """The leads of ``claim`` that ``plan`` (committed) moved to ``accepted``: ``sent``
+    (queued to the request), ``accepted`` (the request to the answer recorded) and
+    ``total`` (the record's creation to the answer)."""
     accepted = {
         lead_id
         for step in plan.moves
@@ -82,19 +102,16 @@ def observe_batch(claim: Claim, plan: OutcomePlan, accepted_at: datetime) -> Non
     }
     if not accepted:
         return
-    observe_accepted(
-        claim.sync_name,
-        (
-            Timeline(
-                created=lead.record_created_at,
-                queued=lead.queued_at,
-                sent=claim.sent_at,
-                accepted=accepted_at,
-            )
-            for lead in claim.leads
-            if lead.id in accepted
-        ),
-    )
+    found = _Stages(claim.sync_name)
+    sent_at = claim.sent_at
+    answered = None if sent_at is None else (accepted_at - sent_at).total_seconds()
+    for lead in claim.leads:
+        if lead.id in accepted:
+            found.add("sent", lead.queued_at, sent_at)
+            if answered is not None:
+                found.add_seconds("accepted", answered)
+            found.add("total", lead.record_created_at, accepted_at)
+    found.done()
 
 
 def observe_first_call(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -186,7 +187,7 @@ def _insert_sqlite(
     read_at: datetime,
 ) -> None:
     payload = bind_processor(dialect, "payload")
-    cursor = bind_processor(dialect, "record_cursor")
+    cursor = sqlite_datetime(bind_processor(dialect, "record_cursor"))
     flag = bind_processor(dialect, "do_not_call")
     created = bind_processor(dialect, "created_at")(now)
     updated = bind_processor(dialect, "updated_at")(now)
@@ -218,6 +219,24 @@ def _insert_sqlite(
         for lead in leads
     ]
     session.connection().exec_driver_sql(_SQLITE_INSERT_LEAD, rows)
+
+
+def sqlite_datetime(processor: Callable[[Any], Any]) -> Callable[[datetime | None], Any]:
+    """``processor`` (a UTC datetime column's on SQLite), quicker for UTC datetimes.
+
+    SQLite stores a datetime as the text ``YYYY-MM-DD HH:MM:SS.ffffff`` of its
+    naive UTC value: ``isoformat`` with a space and microseconds, less the
+    ``+00:00`` it ends with. One C call instead of the column type's two Python
+    steps, three values a new lead. Any other value goes to ``processor``; a test
+    compares the two over many datetimes.
+    """
+
+    def stamp(value: datetime | None) -> Any:
+        if value is not None and value.tzinfo is UTC:
+            return value.isoformat(" ", "microseconds")[:-6]
+        return processor(value)
+
+    return stamp
 
 
 def _first_transitions(session: Session, new_leads: ColumnElement[bool], now: datetime) -> int:
