@@ -2,7 +2,7 @@
 
 A :class:`CanonicalSource` wraps a record source (the REST poll, a Bulk API 2.0
 query job, the stream's and the re-check's reads by Id) and puts each record of
-each page through :func:`syncd.domain.canonical.canonical_record`, so the
+each page through :func:`syncd.domain.canonical.canonical_page`, so the
 mapping digests the same values whichever API read the record.
 
 The values are typed by the fields' describe ``type``. A relationship path such
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from syncd.config.models import SyncConfig
-from syncd.domain.canonical import FieldTypes, canonical_record
+from syncd.domain.canonical import FieldTypes, canonical_page
 from syncd.domain.soql import query_fields
 
 #: ``describe_fields`` of a Salesforce source: an object's describe ``fields``.
@@ -113,7 +113,7 @@ class CanonicalSource:
         pages = self.pages.query_pages(soql)
         try:
             for page in pages:
-                yield [canonical_record(record, types) for record in page]
+                yield canonical_page(page, types)
         finally:
             close = getattr(pages, "close", None)
             if close is not None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,16 +114,38 @@ def canonical_value(kind: str | None, value: Any) -> Any:
 
 def canonical_record(record: Mapping[str, Any], types: FieldTypes) -> dict[str, Any]:
     """A copy of ``record`` with every value in canonical form (``attributes`` kept as is)."""
-    return _canonical(record, types, "")
+    return _canonical(record, types, "", {})
 
 
-def _canonical(record: Mapping[str, Any], types: FieldTypes, prefix: str) -> dict[str, Any]:
+def canonical_page(records: Iterable[Mapping[str, Any]], types: FieldTypes) -> list[dict[str, Any]]:
+    """:func:`canonical_record` of each record; each field's conversion found once a page."""
+    converters: dict[tuple[str, str], Callable[[Any], Any] | None] = {}
+    return [_canonical(record, types, "", converters) for record in records]
+
+
+#: The values that are never nested records (tested first: the Mapping check is slower).
+_SCALARS = (str, int, float, type(None))
+
+
+def _canonical(
+    record: Mapping[str, Any],
+    types: FieldTypes,
+    prefix: str,
+    converters: dict[tuple[str, str], Callable[[Any], Any] | None],
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in record.items():
         if key == _ATTRIBUTES:
             out[key] = value
-        elif isinstance(value, Mapping):
-            out[key] = _canonical(value, types, f"{prefix}{key.lower()}.")
+        elif not isinstance(value, _SCALARS) and isinstance(value, Mapping):
+            out[key] = _canonical(value, types, f"{prefix}{key.lower()}.", converters)
+        elif value is None or value == "":
+            out[key] = None
         else:
-            out[key] = canonical_value(types.get(f"{prefix}{key.lower()}"), value)
+            try:
+                convert = converters[prefix, key]
+            except KeyError:
+                kind = types.get(f"{prefix}{key.lower()}")
+                convert = converters[prefix, key] = None if kind is None else _CONVERT.get(kind)
+            out[key] = value if convert is None else convert(value)
     return out

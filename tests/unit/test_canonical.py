@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from syncd.domain.canonical import canonical_record, canonical_value
+from syncd.domain.canonical import canonical_page, canonical_record, canonical_value
 
 
 @pytest.mark.parametrize(
@@ -136,3 +136,15 @@ def test_a_rest_record_is_unchanged() -> None:
     assert canonical_record(rest, TYPES) == rest
     nested = {"Owner": {"attributes": {"type": "User"}, "IsActive": False}}
     assert canonical_record(nested, TYPES) == nested
+
+
+def test_a_page_reads_as_its_records_one_by_one() -> None:
+    """A page's conversions, found once per field, give each record what it gives alone,
+    whatever the spelling of a field's name from one record to the next."""
+    page = [
+        {"Id": "1", "Score__c": "42", "Owner": {"IsActive": "true"}, "DoNotCall": ""},
+        {"Id": "2", "SCORE__C": "7", "OWNER": {"isactive": "false"}, "DoNotCall": "true"},
+        {"Id": "3", "Score__c": 1, "Owner": None, "Tags": ["a", ""], "Unknown": ""},
+    ]
+    assert canonical_page(page, TYPES) == [canonical_record(r, TYPES) for r in page]
+    assert canonical_page(page, TYPES)[1]["OWNER"] == {"isactive": False}
