@@ -124,11 +124,21 @@ class Cluster:
         self.replicas: dict[str, Daemon] = {}
 
     def config(self, name: str, url: str | None = None, **simz: Any) -> Path:
-        """The replicas' config; ``simz`` overrides SimZ settings (e.g. a slower rate)."""
+        """The replicas' config; ``simz`` overrides SimZ settings (e.g. a slower rate).
+
+        The blast-radius guard is set above the tests' volume: an heir whose first poll
+        comes after the next wave was added reads two waves at once (1,500 new leads),
+        which the default guard (1,000) would hold, and these tests are not about it.
+        """
         return self.h.write_config(
             name,
             database={"url": url or self.url},
-            sync={"schedule": {"every": "1s"}, "lookback": "5s", "delivery": {"every": "1s"}},
+            sync={
+                "schedule": {"every": "1s"},
+                "lookback": "5s",
+                "delivery": {"every": "1s"},
+                "guard": {"max_new_per_poll": 100_000},
+            },
             simz={"batch_size": 50, **simz},
             daemon={"shutdown_grace": "10s", "lease_ttl": f"{int(TTL.total_seconds())}s"},
         )
