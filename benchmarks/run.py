@@ -57,6 +57,7 @@ import yaml
 
 from syncd.sandbox.demo_data import bulk_leads, demo_users
 from syncd.sandbox.example import example_sync
+from syncd.services.org_gate import ORG_QUERY
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -221,9 +222,13 @@ class Org:
         self.ca_file = self.cert_dir / "ca.pem"
 
     def query_calls(self) -> int:
-        """Queries and page fetches served so far (the emulator's query log)."""
+        """The polls' queries and page fetches served so far (the emulator's query log).
+
+        The org check's query of ``Organization`` (once per process, before any
+        delivery: ``syncd.services.org_gate``) is not a poll's and is left out.
+        """
         log = http_json(f"{self.url}/__sandbox/query-log", ca_file=self.ca_file)
-        return len(log["queries"])
+        return sum(1 for entry in log["queries"] if entry["soql"] != ORG_QUERY)
 
 
 class Simz:
