@@ -304,10 +304,13 @@ BARE_SOQL = (
 class Database:
     """A fresh, empty syncd database per run: a new SQLite file or a recreated PG database."""
 
-    def __init__(self, backend: str, work: Path, postgres_url: str | None) -> None:
+    def __init__(
+        self, backend: str, work: Path, postgres_url: str | None, name: str = "syncd_bench"
+    ) -> None:
         self.backend = backend
         self.work = work
         self.postgres_url = postgres_url
+        self.name = name
 
     def fresh(self) -> str:
         if self.backend == "sqlite":
@@ -322,13 +325,13 @@ class Database:
         admin = create_engine(self.postgres_url, isolation_level="AUTOCOMMIT")
         try:
             with admin.connect() as connection:
-                connection.execute(text("DROP DATABASE IF EXISTS syncd_bench WITH (FORCE)"))
-                connection.execute(text("CREATE DATABASE syncd_bench"))
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+                connection.execute(text(f'CREATE DATABASE "{self.name}"'))
         finally:
             admin.dispose()
         return (
             make_url(self.postgres_url)
-            .set(database="syncd_bench")
+            .set(database=self.name)
             .render_as_string(hide_password=False)
         )
 
@@ -859,8 +862,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("SYNCD_TEST_POSTGRES_URL"),
-        help="PostgreSQL server for the PG runs (a database syncd_bench is recreated on it); "
-        "default $SYNCD_TEST_POSTGRES_URL; without one PostgreSQL is skipped",
+        help="PostgreSQL server for the PG runs (a database --database-name is recreated on "
+        "it); default $SYNCD_TEST_POSTGRES_URL; without one PostgreSQL is skipped",
+    )
+    parser.add_argument(
+        "--database-name",
+        default="syncd_bench",
+        help="the PostgreSQL database dropped and recreated for each run (default syncd_bench)",
     )
     parser.add_argument("--json", action="store_true", help="JSON on stdout (table on stderr)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
@@ -930,7 +938,7 @@ def main(argv: list[str] | None = None) -> int:
             emulators.append(org.emulator)
             try:
                 for backend in backends:
-                    database = Database(backend, work, args.postgres_url)
+                    database = Database(backend, work, args.postgres_url, args.database_name)
                     results["e2e"].append(e2e(work, org, simz, database, args.runs, say))
             finally:
                 org.emulator.stop()
