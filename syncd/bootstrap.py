@@ -5,9 +5,11 @@ factory and a client, the scheduler takes callables), so tests can wire the
 parts differently; only this module knows which concrete adapter goes where.
 
 At start-up, in this order: open the engine, apply the migrations (safe every
-time), turn leads a crashed run left in ``sending`` into ``uncertain``
-(:func:`recover_in_flight` -- they may have reached SimZ, so they are never
-resent automatically), then build the Salesforce sources and the SimZ client.
+time; on a database already at head one ``SELECT``, without importing Alembic:
+:func:`syncd.adapters.migrate.upgrade`), turn leads a crashed run left in
+``sending`` into ``uncertain`` (:func:`recover_in_flight` -- they may have
+reached SimZ, so they are never resent automatically), then build the
+Salesforce sources and the SimZ client.
 
 ``syncd run`` bootstraps with ``replicas=True``: on SQLite it first takes the
 file lock that refuses a second ``syncd run`` on the same database; on

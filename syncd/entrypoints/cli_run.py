@@ -2,7 +2,8 @@
 
 Start-up: logging, migrations (under the database's migration lock, so
 replicas starting together take turns and the later ones find nothing to do;
-on Kubernetes an init container has run ``syncd migrate`` already), recovery
+on Kubernetes an init container has run ``syncd migrate`` already, and a
+database at head is recognised by one ``SELECT`` without importing Alembic), recovery
 of leads a crash left in ``sending`` (they become ``uncertain``), the HTTP
 port, the webhook receiver (with ``simz.webhook``, on every replica, leader or
 not: :mod:`syncd.entrypoints.webhook_http`), the sync leases (several
