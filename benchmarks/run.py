@@ -304,10 +304,13 @@ BARE_SOQL = (
 class Database:
     """A fresh, empty syncd database per run: a new SQLite file or a recreated PG database."""
 
-    def __init__(self, backend: str, work: Path, postgres_url: str | None) -> None:
+    def __init__(
+        self, backend: str, work: Path, postgres_url: str | None, name: str = "syncd_bench"
+    ) -> None:
         self.backend = backend
         self.work = work
         self.postgres_url = postgres_url
+        self.name = name
 
     def fresh(self) -> str:
         if self.backend == "sqlite":
@@ -322,13 +325,13 @@ class Database:
         admin = create_engine(self.postgres_url, isolation_level="AUTOCOMMIT")
         try:
             with admin.connect() as connection:
-                connection.execute(text("DROP DATABASE IF EXISTS syncd_bench WITH (FORCE)"))
-                connection.execute(text("CREATE DATABASE syncd_bench"))
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+                connection.execute(text(f'CREATE DATABASE "{self.name}"'))
         finally:
             admin.dispose()
         return (
             make_url(self.postgres_url)
-            .set(database="syncd_bench")
+            .set(database=self.name)
             .render_as_string(hide_password=False)
         )
 
