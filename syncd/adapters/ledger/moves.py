@@ -31,7 +31,7 @@ from syncd.adapters.ledger.common import (
     chunks,
     trail,
 )
-from syncd.adapters.number_param import as_param, id_array
+from syncd.adapters.number_param import as_param, id_among, id_array
 from syncd.adapters.orm import Lead
 from syncd.domain.outcome import ERROR_CODE_CHARS, ERROR_MESSAGE_CHARS, REASON_CHARS, bounded
 from syncd.domain.states import LeadState, check_transition
@@ -54,15 +54,18 @@ def _move_values(value_names: tuple[str, ...], count_attempt: bool) -> dict[str,
 
 @functools.lru_cache(maxsize=64)
 def _move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Update:
-    """``UPDATE leads ... WHERE id IN :ids AND state = :source``, built once per shape.
+    """SQLite: ``UPDATE leads ... WHERE id IN (the ids) AND state = :source``, built once
+    per shape.
 
-    Every value is a bound parameter (``v_<column>``) and the ids one expanding
-    parameter: building the statement per batch with 100 literal ids cost more
-    than the SQL itself (each id coerced and keyed for the statement cache).
+    Every value is a bound parameter (``v_<column>``) and the ids one JSON text
+    (``ids_json``, :func:`syncd.adapters.number_param.id_among`): building the
+    statement per batch with 100 literal ids cost more than the SQL itself (each id
+    coerced and keyed for the statement cache), and an expanding parameter is still
+    rendered again, a bind per id, on every execution.
     """
     return (
         update(LEADS)
-        .where(LEADS.c.id.in_(bindparam("ids", expanding=True)))
+        .where(id_among(LEADS.c.id, "sqlite", "ids_json"))
         .where(LEADS.c.state == bindparam("source"))
         .values(_move_values(value_names, count_attempt))
     )
@@ -102,11 +105,11 @@ def _pg_move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Ins
     )
 
 
-def _transitions_statement(batch: Any) -> Insert:
+def _transitions_statement(batch: Any, selected: ColumnElement[bool]) -> Insert:
     """One audit row per moved lead, built by the database (``INSERT ... SELECT``).
 
     ``batch`` is what each row names as its batch: a bound parameter, or the
-    lead's own ``batch_id`` column.
+    lead's own ``batch_id`` column; ``selected`` which leads.
     """
     columns = TRANSITIONS.c
     return insert(TRANSITIONS).from_select(
@@ -119,14 +122,20 @@ def _transitions_statement(batch: Any) -> Insert:
             batch,
             bindparam("t_at", type_=columns.at.type),
         )
-        .where(LEADS.c.id.in_(bindparam("ids", expanding=True)))
+        .where(selected)
         .order_by(LEADS.c.id),
     )
 
 
-_MOVE_TRANSITIONS = _transitions_statement(bindparam("t_batch", type_=TRANSITIONS.c.batch_id.type))
+#: SQLite: the audit rows of :func:`move`, the ids as the UPDATE's (``ids_json``).
+_MOVE_TRANSITIONS = _transitions_statement(
+    bindparam("t_batch", type_=TRANSITIONS.c.batch_id.type),
+    id_among(LEADS.c.id, "sqlite", "ids_json"),
+)
 #: For moves of leads where they are: each row names the lead's current batch.
-_WHERE_TRANSITIONS = _transitions_statement(LEADS.c.batch_id)
+_WHERE_TRANSITIONS = _transitions_statement(
+    LEADS.c.batch_id, LEADS.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def move(
@@ -155,7 +164,12 @@ def move(
     extra = dict(values or {})
     names = tuple(sorted(extra))
     ids = list(lead_ids)
-    params: dict[str, Any] = {"ids": ids, "source": start.value, "target": goal.value, "now": now}
+    params: dict[str, Any] = {
+        "ids_json": as_param(ids),
+        "source": start.value,
+        "target": goal.value,
+        "now": now,
+    }
     params.update((f"v_{name}", extra[name]) for name in names)
     audit = {
         "t_from": start.value,
@@ -166,14 +180,13 @@ def move(
     }
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        params["ids_json"] = as_param(ids)
         params.update(audit)
         audited = connection.execute(_pg_move_statement(names, count_attempt), params)
         moved: int = len(audited.all())
     else:
         moved = connection.execute(_move_statement(names, count_attempt), params).rowcount
         if moved == len(ids):
-            connection.execute(_MOVE_TRANSITIONS, {"ids": ids, **audit})
+            connection.execute(_MOVE_TRANSITIONS, {"ids_json": params["ids_json"], **audit})
     if moved != len(ids):
         raise LedgerConflict(f"{len(ids) - moved} of {len(ids)} leads were not {start.value}")
     writeback_store.enqueue_moved(session, ids, goal.value, now)
