@@ -97,6 +97,11 @@ def main() -> int:
         "threads that py-spy counts as running while they wait for it",
     )
     parser.add_argument("--postgres-url", default=os.environ.get("SYNCD_TEST_POSTGRES_URL"))
+    parser.add_argument(
+        "--database-name",
+        default="syncd_bench",
+        help="the PostgreSQL database to recreate (another bench may be using syncd_bench)",
+    )
     args = parser.parse_args()
     backend = args.backend or ("postgresql" if args.postgres_url else "sqlite")
     work = Path(tempfile.mkdtemp(prefix="syncd-profile-"))
@@ -104,7 +109,7 @@ def main() -> int:
     simz = Simz(work)
     org = Org(work, args.records)
     try:
-        url = Database(backend, work, args.postgres_url).fresh()
+        url = Database(backend, work, args.postgres_url, args.database_name).fresh()
         config = syncd_config(work / "p.yaml", url, org, simz, start_at="2020-01-01T00:00:00Z")
         spy = str(Path(PYTHON).with_name("py-spy"))
         child = [spy, "record", "--format", "raw", "-r", "200", *(["--gil"] if args.gil else [])]

@@ -50,6 +50,20 @@ def id_array(listed: BindParameter[str]) -> ColumnElement[Any]:
     return func.array(values.scalar_subquery())
 
 
+def id_among(target: ColumnElement[int], dialect: str, name: str) -> ColumnElement[bool]:
+    """``target`` (an id column) is one of the ids of the JSON array bound as ``name``.
+
+    PostgreSQL: ``= ANY`` of the array (:func:`id_array`); SQLite: ``IN`` the rows of
+    ``json_each``, each a primary-key lookup. Either way one statement, compiled once,
+    whatever the count (an expanding ``IN`` is rendered again on every execution).
+    """
+    listed = bindparam(name, type_=String)
+    if dialect == "postgresql":
+        return target == any_(id_array(listed))
+    each = select(column("value", BigInteger)).select_from(func.json_each(listed))
+    return target.in_(each.scalar_subquery())
+
+
 def distinct_numbers(phones: Iterable[str | None]) -> list[str]:
     """The distinct non-empty numbers of ``phones``, sorted."""
     return sorted({phone for phone in phones if phone})

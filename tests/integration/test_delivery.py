@@ -105,6 +105,19 @@ def make_harness(
         harness.client.close()
 
 
+def broken_once(real: Callable[..., Any]) -> Callable[..., Any]:
+    """``real``, except that its first call raises as if the database went away."""
+    calls: list[int] = []
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("database went away")
+        return real(*args, **kwargs)
+
+    return call
+
+
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -681,7 +694,10 @@ class TestCrashAndStop:
         def broken(*_args: Any, **_kwargs: Any) -> int:
             raise RuntimeError("database went away")
 
+        # Either way of recording a plain success: statement by statement (SQLite) or
+        # in one statement (PostgreSQL), whose first use is the success's record.
         monkeypatch.setattr(outbox.outcomes, "clear_pauses", broken)
+        monkeypatch.setattr(outbox.outcomes, "move_along", broken_once(outbox.outcomes.move_along))
         with pytest.raises(RuntimeError):
             harness.run()
         assert set(states(sessions).values()) == {"uncertain"}

@@ -9,8 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     ColumnElement,
     Insert,
+    Row,
+    Select,
     String,
     Update,
     any_,
@@ -18,6 +21,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     select,
     update,
 )
@@ -31,7 +35,7 @@ from syncd.adapters.ledger.common import (
     chunks,
     trail,
 )
-from syncd.adapters.number_param import as_param, id_array
+from syncd.adapters.number_param import as_param, id_among, id_array
 from syncd.adapters.orm import Lead
 from syncd.domain.outcome import ERROR_CODE_CHARS, ERROR_MESSAGE_CHARS, REASON_CHARS, bounded
 from syncd.domain.states import LeadState, check_transition
@@ -54,38 +58,81 @@ def _move_values(value_names: tuple[str, ...], count_attempt: bool) -> dict[str,
 
 @functools.lru_cache(maxsize=64)
 def _move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Update:
-    """``UPDATE leads ... WHERE id IN :ids AND state = :source``, built once per shape.
+    """SQLite: ``UPDATE leads ... WHERE id IN (the ids) AND state = :source``, built once
+    per shape.
 
-    Every value is a bound parameter (``v_<column>``) and the ids one expanding
-    parameter: building the statement per batch with 100 literal ids cost more
-    than the SQL itself (each id coerced and keyed for the statement cache).
+    Every value is a bound parameter (``v_<column>``) and the ids one JSON text
+    (``ids_json``, :func:`syncd.adapters.number_param.id_among`): building the
+    statement per batch with 100 literal ids cost more than the SQL itself (each id
+    coerced and keyed for the statement cache), and an expanding parameter is still
+    rendered again, a bind per id, on every execution.
     """
     return (
         update(LEADS)
-        .where(LEADS.c.id.in_(bindparam("ids", expanding=True)))
+        .where(id_among(LEADS.c.id, "sqlite", "ids_json"))
         .where(LEADS.c.state == bindparam("source"))
         .values(_move_values(value_names, count_attempt))
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _pg_move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Insert:
-    """PostgreSQL: the move and its audit rows in one statement, one round trip.
+@dataclass(frozen=True, eq=False)
+class Along:
+    """Writes of the same unit of work as a move, made by the move's own statement on
+    PostgreSQL (:func:`move_along`): one round trip for all of them.
 
-    ``WITH moved AS (UPDATE leads ... RETURNING id) INSERT INTO lead_transitions
-    SELECT ... FROM moved RETURNING lead_id``: a row per lead moved. The ids
-    go as one JSON text (``ids_json``), compiled once whatever their count.
+    ``ctes`` are data-modifying CTEs (``INSERT``/``UPDATE``/``DELETE ... RETURNING``),
+    run whether or not anything refers to them; ``columns`` what the statement returns
+    of them (labelled), besides ``moved``, the count of leads moved; ``batch``, when
+    set, the batch the moved leads join, an expression over ``ctes`` (a batch row the
+    same statement inserts): their ``batch_id`` and their audit rows name it.
+
+    Every part of one statement sees the database as it was when the statement
+    started, and none sees another's writes except through ``RETURNING``: the parts
+    must write different rows. Made once (module level): the statement is built once
+    per ``Along`` and shape of the move, and cached by its identity.
     """
+
+    ctes: tuple[CTE, ...] = ()
+    columns: tuple[ColumnElement[Any], ...] = ()
+    batch: ColumnElement[Any] | None = None
+
+
+#: A move with nothing along.
+_ALONE = Along()
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_move_statement(
+    value_names: tuple[str, ...], count_attempt: bool, along: Along, source: LeadState
+) -> Select[Any]:
+    """PostgreSQL: the move, its audit rows and ``along`` in one statement, one round trip.
+
+    ``WITH moved AS (UPDATE leads ... RETURNING id), audit AS (INSERT INTO
+    lead_transitions SELECT ... FROM moved RETURNING lead_id), <along's CTEs>
+    SELECT count of audit AS moved, <along's columns>``: one row. The ids go as one
+    JSON text (``ids_json``), compiled once whatever their count.
+
+    The source state is written in the statement, not bound: with a bound state
+    the server planned the statement again on every execution (its plan for a
+    rare state, ``sending``, read ``ix_leads_state`` and looked cheaper than the
+    generic plan), 0.2 ms of its CPU a batch; with the state in the text, the
+    plan is made once per connection.
+    """
+    values = _move_values(value_names, count_attempt)
+    batch: ColumnElement[Any] = bindparam("t_batch", type_=TRANSITIONS.c.batch_id.type)
+    if along.batch is not None:
+        assert "batch_id" not in value_names, "the batch comes from along"
+        values["batch_id"] = batch = along.batch
     moved = (
         update(LEADS)
         .where(LEADS.c.id == any_(id_array(bindparam("ids_json", type_=String))))
-        .where(LEADS.c.state == bindparam("source"))
-        .values(_move_values(value_names, count_attempt))
+        .where(LEADS.c.state == literal_column(f"'{source.value}'", String))
+        .values(values)
         .returning(LEADS.c.id)
         .cte("moved")
     )
     columns = TRANSITIONS.c
-    return (
+    audit = (
         insert(TRANSITIONS)
         .from_select(
             ["lead_id", "from_state", "to_state", "reason", "batch_id", "at"],
@@ -94,19 +141,23 @@ def _pg_move_statement(value_names: tuple[str, ...], count_attempt: bool) -> Ins
                 bindparam("t_from", type_=columns.from_state.type),
                 bindparam("t_to", type_=columns.to_state.type),
                 bindparam("t_reason", type_=columns.reason.type),
-                bindparam("t_batch", type_=columns.batch_id.type),
+                batch,
                 bindparam("t_at", type_=columns.at.type),
             ).order_by(moved.c.id),
         )
         .returning(TRANSITIONS.c.lead_id)
+        .cte("audit")
     )
+    counted = select(func.count()).select_from(audit).scalar_subquery().label("moved")
+    statement = select(counted, *along.columns)
+    return statement.add_cte(*along.ctes) if along.ctes else statement
 
 
-def _transitions_statement(batch: Any) -> Insert:
+def _transitions_statement(batch: Any, selected: ColumnElement[bool]) -> Insert:
     """One audit row per moved lead, built by the database (``INSERT ... SELECT``).
 
     ``batch`` is what each row names as its batch: a bound parameter, or the
-    lead's own ``batch_id`` column.
+    lead's own ``batch_id`` column; ``selected`` which leads.
     """
     columns = TRANSITIONS.c
     return insert(TRANSITIONS).from_select(
@@ -119,14 +170,20 @@ def _transitions_statement(batch: Any) -> Insert:
             batch,
             bindparam("t_at", type_=columns.at.type),
         )
-        .where(LEADS.c.id.in_(bindparam("ids", expanding=True)))
+        .where(selected)
         .order_by(LEADS.c.id),
     )
 
 
-_MOVE_TRANSITIONS = _transitions_statement(bindparam("t_batch", type_=TRANSITIONS.c.batch_id.type))
+#: SQLite: the audit rows of :func:`move`, the ids as the UPDATE's (``ids_json``).
+_MOVE_TRANSITIONS = _transitions_statement(
+    bindparam("t_batch", type_=TRANSITIONS.c.batch_id.type),
+    id_among(LEADS.c.id, "sqlite", "ids_json"),
+)
 #: For moves of leads where they are: each row names the lead's current batch.
-_WHERE_TRANSITIONS = _transitions_statement(LEADS.c.batch_id)
+_WHERE_TRANSITIONS = _transitions_statement(
+    LEADS.c.batch_id, LEADS.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def move(
@@ -150,34 +207,97 @@ def move(
     """
     if not lead_ids:
         return 0
-    goal = check_transition(source, target)
-    start = LeadState(source)
-    extra = dict(values or {})
-    names = tuple(sorted(extra))
-    ids = list(lead_ids)
-    params: dict[str, Any] = {"ids": ids, "source": start.value, "target": goal.value, "now": now}
-    params.update((f"v_{name}", extra[name]) for name in names)
-    audit = {
-        "t_from": start.value,
-        "t_to": goal.value,
-        "t_reason": bounded(reason, REASON_CHARS),
-        "t_batch": batch_id,
-        "t_at": now,
-    }
+    step = _Step.of(lead_ids, source, target, reason, now, batch_id, values)
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        params["ids_json"] = as_param(ids)
-        params.update(audit)
-        audited = connection.execute(_pg_move_statement(names, count_attempt), params)
-        moved: int = len(audited.all())
+        statement = _pg_move_statement(step.names, count_attempt, _ALONE, step.start)
+        moved: int = connection.execute(statement, step.params).scalar_one()
     else:
-        moved = connection.execute(_move_statement(names, count_attempt), params).rowcount
-        if moved == len(ids):
-            connection.execute(_MOVE_TRANSITIONS, {"ids": ids, **audit})
-    if moved != len(ids):
-        raise LedgerConflict(f"{len(ids) - moved} of {len(ids)} leads were not {start.value}")
-    writeback_store.enqueue_moved(session, ids, goal.value, now)
+        moved = connection.execute(_move_statement(step.names, count_attempt), step.params).rowcount
+        if moved == len(step.ids):
+            connection.execute(_MOVE_TRANSITIONS, step.params)
+    step.check(session, moved)
     return moved
+
+
+def move_along(
+    session: Session,
+    lead_ids: Sequence[int],
+    along: Along,
+    along_params: Mapping[str, Any],
+    *,
+    source: LeadState | str,
+    target: LeadState | str,
+    reason: str,
+    now: datetime,
+    batch_id: int | None = None,
+    values: Mapping[str, Any] | None = None,
+    count_attempt: bool = False,
+) -> Row[Any]:
+    """PostgreSQL: :func:`move` and the writes ``along`` it, in one statement.
+
+    Returns the statement's row: ``moved`` and ``along.columns``. A lead that was not
+    in ``source`` raises :class:`LedgerConflict` as :func:`move` does; the caller's
+    transaction then rolls back every write of the statement. ``along_params`` bind
+    the parameters of ``along``'s parts (names of their own: ``ids_json``,
+    ``source``, ``target``, ``now``, ``v_*`` and ``t_*`` are the move's). The audit
+    rows name ``batch_id``, or the batch of ``along`` when it has one.
+    """
+    step = _Step.of(lead_ids, source, target, reason, now, batch_id, values)
+    statement = _pg_move_statement(step.names, count_attempt, along, step.start)
+    row = session.connection().execute(statement, {**along_params, **step.params}).one()
+    step.check(session, row.moved)
+    return row
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One move's checked transition and bound parameters (the UPDATE's and the audit's)."""
+
+    ids: list[int]
+    start: LeadState
+    goal: LeadState
+    names: tuple[str, ...]
+    params: dict[str, Any]
+    now: datetime
+
+    @classmethod
+    def of(
+        cls,
+        lead_ids: Sequence[int],
+        source: LeadState | str,
+        target: LeadState | str,
+        reason: str,
+        now: datetime,
+        batch_id: int | None,
+        values: Mapping[str, Any] | None,
+    ) -> _Step:
+        goal = check_transition(source, target)
+        start = LeadState(source)
+        extra = dict(values or {})
+        names = tuple(sorted(extra))
+        ids = list(lead_ids)
+        params: dict[str, Any] = {
+            "ids_json": as_param(ids),
+            "source": start.value,
+            "target": goal.value,
+            "now": now,
+            "t_from": start.value,
+            "t_to": goal.value,
+            "t_reason": bounded(reason, REASON_CHARS),
+            "t_batch": batch_id,
+            "t_at": now,
+        }
+        params.update((f"v_{name}", extra[name]) for name in names)
+        return cls(ids, start, goal, names, params, now)
+
+    def check(self, session: Session, moved: int) -> None:
+        """Raise unless every lead moved; then queue the write-backs of the new state."""
+        if moved != len(self.ids):
+            raise LedgerConflict(
+                f"{len(self.ids) - moved} of {len(self.ids)} leads were not {self.start.value}"
+            )
+        writeback_store.enqueue_moved(session, self.ids, self.goal.value, self.now)
 
 
 def move_where(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import CompoundSelect, bindparam, select, union_all
 from sqlalchemy.orm import Session
 
 from syncd.adapters.orm import Lead
@@ -28,14 +28,16 @@ def queued_agents(session: Session, sync_name: str) -> list[str]:
     return [agent for (agent,) in rows if agent]
 
 
-def _due_queries() -> tuple[Select[Any], Select[Any]]:
-    """The due leads, oldest first, as two queries that each read ``ix_leads_claim`` in order.
+def _due_query() -> CompoundSelect:
+    """The due leads, oldest first: two parts that each read ``ix_leads_claim`` in order,
+    in one statement (``UNION ALL``, one round trip).
 
     One query with ``next_attempt_at IS NULL OR next_attempt_at <= now`` cannot
     walk the index in id order: PostgreSQL then sorts every queued lead of the
     agent on each claim (60 ms at 100,000 queued, growing with the queue). Split,
     the never-tried leads come straight off the index in id order and stop at
-    ``limit``; the retries due now are few and sorted on their own.
+    ``limit``; the retries due now are few and sorted on their own. Each part is
+    a subquery with its own ``LIMIT`` and row locks.
     """
     leads = LEADS.c
     base = select(
@@ -65,13 +67,14 @@ def _due_queries() -> tuple[Select[Any], Select[Any]]:
     ).order_by(leads.id)
     # PostgreSQL: concurrent workers skip each other's rows; SQLite ignores it
     # (BEGIN IMMEDIATE already serialises writers).
-    return (
-        fresh.limit(bindparam("limit")).with_for_update(skip_locked=True),
-        retry.limit(bindparam("limit")).with_for_update(skip_locked=True),
-    )
+    parts = [
+        part.limit(bindparam("limit")).with_for_update(skip_locked=True).subquery(name)
+        for part, name in ((fresh, "fresh"), (retry, "retry"))
+    ]
+    return union_all(*(select(part) for part in parts))
 
 
-_DUE = _due_queries()
+_DUE = _due_query()
 
 
 def due_leads(session: Session, params: Mapping[str, Any], limit: int) -> list[Any]:
@@ -79,6 +82,5 @@ def due_leads(session: Session, params: Mapping[str, Any], limit: int) -> list[A
 
     ``params``: ``sync_name``, ``agent_id``, ``now`` and ``limit``.
     """
-    connection = session.connection()
-    found = [row for query in _DUE for row in connection.execute(query, params)]
+    found = session.connection().execute(_DUE, params).all()
     return sorted(found, key=lambda row: row.id)[:limit]

@@ -48,7 +48,8 @@ _ACTIVE_PAUSES = select(
 ).where(_OF_KEY_OR_AGENT, PAUSES.c.paused_until > bindparam("now", type_=Pause.paused_until.type))
 
 
-def _pause_keys(credential: str, agent_id: str | None) -> dict[str, str | None]:
+def pause_keys(credential: str, agent_id: str | None) -> dict[str, str | None]:
+    """The parameters naming the pauses of ``credential`` and of ``agent_id`` under it."""
     agent_key = agent_pause_key(credential, agent_id) if agent_id is not None else None
     return {"key_pause": credential, "agent_pause": agent_key}
 
@@ -58,7 +59,7 @@ def active_pauses(
 ) -> list[ActivePause]:
     """Pauses of this API key (and of this agent under it) that have not yet expired."""
     rows = session.connection().execute(
-        _ACTIVE_PAUSES, {**_pause_keys(credential, agent_id), "now": now}
+        _ACTIVE_PAUSES, {**pause_keys(credential, agent_id), "now": now}
     )
     return [ActivePause(*row) for row in rows]
 
@@ -122,7 +123,7 @@ def claim_pauses(
         {
             "op_sync": sync_name,
             "op_agent": agent_id,
-            **_pause_keys(credential, agent_id),
+            **pause_keys(credential, agent_id),
             "now": now,
         },
     )
@@ -182,10 +183,13 @@ def pause(
 
 
 _CLEAR_PAUSES = delete(PAUSES).where(_OF_KEY_OR_AGENT)
+#: PostgreSQL: :func:`clear_pauses` as a CTE of an answer's statement (:func:`pause_keys`):
+#: a row per pause ended.
+CLEARED = _CLEAR_PAUSES.returning(PAUSES.c.id).cte("cleared")
 
 
 def clear_pauses(session: Session, credential: str, agent_id: str) -> int:
     """A successful answer ends the key's and the agent's pauses."""
-    result = session.connection().execute(_CLEAR_PAUSES, _pause_keys(credential, agent_id))
+    result = session.connection().execute(_CLEAR_PAUSES, pause_keys(credential, agent_id))
     cleared: int = result.rowcount
     return cleared

@@ -3,9 +3,10 @@
 In the claim's own transaction (docs/design.md#the-send-gate) a round reads the
 due leads, asks the sync's local rules (calling hours) about them, tries the
 per-number locks (:mod:`syncd.adapters.number_locks`) of the numbers it may
-send and, under those locks, reads what the number rules need: the rivals (with
-the duplicate-phone rule on), the suppression list (always) and the numbers'
-recent sends across every agent and sync (with a frequency cap). The decision
+send and, under those locks, reads what the number rules need, in one statement
+(:mod:`syncd.adapters.outbox.number_reads`): the rivals (with the duplicate-phone
+rule on), the suppression list (always) and the numbers' recent sends across
+every agent and sync (with a frequency cap). The decision
 is :func:`syncd.domain.gate_round.plan_round`; then the skipped leads become
 ``skipped`` with the reason in their note and audit trail, and every lead
 that waits (calling hours or a gate rule) stays queued, due again at the time
@@ -15,32 +16,25 @@ sent on a check that could not be made.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
-    Select,
-    and_,
     bindparam,
     func,
-    or_,
-    select,
     update,
 )
 from sqlalchemy.orm import Session
 
 from syncd.adapters import ledger
 from syncd.adapters.number_locks import try_lock_numbers
-from syncd.adapters.number_param import as_param, number_among
 from syncd.adapters.outbox.common import LEADS, ClaimedLead
 from syncd.adapters.outbox.dial_decisions import Dial
 from syncd.adapters.outbox.due import due_leads
-from syncd.adapters.suppression_store import suppressed_among
+from syncd.adapters.outbox.number_reads import read_numbers
 from syncd.domain.frequency import longest
-from syncd.domain.gate import Action, Candidate, GateRules, NumberFacts, Rival, Verdict
+from syncd.domain.gate import Action, Candidate, GateRules, Verdict
 from syncd.domain.gate_round import RoundPlan, numbers_to_lock, plan_round
 from syncd.domain.local_rules import CallingRules, DueLead, LocalCall
 from syncd.domain.states import LeadState
@@ -80,11 +74,15 @@ def gate_round(
     openings = {lead_id: lc.opens for lead_id, lc in local.items() if lc.opens is not None}
     locked = try_lock_numbers(session, numbers_to_lock(due, openings))
     phones = sorted({phone for _agent, phone in locked})
-    rivals: list[Rival] = []
-    if rules.checks_duplicates:
-        rivals = _rivals(session, agent_id, phones, now - rules.duplicate_window)
-    numbers = _number_facts(session, phones, rules, due, now)
-    plan = plan_round(due, openings, locked, rivals, rules, now, numbers)
+    reach = longest([*rules.caps, *(cap for lead in due for cap in lead.caps)])
+    read = read_numbers(
+        session,
+        phones,
+        agent_id=agent_id,
+        rivals_since=now - rules.duplicate_window if rules.checks_duplicates else None,
+        sends_since=now - reach if reach > timedelta(0) else None,
+    )
+    plan = plan_round(due, openings, locked, read.rivals, rules, now, read.facts)
     _apply(session, sync_name, plan, now)
     sendable, dials = _sent(rows, plan)
     return sendable, plan.progressed, dials
@@ -138,95 +136,6 @@ def _stopped(row: Any) -> str | None:
     if row.discarded_at is not None:
         return "discarded by an operator"
     return None
-
-
-def _state_in(states: Sequence[LeadState]) -> ColumnElement[bool]:
-    """``leads.state`` is one of ``states``, compiled once: a literal list's ``IN`` is
-    an expanding parameter, rendered again on every execution."""
-    return or_(*(LEADS.c.state == state.value for state in states))
-
-
-@functools.lru_cache(maxsize=4)
-def _rivals_statement(dialect: str) -> Select[Any]:
-    """Other leads of the agent holding one of the numbers bound as ``phones``: queued
-    or in flight whatever their age, accepted within the window; read through
-    ix_leads_phone (agent, phone). The numbers go as one parameter
-    (:mod:`syncd.adapters.number_param`), so the statement is compiled once."""
-    return select(LEADS.c.id, LEADS.c.phone_e164, LEADS.c.state, LEADS.c.sent_at).where(
-        LEADS.c.agent_id == bindparam("agent_id"),
-        number_among(LEADS.c.phone_e164, dialect, "phones"),
-        or_(
-            _state_in([LeadState.QUEUED, LeadState.SENDING, LeadState.UNCERTAIN]),
-            and_(
-                LEADS.c.state == LeadState.ACCEPTED.value,
-                or_(
-                    LEADS.c.sent_at.is_(None),
-                    LEADS.c.sent_at >= bindparam("since", type_=LEADS.c.sent_at.type),
-                ),
-            ),
-        ),
-    )
-
-
-def _rivals(session: Session, agent_id: str, phones: Sequence[str], since: datetime) -> list[Rival]:
-    if not phones:
-        return []
-    connection = session.connection()
-    rows = connection.execute(
-        _rivals_statement(connection.dialect.name),
-        {"agent_id": agent_id, "phones": as_param(phones), "since": since},
-    ).all()
-    return [Rival(r.id, r.phone_e164, LeadState(r.state), r.sent_at) for r in rows]
-
-
-#: The states of a send that may have reached SimZ: what the frequency caps count.
-_SENT_STATES = frozenset(
-    state.value for state in (LeadState.SENDING, LeadState.ACCEPTED, LeadState.UNCERTAIN)
-)
-
-
-@functools.lru_cache(maxsize=4)
-def _sends_statement(dialect: str) -> Select[Any]:
-    """The requests started for the numbers bound as ``phones`` since ``since``, with
-    the lead's state now, across every agent and sync.
-
-    Read through ix_leads_number (phone, sent_at), which the statement leaves the
-    planner no other choice of: the state is checked by the caller
-    (:data:`_SENT_STATES`), because with a state condition PostgreSQL, its
-    statistics taken while the leads were queued, read every accepted lead through
-    ix_leads_state instead (6 ms rather than 0.5 ms a claim at 10,000 sent). The
-    numbers go as one parameter (:mod:`syncd.adapters.number_param`), so the
-    statement is compiled once.
-    """
-    return select(LEADS.c.phone_e164, LEADS.c.sent_at, LEADS.c.state).where(
-        number_among(LEADS.c.phone_e164, dialect, "phones"),
-        LEADS.c.sent_at >= bindparam("since", type_=LEADS.c.sent_at.type),
-    )
-
-
-def _number_facts(
-    session: Session,
-    phones: Sequence[str],
-    rules: GateRules,
-    due: Sequence[Candidate],
-    now: datetime,
-) -> NumberFacts:
-    """The suppression list's entries for ``phones``, and their sends within the longest cap.
-
-    The sends are read only when a cap applies to one of the due leads.
-    """
-    listed = suppressed_among(session, phones)
-    suppressed = {phone: entry.describe() for phone, entry in listed.items()}
-    reach = longest([*rules.caps, *(cap for lead in due for cap in lead.caps)])
-    sends: dict[str, list[datetime]] = {}
-    if phones and reach > timedelta(0):
-        connection = session.connection()
-        statement = _sends_statement(connection.dialect.name)
-        found = connection.execute(statement, {"phones": as_param(phones), "since": now - reach})
-        for phone, sent_at, state in found.all():
-            if state in _SENT_STATES:
-                sends.setdefault(phone, []).append(sent_at)
-    return NumberFacts(suppressed, sends)
 
 
 def _apply(session: Session, sync_name: str, plan: RoundPlan, now: datetime) -> None:
