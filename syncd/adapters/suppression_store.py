@@ -18,10 +18,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, delete, func, select
+from sqlalchemy import (
+    JSON,
+    FromClause,
+    Select,
+    String,
+    Table,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal_column,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import NamedFromClause
 
 from syncd.adapters.number_locks import lock_phones
 from syncd.adapters.number_param import as_param, distinct_numbers, number_among
@@ -49,11 +63,44 @@ class SuppressionEntry:
         return f"number is on the suppression list ({self.source}: {self.reason})"
 
 
+def entries_among(dialect: str, name: str) -> tuple[FromClause, NamedFromClause]:
+    """The entries of the numbers of the JSON array bound as ``name``
+    (:mod:`syncd.adapters.number_param`): a FROM clause, and the entry columns in it.
+
+    PostgreSQL: one primary-key lookup per number (``JOIN LATERAL ... LIMIT 1``),
+    whatever the planner's statistics. With ``phone_e164 = ANY(<the numbers>)`` and
+    no statistics (a list never analysed), the planner read every entry instead,
+    comparing each with every number in turn: 1.8 ms a claim of 100 numbers and
+    30 ms a poll page of 2,000 against 1,000 entries, growing with the list; the
+    lookups take 0.2 and 2.4 ms at any size. SQLite: ``IN`` the rows of
+    ``json_each``, a lookup per number already.
+    """
+    if dialect != "postgresql":
+        entry = (
+            select(SUPPRESSIONS)
+            .where(number_among(SUPPRESSIONS.c.phone_e164, dialect, name))
+            .subquery("entry")
+        )
+        return entry, entry
+    listed = (
+        func.json_array_elements_text(cast(bindparam(name, type_=String), JSON))
+        .table_valued("value")
+        .render_derived("listed")
+    )
+    entry = (
+        select(SUPPRESSIONS)
+        .where(SUPPRESSIONS.c.phone_e164 == listed.c.value)
+        .limit(literal_column("1"))
+        .lateral("entry")
+    )
+    return listed.join(entry, true()), entry
+
+
 @functools.lru_cache(maxsize=4)
 def _among(dialect: str) -> Select[Any]:
-    """The entries of the numbers bound as ``phones``, compiled once per dialect
-    (:mod:`syncd.adapters.number_param`: the send gate reads it on every claim)."""
-    return select(SUPPRESSIONS).where(number_among(SUPPRESSIONS.c.phone_e164, dialect, "phones"))
+    """The entries of the numbers bound as ``phones``, compiled once per dialect."""
+    source, entry = entries_among(dialect, "phones")
+    return select(entry).select_from(source)
 
 
 def suppressed_among(session: Session, phones: Collection[str]) -> dict[str, SuppressionEntry]:

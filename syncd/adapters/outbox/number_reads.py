@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from syncd.adapters.number_param import as_param, number_among
 from syncd.adapters.orm import UTCDateTime
 from syncd.adapters.outbox.common import LEADS
-from syncd.adapters.suppression_store import SUPPRESSIONS, SuppressionEntry
+from syncd.adapters.suppression_store import SuppressionEntry, entries_among
 from syncd.domain.gate import NumberFacts, Rival
 from syncd.domain.states import LeadState
 
@@ -143,17 +143,18 @@ def _lead_part(kind: str, with_id: bool) -> list[ColumnElement[Any]]:
 
 
 def _suppressed(dialect: str) -> Select[Any]:
-    """The suppression list's entries of the numbers bound as ``phones``."""
-    entries = SUPPRESSIONS.c
+    """The suppression list's entries of the numbers bound as ``phones``, a lookup per
+    number (:func:`syncd.adapters.suppression_store.entries_among`)."""
+    source, entry = entries_among(dialect, "phones")
     return select(
         _kind(_SUPPRESSED),
         _none(BigInteger, "id"),
-        entries.phone_e164.label("phone"),
+        entry.c.phone_e164.label("phone"),
         _none(String, "state"),
-        entries.seen_at.label("at"),
-        *(entries[name].label(name) for name in _ENTRY_COLUMNS),
-        entries.added_at.label("added_at"),
-    ).where(number_among(entries.phone_e164, dialect, "phones"))
+        entry.c.seen_at.label("at"),
+        *(entry.c[name].label(name) for name in _ENTRY_COLUMNS),
+        entry.c.added_at.label("added_at"),
+    ).select_from(source)
 
 
 def _state_in(states: Sequence[LeadState]) -> ColumnElement[bool]:
