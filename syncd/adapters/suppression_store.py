@@ -87,13 +87,13 @@ def entries_among(dialect: str, name: str) -> tuple[FromClause, NamedFromClause]
         .table_valued("value")
         .render_derived("listed")
     )
-    entry = (
+    lookup = (
         select(SUPPRESSIONS)
         .where(SUPPRESSIONS.c.phone_e164 == listed.c.value)
         .limit(literal_column("1"))
         .lateral("entry")
     )
-    return listed.join(entry, true()), entry
+    return listed.join(lookup, true()), lookup
 
 
 @functools.lru_cache(maxsize=4)
