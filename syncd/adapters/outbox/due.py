@@ -28,7 +28,7 @@ def queued_agents(session: Session, sync_name: str) -> list[str]:
     return [agent for (agent,) in rows if agent]
 
 
-def _due_query() -> CompoundSelect:
+def _due_query() -> CompoundSelect[Any]:
     """The due leads, oldest first: two parts that each read ``ix_leads_claim`` in order,
     in one statement (``UNION ALL``, one round trip).
 

@@ -106,7 +106,7 @@ def _entry(row: Any) -> SuppressionEntry:
 
 
 @functools.lru_cache(maxsize=16)
-def _reads(dialect: str, rivals: bool, sends: bool) -> CompoundSelect:
+def _reads(dialect: str, rivals: bool, sends: bool) -> CompoundSelect[Any]:
     """The statement: the suppression list's part, then the rivals' and the sends' when
     asked for. Every part has the same columns: ``kind``, ``id``, ``phone``, ``state``,
     ``at`` and the suppression entry's own (NULL in the other parts)."""
