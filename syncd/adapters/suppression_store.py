@@ -76,24 +76,24 @@ def entries_among(dialect: str, name: str) -> tuple[FromClause, NamedFromClause]
     ``json_each``, a lookup per number already.
     """
     if dialect != "postgresql":
-        entry = (
+        filtered = (
             select(SUPPRESSIONS)
             .where(number_among(SUPPRESSIONS.c.phone_e164, dialect, name))
             .subquery("entry")
         )
-        return entry, entry
+        return filtered, filtered
     listed = (
         func.json_array_elements_text(cast(bindparam(name, type_=String), JSON))
         .table_valued("value")
         .render_derived("listed")
     )
-    lookup = (
+    looked_up = (
         select(SUPPRESSIONS)
         .where(SUPPRESSIONS.c.phone_e164 == listed.c.value)
         .limit(literal_column("1"))
         .lateral("entry")
     )
-    return listed.join(lookup, true()), lookup
+    return listed.join(looked_up, true()), looked_up
 
 
 @functools.lru_cache(maxsize=4)
