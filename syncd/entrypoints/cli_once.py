@@ -21,6 +21,7 @@ from syncd.config import Config, SyncConfig
 from syncd.entrypoints import sandbox_clock
 from syncd.entrypoints.cli_common import (
     EXIT_FAILURE,
+    bound_malloc,
     config_option,
     fail,
     freeze_startup_objects,
@@ -105,6 +106,7 @@ def once(ctx: click.Context, config_path: Path, sync_name: str | None, dry_run: 
     each new or changed record's Salesforce Id, would-be state, agent and note,
     and how many new leads the blast-radius guard would hold.
     """
+    bound_malloc()  # before any thread starts
     config = load_or_exit(config_path)
     setup(ctx, config)
     syncs = _selected(config, sync_name)

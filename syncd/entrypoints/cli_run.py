@@ -51,6 +51,7 @@ from syncd import __version__
 from syncd.config import Config
 from syncd.entrypoints.cli_common import (
     EXIT_FAILURE,
+    bound_malloc,
     config_option,
     describe_db_error,
     freeze_startup_objects,
@@ -405,6 +406,7 @@ def run(ctx: click.Context, config_path: Path) -> None:
     daemon.shutdown_grace (exit 0; 1 if leads were left in flight); a second
     signal exits at once.
     """
+    bound_malloc()  # before any thread starts
     config = load_or_exit(config_path)
     setup(ctx, config)
     sys.exit(run_daemon(config))
