@@ -244,6 +244,7 @@ def move_along(
     rows name ``batch_id``, or the batch of ``along`` when it has one.
     """
     step = _Step.of(lead_ids, source, target, reason, now, batch_id, values)
+    assert not step.params.keys() & along_params.keys(), "a parameter of the move's name"
     statement = _pg_move_statement(step.names, count_attempt, along, step.start)
     row = session.connection().execute(statement, {**along_params, **step.params}).one()
     step.check(session, row.moved)

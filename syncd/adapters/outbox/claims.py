@@ -43,8 +43,7 @@ _BATCH_VALUES = (
 )
 
 
-def _new_batch(
-    session: Session,
+def _batch_row(
     *,
     sync_name: str,
     agent_id: str,
@@ -53,23 +52,21 @@ def _new_batch(
     now: datetime,
     worker: str | None,
     posted: bool,
-) -> int:
-    batch_id: int = (
-        session.connection()
-        .execute(
-            _NEW_BATCH,
-            {
-                "sync_name": sync_name,
-                "agent_id": agent_id,
-                "api_key_id": credential,
-                "lead_count": lead_count,
-                "created_at": now,
-                "posted_at": now if posted else None,
-                "worker": worker,
-            },
-        )
-        .scalar_one()
-    )
+) -> dict[str, Any]:
+    """The values of a new batch row (:data:`_BATCH_VALUES`)."""
+    return {
+        "sync_name": sync_name,
+        "agent_id": agent_id,
+        "api_key_id": credential,
+        "lead_count": lead_count,
+        "created_at": now,
+        "posted_at": now if posted else None,
+        "worker": worker,
+    }
+
+
+def _new_batch(session: Session, row: dict[str, Any]) -> int:
+    batch_id: int = session.connection().execute(_NEW_BATCH, row).scalar_one()
     return batch_id
 
 
@@ -104,19 +101,19 @@ def claim(
     leads, dials = _gate(session, sync_name, agent_id, limit, now, rules, calling_rules)
     if not leads:
         return None
-    batch = {
-        "sync_name": sync_name,
-        "agent_id": agent_id,
-        "api_key_id": credential,
-        "lead_count": len(leads),
-        "created_at": now,
-        "posted_at": now if posted else None,
-        "worker": worker,
-    }
+    batch = _batch_row(
+        sync_name=sync_name,
+        agent_id=agent_id,
+        credential=credential,
+        lead_count=len(leads),
+        now=now,
+        worker=worker,
+        posted=posted,
+    )
     if session.connection().dialect.name == "postgresql":
         batch_id = _claim_at_once(session, leads, dials, batch, rules.version, now)
         return Claim(batch_id, sync_name, agent_id, leads, now)
-    batch_id = session.connection().execute(_NEW_BATCH, batch).scalar_one()
+    batch_id = _new_batch(session, batch)
     move(
         session,
         [lead.id for lead in leads],
@@ -211,8 +208,7 @@ def rebatch(
     worker: str | None,
 ) -> Claim:
     """A new in-flight batch row for part of a split batch; its leads stay ``sending``."""
-    batch_id = _new_batch(
-        session,
+    row = _batch_row(
         sync_name=parent.sync_name,
         agent_id=parent.agent_id,
         credential=credential,
@@ -221,6 +217,7 @@ def rebatch(
         worker=worker,
         posted=True,
     )
+    batch_id = _new_batch(session, row)
     ids = [lead.id for lead in leads]
     result = session.execute(
         update(Lead)
