@@ -60,19 +60,21 @@ def _accepted_at(step: Move, now: datetime) -> dict[str, Any]:
 
 
 def _close_planned(session: Session, batch_id: int, plan: OutcomePlan, now: datetime) -> None:
+    close_batch(session, batch_id, now=now, **_closing_fields(plan))
+
+
+def _closing_fields(plan: OutcomePlan) -> dict[str, Any]:
+    """What the plan writes on its batch row when it closes it."""
     row = plan.batch
-    close_batch(
-        session,
-        batch_id,
-        outcome=row.outcome,
-        now=now,
-        http_status=row.http_status,
-        simz_batch_id=row.simz_batch_id,
-        accepted=row.accepted,
-        rejected=row.rejected,
-        duration=row.duration,
-        excerpt=row.excerpt,
-    )
+    return {
+        "outcome": row.outcome,
+        "http_status": row.http_status,
+        "simz_batch_id": row.simz_batch_id,
+        "accepted": row.accepted,
+        "rejected": row.rejected,
+        "duration": row.duration,
+        "excerpt": row.excerpt,
+    }
 
 
 def apply_plan(
@@ -169,19 +171,7 @@ def _apply_at_once(
     """PostgreSQL: the plan's move, the pauses' end, the batch row's close and the
     release of ``release`` in one statement (one round trip instead of four)."""
     [step] = plan.moves
-    row = plan.batch
-    params = close_params(
-        "c_",
-        batch_id,
-        outcome=row.outcome,
-        now=now,
-        http_status=row.http_status,
-        simz_batch_id=row.simz_batch_id,
-        accepted=row.accepted,
-        rejected=row.rejected,
-        duration=row.duration,
-        excerpt=row.excerpt,
-    )
+    params = close_params("c_", batch_id, now=now, **_closing_fields(plan))
     params.update(pause_keys(credential, agent_id), r_batch=release, r_now=now)
     done = move_along(
         session,
