@@ -35,12 +35,12 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-import jwt
 import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 from simple_salesforce.util import call_salesforce
 
+from syncd.adapters.lean_imports import jwt_module
 from syncd.config.models import (
     ClientCredentialsAuth,
     JwtAuth,
@@ -319,6 +319,7 @@ class SalesforceSource:
             "aud": login_base_url(self.config),
             "exp": int((datetime.now(UTC) + timedelta(minutes=3)).timestamp()),
         }
+        jwt = jwt_module()
         try:
             assertion = jwt.encode(claims, key, algorithm="RS256")
         except (ValueError, TypeError, jwt.PyJWTError) as exc:
