@@ -5,7 +5,9 @@ in their own processes as in ``benchmarks/run.py``; syncd runs in a child
 process under py-spy (sampling every thread that is on a CPU), with a
 SQLAlchemy cursor listener counting every statement sent to the database (one per round trip; an
 executemany counts once), grouped by the statement's first words. Prints the
-top functions by own and cumulative time and the statements by count.
+top functions by own and cumulative time and the statements by count. As in
+``run.py``, syncd is byte-compiled and the database migrated before the
+profiled process starts.
 
 Usage::
 
@@ -27,7 +29,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import PYTHON, Database, Org, Simz, clean_env, syncd_config  # noqa: E402
+from run import (  # noqa: E402
+    PYTHON,
+    Database,
+    Org,
+    Simz,
+    clean_env,
+    compile_syncd,
+    syncd_config,
+)
 
 #: What the child runs: syncd's CLI with a statement counter on every engine.
 CHILD = r"""
@@ -104,6 +114,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     backend = args.backend or ("postgresql" if args.postgres_url else "sqlite")
+    compile_syncd()
     work = Path(tempfile.mkdtemp(prefix="syncd-profile-"))
     prefix = args.out or str(work / "profile")
     simz = Simz(work)
@@ -111,6 +122,9 @@ def main() -> int:
     try:
         url = Database(backend, work, args.postgres_url, args.database_name).fresh()
         config = syncd_config(work / "p.yaml", url, org, simz, start_at="2020-01-01T00:00:00Z")
+        # As in run.py: the database is at head before the profiled process starts.
+        migrate = [PYTHON, "-m", "syncd", "migrate", "-c", str(config)]
+        subprocess.run(migrate, env=clean_env(), capture_output=True, check=True)
         spy = str(Path(PYTHON).with_name("py-spy"))
         child = [spy, "record", "--format", "raw", "-r", "200", *(["--gil"] if args.gil else [])]
         child += ["-o"]
