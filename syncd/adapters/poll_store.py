@@ -1,9 +1,11 @@
 """SQLAlchemy access for polling: sync_state, the page's lookups, poll_runs, the guard.
 
 Set-based on purpose: one page of up to 2,000 records costs one SELECT of the
-page's existing leads and one SELECT of recent phone numbers (each in chunks of
-at most 900 values). What the page then writes to its leads (new leads, changed
-records, their audit trail and write-backs) goes through
+page's existing leads and one SELECT of recent phone numbers (on SQLite in
+chunks of at most 900 values; on PostgreSQL one statement each, the page's
+values bound as one JSON text, :mod:`syncd.adapters.number_param`). What the
+page then writes to its leads (new leads, changed records, their audit trail
+and write-backs) goes through
 :mod:`syncd.adapters.ledger`, the one module that writes lead states.
 Every function takes the caller's :class:`Session`; the caller owns the
 transaction (one per page), so a page's leads and the watermark commit together.
@@ -21,8 +23,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Select,
     Table,
     and_,
+    bindparam,
     delete,
     func,
     or_,
@@ -33,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from syncd.adapters.ledger import bind_processor, result_processor
+from syncd.adapters.number_param import as_param, number_among
 from syncd.adapters.orm import IntakeAdmission, Lead, PollRun, SyncState
 from syncd.domain.page_plan import ExistingLead
 from syncd.domain.rules import HOLDS_NUMBER, AgentPhone
@@ -192,12 +197,10 @@ def existing_leads(
             for row in _sqlite_rows(session, sql, (sync_name, *chunk)):
                 found[row[1]] = _existing(row, stamp)
         return found
-    for chunk in _chunks(salesforce_ids):
-        query = select(*_EXISTING).where(Lead.sync_name == sync_name, Lead.salesforce_id.in_(chunk))
-        if lock:
-            query = query.with_for_update()
-        for row in session.execute(query):
-            found[row[1]] = _existing(row)
+    query = _PG_EXISTING_LOCKED if lock else _PG_EXISTING
+    params = {"sync_name": sync_name, "ids": as_param(salesforce_ids)}
+    for row in session.execute(query, params):
+        found[row[1]] = _existing(row)
     return found
 
 
@@ -209,6 +212,13 @@ _EXISTING = (
     Lead.record_stamp,
     Lead.discarded_at,
 )
+#: PostgreSQL: the page's ids as one JSON text, one statement psycopg prepares
+#: once (an IN list of up to 2,000 binds is parsed again on every page).
+_PG_EXISTING = select(*_EXISTING).where(
+    Lead.sync_name == bindparam("sync_name"),
+    number_among(_LEADS.c.salesforce_id, "postgresql", "ids"),
+)
+_PG_EXISTING_LOCKED = _PG_EXISTING.with_for_update()
 
 
 def _existing(row: Sequence[Any], stamp: Callable[[Any], Any] | None = None) -> ExistingLead:
@@ -260,18 +270,34 @@ def recent_phones(
                 if lead_id not in exclude_ids and agent is not None and phone is not None:
                     pairs.add((agent, phone))
         return pairs
-    when = func.coalesce(Lead.sent_at, Lead.created_at)
-    for chunk in _chunks(sorted(phones)):
-        query = select(Lead.id, Lead.agent_id, Lead.phone_e164).where(
-            Lead.phone_e164.in_(chunk),
-            or_(Lead.state.in_(_HOLDING_STATES), and_(Lead.state == _ACCEPTED, when >= since)),
-        )
-        if agents is not None:
-            query = query.where(Lead.agent_id.in_(sorted(agents)))
-        for lead_id, agent, phone in session.execute(query):
-            if lead_id not in exclude_ids and agent is not None and phone is not None:
-                pairs.add((agent, phone))
+    values: dict[str, Any] = {"phones": as_param(sorted(phones)), "since": since}
+    if agents is not None:
+        values["agents"] = as_param(sorted(agents))
+    query = _PG_RECENT_OF_AGENTS if agents is not None else _PG_RECENT
+    for lead_id, agent, phone in session.execute(query, values):
+        if lead_id not in exclude_ids and agent is not None and phone is not None:
+            pairs.add((agent, phone))
     return pairs
+
+
+def _pg_recent(of_agents: bool) -> Select[Any]:
+    """PostgreSQL's :func:`recent_phones`: the numbers (and agents) as JSON texts."""
+    leads = _LEADS.c
+    when = func.coalesce(leads.sent_at, leads.created_at)
+    query: Select[Any] = select(leads.id, leads.agent_id, leads.phone_e164).where(
+        number_among(leads.phone_e164, "postgresql", "phones"),
+        or_(
+            leads.state.in_(_HOLDING_STATES),
+            and_(leads.state == _ACCEPTED, when >= bindparam("since")),
+        ),
+    )
+    if of_agents:
+        query = query.where(number_among(leads.agent_id, "postgresql", "agents"))
+    return query
+
+
+_PG_RECENT = _pg_recent(of_agents=False)
+_PG_RECENT_OF_AGENTS = _pg_recent(of_agents=True)
 
 
 def refresh_statistics(session: Session) -> bool:

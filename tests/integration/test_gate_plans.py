@@ -1,8 +1,11 @@
-"""The send gate's reads use their indexes on PostgreSQL, whatever the statistics say.
+"""The send gate's and the poll's reads use their indexes on PostgreSQL, whatever the
+statistics say.
 
 A claim reads the due leads (``ix_leads_claim``), and under the numbers' locks
 the suppression list (its primary key), the rivals (``ix_leads_phone``) and the
-numbers' sends (``ix_leads_number``). The planner picks each plan from the
+numbers' sends (``ix_leads_number``). A poll page reads its existing leads (the
+unique key of sync and Salesforce Id) and the recent leads of its numbers
+(``ix_leads_phone``, or ``ix_leads_number`` when any agent counts). The planner picks each plan from the
 table statistics, which on a fresh database may be missing (never analysed:
 the bench's server runs without autovacuum) or stale (taken while every lead
 was queued). Each plan is checked here, as custom and as generic plan, with
@@ -27,6 +30,7 @@ from syncd.adapters.migrate import upgrade
 from syncd.adapters.number_param import as_param
 from syncd.adapters.outbox.due import _DUE
 from syncd.adapters.outbox.number_reads import _reads
+from syncd.adapters.poll_store import _PG_EXISTING_LOCKED, _PG_RECENT, _PG_RECENT_OF_AGENTS
 from syncd.adapters.suppression_store import _among
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL
 
@@ -108,10 +112,16 @@ def _reads_of() -> list[tuple[str, Any, dict[str, Any]]]:
         "rivals_since": NOW - timedelta(days=1),
         "sends_since": NOW - timedelta(days=30),
     }
+    page_ids = [f"{n:018d}" for n in range(SENT - 1_000, SENT + 1_000)]
+    page_phones = [f"+1415{n:07d}" for n in range(SENT - 1_000, SENT + 1_000)]
+    recent = {"phones": as_param(page_phones), "since": NOW - timedelta(days=1)}
     return [
         ("due", _DUE, {"sync_name": "web", "agent_id": "agt_1", "now": NOW, "limit": 100}),
         ("numbers", _reads("postgresql", True, True), numbers),
         ("suppression", _among("postgresql"), {"phones": as_param(phones)}),
+        ("existing", _PG_EXISTING_LOCKED, {"sync_name": "web", "ids": as_param(page_ids)}),
+        ("recent", _PG_RECENT_OF_AGENTS, {**recent, "agents": as_param(["agt_1"])}),
+        ("recent, any agent", _PG_RECENT, recent),
     ]
 
 
@@ -132,7 +142,11 @@ def _prepared(statement: Any, params: dict[str, Any], engine: Engine) -> tuple[s
         names.append(match.group(1))
         return f"${len(names)}"
 
-    sql = re.sub(r"%\((\w+)\)s", number, str(compiled))
+    def expanded(match: re.Match[str]) -> str:  # an IN of a constant list, as literals
+        return ", ".join(_literal(value) for value in compiled.params[match.group(1)])
+
+    sql = re.sub(r"__\[POSTCOMPILE_(\w+)\]", expanded, str(compiled))
+    sql = re.sub(r"%\((\w+)\)s", number, sql)
     values = [params.get(name, compiled.params.get(name)) for name in names]
     return sql, ", ".join(_literal(v) for v in values)
 

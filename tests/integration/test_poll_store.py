@@ -251,10 +251,11 @@ def reference_recent(
     return pairs
 
 
-def test_sqlite_lookups_find_what_sqlalchemy_found(tmp_path: Path) -> None:
-    """On SQLite, existing_leads and recent_phones answer as the SQLAlchemy queries did."""
-    engine = fresh(tmp_path / "lookups.db")
+def test_lookups_find_what_sqlalchemy_found(engine: Engine) -> None:
+    """existing_leads and recent_phones (SQLite: straight to the driver; PostgreSQL: the
+    values as one JSON parameter) answer as the SQLAlchemy queries of IN lists did."""
     factory = make_session_factory(engine)
+    naive = engine.dialect.name == "sqlite"  # a plain text statement binds SQLite's UTC text
     states = ["queued", "sending", "accepted", "uncertain", "rejected", "invalid", "skipped"]
     with factory.begin() as session:
         for number, sync_name in enumerate(("web", "other")):
@@ -276,14 +277,12 @@ def test_sqlite_lookups_find_what_sqlalchemy_found(tmp_path: Path) -> None:
             # directly (the ledger inserts only the states a new record may start in).
             reference_insert(session, sync_name, leads, NOW - timedelta(hours=number))
         # Some sent long ago, some recently; created_at decides for the others.
-        session.execute(
-            text("UPDATE leads SET sent_at = :at WHERE id % 5 = 0"),
-            {"at": (NOW - timedelta(days=2)).replace(tzinfo=None)},
-        )
-        session.execute(
-            text("UPDATE leads SET sent_at = :at WHERE id % 5 = 1"),
-            {"at": (NOW - timedelta(minutes=1)).replace(tzinfo=None)},
-        )
+        for remainder, ago in ((0, timedelta(days=2)), (1, timedelta(minutes=1))):
+            at = NOW - ago
+            session.execute(
+                text("UPDATE leads SET sent_at = :at WHERE id % 5 = :remainder"),
+                {"at": at.replace(tzinfo=None) if naive else at, "remainder": remainder},
+            )
     ids = [f"00Q{n:015d}" for n in range(0, 3500, 3)] + ["00Qnotthere000000"]
     phones = [f"+1202555{n:04d}" for n in range(0, 1600, 2)]
     lookups = 0
@@ -301,7 +300,6 @@ def test_sqlite_lookups_find_what_sqlalchemy_found(tmp_path: Path) -> None:
                     assert found == expected_pairs, (since, agents, len(excluded))
                     lookups += len(expected_pairs)
     assert lookups > 1000  # both lookups found plenty, so the comparison means something
-    engine.dispose()
 
 
 def pg_text_rows(engine: Engine, sync_name: str) -> tuple[list[Any], list[Any]]:
