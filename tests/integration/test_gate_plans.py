@@ -5,8 +5,8 @@ A claim reads the due leads (``ix_leads_claim``), and under the numbers' locks
 the suppression list (its primary key), the rivals (``ix_leads_phone``) and the
 numbers' sends (``ix_leads_number``). A poll page reads its existing leads (the
 unique key of sync and Salesforce Id) and the recent leads of its numbers
-(``ix_leads_phone``, or ``ix_leads_number`` when any agent counts). The planner picks each plan from the
-table statistics, which on a fresh database may be missing (never analysed:
+(``ix_leads_phone``, or ``ix_leads_number`` when any agent counts). The planner
+picks each plan from the table statistics, which on a fresh database may be missing (never analysed:
 the bench's server runs without autovacuum) or stale (taken while every lead
 was queued). Each plan is checked here, as custom and as generic plan, with
 no statistics, with statistics of a queue that has since been sent, and with
