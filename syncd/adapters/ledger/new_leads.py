@@ -111,18 +111,47 @@ def insert_new(
     writeback_store.enqueue_selected(session, sync_name, new_ids, allowed, now)
 
 
-#: PostgreSQL: the page's leads as one JSON array of arrays (one round trip, a statement
-#: psycopg parses once; an executemany of 2,000 rows of 17 values was a statement text
-#: of ~2,000 placeholders parsed anew by the driver for every page, a fifth of the
-#: poll's CPU). ``payload`` is taken as the JSON text it was sent as, unchanged.
+#: PostgreSQL: the page's leads as one JSON array of objects (one round trip, a
+#: statement psycopg parses once; an executemany of 2,000 rows of 17 values was a
+#: statement text of ~2,000 placeholders parsed anew by the driver for every page, a
+#: fifth of the poll's CPU). ``json_to_recordset`` parses each object once into typed
+#: columns: ``->>`` on a ``json`` value parses it again for every field read, which took
+#: half the statement's time (70 against 34 ms a page of 2,000). ``payload`` is a
+#: ``json`` column of the record, so it is stored as the JSON text it was sent as.
+_PG_ROW_COLUMNS = (
+    ("i", "salesforce_id", "TEXT"),
+    ("a", "agent_id", "TEXT"),
+    ("s", "state", "TEXT"),
+    ("p", "payload", "JSON"),
+    ("n", "phone_e164", "TEXT"),
+    ("c", "record_cursor", "TIMESTAMPTZ"),
+    ("t", "record_stamp", "TIMESTAMPTZ"),
+    ("h", "record_hash", "TEXT"),
+    ("o", "note", "TEXT"),
+    ("d", "do_not_call", "BOOLEAN"),
+    ("z", "time_zone", "TEXT"),
+    ("g", "region", "TEXT"),
+    ("k", "consent", "TEXT"),
+    ("m", "record_created_at", "TIMESTAMPTZ"),
+)
+_PG_FROM_ROW = {column: f"r.{key}" for key, column, _type in _PG_ROW_COLUMNS}
+_PG_VALUES = {
+    **_PG_FROM_ROW,
+    "sync_name": ":sync_name",
+    "attempts": "0",
+    "created_at": ":now",
+    "updated_at": ":now",
+    "read_at": ":read_at",
+    "queued_at": f"CASE WHEN r.s = '{_QUEUED}' THEN :now END",
+}
 _PG_INSERT_LEADS = text(
     f"INSERT INTO {LEADS.name} ({', '.join(_NEW_LEAD_COLUMNS)}) "
-    "SELECT :sync_name, r ->> 0, r ->> 1, r ->> 2, r -> 3, r ->> 4, "
-    "CAST(r ->> 5 AS TIMESTAMPTZ), CAST(r ->> 6 AS TIMESTAMPTZ), r ->> 7, r ->> 8, "
-    "CAST(r ->> 9 AS BOOLEAN), r ->> 10, r ->> 11, 0, :now, :now, r ->> 12, "
-    f"CAST(r ->> 13 AS TIMESTAMPTZ), :read_at, CASE WHEN r ->> 2 = '{_QUEUED}' THEN :now END "
-    "FROM json_array_elements(CAST(:rows AS JSON)) WITH ORDINALITY AS e(r, n) "
-    f"ORDER BY e.n RETURNING {LEADS.name}.id"
+    f"SELECT {', '.join(_PG_VALUES[column] for column in _NEW_LEAD_COLUMNS)} "
+    "FROM ROWS FROM (json_to_recordset(CAST(:rows AS JSON)) AS ("
+    + ", ".join(f"{key} {kind}" for key, _column, kind in _PG_ROW_COLUMNS)
+    + ")) WITH ORDINALITY AS r("
+    + ", ".join(key for key, _column, _kind in _PG_ROW_COLUMNS)
+    + f", ordinal) ORDER BY r.ordinal RETURNING {LEADS.name}.id"
 ).bindparams(
     bindparam("now", type_=LEADS.c.created_at.type),
     bindparam("read_at", type_=LEADS.c.read_at.type),
@@ -145,22 +174,22 @@ def _insert_postgresql(
         return None if bound is None else bound.isoformat()
 
     rows = [
-        (
-            lead.salesforce_id,
-            lead.agent_id,
-            lead.state,
-            lead.payload,
-            lead.phone_e164,
-            at(lead.record_cursor),
-            at(lead.record_stamp),
-            lead.record_hash,
-            lead.note,
-            bool(lead.do_not_call),
-            lead.time_zone,
-            lead.region,
-            lead.consent,
-            at(lead.record_created_at),
-        )
+        {
+            "i": lead.salesforce_id,
+            "a": lead.agent_id,
+            "s": lead.state,
+            "p": lead.payload,
+            "n": lead.phone_e164,
+            "c": at(lead.record_cursor),
+            "t": at(lead.record_stamp),
+            "h": lead.record_hash,
+            "o": lead.note,
+            "d": bool(lead.do_not_call),
+            "z": lead.time_zone,
+            "g": lead.region,
+            "k": lead.consent,
+            "m": at(lead.record_created_at),
+        }
         for lead in leads
     ]
     returned = session.connection().execute(
