@@ -8,7 +8,7 @@ Importing simple-salesforce imports, whatever is called later:
   in by itself (:mod:`syncd.adapters.salesforce`) and signs a JWT only when a
   sync is configured for the JWT bearer flow.
 
-Together they held about 16 MB of resident memory for the life of every
+Together they held about 17 MB of resident memory for the life of every
 ``syncd run`` and ``once`` (docs/performance.md). :func:`defer`, called by
 :mod:`syncd.adapters` before anything there imports simple-salesforce,
 installs two stand-ins:

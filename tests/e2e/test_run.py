@@ -70,7 +70,7 @@ class TestDelivery:
         """A daemon whose syncs all poll never loads gRPC or Avro (about 12 MB of memory):
         only a streamed sync's intake needs them. Nor does a password login load
         simple-salesforce's SOAP metadata client (lxml) or PyJWT's ``cryptography``
-        (about 16 MB): syncd never calls the one and signs a JWT only for a JWT login."""
+        (about 17 MB): syncd never calls the one and signs a JWT only for a JWT login."""
         harness.salesforce.add_records(lead_records(5))
         daemon = harness.start()
         harness.wait_until(lambda: harness.count_state("accepted") == 5, "5 leads accepted")
