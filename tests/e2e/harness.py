@@ -127,6 +127,35 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return lines
 
 
+def minimal_config(url: str, log_level: str = "info") -> dict[str, Any]:
+    """A small valid configuration whose database is ``url``: enough for ``syncd
+    migrate`` and for a start that never reaches Salesforce or SimZ."""
+    return {
+        "database": {"url": url},
+        "salesforce": {
+            "auth": {
+                "method": "password",
+                "username": "integration@example.com",
+                "password": "pw",
+                "security_token": "tok",
+            },
+            "domain": "login",
+        },
+        "simz": {"base_url": "https://api.simz.com", "api_key": "key"},
+        "syncs": [
+            {
+                "name": "web-leads",
+                "object": "Lead",
+                "schedule": {"every": "60s"},
+                "agent": "agt_1",
+                "mapping": {"phoneNumber": "Phone"},
+                "phone": {"default_region": "US"},
+            }
+        ],
+        "observability": {"log_format": "json", "log_level": log_level},
+    }
+
+
 def lead_records(count: int, start: int = 0, **fields: Any) -> list[dict[str, Any]]:
     """Valid Lead records, each with its own fictional US number (up to 700 of them).
 

@@ -22,37 +22,9 @@ from sqlalchemy import create_engine, text
 from syncd.adapters import migrate
 from syncd.adapters.db import make_engine
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL
-from tests.e2e.harness import run_syncd
+from tests.e2e.harness import minimal_config, run_syncd
 
 ROUNDS = 5
-
-
-def config_for(url: str) -> dict[str, Any]:
-    """A small valid configuration whose database is ``url`` (migrate reads only that)."""
-    return {
-        "database": {"url": url},
-        "salesforce": {
-            "auth": {
-                "method": "password",
-                "username": "integration@example.com",
-                "password": "pw",
-                "security_token": "tok",
-            },
-            "domain": "login",
-        },
-        "simz": {"base_url": "https://api.simz.com", "api_key": "key"},
-        "syncs": [
-            {
-                "name": "web-leads",
-                "object": "Lead",
-                "schedule": {"every": "60s"},
-                "agent": "agt_1",
-                "mapping": {"phoneNumber": "Phone"},
-                "phone": {"default_region": "US"},
-            }
-        ],
-        "observability": {"log_format": "json", "log_level": "info"},
-    }
 
 
 @pytest.fixture
@@ -104,7 +76,7 @@ def test_two_replicas_migrate_an_empty_schema_at_once(
     """Both exit 0, exactly one migrated and the other found it up to date; schema at head."""
     url = fresh_schema()
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(config_for(url)), encoding="utf-8")
+    config.write_text(yaml.safe_dump(minimal_config(url)), encoding="utf-8")
     results = migrate_together(config, tmp_path)
     for result in results:
         assert result.returncode == 0, result.stdout + result.stderr
@@ -123,7 +95,7 @@ def test_two_processes_migrate_an_empty_sqlite_file_at_once(tmp_path: Path) -> N
     for round_ in range(2):
         url = f"sqlite:///{tmp_path}/round-{round_}.db"
         config = tmp_path / "config.yaml"
-        config.write_text(yaml.safe_dump(config_for(url)), encoding="utf-8")
+        config.write_text(yaml.safe_dump(minimal_config(url)), encoding="utf-8")
         results = migrate_together(config, tmp_path)
         for result in results:
             assert result.returncode == 0, result.stdout + result.stderr

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from syncd.adapters.db import make_engine
 from syncd.adapters.migrate import upgrade
@@ -32,7 +31,7 @@ from syncd.adapters.outbox.due import _DUE
 from syncd.adapters.outbox.number_reads import _reads
 from syncd.adapters.poll_store import _PG_EXISTING_LOCKED, _PG_RECENT, _PG_RECENT_OF_AGENTS
 from syncd.adapters.suppression_store import _among
-from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL
+from tests.conftest import fresh_postgres_schema
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 LEADS = 20_000
@@ -74,19 +73,8 @@ def filled(postgres_url_module: str) -> Iterator[Engine]:
 @pytest.fixture(scope="module")
 def postgres_url_module() -> Iterator[str]:
     """A fresh schema for this module's tables (filled once for all its tests)."""
-    if not POSTGRES_URL:
-        pytest.skip(POSTGRES_SKIP_REASON)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_postgres_schema() as url:
+        yield url
 
 
 def _statistics(engine: Engine, kind: str) -> None:

@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -22,6 +21,7 @@ from sqlalchemy import Engine, text
 
 from syncd.adapters import migrate
 from syncd.adapters.db import make_engine
+from tests.e2e.harness import minimal_config
 
 #: In a fresh interpreter: import the daemons' commands, bootstrap as ``syncd once`` and as
 #: ``syncd run`` do, and report the migration's outcome and whether Alembic got imported.
@@ -41,31 +41,7 @@ print(json.dumps({"alembic": alembic}))
 
 def config_file(tmp_path: Path, url: str) -> Path:
     path = tmp_path / "config.yaml"
-    document: dict[str, Any] = {
-        "database": {"url": url},
-        "salesforce": {
-            "auth": {
-                "method": "password",
-                "username": "integration@example.com",
-                "password": "pw",
-                "security_token": "tok",
-            },
-            "domain": "login",
-        },
-        "simz": {"base_url": "https://api.simz.com", "api_key": "key"},
-        "syncs": [
-            {
-                "name": "web-leads",
-                "object": "Lead",
-                "schedule": {"every": "60s"},
-                "agent": "agt_1",
-                "mapping": {"phoneNumber": "Phone"},
-                "phone": {"default_region": "US"},
-            }
-        ],
-        "observability": {"log_format": "json", "log_level": "warning"},
-    }
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    path.write_text(yaml.safe_dump(minimal_config(url, log_level="warning")), encoding="utf-8")
     return path
 
 
